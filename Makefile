@@ -1,0 +1,56 @@
+# mxwarden — top-level entry points. `make run` and `make test` are all a fresh clone needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+NATS_SERVER_VERSION := v2.14.9
+TOOLS_BIN := $(CURDIR)/.tools/bin
+NODE := $(CURDIR)/node_modules/.bin/node
+TSC := $(CURDIR)/node_modules/.bin/tsc
+export PATH := $(TOOLS_BIN):$(PATH)
+
+# Debian packages the tests use as real peers: Postfix's smtp-source/smtp-sink, swaks (with TLS), openssl.
+APT_PACKAGES := postfix swaks libnet-ssleay-perl libio-socket-ssl-perl openssl
+
+.PHONY: help deps deps-npm deps-apt deps-tools typecheck test test-unit test-integration run bench clean
+
+help:
+	@echo "make run    - start a local backup MX on 127.0.0.1:2525 with a stand-in primary"
+	@echo "make test   - install what the tests need, typecheck, run all tests"
+	@echo "make deps   - only install dependencies (npm, Debian packages, pinned tools)"
+
+deps: deps-npm deps-tools deps-apt
+
+deps-npm: node_modules/.installed
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@$(NODE) --version | grep -q '^v24\.' || { echo "pinned Node 24 missing from node_modules" >&2; exit 1; }
+	@touch $@
+
+deps-tools: $(TOOLS_BIN)/nats-server
+$(TOOLS_BIN)/nats-server:
+	@mkdir -p $(TOOLS_BIN)
+	GOBIN=$(TOOLS_BIN) GOFLAGS=-mod=mod go install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
+	@$@ --version
+
+deps-apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+typecheck: deps-npm
+	$(TSC) -p tsconfig.json
+
+test: deps typecheck
+	$(NODE) --test --test-concurrency=1 --test-timeout=600000 'test/**/*.test.ts'
+
+run: deps-npm deps-tools
+	$(NODE) relay/dev/local-backup-mx.ts
+
+bench: deps
+	$(NODE) bench/run.ts
+
+clean:
+	rm -rf .data .tmp
