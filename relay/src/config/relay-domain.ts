@@ -1,0 +1,219 @@
+// The RelayDomain resource as the relay reads it: the same YAML a user `kubectl apply`s.
+// parseRelayDomain turns one untrusted document into a validated, defaulted DomainPolicy, or
+// throws a ConfigError that names the offending field path.
+
+import { domainToASCII } from "node:url";
+import { parseByteSize, parseDuration } from "./quantities.ts";
+
+export const API_VERSION = "mxwarden.io/v1alpha1";
+export const KIND = "RelayDomain";
+
+export type RecipientMode = "any" | "list" | "verify";
+export type OutboundTlsMode = "opportunistic" | "required";
+
+export interface PrimaryHost {
+  host: string;
+  port: number;
+}
+
+/** Validated and defaulted settings for one relayed domain. */
+export interface DomainPolicy {
+  /** metadata.name of the resource, for logs. */
+  name: string;
+  /** The mail domain in lower-case ASCII (IDNA A-label) form. */
+  domain: string;
+  /** Explicit next hops, tried in order; empty means "the domain's MX records ranked above us". */
+  primaryHosts: PrimaryHost[];
+  outboundTls: { mode: OutboundTlsMode; verifyCertificate: boolean };
+  recipients: { mode: RecipientMode; localParts: Set<string> };
+  maxMessageBytes: number;
+  queueLifetimeMs: number;
+  retry: { initialBackoffMs: number; maxBackoffMs: number };
+}
+
+export const DEFAULTS = {
+  port: 25,
+  maxMessageBytes: 50 * 1024 * 1024,
+  queueLifetimeMs: 5 * 86_400_000,
+  initialBackoffMs: 60_000,
+  maxBackoffMs: 3_600_000,
+} as const;
+
+/** Upper bound of spec.maxMessageSize; the queue and scanners are sized for it. */
+export const MAX_MESSAGE_BYTES_LIMIT = 200 * 1024 * 1024;
+/** Upper bound of spec.queue.lifetime (RFC 5321 suggests 4-5 days; services offer up to 30). */
+export const MAX_QUEUE_LIFETIME_MS = 30 * 86_400_000;
+
+export class ConfigError extends Error {
+  readonly path: string;
+  constructor(path: string, message: string) {
+    super(`${path}: ${message}`);
+    this.name = "ConfigError";
+    this.path = path;
+  }
+}
+
+type Obj = Record<string, unknown>;
+
+function isObject(value: unknown): value is Obj {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function objectAt(parent: Obj, key: string, path: string, required = false): Obj | undefined {
+  const value = parent[key];
+  const at = path ? `${path}.${key}` : key;
+  if (value === undefined || value === null) {
+    if (required) throw new ConfigError(at, "is required");
+    return undefined;
+  }
+  if (!isObject(value)) throw new ConfigError(at, "must be an object");
+  return value;
+}
+
+function rejectUnknownKeys(value: Obj, allowed: readonly string[], path: string): void {
+  for (const key of Object.keys(value)) {
+    if (!allowed.includes(key)) throw new ConfigError(`${path}.${key}`, "is not a known field");
+  }
+}
+
+const labelPattern = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
+
+/** Lower-case A-label form of a mail domain, or undefined if it is not a valid host name. */
+export function normaliseDomain(input: string): string | undefined {
+  if (input.length === 0 || input.length > 253 || input.endsWith(".")) return undefined;
+  const labels = input.split(".");
+  if (labels.length < 2) return undefined;
+  const ascii: string[] = [];
+  for (const label of labels) {
+    // domainToASCII would percent-decode ("exa%6dple" becomes "example") and map other
+    // punctuation: only letters, digits, hyphens and non-ASCII letters may reach it.
+    if (!/^[A-Za-z0-9\u0080-\uffff-]+$/.test(label)) return undefined;
+    // Convert label by label: whole-name IDNA mapping would turn look-alike dots (U+3002 and
+    // friends) into real ones, letting "user@example\u3002com" pass as example.com.
+    const converted = domainToASCII(label).toLowerCase();
+    if (!labelPattern.test(converted)) return undefined;
+    ascii.push(converted);
+  }
+  return ascii.join(".");
+}
+
+function parseDurationField(value: unknown, path: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const ms = typeof value === "string" ? parseDuration(value) : undefined;
+  if (ms === undefined || ms <= 0) throw new ConfigError(path, `must be a duration such as "90s", "1h" or "5d", got ${JSON.stringify(value)}`);
+  return ms;
+}
+
+function parseHosts(primary: Obj | undefined, path: string): PrimaryHost[] {
+  const raw = primary?.hosts;
+  if (raw === undefined) return [];
+  if (!Array.isArray(raw)) throw new ConfigError(`${path}.hosts`, "must be a list");
+  return raw.map((entry: unknown, index) => {
+    const at = `${path}.hosts[${index}]`;
+    if (!isObject(entry)) throw new ConfigError(at, "must be an object with host and port");
+    rejectUnknownKeys(entry, ["host", "port"], at);
+    const host = entry.host;
+    if (typeof host !== "string" || host.length === 0 || host.length > 253 || /[\s/]/.test(host)) {
+      throw new ConfigError(`${at}.host`, "must be a host name or IP address");
+    }
+    const port = entry.port ?? DEFAULTS.port;
+    if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) {
+      throw new ConfigError(`${at}.port`, "must be an integer from 1 to 65535");
+    }
+    return { host: host.toLowerCase(), port };
+  });
+}
+
+function parseRecipients(spec: Obj, domain: string): DomainPolicy["recipients"] {
+  const recipients = objectAt(spec, "recipients", "spec") ?? {};
+  rejectUnknownKeys(recipients, ["mode", "list"], "spec.recipients");
+  const mode = recipients.mode ?? "any";
+  if (mode !== "any" && mode !== "list" && mode !== "verify") {
+    throw new ConfigError("spec.recipients.mode", `must be one of any, list, verify; got ${JSON.stringify(mode)}`);
+  }
+  if (mode === "verify") {
+    // Accepting unverified recipients would create backscatter, so refuse the whole document
+    // rather than silently treating it as "any".
+    throw new ConfigError("spec.recipients.mode", "verify (callout to the primary) is not supported by this relay version; use list or any");
+  }
+  const localParts = new Set<string>();
+  if (mode === "list") {
+    const list = recipients.list;
+    if (!Array.isArray(list) || list.length === 0) {
+      throw new ConfigError("spec.recipients.list", "must be a non-empty list when mode is list");
+    }
+    list.forEach((entry: unknown, index) => {
+      const at = `spec.recipients.list[${index}]`;
+      if (typeof entry !== "string" || entry.length === 0) throw new ConfigError(at, "must be an address or local part");
+      const atSign = entry.lastIndexOf("@");
+      const local = atSign === -1 ? entry : entry.slice(0, atSign);
+      if (atSign !== -1 && normaliseDomain(entry.slice(atSign + 1)) !== domain) {
+        throw new ConfigError(at, `address is not in ${domain}`);
+      }
+      if (local.length === 0 || local.length > 64) throw new ConfigError(at, "local part must be 1-64 characters");
+      localParts.add(local.toLowerCase());
+    });
+  } else if (recipients.list !== undefined) {
+    throw new ConfigError("spec.recipients.list", "is only valid with mode: list");
+  }
+  return { mode, localParts };
+}
+
+/** Validate one RelayDomain document and fill in defaults. */
+export function parseRelayDomain(doc: unknown): DomainPolicy {
+  if (!isObject(doc)) throw new ConfigError("(document)", "must be a YAML mapping");
+  if (doc.apiVersion !== API_VERSION) throw new ConfigError("apiVersion", `must be ${API_VERSION}`);
+  if (doc.kind !== KIND) throw new ConfigError("kind", `must be ${KIND}`);
+  const metadata = objectAt(doc, "metadata", "", true) as Obj;
+  const name = metadata.name;
+  if (typeof name !== "string" || name.length === 0) throw new ConfigError("metadata.name", "is required");
+  const spec = objectAt(doc, "spec", "", true) as Obj;
+  rejectUnknownKeys(spec, ["domain", "primary", "recipients", "maxMessageSize", "queue"], "spec");
+
+  if (typeof spec.domain !== "string") throw new ConfigError("spec.domain", "is required");
+  const domain = normaliseDomain(spec.domain);
+  if (domain === undefined) throw new ConfigError("spec.domain", `${JSON.stringify(spec.domain)} is not a valid mail domain`);
+
+  const primary = objectAt(spec, "primary", "spec");
+  if (primary) rejectUnknownKeys(primary, ["hosts", "tls"], "spec.primary");
+  const primaryHosts = parseHosts(primary, "spec.primary");
+  const tls = primary ? objectAt(primary, "tls", "spec.primary") : undefined;
+  if (tls) rejectUnknownKeys(tls, ["mode", "verifyCertificate"], "spec.primary.tls");
+  const tlsMode = tls?.mode ?? "opportunistic";
+  if (tlsMode !== "opportunistic" && tlsMode !== "required") {
+    throw new ConfigError("spec.primary.tls.mode", "must be opportunistic or required");
+  }
+  const verifyCertificate = tls?.verifyCertificate ?? tlsMode === "required";
+  if (typeof verifyCertificate !== "boolean") throw new ConfigError("spec.primary.tls.verifyCertificate", "must be true or false");
+
+  let maxMessageBytes: number = DEFAULTS.maxMessageBytes;
+  if (spec.maxMessageSize !== undefined) {
+    const parsed = typeof spec.maxMessageSize === "number" || typeof spec.maxMessageSize === "string"
+      ? parseByteSize(spec.maxMessageSize) : undefined;
+    if (parsed === undefined || parsed < 1024 || parsed > MAX_MESSAGE_BYTES_LIMIT) {
+      throw new ConfigError("spec.maxMessageSize", `must be a size from 1Ki to 200Mi such as "25Mi"`);
+    }
+    maxMessageBytes = parsed;
+  }
+
+  const queue = objectAt(spec, "queue", "spec") ?? {};
+  rejectUnknownKeys(queue, ["lifetime", "retry"], "spec.queue");
+  const queueLifetimeMs = parseDurationField(queue.lifetime, "spec.queue.lifetime", DEFAULTS.queueLifetimeMs);
+  if (queueLifetimeMs > MAX_QUEUE_LIFETIME_MS) throw new ConfigError("spec.queue.lifetime", "must be at most 30d");
+  const retry = objectAt(queue, "retry", "spec.queue") ?? {};
+  rejectUnknownKeys(retry, ["initialBackoff", "maxBackoff"], "spec.queue.retry");
+  const initialBackoffMs = parseDurationField(retry.initialBackoff, "spec.queue.retry.initialBackoff", DEFAULTS.initialBackoffMs);
+  const maxBackoffMs = parseDurationField(retry.maxBackoff, "spec.queue.retry.maxBackoff", Math.max(DEFAULTS.maxBackoffMs, initialBackoffMs));
+  if (maxBackoffMs < initialBackoffMs) throw new ConfigError("spec.queue.retry.maxBackoff", "must not be shorter than initialBackoff");
+
+  return {
+    name,
+    domain,
+    primaryHosts,
+    outboundTls: { mode: tlsMode, verifyCertificate },
+    recipients: parseRecipients(spec, domain),
+    maxMessageBytes,
+    queueLifetimeMs,
+    retry: { initialBackoffMs, maxBackoffMs },
+  };
+}

@@ -1,0 +1,50 @@
+// The relay's one metrics registry. Names follow Prometheus conventions (base units, _total for
+// counters). Labels are bounded sets (reasons, results, states): no per-domain or per-address
+// labels, so cardinality does not grow with the number of domains.
+
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+export type RejectReason =
+  | "relay_denied" | "routing_denied" | "bad_address" | "unknown_user" | "size" | "loop"
+  | "bare_newline" | "queue_unavailable" | "shutting_down";
+export type DeliveryResult = "delivered" | "deferred" | "bounced" | "connection_failed" | "skipped_dead_host";
+
+export class RelayMetrics {
+  readonly registry = new Registry();
+  readonly sessions = new Counter({ name: "mxwarden_smtp_sessions_total", help: "SMTP sessions opened", registers: [this.registry] });
+  readonly activeSessions = new Gauge({ name: "mxwarden_smtp_sessions_active", help: "SMTP sessions open now", registers: [this.registry] });
+  readonly messagesAccepted = new Counter({ name: "mxwarden_messages_accepted_total", help: "Messages answered 250 after they were durably queued (one per domain copy)", registers: [this.registry] });
+  readonly bytesAccepted = new Counter({ name: "mxwarden_accepted_bytes_total", help: "Octets of accepted messages", registers: [this.registry] });
+  readonly messagesRejected = new Counter({ name: "mxwarden_messages_rejected_total", help: "Transactions refused at DATA or MAIL, by reason", labelNames: ["reason"] as const, registers: [this.registry] });
+  readonly recipientsRejected = new Counter({ name: "mxwarden_recipients_rejected_total", help: "RCPT TO commands refused, by reason", labelNames: ["reason"] as const, registers: [this.registry] });
+  readonly acceptLatency = new Histogram({
+    name: "mxwarden_accept_duration_seconds",
+    help: "From the end of DATA to the 250 reply (spool and job durably stored)",
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly queueMessages = new Gauge({ name: "mxwarden_queue_messages", help: "Queued delivery jobs by state (ready or deferred)", labelNames: ["state"] as const, registers: [this.registry] });
+  readonly queueOldestAge = new Gauge({ name: "mxwarden_queue_oldest_message_age_seconds", help: "Age of the oldest message body still in the spool", registers: [this.registry] });
+  readonly queueUp = new Gauge({ name: "mxwarden_queue_up", help: "1 when the JetStream queue accepts writes", registers: [this.registry] });
+  readonly deliveryAttempts = new Counter({ name: "mxwarden_delivery_attempts_total", help: "Delivery attempts by result", labelNames: ["result"] as const, registers: [this.registry] });
+  readonly recipientsDelivered = new Counter({ name: "mxwarden_recipients_delivered_total", help: "Recipients the next hop accepted", registers: [this.registry] });
+  readonly recipientsBounced = new Counter({ name: "mxwarden_recipients_bounced_total", help: "Recipients given up on, by reason", labelNames: ["reason"] as const, registers: [this.registry] });
+  readonly dsnsSent = new Counter({ name: "mxwarden_dsns_queued_total", help: "Delivery status notifications queued to senders", registers: [this.registry] });
+  readonly bytesDelivered = new Counter({ name: "mxwarden_delivered_bytes_total", help: "Octets of delivered messages", registers: [this.registry] });
+  readonly deliveryLatency = new Histogram({
+    name: "mxwarden_delivery_latency_seconds",
+    help: "From acceptance to delivery at the next hop",
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400, 432000],
+    registers: [this.registry],
+  });
+  readonly deadDestinations = new Gauge({ name: "mxwarden_destinations_unreachable", help: "Domains whose next hops are marked unreachable by this relay", registers: [this.registry] });
+  readonly configGeneration = new Gauge({ name: "mxwarden_config_generation", help: "Reloads of the RelayDomain configuration that changed it", registers: [this.registry] });
+  readonly configDomains = new Gauge({ name: "mxwarden_config_domains", help: "Domains configured", registers: [this.registry] });
+  readonly configErrors = new Gauge({ name: "mxwarden_config_errors", help: "Invalid RelayDomain documents in the last load", registers: [this.registry] });
+  readonly bareNewlines = new Counter({ name: "mxwarden_bare_newlines_total", help: "Messages that contained bare CR or LF", registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: "mxwarden_" });
+    for (const state of ["ready", "deferred"]) this.queueMessages.set({ state }, 0);
+  }
+}
