@@ -1,0 +1,107 @@
+// Publishing and re-scheduling delivery jobs. A job is "ready" (consumed by mxw-deliver) or
+// "deferred" (held by a JetStream message schedule until its retry time). Deferred jobs are not
+// pending on any consumer, so a large backlog for one dead primary never blocks other domains.
+
+import {
+  JetStreamApiError, JetStreamError, type JetStreamClient, type JetStreamManager, type StoredMsg,
+} from "@nats-io/jetstream";
+import type { QueuedIterator } from "@nats-io/transport-node";
+import {
+  DELIVER_CONSUMER, QUEUE_STREAM, deferFilterForDomain, deferSubject, readySubject,
+} from "./layout.ts";
+import { decodeJob, encodeJob, type DeliveryJob } from "./delivery-job.ts";
+
+export interface QueueDepth {
+  /** Jobs waiting in or taken from the delivery consumer. */
+  ready: number;
+  /** Jobs held by a retry schedule. */
+  deferred: number;
+}
+
+export class JobQueue {
+  private readonly js: JetStreamClient;
+  private readonly jsm: JetStreamManager;
+  private readonly timeoutMs: number;
+
+  constructor(js: JetStreamClient, jsm: JetStreamManager, timeoutMs: number) {
+    this.js = js;
+    this.jsm = jsm;
+    this.timeoutMs = timeoutMs;
+  }
+
+  /** Queue a job for immediate delivery. */
+  async enqueue(job: DeliveryJob): Promise<void> {
+    await this.js.publish(readySubject(job.domain, job.queueId), encodeJob(job), {
+      msgID: `${job.queueId}.r${job.attempts}`,
+      timeout: this.timeoutMs,
+    });
+  }
+
+  /** Hold a job until `at`, when the server moves it back to the ready subjects. */
+  async defer(job: DeliveryJob, at: Date): Promise<void> {
+    await this.js.publish(deferSubject(job.domain, job.queueId), encodeJob(job), {
+      msgID: `${job.queueId}.d${job.attempts}.${at.getTime()}`,
+      timeout: this.timeoutMs,
+      schedule: { specification: at, target: readySubject(job.domain, job.queueId) },
+    });
+  }
+
+  /**
+   * Make every deferred job of a domain ready now (its primary came back). Each move cancels the
+   * schedule atomically and only if it is still the one we read, so a schedule that fires at the
+   * same moment, or another relay draining the same domain, never produces a second copy.
+   */
+  async releaseDeferred(domain: string): Promise<number> {
+    const filter = deferFilterForDomain(domain);
+    const batchSize = 500;
+    let released = 0;
+    let nextSeq = 1;
+    for (;;) {
+      // Direct batch gets read the held jobs without a consumer: a work-queue stream allows no
+      // second consumer that does not acknowledge, and acknowledging would delete them.
+      const batch = await this.jsm.direct.getBatch(QUEUE_STREAM, { seq: nextSeq, batch: batchSize, next_by_subj: filter });
+      const moves: Promise<void>[] = [];
+      let received = 0;
+      for (const stored of await collectBatch(batch)) {
+        received++;
+        nextSeq = stored.seq + 1;
+        const job = decodeJob(stored.data);
+        moves.push(this.js.publish(readySubject(job.domain, job.queueId), stored.data, {
+          msgID: `${job.queueId}.x${stored.seq}`,
+          timeout: this.timeoutMs,
+          cancelSchedule: { scheduleSubject: stored.subject },
+          expect: { lastSubjectSequence: stored.seq, lastSubjectSequenceSubject: stored.subject },
+        }).then(() => { released++; }, (err: unknown) => {
+          // Wrong last sequence: the schedule already fired or another relay moved the job.
+          if (!(err instanceof JetStreamApiError)) throw err;
+        }));
+      }
+      await Promise.all(moves);
+      if (received < batchSize) break;
+    }
+    return released;
+  }
+
+  /** Queue depth for metrics: ready from the consumer, deferred as the rest of the stream. */
+  async depth(): Promise<QueueDepth> {
+    const [stream, consumer] = await Promise.all([
+      this.jsm.streams.info(QUEUE_STREAM),
+      this.jsm.consumers.info(QUEUE_STREAM, DELIVER_CONSUMER),
+    ]);
+    const ready = consumer.num_pending + consumer.num_ack_pending;
+    return { ready, deferred: Math.max(0, stream.state.messages - ready) };
+  }
+}
+
+/** All messages of a direct batch; the server ends a short batch with a 404 status. */
+async function collectBatch(batch: QueuedIterator<StoredMsg>): Promise<StoredMsg[]> {
+  const messages: StoredMsg[] = [];
+  try {
+    for await (const stored of batch) messages.push(stored);
+  } catch (err) {
+    // JetStreamStatusError (not exported by the package) extends JetStreamError and carries code.
+    const code = err instanceof JetStreamError ? (err as JetStreamError & { code?: number }).code : undefined;
+    if (code !== 404) throw err;
+  }
+  return messages;
+}

@@ -1,0 +1,136 @@
+// The relay's one connection to NATS. It keeps retrying until the server is there (the relay must
+// run and answer 451 while the queue is unreachable), ensures the streams on every (re)connect,
+// and tells the rest of the relay whether the queue can take mail right now.
+
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import type { Logger } from "../log.ts";
+import { ensureQueueLayout, type QueueLayoutOptions } from "./queue-setup.ts";
+
+export interface QueueHandles {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+}
+
+export interface QueueConnectionOptions extends QueueLayoutOptions {
+  servers: string[];
+  name: string;
+  /** How long a publish waits for its PubAck before the SMTP client gets 451. */
+  publishTimeoutMs: number;
+}
+
+export class QueueUnavailableError extends Error {
+  constructor(message = "queue unavailable") {
+    super(message);
+    this.name = "QueueUnavailableError";
+  }
+}
+
+export class QueueConnection {
+  private handles: QueueHandles | undefined;
+  private connected = false;
+  private layoutReady = false;
+  private closing = false;
+  private readonly readyWaiters: Array<() => void> = [];
+  private readonly options: QueueConnectionOptions;
+  private readonly log: Logger;
+  /** Largest message payload the server accepts, known once connected. */
+  maxPayload = 1024 * 1024;
+
+  constructor(options: QueueConnectionOptions, log: Logger) {
+    this.options = options;
+    this.log = log.child({ component: "queue" });
+  }
+
+  /** True when a publish has a chance to succeed: connected and the streams exist. */
+  isReady(): boolean {
+    return this.connected && this.layoutReady && !this.closing;
+  }
+
+  /** The live handles, or QueueUnavailableError. */
+  get(): QueueHandles {
+    if (!this.handles || !this.isReady()) throw new QueueUnavailableError();
+    return this.handles;
+  }
+
+  get publishTimeoutMs(): number {
+    return this.options.publishTimeoutMs;
+  }
+
+  /** Resolves once the queue is ready (first connect and layout done). */
+  whenReady(): Promise<void> {
+    if (this.isReady()) return Promise.resolve();
+    return new Promise((resolve) => this.readyWaiters.push(resolve));
+  }
+
+  /** Start connecting in the background; never rejects. */
+  start(): void {
+    void this.connectLoop();
+  }
+
+  private async connectLoop(): Promise<void> {
+    let delay = 250;
+    while (!this.closing) {
+      try {
+        const nc = await connect({
+          servers: this.options.servers,
+          name: this.options.name,
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: 500,
+          timeout: 5000,
+          pingInterval: 10_000,
+        });
+        this.handles = { nc, js: jetstream(nc, { timeout: this.options.publishTimeoutMs }), jsm: await jetstreamManager(nc) };
+        this.maxPayload = nc.info?.max_payload ?? this.maxPayload;
+        this.connected = true;
+        this.log.info("connected to NATS", { server: nc.getServer(), maxPayload: this.maxPayload });
+        void this.watchStatus(nc);
+        await this.ensureLayout();
+        return;
+      } catch (err) {
+        this.log.warn("NATS not reachable yet", { error: err, retryInMs: delay });
+        await new Promise((resolve) => setTimeout(resolve, delay));
+        delay = Math.min(delay * 2, 5000);
+      }
+    }
+  }
+
+  private async ensureLayout(): Promise<void> {
+    let delay = 250;
+    while (!this.closing && this.handles) {
+      try {
+        await ensureQueueLayout(this.handles.jsm, this.options);
+        this.layoutReady = true;
+        this.log.info("queue layout ready");
+        for (const resolve of this.readyWaiters.splice(0)) resolve();
+        return;
+      } catch (err) {
+        this.log.warn("could not ensure queue streams", { error: err, retryInMs: delay });
+        await new Promise((resolve) => setTimeout(resolve, delay));
+        delay = Math.min(delay * 2, 5000);
+      }
+    }
+  }
+
+  private async watchStatus(nc: NatsConnection): Promise<void> {
+    for await (const status of nc.status()) {
+      if (status.type === "disconnect") {
+        this.connected = false;
+        this.log.warn("disconnected from NATS", { server: status.server });
+      } else if (status.type === "reconnect") {
+        this.connected = true;
+        this.log.info("reconnected to NATS", { server: status.server });
+        // A restarted server without its store (or a new cluster) needs the streams again.
+        this.layoutReady = false;
+        void this.ensureLayout();
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    const nc = this.handles?.nc;
+    if (nc && !nc.isClosed()) await nc.drain().catch(() => nc.close());
+  }
+}

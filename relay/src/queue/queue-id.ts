@@ -1,0 +1,15 @@
+// Queue ids: unique, safe as a NATS subject token and in a Received header, and sortable by
+// acceptance time (the first 9 characters are the millisecond clock in base 36).
+import { randomBytes } from "node:crypto";
+
+export function newQueueId(now = Date.now()): string {
+  const clock = now.toString(36).padStart(9, "0");
+  const random = randomBytes(8).toString("hex").toUpperCase();
+  return `${clock}${random}`.toUpperCase();
+}
+
+const queueIdPattern = /^[0-9A-Z]{25}$/;
+
+export function isQueueId(value: string): boolean {
+  return queueIdPattern.test(value);
+}

@@ -1,0 +1,142 @@
+// The spool keeps message bodies in JetStream. A body that fits one NATS message is stored inline;
+// a larger one is split into chunks (JetStream stores at most 32 MiB per record, and more than a
+// few MB per message is discouraged), followed by a manifest that names the chunk count. The
+// manifest is written last, so a body without one was never completely stored.
+
+import { Readable } from "node:stream";
+import { headers } from "@nats-io/transport-node";
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import { SPOOL_STREAM, spoolAllSubjects, spoolChunkSubject, spoolMessageSubject } from "./layout.ts";
+
+const CHUNKS_HEADER = "Mxw-Chunks";
+const SIZE_HEADER = "Mxw-Size";
+/** Room left in each NATS message for headers and protocol overhead. */
+const PAYLOAD_HEADROOM = 16 * 1024;
+const MAX_CHUNK_BYTES = 1024 * 1024;
+
+export function chunkSizeFor(maxPayload: number): number {
+  return Math.max(16 * 1024, Math.min(MAX_CHUNK_BYTES, maxPayload - PAYLOAD_HEADROOM));
+}
+
+/**
+ * Streams one body into the spool under one or more queue ids (a transaction whose recipients span
+ * several domains gets one independent copy per domain, so each copy is purged by its own job).
+ */
+export class SpoolWriter {
+  private readonly pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private chunksWritten = 0;
+  private totalBytes = 0;
+  private readonly js: JetStreamClient;
+  private readonly queueIds: readonly string[];
+  private readonly chunkBytes: number;
+  private readonly timeoutMs: number;
+
+  constructor(js: JetStreamClient, queueIds: readonly string[], chunkBytes: number, timeoutMs: number) {
+    this.js = js;
+    this.queueIds = queueIds;
+    this.chunkBytes = chunkBytes;
+    this.timeoutMs = timeoutMs;
+  }
+
+  get size(): number {
+    return this.totalBytes;
+  }
+
+  /** Add body bytes; resolves when they are buffered or stored (backpressure for the receiver). */
+  async write(data: Buffer): Promise<void> {
+    this.pending.push(data);
+    this.pendingBytes += data.length;
+    this.totalBytes += data.length;
+    while (this.pendingBytes >= this.chunkBytes) {
+      const all = Buffer.concat(this.pending);
+      const chunk = all.subarray(0, this.chunkBytes);
+      const rest = all.subarray(this.chunkBytes);
+      this.pending.length = 0;
+      this.pendingBytes = rest.length;
+      if (rest.length > 0) this.pending.push(Buffer.from(rest));
+      await this.storeChunk(chunk);
+    }
+  }
+
+  private async storeChunk(chunk: Buffer): Promise<void> {
+    const index = ++this.chunksWritten;
+    await Promise.all(this.queueIds.map((queueId) =>
+      this.js.publish(spoolChunkSubject(queueId, index), chunk, { msgID: `${queueId}.c${index}`, timeout: this.timeoutMs })));
+  }
+
+  /** Store what is left and the manifest. After this resolves the body is durable. */
+  async finish(): Promise<void> {
+    const rest = Buffer.concat(this.pending);
+    this.pending.length = 0;
+    this.pendingBytes = 0;
+    let inline: Buffer = rest;
+    if (this.chunksWritten > 0 && rest.length > 0) {
+      await this.storeChunk(rest);
+      inline = Buffer.alloc(0);
+    }
+    const chunks = this.chunksWritten;
+    await Promise.all(this.queueIds.map((queueId) => {
+      const h = headers();
+      h.set(CHUNKS_HEADER, String(chunks));
+      h.set(SIZE_HEADER, String(this.totalBytes));
+      return this.js.publish(spoolMessageSubject(queueId), inline, { msgID: `${queueId}.m`, headers: h, timeout: this.timeoutMs });
+    }));
+  }
+}
+
+export class SpoolCorruptError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "SpoolCorruptError";
+  }
+}
+
+export interface StoredBody {
+  size: number;
+  /** A fresh stream of the body; chunks are fetched one at a time, so memory stays bounded. */
+  open(): Readable;
+  /** The first bytes of the body (for the header section of a bounce). */
+  head(maxBytes: number): Promise<Buffer>;
+}
+
+export class SpoolReader {
+  private readonly jsm: JetStreamManager;
+
+  constructor(jsm: JetStreamManager) {
+    this.jsm = jsm;
+  }
+
+  /** The stored body of a queued message, or null when the spool no longer holds it. */
+  async get(queueId: string): Promise<StoredBody | null> {
+    const manifest = await this.jsm.streams.getMessage(SPOOL_STREAM, { last_by_subj: spoolMessageSubject(queueId) });
+    if (!manifest) return null;
+    const chunks = Number(manifest.header.get(CHUNKS_HEADER) || "0");
+    const size = Number(manifest.header.get(SIZE_HEADER) || String(manifest.data.length));
+    const inline = Buffer.from(manifest.data);
+    const jsm = this.jsm;
+    const fetchChunk = async (index: number): Promise<Buffer> => {
+      const stored = await jsm.streams.getMessage(SPOOL_STREAM, { last_by_subj: spoolChunkSubject(queueId, index) });
+      if (!stored) throw new SpoolCorruptError(`chunk ${index} of ${queueId} is missing`);
+      return Buffer.from(stored.data);
+    };
+    return {
+      size,
+      open(): Readable {
+        if (chunks === 0) return Readable.from([inline], { objectMode: false });
+        return Readable.from((async function* () {
+          for (let index = 1; index <= chunks; index++) yield await fetchChunk(index);
+        })(), { objectMode: false });
+      },
+      async head(maxBytes: number): Promise<Buffer> {
+        const first = chunks === 0 ? inline : await fetchChunk(1);
+        return first.subarray(0, maxBytes);
+      },
+    };
+  }
+
+  /** Remove a body (and its chunks) once its job is finished. */
+  async purge(queueId: string): Promise<void> {
+    await this.jsm.streams.purge(SPOOL_STREAM, { filter: spoolAllSubjects(queueId) });
+  }
+}
