@@ -1,0 +1,79 @@
+// Reads the DATA stream of one transaction into the spool without holding the whole message in
+// memory: line endings are checked on the way, the header section is scanned for mail loops, and
+// the size is enforced as bytes arrive. Whatever the verdict, the stream is read to its end so
+// the SMTP session stays in sync.
+
+import type { Readable } from "node:stream";
+import type { SpoolWriter } from "../queue/spool.ts";
+import { HeaderScanner } from "./header-scanner.ts";
+import { LineEndingNormaliser } from "./line-endings.ts";
+import { replies, type SmtpReply } from "./smtp-reply.ts";
+
+export type BareNewlinePolicy = "normalize" | "reject";
+
+export interface IntakeLimits {
+  maxBytes: number;
+  maxReceivedHeaders: number;
+  bareNewline: BareNewlinePolicy;
+}
+
+export type IntakeOutcome =
+  | { stored: true; size: number; header: Buffer; bareNewlines: number; eightBit: boolean }
+  | { stored: false; reply: SmtpReply; size: number; reason: "size" | "loop" | "bare-newline" };
+
+function hasEightBit(chunk: Buffer): boolean {
+  for (let i = 0; i < chunk.length; i++) if ((chunk[i] as number) > 0x7f) return true;
+  return false;
+}
+
+export async function receiveMessage(data: Readable, prefix: Buffer, writer: SpoolWriter, limits: IntakeLimits): Promise<IntakeOutcome> {
+  const lines = new LineEndingNormaliser();
+  const headers = new HeaderScanner();
+  let size = 0;
+  let refused: { reply: SmtpReply; reason: "size" | "loop" | "bare-newline" } | undefined;
+  let eightBit = false;
+  let storeError: unknown;
+  const store = async (chunk: Buffer): Promise<void> => {
+    if (storeError !== undefined) return;
+    try {
+      await writer.write(chunk);
+    } catch (err) {
+      // Keep reading so the client gets a reply at the end of DATA instead of a stalled session.
+      storeError = err;
+    }
+  };
+  await store(prefix);
+
+  const accept = async (chunk: Buffer): Promise<void> => {
+    if (chunk.length === 0) return;
+    size += chunk.length;
+    if (refused) return;
+    if (size > limits.maxBytes) {
+      refused = { reply: replies.tooBig, reason: "size" };
+      return;
+    }
+    if (limits.bareNewline === "reject" && lines.bareCount > 0) {
+      refused = { reply: replies.bareNewline, reason: "bare-newline" };
+      return;
+    }
+    if (!headers.complete) {
+      headers.push(chunk);
+      if (headers.receivedCount() > limits.maxReceivedHeaders) {
+        refused = { reply: replies.loop, reason: "loop" };
+        return;
+      }
+    }
+    if (!eightBit) eightBit = hasEightBit(chunk);
+    await store(chunk);
+  };
+
+  for await (const raw of data) await accept(lines.push(raw as Buffer));
+  await accept(lines.end());
+  headers.finish();
+  if (!refused && headers.receivedCount() > limits.maxReceivedHeaders) refused = { reply: replies.loop, reason: "loop" };
+  if (!refused && limits.bareNewline === "reject" && lines.bareCount > 0) refused = { reply: replies.bareNewline, reason: "bare-newline" };
+  if (refused) return { stored: false, size, ...refused };
+  if (storeError !== undefined) throw storeError;
+  await writer.finish();
+  return { stored: true, size, header: headers.header, bareNewlines: lines.bareCount, eightBit };
+}

@@ -1,0 +1,257 @@
+// The receiving side: an smtp-server instance whose hooks apply the relay policy and hand the
+// message to the spool and the delivery queue. It answers 250 only once the body and its jobs
+// have a PubAck from JetStream; anything that goes wrong before that is a 4xx, never a loss.
+
+import { readFileSync } from "node:fs";
+import type { Readable } from "node:stream";
+import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from "smtp-server";
+import type { DomainStore } from "../config/domain-store.ts";
+import type { DomainPolicy } from "../config/relay-domain.ts";
+import type { Logger } from "../log.ts";
+import type { RejectReason, RelayMetrics } from "../metrics.ts";
+import type { DeliveryJob } from "../queue/delivery-job.ts";
+import { JobQueue } from "../queue/job-queue.ts";
+import { newQueueId } from "../queue/queue-id.ts";
+import type { QueueConnection } from "../queue/queue-connection.ts";
+import { SpoolReader, SpoolWriter, chunkSizeFor } from "../queue/spool.ts";
+import { installEnhancedReplies } from "./enhanced-replies.ts";
+import { receiveMessage, type BareNewlinePolicy } from "./message-intake.ts";
+import { receivedHeader } from "./received-header.ts";
+import { checkRecipient } from "./recipient-policy.ts";
+import { replies, replyError, type SmtpReply } from "./smtp-reply.ts";
+
+export interface ReceiverOptions {
+  hostname: string;
+  tls?: { certFile: string; keyFile: string } | undefined;
+  maxClients: number;
+  maxRecipients: number;
+  maxReceivedHeaders: number;
+  bareNewline: BareNewlinePolicy;
+  socketTimeoutMs: number;
+  /** How long sessions in flight may finish after SIGTERM. */
+  shutdownGraceMs: number;
+  /** Trust a PROXY protocol header from these peers (a load balancer that hides client IPs). */
+  proxyProtocol?: boolean | string[] | undefined;
+}
+
+const replyReason = new Map<SmtpReply, RejectReason>([
+  [replies.relayDenied, "relay_denied"], [replies.routingDenied, "routing_denied"], [replies.badAddress, "bad_address"],
+  [replies.unknownUser, "unknown_user"], [replies.tooBigDeclared, "size"], [replies.tooBig, "size"], [replies.loop, "loop"],
+  [replies.bareNewline, "bare_newline"], [replies.queueUnavailable, "queue_unavailable"], [replies.shuttingDown, "shutting_down"],
+]);
+
+/** Largest message any domain accepts: what EHLO advertises before the recipients are known. */
+function largestLimit(store: DomainStore): number {
+  let largest = 0;
+  for (const policy of store.current().byDomain.values()) largest = Math.max(largest, policy.maxMessageBytes);
+  return largest || 10 * 1024 * 1024;
+}
+
+function drain(stream: Readable): Promise<void> {
+  return new Promise((resolve) => {
+    if (stream.readableEnded) return resolve();
+    stream.on("end", resolve).on("error", () => resolve()).resume();
+  });
+}
+
+export class SmtpReceiver {
+  private readonly server: SMTPServer;
+  private shuttingDown = false;
+  private readonly options: ReceiverOptions;
+  private readonly store: DomainStore;
+  private readonly queue: QueueConnection;
+  private readonly metrics: RelayMetrics;
+  private readonly log: Logger;
+  /** What RCPT accepted in the current transaction, so a reload before DATA cannot drop it. */
+  private readonly acceptedRecipients = new WeakMap<SMTPServerSession, Map<string, { address: string; policy: DomainPolicy }>>();
+
+  constructor(options: ReceiverOptions, store: DomainStore, queue: QueueConnection, metrics: RelayMetrics, log: Logger) {
+    this.options = options;
+    this.store = store;
+    this.queue = queue;
+    this.metrics = metrics;
+    this.log = log.child({ component: "smtp" });
+    installEnhancedReplies();
+    const tls = options.tls
+      ? { key: readFileSync(options.tls.keyFile), cert: readFileSync(options.tls.certFile) }
+      : undefined;
+    this.server = new SMTPServer({
+      name: options.hostname,
+      banner: "mxwarden ESMTP",
+      size: largestLimit(store),
+      // AUTH has no use on an MX and would make MAIL FROM answer 530 to unauthenticated senders.
+      disabledCommands: tls ? ["AUTH"] : ["AUTH", "STARTTLS"],
+      // DSN and REQUIRETLS are promises about onward delivery this relay does not keep yet.
+      hideDSN: true,
+      hideREQUIRETLS: true,
+      hideENHANCEDSTATUSCODES: false,
+      disableReverseLookup: true,
+      maxClients: options.maxClients,
+      maxRecipients: options.maxRecipients,
+      socketTimeout: options.socketTimeoutMs,
+      closeTimeout: options.shutdownGraceMs,
+      useProxy: options.proxyProtocol ?? false,
+      logger: false,
+      ...(tls ?? {}),
+      onConnect: (session, callback) => this.onConnect(session, callback),
+      onClose: () => this.metrics.activeSessions.dec(),
+      onMailFrom: (address, session, callback) => this.onMailFrom(address, session, callback),
+      onRcptTo: (address, session, callback) => this.onRcptTo(address, session, callback),
+      onData: (stream, session, callback) => {
+        this.onData(stream, session).then((message) => callback(null, message), (err: Error) => callback(err));
+      },
+    });
+    this.server.on("error", (err) => this.log.warn("SMTP connection error", { error: err }));
+    store.onChange(() => {
+      (this.server.options as { size?: number }).size = largestLimit(store);
+    });
+  }
+
+  listen(host: string, port: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.server.once("error", reject);
+      this.server.listen(port, host, () => resolve());
+    });
+  }
+
+  address(): { host: string; port: number } {
+    const addr = this.server.server.address();
+    if (addr === null || typeof addr === "string") throw new Error("SMTP server is not listening");
+    return { host: addr.address, port: addr.port };
+  }
+
+  /** Stop accepting connections; sessions in flight get the grace period to finish. */
+  close(): Promise<void> {
+    this.shuttingDown = true;
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  private refuse(reply: SmtpReply, counter: "recipients" | "messages"): Error {
+    const reason = replyReason.get(reply);
+    if (reason) (counter === "recipients" ? this.metrics.recipientsRejected : this.metrics.messagesRejected).inc({ reason });
+    return replyError(reply);
+  }
+
+  private onConnect(_session: SMTPServerSession, callback: (err?: Error | null) => void): void {
+    this.metrics.sessions.inc();
+    this.metrics.activeSessions.inc();
+    if (this.shuttingDown) return callback(this.refuse(replies.shuttingDown, "messages"));
+    callback();
+  }
+
+  private onMailFrom(_address: SMTPServerAddress, session: SMTPServerSession, callback: (err?: Error | null) => void): void {
+    this.acceptedRecipients.set(session, new Map());
+    if (this.shuttingDown) return callback(this.refuse(replies.shuttingDown, "messages"));
+    // Refuse before the client sends 50 MB that could not be stored anyway.
+    if (!this.queue.isReady()) return callback(this.refuse(replies.queueUnavailable, "messages"));
+    callback();
+  }
+
+  private onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, callback: (err?: Error | null) => void): void {
+    const verdict = checkRecipient(address.address, (domain) => this.store.lookup(domain));
+    if (!verdict.accept) {
+      this.log.info("recipient refused", { session: session.id, client: session.remoteAddress, recipient: address.address.slice(0, 320), reply: verdict.reply.code });
+      return callback(this.refuse(verdict.reply, "recipients"));
+    }
+    const declared = Number(session.envelope.mailFrom ? (session.envelope.mailFrom.args as Record<string, string> | false || {}).SIZE : 0);
+    if (declared > verdict.policy.maxMessageBytes) return callback(this.refuse(replies.tooBigDeclared, "recipients"));
+    this.acceptedRecipients.get(session)?.set(address.address, { address: verdict.address, policy: verdict.policy });
+    callback();
+  }
+
+  private async onData(stream: Readable, session: SMTPServerSession): Promise<string> {
+    const started = performance.now();
+    const byDomain = new Map<string, { policy: DomainPolicy; recipients: string[] }>();
+    const accepted = this.acceptedRecipients.get(session);
+    for (const rcpt of session.envelope.rcptTo) {
+      // The policy in force when RCPT said 250: a reload before DATA (even one that removes the
+      // domain) does not take back what was promised.
+      const entry = accepted?.get(rcpt.address);
+      if (!entry) continue;
+      const group = byDomain.get(entry.policy.domain) ?? { policy: entry.policy, recipients: [] };
+      if (!group.recipients.includes(entry.address)) group.recipients.push(entry.address);
+      byDomain.set(entry.policy.domain, group);
+    }
+    if (byDomain.size === 0) {
+      await drain(stream);
+      throw this.refuse(replies.noRecipients, "messages");
+    }
+    let handles;
+    try {
+      handles = this.queue.get();
+    } catch {
+      await drain(stream);
+      throw this.refuse(replies.queueUnavailable, "messages");
+    }
+    const groups = [...byDomain.values()];
+    const queueIds = groups.map(() => newQueueId());
+    const mainId = queueIds[0] as string;
+    const secure = session.secure;
+    const utf8 = Boolean(session.envelope.smtpUtf8);
+    const prefix = Buffer.from(receivedHeader({
+      heloName: session.hostNameAppearsAs,
+      clientHostname: session.clientHostname,
+      clientAddress: session.remoteAddress,
+      byHostname: this.options.hostname,
+      protocol: `${utf8 ? "UTF8SMTP" : "ESMTP"}${secure ? "S" : ""}` as "ESMTP",
+      queueId: mainId,
+      recipients: session.envelope.rcptTo.map((r) => r.address),
+      tls: secure && session.tlsOptions ? { protocol: session.tlsOptions.standardName ?? session.tlsOptions.name, cipher: session.tlsOptions.name } : undefined,
+      date: new Date(),
+    }), "utf8");
+    const writer = new SpoolWriter(handles.js, queueIds, chunkSizeFor(this.queue.maxPayload), this.queue.publishTimeoutMs);
+    const spool = new SpoolReader(handles.jsm);
+    const purgePartial = (): Promise<unknown> => Promise.all(queueIds.map((id) => spool.purge(id).catch(() => undefined)));
+    const log = this.log.child({ queueId: mainId, session: session.id });
+    let outcome;
+    try {
+      outcome = await receiveMessage(stream, prefix, writer, {
+        maxBytes: Math.min(...groups.map((g) => g.policy.maxMessageBytes)),
+        maxReceivedHeaders: this.options.maxReceivedHeaders,
+        bareNewline: this.options.bareNewline,
+      });
+    } catch (err) {
+      await drain(stream);
+      log.warn("could not store message; answered 451", { error: err });
+      await purgePartial();
+      throw this.refuse(replies.queueUnavailable, "messages");
+    }
+    if (!outcome.stored) {
+      log.info("message refused", { reason: outcome.reason, size: outcome.size });
+      if (writer.size > 0) await purgePartial();
+      throw this.refuse(outcome.reply, "messages");
+    }
+    if (outcome.bareNewlines > 0) this.metrics.bareNewlines.inc();
+    const now = Date.now();
+    const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : "";
+    const jobs: DeliveryJob[] = groups.map((group, index) => ({
+      v: 1,
+      queueId: queueIds[index] as string,
+      kind: "relay",
+      domain: group.policy.domain,
+      sender,
+      recipients: group.recipients,
+      size: writer.size,
+      eightBit: outcome.eightBit || session.envelope.bodyType === "8bitmime",
+      smtpUtf8: utf8,
+      acceptedAt: now,
+      expiresAt: now + group.policy.queueLifetimeMs,
+      attempts: 0,
+    }));
+    try {
+      const queue = new JobQueue(handles.js, handles.jsm, this.queue.publishTimeoutMs);
+      await Promise.all(jobs.map((job) => queue.enqueue(job)));
+    } catch (err) {
+      log.warn("could not queue delivery job; answered 451", { error: err });
+      await purgePartial();
+      throw this.refuse(replies.queueUnavailable, "messages");
+    }
+    this.metrics.messagesAccepted.inc(jobs.length);
+    this.metrics.bytesAccepted.inc(writer.size * jobs.length);
+    this.metrics.acceptLatency.observe((performance.now() - started) / 1000);
+    for (const job of jobs) {
+      log.info("message queued", { queueId: job.queueId, domain: job.domain, sender: job.sender, recipients: job.recipients.length, size: job.size, client: session.remoteAddress });
+    }
+    return `Ok: queued as ${mainId}`;
+  }
+}

@@ -1,0 +1,30 @@
+// SMTP replies as values: policy code returns one of these, and the receiver turns it into the
+// error object smtp-server expects. Keeps codes and enhanced status codes together in one place.
+
+export interface SmtpReply {
+  code: number;
+  enhanced: string;
+  text: string;
+}
+
+export const replies = {
+  relayDenied: { code: 550, enhanced: "5.7.1", text: "Relay access denied" },
+  routingDenied: { code: 550, enhanced: "5.7.1", text: "Sender-specified routing is not allowed" },
+  badAddress: { code: 501, enhanced: "5.1.3", text: "Bad recipient address syntax" },
+  unknownUser: { code: 550, enhanced: "5.1.1", text: "Recipient address rejected: user unknown" },
+  tooBigDeclared: { code: 552, enhanced: "5.3.4", text: "Message size exceeds the limit for this domain" },
+  tooBig: { code: 552, enhanced: "5.3.4", text: "Message exceeds the maximum size" },
+  loop: { code: 554, enhanced: "5.4.6", text: "Too many hops: mail loop detected" },
+  queueUnavailable: { code: 451, enhanced: "4.3.0", text: "Queue temporarily unavailable, try again later" },
+  shuttingDown: { code: 421, enhanced: "4.3.2", text: "Service shutting down, try again later" },
+  bareNewline: { code: 550, enhanced: "5.5.2", text: "Message contains bare CR or LF; use CRLF line endings" },
+  noRecipients: { code: 554, enhanced: "5.5.1", text: "No valid recipients" },
+} as const satisfies Record<string, SmtpReply>;
+
+/** An Error that smtp-server sends as the reply "code enhanced text". */
+export function replyError(reply: SmtpReply, detail?: string): Error & { responseCode: number } {
+  const text = detail ? `${reply.text}: ${detail}` : reply.text;
+  const err = new Error(`${reply.enhanced} ${text}`) as Error & { responseCode: number };
+  err.responseCode = reply.code;
+  return err;
+}
