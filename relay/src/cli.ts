@@ -1,0 +1,174 @@
+// The relay's command line: the contract that docs, the operator and tests rely on. Parsing is
+// separate from start-up so that every flag and its validation can be tested without a server.
+
+import { parseArgs } from "node:util";
+import { parseDuration } from "./config/quantities.ts";
+import type { BareNewlinePolicy } from "./receive/message-intake.ts";
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface RelayConfig {
+  listen: HostPort;
+  hostname: string;
+  domainsPath: string;
+  /** NATS servers; empty means "start an embedded nats-server under dataDir". */
+  natsServers: string[];
+  metrics: HostPort;
+  dataDir: string;
+  tls?: { certFile: string; keyFile: string } | undefined;
+  replicas: number;
+  deliveryConcurrency: number;
+  maxConnectionsPerHop: number;
+  probeIntervalMs: number;
+  resolvers: string[];
+  /** Extra names of this relay in MX records, besides --hostname. */
+  mxNames: string[];
+  mxPort: number;
+  bounceRelay?: HostPort | undefined;
+  bareNewline: BareNewlinePolicy;
+  maxReceivedHeaders: number;
+  maxClients: number;
+  proxyProtocol: boolean;
+  shutdownGraceMs: number;
+  publishTimeoutMs: number;
+  /** How long a delivery may go silent before JetStream gives its job to another relay. */
+  ackWaitMs: number;
+}
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+export const USAGE = `Usage: mxwarden-relay --domains PATH [options]
+
+  --listen HOST:PORT          SMTP listener (default 0.0.0.0:2525)
+  --hostname NAME             name in the greeting, EHLO and Received headers (default: the host name)
+  --domains PATH              RelayDomain YAML file or directory, reloaded on change (required)
+  --nats URL[,URL...]         NATS servers with JetStream; without it an embedded nats-server runs under --data
+  --metrics HOST:PORT         /metrics, /healthz, /readyz (default 0.0.0.0:9464)
+  --data DIR                  state of the embedded nats-server (default ./.data)
+  --tls-cert FILE --tls-key FILE   certificate for STARTTLS (PEM)
+  --replicas N                JetStream replicas of the queue streams (default 1; 3 in a site cluster)
+  --delivery-concurrency N    deliveries in flight per relay (default 20)
+  --max-connections-per-hop N connections to one next hop at most (default 10)
+  --probe-interval DURATION   how often an unreachable primary is probed (default 5s)
+  --resolver IP[:PORT][,...]  DNS servers for MX and A lookups (default: the system's)
+  --mx-name NAME[,NAME...]    other names of this relay in MX records (never deliver to ourselves)
+  --mx-port PORT              port of MX-derived next hops (default 25)
+  --bounce-relay HOST:PORT    send bounces through this host instead of the sender's MX
+  --bare-newline normalize|reject  bare CR/LF in DATA (default normalize)
+  --max-received N            Received headers before a message is a loop (default 50)
+  --max-clients N             concurrent SMTP sessions (default 1000)
+  --proxy-protocol            expect a PROXY protocol header (behind a load balancer)
+  --shutdown-grace DURATION   time for sessions and deliveries after SIGTERM (default 30s)
+  --publish-timeout DURATION  wait for a JetStream PubAck before answering 451 (default 10s)
+  --ack-wait DURATION         a relay that dies mid-delivery hands its jobs on after this (default 60s)
+  --help
+`;
+
+/** "HOST:PORT" or "[IPv6]:PORT"; an empty host means all interfaces. */
+function hostPort(flag: string, value: string): HostPort {
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value);
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || !(port >= 0 && port <= 65535)) throw new UsageError(`--${flag}: expected HOST:PORT, got "${value}"`);
+  return { host: match[1] ?? (match[2] || "0.0.0.0"), port };
+}
+
+function positiveInteger(flag: string, value: string, max: number): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new UsageError(`--${flag}: expected an integer from 1 to ${max}, got "${value}"`);
+  return n;
+}
+
+function duration(flag: string, value: string): number {
+  const ms = parseDuration(value);
+  if (ms === undefined || ms === 0) throw new UsageError(`--${flag}: expected a duration such as 5s or 2m, got "${value}"`);
+  return ms;
+}
+
+function list(value: string | undefined): string[] {
+  return (value ?? "").split(",").map((item) => item.trim()).filter((item) => item !== "");
+}
+
+export function parseRelayArgs(argv: string[], defaultHostname: string): RelayConfig | "help" {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        listen: { type: "string", default: "0.0.0.0:2525" },
+        hostname: { type: "string", default: defaultHostname },
+        domains: { type: "string" },
+        nats: { type: "string" },
+        metrics: { type: "string", default: "0.0.0.0:9464" },
+        data: { type: "string", default: "./.data" },
+        "tls-cert": { type: "string" },
+        "tls-key": { type: "string" },
+        replicas: { type: "string", default: "1" },
+        "delivery-concurrency": { type: "string", default: "20" },
+        "max-connections-per-hop": { type: "string", default: "10" },
+        "probe-interval": { type: "string", default: "5s" },
+        resolver: { type: "string" },
+        "mx-name": { type: "string" },
+        "mx-port": { type: "string", default: "25" },
+        "bounce-relay": { type: "string" },
+        "bare-newline": { type: "string", default: "normalize" },
+        "max-received": { type: "string", default: "50" },
+        "max-clients": { type: "string", default: "1000" },
+        "proxy-protocol": { type: "boolean", default: false },
+        "shutdown-grace": { type: "string", default: "30s" },
+        "publish-timeout": { type: "string", default: "10s" },
+        "ack-wait": { type: "string", default: "60s" },
+        help: { type: "boolean", default: false },
+      },
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const v = parsed.values;
+  if (v.help) return "help";
+  if (!v.domains) throw new UsageError("--domains is required");
+  if (!/^[A-Za-z0-9.-]{1,253}$/.test(v.hostname)) throw new UsageError(`--hostname: not a host name: "${v.hostname}"`);
+  if (Boolean(v["tls-cert"]) !== Boolean(v["tls-key"])) throw new UsageError("--tls-cert and --tls-key go together");
+  if (v["bare-newline"] !== "normalize" && v["bare-newline"] !== "reject") {
+    throw new UsageError(`--bare-newline: expected normalize or reject, got "${v["bare-newline"]}"`);
+  }
+  const natsServers = list(v.nats);
+  for (const server of natsServers) {
+    if (!/^(nats|tls|wss?):\/\/[^\s]+$|^[^\s/:]+:\d+$/.test(server)) throw new UsageError(`--nats: not a NATS URL: "${server}"`);
+  }
+  const replicas = positiveInteger("replicas", v.replicas, 5);
+  if (natsServers.length === 0 && replicas !== 1) throw new UsageError("--replicas above 1 needs --nats with a JetStream cluster");
+  return {
+    listen: hostPort("listen", v.listen),
+    hostname: v.hostname.toLowerCase(),
+    domainsPath: v.domains,
+    natsServers,
+    metrics: hostPort("metrics", v.metrics),
+    dataDir: v.data,
+    tls: v["tls-cert"] && v["tls-key"] ? { certFile: v["tls-cert"], keyFile: v["tls-key"] } : undefined,
+    replicas,
+    deliveryConcurrency: positiveInteger("delivery-concurrency", v["delivery-concurrency"], 10_000),
+    maxConnectionsPerHop: positiveInteger("max-connections-per-hop", v["max-connections-per-hop"], 1000),
+    probeIntervalMs: duration("probe-interval", v["probe-interval"]),
+    resolvers: list(v.resolver),
+    mxNames: list(v["mx-name"]).map((name) => name.toLowerCase()),
+    mxPort: positiveInteger("mx-port", v["mx-port"], 65535),
+    bounceRelay: v["bounce-relay"] ? hostPort("bounce-relay", v["bounce-relay"]) : undefined,
+    bareNewline: v["bare-newline"],
+    maxReceivedHeaders: positiveInteger("max-received", v["max-received"], 1000),
+    maxClients: positiveInteger("max-clients", v["max-clients"], 100_000),
+    proxyProtocol: v["proxy-protocol"],
+    shutdownGraceMs: duration("shutdown-grace", v["shutdown-grace"]),
+    publishTimeoutMs: duration("publish-timeout", v["publish-timeout"]),
+    ackWaitMs: duration("ack-wait", v["ack-wait"]),
+  };
+}

@@ -1,0 +1,82 @@
+// Turns permanently failed recipients into a bounce (an RFC 3464 DSN) queued like any other mail,
+// addressed to the envelope sender. Never to the null sender: no bounces about bounces.
+
+import { normaliseDomain } from "../config/relay-domain.ts";
+import type { Logger } from "../log.ts";
+import type { RelayMetrics } from "../metrics.ts";
+import type { DeliveryJob } from "../queue/delivery-job.ts";
+import type { JobQueue } from "../queue/job-queue.ts";
+import { newQueueId } from "../queue/queue-id.ts";
+import { SpoolWriter, type StoredBody } from "../queue/spool.ts";
+import type { JetStreamClient } from "@nats-io/jetstream";
+import { buildDsn, type FailedRecipient } from "./dsn.ts";
+
+/** Bounces are kept as long as the default queue lifetime. */
+const BOUNCE_LIFETIME_MS = 5 * 86_400_000;
+const HEADER_SECTION_LIMIT = 64 * 1024;
+
+export interface BounceContext {
+  js: JetStreamClient;
+  jobs: JobQueue;
+  hostname: string;
+  chunkBytes: number;
+  publishTimeoutMs: number;
+  metrics: RelayMetrics;
+  log: Logger;
+}
+
+function headerSection(head: Buffer): Buffer {
+  const end = head.indexOf("\r\n\r\n");
+  return end === -1 ? head : head.subarray(0, end + 2);
+}
+
+/** Queue a DSN for `failed`; returns false when none may be sent (null sender, bad address). */
+export async function queueBounce(
+  context: BounceContext, job: DeliveryJob, failed: FailedRecipient[], reason: "rejected" | "expired", body: StoredBody | null,
+): Promise<boolean> {
+  const reasonLabel = reason === "expired" ? "expired" : "rejected";
+  context.metrics.recipientsBounced.inc({ reason: reasonLabel }, failed.length);
+  const log = context.log.child({ queueId: job.queueId });
+  if (job.sender === "") {
+    log.warn("recipients failed for a message from the null sender; no bounce is sent", { recipients: failed.map((f) => f.address), reason });
+    return false;
+  }
+  const at = job.sender.lastIndexOf("@");
+  const senderDomain = at > 0 ? normaliseDomain(job.sender.slice(at + 1)) : undefined;
+  if (!senderDomain) {
+    log.warn("sender address cannot receive a bounce; dropped", { sender: job.sender, reason });
+    return false;
+  }
+  const now = new Date();
+  const dsn = buildDsn({
+    reportingMta: context.hostname,
+    originalSender: job.sender,
+    queueId: job.queueId,
+    arrivalDate: new Date(job.acceptedAt),
+    failed,
+    reason,
+    originalHeaders: body ? headerSection(await body.head(HEADER_SECTION_LIMIT)) : Buffer.alloc(0),
+    now,
+  });
+  const queueId = newQueueId();
+  const writer = new SpoolWriter(context.js, [queueId], context.chunkBytes, context.publishTimeoutMs);
+  await writer.write(dsn.message);
+  await writer.finish();
+  await context.jobs.enqueue({
+    v: 1,
+    queueId,
+    kind: "dsn",
+    domain: senderDomain,
+    sender: "",
+    recipients: [dsn.recipient],
+    size: dsn.message.length,
+    eightBit: false,
+    smtpUtf8: false,
+    acceptedAt: now.getTime(),
+    expiresAt: now.getTime() + BOUNCE_LIFETIME_MS,
+    attempts: 0,
+  });
+  context.metrics.dsnsSent.inc();
+  log.info("bounce queued", { dsnQueueId: queueId, to: job.sender, recipients: failed.length, reason });
+  return true;
+}

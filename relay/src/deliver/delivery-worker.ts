@@ -1,0 +1,272 @@
+// The delivery side of a relay: pulls due jobs from the shared mxw-deliver consumer (any relay
+// delivers any message), sends them to the next hop, and settles each recipient: delivered,
+// retried later (a new deferred job), or bounced. A job is acknowledged only after its follow-up
+// (deferred job, bounce, purge) is stored, so a crash at any point repeats work, never loses it.
+
+import type { JsMsg, ConsumerMessages } from "@nats-io/jetstream";
+import type { DomainStore } from "../config/domain-store.ts";
+import { DEFAULTS, type DomainPolicy } from "../config/relay-domain.ts";
+import type { Logger } from "../log.ts";
+import type { RelayMetrics } from "../metrics.ts";
+import { decodeJob, InvalidJobError, type DeliveryJob } from "../queue/delivery-job.ts";
+import { JobQueue } from "../queue/job-queue.ts";
+import { DELIVER_CONSUMER, QUEUE_STREAM } from "../queue/layout.ts";
+import type { QueueConnection } from "../queue/queue-connection.ts";
+import { SpoolReader, chunkSizeFor, type StoredBody } from "../queue/spool.ts";
+import { queueBounce } from "./bounce.ts";
+import type { DestinationHealth } from "./destination-health.ts";
+import type { FailedRecipient } from "./dsn.ts";
+import { RouteError, type NextHopResolver, type Route } from "./next-hop.ts";
+import type { OutboundSmtp, RecipientOutcome } from "./outbound-smtp.ts";
+import { nextRetryAt } from "./retry-policy.ts";
+
+export interface DeliveryWorkerOptions {
+  hostname: string;
+  /** Deliveries this relay runs at once. */
+  concurrency: number;
+  /** How often a long delivery tells JetStream it is still working on the job. */
+  progressIntervalMs: number;
+  /** Retry timing for domains no longer configured (their mail is still delivered). */
+  fallbackRetry: DomainPolicy["retry"];
+}
+
+export interface DeliveryDeps {
+  queue: QueueConnection;
+  store: DomainStore;
+  resolver: NextHopResolver;
+  outbound: OutboundSmtp;
+  health: DestinationHealth;
+  metrics: RelayMetrics;
+  log: Logger;
+}
+
+export class DeliveryWorker {
+  private running = false;
+  private messages: ConsumerMessages | undefined;
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly slotWaiters: Array<() => void> = [];
+  private readonly options: DeliveryWorkerOptions;
+  private readonly deps: DeliveryDeps;
+  private readonly log: Logger;
+  private loop: Promise<void> | undefined;
+
+  constructor(options: DeliveryWorkerOptions, deps: DeliveryDeps) {
+    this.options = options;
+    this.deps = deps;
+    this.log = deps.log.child({ component: "delivery" });
+  }
+
+  start(): void {
+    this.running = true;
+    this.loop = this.consumeLoop();
+  }
+
+  /** Release the jobs not yet started, let deliveries in flight finish within `graceMs`. */
+  async stop(graceMs: number): Promise<void> {
+    this.running = false;
+    this.messages?.stop();
+    for (const wake of this.slotWaiters.splice(0)) wake();
+    const deadline = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
+    await Promise.race([Promise.all([...this.inFlight]), deadline]);
+    await this.loop?.catch(() => undefined);
+  }
+
+  private async consumeLoop(): Promise<void> {
+    let delay = 250;
+    while (this.running) {
+      try {
+        await this.deps.queue.whenReady();
+        if (!this.running) return;
+        const { js } = this.deps.queue.get();
+        const consumer = await js.consumers.get(QUEUE_STREAM, DELIVER_CONSUMER);
+        this.messages = await consumer.consume({ max_messages: this.options.concurrency });
+        delay = 250;
+        for await (const msg of this.messages) {
+          if (!this.running) {
+            msg.nak();
+            continue;
+          }
+          await this.waitForSlot();
+          if (!this.running) {
+            msg.nak();
+            continue;
+          }
+          const task = this.handle(msg).catch((err: unknown) => {
+            this.log.error("delivery task failed; the job will be retried", { error: err });
+            msg.nak(5000);
+          });
+          this.inFlight.add(task);
+          void task.finally(() => {
+            this.inFlight.delete(task);
+            this.slotWaiters.shift()?.();
+          });
+        }
+      } catch (err) {
+        if (!this.running) return;
+        this.log.warn("delivery consumer interrupted; resubscribing", { error: err, retryInMs: delay });
+      }
+      if (this.running) {
+        await new Promise((resolve) => setTimeout(resolve, delay));
+        delay = Math.min(delay * 2, 5000);
+      }
+    }
+  }
+
+  private waitForSlot(): Promise<void> {
+    if (this.inFlight.size < this.options.concurrency) return Promise.resolve();
+    return new Promise((resolve) => this.slotWaiters.push(resolve));
+  }
+
+  private async handle(msg: JsMsg): Promise<void> {
+    let job: DeliveryJob;
+    try {
+      job = decodeJob(msg.data);
+    } catch (err) {
+      if (!(err instanceof InvalidJobError)) throw err;
+      this.log.error("unreadable job removed from the queue", { subject: msg.subject, error: err.message });
+      msg.term(err.message);
+      return;
+    }
+    const log = this.log.child({ queueId: job.queueId, domain: job.domain });
+    const { js, jsm } = this.deps.queue.get();
+    const jobs = new JobQueue(js, jsm, this.deps.queue.publishTimeoutMs);
+    const spool = new SpoolReader(jsm);
+    const body = await spool.get(job.queueId);
+    if (!body) {
+      // The body is purged just before the job is acknowledged: a job without one was finished
+      // by a relay that died before its ack reached the server.
+      log.warn("job without a body; it was already completed");
+      await msg.ackAck();
+      return;
+    }
+    const now = Date.now();
+    const policy = job.kind === "relay" ? this.deps.store.lookup(job.domain) : undefined;
+    const retry = policy?.retry ?? this.options.fallbackRetry;
+
+    if (now >= job.expiresAt) {
+      const failed = job.recipients.map((address) => ({
+        address, status: "4.4.7", diagnostic: job.lastError ?? "queue lifetime expired", remoteMta: job.lastRemoteMta,
+      }));
+      log.warn("queue lifetime expired; bouncing", { recipients: job.recipients.length, attempts: job.attempts });
+      await this.bounce(job, failed, "expired", body);
+      await this.finish(msg, spool, job);
+      return;
+    }
+
+    let route: Route;
+    try {
+      route = job.kind === "dsn"
+        ? await this.deps.resolver.forBounce(job.domain)
+        : await this.deps.resolver.forDomain(policy ?? this.unconfiguredPolicy(job.domain));
+    } catch (err) {
+      if (!(err instanceof RouteError)) throw err;
+      if (err.permanent) {
+        log.warn("no route; bouncing", { error: err.message });
+        await this.bounce(job, job.recipients.map((address) => ({ address, status: "5.1.2", diagnostic: err.message })), "rejected", body);
+        await this.finish(msg, spool, job);
+      } else {
+        log.info("no route yet; deferring", { error: err.message });
+        await this.retryLater(msg, jobs, { ...job, attempts: job.attempts + 1, lastError: err.message }, retry, now);
+      }
+      return;
+    }
+
+    if (this.deps.health.isUnreachable(job.domain)) {
+      // Known down: do not spend a connection timeout per message. The probe releases it early.
+      this.deps.metrics.deliveryAttempts.inc({ result: "skipped_dead_host" });
+      await this.retryLater(msg, jobs, job, retry, now);
+      return;
+    }
+
+    const progress = setInterval(() => msg.working(), this.options.progressIntervalMs);
+    let outcomes: RecipientOutcome[];
+    let remoteMta: string | undefined;
+    try {
+      const report = await this.deps.outbound.deliver(route, {
+        sender: job.sender, recipients: job.recipients, size: job.size, eightBit: job.eightBit,
+      }, () => body.open());
+      outcomes = report.outcomes;
+      remoteMta = report.remoteMta;
+      if (report.unreachable) this.deps.health.markUnreachable(job.domain, route);
+      else this.deps.health.markReachable(job.domain);
+    } finally {
+      clearInterval(progress);
+    }
+    await this.settle(msg, jobs, spool, job, body, outcomes, remoteMta, retry, log);
+  }
+
+  private async settle(
+    msg: JsMsg, jobs: JobQueue, spool: SpoolReader, job: DeliveryJob, body: StoredBody,
+    outcomes: RecipientOutcome[], remoteMta: string | undefined, retry: DomainPolicy["retry"], log: Logger,
+  ): Promise<void> {
+    const now = Date.now();
+    const delivered = outcomes.filter((o) => o.result === "delivered");
+    const temporary = outcomes.filter((o) => o.result === "temporary");
+    const permanent = outcomes.filter((o) => o.result === "permanent");
+    const metrics = this.deps.metrics;
+    if (delivered.length > 0) {
+      metrics.recipientsDelivered.inc(delivered.length);
+      metrics.bytesDelivered.inc(job.size);
+      metrics.deliveryLatency.observe((now - job.acceptedAt) / 1000);
+      log.info("delivered", { recipients: delivered.length, remoteMta, reply: delivered[0]?.reply, attempts: job.attempts + 1 });
+    }
+    metrics.deliveryAttempts.inc({
+      result: temporary.length > 0 ? (delivered.length + permanent.length === 0 && !remoteMta ? "connection_failed" : "deferred")
+        : permanent.length > 0 ? "bounced" : "delivered",
+    });
+    if (permanent.length > 0) {
+      log.warn("recipients rejected by the next hop; bouncing", { recipients: permanent.map((p) => p.recipient), reply: permanent[0]?.reply });
+      await this.bounce(job, permanent.map((p) => ({
+        address: p.recipient, status: p.status, diagnostic: p.reply, remoteMta, lastAttempt: new Date(now),
+      })), "rejected", body);
+    }
+    if (temporary.length > 0) {
+      const next: DeliveryJob = {
+        ...job,
+        recipients: temporary.map((t) => t.recipient),
+        attempts: job.attempts + 1,
+        lastError: temporary[0]?.reply,
+        lastRemoteMta: remoteMta ?? job.lastRemoteMta,
+      };
+      log.info("deferred", { recipients: temporary.length, reply: temporary[0]?.reply, attempts: next.attempts });
+      await this.retryLater(msg, jobs, next, retry, now);
+      return;
+    }
+    await this.finish(msg, spool, job);
+  }
+
+  /** Hold the job until its next retry time, then acknowledge the current copy. */
+  private async retryLater(msg: JsMsg, jobs: JobQueue, job: DeliveryJob, retry: DomainPolicy["retry"], now: number): Promise<void> {
+    const at = nextRetryAt(Math.max(1, job.attempts), retry, now, job.expiresAt);
+    await jobs.defer(job, new Date(at));
+    await msg.ackAck();
+  }
+
+  /** Nothing left to do for this job: drop the body, then the job. */
+  private async finish(msg: JsMsg, spool: SpoolReader, job: DeliveryJob): Promise<void> {
+    await spool.purge(job.queueId);
+    await msg.ackAck();
+  }
+
+  private async bounce(job: DeliveryJob, failed: FailedRecipient[], reason: "rejected" | "expired", body: StoredBody): Promise<void> {
+    const { js, jsm } = this.deps.queue.get();
+    await queueBounce({
+      js,
+      jobs: new JobQueue(js, jsm, this.deps.queue.publishTimeoutMs),
+      hostname: this.options.hostname,
+      chunkBytes: chunkSizeFor(this.deps.queue.maxPayload),
+      publishTimeoutMs: this.deps.queue.publishTimeoutMs,
+      metrics: this.deps.metrics,
+      log: this.log,
+    }, job, failed, reason, body);
+  }
+
+  /** A domain removed from the configuration still gets its queued mail, through its MX. */
+  private unconfiguredPolicy(domain: string): DomainPolicy {
+    return {
+      name: "(removed)", domain, primaryHosts: [], outboundTls: { mode: "opportunistic", verifyCertificate: false },
+      recipients: { mode: "any", localParts: new Set() }, maxMessageBytes: DEFAULTS.maxMessageBytes,
+      queueLifetimeMs: DEFAULTS.queueLifetimeMs, retry: this.options.fallbackRetry,
+    };
+  }
+}

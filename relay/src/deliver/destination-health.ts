@@ -1,0 +1,115 @@
+// Which destinations are down right now, as seen by this relay. A domain whose next hops could not
+// be reached is marked unreachable: its other jobs are deferred without a connection attempt
+// (RFC 5321 §4.5.4.1 asks for a list of unreachable hosts), and a cheap probe (connect, read the
+// 220 greeting, QUIT) runs every few seconds. When the probe succeeds the domain's deferred jobs
+// are released at once, instead of each waiting out its backoff.
+
+import { connect } from "node:net";
+import type { Logger } from "../log.ts";
+import type { RelayMetrics } from "../metrics.ts";
+import type { NextHop, Route } from "./next-hop.ts";
+
+interface Outage {
+  route: Route;
+  since: number;
+  timer: NodeJS.Timeout;
+  probing: boolean;
+}
+
+export function probeGreeting(hop: NextHop, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: hop.address, port: hop.port });
+    let buffered = "";
+    const finish = (ok: boolean): void => {
+      clearTimeout(timer);
+      if (ok) socket.end("QUIT\r\n");
+      else socket.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => finish(false), timeoutMs);
+    socket.setEncoding("latin1");
+    socket.on("data", (data: string) => {
+      buffered += data;
+      const line = /^(\d{3})([ -])[^\n]*\n/.exec(buffered);
+      if (line && line[2] === " ") finish(line[1] === "220");
+      else if (buffered.length > 4096) finish(false);
+    });
+    socket.on("error", () => finish(false));
+    socket.on("close", () => finish(false));
+  });
+}
+
+export class DestinationHealth {
+  private readonly outages = new Map<string, Outage>();
+  private readonly probeIntervalMs: number;
+  private readonly onRecovered: (domain: string) => Promise<void>;
+  private readonly metrics: RelayMetrics;
+  private readonly log: Logger;
+
+  constructor(probeIntervalMs: number, onRecovered: (domain: string) => Promise<void>, metrics: RelayMetrics, log: Logger) {
+    this.probeIntervalMs = probeIntervalMs;
+    this.onRecovered = onRecovered;
+    this.metrics = metrics;
+    this.log = log.child({ component: "destination-health" });
+  }
+
+  isUnreachable(domain: string): boolean {
+    return this.outages.has(domain);
+  }
+
+  markUnreachable(domain: string, route: Route): void {
+    const existing = this.outages.get(domain);
+    if (existing) {
+      existing.route = route;
+      return;
+    }
+    const timer = setInterval(() => void this.probe(domain), this.probeIntervalMs);
+    timer.unref();
+    this.outages.set(domain, { route, since: Date.now(), timer, probing: false });
+    this.metrics.deadDestinations.set(this.outages.size);
+    this.log.warn("destination unreachable; deferring its mail and probing", { domain, hops: route.hops.map((h) => `${h.host}:${h.port}`) });
+  }
+
+  /** A delivery got through: end the outage and release the domain's deferred mail. */
+  markReachable(domain: string): void {
+    if (!this.endOutage(domain)) return;
+    this.onRecovered(domain).catch((err: unknown) => {
+      this.log.warn("releasing deferred mail failed; it waits for its retry time", { domain, error: err });
+    });
+  }
+
+  private endOutage(domain: string): boolean {
+    const outage = this.outages.get(domain);
+    if (!outage) return false;
+    clearInterval(outage.timer);
+    this.outages.delete(domain);
+    this.metrics.deadDestinations.set(this.outages.size);
+    this.log.info("destination reachable again", { domain, downForMs: Date.now() - outage.since });
+    return true;
+  }
+
+  stop(): void {
+    for (const outage of this.outages.values()) clearInterval(outage.timer);
+    this.outages.clear();
+  }
+
+  private async probe(domain: string): Promise<void> {
+    const outage = this.outages.get(domain);
+    if (!outage || outage.probing) return;
+    outage.probing = true;
+    try {
+      for (const hop of outage.route.hops) {
+        if (await probeGreeting(hop, Math.min(10_000, this.probeIntervalMs * 2))) {
+          this.endOutage(domain);
+          await this.onRecovered(domain);
+          return;
+        }
+      }
+    } catch (err) {
+      this.log.warn("releasing deferred mail failed; the probe will retry", { domain, error: err });
+      if (!this.outages.has(domain)) this.markUnreachable(domain, outage.route);
+    } finally {
+      outage.probing = false;
+    }
+  }
+}

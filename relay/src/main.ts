@@ -1,0 +1,157 @@
+// Entry point of relay/bin/mxwarden-relay: wires configuration, queue, receiving and delivering
+// together and owns the process lifecycle (SIGTERM drains, SIGHUP reloads the domains).
+
+import { Resolver } from "node:dns/promises";
+import { hostname as osHostname } from "node:os";
+import type { Server } from "node:http";
+import { parseRelayArgs, USAGE, UsageError, type RelayConfig } from "./cli.ts";
+import { DomainStore } from "./config/domain-store.ts";
+import { DEFAULTS } from "./config/relay-domain.ts";
+import { DeliveryWorker } from "./deliver/delivery-worker.ts";
+import { DestinationHealth } from "./deliver/destination-health.ts";
+import { NextHopResolver } from "./deliver/next-hop.ts";
+import { OutboundSmtp } from "./deliver/outbound-smtp.ts";
+import { startHealthServer } from "./health-server.ts";
+import { createLogger, type Logger } from "./log.ts";
+import { RelayMetrics } from "./metrics.ts";
+import { EmbeddedNats } from "./queue/embedded-nats.ts";
+import { JobQueue } from "./queue/job-queue.ts";
+import { QueueConnection } from "./queue/queue-connection.ts";
+import { startQueueMonitor } from "./queue/queue-monitor.ts";
+import { SmtpReceiver } from "./receive/smtp-receiver.ts";
+
+/** Jobs held unacknowledged by all relays of a site together. */
+const MAX_ACK_PENDING = 10_000;
+
+async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
+  const metrics = new RelayMetrics();
+  const store = new DomainStore(config.domainsPath, log);
+  store.onChange((table, problems) => {
+    metrics.configGeneration.set(table.generation);
+    metrics.configDomains.set(table.byDomain.size);
+    metrics.configErrors.set(problems.length);
+  });
+  await store.start();
+
+  let embedded: EmbeddedNats | undefined;
+  let servers = config.natsServers;
+  if (servers.length === 0) {
+    embedded = new EmbeddedNats(config.dataDir, log);
+    servers = [await embedded.start()];
+  }
+  const queue = new QueueConnection({
+    servers,
+    name: `mxwarden-relay ${config.hostname} ${process.pid}`,
+    publishTimeoutMs: config.publishTimeoutMs,
+    replicas: config.replicas,
+    maxAckPending: MAX_ACK_PENDING,
+    ackWaitMs: config.ackWaitMs,
+  }, log);
+  queue.start();
+
+  const resolver = new Resolver({ timeout: 5000, tries: 2 });
+  if (config.resolvers.length > 0) resolver.setServers(config.resolvers);
+  const nextHops = new NextHopResolver(resolver, {
+    ourNames: [config.hostname, ...config.mxNames],
+    mxPort: config.mxPort,
+    bounceRelay: config.bounceRelay,
+  });
+  const outbound = new OutboundSmtp({
+    hostname: config.hostname,
+    connectTimeoutMs: 15_000,
+    socketTimeoutMs: 120_000,
+    maxConnectionsPerHop: config.maxConnectionsPerHop,
+    idleTimeoutMs: 10_000,
+  }, log);
+  const destinations = new DestinationHealth(config.probeIntervalMs, async (domain) => {
+    const { js, jsm } = queue.get();
+    const released = await new JobQueue(js, jsm, queue.publishTimeoutMs).releaseDeferred(domain);
+    log.info("deferred mail released", { domain, jobs: released });
+  }, metrics, log);
+  const worker = new DeliveryWorker({
+    hostname: config.hostname,
+    concurrency: config.deliveryConcurrency,
+    progressIntervalMs: Math.max(1000, Math.floor(config.ackWaitMs / 3)),
+    fallbackRetry: { initialBackoffMs: DEFAULTS.initialBackoffMs, maxBackoffMs: DEFAULTS.maxBackoffMs },
+  }, { queue, store, resolver: nextHops, outbound, health: destinations, metrics, log });
+
+  let shuttingDown = false;
+  const receiver = new SmtpReceiver({
+    hostname: config.hostname,
+    tls: config.tls,
+    maxClients: config.maxClients,
+    maxRecipients: 1000,
+    maxReceivedHeaders: config.maxReceivedHeaders,
+    bareNewline: config.bareNewline,
+    socketTimeoutMs: 300_000,
+    shutdownGraceMs: config.shutdownGraceMs,
+    proxyProtocol: config.proxyProtocol,
+  }, store, queue, metrics, log);
+  await receiver.listen(config.listen.host, config.listen.port);
+  const healthServer: Server = await startHealthServer(config.metrics.host, config.metrics.port, metrics, {
+    ready: () => {
+      if (shuttingDown) return { ok: false, reason: "shutting down" };
+      if (!queue.isReady()) return { ok: false, reason: "queue unreachable" };
+      if (store.current().generation === 0) return { ok: false, reason: "no configuration loaded" };
+      return { ok: true };
+    },
+  });
+  const stopMonitor = startQueueMonitor(queue, metrics, log, 5000);
+  worker.start();
+
+  const smtp = receiver.address();
+  const http = healthServer.address();
+  log.info("relay started", {
+    smtp: `${smtp.host}:${smtp.port}`,
+    metrics: typeof http === "object" && http ? `${http.address}:${http.port}` : String(http),
+    nats: embedded ? `embedded ${servers[0] ?? ""}` : servers.join(","),
+    hostname: config.hostname,
+    domains: store.current().byDomain.size,
+  });
+
+  process.on("SIGHUP", () => {
+    log.info("SIGHUP: reloading domains");
+    void store.reload();
+  });
+  const shutdown = async (signal: string): Promise<void> => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    log.info("shutting down: new connections get 421, sessions in flight may finish", { signal, graceMs: config.shutdownGraceMs });
+    await Promise.all([receiver.close(), worker.stop(config.shutdownGraceMs)]);
+    stopMonitor();
+    destinations.stop();
+    store.stop();
+    await outbound.close();
+    await queue.close();
+    await embedded?.stop();
+    await new Promise((resolve) => healthServer.close(resolve));
+    log.info("stopped");
+    process.exit(0);
+  };
+  process.on("SIGTERM", (signal) => void shutdown(signal));
+  process.on("SIGINT", (signal) => void shutdown(signal));
+}
+
+async function main(): Promise<void> {
+  const log = createLogger({ service: "mxwarden-relay" });
+  let config: RelayConfig | "help";
+  try {
+    config = parseRelayArgs(process.argv.slice(2), osHostname());
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`mxwarden-relay: ${err.message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+  if (config === "help") {
+    process.stdout.write(USAGE);
+    return;
+  }
+  try {
+    await startRelay(config, log);
+  } catch (err) {
+    log.error("relay failed to start", { error: err });
+    process.exit(1);
+  }
+}
+
+await main();
