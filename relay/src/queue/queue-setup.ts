@@ -3,7 +3,7 @@
 
 import {
   AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType,
-  type JetStreamManager, type StreamConfig,
+  type ConsumerConfig, type JetStreamManager, type StreamConfig,
 } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
 import {
@@ -53,7 +53,7 @@ export async function ensureQueueLayout(jsm: JetStreamManager, options: QueueLay
   };
   await upsertStream(jsm, spool);
   await upsertStream(jsm, queue);
-  await jsm.consumers.add(QUEUE_STREAM, {
+  await upsertConsumer(jsm, {
     durable_name: DELIVER_CONSUMER,
     filter_subject: READY_FILTER,
     ack_policy: AckPolicy.Explicit,
@@ -64,6 +64,22 @@ export async function ensureQueueLayout(jsm: JetStreamManager, options: QueueLay
     max_deliver: -1,
     max_ack_pending: options.maxAckPending,
   });
+}
+
+type ConsumerSettings = Partial<ConsumerConfig> & { durable_name: string };
+
+/** Create the consumer, or update the settings a relay may change (a restart with new flags). */
+async function upsertConsumer(jsm: JetStreamManager, config: ConsumerSettings): Promise<void> {
+  const existing = await jsm.consumers.info(QUEUE_STREAM, config.durable_name).catch(() => undefined);
+  if (!existing) {
+    await jsm.consumers.add(QUEUE_STREAM, config);
+    return;
+  }
+  const { ack_wait, max_ack_pending, max_deliver } = config;
+  const current = existing.config;
+  if (current.ack_wait !== ack_wait || current.max_ack_pending !== max_ack_pending || current.max_deliver !== max_deliver) {
+    await jsm.consumers.update(QUEUE_STREAM, config.durable_name, { ack_wait, max_ack_pending, max_deliver });
+  }
 }
 
 async function upsertStream(jsm: JetStreamManager, config: StreamSettings): Promise<void> {
