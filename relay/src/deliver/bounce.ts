@@ -70,8 +70,9 @@ export async function queueBounce(
     sender: "",
     recipients: [dsn.recipient],
     size: dsn.message.length,
-    eightBit: false,
-    smtpUtf8: false,
+    // Part 3 carries the original header section as it came, which may hold 8-bit text.
+    eightBit: dsn.message.some((byte) => byte > 0x7f),
+    smtpUtf8: /[^\x00-\x7f]/.test(job.sender),
     acceptedAt: now.getTime(),
     expiresAt: now.getTime() + BOUNCE_LIFETIME_MS,
     attempts: 0,

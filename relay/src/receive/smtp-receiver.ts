@@ -57,6 +57,8 @@ function drain(stream: Readable): Promise<void> {
 export class SmtpReceiver {
   private readonly server: SMTPServer;
   private shuttingDown = false;
+  private readonly openSessions = new Set<string>();
+  private readonly idleWaiters: Array<() => void> = [];
   private readonly options: ReceiverOptions;
   private readonly store: DomainStore;
   private readonly queue: QueueConnection;
@@ -94,7 +96,11 @@ export class SmtpReceiver {
       logger: false,
       ...(tls ?? {}),
       onConnect: (session, callback) => this.onConnect(session, callback),
-      onClose: () => this.metrics.activeSessions.dec(),
+      onClose: (session) => {
+        this.metrics.activeSessions.dec();
+        this.openSessions.delete(session.id);
+        if (this.openSessions.size === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+      },
       onMailFrom: (address, session, callback) => this.onMailFrom(address, session, callback),
       onRcptTo: (address, session, callback) => this.onRcptTo(address, session, callback),
       onData: (stream, session, callback) => {
@@ -120,10 +126,23 @@ export class SmtpReceiver {
     return { host: addr.address, port: addr.port };
   }
 
-  /** Stop accepting connections; sessions in flight get the grace period to finish. */
-  close(): Promise<void> {
+  /**
+   * Stop accepting connections and let the sessions in flight finish their transaction (a new
+   * MAIL gets 421) within the grace period; whatever is still open then gets 421 and is closed.
+   * smtp-server's own close() would answer 421 to every further command at once.
+   */
+  async close(): Promise<void> {
     this.shuttingDown = true;
-    return new Promise((resolve) => this.server.close(() => resolve()));
+    this.server.server.close();
+    if (this.openSessions.size > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.options.shutdownGraceMs);
+        timer.unref();
+        this.idleWaiters.push(() => { clearTimeout(timer); resolve(); });
+      });
+    }
+    (this.server.options as { closeTimeout?: number }).closeTimeout = 1;
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
   private refuse(reply: SmtpReply, counter: "recipients" | "messages"): Error {
@@ -132,7 +151,8 @@ export class SmtpReceiver {
     return replyError(reply);
   }
 
-  private onConnect(_session: SMTPServerSession, callback: (err?: Error | null) => void): void {
+  private onConnect(session: SMTPServerSession, callback: (err?: Error | null) => void): void {
+    this.openSessions.add(session.id);
     this.metrics.sessions.inc();
     this.metrics.activeSessions.inc();
     if (this.shuttingDown) return callback(this.refuse(replies.shuttingDown, "messages"));
