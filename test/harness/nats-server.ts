@@ -1,0 +1,58 @@
+// A real nats-server with JetStream for tests, fsyncing every write like production. It can be
+// stopped and started again on the same port and store, to cut the queue away from a relay.
+
+import { existsSync, writeFileSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { TestProcess } from "./child.ts";
+import { freePort, repoRoot } from "./workspace.ts";
+
+export function natsServerBinary(): string {
+  const binary = process.env.MXWARDEN_NATS_SERVER ?? join(repoRoot, ".tools/bin/nats-server");
+  if (!existsSync(binary)) throw new Error(`nats-server not found at ${binary}; run 'make deps'`);
+  return binary;
+}
+
+export class TestNatsServer {
+  readonly port: number;
+  readonly dir: string;
+  private process: TestProcess | undefined;
+
+  private constructor(port: number, dir: string) {
+    this.port = port;
+    this.dir = dir;
+  }
+
+  static async start(dir: string): Promise<TestNatsServer> {
+    const server = new TestNatsServer(await freePort(), dir);
+    mkdirSync(join(dir, "jetstream"), { recursive: true });
+    writeFileSync(join(dir, "nats.conf"), [
+      `listen: "127.0.0.1:${server.port}"`,
+      "jetstream {",
+      `  store_dir: "${join(dir, "jetstream")}"`,
+      "  sync_interval: always",
+      "}",
+      "",
+    ].join("\n"));
+    await server.resume();
+    return server;
+  }
+
+  get url(): string {
+    return `nats://127.0.0.1:${this.port}`;
+  }
+
+  /** (Re)start the server on its port with its store. */
+  async resume(): Promise<void> {
+    this.process = new TestProcess(natsServerBinary(), ["-c", join(this.dir, "nats.conf")], { logFile: join(this.dir, "nats.log") });
+    await this.process.waitForLine(/Server is ready/);
+  }
+
+  /** Stop the server (the relay loses its queue until resume()). */
+  async pause(): Promise<void> {
+    await this.process?.stop();
+  }
+
+  async stop(): Promise<void> {
+    await this.process?.stop();
+  }
+}

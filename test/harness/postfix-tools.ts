@@ -1,0 +1,97 @@
+// Postfix's smtp-sink (a real, fast SMTP server that dumps each message to a file) and
+// smtp-source (a real SMTP load generator), from the Debian postfix package.
+
+import { execFile } from "node:child_process";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { connect } from "node:net";
+import { join } from "node:path";
+import { TestProcess } from "./child.ts";
+import { eventually, freePort } from "./workspace.ts";
+
+function postfixTool(name: string): string {
+  for (const dir of ["/usr/sbin", "/usr/bin", "/usr/lib/postfix"]) {
+    if (existsSync(join(dir, name))) return join(dir, name);
+  }
+  throw new Error(`${name} not found; run 'make deps' (Debian package postfix)`);
+}
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: "127.0.0.1", port });
+    socket.once("connect", () => { socket.destroy(); resolve(true); });
+    socket.once("error", () => resolve(false));
+  });
+}
+
+export class SmtpSink {
+  readonly port: number;
+  readonly dumpDir: string;
+  private process: TestProcess | undefined;
+
+  private constructor(port: number, dumpDir: string) {
+    this.port = port;
+    this.dumpDir = dumpDir;
+  }
+
+  /** Start a sink on `port` (or a free one) that dumps every transaction to its own files. */
+  static async start(port?: number): Promise<SmtpSink> {
+    // Under the system temp dir: when run as root, smtp-sink drops to "nobody", which must be
+    // able to reach the dump directory (the test's own scratch dirs are private).
+    const sink = new SmtpSink(port ?? await freePort(), mkdtempSync(join(tmpdir(), "mxwarden-sink-")));
+    chmodSync(sink.dumpDir, 0o777);
+    await sink.resume();
+    return sink;
+  }
+
+  async resume(): Promise<void> {
+    const args = [...(process.getuid?.() === 0 ? ["-u", "nobody"] : []), "-d", `${this.dumpDir}/%s.`, `127.0.0.1:${this.port}`, "256"];
+    this.process = new TestProcess(postfixTool("smtp-sink"), args);
+    await eventually("smtp-sink to listen", () => portOpen(this.port), 10_000, 50);
+  }
+
+  async stop(): Promise<void> {
+    await this.process?.stop();
+  }
+
+  /** The Message-Id of every dumped transaction, duplicates included. */
+  messageIds(): string[] {
+    const ids: string[] = [];
+    for (const file of readdirSync(this.dumpDir)) {
+      const text = readFileSync(join(this.dumpDir, file), "latin1");
+      const match = /^Message-Id:\s*(<[^>\r\n]*>)/im.exec(text);
+      if (match?.[1]) ids.push(match[1]);
+    }
+    return ids;
+  }
+
+  dumpCount(): number {
+    return readdirSync(this.dumpDir).length;
+  }
+}
+
+export interface SourceOptions {
+  port: number;
+  messages: number;
+  sessions: number;
+  /** Body length in bytes (headers excluded). */
+  length: number;
+  from: string;
+  to: string;
+}
+
+/** Run smtp-source to completion; resolves with its wall time in milliseconds. */
+export function smtpSource(options: SourceOptions): Promise<number> {
+  const started = performance.now();
+  const args = [
+    "-d", // reuse each connection for the next message, like a real sending MTA
+    "-s", String(options.sessions), "-m", String(options.messages), "-l", String(options.length),
+    "-f", options.from, "-t", options.to, "-M", "client.test", `127.0.0.1:${options.port}`,
+  ];
+  return new Promise((resolve, reject) => {
+    execFile(postfixTool("smtp-source"), args, { timeout: 600_000 }, (err, _stdout, stderr) => {
+      if (err) reject(new Error(`smtp-source failed: ${err.message} ${stderr}`));
+      else resolve(performance.now() - started);
+    });
+  });
+}

@@ -1,0 +1,149 @@
+// What a backup MX exists for: mail accepted while the primary is down is kept and delivered
+// when it returns, survives kill -9 of the relay, and a lost queue means 451, never a silent loss.
+// Real peers throughout: nats-server with JetStream, Postfix's smtp-source and smtp-sink.
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { runLoad } from "../harness/load-client.ts";
+import { TestNatsServer } from "../harness/nats-server.ts";
+import { SmtpSink, smtpSource } from "../harness/postfix-tools.ts";
+import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
+import { SmtpDialogue, sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
+import { eventually, freePort, tempDir } from "../harness/workspace.ts";
+
+function duplicates(ids: string[]): number {
+  return ids.length - new Set(ids).size;
+}
+
+describe("queue durability", () => {
+  // Each case gets its own nats-server, so that mail one case leaves queued cannot reach another.
+
+  it("keeps 1,000 messages while the primary is down and drains them as soon as it is back", async (t) => {
+    const caseDir = tempDir("primary-down");
+    const nats = await TestNatsServer.start(join(caseDir.path, "nats"));
+    const sinkPort = await freePort();
+    // A 10 minute first backoff: if the mail arrives within the test, the probe released it.
+    writeDomains(join(caseDir.path, "domains.yaml"), [{
+      domain: "example.com", primary: { hosts: [{ host: "127.0.0.1", port: sinkPort }] },
+      queue: { retry: { initialBackoff: "10m", maxBackoff: "1h" } },
+    }]);
+    const relay = await RelayProcess.start({
+      dir: caseDir.path, domainsPath: join(caseDir.path, "domains.yaml"), nats: nats.url,
+      args: ["--probe-interval", "1s", "--delivery-concurrency", "50"],
+    });
+    try {
+      await relay.ready();
+      const sendMs = await smtpSource({ port: relay.smtpPort, messages: 1000, sessions: 20, length: 4096, from: "s@client.test", to: "user@example.com" });
+      assert.equal(await relay.metric("mxwarden_messages_accepted_total"), 1000);
+      await eventually("all jobs deferred", async () => await relay.metric("mxwarden_queue_messages", 'state="deferred"') === 1000, 60_000);
+      const sink = await SmtpSink.start(sinkPort);
+      const upAt = performance.now();
+      try {
+        await eventually("1,000 messages at the primary", () => new Set(sink.messageIds()).size >= 1000, 120_000, 200);
+        const drainMs = performance.now() - upAt;
+        const ids = sink.messageIds();
+        assert.equal(new Set(ids).size, 1000);
+        t.diagnostic(`accepted 1000 x 4 KB in ${sendMs.toFixed(0)} ms (${(1000 / (sendMs / 1000)).toFixed(0)} msg/s), drained in ${drainMs.toFixed(0)} ms after the primary returned, duplicates ${duplicates(ids)}`);
+        await eventually("queue empty", async () => await relay.metric("mxwarden_queue_messages", 'state="deferred"') === 0 && await relay.metric("mxwarden_queue_messages", 'state="ready"') === 0, 30_000, 500);
+      } finally {
+        await sink.stop();
+      }
+    } finally {
+      await relay.stop();
+      await nats.stop();
+    }
+  });
+
+  it("delivers every message that got a 250 after kill -9 of the relay under load", async (t) => {
+    const caseDir = tempDir("kill9");
+    const nats = await TestNatsServer.start(join(caseDir.path, "nats"));
+    const sink = await SmtpSink.start();
+    writeDomains(join(caseDir.path, "domains.yaml"), [{ domain: "example.com", primary: { hosts: [{ host: "127.0.0.1", port: sink.port }] } }]);
+    const smtpPort = await freePort();
+    const options = {
+      dir: caseDir.path, domainsPath: join(caseDir.path, "domains.yaml"), nats: nats.url, smtpPort,
+      args: ["--ack-wait", "3s", "--probe-interval", "1s"],
+    };
+    let relay = await RelayProcess.start(options);
+    try {
+      await relay.ready();
+      let killed = false;
+      const load = runLoad({ port: smtpPort, sessions: 20, size: 4096, recipient: "user@example.com", tag: "kill9", stop: () => killed });
+      await eventually("some deliveries under way", async () => await relay.metric("mxwarden_recipients_delivered_total") >= 200, 60_000, 20);
+      await relay.kill9();
+      killed = true;
+      const { accepted, notAccepted } = await load;
+      assert.ok(accepted.size >= 200);
+      relay = await RelayProcess.start(options);
+      await eventually("every accepted message at the primary", () => {
+        const delivered = new Set(sink.messageIds());
+        return [...accepted].every((id) => delivered.has(id));
+      }, 120_000, 250);
+      const ids = sink.messageIds().filter((id) => id.includes("kill9"));
+      const missing = [...accepted].filter((id) => !ids.includes(id));
+      assert.deepEqual(missing, []);
+      t.diagnostic(`accepted ${accepted.size}, not accepted ${notAccepted}, delivered ${new Set(ids).size} distinct, duplicates ${duplicates(ids)}`);
+    } finally {
+      await relay.stop();
+      await sink.stop();
+      await nats.stop();
+    }
+  });
+
+  it("answers 451 4.3.0 while NATS is down and loses nothing accepted before", async () => {
+    const caseDir = tempDir("nats-down");
+    const nats = await TestNatsServer.start(join(caseDir.path, "nats"));
+    const sinkPort = await freePort();
+    writeDomains(join(caseDir.path, "domains.yaml"), [{
+      domain: "example.com", primary: { hosts: [{ host: "127.0.0.1", port: sinkPort }] },
+      queue: { retry: { initialBackoff: "10m", maxBackoff: "1h" } },
+    }]);
+    const relay = await RelayProcess.start({
+      dir: caseDir.path, domainsPath: join(caseDir.path, "domains.yaml"), nats: nats.url,
+      args: ["--probe-interval", "1s", "--publish-timeout", "2s"],
+    });
+    try {
+      await relay.ready();
+      const queuedIds: string[] = [];
+      for (let i = 0; i < 5; i++) {
+        const id = `before-outage-${i}`;
+        const result = await sendMail(relay.smtpPort, { from: "s@client.test", to: ["user@example.com"], body: simpleMessage("before", id) });
+        assert.equal(result.data?.code, 250);
+        queuedIds.push(`<${id}@client.test>`);
+      }
+      // A session that is already open when the queue goes away.
+      const { dialogue } = await SmtpDialogue.open(relay.smtpPort);
+      await dialogue.command("EHLO client.test");
+      await nats.pause();
+      await eventually("relay not ready", async () => (await fetch(`http://127.0.0.1:${relay.metricsPort}/readyz`)).status === 503, 30_000);
+      const mail = await dialogue.command("MAIL FROM:<s@client.test>");
+      assert.equal(mail.code, 451);
+      assert.equal(mail.status, "4.3.0");
+      await dialogue.quit();
+      const fresh = await sendMail(relay.smtpPort, { from: "s@client.test", to: ["user@example.com"], body: simpleMessage("during", "during-outage") });
+      assert.equal(fresh.mail.code, 451);
+      assert.ok(await relay.metric("mxwarden_messages_rejected_total", 'reason="queue_unavailable"') >= 2);
+      assert.equal(await relay.metric("mxwarden_queue_up"), 0);
+
+      await nats.resume();
+      await relay.ready(60_000);
+      const after = await sendMail(relay.smtpPort, { from: "s@client.test", to: ["user@example.com"], body: simpleMessage("after", "after-outage") });
+      assert.equal(after.data?.code, 250);
+      queuedIds.push("<after-outage@client.test>");
+      const sink = await SmtpSink.start(sinkPort);
+      try {
+        await eventually("all accepted messages delivered", () => {
+          const ids = new Set(sink.messageIds());
+          return queuedIds.every((id) => ids.has(id));
+        }, 90_000, 250);
+        assert.ok(!sink.messageIds().includes("<during-outage@client.test>"));
+      } finally {
+        await sink.stop();
+      }
+    } finally {
+      await relay.stop();
+      await nats.stop();
+    }
+  });
+});

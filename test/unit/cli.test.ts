@@ -1,0 +1,71 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { parseRelayArgs, UsageError, type RelayConfig } from "../../relay/src/cli.ts";
+
+function parse(args: string[]): RelayConfig {
+  const config = parseRelayArgs(args, "relay-0.mx.test");
+  assert.notEqual(config, "help");
+  return config as RelayConfig;
+}
+
+describe("relay command line", () => {
+  it("accepts the documented contract and fills in defaults", () => {
+    const config = parse([
+      "--listen", "127.0.0.1:2525", "--hostname", "Backup-MX.test", "--domains", "/etc/mxwarden/domains",
+      "--nats", "nats://127.0.0.1:4222", "--metrics", "127.0.0.1:9464", "--data", "/var/lib/mxwarden",
+    ]);
+    assert.deepEqual(config.listen, { host: "127.0.0.1", port: 2525 });
+    assert.equal(config.hostname, "backup-mx.test");
+    assert.deepEqual(config.natsServers, ["nats://127.0.0.1:4222"]);
+    assert.equal(config.dataDir, "/var/lib/mxwarden");
+    assert.equal(config.replicas, 1);
+    assert.equal(config.probeIntervalMs, 5000);
+    assert.equal(config.shutdownGraceMs, 30_000);
+    assert.equal(config.bareNewline, "normalize");
+    assert.equal(config.tls, undefined);
+  });
+
+  it("defaults to all interfaces, the machine's host name and an embedded nats-server", () => {
+    const config = parse(["--domains", "d.yaml"]);
+    assert.deepEqual(config.listen, { host: "0.0.0.0", port: 2525 });
+    assert.deepEqual(config.metrics, { host: "0.0.0.0", port: 9464 });
+    assert.equal(config.hostname, "relay-0.mx.test");
+    assert.deepEqual(config.natsServers, []);
+  });
+
+  it("parses lists, IPv6 listeners and durations", () => {
+    const config = parse([
+      "--domains", "d", "--listen", "[::1]:25", "--nats", "nats://a:4222, nats://b:4222", "--replicas", "3",
+      "--mx-name", "MX2.example.net,mx3.example.net", "--probe-interval", "1m30s", "--bounce-relay", "smarthost.test:587",
+    ]);
+    assert.deepEqual(config.listen, { host: "::1", port: 25 });
+    assert.deepEqual(config.natsServers, ["nats://a:4222", "nats://b:4222"]);
+    assert.deepEqual(config.mxNames, ["mx2.example.net", "mx3.example.net"]);
+    assert.equal(config.probeIntervalMs, 90_000);
+    assert.deepEqual(config.bounceRelay, { host: "smarthost.test", port: 587 });
+  });
+
+  const invalid: Array<[string, string[], RegExp]> = [
+    ["missing --domains", [], /--domains is required/],
+    ["unknown flag", ["--domains", "d", "--open-relay"], /open-relay/],
+    ["port out of range", ["--domains", "d", "--listen", "127.0.0.1:70000"], /--listen/],
+    ["no port", ["--domains", "d", "--metrics", "localhost"], /--metrics/],
+    ["bad duration", ["--domains", "d", "--shutdown-grace", "soon"], /--shutdown-grace/],
+    ["zero duration", ["--domains", "d", "--probe-interval", "0s"], /--probe-interval/],
+    ["bad concurrency", ["--domains", "d", "--delivery-concurrency", "0"], /--delivery-concurrency/],
+    ["cert without key", ["--domains", "d", "--tls-cert", "c.pem"], /go together/],
+    ["bad bare-newline mode", ["--domains", "d", "--bare-newline", "ignore"], /--bare-newline/],
+    ["replicas without a cluster", ["--domains", "d", "--replicas", "3"], /--nats/],
+    ["not a NATS URL", ["--domains", "d", "--nats", "http://x"], /--nats/],
+    ["bad hostname", ["--domains", "d", "--hostname", "mx\r\nX-Evil: 1"], /--hostname/],
+  ];
+  for (const [name, args, message] of invalid) {
+    it(`refuses ${name}`, () => {
+      assert.throws(() => parseRelayArgs(args, "h.test"), (err: unknown) => err instanceof UsageError && message.test(err.message));
+    });
+  }
+
+  it("answers --help", () => {
+    assert.equal(parseRelayArgs(["--help"], "h.test"), "help");
+  });
+});
