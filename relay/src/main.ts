@@ -98,6 +98,14 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
   });
   const stopMonitor = startQueueMonitor(queue, metrics, log, 5000);
   worker.start();
+  void queue.whenReady().then(async () => {
+    const { js, jsm } = queue.get();
+    if ((await new JobQueue(js, jsm, queue.publishTimeoutMs).depth()).deferred === 0) return;
+    await destinations.recheck([...store.current().byDomain.values()].map((policy) => ({
+      domain: policy.domain,
+      route: () => nextHops.forDomain(policy),
+    })));
+  }).catch((err: unknown) => log.warn("start-up check of deferred mail failed; it waits for its retry times", { error: err }));
 
   const smtp = receiver.address();
   const http = healthServer.address();

@@ -120,13 +120,14 @@ describe("relay lifecycle", () => {
     const hosts = [{ host: "127.0.0.1", port: primary.port }];
     writeDomains(join(dir.path, "domains.yaml"), [{ domain: "example.com", primary: { hosts } }]);
     await primary.close(); // the primary is down while mail arrives
-    let relay = await RelayProcess.start({ dir: dir.path, domainsPath: join(dir.path, "domains.yaml") });
+    // A short ack wait: the killed relay may have taken the job already, and it comes back after it.
+    let relay = await RelayProcess.start({ dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), args: ["--ack-wait", "3s"] });
     try {
       await relay.ready();
       const result = await sendMail(relay.smtpPort, { from: "s@client.test", to: ["u@example.com"], body: simpleMessage("embedded", "embedded-1") });
       assert.equal(result.data?.code, 250);
       await relay.kill9(); // leaves its nats-server behind, holding the store
-      relay = await RelayProcess.start({ dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), args: ["--probe-interval", "1s"] });
+      relay = await RelayProcess.start({ dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), args: ["--probe-interval", "1s", "--ack-wait", "3s"] });
       await relay.ready();
       await primary.listen();
       const [message] = await primary.waitForMessages(1, 120_000);

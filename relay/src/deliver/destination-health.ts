@@ -88,6 +88,36 @@ export class DestinationHealth {
     return true;
   }
 
+  /**
+   * A relay that starts knows of no outage, yet the queue may hold mail deferred by the relays
+   * before it: probe each destination once, release its deferred mail if it answers, and keep
+   * probing it if not. Without this, such mail would wait out its backoff after every restart.
+   */
+  async recheck(destinations: Array<{ domain: string; route: () => Promise<Route> }>, parallel = 10): Promise<void> {
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < destinations.length) {
+        const destination = destinations[next++];
+        if (!destination || this.outages.has(destination.domain)) continue;
+        try {
+          const route = await destination.route();
+          if (await this.anyHopAnswers(route)) await this.onRecovered(destination.domain);
+          else this.markUnreachable(destination.domain, route);
+        } catch (err) {
+          this.log.debug("start-up check of a destination failed", { domain: destination.domain, error: err });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: parallel }, worker));
+  }
+
+  private async anyHopAnswers(route: Route): Promise<boolean> {
+    for (const hop of route.hops) {
+      if (await probeGreeting(hop, Math.min(10_000, this.probeIntervalMs * 2))) return true;
+    }
+    return false;
+  }
+
   stop(): void {
     for (const outage of this.outages.values()) clearInterval(outage.timer);
     this.outages.clear();
@@ -98,12 +128,9 @@ export class DestinationHealth {
     if (!outage || outage.probing) return;
     outage.probing = true;
     try {
-      for (const hop of outage.route.hops) {
-        if (await probeGreeting(hop, Math.min(10_000, this.probeIntervalMs * 2))) {
-          this.endOutage(domain);
-          await this.onRecovered(domain);
-          return;
-        }
+      if (await this.anyHopAnswers(outage.route)) {
+        this.endOutage(domain);
+        await this.onRecovered(domain);
       }
     } catch (err) {
       this.log.warn("releasing deferred mail failed; the probe will retry", { domain, error: err });
