@@ -49,7 +49,7 @@ test: deps typecheck
 run: deps-npm deps-tools
 	$(NODE) relay/dev/local-backup-mx.ts
 
-bench: deps
+bench: deps typecheck
 	$(NODE) bench/run.ts
 
 clean:

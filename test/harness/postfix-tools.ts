@@ -2,7 +2,7 @@
 // smtp-source (a real SMTP load generator), from the Debian postfix package.
 
 import { execFile } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { connect } from "node:net";
 import { join } from "node:path";
@@ -50,8 +50,10 @@ export class SmtpSink {
     await eventually("smtp-sink to listen", () => portOpen(this.port), 10_000, 50);
   }
 
+  /** Stop the sink and remove its dump files (read them before). */
   async stop(): Promise<void> {
     await this.process?.stop();
+    rmSync(this.dumpDir, { recursive: true, force: true });
   }
 
   /** The Message-Id of every dumped transaction, duplicates included. */

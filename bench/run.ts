@@ -1,0 +1,80 @@
+// `make bench`: throughput and memory of the relay under the same load in one run, with figures
+// and ratios printed side by side. Load and sink are Postfix's smtp-source and smtp-sink; the relay
+// runs as a separate process exactly as deployed.
+//
+// Scenarios (each on its own fresh nats-server):
+//   fsync-always   production setting: nats-server fsyncs every write before the PubAck
+//   fsync-default  nats-server's default 2-minute fsync interval (what `sync_interval: always` costs)
+//
+// Usage: make bench [BENCH_MESSAGES=2000]
+
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { TestNatsServer } from "../test/harness/nats-server.ts";
+import { SmtpSink, smtpSource } from "../test/harness/postfix-tools.ts";
+import { RelayProcess, writeDomains } from "../test/harness/relay-process.ts";
+import { eventually, tempDir } from "../test/harness/workspace.ts";
+
+const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 2000);
+const SESSIONS = 20;
+const BODY_BYTES = 4096;
+
+interface Result {
+  scenario: string;
+  acceptPerSecond: number;
+  endToEndPerSecond: number;
+  acceptP99Ms: number;
+  peakRssMiB: number;
+}
+
+function peakRssMiB(pid: number): number {
+  const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return Number(match?.[1] ?? 0) / 1024;
+}
+
+/** p99 of a Prometheus histogram from its cumulative buckets (upper bound of the bucket). */
+function histogramP99(metricsText: string, name: string): number {
+  const buckets: Array<[number, number]> = [];
+  for (const line of metricsText.split("\n")) {
+    const match = new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\d+)`).exec(line);
+    if (match) buckets.push([match[1] === "+Inf" ? Infinity : Number(match[1]), Number(match[2])]);
+  }
+  const total = buckets[buckets.length - 1]?.[1] ?? 0;
+  const wanted = total * 0.99;
+  return (buckets.find(([, count]) => count >= wanted)?.[0] ?? NaN) * 1000;
+}
+
+async function runScenario(scenario: string, syncAlways: boolean): Promise<Result> {
+  const dir = tempDir(`bench-${scenario}`).path;
+  const nats = await TestNatsServer.start(join(dir, "nats"), { syncAlways });
+  const sink = await SmtpSink.start();
+  writeDomains(join(dir, "domains.yaml"), [{ domain: "example.com", primary: { hosts: [{ host: "127.0.0.1", port: sink.port }] } }]);
+  const relay = await RelayProcess.start({ dir, domainsPath: join(dir, "domains.yaml"), nats: nats.url, args: ["--delivery-concurrency", "20"] });
+  try {
+    await relay.ready();
+    const started = performance.now();
+    const acceptMs = await smtpSource({ port: relay.smtpPort, messages: MESSAGES, sessions: SESSIONS, length: BODY_BYTES, from: "bench@client.test", to: "user@example.com" });
+    await eventually("all messages at the sink", () => sink.dumpCount() >= MESSAGES, 600_000, 100);
+    const endToEndMs = performance.now() - started;
+    return {
+      scenario,
+      acceptPerSecond: MESSAGES / (acceptMs / 1000),
+      endToEndPerSecond: MESSAGES / (endToEndMs / 1000),
+      acceptP99Ms: histogramP99(await relay.metricsText(), "mxwarden_accept_duration_seconds"),
+      peakRssMiB: peakRssMiB(relay.process.pid),
+    };
+  } finally {
+    await relay.stop();
+    await sink.stop();
+    await nats.stop();
+  }
+}
+
+const results = [await runScenario("fsync-always", true), await runScenario("fsync-default", false)];
+const [always, relaxed] = results as [Result, Result];
+console.log(`\nmxwarden relay, ${MESSAGES} messages of ${BODY_BYTES} bytes over ${SESSIONS} sessions (smtp-source -> relay -> smtp-sink)\n`);
+console.log("scenario        accept msg/s  end-to-end msg/s  accept p99 (bucket)  relay peak RSS");
+for (const r of results) {
+  console.log(`${r.scenario.padEnd(15)} ${r.acceptPerSecond.toFixed(0).padStart(12)}  ${r.endToEndPerSecond.toFixed(0).padStart(16)}  ${`<= ${r.acceptP99Ms} ms`.padStart(19)}  ${r.peakRssMiB.toFixed(0).padStart(10)} MiB`);
+}
+console.log(`\nfsync before every PubAck keeps ${(100 * always.acceptPerSecond / relaxed.acceptPerSecond).toFixed(0)}% of the accept rate and ${(100 * always.endToEndPerSecond / relaxed.endToEndPerSecond).toFixed(0)}% of the end-to-end rate.`);
