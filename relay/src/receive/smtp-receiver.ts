@@ -173,7 +173,8 @@ export class SmtpReceiver {
       this.log.info("recipient refused", { session: session.id, client: session.remoteAddress, recipient: address.address.slice(0, 320), reply: verdict.reply.code });
       return callback(this.refuse(verdict.reply, "recipients"));
     }
-    const declared = Number(session.envelope.mailFrom ? (session.envelope.mailFrom.args as Record<string, string> | false || {}).SIZE : 0);
+    const mailArgs = session.envelope.mailFrom ? session.envelope.mailFrom.args : false;
+    const declared = mailArgs && typeof mailArgs.SIZE === "string" ? Number(mailArgs.SIZE) : 0;
     if (declared > verdict.policy.maxMessageBytes) return callback(this.refuse(replies.tooBigDeclared, "recipients"));
     this.acceptedRecipients.get(session)?.set(address.address, { address: verdict.address, policy: verdict.policy });
     callback();
