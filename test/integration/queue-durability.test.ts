@@ -8,8 +8,9 @@ import { describe, it } from "node:test";
 import { runLoad } from "../harness/load-client.ts";
 import { TestNatsServer } from "../harness/nats-server.ts";
 import { SmtpSink, smtpSource } from "../harness/postfix-tools.ts";
-import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
+import { RelayProcess, writeDomains, type RelayDomainSpec } from "../harness/relay-process.ts";
 import { SmtpDialogue, sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
+import { TestPrimary } from "../harness/test-primary.ts";
 import { eventually, freePort, tempDir } from "../harness/workspace.ts";
 
 function duplicates(ids: string[]): number {
@@ -21,14 +22,14 @@ function duplicates(ids: string[]): number {
  * RelayDomain for example.com whose primary is `primaryPort`. The 10 minute first backoff means
  * deferred mail that arrives during a test was released by a probe, not by its retry time.
  */
-async function startCase(name: string, primaryPort: number): Promise<{ dir: string; nats: TestNatsServer; domainsPath: string }> {
+async function startCase(name: string, primaryPort: number, otherDomains: RelayDomainSpec[] = []): Promise<{ dir: string; nats: TestNatsServer; domainsPath: string }> {
   const dir = tempDir(name).path;
   const nats = await TestNatsServer.start(join(dir, "nats"));
   const domainsPath = join(dir, "domains.yaml");
   writeDomains(domainsPath, [{
     domain: "example.com", primary: { hosts: [{ host: "127.0.0.1", port: primaryPort }] },
     queue: { retry: { initialBackoff: "10m", maxBackoff: "1h" } },
-  }]);
+  }, ...otherDomains]);
   return { dir, nats, domainsPath };
 }
 
@@ -36,7 +37,10 @@ describe("queue durability", () => {
 
   it("keeps 1,000 messages while the primary is down, across a relay restart, and drains them when it is back", async (t) => {
     const sinkPort = await freePort();
-    const { dir, nats, domainsPath } = await startCase("primary-down", sinkPort);
+    const otherPrimary = await TestPrimary.start();
+    const { dir, nats, domainsPath } = await startCase("primary-down", sinkPort, [
+      { domain: "other.example", primary: { hosts: [{ host: "127.0.0.1", port: otherPrimary.port }] } },
+    ]);
     const args = ["--probe-interval", "1s", "--delivery-concurrency", "50"];
     let relay = await RelayProcess.start({ dir, domainsPath, nats: nats.url, args });
     try {
@@ -48,6 +52,12 @@ describe("queue durability", () => {
       await relay.stop();
       relay = await RelayProcess.start({ dir, domainsPath, nats: nats.url, args });
       await relay.ready();
+      // The deferred backlog holds no place in the delivery consumer: another domain's mail goes straight through.
+      await eventually("backlog deferred, consumer idle", async () =>
+        await relay.metric("mxwarden_queue_messages", 'state="deferred"') === 1000 && await relay.metric("mxwarden_queue_messages", 'state="ready"') === 0, 30_000, 250);
+      const other = await sendMail(relay.smtpPort, { from: "s@client.test", to: ["someone@other.example"], body: simpleMessage("other", "other-domain") });
+      assert.equal(other.data?.code, 250);
+      await otherPrimary.waitForMessages(1, 10_000);
       const sink = await SmtpSink.start(sinkPort);
       const upAt = performance.now();
       try {
@@ -62,6 +72,7 @@ describe("queue durability", () => {
       }
     } finally {
       await relay.stop();
+      await otherPrimary.close();
       await nats.stop();
     }
   });
