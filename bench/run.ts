@@ -5,12 +5,14 @@
 // Scenarios (each on its own fresh nats-server):
 //   fsync-always   production setting: nats-server fsyncs every write before the PubAck
 //   fsync-default  nats-server's default 2-minute fsync interval (what `sync_interval: always` costs)
+//   backlog        100,000 deferred jobs over 1,000 domains; one primary returns (deferred-backlog.ts)
 //
 // Usage: make bench [BENCH_MESSAGES=2000]
 
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { TestNatsServer } from "../test/harness/nats-server.ts";
+import { measureDeferredBacklog } from "./deferred-backlog.ts";
 import { SmtpSink, smtpSource } from "../test/harness/postfix-tools.ts";
 import { RelayProcess, writeDomains } from "../test/harness/relay-process.ts";
 import { eventually, tempDir } from "../test/harness/workspace.ts";
@@ -78,3 +80,9 @@ for (const r of results) {
   console.log(`${r.scenario.padEnd(15)} ${r.acceptPerSecond.toFixed(0).padStart(12)}  ${r.endToEndPerSecond.toFixed(0).padStart(16)}  ${`<= ${r.acceptP99Ms} ms`.padStart(19)}  ${r.peakRssMiB.toFixed(0).padStart(10)} MiB`);
 }
 console.log(`\nfsync before every PubAck keeps ${(100 * always.acceptPerSecond / relaxed.acceptPerSecond).toFixed(0)}% of the accept rate and ${(100 * always.endToEndPerSecond / relaxed.endToEndPerSecond).toFixed(0)}% of the end-to-end rate.`);
+
+const backlog = await measureDeferredBacklog(Number(process.env.BENCH_DEFERRED ?? 100_000));
+console.log(`\ndeferred backlog: ${backlog.deferred} jobs over ${backlog.domains} domains, built in ${backlog.buildSeconds.toFixed(1)} s`);
+console.log(`  jobs the backlog holds in the delivery consumer: ${backlog.consumerPendingWithBacklog}`);
+console.log(`  one primary returns: ${backlog.releasedJobs} jobs found and released in ${backlog.releaseMs.toFixed(0)} ms`);
+console.log(`  a ready job of another domain reaches a relay in ${backlog.otherDomainReadyMs.toFixed(1)} ms (after the ${backlog.releasedJobs} released ones)`);

@@ -1,0 +1,81 @@
+// The deferred backlog at the scale the design promises: 100,000 deferred jobs across 1,000
+// domains (a long outage of many primaries), then one primary comes back. It measures what the
+// layout must keep cheap: the delivery consumer stays empty, one domain's jobs are found and
+// released quickly, and a ready job of another domain is delivered at once.
+//
+// Jobs are published straight into JetStream (no SMTP): this measures the queue layout. The
+// nats-server keeps its default fsync interval here, to build the backlog in seconds.
+
+import { connect } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { join } from "node:path";
+import { DELIVER_CONSUMER, QUEUE_STREAM } from "../relay/src/queue/layout.ts";
+import { JobQueue } from "../relay/src/queue/job-queue.ts";
+import { ensureQueueLayout } from "../relay/src/queue/queue-setup.ts";
+import { newQueueId } from "../relay/src/queue/queue-id.ts";
+import type { DeliveryJob } from "../relay/src/queue/delivery-job.ts";
+import { TestNatsServer } from "../test/harness/nats-server.ts";
+import { tempDir } from "../test/harness/workspace.ts";
+
+export interface BacklogResult {
+  deferred: number;
+  domains: number;
+  buildSeconds: number;
+  consumerPendingWithBacklog: number;
+  releasedJobs: number;
+  releaseMs: number;
+  otherDomainReadyMs: number;
+}
+
+function job(domain: string, now: number): DeliveryJob {
+  return {
+    v: 1, queueId: newQueueId(now), kind: "relay", domain, sender: "s@client.test", recipients: [`user@${domain}`],
+    size: 4096, eightBit: false, smtpUtf8: false, acceptedAt: now, expiresAt: now + 5 * 86_400_000, attempts: 1,
+  };
+}
+
+export async function measureDeferredBacklog(total = 100_000, domains = 1000): Promise<BacklogResult> {
+  const dir = tempDir("bench-backlog").path;
+  const nats = await TestNatsServer.start(join(dir, "nats"), { syncAlways: false });
+  const nc = await connect({ servers: nats.url });
+  try {
+    const js = jetstream(nc, { timeout: 30_000 });
+    const jsm = await jetstreamManager(nc);
+    await ensureQueueLayout(jsm, { replicas: 1, maxAckPending: 10_000, ackWaitMs: 60_000 });
+    const queue = new JobQueue(js, jsm, 30_000);
+    const now = Date.now();
+    const later = new Date(now + 3_600_000);
+    const started = performance.now();
+    const window = 512;
+    for (let base = 0; base < total; base += window) {
+      const batch: Array<Promise<void>> = [];
+      for (let i = base; i < Math.min(total, base + window); i++) batch.push(queue.defer(job(`d${i % domains}.example`, now), later));
+      await Promise.all(batch);
+    }
+    const buildSeconds = (performance.now() - started) / 1000;
+    const consumer = await jsm.consumers.info(QUEUE_STREAM, DELIVER_CONSUMER);
+    const consumerPendingWithBacklog = consumer.num_pending + consumer.num_ack_pending;
+
+    const releaseStart = performance.now();
+    const releasedJobs = await queue.releaseDeferred(`d${Math.floor(domains / 2)}.example`);
+    const releaseMs = performance.now() - releaseStart;
+
+    // A job of a domain that is up, behind the released ones and 99,900 deferred: how soon it is ready to deliver.
+    const messages = await (await js.consumers.get(QUEUE_STREAM, DELIVER_CONSUMER)).consume({ max_messages: 1000 });
+    const readyStart = performance.now();
+    await queue.enqueue(job("up.example", Date.now()));
+    let otherDomainReadyMs = NaN;
+    for await (const msg of messages) {
+      msg.ack();
+      if (msg.subject.includes(".up_example.")) {
+        otherDomainReadyMs = performance.now() - readyStart;
+        break;
+      }
+    }
+    messages.stop();
+    return { deferred: total, domains, buildSeconds, consumerPendingWithBacklog, releasedJobs, releaseMs, otherDomainReadyMs };
+  } finally {
+    await nc.drain();
+    await nats.stop();
+  }
+}
