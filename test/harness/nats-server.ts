@@ -1,16 +1,11 @@
 // A real nats-server with JetStream for tests, fsyncing every write like production. It can be
 // stopped and started again on the same port and store, to cut the queue away from a relay.
 
-import { existsSync, writeFileSync, mkdirSync } from "node:fs";
+import { writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { TestProcess } from "./child.ts";
-import { freePort, repoRoot } from "./workspace.ts";
-
-export function natsServerBinary(): string {
-  const binary = process.env.MXWARDEN_NATS_SERVER ?? join(repoRoot, ".tools/bin/nats-server");
-  if (!existsSync(binary)) throw new Error(`nats-server not found at ${binary}; run 'make deps'`);
-  return binary;
-}
+import { findNatsServer } from "../../relay/src/queue/embedded-nats.ts";
+import { freePort } from "./workspace.ts";
 
 export class TestNatsServer {
   readonly port: number;
@@ -44,7 +39,7 @@ export class TestNatsServer {
 
   /** (Re)start the server on its port with its store. */
   async resume(): Promise<void> {
-    this.process = new TestProcess(natsServerBinary(), ["-c", join(this.dir, "nats.conf")], { logFile: join(this.dir, "nats.log") });
+    this.process = new TestProcess(findNatsServer(), ["-c", join(this.dir, "nats.conf")], { logFile: join(this.dir, "nats.log") });
     await this.process.waitForLine(/Server is ready/);
   }
 

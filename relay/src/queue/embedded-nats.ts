@@ -19,7 +19,8 @@ export function findNatsServer(): string {
   return existsSync(pinned) ? pinned : "nats-server";
 }
 
-function freeLoopbackPort(): Promise<number> {
+/** A loopback TCP port nobody listens on right now. */
+export function freeLoopbackPort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const probe = createServer();
     probe.once("error", reject);
