@@ -72,6 +72,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     hostname: config.hostname,
     concurrency: config.deliveryConcurrency,
     progressIntervalMs: Math.max(1000, Math.floor(config.ackWaitMs / 3)),
+    settleRetryMs: 30_000,
     fallbackRetry: { initialBackoffMs: DEFAULTS.initialBackoffMs, maxBackoffMs: DEFAULTS.maxBackoffMs },
   }, { queue, store, resolver: nextHops, outbound, health: destinations, metrics, log });
 

@@ -26,6 +26,8 @@ export interface DeliveryWorkerOptions {
   concurrency: number;
   /** How often a long delivery tells JetStream it is still working on the job. */
   progressIntervalMs: number;
+  /** How long the writes that settle a finished delivery are repeated while the queue is unavailable. */
+  settleRetryMs: number;
   /** Retry timing for domains no longer configured (their mail is still delivered). */
   fallbackRetry: DomainPolicy["retry"];
 }
@@ -44,6 +46,8 @@ export class DeliveryWorker {
   private running = false;
   private messages: ConsumerMessages | undefined;
   private readonly inFlight = new Set<Promise<void>>();
+  /** Queue ids this relay is delivering right now. */
+  private readonly delivering = new Set<string>();
   private readonly slotWaiters: Array<() => void> = [];
   private readonly options: DeliveryWorkerOptions;
   private readonly deps: DeliveryDeps;
@@ -79,7 +83,9 @@ export class DeliveryWorker {
         if (!this.running) return;
         const { js } = this.deps.queue.get();
         const consumer = await js.consumers.get(QUEUE_STREAM, DELIVER_CONSUMER);
-        this.messages = await consumer.consume({ max_messages: this.options.concurrency });
+        // Short pull expiry: missed heartbeats are noticed within seconds, so delivery resumes
+        // quickly after the consumer's leader moves to another server (the default takes ~30 s).
+        this.messages = await consumer.consume({ max_messages: this.options.concurrency, expires: 5000 });
         delay = 250;
         for await (const msg of this.messages) {
           if (!this.running) {
@@ -91,7 +97,16 @@ export class DeliveryWorker {
             msg.nak();
             continue;
           }
-          const task = this.handle(msg).catch((err: unknown) => {
+          // JetStream hands out a job again when its progress signals were lost (a leader moved);
+          // if this relay is still delivering it, the copy is left alone: the running delivery
+          // settles the job, and should it fail the copy comes back after the ack wait.
+          const queueId = msg.subject.slice(msg.subject.lastIndexOf(".") + 1);
+          if (this.delivering.has(queueId)) {
+            this.log.debug("job is already being delivered here; ignoring the redelivered copy", { queueId });
+            continue;
+          }
+          this.delivering.add(queueId);
+          const task = this.handle(msg).finally(() => this.delivering.delete(queueId)).catch((err: unknown) => {
             this.log.error("delivery task failed; the job will be retried", { error: err });
             msg.nak(5000);
           });
@@ -237,15 +252,49 @@ export class DeliveryWorker {
 
   /** Hold the job until its next retry time, then acknowledge the current copy. */
   private async retryLater(msg: JsMsg, jobs: JobQueue, job: DeliveryJob, retry: DomainPolicy["retry"], now: number): Promise<void> {
-    const at = nextRetryAt(Math.max(1, job.attempts), retry, now, job.expiresAt);
-    await jobs.defer(job, new Date(at));
-    await msg.ackAck();
+    // Computed once: a repeated publish must carry the same time, so its msg id deduplicates it.
+    const at = new Date(nextRetryAt(Math.max(1, job.attempts), retry, now, job.expiresAt));
+    await this.persist(msg, () => jobs.defer(job, at));
+    await this.acknowledge(msg);
   }
 
   /** Nothing left to do for this job: drop the body, then the job. */
   private async finish(msg: JsMsg, spool: SpoolReader, job: DeliveryJob): Promise<void> {
-    await spool.purge(job.queueId);
-    await msg.ackAck();
+    await this.persist(msg, () => spool.purge(job.queueId));
+    await this.acknowledge(msg);
+  }
+
+  /**
+   * One acknowledgement attempt. A lost ack costs no mail and no duplicate: the redelivered job
+   * finds its body purged (finished) or its deferred copy stored (retried once more, early).
+   * Repeating it instead would hold a delivery slot while the consumer leader moves.
+   */
+  private async acknowledge(msg: JsMsg): Promise<void> {
+    try {
+      await msg.ackAck();
+    } catch (err) {
+      this.log.warn("acknowledgement not confirmed; the job may come back once", { subject: msg.subject, error: err });
+    }
+  }
+
+  /**
+   * Repeat an idempotent queue write for a while instead of failing the job: while a site's
+   * stream leader fails over, JetStream refuses writes for a few seconds, and failing here would
+   * hand the job to another delivery, sending mail the primary already has a second time.
+   */
+  private async persist<T>(msg: JsMsg, step: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.options.settleRetryMs;
+    let delay = 200;
+    for (;;) {
+      try {
+        return await step();
+      } catch (err) {
+        if (Date.now() + delay > deadline) throw err;
+        msg.working();
+        await new Promise((resolve) => setTimeout(resolve, delay));
+        delay = Math.min(delay * 2, 2000);
+      }
+    }
   }
 
   private async bounce(job: DeliveryJob, failed: FailedRecipient[], reason: "rejected" | "expired", body: StoredBody): Promise<void> {
