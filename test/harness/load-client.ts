@@ -45,7 +45,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         if (rcpt.code !== 250) {
           notAccepted++;
           if (rcpt.code === 0) return;
+          // Like a sending MTA after a 4xx: give the server a moment before the next attempt.
           await dialogue.command("RSET");
+          await new Promise((resolve) => setTimeout(resolve, 50));
           continue;
         }
         const reply = await dialogue.data(`Message-ID: ${id}\r\nFrom: load@load.test\r\nSubject: load\r\n\r\n${filler}`);

@@ -52,3 +52,66 @@ export class TestNatsServer {
     await this.process?.stop();
   }
 }
+
+/** A three-server JetStream cluster on loopback: what one site runs, with streams at R3. */
+export class TestNatsCluster {
+  readonly servers: Array<{ name: string; port: number; process: TestProcess | undefined; config: string; dir: string }>;
+
+  private constructor(servers: TestNatsCluster["servers"]) {
+    this.servers = servers;
+  }
+
+  static async start(dir: string, size = 3): Promise<TestNatsCluster> {
+    const clientPorts: number[] = [];
+    const routePorts: number[] = [];
+    for (let i = 0; i < size; i++) {
+      clientPorts.push(await freePort());
+      routePorts.push(await freePort());
+    }
+    const routes = routePorts.map((port) => `nats-route://127.0.0.1:${port}`).join(", ");
+    const servers = clientPorts.map((port, i) => {
+      const name = `n${i + 1}`;
+      const serverDir = join(dir, name);
+      mkdirSync(join(serverDir, "jetstream"), { recursive: true });
+      const config = join(serverDir, "nats.conf");
+      writeFileSync(config, [
+        `server_name: ${name}`,
+        `listen: "127.0.0.1:${port}"`,
+        "jetstream {",
+        `  store_dir: "${join(serverDir, "jetstream")}"`,
+        "  sync_interval: always",
+        "}",
+        "cluster {",
+        "  name: mxw-site",
+        `  listen: "127.0.0.1:${routePorts[i] ?? 0}"`,
+        `  routes: [${routes}]`,
+        "}",
+        "",
+      ].join("\n"));
+      return { name, port, process: undefined as TestProcess | undefined, config, dir: serverDir };
+    });
+    const cluster = new TestNatsCluster(servers);
+    await Promise.all(servers.map((server) => cluster.resume(server.name)));
+    return cluster;
+  }
+
+  get urls(): string {
+    return this.servers.map((server) => `nats://127.0.0.1:${server.port}`).join(",");
+  }
+
+  async resume(name: string): Promise<void> {
+    const server = this.servers.find((s) => s.name === name);
+    if (!server) throw new Error(`no server ${name}`);
+    server.process = new TestProcess(findNatsServer(), ["-c", server.config], { logFile: join(server.dir, "nats.log") });
+    await server.process.waitForLine(/Server is ready/);
+  }
+
+  /** Kill one server outright, as a node loss would. */
+  async kill9(name: string): Promise<void> {
+    await this.servers.find((s) => s.name === name)?.process?.kill9();
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.servers.map((server) => server.process?.stop()));
+  }
+}

@@ -6,7 +6,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { runLoad } from "../harness/load-client.ts";
-import { TestNatsServer } from "../harness/nats-server.ts";
+import { connect } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { TestNatsCluster, TestNatsServer } from "../harness/nats-server.ts";
 import { SmtpSink, smtpSource } from "../harness/postfix-tools.ts";
 import { RelayProcess, writeDomains, type RelayDomainSpec } from "../harness/relay-process.ts";
 import { SmtpDialogue, sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
@@ -108,6 +110,43 @@ describe("queue durability", () => {
       await relay.stop();
       await sink.stop();
       await nats.stop();
+    }
+  });
+
+  it("keeps every accepted message when a site's JetStream leader is killed (three servers, R3)", async (t) => {
+    const dir = tempDir("r3").path;
+    const cluster = await TestNatsCluster.start(join(dir, "cluster"));
+    const sink = await SmtpSink.start();
+    const domainsPath = join(dir, "domains.yaml");
+    writeDomains(domainsPath, [{ domain: "example.com", primary: { hosts: [{ host: "127.0.0.1", port: sink.port }] } }]);
+    const relay = await RelayProcess.start({ dir, domainsPath, nats: cluster.urls, args: ["--replicas", "3", "--ack-wait", "3s", "--probe-interval", "1s"] });
+    const nc = await connect({ servers: cluster.urls.split(",") });
+    try {
+      await relay.ready(60_000);
+      const jsm = await jetstreamManager(nc);
+      const spool = await jsm.streams.info("MXW_SPOOL");
+      assert.equal(spool.config.num_replicas, 3);
+      let stop = false;
+      const load = runLoad({ port: relay.smtpPort, sessions: 20, size: 4096, recipient: "user@example.com", tag: "r3", stop: () => stop });
+      await eventually("deliveries under way", async () => await relay.metric("mxwarden_recipients_delivered_total") >= 100, 60_000, 20);
+      // Node loss: the server leading the body stream goes away without a goodbye.
+      const leader = (await jsm.streams.info("MXW_SPOOL")).cluster?.leader ?? "n1";
+      await cluster.kill9(leader);
+      const acceptedAtKill = await relay.metric("mxwarden_messages_accepted_total");
+      await eventually("mail accepted again after the failover", async () => await relay.metric("mxwarden_messages_accepted_total") >= acceptedAtKill + 200, 90_000, 50);
+      stop = true;
+      const { accepted, notAccepted } = await load;
+      await eventually("every accepted message at the primary", () => {
+        const delivered = new Set(sink.messageIds());
+        return [...accepted].every((id) => delivered.has(id));
+      }, 120_000, 250);
+      const ids = sink.messageIds().filter((id) => id.includes("r3."));
+      t.diagnostic(`killed leader ${leader}: accepted ${accepted.size}, answered otherwise ${notAccepted}, delivered ${new Set(ids).size} distinct, duplicates ${duplicates(ids)}`);
+    } finally {
+      await nc.close();
+      await relay.stop();
+      await sink.stop();
+      await cluster.stop();
     }
   });
 
