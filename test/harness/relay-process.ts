@@ -8,7 +8,7 @@ import { repoRoot } from "./workspace.ts";
 export interface RelayDomainSpec {
   domain: string;
   name?: string;
-  primary?: { hosts: Array<{ host: string; port: number }> };
+  primary?: { hosts: Array<{ host: string; port: number }>; tls?: { mode: "opportunistic" | "required"; verifyCertificate?: boolean } };
   recipients?: { mode: "any" | "list"; list?: string[] };
   maxMessageSize?: string | number;
   queue?: { lifetime?: string; retry?: { initialBackoff?: string; maxBackoff?: string } };

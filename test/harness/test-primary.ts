@@ -9,6 +9,8 @@ export interface ReceivedMessage {
   to: string[];
   body: Buffer;
   heloName: string;
+  /** The transaction ran inside STARTTLS. */
+  secure: boolean;
 }
 
 /** undefined accepts; otherwise the SMTP code and text to answer the RCPT with. */
@@ -25,8 +27,12 @@ export class TestPrimary {
   private server: SMTPServer | undefined;
   private waiters: Array<() => void> = [];
 
-  static async start(port = 0): Promise<TestPrimary> {
+  /** With `tls`, the primary offers STARTTLS with that key and certificate (PEM). */
+  private tls: { key: Buffer; cert: Buffer } | undefined;
+
+  static async start(port = 0, tls?: { key: Buffer; cert: Buffer }): Promise<TestPrimary> {
     const primary = new TestPrimary();
+    primary.tls = tls;
     await primary.listen(port);
     return primary;
   }
@@ -34,7 +40,8 @@ export class TestPrimary {
   async listen(port = this.port): Promise<void> {
     const server = new SMTPServer({
       authOptional: true,
-      disabledCommands: ["AUTH", "STARTTLS"],
+      disabledCommands: this.tls ? ["AUTH"] : ["AUTH", "STARTTLS"],
+      ...(this.tls ?? {}),
       logger: false,
       size: 300 * 1024 * 1024,
       onRcptTo: (address: SMTPServerAddress, _session: SMTPServerSession, callback: (err?: Error | null) => void) => {
@@ -50,6 +57,7 @@ export class TestPrimary {
             to: session.envelope.rcptTo.map((r) => r.address),
             body: Buffer.concat(chunks),
             heloName: session.hostNameAppearsAs,
+            secure: session.secure,
           });
           for (const wake of this.waiters.splice(0)) wake();
           callback();

@@ -3,6 +3,8 @@
 // SMTP server whose answer per recipient the test scripts.
 
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { TestNatsServer } from "../harness/nats-server.ts";
@@ -19,6 +21,7 @@ describe("delivery outcomes", () => {
   const dir = tempDir("outcomes");
   let nats: TestNatsServer;
   let primary: TestPrimary;
+  let tlsPrimary: TestPrimary;
   let relay: RelayProcess;
   let temporaryFailures = 0;
 
@@ -30,8 +33,19 @@ describe("delivery outcomes", () => {
       if (address.startsWith("later@") && temporaryFailures++ < 2) return { code: 451, message: "4.3.2 try again later" };
       return undefined;
     };
+    execFileSync("openssl", [
+      "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=primary.test",
+      "-keyout", join(dir.path, "key.pem"), "-out", join(dir.path, "cert.pem"),
+    ], { stdio: "ignore" });
+    tlsPrimary = await TestPrimary.start(0, { key: readFileSync(join(dir.path, "key.pem")), cert: readFileSync(join(dir.path, "cert.pem")) });
     const hosts = [{ host: "127.0.0.1", port: primary.port }];
+    const tlsRequired = { mode: "required" as const, verifyCertificate: false };
     writeDomains(join(dir.path, "domains.yaml"), [
+      // Outbound TLS required: one primary offers STARTTLS, the other does not.
+      { domain: "tls.example", primary: { hosts: [{ host: "127.0.0.1", port: tlsPrimary.port }], tls: tlsRequired } },
+      { domain: "plain.example", primary: { hosts, tls: tlsRequired } },
+      // Opportunistic (the default): STARTTLS whenever the primary offers it.
+      { domain: "opportunistic.example", primary: { hosts: [{ host: "127.0.0.1", port: tlsPrimary.port }] } },
       { domain: "example.com", primary: { hosts }, queue: { retry: { initialBackoff: "1s", maxBackoff: "2s" } } },
       // Nothing listens on this primary; the message must come back as a DSN when its 3s lifetime ends.
       { domain: "expire.example", primary: { hosts: [{ host: "127.0.0.1", port: await freePort() }] }, queue: { lifetime: "3s" } },
@@ -47,6 +61,7 @@ describe("delivery outcomes", () => {
   after(async () => {
     await relay?.stop();
     await primary?.close();
+    await tlsPrimary?.close();
     await nats?.stop();
   });
 
@@ -111,5 +126,19 @@ describe("delivery outcomes", () => {
     await relay.process.waitForLine(/from the null sender; no bounce is sent/);
     assert.equal(await relay.metric("mxwarden_dsns_queued_total"), dsnsBefore);
     assert.ok(primary.messages.some((m) => m.to.includes("good3@example.com")));
+  });
+
+  it("delivers over STARTTLS when the domain requires it, and never in clear text", async () => {
+    const toTls = await sendMail(relay.smtpPort, { from: "sender@client.test", to: ["a@tls.example", "b@opportunistic.example"], body: simpleMessage("tls", "tls-required") });
+    assert.equal(toTls.data?.code, 250);
+    const toPlain = await sendMail(relay.smtpPort, { from: "sender@client.test", to: ["a@plain.example"], body: simpleMessage("plain", "tls-refused") });
+    assert.equal(toPlain.data?.code, 250);
+    await eventually("both TLS deliveries", () => tlsPrimary.messages.length >= 2, 30_000);
+    assert.ok(tlsPrimary.messages.every((m) => m.secure), "every delivery to the TLS primary ran inside STARTTLS");
+    assert.deepEqual(tlsPrimary.messages.flatMap((m) => m.to).sort(), ["a@tls.example", "b@opportunistic.example"]);
+    // The primary without STARTTLS never gets the message; it stays queued for a retry.
+    const deferred = await relay.process.waitForLine(/"msg":"deferred".*"domain":"plain\.example"/, 30_000);
+    assert.match(deferred, /TLS|STARTTLS/i);
+    assert.ok(!primary.messages.some((m) => m.to.includes("a@plain.example")));
   });
 });

@@ -101,13 +101,20 @@ export class OutboundSmtp {
   /** Try the route's hops in order until one answers, then deliver over it. */
   async deliver(route: Route, envelope: OutboundEnvelope, body: () => Readable): Promise<DeliveryReport> {
     let lastError = "no next hop";
+    let tlsFailure: string | undefined;
     for (const hop of route.hops) {
       let pooled: PooledConnection;
       try {
         pooled = await this.acquire(hop, route);
       } catch (err) {
         lastError = `${hop.host}[${hop.address}]:${hop.port}: ${describe(err as SmtpError)}`;
-        this.log.info("next hop unreachable", { hop: hop.host, address: hop.address, port: hop.port, error: lastError });
+        if ((err as SmtpError).code === "ETLS") {
+          // The host answers but cannot encrypt: a policy failure, not an outage to probe for.
+          tlsFailure = `TLS is required for this domain, but STARTTLS failed at ${lastError}`;
+          this.log.warn("next hop failed the required STARTTLS", { hop: hop.host, address: hop.address, port: hop.port, error: lastError });
+        } else {
+          this.log.info("next hop unreachable", { hop: hop.host, address: hop.address, port: hop.port, error: lastError });
+        }
         continue;
       }
       let report = await this.send(pooled, hop, envelope, body);
@@ -127,8 +134,10 @@ export class OutboundSmtp {
     }
     return {
       remoteMta: undefined,
-      unreachable: true,
-      outcomes: envelope.recipients.map((recipient) => ({ recipient, result: "temporary", reply: lastError, status: "4.4.1" })),
+      unreachable: tlsFailure === undefined,
+      outcomes: envelope.recipients.map((recipient) => ({
+        recipient, result: "temporary", reply: tlsFailure ?? lastError, status: tlsFailure ? "4.7.5" : "4.4.1",
+      })),
     };
   }
 
