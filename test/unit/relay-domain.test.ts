@@ -252,3 +252,22 @@ describe("normaliseDomain", () => {
     });
   }
 });
+
+describe("parseRelayDomain: spec.antivirus", () => {
+  it("scans by default, fails closed and accepts what is too large to scan", () => {
+    assert.deepEqual(parseRelayDomain(doc({})).antivirus, {
+      enabled: true, onError: "tempfail", maxScanBytes: DEFAULTS.maxScanBytes, onOversize: "accept",
+    });
+  });
+  it("takes every setting", () => {
+    const policy = parseRelayDomain(doc({ antivirus: { enabled: false, onError: "accept", maxScanSize: "10Mi", onOversize: "reject" } }));
+    assert.deepEqual(policy.antivirus, { enabled: false, onError: "accept", maxScanBytes: 10 * 1024 * 1024, onOversize: "reject" });
+  });
+  it("refuses bad values with their field path", () => {
+    assertConfigError(doc({ antivirus: { enabled: "yes" } }), "spec.antivirus.enabled");
+    assertConfigError(doc({ antivirus: { onError: "ignore" } }), "spec.antivirus.onError", /tempfail, accept/);
+    assertConfigError(doc({ antivirus: { onOversize: "drop" } }), "spec.antivirus.onOversize");
+    assertConfigError(doc({ antivirus: { maxScanSize: "1Ti" } }), "spec.antivirus.maxScanSize");
+    assertConfigError(doc({ antivirus: { action: "reject" } }), "spec.antivirus.action", /not a known field/);
+  });
+});

@@ -29,6 +29,17 @@ export interface DomainPolicy {
   maxMessageBytes: number;
   queueLifetimeMs: number;
   retry: { initialBackoffMs: number; maxBackoffMs: number };
+  antivirus: AntivirusPolicy;
+}
+
+/** spec.antivirus: how the relay's clamd scan (--clamd) treats this domain's mail. */
+export interface AntivirusPolicy {
+  enabled: boolean;
+  /** clamd unreachable, timing out or failing: refuse for now (fail closed) or let the message in. */
+  onError: "tempfail" | "accept";
+  /** Messages above this are not scanned; onOversize says what happens to them. */
+  maxScanBytes: number;
+  onOversize: "accept" | "tempfail" | "reject";
 }
 
 export const DEFAULTS = {
@@ -37,6 +48,8 @@ export const DEFAULTS = {
   queueLifetimeMs: 5 * 86_400_000,
   initialBackoffMs: 60_000,
   maxBackoffMs: 3_600_000,
+  /** Debian's clamd default StreamMaxLength. */
+  maxScanBytes: 25 * 1024 * 1024,
 } as const;
 
 /** Upper bound of spec.maxMessageSize; the queue and scanners are sized for it. */
@@ -168,7 +181,7 @@ export function parseRelayDomain(doc: unknown): DomainPolicy {
   const name = metadata.name;
   if (typeof name !== "string" || name.length === 0) throw new ConfigError("metadata.name", "is required");
   const spec = objectAt(doc, "spec", "", true) as Obj;
-  rejectUnknownKeys(spec, ["domain", "primary", "recipients", "maxMessageSize", "queue"], "spec");
+  rejectUnknownKeys(spec, ["domain", "primary", "recipients", "maxMessageSize", "queue", "antivirus"], "spec");
 
   if (typeof spec.domain !== "string") throw new ConfigError("spec.domain", "is required");
   const domain = normaliseDomain(spec.domain);
@@ -215,5 +228,36 @@ export function parseRelayDomain(doc: unknown): DomainPolicy {
     maxMessageBytes,
     queueLifetimeMs,
     retry: { initialBackoffMs, maxBackoffMs },
+    antivirus: parseAntivirus(spec),
+  };
+}
+
+function oneOf<T extends string>(value: unknown, allowed: readonly T[], fallback: T, path: string): T {
+  if (value === undefined) return fallback;
+  if (typeof value !== "string" || !(allowed as readonly string[]).includes(value)) {
+    throw new ConfigError(path, `must be one of ${allowed.join(", ")}`);
+  }
+  return value as T;
+}
+
+function parseAntivirus(spec: Obj): AntivirusPolicy {
+  const antivirus = objectAt(spec, "antivirus", "spec") ?? {};
+  rejectUnknownKeys(antivirus, ["enabled", "onError", "maxScanSize", "onOversize"], "spec.antivirus");
+  const enabled = antivirus.enabled ?? true;
+  if (typeof enabled !== "boolean") throw new ConfigError("spec.antivirus.enabled", "must be true or false");
+  let maxScanBytes: number = DEFAULTS.maxScanBytes;
+  if (antivirus.maxScanSize !== undefined) {
+    const parsed = typeof antivirus.maxScanSize === "number" || typeof antivirus.maxScanSize === "string"
+      ? parseByteSize(antivirus.maxScanSize) : undefined;
+    if (parsed === undefined || parsed < 1024 || parsed > MAX_MESSAGE_BYTES_LIMIT) {
+      throw new ConfigError("spec.antivirus.maxScanSize", `must be a size from 1Ki to 200Mi such as "25Mi"`);
+    }
+    maxScanBytes = parsed;
+  }
+  return {
+    enabled,
+    onError: oneOf(antivirus.onError, ["tempfail", "accept"] as const, "tempfail", "spec.antivirus.onError"),
+    maxScanBytes,
+    onOversize: oneOf(antivirus.onOversize, ["accept", "tempfail", "reject"] as const, "accept", "spec.antivirus.onOversize"),
   };
 }

@@ -316,6 +316,7 @@ export class DeliveryWorker {
       name: "(removed)", domain, primaryHosts: [], outboundTls: { mode: "opportunistic", verifyCertificate: false },
       recipients: { mode: "any", localParts: new Set() }, maxMessageBytes: DEFAULTS.maxMessageBytes,
       queueLifetimeMs: DEFAULTS.queueLifetimeMs, retry: this.options.fallbackRetry,
+      antivirus: { enabled: false, onError: "accept", maxScanBytes: DEFAULTS.maxScanBytes, onOversize: "accept" },
     };
   }
 }
