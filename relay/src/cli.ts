@@ -36,6 +36,8 @@ export interface RelayConfig {
   publishTimeoutMs: number;
   /** How long a delivery may go silent before JetStream gives its job to another relay. */
   ackWaitMs: number;
+  /** clamd to scan every message with (INSTREAM); none means no antivirus. */
+  clamd?: HostPort | undefined;
 }
 
 export class UsageError extends Error {
@@ -68,6 +70,7 @@ export const USAGE = `Usage: mxwarden-relay --domains PATH [options]
   --proxy-protocol            expect a PROXY protocol header (behind a load balancer)
   --shutdown-grace DURATION   time for sessions and deliveries after SIGTERM (default 30s)
   --publish-timeout DURATION  wait for a JetStream PubAck before answering 451 (default 10s)
+  --clamd HOST:PORT           scan messages with clamd before accepting them (per-domain policy: spec.antivirus)
   --ack-wait DURATION         a relay that dies mid-delivery hands its jobs on after this (default 60s)
   --help
 `;
@@ -127,6 +130,7 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
         "shutdown-grace": { type: "string", default: "30s" },
         "publish-timeout": { type: "string", default: "10s" },
         "ack-wait": { type: "string", default: "60s" },
+        clamd: { type: "string" },
         help: { type: "boolean", default: false },
       },
     });
@@ -170,5 +174,6 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
     shutdownGraceMs: duration("shutdown-grace", v["shutdown-grace"]),
     publishTimeoutMs: duration("publish-timeout", v["publish-timeout"]),
     ackWaitMs: duration("ack-wait", v["ack-wait"]),
+    clamd: v.clamd ? hostPort("clamd", v.clamd) : undefined,
   };
 }

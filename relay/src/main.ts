@@ -19,6 +19,8 @@ import { JobQueue } from "./queue/job-queue.ts";
 import { QueueConnection } from "./queue/queue-connection.ts";
 import { startQueueMonitor } from "./queue/queue-monitor.ts";
 import { SmtpReceiver } from "./receive/smtp-receiver.ts";
+import { ClamdFilter } from "./filter/antivirus.ts";
+import { FilterPipeline } from "./filter/pipeline.ts";
 
 /** Jobs held unacknowledged by all relays of a site together. */
 const MAX_ACK_PENDING = 10_000;
@@ -76,6 +78,9 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     fallbackRetry: { initialBackoffMs: DEFAULTS.initialBackoffMs, maxBackoffMs: DEFAULTS.maxBackoffMs },
   }, { queue, store, resolver: nextHops, outbound, health: destinations, metrics, log });
 
+  const filters = new FilterPipeline([
+    ...(config.clamd ? [new ClamdFilter(config.clamd, 60_000, (domain) => store.lookup(domain)?.antivirus)] : []),
+  ], metrics, log);
   let shuttingDown = false;
   const receiver = new SmtpReceiver({
     hostname: config.hostname,
@@ -87,7 +92,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     socketTimeoutMs: 300_000,
     shutdownGraceMs: config.shutdownGraceMs,
     proxyProtocol: config.proxyProtocol,
-  }, store, queue, metrics, log);
+  }, store, queue, filters, metrics, log);
   await receiver.listen(config.listen.host, config.listen.port);
   const healthServer: Server = await startHealthServer(config.metrics.host, config.metrics.port, metrics, {
     ready: () => {

@@ -6,7 +6,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 
 export type RejectReason =
   | "relay_denied" | "routing_denied" | "bad_address" | "unknown_user" | "size" | "loop"
-  | "bare_newline" | "queue_unavailable" | "shutting_down";
+  | "bare_newline" | "queue_unavailable" | "shutting_down" | "filter_reject" | "filter_tempfail";
 export type DeliveryResult = "delivered" | "deferred" | "bounced" | "connection_failed" | "skipped_dead_host";
 
 export class RelayMetrics {
@@ -41,6 +41,14 @@ export class RelayMetrics {
   readonly configGeneration = new Gauge({ name: "mxwarden_config_generation", help: "Reloads of the RelayDomain configuration that changed it", registers: [this.registry] });
   readonly configDomains = new Gauge({ name: "mxwarden_config_domains", help: "Domains configured", registers: [this.registry] });
   readonly configErrors = new Gauge({ name: "mxwarden_config_errors", help: "Invalid RelayDomain documents in the last load", registers: [this.registry] });
+  readonly filterVerdicts = new Counter({ name: "mxwarden_filter_verdicts_total", help: "Verdicts of the message filters, by filter and verdict (continue, tempfail, reject)", labelNames: ["filter", "verdict"] as const, registers: [this.registry] });
+  readonly filterDuration = new Histogram({
+    name: "mxwarden_filter_duration_seconds",
+    help: "Time a filter took to judge a message",
+    labelNames: ["filter"] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
   readonly bareNewlines = new Counter({ name: "mxwarden_bare_newlines_total", help: "Messages that contained bare CR or LF", registers: [this.registry] });
 
   constructor() {

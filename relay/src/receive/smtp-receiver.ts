@@ -7,6 +7,7 @@ import type { Readable } from "node:stream";
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from "smtp-server";
 import type { DomainStore } from "../config/domain-store.ts";
 import type { DomainPolicy } from "../config/relay-domain.ts";
+import type { FilterPipeline } from "../filter/pipeline.ts";
 import type { Logger } from "../log.ts";
 import type { RejectReason, RelayMetrics } from "../metrics.ts";
 import type { DeliveryJob } from "../queue/delivery-job.ts";
@@ -62,13 +63,15 @@ export class SmtpReceiver {
   private readonly options: ReceiverOptions;
   private readonly store: DomainStore;
   private readonly queue: QueueConnection;
+  private readonly filters: FilterPipeline;
   private readonly metrics: RelayMetrics;
   private readonly log: Logger;
   /** What RCPT accepted in the current transaction, so a reload before DATA cannot drop it. */
   private readonly acceptedRecipients = new WeakMap<SMTPServerSession, Map<string, { address: string; policy: DomainPolicy }>>();
 
-  constructor(options: ReceiverOptions, store: DomainStore, queue: QueueConnection, metrics: RelayMetrics, log: Logger) {
+  constructor(options: ReceiverOptions, store: DomainStore, queue: QueueConnection, filters: FilterPipeline, metrics: RelayMetrics, log: Logger) {
     this.options = options;
+    this.filters = filters;
     this.store = store;
     this.queue = queue;
     this.metrics = metrics;
@@ -145,8 +148,7 @@ export class SmtpReceiver {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
-  private refuse(reply: SmtpReply, counter: "recipients" | "messages"): Error {
-    const reason = replyReason.get(reply);
+  private refuse(reply: SmtpReply, counter: "recipients" | "messages", reason = replyReason.get(reply)): Error {
     if (reason) (counter === "recipients" ? this.metrics.recipientsRejected : this.metrics.messagesRejected).inc({ reason });
     return replyError(reply);
   }
@@ -243,8 +245,34 @@ export class SmtpReceiver {
       throw this.refuse(outcome.reply, "messages");
     }
     if (outcome.bareNewlines > 0) this.metrics.bareNewlines.inc();
-    const now = Date.now();
     const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : "";
+    if (!this.filters.empty) {
+      let result;
+      try {
+        const body = await spool.get(mainId);
+        if (!body) throw new Error("stored body not found");
+        result = await this.filters.runData({
+          queueId: mainId,
+          clientAddress: session.remoteAddress,
+          heloName: session.hostNameAppearsAs,
+          sender,
+          recipients: groups.flatMap((g) => g.recipients),
+          domains: groups.map((g) => g.policy.domain),
+          size: writer.size,
+          open: () => body.open(),
+        });
+      } catch (err) {
+        log.warn("could not read the stored message for filtering; answered 451", { error: err });
+        await purgePartial();
+        throw this.refuse(replies.queueUnavailable, "messages");
+      }
+      const verdict = result.verdict;
+      if (verdict.action !== "continue") {
+        await purgePartial();
+        throw this.refuse(verdict.reply, "messages", verdict.action === "reject" ? "filter_reject" : "filter_tempfail");
+      }
+    }
+    const now = Date.now();
     const jobs: DeliveryJob[] = groups.map((group, index) => ({
       v: 1,
       queueId: queueIds[index] as string,

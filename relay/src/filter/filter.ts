@@ -1,0 +1,35 @@
+// The one interface every filter implements (Haraka's plugin idea): a filter is attached to a
+// stage of the SMTP transaction and returns a verdict. The receiver runs the filters of a stage in
+// their declared order and stops at the first verdict that refuses the message.
+
+import type { Readable } from "node:stream";
+import type { SmtpReply } from "../receive/smtp-reply.ts";
+
+export type FilterStage = "data";
+
+/** What a filter may say about a message. */
+export type Verdict =
+  | { action: "continue"; headers?: ReadonlyArray<readonly [string, string]> }
+  | { action: "tempfail"; reply: SmtpReply; reason: string }
+  | { action: "reject"; reply: SmtpReply; reason: string };
+
+/** The message as a DATA-stage filter sees it: already stored, readable as often as needed. */
+export interface MessageUnderScan {
+  queueId: string;
+  clientAddress: string;
+  heloName: string;
+  sender: string;
+  recipients: readonly string[];
+  /** Domains the recipients belong to (one policy each). */
+  domains: readonly string[];
+  size: number;
+  /** A fresh stream of the message as stored (trace header included). */
+  open(): Readable;
+}
+
+export interface MessageFilter {
+  /** Short name used in metrics labels, logs and the RelayDomain spec. */
+  readonly name: string;
+  readonly stage: FilterStage;
+  check(message: MessageUnderScan): Promise<Verdict>;
+}
