@@ -12,6 +12,7 @@ export interface RelayDomainSpec {
   recipients?: { mode: "any" | "list"; list?: string[] };
   maxMessageSize?: string | number;
   queue?: { lifetime?: string; retry?: { initialBackoff?: string; maxBackoff?: string } };
+  antivirus?: { enabled?: boolean; onError?: "tempfail" | "accept"; maxScanSize?: string; onOversize?: "accept" | "tempfail" | "reject" };
 }
 
 /** A RelayDomain document as a user would kubectl apply it (JSON is valid YAML). */
