@@ -3,6 +3,7 @@
 // retried later (a new deferred job), or bounced. A job is acknowledged only after its follow-up
 // (deferred job, bounce, purge) is stored, so a crash at any point repeats work, never loses it.
 
+import { Readable } from "node:stream";
 import type { JsMsg, ConsumerMessages } from "@nats-io/jetstream";
 import type { DomainStore } from "../config/domain-store.ts";
 import { DEFAULTS, type DomainPolicy } from "../config/relay-domain.ts";
@@ -19,6 +20,15 @@ import type { FailedRecipient } from "./dsn.ts";
 import { RouteError, type NextHopResolver, type Route } from "./next-hop.ts";
 import type { OutboundSmtp, RecipientOutcome } from "./outbound-smtp.ts";
 import { nextRetryAt } from "./retry-policy.ts";
+
+/** The stored message with the filters' header lines in front of it. */
+function withHeaders(headers: string | undefined, body: Readable): Readable {
+  if (!headers) return body;
+  return Readable.from((async function* () {
+    yield Buffer.from(headers, "utf8");
+    yield* body;
+  })(), { objectMode: false });
+}
 
 export interface DeliveryWorkerOptions {
   hostname: string;
@@ -198,8 +208,8 @@ export class DeliveryWorker {
     let remoteMta: string | undefined;
     try {
       const report = await this.deps.outbound.deliver(route, {
-        sender: job.sender, recipients: job.recipients, size: job.size, eightBit: job.eightBit,
-      }, () => body.open());
+        sender: job.sender, recipients: job.recipients, size: job.size + Buffer.byteLength(job.headers ?? ""), eightBit: job.eightBit,
+      }, () => withHeaders(job.headers, body.open()));
       outcomes = report.outcomes;
       remoteMta = report.remoteMta;
       if (report.unreachable) this.deps.health.markUnreachable(job.domain, route);
@@ -317,6 +327,7 @@ export class DeliveryWorker {
       recipients: { mode: "any", localParts: new Set() }, maxMessageBytes: DEFAULTS.maxMessageBytes,
       queueLifetimeMs: DEFAULTS.queueLifetimeMs, retry: this.options.fallbackRetry,
       antivirus: { enabled: false, onError: "accept", maxScanBytes: DEFAULTS.maxScanBytes, onOversize: "accept" },
+      antispam: { enabled: false, onError: "accept" },
     };
   }
 }

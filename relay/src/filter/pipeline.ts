@@ -8,6 +8,16 @@ import type { MessageFilter, MessageUnderScan, Verdict } from "./filter.ts";
 export interface PipelineResult {
   verdict: Verdict;
   filter?: string | undefined;
+  /** Header lines the filters want in front of the message (CRLF-terminated), or "". */
+  headers: string;
+}
+
+/** One header field per line; names and values come from our filters, but are made safe anyway. */
+function renderHeaders(fields: ReadonlyArray<readonly [string, string]>): string {
+  return fields
+    .filter(([name]) => /^[!-9;-~]{1,76}$/.test(name))
+    .map(([name, value]) => `${name}: ${value.replace(/[\x00-\x1f\x7f]+/g, " ").slice(0, 900)}\r\n`)
+    .join("");
 }
 
 export class FilterPipeline {
@@ -26,6 +36,7 @@ export class FilterPipeline {
   }
 
   async runData(message: MessageUnderScan): Promise<PipelineResult> {
+    const added: Array<readonly [string, string]> = [];
     for (const filter of this.filters) {
       if (filter.stage !== "data") continue;
       const started = performance.now();
@@ -34,9 +45,10 @@ export class FilterPipeline {
       this.metrics.filterVerdicts.inc({ filter: filter.name, verdict: verdict.action });
       if (verdict.action !== "continue") {
         this.log.info("message refused by a filter", { queueId: message.queueId, filter: filter.name, verdict: verdict.action, reason: verdict.reason, client: message.clientAddress });
-        return { verdict, filter: filter.name };
+        return { verdict, filter: filter.name, headers: "" };
       }
+      added.push(...(verdict.headers ?? []));
     }
-    return { verdict: { action: "continue" } };
+    return { verdict: { action: "continue" }, headers: renderHeaders(added) };
   }
 }

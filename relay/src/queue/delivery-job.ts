@@ -23,6 +23,11 @@ export interface DeliveryJob {
   expiresAt: number;
   /** Delivery attempts made so far. */
   attempts: number;
+  /**
+   * Header lines the filters added (spam score, authentication results), CRLF-terminated. They
+   * are sent in front of the stored message, which is never rewritten.
+   */
+  headers?: string;
   /** The last temporary failure, for logs and the final bounce. */
   lastError?: string;
   lastRemoteMta?: string;
@@ -56,6 +61,9 @@ export function decodeJob(data: Uint8Array): DeliveryJob {
     typeof job.acceptedAt !== "number" || typeof job.expiresAt !== "number" || typeof job.attempts !== "number"
   ) {
     throw new InvalidJobError("job lacks required fields");
+  }
+  if (job.headers !== undefined && (typeof job.headers !== "string" || !/^(?:[!-9;-~]+:[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*)*$/.test(job.headers))) {
+    throw new InvalidJobError("job headers are not header lines");
   }
   return job as DeliveryJob;
 }

@@ -246,6 +246,7 @@ export class SmtpReceiver {
     }
     if (outcome.bareNewlines > 0) this.metrics.bareNewlines.inc();
     const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : "";
+    let filterHeaders = "";
     if (!this.filters.empty) {
       let result;
       try {
@@ -271,6 +272,7 @@ export class SmtpReceiver {
         await purgePartial();
         throw this.refuse(verdict.reply, "messages", verdict.action === "reject" ? "filter_reject" : "filter_tempfail");
       }
+      filterHeaders = result.headers;
     }
     const now = Date.now();
     const jobs: DeliveryJob[] = groups.map((group, index) => ({
@@ -286,6 +288,7 @@ export class SmtpReceiver {
       acceptedAt: now,
       expiresAt: now + group.policy.queueLifetimeMs,
       attempts: 0,
+      ...(filterHeaders ? { headers: filterHeaders } : {}),
     }));
     try {
       const queue = new JobQueue(handles.js, handles.jsm, this.queue.publishTimeoutMs);
