@@ -8,8 +8,8 @@ NODE := $(CURDIR)/node_modules/.bin/node
 TSC := $(CURDIR)/node_modules/.bin/tsc
 export PATH := $(TOOLS_BIN):$(PATH)
 
-# Debian packages the tests use as real peers: Postfix's smtp-source/smtp-sink, swaks (with TLS), openssl, clamd.
-APT_PACKAGES := postfix swaks libnet-ssleay-perl libio-socket-ssl-perl openssl clamav-daemon
+# Debian packages the tests use as real peers: Postfix's smtp-source/smtp-sink, swaks (with TLS), openssl, clamd, rspamd.
+APT_PACKAGES := postfix swaks libnet-ssleay-perl libio-socket-ssl-perl openssl clamav-daemon rspamd
 
 .PHONY: help deps deps-npm deps-apt deps-tools typecheck test test-unit test-integration run bench clean
 

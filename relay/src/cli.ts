@@ -38,6 +38,8 @@ export interface RelayConfig {
   ackWaitMs: number;
   /** clamd to scan every message with (INSTREAM); none means no antivirus. */
   clamd?: HostPort | undefined;
+  /** rspamd's normal worker, e.g. http://127.0.0.1:11333; none means no content scoring. */
+  rspamd?: URL | undefined;
 }
 
 export class UsageError extends Error {
@@ -71,6 +73,7 @@ export const USAGE = `Usage: mxwarden-relay --domains PATH [options]
   --shutdown-grace DURATION   time for sessions and deliveries after SIGTERM (default 30s)
   --publish-timeout DURATION  wait for a JetStream PubAck before answering 451 (default 10s)
   --clamd HOST:PORT           scan messages with clamd before accepting them (per-domain policy: spec.antivirus)
+  --rspamd URL                score messages with rspamd, e.g. http://127.0.0.1:11333 (policy: spec.antispam)
   --ack-wait DURATION         a relay that dies mid-delivery hands its jobs on after this (default 60s)
   --help
 `;
@@ -81,6 +84,17 @@ function hostPort(flag: string, value: string): HostPort {
   const port = match ? Number(match[3]) : NaN;
   if (!match || !(port >= 0 && port <= 65535)) throw new UsageError(`--${flag}: expected HOST:PORT, got "${value}"`);
   return { host: match[1] ?? (match[2] || "0.0.0.0"), port };
+}
+
+function httpUrl(flag: string, value: string): URL {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new UsageError(`--${flag}: not a URL: "${value}"`);
+  }
+  if (url.protocol !== "http:") throw new UsageError(`--${flag}: expected an http:// URL, got "${value}"`);
+  return url;
 }
 
 function positiveInteger(flag: string, value: string, max: number): number {
@@ -131,6 +145,7 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
         "publish-timeout": { type: "string", default: "10s" },
         "ack-wait": { type: "string", default: "60s" },
         clamd: { type: "string" },
+        rspamd: { type: "string" },
         help: { type: "boolean", default: false },
       },
     });
@@ -175,5 +190,6 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
     publishTimeoutMs: duration("publish-timeout", v["publish-timeout"]),
     ackWaitMs: duration("ack-wait", v["ack-wait"]),
     clamd: v.clamd ? hostPort("clamd", v.clamd) : undefined,
+    rspamd: v.rspamd ? httpUrl("rspamd", v.rspamd) : undefined,
   };
 }

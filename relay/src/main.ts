@@ -20,6 +20,7 @@ import { QueueConnection } from "./queue/queue-connection.ts";
 import { startQueueMonitor } from "./queue/queue-monitor.ts";
 import { SmtpReceiver } from "./receive/smtp-receiver.ts";
 import { ClamdFilter } from "./filter/antivirus.ts";
+import { RspamdFilter } from "./filter/antispam.ts";
 import { FilterPipeline } from "./filter/pipeline.ts";
 
 /** Jobs held unacknowledged by all relays of a site together. */
@@ -79,7 +80,9 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
   }, { queue, store, resolver: nextHops, outbound, health: destinations, metrics, log });
 
   const filters = new FilterPipeline([
+    // Declared order: the cheap, certain verdict (a virus) before the score.
     ...(config.clamd ? [new ClamdFilter(config.clamd, 60_000, (domain) => store.lookup(domain)?.antivirus)] : []),
+    ...(config.rspamd ? [new RspamdFilter(config.rspamd, 30_000, (domain) => store.lookup(domain)?.antispam)] : []),
   ], metrics, log);
   let shuttingDown = false;
   const receiver = new SmtpReceiver({

@@ -38,8 +38,9 @@ describe("relay command line", () => {
     const config = parse([
       "--domains", "d", "--listen", "[::1]:25", "--nats", "nats://a:4222, nats://b:4222", "--replicas", "3",
       "--mx-name", "MX2.example.net,mx3.example.net", "--probe-interval", "1m30s", "--bounce-relay", "smarthost.test:587",
-      "--clamd", "127.0.0.1:3310",
+      "--clamd", "127.0.0.1:3310", "--rspamd", "http://127.0.0.1:11333",
     ]);
+    assert.equal(config.rspamd?.href, "http://127.0.0.1:11333/");
     assert.deepEqual(config.clamd, { host: "127.0.0.1", port: 3310 });
     assert.deepEqual(config.listen, { host: "::1", port: 25 });
     assert.deepEqual(config.natsServers, ["nats://a:4222", "nats://b:4222"]);
@@ -60,6 +61,8 @@ describe("relay command line", () => {
     ["bad bare-newline mode", ["--domains", "d", "--bare-newline", "ignore"], /--bare-newline/],
     ["replicas without a cluster", ["--domains", "d", "--replicas", "3"], /--nats/],
     ["not a NATS URL", ["--domains", "d", "--nats", "http://x"], /--nats/],
+    ["rspamd over something other than http", ["--domains", "d", "--rspamd", "ftp://127.0.0.1:11333"], /--rspamd/],
+    ["rspamd not a URL", ["--domains", "d", "--rspamd", "127.0.0.1:11333"], /--rspamd/],
     ["bad hostname", ["--domains", "d", "--hostname", "mx\r\nX-Evil: 1"], /--hostname/],
   ];
   for (const [name, args, message] of invalid) {

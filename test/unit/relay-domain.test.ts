@@ -271,3 +271,19 @@ describe("parseRelayDomain: spec.antivirus", () => {
     assertConfigError(doc({ antivirus: { action: "reject" } }), "spec.antivirus.action", /not a known field/);
   });
 });
+
+describe("parseRelayDomain: spec.antispam", () => {
+  it("scores by default with rspamd's own actions and fails closed", () => {
+    assert.deepEqual(parseRelayDomain(doc({})).antispam, { enabled: true, onError: "tempfail", rejectScore: undefined, addHeaderScore: undefined });
+  });
+  it("takes a domain's thresholds", () => {
+    const policy = parseRelayDomain(doc({ antispam: { onError: "accept", rejectScore: 12, addHeaderScore: 5.5 } }));
+    assert.deepEqual(policy.antispam, { enabled: true, onError: "accept", rejectScore: 12, addHeaderScore: 5.5 });
+  });
+  it("refuses thresholds out of order or of the wrong type", () => {
+    assertConfigError(doc({ antispam: { rejectScore: 5, addHeaderScore: 8 } }), "spec.antispam.addHeaderScore", /not be above rejectScore/);
+    assertConfigError(doc({ antispam: { rejectScore: "high" } }), "spec.antispam.rejectScore");
+    assertConfigError(doc({ antispam: { onError: "drop" } }), "spec.antispam.onError");
+    assertConfigError(doc({ antispam: { greylist: true } }), "spec.antispam.greylist", /not a known field/);
+  });
+});

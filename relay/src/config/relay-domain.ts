@@ -30,6 +30,18 @@ export interface DomainPolicy {
   queueLifetimeMs: number;
   retry: { initialBackoffMs: number; maxBackoffMs: number };
   antivirus: AntivirusPolicy;
+  antispam: AntispamPolicy;
+}
+
+/** spec.antispam: how rspamd's verdict (--rspamd) is applied to this domain's mail. */
+export interface AntispamPolicy {
+  enabled: boolean;
+  /** rspamd unreachable or failing: refuse for now (fail closed) or accept unscored. */
+  onError: "tempfail" | "accept";
+  /** Reject at or above this score instead of at rspamd's "reject" action. */
+  rejectScore?: number | undefined;
+  /** Mark as spam (X-Spam-Status: Yes) at or above this score instead of rspamd's "add header" action. */
+  addHeaderScore?: number | undefined;
 }
 
 /** spec.antivirus: how the relay's clamd scan (--clamd) treats this domain's mail. */
@@ -181,7 +193,7 @@ export function parseRelayDomain(doc: unknown): DomainPolicy {
   const name = metadata.name;
   if (typeof name !== "string" || name.length === 0) throw new ConfigError("metadata.name", "is required");
   const spec = objectAt(doc, "spec", "", true) as Obj;
-  rejectUnknownKeys(spec, ["domain", "primary", "recipients", "maxMessageSize", "queue", "antivirus"], "spec");
+  rejectUnknownKeys(spec, ["domain", "primary", "recipients", "maxMessageSize", "queue", "antivirus", "antispam"], "spec");
 
   if (typeof spec.domain !== "string") throw new ConfigError("spec.domain", "is required");
   const domain = normaliseDomain(spec.domain);
@@ -229,6 +241,33 @@ export function parseRelayDomain(doc: unknown): DomainPolicy {
     queueLifetimeMs,
     retry: { initialBackoffMs, maxBackoffMs },
     antivirus: parseAntivirus(spec),
+    antispam: parseAntispam(spec),
+  };
+}
+
+function optionalScore(value: unknown, path: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "number" || !Number.isFinite(value) || value < -1000 || value > 1000) {
+    throw new ConfigError(path, "must be a number (an rspamd score)");
+  }
+  return value;
+}
+
+function parseAntispam(spec: Obj): AntispamPolicy {
+  const antispam = objectAt(spec, "antispam", "spec") ?? {};
+  rejectUnknownKeys(antispam, ["enabled", "onError", "rejectScore", "addHeaderScore"], "spec.antispam");
+  const enabled = antispam.enabled ?? true;
+  if (typeof enabled !== "boolean") throw new ConfigError("spec.antispam.enabled", "must be true or false");
+  const rejectScore = optionalScore(antispam.rejectScore, "spec.antispam.rejectScore");
+  const addHeaderScore = optionalScore(antispam.addHeaderScore, "spec.antispam.addHeaderScore");
+  if (rejectScore !== undefined && addHeaderScore !== undefined && addHeaderScore > rejectScore) {
+    throw new ConfigError("spec.antispam.addHeaderScore", "must not be above rejectScore");
+  }
+  return {
+    enabled,
+    onError: oneOf(antispam.onError, ["tempfail", "accept"] as const, "tempfail", "spec.antispam.onError"),
+    rejectScore,
+    addHeaderScore,
   };
 }
 
