@@ -21,6 +21,7 @@ import { startQueueMonitor } from "./queue/queue-monitor.ts";
 import { SmtpReceiver } from "./receive/smtp-receiver.ts";
 import { ClamdFilter } from "./filter/antivirus.ts";
 import { RspamdFilter } from "./filter/antispam.ts";
+import { GreylistFilter } from "./filter/greylist.ts";
 import { FilterPipeline } from "./filter/pipeline.ts";
 
 /** Jobs held unacknowledged by all relays of a site together. */
@@ -80,6 +81,8 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
   }, { queue, store, resolver: nextHops, outbound, health: destinations, metrics, log });
 
   const filters = new FilterPipeline([
+    // Greylisting costs the sender a retry, not us a scan: it comes first, at RCPT.
+    new GreylistFilter(queue, config.replicas, (domain) => store.lookup(domain)?.greylisting, log),
     // Declared order: the cheap, certain verdict (a virus) before the score.
     ...(config.clamd ? [new ClamdFilter(config.clamd, 60_000, (domain) => store.lookup(domain)?.antivirus)] : []),
     ...(config.rspamd ? [new RspamdFilter(config.rspamd, 30_000, (domain) => store.lookup(domain)?.antispam)] : []),

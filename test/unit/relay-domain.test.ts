@@ -287,3 +287,27 @@ describe("parseRelayDomain: spec.antispam", () => {
     assertConfigError(doc({ antispam: { greylist: true } }), "spec.antispam.greylist", /not a known field/);
   });
 });
+
+describe("parseRelayDomain: spec.greylisting", () => {
+  it("is off by default with Postgrey's timings", () => {
+    assert.deepEqual(parseRelayDomain(doc({})).greylisting, {
+      enabled: false, delayMs: 300_000, expiryMs: 2 * 86_400_000, autoAllowMs: 35 * 86_400_000, allowClients: [], allowSenderDomains: [],
+    });
+  });
+  it("takes timings and allowlists, normalised", () => {
+    const policy = parseRelayDomain(doc({ greylisting: {
+      enabled: true, delay: "2m", expiry: "1d", autoAllow: "7d", allowClients: ["192.0.2.0/24", "2001:db8::/32", "198.51.100.7"], allowSenderDomains: ["Partner.Example"],
+    } }));
+    assert.deepEqual(policy.greylisting, {
+      enabled: true, delayMs: 120_000, expiryMs: 86_400_000, autoAllowMs: 7 * 86_400_000,
+      allowClients: ["192.0.2.0/24", "2001:db8::/32", "198.51.100.7/32"], allowSenderDomains: ["partner.example"],
+    });
+  });
+  it("refuses bad networks, domains and timings with their path", () => {
+    assertConfigError(doc({ greylisting: { allowClients: ["192.0.2.0/33"] } }), "spec.greylisting.allowClients[0]");
+    assertConfigError(doc({ greylisting: { allowClients: ["example.com"] } }), "spec.greylisting.allowClients[0]");
+    assertConfigError(doc({ greylisting: { allowSenderDomains: ["not a domain"] } }), "spec.greylisting.allowSenderDomains[0]");
+    assertConfigError(doc({ greylisting: { delay: "2h", expiry: "1h" } }), "spec.greylisting.expiry", /longer than delay/);
+    assertConfigError(doc({ greylisting: { delay: "soon" } }), "spec.greylisting.delay");
+  });
+});

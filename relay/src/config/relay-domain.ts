@@ -2,6 +2,7 @@
 // parseRelayDomain turns one untrusted document into a validated, defaulted DomainPolicy, or
 // throws a ConfigError that names the offending field path.
 
+import { isIP } from "node:net";
 import { domainToASCII } from "node:url";
 import { parseByteSize, parseDuration } from "./quantities.ts";
 
@@ -31,6 +32,22 @@ export interface DomainPolicy {
   retry: { initialBackoffMs: number; maxBackoffMs: number };
   antivirus: AntivirusPolicy;
   antispam: AntispamPolicy;
+  greylisting: GreylistPolicy;
+}
+
+/** spec.greylisting: temp-fail the first attempt of an unknown (client network, sender, recipient). */
+export interface GreylistPolicy {
+  enabled: boolean;
+  /** How long a sender must wait before its retry is accepted. */
+  delayMs: number;
+  /** How long a first attempt is remembered while waiting for the retry. */
+  expiryMs: number;
+  /** After a successful retry, the client network and sender domain pass for this long. */
+  autoAllowMs: number;
+  /** Client networks never greylisted, as CIDRs. */
+  allowClients: string[];
+  /** Sender domains never greylisted. */
+  allowSenderDomains: string[];
 }
 
 /** spec.antispam: how rspamd's verdict (--rspamd) is applied to this domain's mail. */
@@ -62,6 +79,10 @@ export const DEFAULTS = {
   maxBackoffMs: 3_600_000,
   /** Debian's clamd default StreamMaxLength. */
   maxScanBytes: 25 * 1024 * 1024,
+  /** Postgrey's defaults: a 5 minute delay, first attempts kept 2 days, auto-allow for 35 days. */
+  greylistDelayMs: 300_000,
+  greylistExpiryMs: 2 * 86_400_000,
+  greylistAutoAllowMs: 35 * 86_400_000,
 } as const;
 
 /** Upper bound of spec.maxMessageSize; the queue and scanners are sized for it. */
@@ -193,7 +214,7 @@ export function parseRelayDomain(doc: unknown): DomainPolicy {
   const name = metadata.name;
   if (typeof name !== "string" || name.length === 0) throw new ConfigError("metadata.name", "is required");
   const spec = objectAt(doc, "spec", "", true) as Obj;
-  rejectUnknownKeys(spec, ["domain", "primary", "recipients", "maxMessageSize", "queue", "antivirus", "antispam"], "spec");
+  rejectUnknownKeys(spec, ["domain", "primary", "recipients", "maxMessageSize", "queue", "antivirus", "antispam", "greylisting"], "spec");
 
   if (typeof spec.domain !== "string") throw new ConfigError("spec.domain", "is required");
   const domain = normaliseDomain(spec.domain);
@@ -242,6 +263,44 @@ export function parseRelayDomain(doc: unknown): DomainPolicy {
     retry: { initialBackoffMs, maxBackoffMs },
     antivirus: parseAntivirus(spec),
     antispam: parseAntispam(spec),
+    greylisting: parseGreylisting(spec),
+  };
+}
+
+function parseCidr(value: unknown, path: string): string {
+  if (typeof value !== "string") throw new ConfigError(path, "must be an address or CIDR such as 192.0.2.0/24");
+  const [address, prefix, ...rest] = value.split("/");
+  const family = isIP(address ?? "");
+  const bits = prefix === undefined ? (family === 6 ? 128 : 32) : Number(prefix);
+  if (family === 0 || rest.length > 0 || !Number.isInteger(bits) || bits < 0 || bits > (family === 6 ? 128 : 32)) {
+    throw new ConfigError(path, `${JSON.stringify(value)} is not an address or CIDR`);
+  }
+  return `${address}/${bits}`;
+}
+
+function parseGreylisting(spec: Obj): GreylistPolicy {
+  const grey = objectAt(spec, "greylisting", "spec") ?? {};
+  const path = "spec.greylisting";
+  rejectUnknownKeys(grey, ["enabled", "delay", "expiry", "autoAllow", "allowClients", "allowSenderDomains"], path);
+  const enabled = grey.enabled ?? false;
+  if (typeof enabled !== "boolean") throw new ConfigError(`${path}.enabled`, "must be true or false");
+  const delayMs = parseDurationField(grey.delay, `${path}.delay`, DEFAULTS.greylistDelayMs);
+  const expiryMs = parseDurationField(grey.expiry, `${path}.expiry`, DEFAULTS.greylistExpiryMs);
+  const autoAllowMs = parseDurationField(grey.autoAllow, `${path}.autoAllow`, DEFAULTS.greylistAutoAllowMs);
+  if (expiryMs <= delayMs) throw new ConfigError(`${path}.expiry`, "must be longer than delay");
+  if (autoAllowMs > MAX_QUEUE_LIFETIME_MS * 2) throw new ConfigError(`${path}.autoAllow`, "must be at most 60d");
+  const clients = grey.allowClients ?? [];
+  if (!Array.isArray(clients)) throw new ConfigError(`${path}.allowClients`, "must be a list of CIDRs");
+  const senders = grey.allowSenderDomains ?? [];
+  if (!Array.isArray(senders)) throw new ConfigError(`${path}.allowSenderDomains`, "must be a list of domains");
+  return {
+    enabled, delayMs, expiryMs, autoAllowMs,
+    allowClients: clients.map((c: unknown, i) => parseCidr(c, `${path}.allowClients[${i}]`)),
+    allowSenderDomains: senders.map((d: unknown, i) => {
+      const normalised = typeof d === "string" ? normaliseDomain(d) : undefined;
+      if (!normalised) throw new ConfigError(`${path}.allowSenderDomains[${i}]`, "is not a valid domain");
+      return normalised;
+    }),
   };
 }
 

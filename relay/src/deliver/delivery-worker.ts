@@ -6,7 +6,7 @@
 import { Readable } from "node:stream";
 import type { JsMsg, ConsumerMessages } from "@nats-io/jetstream";
 import type { DomainStore } from "../config/domain-store.ts";
-import { DEFAULTS, type DomainPolicy } from "../config/relay-domain.ts";
+import type { DomainPolicy } from "../config/relay-domain.ts";
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
 import { decodeJob, InvalidJobError, type DeliveryJob } from "../queue/delivery-job.ts";
@@ -17,7 +17,7 @@ import { SpoolReader, chunkSizeFor, type StoredBody } from "../queue/spool.ts";
 import { queueBounce } from "./bounce.ts";
 import type { DestinationHealth } from "./destination-health.ts";
 import type { FailedRecipient } from "./dsn.ts";
-import { RouteError, type NextHopResolver, type Route } from "./next-hop.ts";
+import { RouteError, type DeliveryTarget, type NextHopResolver, type Route } from "./next-hop.ts";
 import type { OutboundSmtp, RecipientOutcome } from "./outbound-smtp.ts";
 import { nextRetryAt } from "./retry-policy.ts";
 
@@ -182,7 +182,7 @@ export class DeliveryWorker {
     try {
       route = job.kind === "dsn"
         ? await this.deps.resolver.forBounce(job.domain)
-        : await this.deps.resolver.forDomain(policy ?? this.unconfiguredPolicy(job.domain));
+        : await this.deps.resolver.forDomain(policy ?? this.unconfiguredTarget(job.domain));
     } catch (err) {
       if (!(err instanceof RouteError)) throw err;
       if (err.permanent) {
@@ -321,13 +321,7 @@ export class DeliveryWorker {
   }
 
   /** A domain removed from the configuration still gets its queued mail, through its MX. */
-  private unconfiguredPolicy(domain: string): DomainPolicy {
-    return {
-      name: "(removed)", domain, primaryHosts: [], outboundTls: { mode: "opportunistic", verifyCertificate: false },
-      recipients: { mode: "any", localParts: new Set() }, maxMessageBytes: DEFAULTS.maxMessageBytes,
-      queueLifetimeMs: DEFAULTS.queueLifetimeMs, retry: this.options.fallbackRetry,
-      antivirus: { enabled: false, onError: "accept", maxScanBytes: DEFAULTS.maxScanBytes, onOversize: "accept" },
-      antispam: { enabled: false, onError: "accept" },
-    };
+  private unconfiguredTarget(domain: string): DeliveryTarget {
+    return { domain, primaryHosts: [], outboundTls: { mode: "opportunistic", verifyCertificate: false } };
   }
 }

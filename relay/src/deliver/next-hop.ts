@@ -28,6 +28,9 @@ export class RouteError extends Error {
   }
 }
 
+/** What routing needs to know of a domain's policy. */
+export type DeliveryTarget = Pick<DomainPolicy, "domain" | "primaryHosts" | "outboundTls">;
+
 export interface NextHopOptions {
   /** Names under which this relay appears in MX records (its --hostname and any aliases). */
   ourNames: readonly string[];
@@ -65,7 +68,7 @@ export class NextHopResolver {
   }
 
   /** Hops for a configured domain. */
-  async forDomain(policy: DomainPolicy): Promise<Route> {
+  async forDomain(policy: DeliveryTarget): Promise<Route> {
     const tls = policy.outboundTls;
     if (policy.primaryHosts.length > 0) {
       const hops: NextHop[] = [];

@@ -5,7 +5,7 @@
 import type { Readable } from "node:stream";
 import type { SmtpReply } from "../receive/smtp-reply.ts";
 
-export type FilterStage = "data";
+export type FilterStage = "rcpt" | "data";
 
 /** What a filter may say about a message. */
 export type Verdict =
@@ -30,6 +30,24 @@ export interface MessageUnderScan {
 export interface MessageFilter {
   /** Short name used in metrics labels, logs and the RelayDomain spec. */
   readonly name: string;
-  readonly stage: FilterStage;
+  readonly stage: "data";
   check(message: MessageUnderScan): Promise<Verdict>;
 }
+
+/** One accepted-so-far recipient, as a RCPT-stage filter sees it. */
+export interface RecipientUnderCheck {
+  clientAddress: string;
+  heloName: string;
+  sender: string;
+  /** Normalised address (A-label domain). */
+  recipient: string;
+  domain: string;
+}
+
+export interface RecipientFilter {
+  readonly name: string;
+  readonly stage: "rcpt";
+  check(recipient: RecipientUnderCheck): Promise<Verdict>;
+}
+
+export type AnyFilter = MessageFilter | RecipientFilter;

@@ -3,7 +3,7 @@
 
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
-import type { MessageFilter, MessageUnderScan, Verdict } from "./filter.ts";
+import type { AnyFilter, MessageUnderScan, RecipientUnderCheck, Verdict } from "./filter.ts";
 
 export interface PipelineResult {
   verdict: Verdict;
@@ -21,28 +21,50 @@ function renderHeaders(fields: ReadonlyArray<readonly [string, string]>): string
 }
 
 export class FilterPipeline {
-  private readonly filters: readonly MessageFilter[];
+  private readonly filters: readonly AnyFilter[];
   private readonly metrics: RelayMetrics;
   private readonly log: Logger;
 
-  constructor(filters: readonly MessageFilter[], metrics: RelayMetrics, log: Logger) {
+  constructor(filters: readonly AnyFilter[], metrics: RelayMetrics, log: Logger) {
     this.filters = filters;
     this.metrics = metrics;
     this.log = log.child({ component: "filters" });
   }
 
-  get empty(): boolean {
-    return this.filters.length === 0;
+  get hasMessageFilters(): boolean {
+    return this.filters.some((filter) => filter.stage === "data");
+  }
+
+  get hasRecipientFilters(): boolean {
+    return this.filters.some((filter) => filter.stage === "rcpt");
+  }
+
+  /** Judge one recipient at RCPT time; the first refusal wins. */
+  async runRcpt(recipient: RecipientUnderCheck): Promise<Verdict> {
+    for (const filter of this.filters) {
+      if (filter.stage !== "rcpt") continue;
+      const verdict = await this.timed(filter.name, () => filter.check(recipient));
+      if (verdict.action !== "continue") {
+        this.log.info("recipient refused by a filter", { filter: filter.name, verdict: verdict.action, reason: verdict.reason, client: recipient.clientAddress, recipient: recipient.recipient });
+        return verdict;
+      }
+    }
+    return { action: "continue" };
+  }
+
+  private async timed(name: string, check: () => Promise<Verdict>): Promise<Verdict> {
+    const started = performance.now();
+    const verdict = await check();
+    this.metrics.filterDuration.observe({ filter: name }, (performance.now() - started) / 1000);
+    this.metrics.filterVerdicts.inc({ filter: name, verdict: verdict.action });
+    return verdict;
   }
 
   async runData(message: MessageUnderScan): Promise<PipelineResult> {
     const added: Array<readonly [string, string]> = [];
     for (const filter of this.filters) {
       if (filter.stage !== "data") continue;
-      const started = performance.now();
-      const verdict = await filter.check(message);
-      this.metrics.filterDuration.observe({ filter: filter.name }, (performance.now() - started) / 1000);
-      this.metrics.filterVerdicts.inc({ filter: filter.name, verdict: verdict.action });
+      const verdict = await this.timed(filter.name, () => filter.check(message));
       if (verdict.action !== "continue") {
         this.log.info("message refused by a filter", { queueId: message.queueId, filter: filter.name, verdict: verdict.action, reason: verdict.reason, client: message.clientAddress });
         return { verdict, filter: filter.name, headers: "" };

@@ -178,8 +178,24 @@ export class SmtpReceiver {
     const mailArgs = session.envelope.mailFrom ? session.envelope.mailFrom.args : false;
     const declared = mailArgs && typeof mailArgs.SIZE === "string" ? Number(mailArgs.SIZE) : 0;
     if (declared > verdict.policy.maxMessageBytes) return callback(this.refuse(replies.tooBigDeclared, "recipients"));
-    this.acceptedRecipients.get(session)?.set(address.address, { address: verdict.address, policy: verdict.policy });
-    callback();
+    const accept = (): void => {
+      this.acceptedRecipients.get(session)?.set(address.address, { address: verdict.address, policy: verdict.policy });
+      callback();
+    };
+    if (!this.filters.hasRecipientFilters) return accept();
+    this.filters.runRcpt({
+      clientAddress: session.remoteAddress,
+      heloName: session.hostNameAppearsAs,
+      sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
+      recipient: verdict.address,
+      domain: verdict.domain,
+    }).then((filtered) => {
+      if (filtered.action === "continue") return accept();
+      callback(this.refuse(filtered.reply, "recipients", filtered.action === "reject" ? "filter_reject" : "filter_tempfail"));
+    }, (err: unknown) => {
+      this.log.warn("recipient filter failed; answered 451", { error: err });
+      callback(this.refuse(replies.queueUnavailable, "recipients"));
+    });
   }
 
   private async onData(stream: Readable, session: SMTPServerSession): Promise<string> {
@@ -247,7 +263,7 @@ export class SmtpReceiver {
     if (outcome.bareNewlines > 0) this.metrics.bareNewlines.inc();
     const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : "";
     let filterHeaders = "";
-    if (!this.filters.empty) {
+    if (this.filters.hasMessageFilters) {
       let result;
       try {
         const body = await spool.get(mainId);

@@ -1,0 +1,116 @@
+// Greylisting at RCPT time: the first attempt of an unknown (client network, sender, recipient)
+// triplet gets 451 4.7.1; a retry after the domain's delay passes, and then the client network and
+// sender domain pass without delay for a while. The triplets live in a NATS KV bucket, so every
+// relay of a site shares them: the retry may reach any relay.
+
+import { createHash } from "node:crypto";
+import { BlockList, isIPv6 } from "node:net";
+import { Kvm, type KV } from "@nats-io/kv";
+import type { GreylistPolicy } from "../config/relay-domain.ts";
+import type { Logger } from "../log.ts";
+import type { QueueConnection } from "../queue/queue-connection.ts";
+import type { RecipientFilter, RecipientUnderCheck, Verdict } from "./filter.ts";
+
+export const GREYLIST_BUCKET = "mxw-greylist";
+/** The bucket's own limit; each entry carries its shorter TTL. */
+const BUCKET_MAX_AGE_MS = 61 * 86_400_000;
+
+/** The /24 (IPv4) or /64 (IPv6) a client address belongs to: senders retry from pools. */
+export function clientNetwork(address: string): string {
+  const plain = address.replace(/^::ffff:(?=\d+\.)/, "");
+  if (isIPv6(plain)) {
+    const groups = plain.split("::");
+    const head = (groups[0] ?? "").split(":").filter(Boolean);
+    const tail = groups.length > 1 ? (groups[1] ?? "").split(":").filter(Boolean) : [];
+    const full = [...head, ...Array(8 - head.length - tail.length).fill("0"), ...tail];
+    return `${full.slice(0, 4).map((g) => Number.parseInt(g, 16).toString(16)).join(":")}::/64`;
+  }
+  return `${plain.split(".").slice(0, 3).join(".")}.0/24`;
+}
+
+function key(prefix: string, ...parts: string[]): string {
+  return `${prefix}.${createHash("sha256").update(parts.join("\u0000").toLowerCase()).digest("hex").slice(0, 40)}`;
+}
+
+function seconds(ms: number): string {
+  return `${Math.max(1, Math.ceil(ms / 1000))}s`;
+}
+
+export class GreylistFilter implements RecipientFilter {
+  readonly name = "greylist";
+  readonly stage = "rcpt" as const;
+  private kv: Promise<KV> | undefined;
+  private readonly allowLists = new WeakMap<GreylistPolicy, BlockList>();
+  private readonly queue: QueueConnection;
+  private readonly replicas: number;
+  private readonly policyFor: (domain: string) => GreylistPolicy | undefined;
+  private readonly log: Logger;
+
+  constructor(queue: QueueConnection, replicas: number, policyFor: (domain: string) => GreylistPolicy | undefined, log: Logger) {
+    this.queue = queue;
+    this.replicas = replicas;
+    this.policyFor = policyFor;
+    this.log = log.child({ component: "greylist" });
+  }
+
+  async check(rcpt: RecipientUnderCheck): Promise<Verdict> {
+    const policy = this.policyFor(rcpt.domain);
+    if (!policy?.enabled || this.allowed(policy, rcpt)) return { action: "continue" };
+    const network = clientNetwork(rcpt.clientAddress);
+    const senderDomain = rcpt.sender.slice(rcpt.sender.lastIndexOf("@") + 1);
+    try {
+      const kv = await this.bucket();
+      const allowKey = key("a", network, senderDomain);
+      if (await kv.get(allowKey)) return { action: "continue" };
+      const tripletKey = key("t", network, rcpt.sender, rcpt.recipient);
+      const entry = await kv.get(tripletKey);
+      const now = Date.now();
+      if (!entry) {
+        // create() fails if another relay stored the triplet a moment ago: its time counts then.
+        await kv.create(tripletKey, String(now), seconds(policy.expiryMs)).catch(() => undefined);
+        return this.greylisted(policy.delayMs);
+      }
+      const firstSeen = Number(entry.string());
+      if (now - firstSeen < policy.delayMs) return this.greylisted(policy.delayMs - (now - firstSeen));
+      await kv.create(allowKey, String(now), seconds(policy.autoAllowMs)).catch(() => undefined);
+      return { action: "continue" };
+    } catch (err) {
+      // Greylisting only delays; without its store it steps aside rather than refuse mail.
+      this.kv = undefined;
+      this.log.warn("greylist store unavailable; passing the recipient", { error: err });
+      return { action: "continue" };
+    }
+  }
+
+  private greylisted(waitMs: number): Verdict {
+    return {
+      action: "tempfail",
+      reason: "greylisted",
+      reply: { code: 451, enhanced: "4.7.1", text: `Greylisted, please try again in ${Math.ceil(waitMs / 1000)} seconds` },
+    };
+  }
+
+  private allowed(policy: GreylistPolicy, rcpt: RecipientUnderCheck): boolean {
+    const senderDomain = rcpt.sender.slice(rcpt.sender.lastIndexOf("@") + 1).toLowerCase();
+    if (senderDomain && policy.allowSenderDomains.includes(senderDomain)) return true;
+    let list = this.allowLists.get(policy);
+    if (!list) {
+      list = new BlockList();
+      for (const cidr of policy.allowClients) {
+        const [address = "", bits = "32"] = cidr.split("/");
+        list.addSubnet(address, Number(bits), isIPv6(address) ? "ipv6" : "ipv4");
+      }
+      this.allowLists.set(policy, list);
+    }
+    const plain = rcpt.clientAddress.replace(/^::ffff:(?=\d+\.)/, "");
+    return list.check(plain, isIPv6(plain) ? "ipv6" : "ipv4");
+  }
+
+  private bucket(): Promise<KV> {
+    this.kv ??= (async () => {
+      const { js } = this.queue.get();
+      return new Kvm(js).create(GREYLIST_BUCKET, { history: 1, replicas: this.replicas, ttl: BUCKET_MAX_AGE_MS, markerTTL: 60_000 });
+    })();
+    return this.kv;
+  }
+}
