@@ -72,7 +72,14 @@ export class NextHopResolver {
     const tls = policy.outboundTls;
     if (policy.primaryHosts.length > 0) {
       const hops: NextHop[] = [];
-      for (const { host, port } of policy.primaryHosts) hops.push(...await this.addresses(host, port));
+      for (const { host, port } of policy.primaryHosts) {
+        try {
+          hops.push(...await this.addresses(host, port));
+        } catch (err) {
+          // A configured host without an address must not hide the ones after it.
+          if (!(err instanceof RouteError)) throw err;
+        }
+      }
       if (hops.length === 0) throw new RouteError(`no address for the primary hosts of ${policy.domain}`, false);
       return { hops, tls };
     }
