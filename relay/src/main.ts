@@ -22,6 +22,7 @@ import { SmtpReceiver } from "./receive/smtp-receiver.ts";
 import { ClamdFilter } from "./filter/antivirus.ts";
 import { RspamdFilter } from "./filter/antispam.ts";
 import { GreylistFilter } from "./filter/greylist.ts";
+import { RecipientVerifyFilter } from "./filter/recipient-verify.ts";
 import { FilterPipeline } from "./filter/pipeline.ts";
 
 /** Jobs held unacknowledged by all relays of a site together. */
@@ -81,7 +82,11 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
   }, { queue, store, resolver: nextHops, outbound, health: destinations, metrics, log });
 
   const filters = new FilterPipeline([
-    // Greylisting costs the sender a retry, not us a scan: it comes first, at RCPT.
+    // Unknown recipients are refused before greylisting makes their sender retry in vain.
+    new RecipientVerifyFilter({
+      hostname: config.hostname, calloutTimeoutMs: 10_000, replicas: config.replicas, calloutRate: 5, calloutBurst: 20,
+    }, queue, nextHops, (domain) => store.lookup(domain), log),
+    // Greylisting costs the sender a retry, not us a scan: it comes next, at RCPT.
     new GreylistFilter(queue, config.replicas, (domain) => store.lookup(domain)?.greylisting, log),
     // Declared order: the cheap, certain verdict (a virus) before the score.
     ...(config.clamd ? [new ClamdFilter(config.clamd, 60_000, (domain) => store.lookup(domain)?.antivirus)] : []),

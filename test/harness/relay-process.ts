@@ -9,7 +9,7 @@ export interface RelayDomainSpec {
   domain: string;
   name?: string;
   primary?: { hosts: Array<{ host: string; port: number }>; tls?: { mode: "opportunistic" | "required"; verifyCertificate?: boolean } };
-  recipients?: { mode: "any" | "list"; list?: string[] };
+  recipients?: { mode: "any" | "list" | "verify"; list?: string[]; verify?: { positiveTtl?: string; negativeTtl?: string; whenUnavailable?: "tempfail" | "accept" } };
   maxMessageSize?: string | number;
   queue?: { lifetime?: string; retry?: { initialBackoff?: string; maxBackoff?: string } };
   greylisting?: { enabled?: boolean; delay?: string; expiry?: string; autoAllow?: string; allowClients?: string[]; allowSenderDomains?: string[] };

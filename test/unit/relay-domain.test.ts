@@ -171,8 +171,13 @@ describe("parseRelayDomain: recipients", () => {
   it("a list with mode any is refused", () => {
     assertConfigError(doc({ recipients: { list: ["alice"] } }), "spec.recipients.list", /only valid with mode: list/);
   });
-  it("mode verify is refused (not silently treated as any)", () => {
-    assertConfigError(doc({ recipients: { mode: "verify" } }), "spec.recipients.mode", /verify.*not supported/);
+  it("mode verify takes callout cache lifetimes and what to do when the primary cannot answer", () => {
+    assert.deepEqual(parseRelayDomain(doc({ recipients: { mode: "verify" } })).recipients.verify, { positiveTtlMs: 86_400_000, negativeTtlMs: 3_600_000, whenUnavailable: "tempfail" });
+    const policy = parseRelayDomain(doc({ recipients: { mode: "verify", verify: { positiveTtl: "7d", negativeTtl: "10m", whenUnavailable: "accept" } } }));
+    assert.equal(policy.recipients.mode, "verify");
+    assert.deepEqual(policy.recipients.verify, { positiveTtlMs: 7 * 86_400_000, negativeTtlMs: 600_000, whenUnavailable: "accept" });
+    assertConfigError(doc({ recipients: { mode: "any", verify: {} } }), "spec.recipients.verify", /only valid with mode: verify/);
+    assertConfigError(doc({ recipients: { mode: "verify", verify: { whenUnavailable: "bounce" } } }), "spec.recipients.verify.whenUnavailable");
   });
   it("an unknown mode is refused", () => {
     assertConfigError(doc({ recipients: { mode: "all" } }), "spec.recipients.mode", /any, list, verify/);

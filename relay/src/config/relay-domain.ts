@@ -26,13 +26,23 @@ export interface DomainPolicy {
   /** Explicit next hops, tried in order; empty means "the domain's MX records ranked above us". */
   primaryHosts: PrimaryHost[];
   outboundTls: { mode: OutboundTlsMode; verifyCertificate: boolean };
-  recipients: { mode: RecipientMode; localParts: Set<string> };
+  recipients: { mode: RecipientMode; localParts: Set<string>; verify: RecipientVerifyPolicy };
   maxMessageBytes: number;
   queueLifetimeMs: number;
   retry: { initialBackoffMs: number; maxBackoffMs: number };
   antivirus: AntivirusPolicy;
   antispam: AntispamPolicy;
   greylisting: GreylistPolicy;
+}
+
+/** spec.recipients.verify: callouts to the primary (RCPT TO) and how long their answers count. */
+export interface RecipientVerifyPolicy {
+  /** How long "this recipient exists" is believed. */
+  positiveTtlMs: number;
+  /** How long "no such recipient" is believed. */
+  negativeTtlMs: number;
+  /** No cached answer and the primary cannot answer: refuse for now, or accept (and risk a bounce). */
+  whenUnavailable: "tempfail" | "accept";
 }
 
 /** spec.greylisting: temp-fail the first attempt of an unknown (client network, sender, recipient). */
@@ -83,6 +93,8 @@ export const DEFAULTS = {
   greylistDelayMs: 300_000,
   greylistExpiryMs: 2 * 86_400_000,
   greylistAutoAllowMs: 35 * 86_400_000,
+  verifyPositiveTtlMs: 86_400_000,
+  verifyNegativeTtlMs: 3_600_000,
 } as const;
 
 /** Upper bound of spec.maxMessageSize; the queue and scanners are sized for it. */
@@ -172,16 +184,20 @@ function parseHosts(primary: Obj | undefined, path: string): PrimaryHost[] {
 
 function parseRecipients(spec: Obj, domain: string): DomainPolicy["recipients"] {
   const recipients = objectAt(spec, "recipients", "spec") ?? {};
-  rejectUnknownKeys(recipients, ["mode", "list"], "spec.recipients");
+  rejectUnknownKeys(recipients, ["mode", "list", "verify"], "spec.recipients");
   const mode = recipients.mode ?? "any";
   if (mode !== "any" && mode !== "list" && mode !== "verify") {
     throw new ConfigError("spec.recipients.mode", `must be one of any, list, verify; got ${JSON.stringify(mode)}`);
   }
-  if (mode === "verify") {
-    // Accepting unverified recipients would create backscatter, so refuse the whole document
-    // rather than silently treating it as "any".
-    throw new ConfigError("spec.recipients.mode", "verify (callout to the primary) is not supported by this relay version; use list or any");
-  }
+  const verifySpec = objectAt(recipients, "verify", "spec.recipients");
+  if (verifySpec && mode !== "verify") throw new ConfigError("spec.recipients.verify", "is only valid with mode: verify");
+  const verify = verifySpec ?? {};
+  rejectUnknownKeys(verify, ["positiveTtl", "negativeTtl", "whenUnavailable"], "spec.recipients.verify");
+  const verifyPolicy: RecipientVerifyPolicy = {
+    positiveTtlMs: parseDurationField(verify.positiveTtl, "spec.recipients.verify.positiveTtl", DEFAULTS.verifyPositiveTtlMs),
+    negativeTtlMs: parseDurationField(verify.negativeTtl, "spec.recipients.verify.negativeTtl", DEFAULTS.verifyNegativeTtlMs),
+    whenUnavailable: oneOf(verify.whenUnavailable, ["tempfail", "accept"] as const, "tempfail", "spec.recipients.verify.whenUnavailable"),
+  };
   const localParts = new Set<string>();
   if (mode === "list") {
     const list = recipients.list;
@@ -202,7 +218,7 @@ function parseRecipients(spec: Obj, domain: string): DomainPolicy["recipients"] 
   } else if (recipients.list !== undefined) {
     throw new ConfigError("spec.recipients.list", "is only valid with mode: list");
   }
-  return { mode, localParts };
+  return { mode, localParts, verify: verifyPolicy };
 }
 
 /** Validate one RelayDomain document and fill in defaults. */
