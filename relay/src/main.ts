@@ -22,6 +22,7 @@ import { SmtpReceiver } from "./receive/smtp-receiver.ts";
 import { ClamdFilter } from "./filter/antivirus.ts";
 import { RspamdFilter } from "./filter/antispam.ts";
 import { GreylistFilter } from "./filter/greylist.ts";
+import { DnsListFilter } from "./filter/dnsbl.ts";
 import { RecipientVerifyFilter } from "./filter/recipient-verify.ts";
 import { FilterPipeline } from "./filter/pipeline.ts";
 
@@ -86,6 +87,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     new RecipientVerifyFilter({
       hostname: config.hostname, calloutTimeoutMs: 10_000, replicas: config.replicas, calloutRate: 5, calloutBurst: 20,
     }, queue, nextHops, (domain) => store.lookup(domain), log),
+    new DnsListFilter(resolver, (domain) => store.lookup(domain)?.dnsbl, log),
     // Greylisting costs the sender a retry, not us a scan: it comes next, at RCPT.
     new GreylistFilter(queue, config.replicas, (domain) => store.lookup(domain)?.greylisting, log),
     // Declared order: the cheap, certain verdict (a virus) before the score.

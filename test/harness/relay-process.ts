@@ -12,6 +12,7 @@ export interface RelayDomainSpec {
   recipients?: { mode: "any" | "list" | "verify"; list?: string[]; verify?: { positiveTtl?: string; negativeTtl?: string; whenUnavailable?: "tempfail" | "accept" } };
   maxMessageSize?: string | number;
   queue?: { lifetime?: string; retry?: { initialBackoff?: string; maxBackoff?: string } };
+  dnsbl?: { zones?: string[]; allowZones?: string[] };
   greylisting?: { enabled?: boolean; delay?: string; expiry?: string; autoAllow?: string; allowClients?: string[]; allowSenderDomains?: string[] };
   antispam?: { enabled?: boolean; onError?: "tempfail" | "accept"; rejectScore?: number; addHeaderScore?: number };
   antivirus?: { enabled?: boolean; onError?: "tempfail" | "accept"; maxScanSize?: string; onOversize?: "accept" | "tempfail" | "reject" };

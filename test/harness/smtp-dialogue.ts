@@ -24,9 +24,10 @@ export class SmtpDialogue {
     this.attach(socket);
   }
 
-  static open(port: number, host = "127.0.0.1"): Promise<{ dialogue: SmtpDialogue; greeting: Reply }> {
+  /** `localAddress` picks the client's address, e.g. another 127.0.0.0/8 address to look like another host. */
+  static open(port: number, host = "127.0.0.1", localAddress?: string): Promise<{ dialogue: SmtpDialogue; greeting: Reply }> {
     return new Promise((resolve, reject) => {
-      const socket = connect({ host, port });
+      const socket = connect({ host, port, ...(localAddress ? { localAddress } : {}) });
       socket.once("error", reject);
       socket.once("connect", () => {
         socket.off("error", reject);

@@ -316,3 +316,17 @@ describe("parseRelayDomain: spec.greylisting", () => {
     assertConfigError(doc({ greylisting: { delay: "soon" } }), "spec.greylisting.delay");
   });
 });
+
+describe("parseRelayDomain: spec.dnsbl", () => {
+  it("has no lists by default and takes normalised zones", () => {
+    assert.deepEqual(parseRelayDomain(doc({})).dnsbl, { zones: [], allowZones: [] });
+    assert.deepEqual(parseRelayDomain(doc({ dnsbl: { zones: ["ZEN.Spamhaus.org"], allowZones: ["list.dnswl.org"] } })).dnsbl, {
+      zones: ["zen.spamhaus.org"], allowZones: ["list.dnswl.org"],
+    });
+  });
+  it("refuses what is not a zone", () => {
+    assertConfigError(doc({ dnsbl: { zones: ["not a zone"] } }), "spec.dnsbl.zones[0]");
+    assertConfigError(doc({ dnsbl: { zones: "zen.spamhaus.org" } }), "spec.dnsbl.zones");
+    assertConfigError(doc({ dnsbl: { block: [] } }), "spec.dnsbl.block", /not a known field/);
+  });
+});

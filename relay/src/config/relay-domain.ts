@@ -33,6 +33,15 @@ export interface DomainPolicy {
   antivirus: AntivirusPolicy;
   antispam: AntispamPolicy;
   greylisting: GreylistPolicy;
+  dnsbl: DnsListPolicy;
+}
+
+/** spec.dnsbl: DNS lists asked about the client address (through the relay's --resolver). */
+export interface DnsListPolicy {
+  /** Block lists: a listed client is refused with 554 5.7.1. */
+  zones: string[];
+  /** Allow lists: a client listed here skips the block lists. */
+  allowZones: string[];
 }
 
 /** spec.recipients.verify: callouts to the primary (RCPT TO) and how long their answers count. */
@@ -230,7 +239,7 @@ export function parseRelayDomain(doc: unknown): DomainPolicy {
   const name = metadata.name;
   if (typeof name !== "string" || name.length === 0) throw new ConfigError("metadata.name", "is required");
   const spec = objectAt(doc, "spec", "", true) as Obj;
-  rejectUnknownKeys(spec, ["domain", "primary", "recipients", "maxMessageSize", "queue", "antivirus", "antispam", "greylisting"], "spec");
+  rejectUnknownKeys(spec, ["domain", "primary", "recipients", "maxMessageSize", "queue", "antivirus", "antispam", "greylisting", "dnsbl"], "spec");
 
   if (typeof spec.domain !== "string") throw new ConfigError("spec.domain", "is required");
   const domain = normaliseDomain(spec.domain);
@@ -280,7 +289,24 @@ export function parseRelayDomain(doc: unknown): DomainPolicy {
     antivirus: parseAntivirus(spec),
     antispam: parseAntispam(spec),
     greylisting: parseGreylisting(spec),
+    dnsbl: parseDnsLists(spec),
   };
+}
+
+function domainList(value: unknown, path: string): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw new ConfigError(path, "must be a list of DNS zones");
+  return value.map((zone: unknown, i) => {
+    const normalised = typeof zone === "string" ? normaliseDomain(zone) : undefined;
+    if (!normalised) throw new ConfigError(`${path}[${i}]`, "is not a valid DNS zone");
+    return normalised;
+  });
+}
+
+function parseDnsLists(spec: Obj): DnsListPolicy {
+  const lists = objectAt(spec, "dnsbl", "spec") ?? {};
+  rejectUnknownKeys(lists, ["zones", "allowZones"], "spec.dnsbl");
+  return { zones: domainList(lists.zones, "spec.dnsbl.zones"), allowZones: domainList(lists.allowZones, "spec.dnsbl.allowZones") };
 }
 
 function parseCidr(value: unknown, path: string): string {

@@ -1,0 +1,73 @@
+// DNS block and allow lists through a real DNS server started by the test: clients connect from
+// different loopback addresses (127.0.0.0/8), some of them listed.
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { startDnsServer, type TestDnsServer } from "../harness/dns-server.ts";
+import { TestNatsServer } from "../harness/nats-server.ts";
+import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
+import { SmtpDialogue, type Reply } from "../harness/smtp-dialogue.ts";
+import { tempDir } from "../harness/workspace.ts";
+
+describe("DNS block and allow lists", () => {
+  const dir = tempDir("dnsbl");
+  let dns: TestDnsServer;
+  let nats: TestNatsServer;
+  let relay: RelayProcess;
+
+  before(async () => {
+    dns = await startDnsServer({
+      "2.0.0.127.bl.test": { a: ["127.0.0.2"] }, // listed (the conventional test entry)
+      "3.0.0.127.bl.test": { a: ["127.255.255.254"] }, // "query refused": an error code, not a listing
+      "4.0.0.127.bl.test": { a: ["127.0.0.2"] }, // listed, but also on the allow list
+      "4.0.0.127.wl.test": { a: ["127.0.10.1"] },
+    });
+    nats = await TestNatsServer.start(join(dir.path, "nats"));
+    const hosts = [{ host: "127.0.0.1", port: 9 }];
+    writeDomains(join(dir.path, "domains.yaml"), [
+      { domain: "guarded.example", primary: { hosts }, dnsbl: { zones: ["bl.test"], allowZones: ["wl.test"] } },
+      { domain: "open.example", primary: { hosts } },
+    ]);
+    relay = await RelayProcess.start({ dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url, args: ["--resolver", `127.0.0.1:${dns.port}`] });
+    await relay.ready();
+  });
+
+  after(async () => {
+    await relay?.stop();
+    await nats?.stop();
+    await dns?.close();
+  });
+
+  async function rcptFrom(client: string, to: string): Promise<Reply> {
+    const { dialogue } = await SmtpDialogue.open(relay.smtpPort, "127.0.0.1", client);
+    try {
+      await dialogue.command("EHLO client.test");
+      await dialogue.command("MAIL FROM:<s@client.test>");
+      return await dialogue.command(`RCPT TO:<${to}>`);
+    } finally {
+      dialogue.destroy();
+    }
+  }
+
+  it("refuses a listed client with 554 5.7.1 naming the list", async () => {
+    const reply = await rcptFrom("127.0.0.2", "a@guarded.example");
+    assert.equal(reply.code, 554);
+    assert.equal(reply.status, "5.7.1");
+    assert.match(reply.text, /\[127\.0\.0\.2\] blocked using bl\.test/);
+  });
+
+  it("does not take a list's error code for a listing", async () => {
+    assert.equal((await rcptFrom("127.0.0.3", "a@guarded.example")).code, 250);
+  });
+
+  it("lets an allow-listed client through the block list", async () => {
+    assert.equal((await rcptFrom("127.0.0.4", "a@guarded.example")).code, 250);
+  });
+
+  it("accepts unlisted clients, and listed ones for domains without lists", async () => {
+    assert.equal((await rcptFrom("127.0.0.1", "a@guarded.example")).code, 250);
+    assert.equal((await rcptFrom("127.0.0.2", "a@open.example")).code, 250);
+    assert.ok(dns.queries.includes("A 2.0.0.127.bl.test"));
+  });
+});
