@@ -40,6 +40,8 @@ export interface RelayConfig {
   clamd?: HostPort | undefined;
   /** rspamd's normal worker, e.g. http://127.0.0.1:11333; none means no content scoring. */
   rspamd?: URL | undefined;
+  /** Check SPF, DKIM, DMARC and ARC of every message (needs working DNS through --resolver). */
+  senderAuth: boolean;
 }
 
 export class UsageError extends Error {
@@ -74,6 +76,7 @@ export const USAGE = `Usage: mxwarden-relay --domains PATH [options]
   --publish-timeout DURATION  wait for a JetStream PubAck before answering 451 (default 10s)
   --clamd HOST:PORT           scan messages with clamd before accepting them (per-domain policy: spec.antivirus)
   --rspamd URL                score messages with rspamd, e.g. http://127.0.0.1:11333 (policy: spec.antispam)
+  --sender-auth               check SPF, DKIM, DMARC, ARC; add Authentication-Results (policy: spec.authentication)
   --ack-wait DURATION         a relay that dies mid-delivery hands its jobs on after this (default 60s)
   --help
 `;
@@ -146,6 +149,7 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
         "ack-wait": { type: "string", default: "60s" },
         clamd: { type: "string" },
         rspamd: { type: "string" },
+        "sender-auth": { type: "boolean", default: false },
         help: { type: "boolean", default: false },
       },
     });
@@ -191,5 +195,6 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
     ackWaitMs: duration("ack-wait", v["ack-wait"]),
     clamd: v.clamd ? hostPort("clamd", v.clamd) : undefined,
     rspamd: v.rspamd ? httpUrl("rspamd", v.rspamd) : undefined,
+    senderAuth: v["sender-auth"],
   };
 }

@@ -23,6 +23,7 @@ import { ClamdFilter } from "./filter/antivirus.ts";
 import { RspamdFilter } from "./filter/antispam.ts";
 import { GreylistFilter } from "./filter/greylist.ts";
 import { DnsListFilter } from "./filter/dnsbl.ts";
+import { SenderAuthFilter } from "./filter/sender-auth.ts";
 import { RecipientVerifyFilter } from "./filter/recipient-verify.ts";
 import { FilterPipeline } from "./filter/pipeline.ts";
 
@@ -90,7 +91,8 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     new DnsListFilter(resolver, (domain) => store.lookup(domain)?.dnsbl, log),
     // Greylisting costs the sender a retry, not us a scan: it comes next, at RCPT.
     new GreylistFilter(queue, config.replicas, (domain) => store.lookup(domain)?.greylisting, log),
-    // Declared order: the cheap, certain verdict (a virus) before the score.
+    // Declared order: authentication (its headers feed the score), a virus, then the score.
+    ...(config.senderAuth ? [new SenderAuthFilter(config.hostname, resolver, (domain) => store.lookup(domain)?.authentication)] : []),
     ...(config.clamd ? [new ClamdFilter(config.clamd, 60_000, (domain) => store.lookup(domain)?.antivirus)] : []),
     ...(config.rspamd ? [new RspamdFilter(config.rspamd, 30_000, (domain) => store.lookup(domain)?.antispam)] : []),
   ], metrics, log);

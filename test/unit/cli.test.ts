@@ -32,14 +32,16 @@ describe("relay command line", () => {
     assert.equal(config.hostname, "relay-0.mx.test");
     assert.deepEqual(config.natsServers, []);
     assert.equal(config.clamd, undefined);
+    assert.equal(config.senderAuth, false);
   });
 
   it("parses lists, IPv6 listeners and durations", () => {
     const config = parse([
       "--domains", "d", "--listen", "[::1]:25", "--nats", "nats://a:4222, nats://b:4222", "--replicas", "3",
       "--mx-name", "MX2.example.net,mx3.example.net", "--probe-interval", "1m30s", "--bounce-relay", "smarthost.test:587",
-      "--clamd", "127.0.0.1:3310", "--rspamd", "http://127.0.0.1:11333",
+      "--clamd", "127.0.0.1:3310", "--rspamd", "http://127.0.0.1:11333", "--sender-auth",
     ]);
+    assert.equal(config.senderAuth, true);
     assert.equal(config.rspamd?.href, "http://127.0.0.1:11333/");
     assert.deepEqual(config.clamd, { host: "127.0.0.1", port: 3310 });
     assert.deepEqual(config.listen, { host: "::1", port: 25 });

@@ -330,3 +330,16 @@ describe("parseRelayDomain: spec.dnsbl", () => {
     assertConfigError(doc({ dnsbl: { block: [] } }), "spec.dnsbl.block", /not a known field/);
   });
 });
+
+describe("parseRelayDomain: spec.authentication", () => {
+  it("honours DMARC p=reject and leaves SPF fails to DMARC by default", () => {
+    assert.deepEqual(parseRelayDomain(doc({})).authentication, { enabled: true, rejectDmarcReject: true, rejectSpfFail: false });
+    assert.deepEqual(parseRelayDomain(doc({ authentication: { rejectSpfFail: true, rejectDmarcReject: false } })).authentication, {
+      enabled: true, rejectDmarcReject: false, rejectSpfFail: true,
+    });
+  });
+  it("refuses non-boolean switches and unknown fields", () => {
+    assertConfigError(doc({ authentication: { rejectSpfFail: "yes" } }), "spec.authentication.rejectSpfFail");
+    assertConfigError(doc({ authentication: { dkim: true } }), "spec.authentication.dkim", /not a known field/);
+  });
+});

@@ -34,6 +34,16 @@ export interface DomainPolicy {
   antispam: AntispamPolicy;
   greylisting: GreylistPolicy;
   dnsbl: DnsListPolicy;
+  authentication: SenderAuthPolicy;
+}
+
+/** spec.authentication: SPF, DKIM, DMARC and ARC checks and what refuses a message. */
+export interface SenderAuthPolicy {
+  enabled: boolean;
+  /** Refuse when DMARC fails and the From domain publishes p=reject (not in test mode). */
+  rejectDmarcReject: boolean;
+  /** Refuse when SPF fails (-all); off by default because forwarding breaks SPF. */
+  rejectSpfFail: boolean;
 }
 
 /** spec.dnsbl: DNS lists asked about the client address (through the relay's --resolver). */
@@ -239,7 +249,7 @@ export function parseRelayDomain(doc: unknown): DomainPolicy {
   const name = metadata.name;
   if (typeof name !== "string" || name.length === 0) throw new ConfigError("metadata.name", "is required");
   const spec = objectAt(doc, "spec", "", true) as Obj;
-  rejectUnknownKeys(spec, ["domain", "primary", "recipients", "maxMessageSize", "queue", "antivirus", "antispam", "greylisting", "dnsbl"], "spec");
+  rejectUnknownKeys(spec, ["domain", "primary", "recipients", "maxMessageSize", "queue", "antivirus", "antispam", "greylisting", "dnsbl", "authentication"], "spec");
 
   if (typeof spec.domain !== "string") throw new ConfigError("spec.domain", "is required");
   const domain = normaliseDomain(spec.domain);
@@ -290,6 +300,23 @@ export function parseRelayDomain(doc: unknown): DomainPolicy {
     antispam: parseAntispam(spec),
     greylisting: parseGreylisting(spec),
     dnsbl: parseDnsLists(spec),
+    authentication: parseSenderAuth(spec),
+  };
+}
+
+function flag(value: unknown, fallback: boolean, path: string): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== "boolean") throw new ConfigError(path, "must be true or false");
+  return value;
+}
+
+function parseSenderAuth(spec: Obj): SenderAuthPolicy {
+  const auth = objectAt(spec, "authentication", "spec") ?? {};
+  rejectUnknownKeys(auth, ["enabled", "rejectDmarcReject", "rejectSpfFail"], "spec.authentication");
+  return {
+    enabled: flag(auth.enabled, true, "spec.authentication.enabled"),
+    rejectDmarcReject: flag(auth.rejectDmarcReject, true, "spec.authentication.rejectDmarcReject"),
+    rejectSpfFail: flag(auth.rejectSpfFail, false, "spec.authentication.rejectSpfFail"),
   };
 }
 

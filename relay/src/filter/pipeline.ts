@@ -12,11 +12,18 @@ export interface PipelineResult {
   headers: string;
 }
 
-/** One header field per line; names and values come from our filters, but are made safe anyway. */
+/**
+ * Header fields in front of the message. Values may be folded (CRLF followed by a space or tab,
+ * as Authentication-Results usually is); any other control character becomes a space, and no
+ * physical line may exceed RFC 5322's 998 octets.
+ */
 function renderHeaders(fields: ReadonlyArray<readonly [string, string]>): string {
   return fields
     .filter(([name]) => /^[!-9;-~]{1,76}$/.test(name))
-    .map(([name, value]) => `${name}: ${value.replace(/[\x00-\x1f\x7f]+/g, " ").slice(0, 900)}\r\n`)
+    .map(([name, value]) => {
+      const folded = value.replace(/\r\n(?=[ \t])/g, "\u0000").replace(/[\x01-\x1f\x7f]+/g, " ").split("\u0000");
+      return `${name}: ${folded.map((line) => line.slice(0, 990)).join("\r\n")}\r\n`;
+    })
     .join("");
 }
 
