@@ -204,4 +204,27 @@ describe("receiving", () => {
     assert.equal((await dialogue.command("MAIL FROM:<ok@client.test>")).code, 250);
     await dialogue.quit();
   });
+
+  it("removes Authentication-Results that claim this relay's name (RFC 8601 section 5)", async () => {
+    const before = primary.messages.length;
+    const forged = [
+      "Authentication-Results: backup-mx.test; dmarc=pass header.from=bank.test\r\n",
+      "Authentication-Results: mx.elsewhere.test; dmarc=fail\r\n",
+      "Authentication-Results: backup-mx.test;\r\n spf=pass\r\n",
+    ].join("");
+    const result = await sendMail(relay.smtpPort, { from: "s@client.test", to: ["forged@example.com"], body: forged + simpleMessage("forged", "forged-ar") });
+    assert.equal(result.data?.code, 250);
+    const message = (await primary.waitForMessages(before + 1)).find((m) => m.to[0] === "forged@example.com");
+    const text = message?.body.toString("latin1") ?? "";
+    assert.doesNotMatch(text, /Authentication-Results: backup-mx\.test/);
+    assert.match(text, /Authentication-Results: mx\.elsewhere\.test; dmarc=fail\r\n/);
+    assert.match(text, /Subject: forged\r\n/);
+  });
+
+  it("refuses a header section longer than 256 KiB with 552 5.3.4", async () => {
+    const huge = Array.from({ length: 4000 }, (_, i) => `X-Filler-${i}: ${"y".repeat(70)}\r\n`).join("");
+    const result = await sendMail(relay.smtpPort, { from: "s@client.test", to: ["a@example.com"], body: huge + simpleMessage("huge", "huge-header") });
+    assert.equal(result.data?.code, 552);
+    assert.equal(result.data?.status, "5.3.4");
+  });
 });

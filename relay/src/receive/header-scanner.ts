@@ -6,7 +6,8 @@ const MAX_HEADER_BYTES = 256 * 1024;
 export class HeaderScanner {
   private readonly parts: Buffer[] = [];
   private bytes = 0;
-  private done = false;
+  /** No more input is looked at: the header section ended, or it is too long to keep. */
+  done = false;
   /** Header section (CRLF line endings), complete once `complete` is true. */
   header = Buffer.alloc(0);
   complete = false;

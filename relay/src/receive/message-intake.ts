@@ -6,19 +6,22 @@
 import type { Readable } from "node:stream";
 import type { SpoolWriter } from "../queue/spool.ts";
 import { HeaderScanner } from "./header-scanner.ts";
+import { removeForgedAuthResults } from "./forged-auth-results.ts";
 import { LineEndingNormaliser } from "./line-endings.ts";
 import { replies, type SmtpReply } from "./smtp-reply.ts";
 
 export type BareNewlinePolicy = "normalize" | "reject";
 
 export interface IntakeLimits {
+  /** This relay's authserv-id: incoming Authentication-Results claiming it are removed. */
+  authservId: string;
   maxBytes: number;
   maxReceivedHeaders: number;
   bareNewline: BareNewlinePolicy;
 }
 
 export type IntakeOutcome =
-  | { stored: true; size: number; header: Buffer; bareNewlines: number; eightBit: boolean }
+  | { stored: true; size: number; header: Buffer; bareNewlines: number; eightBit: boolean; forgedAuthResults: number }
   | { stored: false; reply: SmtpReply; size: number; reason: "size" | "loop" | "bare-newline" };
 
 function hasEightBit(chunk: Buffer): boolean {
@@ -44,6 +47,20 @@ export async function receiveMessage(data: Readable, prefix: Buffer, writer: Spo
   };
   await store(prefix);
 
+  // The header section is held back until it is complete (at most 256 KiB), so that forged
+  // Authentication-Results can be taken out before anything reaches the spool.
+  let held: Buffer[] = [];
+  let forgedAuthResults = 0;
+  /** Store what was held; at the end of data, a message without a body is all header section. */
+  const release = async (atEnd: boolean): Promise<void> => {
+    const joined = Buffer.concat(held);
+    held = [];
+    const end = headers.complete ? headers.header.length : atEnd ? joined.length : 0;
+    const cleaned = removeForgedAuthResults(joined.subarray(0, end), limits.authservId);
+    forgedAuthResults = cleaned.removed;
+    await store(cleaned.removed > 0 ? Buffer.concat([cleaned.header, joined.subarray(end)]) : joined);
+  };
+
   const accept = async (chunk: Buffer): Promise<void> => {
     if (chunk.length === 0) return;
     size += chunk.length;
@@ -56,24 +73,33 @@ export async function receiveMessage(data: Readable, prefix: Buffer, writer: Spo
       refused = { reply: replies.bareNewline, reason: "bare-newline" };
       return;
     }
-    if (!headers.complete) {
+    if (!eightBit) eightBit = hasEightBit(chunk);
+    if (!headers.done) {
       headers.push(chunk);
+      held.push(chunk);
       if (headers.receivedCount() > limits.maxReceivedHeaders) {
         refused = { reply: replies.loop, reason: "loop" };
         return;
       }
+      if (headers.done && !headers.complete) {
+        // No end of the header section within 256 KiB: too large to check, so refused.
+        refused = { reply: replies.headerTooBig, reason: "size" };
+        return;
+      }
+      if (headers.done) await release(false);
+      return;
     }
-    if (!eightBit) eightBit = hasEightBit(chunk);
     await store(chunk);
   };
 
   for await (const raw of data) await accept(lines.push(raw as Buffer));
   await accept(lines.end());
   headers.finish();
+  if (held.length > 0 && !refused) await release(true);
   if (!refused && headers.receivedCount() > limits.maxReceivedHeaders) refused = { reply: replies.loop, reason: "loop" };
   if (!refused && limits.bareNewline === "reject" && lines.bareCount > 0) refused = { reply: replies.bareNewline, reason: "bare-newline" };
   if (refused) return { stored: false, size, ...refused };
   if (storeError !== undefined) throw storeError;
   await writer.finish();
-  return { stored: true, size, header: headers.header, bareNewlines: lines.bareCount, eightBit };
+  return { stored: true, size, header: headers.header, bareNewlines: lines.bareCount, eightBit, forgedAuthResults };
 }

@@ -37,7 +37,7 @@ export interface ReceiverOptions {
 
 const replyReason = new Map<SmtpReply, RejectReason>([
   [replies.relayDenied, "relay_denied"], [replies.routingDenied, "routing_denied"], [replies.badAddress, "bad_address"],
-  [replies.unknownUser, "unknown_user"], [replies.tooBigDeclared, "size"], [replies.tooBig, "size"], [replies.loop, "loop"],
+  [replies.unknownUser, "unknown_user"], [replies.tooBigDeclared, "size"], [replies.tooBig, "size"], [replies.headerTooBig, "size"], [replies.loop, "loop"],
   [replies.bareNewline, "bare_newline"], [replies.queueUnavailable, "queue_unavailable"], [replies.shuttingDown, "shutting_down"],
 ]);
 
@@ -245,6 +245,7 @@ export class SmtpReceiver {
     let outcome;
     try {
       outcome = await receiveMessage(stream, prefix, writer, {
+        authservId: this.options.hostname,
         maxBytes: Math.min(...groups.map((g) => g.policy.maxMessageBytes)),
         maxReceivedHeaders: this.options.maxReceivedHeaders,
         bareNewline: this.options.bareNewline,
@@ -261,6 +262,7 @@ export class SmtpReceiver {
       throw this.refuse(outcome.reply, "messages");
     }
     if (outcome.bareNewlines > 0) this.metrics.bareNewlines.inc();
+    if (outcome.forgedAuthResults > 0) log.info("removed Authentication-Results that claimed this relay's name", { fields: outcome.forgedAuthResults, client: session.remoteAddress });
     const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : "";
     let filterHeaders = "";
     if (this.filters.hasMessageFilters) {

@@ -14,6 +14,7 @@ export const replies = {
   unknownUser: { code: 550, enhanced: "5.1.1", text: "Recipient address rejected: user unknown" },
   tooBigDeclared: { code: 552, enhanced: "5.3.4", text: "Message size exceeds the limit for this domain" },
   tooBig: { code: 552, enhanced: "5.3.4", text: "Message exceeds the maximum size" },
+  headerTooBig: { code: 552, enhanced: "5.3.4", text: "Message header section too large" },
   loop: { code: 554, enhanced: "5.4.6", text: "Too many hops: mail loop detected" },
   queueUnavailable: { code: 451, enhanced: "4.3.0", text: "Queue temporarily unavailable, try again later" },
   shuttingDown: { code: 421, enhanced: "4.3.2", text: "Service shutting down, try again later" },
