@@ -23,12 +23,18 @@ import { ClamdFilter } from "./filter/antivirus.ts";
 import { RspamdFilter } from "./filter/antispam.ts";
 import { GreylistFilter } from "./filter/greylist.ts";
 import { DnsListFilter } from "./filter/dnsbl.ts";
-import { SenderAuthFilter } from "./filter/sender-auth.ts";
 import { RecipientVerifyFilter } from "./filter/recipient-verify.ts";
 import { FilterPipeline } from "./filter/pipeline.ts";
+import type { MessageFilter } from "./filter/filter.ts";
 
 /** Jobs held unacknowledged by all relays of a site together. */
 const MAX_ACK_PENDING = 10_000;
+
+/** mailauth is large: it is loaded only when --sender-auth asks for it. */
+async function senderAuthFilter(hostname: string, resolver: Resolver, store: DomainStore): Promise<MessageFilter> {
+  const { SenderAuthFilter } = await import("./filter/sender-auth.ts");
+  return new SenderAuthFilter(hostname, resolver, (domain) => store.lookup(domain)?.authentication);
+}
 
 async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
   const metrics = new RelayMetrics();
@@ -92,7 +98,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     // Greylisting costs the sender a retry, not us a scan: it comes next, at RCPT.
     new GreylistFilter(queue, config.replicas, (domain) => store.lookup(domain)?.greylisting, log),
     // Declared order: authentication (its headers feed the score), a virus, then the score.
-    ...(config.senderAuth ? [new SenderAuthFilter(config.hostname, resolver, (domain) => store.lookup(domain)?.authentication)] : []),
+    ...(config.senderAuth ? [await senderAuthFilter(config.hostname, resolver, store)] : []),
     ...(config.clamd ? [new ClamdFilter(config.clamd, 60_000, (domain) => store.lookup(domain)?.antivirus)] : []),
     ...(config.rspamd ? [new RspamdFilter(config.rspamd, 30_000, (domain) => store.lookup(domain)?.antispam)] : []),
   ], metrics, log);
