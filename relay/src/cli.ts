@@ -31,6 +31,8 @@ export interface RelayConfig {
   bareNewline: BareNewlinePolicy;
   maxReceivedHeaders: number;
   maxClients: number;
+  maxConnectionsPerClient: number;
+  greetPauseMs: number;
   proxyProtocol: boolean;
   shutdownGraceMs: number;
   publishTimeoutMs: number;
@@ -71,6 +73,8 @@ export const USAGE = `Usage: mxwarden-relay --domains PATH [options]
   --bare-newline normalize|reject  bare CR/LF in DATA (default normalize)
   --max-received N            Received headers before a message is a loop (default 50)
   --max-clients N             concurrent SMTP sessions (default 1000)
+  --max-connections-per-client N  sessions one client address may hold (default 50)
+  --greet-pause DURATION      wait before the greeting; clients that talk first get 421 (default 0s: off)
   --proxy-protocol            expect a PROXY protocol header (behind a load balancer)
   --shutdown-grace DURATION   time for sessions and deliveries after SIGTERM (default 30s)
   --publish-timeout DURATION  wait for a JetStream PubAck before answering 451 (default 10s)
@@ -112,6 +116,12 @@ function duration(flag: string, value: string): number {
   return ms;
 }
 
+function greetPause(value: string): number {
+  const ms = parseDuration(value);
+  if (ms === undefined || ms > 60_000) throw new UsageError(`--greet-pause: expected a duration up to 60s, got "${value}"`);
+  return ms;
+}
+
 function list(value: string | undefined): string[] {
   return (value ?? "").split(",").map((item) => item.trim()).filter((item) => item !== "");
 }
@@ -143,6 +153,8 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
         "bare-newline": { type: "string", default: "normalize" },
         "max-received": { type: "string", default: "50" },
         "max-clients": { type: "string", default: "1000" },
+        "max-connections-per-client": { type: "string", default: "50" },
+        "greet-pause": { type: "string", default: "0s" },
         "proxy-protocol": { type: "boolean", default: false },
         "shutdown-grace": { type: "string", default: "30s" },
         "publish-timeout": { type: "string", default: "10s" },
@@ -189,6 +201,8 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
     bareNewline: v["bare-newline"],
     maxReceivedHeaders: positiveInteger("max-received", v["max-received"], 1000),
     maxClients: positiveInteger("max-clients", v["max-clients"], 100_000),
+    maxConnectionsPerClient: positiveInteger("max-connections-per-client", v["max-connections-per-client"], 100_000),
+    greetPauseMs: greetPause(v["greet-pause"]),
     proxyProtocol: v["proxy-protocol"],
     shutdownGraceMs: duration("shutdown-grace", v["shutdown-grace"]),
     publishTimeoutMs: duration("publish-timeout", v["publish-timeout"]),

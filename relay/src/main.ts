@@ -107,6 +107,8 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     hostname: config.hostname,
     tls: config.tls,
     maxClients: config.maxClients,
+    maxConnectionsPerClient: config.maxConnectionsPerClient,
+    greetPauseMs: config.greetPauseMs,
     maxRecipients: 1000,
     maxReceivedHeaders: config.maxReceivedHeaders,
     bareNewline: config.bareNewline,

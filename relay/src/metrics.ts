@@ -6,7 +6,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 
 export type RejectReason =
   | "relay_denied" | "routing_denied" | "bad_address" | "unknown_user" | "size" | "loop"
-  | "bare_newline" | "queue_unavailable" | "shutting_down" | "filter_reject" | "filter_tempfail";
+  | "bare_newline" | "queue_unavailable" | "shutting_down" | "filter_reject" | "filter_tempfail" | "too_many_connections";
 export type DeliveryResult = "delivered" | "deferred" | "bounced" | "connection_failed" | "skipped_dead_host";
 
 export class RelayMetrics {

@@ -33,6 +33,8 @@ describe("relay command line", () => {
     assert.deepEqual(config.natsServers, []);
     assert.equal(config.clamd, undefined);
     assert.equal(config.senderAuth, false);
+    assert.equal(config.greetPauseMs, 0);
+    assert.equal(config.maxConnectionsPerClient, 50);
   });
 
   it("parses lists, IPv6 listeners and durations", () => {
@@ -64,6 +66,7 @@ describe("relay command line", () => {
     ["replicas without a cluster", ["--domains", "d", "--replicas", "3"], /--nats/],
     ["not a NATS URL", ["--domains", "d", "--nats", "http://x"], /--nats/],
     ["rspamd over something other than http", ["--domains", "d", "--rspamd", "ftp://127.0.0.1:11333"], /--rspamd/],
+    ["a greet pause over a minute", ["--domains", "d", "--greet-pause", "2m"], /--greet-pause/],
     ["rspamd not a URL", ["--domains", "d", "--rspamd", "127.0.0.1:11333"], /--rspamd/],
     ["bad hostname", ["--domains", "d", "--hostname", "mx\r\nX-Evil: 1"], /--hostname/],
   ];

@@ -31,6 +31,13 @@ export interface ReceiverOptions {
   socketTimeoutMs: number;
   /** How long sessions in flight may finish after SIGTERM. */
   shutdownGraceMs: number;
+  /** Sessions one client address may have open at once. */
+  maxConnectionsPerClient: number;
+  /**
+   * Wait this long before the greeting: a client that talks first is a bot that does not wait
+   * for the server (an "early talker"), and smtp-server answers it 421 and hangs up.
+   */
+  greetPauseMs: number;
   /** Trust a PROXY protocol header from these peers (a load balancer that hides client IPs). */
   proxyProtocol?: boolean | string[] | undefined;
 }
@@ -39,6 +46,7 @@ const replyReason = new Map<SmtpReply, RejectReason>([
   [replies.relayDenied, "relay_denied"], [replies.routingDenied, "routing_denied"], [replies.badAddress, "bad_address"],
   [replies.unknownUser, "unknown_user"], [replies.tooBigDeclared, "size"], [replies.tooBig, "size"], [replies.headerTooBig, "size"], [replies.loop, "loop"],
   [replies.bareNewline, "bare_newline"], [replies.queueUnavailable, "queue_unavailable"], [replies.shuttingDown, "shutting_down"],
+  [replies.tooManyFromHost, "too_many_connections"],
 ]);
 
 /** Largest message any domain accepts: what EHLO advertises before the recipients are known. */
@@ -59,6 +67,9 @@ export class SmtpReceiver {
   private readonly server: SMTPServer;
   private shuttingDown = false;
   private readonly openSessions = new Set<string>();
+  /** Open sessions per client address, and the address of each session. */
+  private readonly perClient = new Map<string, number>();
+  private readonly sessionClient = new Map<string, string>();
   private readonly idleWaiters: Array<() => void> = [];
   private readonly options: ReceiverOptions;
   private readonly store: DomainStore;
@@ -102,6 +113,13 @@ export class SmtpReceiver {
       onClose: (session) => {
         this.metrics.activeSessions.dec();
         this.openSessions.delete(session.id);
+        const client = this.sessionClient.get(session.id);
+        if (client !== undefined) {
+          this.sessionClient.delete(session.id);
+          const left = (this.perClient.get(client) ?? 1) - 1;
+          if (left > 0) this.perClient.set(client, left);
+          else this.perClient.delete(client);
+        }
         if (this.openSessions.size === 0) for (const wake of this.idleWaiters.splice(0)) wake();
       },
       onMailFrom: (address, session, callback) => this.onMailFrom(address, session, callback),
@@ -158,7 +176,13 @@ export class SmtpReceiver {
     this.metrics.sessions.inc();
     this.metrics.activeSessions.inc();
     if (this.shuttingDown) return callback(this.refuse(replies.shuttingDown, "messages"));
-    callback();
+    const client = session.remoteAddress;
+    const open = (this.perClient.get(client) ?? 0) + 1;
+    this.perClient.set(client, open);
+    this.sessionClient.set(session.id, client);
+    if (open > this.options.maxConnectionsPerClient) return callback(this.refuse(replies.tooManyFromHost, "messages"));
+    if (this.options.greetPauseMs > 0) setTimeout(() => callback(), this.options.greetPauseMs);
+    else callback();
   }
 
   private onMailFrom(_address: SMTPServerAddress, session: SMTPServerSession, callback: (err?: Error | null) => void): void {

@@ -18,6 +18,7 @@ export const replies = {
   loop: { code: 554, enhanced: "5.4.6", text: "Too many hops: mail loop detected" },
   queueUnavailable: { code: 451, enhanced: "4.3.0", text: "Queue temporarily unavailable, try again later" },
   shuttingDown: { code: 421, enhanced: "4.3.2", text: "Service shutting down, try again later" },
+  tooManyFromHost: { code: 421, enhanced: "4.7.0", text: "Too many connections from your host, try again later" },
   bareNewline: { code: 550, enhanced: "5.5.2", text: "Message contains bare CR or LF; use CRLF line endings" },
   noRecipients: { code: 554, enhanced: "5.5.1", text: "No valid recipients" },
 } as const satisfies Record<string, SmtpReply>;

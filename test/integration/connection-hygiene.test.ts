@@ -1,0 +1,67 @@
+// Connection hygiene: clients that talk before the greeting (bots that do not wait for the
+// server) are hung up on, and one client address cannot hold more than its share of sessions.
+
+import assert from "node:assert/strict";
+import { connect } from "node:net";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { TestNatsServer } from "../harness/nats-server.ts";
+import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
+import { SmtpDialogue } from "../harness/smtp-dialogue.ts";
+import { tempDir } from "../harness/workspace.ts";
+
+describe("connection hygiene", () => {
+  const dir = tempDir("hygiene");
+  let nats: TestNatsServer;
+  let relay: RelayProcess;
+
+  before(async () => {
+    nats = await TestNatsServer.start(join(dir.path, "nats"));
+    writeDomains(join(dir.path, "domains.yaml"), [{ domain: "example.com", primary: { hosts: [{ host: "127.0.0.1", port: 9 }] } }]);
+    relay = await RelayProcess.start({
+      dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url,
+      args: ["--greet-pause", "1s", "--max-connections-per-client", "3"],
+    });
+    await relay.ready();
+  });
+
+  after(async () => {
+    await relay?.stop();
+    await nats?.stop();
+  });
+
+  it("answers a client that talks before the greeting with 421 and hangs up", async () => {
+    const transcript = await new Promise<string>((resolve) => {
+      const socket = connect({ host: "127.0.0.1", port: relay.smtpPort });
+      let text = "";
+      socket.setEncoding("utf8");
+      socket.on("connect", () => socket.write("EHLO impatient.test\r\nMAIL FROM:<spam@bot.test>\r\n"));
+      socket.on("data", (data: string) => { text += data; });
+      socket.on("close", () => resolve(text));
+    });
+    assert.match(transcript, /^421 .*talk too soon/m);
+    assert.doesNotMatch(transcript, /^250/m);
+  });
+
+  it("greets a client that waits for the greeting", async () => {
+    const { dialogue, greeting } = await SmtpDialogue.open(relay.smtpPort);
+    assert.equal(greeting.code, 220);
+    assert.equal((await dialogue.command("EHLO patient.test")).code, 250);
+    await dialogue.quit();
+  });
+
+  it("limits the sessions one client address may hold", async () => {
+    const held = await Promise.all([1, 2, 3].map(() => SmtpDialogue.open(relay.smtpPort, "127.0.0.1", "127.0.0.20")));
+    try {
+      const { greeting } = await SmtpDialogue.open(relay.smtpPort, "127.0.0.1", "127.0.0.20");
+      assert.equal(greeting.code, 421);
+      assert.equal(greeting.status, "4.7.0");
+      const other = await SmtpDialogue.open(relay.smtpPort, "127.0.0.1", "127.0.0.21");
+      assert.equal(other.greeting.code, 220, "another client is not affected");
+      other.dialogue.destroy();
+    } finally {
+      for (const { dialogue } of held) dialogue.destroy();
+    }
+    assert.ok(await relay.metric("mxwarden_messages_rejected_total", 'reason="too_many_connections"') >= 1);
+  });
+});
