@@ -23,6 +23,7 @@ import { ClamdFilter } from "./filter/antivirus.ts";
 import { RspamdFilter } from "./filter/antispam.ts";
 import { GreylistFilter } from "./filter/greylist.ts";
 import { DnsListFilter } from "./filter/dnsbl.ts";
+import { RateLimitFilter } from "./filter/rate-limit.ts";
 import { RecipientVerifyFilter } from "./filter/recipient-verify.ts";
 import { FilterPipeline } from "./filter/pipeline.ts";
 import type { MessageFilter } from "./filter/filter.ts";
@@ -95,6 +96,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
       hostname: config.hostname, calloutTimeoutMs: 10_000, replicas: config.replicas, calloutRate: 5, calloutBurst: 20,
     }, queue, nextHops, (domain) => store.lookup(domain), log),
     new DnsListFilter(resolver, (domain) => store.lookup(domain)?.dnsbl, log),
+    new RateLimitFilter(queue, config.replicas, (domain) => store.lookup(domain)?.rateLimits, log),
     // Greylisting costs the sender a retry, not us a scan: it comes next, at RCPT.
     new GreylistFilter(queue, config.replicas, (domain) => store.lookup(domain)?.greylisting, log),
     // Declared order: authentication (its headers feed the score), a virus, then the score.

@@ -343,3 +343,18 @@ describe("parseRelayDomain: spec.authentication", () => {
     assertConfigError(doc({ authentication: { dkim: true } }), "spec.authentication.dkim", /not a known field/);
   });
 });
+
+describe("parseRelayDomain: spec.rateLimits", () => {
+  it("has no limits by default and parses recipients per window", () => {
+    assert.deepEqual(parseRelayDomain(doc({})).rateLimits, { perClient: undefined, perSenderDomain: undefined, perDomain: undefined });
+    assert.deepEqual(parseRelayDomain(doc({ rateLimits: { perClient: "100/1m", perDomain: "50000/1d" } })).rateLimits, {
+      perClient: { count: 100, windowMs: 60_000 }, perSenderDomain: undefined, perDomain: { count: 50_000, windowMs: 86_400_000 },
+    });
+  });
+  it("refuses malformed rates", () => {
+    for (const bad of ["100", "100/", "x/1m", "0/1m", "10/500ms", "10/2d", 100]) {
+      assertConfigError(doc({ rateLimits: { perClient: bad } }), "spec.rateLimits.perClient", /rate such as/);
+    }
+    assertConfigError(doc({ rateLimits: { perIp: "1/1m" } }), "spec.rateLimits.perIp", /not a known field/);
+  });
+});

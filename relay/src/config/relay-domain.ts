@@ -35,6 +35,21 @@ export interface DomainPolicy {
   greylisting: GreylistPolicy;
   dnsbl: DnsListPolicy;
   authentication: SenderAuthPolicy;
+  rateLimits: RateLimitPolicy;
+}
+
+/** At most `count` recipients per `windowMs`. */
+export interface RateLimit {
+  count: number;
+  windowMs: number;
+}
+
+/** spec.rateLimits: recipients accepted per window, counted by every relay together (NATS KV). */
+export interface RateLimitPolicy {
+  perClient?: RateLimit | undefined;
+  perSenderDomain?: RateLimit | undefined;
+  /** For the whole domain, whoever sends. */
+  perDomain?: RateLimit | undefined;
 }
 
 /** spec.authentication: SPF, DKIM, DMARC and ARC checks and what refuses a message. */
@@ -249,7 +264,7 @@ export function parseRelayDomain(doc: unknown): DomainPolicy {
   const name = metadata.name;
   if (typeof name !== "string" || name.length === 0) throw new ConfigError("metadata.name", "is required");
   const spec = objectAt(doc, "spec", "", true) as Obj;
-  rejectUnknownKeys(spec, ["domain", "primary", "recipients", "maxMessageSize", "queue", "antivirus", "antispam", "greylisting", "dnsbl", "authentication"], "spec");
+  rejectUnknownKeys(spec, ["domain", "primary", "recipients", "maxMessageSize", "queue", "antivirus", "antispam", "greylisting", "dnsbl", "authentication", "rateLimits"], "spec");
 
   if (typeof spec.domain !== "string") throw new ConfigError("spec.domain", "is required");
   const domain = normaliseDomain(spec.domain);
@@ -301,6 +316,27 @@ export function parseRelayDomain(doc: unknown): DomainPolicy {
     greylisting: parseGreylisting(spec),
     dnsbl: parseDnsLists(spec),
     authentication: parseSenderAuth(spec),
+    rateLimits: parseRateLimits(spec),
+  };
+}
+
+function parseRate(value: unknown, path: string): RateLimit | undefined {
+  if (value === undefined) return undefined;
+  const match = typeof value === "string" ? /^(\d{1,9})\/(\S+)$/.exec(value) : null;
+  const windowMs = match?.[2] ? parseDuration(match[2]) : undefined;
+  if (!match || windowMs === undefined || windowMs < 1000 || windowMs > 86_400_000 || Number(match[1]) < 1) {
+    throw new ConfigError(path, `must be a rate such as "100/1m" (recipients per window of 1s to 1d), got ${JSON.stringify(value)}`);
+  }
+  return { count: Number(match[1]), windowMs };
+}
+
+function parseRateLimits(spec: Obj): RateLimitPolicy {
+  const limits = objectAt(spec, "rateLimits", "spec") ?? {};
+  rejectUnknownKeys(limits, ["perClient", "perSenderDomain", "perDomain"], "spec.rateLimits");
+  return {
+    perClient: parseRate(limits.perClient, "spec.rateLimits.perClient"),
+    perSenderDomain: parseRate(limits.perSenderDomain, "spec.rateLimits.perSenderDomain"),
+    perDomain: parseRate(limits.perDomain, "spec.rateLimits.perDomain"),
   };
 }
 

@@ -1,0 +1,68 @@
+// Rate limits counted together by two relay processes through one NATS KV bucket: a sender
+// cannot multiply its allowance by spreading its connections over relays.
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { TestNatsServer } from "../harness/nats-server.ts";
+import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
+import { SmtpDialogue, type Reply } from "../harness/smtp-dialogue.ts";
+import { tempDir } from "../harness/workspace.ts";
+
+describe("rate limits (NATS KV, two relays)", () => {
+  const dir = tempDir("rate-limits");
+  let nats: TestNatsServer;
+  let relayA: RelayProcess;
+  let relayB: RelayProcess;
+
+  before(async () => {
+    nats = await TestNatsServer.start(join(dir.path, "nats"));
+    const hosts = [{ host: "127.0.0.1", port: 9 }];
+    writeDomains(join(dir.path, "domains.yaml"), [
+      { domain: "limited.example", primary: { hosts }, rateLimits: { perClient: "3/1h" } },
+      { domain: "small.example", primary: { hosts }, rateLimits: { perDomain: "2/1h", perSenderDomain: "5/1h" } },
+      { domain: "free.example", primary: { hosts } },
+    ]);
+    const options = { domainsPath: join(dir.path, "domains.yaml"), nats: nats.url };
+    relayA = await RelayProcess.start({ ...options, dir: dir.path });
+    relayB = await RelayProcess.start({ ...options, dir: tempDir("rate-limits-b").path });
+    await Promise.all([relayA.ready(), relayB.ready()]);
+  });
+
+  after(async () => {
+    await relayA?.stop();
+    await relayB?.stop();
+    await nats?.stop();
+  });
+
+  async function rcpt(relay: RelayProcess, client: string, to: string): Promise<Reply> {
+    const { dialogue } = await SmtpDialogue.open(relay.smtpPort, "127.0.0.1", client);
+    try {
+      await dialogue.command("EHLO client.test");
+      await dialogue.command("MAIL FROM:<s@sender.test>");
+      return await dialogue.command(`RCPT TO:<${to}>`);
+    } finally {
+      dialogue.destroy();
+    }
+  }
+
+  it("counts one client's recipients across both relays", async () => {
+    const codes = [
+      (await rcpt(relayA, "127.0.0.31", "a@limited.example")).code,
+      (await rcpt(relayB, "127.0.0.31", "b@limited.example")).code,
+      (await rcpt(relayA, "127.0.0.31", "c@limited.example")).code,
+    ];
+    assert.deepEqual(codes, [250, 250, 250]);
+    const fourth = await rcpt(relayB, "127.0.0.31", "d@limited.example");
+    assert.equal(fourth.code, 451);
+    assert.equal(fourth.status, "4.7.0");
+    assert.equal((await rcpt(relayB, "127.0.0.32", "d@limited.example")).code, 250, "another client has its own allowance");
+    assert.equal((await rcpt(relayB, "127.0.0.31", "d@free.example")).code, 250, "a domain without limits is not affected");
+  });
+
+  it("limits a whole domain whoever sends", async () => {
+    assert.equal((await rcpt(relayA, "127.0.0.41", "a@small.example")).code, 250);
+    assert.equal((await rcpt(relayB, "127.0.0.42", "b@small.example")).code, 250);
+    assert.equal((await rcpt(relayA, "127.0.0.43", "c@small.example")).code, 451);
+  });
+});
