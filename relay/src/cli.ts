@@ -33,6 +33,8 @@ export interface RelayConfig {
   maxClients: number;
   maxConnectionsPerClient: number;
   greetPauseMs: number;
+  tarpitAfter: number;
+  tarpitDelayMs: number;
   proxyProtocol: boolean;
   shutdownGraceMs: number;
   publishTimeoutMs: number;
@@ -75,6 +77,8 @@ export const USAGE = `Usage: mxwarden-relay --domains PATH [options]
   --max-clients N             concurrent SMTP sessions (default 1000)
   --max-connections-per-client N  sessions one client address may hold (default 50)
   --greet-pause DURATION      wait before the greeting; clients that talk first get 421 (default 0s: off)
+  --tarpit-after N            refused recipients in a session before every further reply is slowed (default 5)
+  --tarpit-delay DURATION     how much each reply is slowed then (default 2s)
   --proxy-protocol            expect a PROXY protocol header (behind a load balancer)
   --shutdown-grace DURATION   time for sessions and deliveries after SIGTERM (default 30s)
   --publish-timeout DURATION  wait for a JetStream PubAck before answering 451 (default 10s)
@@ -155,6 +159,8 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
         "max-clients": { type: "string", default: "1000" },
         "max-connections-per-client": { type: "string", default: "50" },
         "greet-pause": { type: "string", default: "0s" },
+        "tarpit-after": { type: "string", default: "5" },
+        "tarpit-delay": { type: "string", default: "2s" },
         "proxy-protocol": { type: "boolean", default: false },
         "shutdown-grace": { type: "string", default: "30s" },
         "publish-timeout": { type: "string", default: "10s" },
@@ -203,6 +209,8 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
     maxClients: positiveInteger("max-clients", v["max-clients"], 100_000),
     maxConnectionsPerClient: positiveInteger("max-connections-per-client", v["max-connections-per-client"], 100_000),
     greetPauseMs: greetPause(v["greet-pause"]),
+    tarpitAfter: positiveInteger("tarpit-after", v["tarpit-after"], 1000),
+    tarpitDelayMs: duration("tarpit-delay", v["tarpit-delay"]),
     proxyProtocol: v["proxy-protocol"],
     shutdownGraceMs: duration("shutdown-grace", v["shutdown-grace"]),
     publishTimeoutMs: duration("publish-timeout", v["publish-timeout"]),

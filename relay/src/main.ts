@@ -23,6 +23,7 @@ import { ClamdFilter } from "./filter/antivirus.ts";
 import { RspamdFilter } from "./filter/antispam.ts";
 import { GreylistFilter } from "./filter/greylist.ts";
 import { DnsListFilter } from "./filter/dnsbl.ts";
+import { ClientCheckFilter } from "./filter/client-checks.ts";
 import { RateLimitFilter } from "./filter/rate-limit.ts";
 import { RecipientVerifyFilter } from "./filter/recipient-verify.ts";
 import { FilterPipeline } from "./filter/pipeline.ts";
@@ -95,6 +96,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     new RecipientVerifyFilter({
       hostname: config.hostname, calloutTimeoutMs: 10_000, replicas: config.replicas, calloutRate: 5, calloutBurst: 20,
     }, queue, nextHops, (domain) => store.lookup(domain), log),
+    new ClientCheckFilter([config.hostname, ...config.mxNames], resolver, (domain) => store.lookup(domain)?.clientChecks),
     new DnsListFilter(resolver, (domain) => store.lookup(domain)?.dnsbl, log),
     new RateLimitFilter(queue, config.replicas, (domain) => store.lookup(domain)?.rateLimits, log),
     // Greylisting costs the sender a retry, not us a scan: it comes next, at RCPT.
@@ -111,6 +113,8 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     maxClients: config.maxClients,
     maxConnectionsPerClient: config.maxConnectionsPerClient,
     greetPauseMs: config.greetPauseMs,
+    tarpitAfter: config.tarpitAfter,
+    tarpitDelayMs: config.tarpitDelayMs,
     maxRecipients: 1000,
     maxReceivedHeaders: config.maxReceivedHeaders,
     bareNewline: config.bareNewline,

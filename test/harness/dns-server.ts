@@ -16,6 +16,8 @@ export interface NameRecords {
   mx?: MxRecord[];
   a?: string[];
   aaaa?: string[];
+  /** PTR records (reverse DNS), for names under in-addr.arpa / ip6.arpa. */
+  ptr?: string[];
   /** TXT records (SPF, DKIM keys, DMARC); each is split into 255-octet character-strings. */
   txt?: string[];
   /** Answer every query for this name with SERVFAIL (a broken or unreachable zone). */
@@ -65,6 +67,8 @@ function answersFor(name: string, type: number, records: NameRecords): Resource[
       return (records.a ?? []).map((address) => new Packet.Resource({ ...base, type: Packet.TYPE.A, address }));
     case Packet.TYPE.AAAA:
       return (records.aaaa ?? []).map((address) => new Packet.Resource({ ...base, type: Packet.TYPE.AAAA, address }));
+    case Packet.TYPE.PTR:
+      return (records.ptr ?? []).map((domain) => new Packet.Resource({ ...base, type: Packet.TYPE.PTR, domain }));
     case Packet.TYPE.TXT:
       return (records.txt ?? []).map((text) => new Packet.Resource({ ...base, type: Packet.TYPE.TXT, data: text.match(/[\s\S]{1,255}/g) ?? [""] }));
     default:

@@ -13,6 +13,7 @@ export interface RelayDomainSpec {
   maxMessageSize?: string | number;
   queue?: { lifetime?: string; retry?: { initialBackoff?: string; maxBackoff?: string } };
   dnsbl?: { zones?: string[]; allowZones?: string[] };
+  clientChecks?: { rejectHeloOurName?: boolean; rejectInvalidHelo?: boolean; reverseDns?: "off" | "tempfail" | "reject" };
   rateLimits?: { perClient?: string; perSenderDomain?: string; perDomain?: string };
   authentication?: { enabled?: boolean; rejectDmarcReject?: boolean; rejectSpfFail?: boolean };
   greylisting?: { enabled?: boolean; delay?: string; expiry?: string; autoAllow?: string; allowClients?: string[]; allowSenderDomains?: string[] };

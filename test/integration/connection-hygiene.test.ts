@@ -20,7 +20,7 @@ describe("connection hygiene", () => {
     writeDomains(join(dir.path, "domains.yaml"), [{ domain: "example.com", primary: { hosts: [{ host: "127.0.0.1", port: 9 }] } }]);
     relay = await RelayProcess.start({
       dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url,
-      args: ["--greet-pause", "1s", "--max-connections-per-client", "3"],
+      args: ["--greet-pause", "1s", "--max-connections-per-client", "3", "--tarpit-after", "2", "--tarpit-delay", "1500ms"],
     });
     await relay.ready();
   });
@@ -63,5 +63,24 @@ describe("connection hygiene", () => {
       for (const { dialogue } of held) dialogue.destroy();
     }
     assert.ok(await relay.metric("mxwarden_messages_rejected_total", 'reason="too_many_connections"') >= 1);
+  });
+
+  it("slows every reply once a session has collected refused recipients (tarpit)", async () => {
+    const { dialogue } = await SmtpDialogue.open(relay.smtpPort);
+    try {
+      await dialogue.command("EHLO harvester.test");
+      await dialogue.command("MAIL FROM:<h@harvester.test>");
+      const timings: number[] = [];
+      for (const address of ["x@victim1.test", "y@victim2.test", "z@victim3.test", "ok@example.com"]) {
+        const started = performance.now();
+        const reply = await dialogue.command(`RCPT TO:<${address}>`);
+        timings.push(performance.now() - started);
+        assert.equal(reply.code, address.startsWith("ok@") ? 250 : 550);
+      }
+      assert.ok((timings[0] ?? 0) < 1000 && (timings[1] ?? 0) < 1000, `first two answers are prompt: ${timings.join(", ")}`);
+      assert.ok((timings[2] ?? 0) >= 1400 && (timings[3] ?? 0) >= 1400, `later answers wait: ${timings.join(", ")}`);
+    } finally {
+      dialogue.destroy();
+    }
   });
 });

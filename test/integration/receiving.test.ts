@@ -35,7 +35,7 @@ describe("receiving", () => {
     ], { stdio: "ignore" });
     relay = await RelayProcess.start({
       dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url,
-      args: ["--tls-cert", join(dir.path, "cert.pem"), "--tls-key", join(dir.path, "key.pem"), "--max-received", "30"],
+      args: ["--tls-cert", join(dir.path, "cert.pem"), "--tls-key", join(dir.path, "key.pem"), "--max-received", "30", "--tarpit-after", "1000"],
     });
     await relay.ready();
   });

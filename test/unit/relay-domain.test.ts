@@ -358,3 +358,16 @@ describe("parseRelayDomain: spec.rateLimits", () => {
     assertConfigError(doc({ rateLimits: { perIp: "1/1m" } }), "spec.rateLimits.perIp", /not a known field/);
   });
 });
+
+describe("parseRelayDomain: spec.clientChecks", () => {
+  it("refuses forged HELOs by default and nothing else", () => {
+    assert.deepEqual(parseRelayDomain(doc({})).clientChecks, { rejectHeloOurName: true, rejectInvalidHelo: false, reverseDns: "off" });
+  });
+  it("takes every setting and refuses bad ones", () => {
+    assert.deepEqual(parseRelayDomain(doc({ clientChecks: { rejectHeloOurName: false, rejectInvalidHelo: true, reverseDns: "tempfail" } })).clientChecks, {
+      rejectHeloOurName: false, rejectInvalidHelo: true, reverseDns: "tempfail",
+    });
+    assertConfigError(doc({ clientChecks: { reverseDns: "strict" } }), "spec.clientChecks.reverseDns");
+    assertConfigError(doc({ clientChecks: { fcrdns: true } }), "spec.clientChecks.fcrdns", /not a known field/);
+  });
+});

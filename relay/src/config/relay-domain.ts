@@ -36,6 +36,17 @@ export interface DomainPolicy {
   dnsbl: DnsListPolicy;
   authentication: SenderAuthPolicy;
   rateLimits: RateLimitPolicy;
+  clientChecks: ClientCheckPolicy;
+}
+
+/** spec.clientChecks: what the client says about itself (HELO) and what DNS says about it. */
+export interface ClientCheckPolicy {
+  /** HELO/EHLO with this relay's own name or address: a forgery, 550 5.7.1. */
+  rejectHeloOurName: boolean;
+  /** HELO/EHLO that is neither a fully qualified host name nor an address literal. */
+  rejectInvalidHelo: boolean;
+  /** No forward-confirmed reverse DNS (PTR whose name resolves back to the client): off, tempfail or reject. */
+  reverseDns: "off" | "tempfail" | "reject";
 }
 
 /** At most `count` recipients per `windowMs`. */
@@ -264,7 +275,7 @@ export function parseRelayDomain(doc: unknown): DomainPolicy {
   const name = metadata.name;
   if (typeof name !== "string" || name.length === 0) throw new ConfigError("metadata.name", "is required");
   const spec = objectAt(doc, "spec", "", true) as Obj;
-  rejectUnknownKeys(spec, ["domain", "primary", "recipients", "maxMessageSize", "queue", "antivirus", "antispam", "greylisting", "dnsbl", "authentication", "rateLimits"], "spec");
+  rejectUnknownKeys(spec, ["domain", "primary", "recipients", "maxMessageSize", "queue", "antivirus", "antispam", "greylisting", "dnsbl", "authentication", "rateLimits", "clientChecks"], "spec");
 
   if (typeof spec.domain !== "string") throw new ConfigError("spec.domain", "is required");
   const domain = normaliseDomain(spec.domain);
@@ -317,6 +328,17 @@ export function parseRelayDomain(doc: unknown): DomainPolicy {
     dnsbl: parseDnsLists(spec),
     authentication: parseSenderAuth(spec),
     rateLimits: parseRateLimits(spec),
+    clientChecks: parseClientChecks(spec),
+  };
+}
+
+function parseClientChecks(spec: Obj): ClientCheckPolicy {
+  const checks = objectAt(spec, "clientChecks", "spec") ?? {};
+  rejectUnknownKeys(checks, ["rejectHeloOurName", "rejectInvalidHelo", "reverseDns"], "spec.clientChecks");
+  return {
+    rejectHeloOurName: flag(checks.rejectHeloOurName, true, "spec.clientChecks.rejectHeloOurName"),
+    rejectInvalidHelo: flag(checks.rejectInvalidHelo, false, "spec.clientChecks.rejectInvalidHelo"),
+    reverseDns: oneOf(checks.reverseDns, ["off", "tempfail", "reject"] as const, "off", "spec.clientChecks.reverseDns"),
   };
 }
 

@@ -38,6 +38,10 @@ export interface ReceiverOptions {
    * for the server (an "early talker"), and smtp-server answers it 421 and hangs up.
    */
   greetPauseMs: number;
+  /** After this many refused recipients in one session, every further RCPT reply is delayed... */
+  tarpitAfter: number;
+  /** ...by this much: address harvesting and dictionary attacks slow to a crawl. */
+  tarpitDelayMs: number;
   /** Trust a PROXY protocol header from these peers (a load balancer that hides client IPs). */
   proxyProtocol?: boolean | string[] | undefined;
 }
@@ -70,6 +74,8 @@ export class SmtpReceiver {
   /** Open sessions per client address, and the address of each session. */
   private readonly perClient = new Map<string, number>();
   private readonly sessionClient = new Map<string, string>();
+  /** Recipients refused so far in each session (for the tarpit). */
+  private readonly refusedRecipients = new WeakMap<SMTPServerSession, number>();
   private readonly idleWaiters: Array<() => void> = [];
   private readonly options: ReceiverOptions;
   private readonly store: DomainStore;
@@ -193,7 +199,18 @@ export class SmtpReceiver {
     callback();
   }
 
+  /** RCPT with the tarpit: once a session has collected enough refusals, every answer waits. */
   private onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, callback: (err?: Error | null) => void): void {
+    const refusedBefore = this.refusedRecipients.get(session) ?? 0;
+    this.checkRcpt(address, session, (err) => {
+      const refused = refusedBefore + (err ? 1 : 0);
+      this.refusedRecipients.set(session, refused);
+      if (refusedBefore >= this.options.tarpitAfter) setTimeout(() => callback(err), this.options.tarpitDelayMs);
+      else callback(err);
+    });
+  }
+
+  private checkRcpt(address: SMTPServerAddress, session: SMTPServerSession, callback: (err?: Error | null) => void): void {
     const verdict = checkRecipient(address.address, (domain) => this.store.lookup(domain));
     if (!verdict.accept) {
       this.log.info("recipient refused", { session: session.id, client: session.remoteAddress, recipient: address.address.slice(0, 320), reply: verdict.reply.code });

@@ -1,0 +1,76 @@
+// Checks of the client itself, per domain: a HELO claiming to be this relay, a HELO that is no
+// host name, and forward-confirmed reverse DNS, against a real DNS server with PTR records.
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { startDnsServer, type TestDnsServer } from "../harness/dns-server.ts";
+import { TestNatsServer } from "../harness/nats-server.ts";
+import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
+import { SmtpDialogue, type Reply } from "../harness/smtp-dialogue.ts";
+import { tempDir } from "../harness/workspace.ts";
+
+describe("client checks: HELO and reverse DNS", () => {
+  const dir = tempDir("client-checks");
+  let dns: TestDnsServer;
+  let nats: TestNatsServer;
+  let relay: RelayProcess;
+
+  before(async () => {
+    dns = await startDnsServer({
+      "51.0.0.127.in-addr.arpa": { ptr: ["mail.good.test"] },
+      "mail.good.test": { a: ["127.0.0.51"] },
+      "52.0.0.127.in-addr.arpa": { ptr: ["mail.liar.test"] }, // the name points elsewhere
+      "mail.liar.test": { a: ["192.0.2.99"] },
+    });
+    nats = await TestNatsServer.start(join(dir.path, "nats"));
+    const hosts = [{ host: "127.0.0.1", port: 9 }];
+    writeDomains(join(dir.path, "domains.yaml"), [
+      { domain: "strict.example", primary: { hosts }, clientChecks: { rejectInvalidHelo: true, reverseDns: "reject" } },
+      { domain: "lax.example", primary: { hosts }, clientChecks: { rejectHeloOurName: false } },
+      { domain: "example.com", primary: { hosts } },
+    ]);
+    relay = await RelayProcess.start({ dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url, args: ["--resolver", `127.0.0.1:${dns.port}`] });
+    await relay.ready();
+  });
+
+  after(async () => {
+    await relay?.stop();
+    await nats?.stop();
+    await dns?.close();
+  });
+
+  async function rcpt(client: string, helo: string, to: string): Promise<Reply> {
+    const { dialogue } = await SmtpDialogue.open(relay.smtpPort, "127.0.0.1", client);
+    try {
+      await dialogue.command(`EHLO ${helo}`);
+      await dialogue.command("MAIL FROM:<s@client.test>");
+      return await dialogue.command(`RCPT TO:<${to}>`);
+    } finally {
+      dialogue.destroy();
+    }
+  }
+
+  it("refuses a HELO with this relay's own name, unless the domain allows it", async () => {
+    const forged = await rcpt("127.0.0.51", "backup-mx.test", "a@example.com");
+    assert.equal(forged.code, 550);
+    assert.match(forged.text, /not me/);
+    assert.equal((await rcpt("127.0.0.51", "backup-mx.test", "a@lax.example")).code, 250);
+  });
+
+  it("refuses a HELO that is no host name where the domain asks for it", async () => {
+    assert.equal((await rcpt("127.0.0.51", "localhost", "a@strict.example")).code, 550);
+    assert.equal((await rcpt("127.0.0.51", "mail.good.test", "a@strict.example")).code, 250);
+    assert.equal((await rcpt("127.0.0.51", "[127.0.0.51]", "a@strict.example")).code, 250, "an address literal is valid");
+    assert.equal((await rcpt("127.0.0.51", "localhost", "a@example.com")).code, 250, "off by default");
+  });
+
+  it("requires forward-confirmed reverse DNS where the domain asks for it", async () => {
+    const liar = await rcpt("127.0.0.52", "mail.liar.test", "a@strict.example");
+    assert.equal(liar.code, 550);
+    assert.equal(liar.status, "5.7.25");
+    const none = await rcpt("127.0.0.53", "mail.none.test", "a@strict.example");
+    assert.equal(none.code, 550, "no PTR at all");
+    assert.equal((await rcpt("127.0.0.53", "mail.none.test", "a@example.com")).code, 250, "off by default");
+  });
+});
