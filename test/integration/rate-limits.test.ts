@@ -1,4 +1,4 @@
-// Rate limits counted together by two relay processes through one NATS KV bucket: a sender
+// Rate limits counted together by two relay processes through shared JetStream counters: a sender
 // cannot multiply its allowance by spreading its connections over relays.
 
 import assert from "node:assert/strict";
@@ -9,7 +9,7 @@ import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
 import { SmtpDialogue, type Reply } from "../harness/smtp-dialogue.ts";
 import { tempDir } from "../harness/workspace.ts";
 
-describe("rate limits (NATS KV, two relays)", () => {
+describe("rate limits (JetStream counters, two relays)", () => {
   const dir = tempDir("rate-limits");
   let nats: TestNatsServer;
   let relayA: RelayProcess;

@@ -1,23 +1,26 @@
 // Rate limits at RCPT: recipients per window per client address, per sender domain and per
-// recipient domain, counted in a NATS KV bucket that every relay of the site shares, so that a
-// sender cannot multiply its allowance by spreading over relays. Fixed windows, one counter key
-// per window; an exceeded limit is a 451, so well-behaved senders retry later.
+// recipient domain, counted in JetStream counters (nats-server 2.12+) that every relay of the site
+// shares, so that a sender cannot multiply its allowance by spreading over relays. The server adds
+// each increment atomically and answers with the new total, so concurrent sessions never retry
+// against each other. Fixed windows, one counter subject per window; over the limit is a 451.
 
 import { createHash } from "node:crypto";
-import { Kvm, type KV } from "@nats-io/kv";
+import { headers } from "@nats-io/transport-node";
+import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamClient, type StreamConfig } from "@nats-io/jetstream";
 import type { RateLimit, RateLimitPolicy } from "../config/relay-domain.ts";
 import type { Logger } from "../log.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
 import type { RecipientFilter, RecipientUnderCheck, Verdict } from "./filter.ts";
 
-export const RATE_LIMIT_BUCKET = "mxw-ratelimit";
-/** Longer than the longest window (1 day): counters of old windows age out with the bucket. */
-const BUCKET_MAX_AGE_MS = 25 * 3_600_000;
+export const RATE_LIMIT_STREAM = "MXW_RATE";
+const RATE_SUBJECTS = "mxw.rate.>";
+/** Longer than the longest window (1 day): counters of old windows age out with the stream. */
+const MAX_AGE_MS = 25 * 3_600_000;
 
 export class RateLimitFilter implements RecipientFilter {
   readonly name = "rate_limit";
   readonly stage = "rcpt" as const;
-  private kv: Promise<KV> | undefined;
+  private ready: Promise<JetStreamClient> | undefined;
   private readonly queue: QueueConnection;
   private readonly replicas: number;
   private readonly policyFor: (domain: string) => RateLimitPolicy | undefined;
@@ -55,37 +58,32 @@ export class RateLimitFilter implements RecipientFilter {
   /** This recipient's number in the current window (1 for the first); 0 when the store is unavailable. */
   private async count(kind: string, subject: string, limit: RateLimit): Promise<number> {
     const window = Math.floor(Date.now() / limit.windowMs);
-    const key = `${kind}.${createHash("sha256").update(subject).digest("hex").slice(0, 32)}.${window}`;
+    const counter = `mxw.rate.${kind}.${createHash("sha256").update(subject).digest("hex").slice(0, 32)}.${window}`;
     try {
-      const kv = await this.bucket();
-      for (let attempt = 0; attempt < 10; attempt++) {
-        const entry = await kv.get(key);
-        try {
-          if (!entry || entry.operation !== "PUT") {
-            await kv.create(key, "1", `${Math.ceil(limit.windowMs / 1000)}s`);
-            return 1;
-          }
-          const next = Number(entry.string()) + 1;
-          await kv.update(key, String(next), entry.revision);
-          return next;
-        } catch {
-          // Another relay counted at the same moment: read again.
-        }
-      }
-      throw new Error("counter too contended");
+      const js = await this.stream();
+      const increment = headers();
+      increment.set("Nats-Incr", "+1");
+      // The PubAck of a counter stream carries the new total as "val".
+      const ack = await js.publish(counter, new Uint8Array(), { headers: increment }) as { val?: string };
+      return Number(ack.val ?? 0);
     } catch (err) {
       // Rate limits protect against floods; without their store they step aside rather than refuse mail.
-      this.kv = undefined;
-      this.log.warn("rate limit store unavailable; not counting", { error: err });
+      this.ready = undefined;
+      this.log.warn("rate limit counters unavailable; not counting", { error: err });
       return 0;
     }
   }
 
-  private bucket(): Promise<KV> {
-    this.kv ??= (async () => {
-      const { js } = this.queue.get();
-      return new Kvm(js).create(RATE_LIMIT_BUCKET, { history: 1, replicas: this.replicas, ttl: BUCKET_MAX_AGE_MS, markerTTL: 60_000 });
+  private stream(): Promise<JetStreamClient> {
+    this.ready ??= (async () => {
+      const { js, jsm } = this.queue.get();
+      const config: Partial<StreamConfig> & { name: string; allow_msg_counter: boolean } = {
+        name: RATE_LIMIT_STREAM, subjects: [RATE_SUBJECTS], retention: RetentionPolicy.Limits, storage: StorageType.File,
+        num_replicas: this.replicas, max_age: MAX_AGE_MS * 1_000_000, discard: DiscardPolicy.Old, allow_msg_counter: true,
+      };
+      await jsm.streams.info(RATE_LIMIT_STREAM).catch(() => jsm.streams.add(config));
+      return js;
     })();
-    return this.kv;
+    return this.ready;
   }
 }
