@@ -3,7 +3,7 @@
 
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
-import type { AnyFilter, MessageUnderScan, RecipientUnderCheck, Verdict } from "./filter.ts";
+import type { AnyFilter, MessageFilter, MessageUnderScan, RecipientUnderCheck, Verdict } from "./filter.ts";
 
 export interface PipelineResult {
   verdict: Verdict;
@@ -67,14 +67,23 @@ export class FilterPipeline {
     return verdict;
   }
 
+  /**
+   * Judge a stored message. The filters read it independently, so they run at the same time (the
+   * message waits for the slowest, not for the sum); their verdicts are still taken in declared
+   * order, and the first refusal wins.
+   */
   async runData(message: MessageUnderScan): Promise<PipelineResult> {
+    const running = this.filters
+      .filter((filter): filter is MessageFilter => filter.stage === "data")
+      .map((filter) => ({ name: filter.name, verdict: this.timed(filter.name, () => filter.check(message)) }));
+    // A refusal returns before later verdicts are read: their failures must not go unhandled.
+    for (const { verdict } of running) verdict.catch(() => undefined);
     const added: Array<readonly [string, string]> = [];
-    for (const filter of this.filters) {
-      if (filter.stage !== "data") continue;
-      const verdict = await this.timed(filter.name, () => filter.check(message));
+    for (const { name, verdict: pending } of running) {
+      const verdict = await pending;
       if (verdict.action !== "continue") {
-        this.log.info("message refused by a filter", { queueId: message.queueId, filter: filter.name, verdict: verdict.action, reason: verdict.reason, client: message.clientAddress });
-        return { verdict, filter: filter.name, headers: "" };
+        this.log.info("message refused by a filter", { queueId: message.queueId, filter: name, verdict: verdict.action, reason: verdict.reason, client: message.clientAddress });
+        return { verdict, filter: name, headers: "" };
       }
       added.push(...(verdict.headers ?? []));
     }
