@@ -12,7 +12,7 @@ export interface RelayDomainSpec {
   recipients?: { mode: "any" | "list" | "verify"; list?: string[]; verify?: { positiveTtl?: string; negativeTtl?: string; whenUnavailable?: "tempfail" | "accept" } };
   maxMessageSize?: string | number;
   queue?: { lifetime?: string; retry?: { initialBackoff?: string; maxBackoff?: string } };
-  dnsbl?: { zones?: string[]; allowZones?: string[] };
+  dnsbl?: { zones?: string[]; allowZones?: string[]; onError?: "accept" | "tempfail" };
   clientChecks?: { rejectHeloOurName?: boolean; rejectInvalidHelo?: boolean; reverseDns?: "off" | "tempfail" | "reject" };
   rateLimits?: { perClient?: string; perSenderDomain?: string; perDomain?: string };
   authentication?: { enabled?: boolean; rejectDmarcReject?: boolean; rejectSpfFail?: boolean };

@@ -22,12 +22,15 @@ describe("DNS block and allow lists", () => {
       "3.0.0.127.bl.test": { a: ["127.255.255.254"] }, // "query refused": an error code, not a listing
       "4.0.0.127.bl.test": { a: ["127.0.0.2"] }, // listed, but also on the allow list
       "4.0.0.127.wl.test": { a: ["127.0.10.1"] },
+      "1.0.0.127.broken.test": { servfail: true }, // a list that cannot answer
     });
     nats = await TestNatsServer.start(join(dir.path, "nats"));
     const hosts = [{ host: "127.0.0.1", port: 9 }];
     writeDomains(join(dir.path, "domains.yaml"), [
       { domain: "guarded.example", primary: { hosts }, dnsbl: { zones: ["bl.test"], allowZones: ["wl.test"] } },
       { domain: "open.example", primary: { hosts } },
+      { domain: "careful.example", primary: { hosts }, dnsbl: { zones: ["broken.test"], onError: "tempfail" } },
+      { domain: "trusting.example", primary: { hosts }, dnsbl: { zones: ["broken.test"] } },
     ]);
     relay = await RelayProcess.start({ dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url, args: ["--resolver", `127.0.0.1:${dns.port}`] });
     await relay.ready();
@@ -69,5 +72,12 @@ describe("DNS block and allow lists", () => {
     assert.equal((await rcptFrom("127.0.0.1", "a@guarded.example")).code, 250);
     assert.equal((await rcptFrom("127.0.0.2", "a@open.example")).code, 250);
     assert.ok(dns.queries.includes("A 2.0.0.127.bl.test"));
+  });
+
+  it("fails open by default when a list cannot answer, or temp-fails where the domain asks", async () => {
+    const careful = await rcptFrom("127.0.0.1", "a@careful.example");
+    assert.equal(careful.code, 451);
+    assert.equal(careful.status, "4.7.1");
+    assert.equal((await rcptFrom("127.0.0.1", "a@trusting.example")).code, 250);
   });
 });

@@ -319,15 +319,16 @@ describe("parseRelayDomain: spec.greylisting", () => {
 
 describe("parseRelayDomain: spec.dnsbl", () => {
   it("has no lists by default and takes normalised zones", () => {
-    assert.deepEqual(parseRelayDomain(doc({})).dnsbl, { zones: [], allowZones: [] });
-    assert.deepEqual(parseRelayDomain(doc({ dnsbl: { zones: ["ZEN.Spamhaus.org"], allowZones: ["list.dnswl.org"] } })).dnsbl, {
-      zones: ["zen.spamhaus.org"], allowZones: ["list.dnswl.org"],
+    assert.deepEqual(parseRelayDomain(doc({})).dnsbl, { zones: [], allowZones: [], onError: "accept" });
+    assert.deepEqual(parseRelayDomain(doc({ dnsbl: { zones: ["ZEN.Spamhaus.org"], allowZones: ["list.dnswl.org"], onError: "tempfail" } })).dnsbl, {
+      zones: ["zen.spamhaus.org"], allowZones: ["list.dnswl.org"], onError: "tempfail",
     });
   });
   it("refuses what is not a zone", () => {
     assertConfigError(doc({ dnsbl: { zones: ["not a zone"] } }), "spec.dnsbl.zones[0]");
     assertConfigError(doc({ dnsbl: { zones: "zen.spamhaus.org" } }), "spec.dnsbl.zones");
     assertConfigError(doc({ dnsbl: { block: [] } }), "spec.dnsbl.block", /not a known field/);
+    assertConfigError(doc({ dnsbl: { onError: "reject" } }), "spec.dnsbl.onError");
   });
 });
 

@@ -78,6 +78,8 @@ export interface DnsListPolicy {
   zones: string[];
   /** Allow lists: a client listed here skips the block lists. */
   allowZones: string[];
+  /** A block list cannot be asked (timeout, SERVFAIL): accept (fail open) or temp-fail. */
+  onError: "accept" | "tempfail";
 }
 
 /** spec.recipients.verify: callouts to the primary (RCPT TO) and how long their answers count. */
@@ -390,8 +392,12 @@ function domainList(value: unknown, path: string): string[] {
 
 function parseDnsLists(spec: Obj): DnsListPolicy {
   const lists = objectAt(spec, "dnsbl", "spec") ?? {};
-  rejectUnknownKeys(lists, ["zones", "allowZones"], "spec.dnsbl");
-  return { zones: domainList(lists.zones, "spec.dnsbl.zones"), allowZones: domainList(lists.allowZones, "spec.dnsbl.allowZones") };
+  rejectUnknownKeys(lists, ["zones", "allowZones", "onError"], "spec.dnsbl");
+  return {
+    zones: domainList(lists.zones, "spec.dnsbl.zones"),
+    allowZones: domainList(lists.allowZones, "spec.dnsbl.allowZones"),
+    onError: oneOf(lists.onError, ["accept", "tempfail"] as const, "accept", "spec.dnsbl.onError"),
+  };
 }
 
 function parseCidr(value: unknown, path: string): string {

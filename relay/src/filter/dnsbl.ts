@@ -46,8 +46,11 @@ export class DnsListFilter implements RecipientFilter {
     for (const zone of policy.allowZones) {
       if (await this.listed(rcpt.clientAddress, zone)) return { action: "continue" };
     }
+    let unanswered: string | undefined;
     for (const zone of policy.zones) {
-      if (await this.listed(rcpt.clientAddress, zone)) {
+      const listed = await this.listed(rcpt.clientAddress, zone);
+      if (listed === undefined) unanswered ??= zone;
+      if (listed) {
         const client = rcpt.clientAddress.replace(/^::ffff:(?=\d+\.)/, "");
         return {
           action: "reject", reason: `client listed in ${zone}`,
@@ -55,10 +58,17 @@ export class DnsListFilter implements RecipientFilter {
         };
       }
     }
+    if (unanswered && policy.onError === "tempfail") {
+      return {
+        action: "tempfail", reason: `${unanswered} could not be asked`,
+        reply: { code: 451, enhanced: "4.7.1", text: "Client host check unavailable, try again later" },
+      };
+    }
     return { action: "continue" };
   }
 
-  private async listed(address: string, zone: string): Promise<boolean> {
+  /** true: listed; false: not listed; undefined: the list could not be asked. */
+  private async listed(address: string, zone: string): Promise<boolean | undefined> {
     const query = `${reversedAddress(address)}.${zone}`;
     const now = Date.now();
     const cached = this.cache.get(query);
@@ -70,8 +80,11 @@ export class DnsListFilter implements RecipientFilter {
       if (!listed) this.log.warn("DNS list answered with an error code; not treated as a listing", { zone, answers });
     } catch (err) {
       const code = (err as { code?: string }).code;
-      // Not listed, or the list cannot be asked now: neither is a reason to refuse mail.
-      if (code !== "ENOTFOUND" && code !== "ENODATA") this.log.warn("DNS list lookup failed", { zone, error: err });
+      if (code !== "ENOTFOUND" && code !== "ENODATA") {
+        // The list cannot be asked now; not cached, so the next recipient asks again.
+        this.log.warn("DNS list lookup failed", { zone, error: err });
+        return undefined;
+      }
     }
     if (this.cache.size > 50_000) this.cache.clear();
     this.cache.set(query, { listed, until: now + CACHE_MS });
