@@ -141,3 +141,32 @@ export async function sendMail(port: number, envelope: { from: string; to: strin
 export function simpleMessage(subject: string, id: string, body = "Hello.\r\n"): string {
   return `From: sender@client.test\r\nTo: someone@example.com\r\nSubject: ${subject}\r\nMessage-ID: <${id}@client.test>\r\nDate: ${new Date().toUTCString()}\r\n\r\n${body}`;
 }
+
+export interface RcptProbe {
+  from: string;
+  to: string[];
+  /** The client's own address (another 127.0.0.0/8 address looks like another host). */
+  client?: string;
+  helo?: string;
+}
+
+/** EHLO, MAIL FROM and one RCPT TO per address; returns the RCPT replies and hangs up. */
+export async function rcptReplies(port: number, probe: RcptProbe): Promise<Reply[]> {
+  const { dialogue } = await SmtpDialogue.open(port, "127.0.0.1", probe.client);
+  try {
+    await dialogue.command(`EHLO ${probe.helo ?? "client.test"}`);
+    await dialogue.command(`MAIL FROM:<${probe.from}>`);
+    const replies: Reply[] = [];
+    for (const to of probe.to) replies.push(await dialogue.command(`RCPT TO:<${to}>`));
+    return replies;
+  } finally {
+    dialogue.destroy();
+  }
+}
+
+/** The reply to a single RCPT TO (see rcptReplies). */
+export async function rcptReply(port: number, probe: Omit<RcptProbe, "to"> & { to: string }): Promise<Reply> {
+  const [reply] = await rcptReplies(port, { ...probe, to: [probe.to] });
+  if (!reply) throw new Error("no reply to RCPT");
+  return reply;
+}

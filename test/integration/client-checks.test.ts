@@ -7,7 +7,7 @@ import { after, before, describe, it } from "node:test";
 import { startDnsServer, type TestDnsServer } from "../harness/dns-server.ts";
 import { TestNatsServer } from "../harness/nats-server.ts";
 import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
-import { SmtpDialogue, type Reply } from "../harness/smtp-dialogue.ts";
+import { rcptReply, type Reply } from "../harness/smtp-dialogue.ts";
 import { tempDir } from "../harness/workspace.ts";
 
 describe("client checks: HELO and reverse DNS", () => {
@@ -40,16 +40,9 @@ describe("client checks: HELO and reverse DNS", () => {
     await dns?.close();
   });
 
-  async function rcpt(client: string, helo: string, to: string): Promise<Reply> {
-    const { dialogue } = await SmtpDialogue.open(relay.smtpPort, "127.0.0.1", client);
-    try {
-      await dialogue.command(`EHLO ${helo}`);
-      await dialogue.command("MAIL FROM:<s@client.test>");
-      return await dialogue.command(`RCPT TO:<${to}>`);
-    } finally {
-      dialogue.destroy();
-    }
-  }
+  const rcpt = (client: string, helo: string, to: string): Promise<Reply> =>
+    rcptReply(relay.smtpPort, { client, helo, from: "s@client.test", to });
+
 
   it("refuses a HELO with this relay's own name, unless the domain allows it", async () => {
     const forged = await rcpt("127.0.0.51", "backup-mx.test", "a@example.com");

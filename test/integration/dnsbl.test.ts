@@ -7,7 +7,7 @@ import { after, before, describe, it } from "node:test";
 import { startDnsServer, type TestDnsServer } from "../harness/dns-server.ts";
 import { TestNatsServer } from "../harness/nats-server.ts";
 import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
-import { SmtpDialogue, type Reply } from "../harness/smtp-dialogue.ts";
+import { rcptReply, type Reply } from "../harness/smtp-dialogue.ts";
 import { tempDir } from "../harness/workspace.ts";
 
 describe("DNS block and allow lists", () => {
@@ -42,16 +42,8 @@ describe("DNS block and allow lists", () => {
     await dns?.close();
   });
 
-  async function rcptFrom(client: string, to: string): Promise<Reply> {
-    const { dialogue } = await SmtpDialogue.open(relay.smtpPort, "127.0.0.1", client);
-    try {
-      await dialogue.command("EHLO client.test");
-      await dialogue.command("MAIL FROM:<s@client.test>");
-      return await dialogue.command(`RCPT TO:<${to}>`);
-    } finally {
-      dialogue.destroy();
-    }
-  }
+  const rcptFrom = (client: string, to: string): Promise<Reply> => rcptReply(relay.smtpPort, { client, from: "s@client.test", to });
+
 
   it("refuses a listed client with 554 5.7.1 naming the list", async () => {
     const reply = await rcptFrom("127.0.0.2", "a@guarded.example");

@@ -6,20 +6,11 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { TestNatsServer } from "../harness/nats-server.ts";
 import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
-import { SmtpDialogue, type Reply } from "../harness/smtp-dialogue.ts";
+import { rcptReply, type Reply } from "../harness/smtp-dialogue.ts";
 import { TestPrimary } from "../harness/test-primary.ts";
 import { eventually, tempDir } from "../harness/workspace.ts";
 
-async function rcpt(port: number, from: string, to: string): Promise<Reply> {
-  const { dialogue } = await SmtpDialogue.open(port);
-  try {
-    await dialogue.command("EHLO client.test");
-    await dialogue.command(`MAIL FROM:<${from}>`);
-    return await dialogue.command(`RCPT TO:<${to}>`);
-  } finally {
-    dialogue.destroy();
-  }
-}
+const rcpt = (port: number, from: string, to: string): Promise<Reply> => rcptReply(port, { from, to });
 
 describe("greylisting (NATS KV, two relays)", () => {
   const dir = tempDir("greylisting");

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { TestNatsServer } from "../harness/nats-server.ts";
 import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
-import { SmtpDialogue, type Reply } from "../harness/smtp-dialogue.ts";
+import { rcptReply, type Reply } from "../harness/smtp-dialogue.ts";
 import { tempDir } from "../harness/workspace.ts";
 
 describe("rate limits (JetStream counters, two relays)", () => {
@@ -35,16 +35,9 @@ describe("rate limits (JetStream counters, two relays)", () => {
     await nats?.stop();
   });
 
-  async function rcpt(relay: RelayProcess, client: string, to: string): Promise<Reply> {
-    const { dialogue } = await SmtpDialogue.open(relay.smtpPort, "127.0.0.1", client);
-    try {
-      await dialogue.command("EHLO client.test");
-      await dialogue.command("MAIL FROM:<s@sender.test>");
-      return await dialogue.command(`RCPT TO:<${to}>`);
-    } finally {
-      dialogue.destroy();
-    }
-  }
+  const rcpt = (relay: RelayProcess, client: string, to: string): Promise<Reply> =>
+    rcptReply(relay.smtpPort, { client, from: "s@sender.test", to });
+
 
   it("counts one client's recipients across both relays", async () => {
     const codes = [

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { TestNatsServer } from "../harness/nats-server.ts";
 import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
-import { SmtpDialogue, type Reply } from "../harness/smtp-dialogue.ts";
+import { rcptReplies, type Reply } from "../harness/smtp-dialogue.ts";
 import { TestPrimary } from "../harness/test-primary.ts";
 import { tempDir } from "../harness/workspace.ts";
 
@@ -41,18 +41,8 @@ describe("recipient verification (callout to the primary)", () => {
     await nats?.stop();
   });
 
-  async function rcpts(...addresses: string[]): Promise<Reply[]> {
-    const { dialogue } = await SmtpDialogue.open(relay.smtpPort);
-    try {
-      await dialogue.command("EHLO client.test");
-      await dialogue.command("MAIL FROM:<s@client.test>");
-      const replies: Reply[] = [];
-      for (const address of addresses) replies.push(await dialogue.command(`RCPT TO:<${address}>`));
-      return replies;
-    } finally {
-      dialogue.destroy();
-    }
-  }
+  const rcpts = (...addresses: string[]): Promise<Reply[]> => rcptReplies(relay.smtpPort, { from: "s@client.test", to: addresses });
+
 
   it("accepts known recipients and refuses unknown ones with 550 5.1.1, asking the primary once", async () => {
     const [alice, zed] = await rcpts("alice@verify.example", "zed@verify.example");

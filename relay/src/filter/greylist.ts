@@ -5,11 +5,11 @@
 
 import { createHash } from "node:crypto";
 import { BlockList, isIPv6 } from "node:net";
-import { Kvm, type KV } from "@nats-io/kv";
 import type { GreylistPolicy } from "../config/relay-domain.ts";
 import type { Logger } from "../log.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
 import type { RecipientFilter, RecipientUnderCheck, Verdict } from "./filter.ts";
+import { SharedBucket } from "./shared-bucket.ts";
 
 export const GREYLIST_BUCKET = "mxw-greylist";
 /** The bucket's own limit; each entry carries its shorter TTL. */
@@ -39,16 +39,13 @@ function seconds(ms: number): string {
 export class GreylistFilter implements RecipientFilter {
   readonly name = "greylist";
   readonly stage = "rcpt" as const;
-  private kv: Promise<KV> | undefined;
+  private readonly store: SharedBucket;
   private readonly allowLists = new WeakMap<GreylistPolicy, BlockList>();
-  private readonly queue: QueueConnection;
-  private readonly replicas: number;
   private readonly policyFor: (domain: string) => GreylistPolicy | undefined;
   private readonly log: Logger;
 
   constructor(queue: QueueConnection, replicas: number, policyFor: (domain: string) => GreylistPolicy | undefined, log: Logger) {
-    this.queue = queue;
-    this.replicas = replicas;
+    this.store = new SharedBucket(queue, GREYLIST_BUCKET, replicas, BUCKET_MAX_AGE_MS);
     this.policyFor = policyFor;
     this.log = log.child({ component: "greylist" });
   }
@@ -59,7 +56,7 @@ export class GreylistFilter implements RecipientFilter {
     const network = clientNetwork(rcpt.clientAddress);
     const senderDomain = rcpt.sender.slice(rcpt.sender.lastIndexOf("@") + 1);
     try {
-      const kv = await this.bucket();
+      const kv = await this.store.open();
       const allowKey = key("a", network, senderDomain);
       if (await kv.get(allowKey)) return { action: "continue" };
       const tripletKey = key("t", network, rcpt.sender, rcpt.recipient);
@@ -76,7 +73,7 @@ export class GreylistFilter implements RecipientFilter {
       return { action: "continue" };
     } catch (err) {
       // Greylisting only delays; without its store it steps aside rather than refuse mail.
-      this.kv = undefined;
+      this.store.reset();
       this.log.warn("greylist store unavailable; passing the recipient", { error: err });
       return { action: "continue" };
     }
@@ -104,13 +101,5 @@ export class GreylistFilter implements RecipientFilter {
     }
     const plain = rcpt.clientAddress.replace(/^::ffff:(?=\d+\.)/, "");
     return list.check(plain, isIPv6(plain) ? "ipv6" : "ipv4");
-  }
-
-  private bucket(): Promise<KV> {
-    this.kv ??= (async () => {
-      const { js } = this.queue.get();
-      return new Kvm(js).create(GREYLIST_BUCKET, { history: 1, replicas: this.replicas, ttl: BUCKET_MAX_AGE_MS, markerTTL: 60_000 });
-    })();
-    return this.kv;
   }
 }

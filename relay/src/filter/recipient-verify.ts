@@ -6,13 +6,13 @@
 // faster than its cache fills.
 
 import { createHash } from "node:crypto";
-import { Kvm, type KV } from "@nats-io/kv";
 import type { DomainPolicy } from "../config/relay-domain.ts";
 import type { NextHopResolver } from "../deliver/next-hop.ts";
 import type { Logger } from "../log.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
 import { rcptCallout, type CalloutResult } from "./callout.ts";
 import type { RecipientFilter, RecipientUnderCheck, Verdict } from "./filter.ts";
+import { SharedBucket } from "./shared-bucket.ts";
 
 export const RECIPIENT_CACHE_BUCKET = "mxw-recipients";
 const BUCKET_MAX_AGE_MS = 31 * 86_400_000;
@@ -53,17 +53,16 @@ export interface RecipientVerifyOptions {
 export class RecipientVerifyFilter implements RecipientFilter {
   readonly name = "recipient_verify";
   readonly stage = "rcpt" as const;
-  private kv: Promise<KV> | undefined;
+  private readonly cache: SharedBucket;
   private readonly budget: CalloutBudget;
   private readonly options: RecipientVerifyOptions;
-  private readonly queue: QueueConnection;
   private readonly routes: NextHopResolver;
   private readonly policyFor: (domain: string) => DomainPolicy | undefined;
   private readonly log: Logger;
 
   constructor(options: RecipientVerifyOptions, queue: QueueConnection, routes: NextHopResolver, policyFor: (domain: string) => DomainPolicy | undefined, log: Logger) {
     this.options = options;
-    this.queue = queue;
+    this.cache = new SharedBucket(queue, RECIPIENT_CACHE_BUCKET, options.replicas, BUCKET_MAX_AGE_MS);
     this.routes = routes;
     this.policyFor = policyFor;
     this.budget = new CalloutBudget(options.calloutRate, options.calloutBurst);
@@ -75,7 +74,7 @@ export class RecipientVerifyFilter implements RecipientFilter {
     if (policy?.recipients.mode !== "verify") return { action: "continue" };
     const verify = policy.recipients.verify;
     const cacheKey = `r.${createHash("sha256").update(rcpt.recipient.toLowerCase()).digest("hex").slice(0, 40)}`;
-    const kv = await this.bucket().catch(() => undefined);
+    const kv = await this.cache.open().catch(() => undefined);
     const cached = await kv?.get(cacheKey).catch(() => null);
     if (cached && cached.operation === "PUT") return this.answer(cached.string() === EXISTS ? "exists" : "unknown");
 
@@ -120,16 +119,5 @@ export class RecipientVerifyFilter implements RecipientFilter {
       if (last.answer !== "unavailable") return last;
     }
     return last;
-  }
-
-  private bucket(): Promise<KV> {
-    this.kv ??= (async () => {
-      const { js } = this.queue.get();
-      return new Kvm(js).create(RECIPIENT_CACHE_BUCKET, { history: 1, replicas: this.options.replicas, ttl: BUCKET_MAX_AGE_MS, markerTTL: 60_000 });
-    })().catch((err: unknown) => {
-      this.kv = undefined;
-      throw err;
-    });
-    return this.kv;
   }
 }
