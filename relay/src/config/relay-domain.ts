@@ -202,6 +202,16 @@ export function normaliseDomain(input: string): string | undefined {
   return ascii.join(".");
 }
 
+/** A byte size such as "25Mi" from 1 KiB up to the message size limit. */
+function parseSizeField(value: unknown, path: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const parsed = typeof value === "number" || typeof value === "string" ? parseByteSize(value) : undefined;
+  if (parsed === undefined || parsed < 1024 || parsed > MAX_MESSAGE_BYTES_LIMIT) {
+    throw new ConfigError(path, `must be a size from 1Ki to 200Mi such as "25Mi"`);
+  }
+  return parsed;
+}
+
 function parseDurationField(value: unknown, path: string, fallback: number): number {
   if (value === undefined) return fallback;
   const ms = typeof value === "string" ? parseDuration(value) : undefined;
@@ -295,15 +305,7 @@ export function parseRelayDomain(doc: unknown): DomainPolicy {
   const verifyCertificate = tls?.verifyCertificate ?? tlsMode === "required";
   if (typeof verifyCertificate !== "boolean") throw new ConfigError("spec.primary.tls.verifyCertificate", "must be true or false");
 
-  let maxMessageBytes: number = DEFAULTS.maxMessageBytes;
-  if (spec.maxMessageSize !== undefined) {
-    const parsed = typeof spec.maxMessageSize === "number" || typeof spec.maxMessageSize === "string"
-      ? parseByteSize(spec.maxMessageSize) : undefined;
-    if (parsed === undefined || parsed < 1024 || parsed > MAX_MESSAGE_BYTES_LIMIT) {
-      throw new ConfigError("spec.maxMessageSize", `must be a size from 1Ki to 200Mi such as "25Mi"`);
-    }
-    maxMessageBytes = parsed;
-  }
+  const maxMessageBytes = parseSizeField(spec.maxMessageSize, "spec.maxMessageSize", DEFAULTS.maxMessageBytes);
 
   const queue = objectAt(spec, "queue", "spec") ?? {};
   rejectUnknownKeys(queue, ["lifetime", "retry"], "spec.queue");
@@ -415,8 +417,7 @@ function parseGreylisting(spec: Obj): GreylistPolicy {
   const grey = objectAt(spec, "greylisting", "spec") ?? {};
   const path = "spec.greylisting";
   rejectUnknownKeys(grey, ["enabled", "delay", "expiry", "autoAllow", "allowClients", "allowSenderDomains"], path);
-  const enabled = grey.enabled ?? false;
-  if (typeof enabled !== "boolean") throw new ConfigError(`${path}.enabled`, "must be true or false");
+  const enabled = flag(grey.enabled, false, `${path}.enabled`);
   const delayMs = parseDurationField(grey.delay, `${path}.delay`, DEFAULTS.greylistDelayMs);
   const expiryMs = parseDurationField(grey.expiry, `${path}.expiry`, DEFAULTS.greylistExpiryMs);
   const autoAllowMs = parseDurationField(grey.autoAllow, `${path}.autoAllow`, DEFAULTS.greylistAutoAllowMs);
@@ -448,15 +449,13 @@ function optionalScore(value: unknown, path: string): number | undefined {
 function parseAntispam(spec: Obj): AntispamPolicy {
   const antispam = objectAt(spec, "antispam", "spec") ?? {};
   rejectUnknownKeys(antispam, ["enabled", "onError", "rejectScore", "addHeaderScore"], "spec.antispam");
-  const enabled = antispam.enabled ?? true;
-  if (typeof enabled !== "boolean") throw new ConfigError("spec.antispam.enabled", "must be true or false");
   const rejectScore = optionalScore(antispam.rejectScore, "spec.antispam.rejectScore");
   const addHeaderScore = optionalScore(antispam.addHeaderScore, "spec.antispam.addHeaderScore");
   if (rejectScore !== undefined && addHeaderScore !== undefined && addHeaderScore > rejectScore) {
     throw new ConfigError("spec.antispam.addHeaderScore", "must not be above rejectScore");
   }
   return {
-    enabled,
+    enabled: flag(antispam.enabled, true, "spec.antispam.enabled"),
     onError: oneOf(antispam.onError, ["tempfail", "accept"] as const, "tempfail", "spec.antispam.onError"),
     rejectScore,
     addHeaderScore,
@@ -474,21 +473,10 @@ function oneOf<T extends string>(value: unknown, allowed: readonly T[], fallback
 function parseAntivirus(spec: Obj): AntivirusPolicy {
   const antivirus = objectAt(spec, "antivirus", "spec") ?? {};
   rejectUnknownKeys(antivirus, ["enabled", "onError", "maxScanSize", "onOversize"], "spec.antivirus");
-  const enabled = antivirus.enabled ?? true;
-  if (typeof enabled !== "boolean") throw new ConfigError("spec.antivirus.enabled", "must be true or false");
-  let maxScanBytes: number = DEFAULTS.maxScanBytes;
-  if (antivirus.maxScanSize !== undefined) {
-    const parsed = typeof antivirus.maxScanSize === "number" || typeof antivirus.maxScanSize === "string"
-      ? parseByteSize(antivirus.maxScanSize) : undefined;
-    if (parsed === undefined || parsed < 1024 || parsed > MAX_MESSAGE_BYTES_LIMIT) {
-      throw new ConfigError("spec.antivirus.maxScanSize", `must be a size from 1Ki to 200Mi such as "25Mi"`);
-    }
-    maxScanBytes = parsed;
-  }
   return {
-    enabled,
+    enabled: flag(antivirus.enabled, true, "spec.antivirus.enabled"),
     onError: oneOf(antivirus.onError, ["tempfail", "accept"] as const, "tempfail", "spec.antivirus.onError"),
-    maxScanBytes,
+    maxScanBytes: parseSizeField(antivirus.maxScanSize, "spec.antivirus.maxScanSize", DEFAULTS.maxScanBytes),
     onOversize: oneOf(antivirus.onOversize, ["accept", "tempfail", "reject"] as const, "accept", "spec.antivirus.onOversize"),
   };
 }
