@@ -322,7 +322,7 @@ export class SmtpReceiver {
           open: () => body.open(),
         });
       } catch (err) {
-        log.warn("could not read the stored message for filtering; answered 451", { error: err });
+        log.warn("filtering failed (stored message unreadable or a filter broke); answered 451", { error: err });
         await purgePartial();
         throw this.refuse(replies.queueUnavailable, "messages");
       }
