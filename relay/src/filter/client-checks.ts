@@ -49,8 +49,7 @@ export class ClientCheckFilter implements RecipientFilter {
     return { action: "continue" };
   }
 
-  private async forwardConfirmed(address: string): Promise<boolean> {
-    const plain = address.replace(/^::ffff:(?=\d+\.)/, "");
+  private async forwardConfirmed(plain: string): Promise<boolean> {
     const cached = this.fcrdnsCache.get(plain);
     if (cached && cached.until > Date.now()) return cached.confirmed;
     let confirmed = false;

@@ -6,19 +6,16 @@ import type { Resolver } from "node:dns/promises";
 import { isIPv6 } from "node:net";
 import type { DnsListPolicy } from "../config/relay-domain.ts";
 import type { Logger } from "../log.ts";
+import { ipv6Groups, plainAddress } from "./client-address.ts";
 import type { RecipientFilter, RecipientUnderCheck, Verdict } from "./filter.ts";
 
 const CACHE_MS = 300_000;
 
 /** The label sequence a DNS list is queried with: reversed octets, or reversed nibbles for IPv6. */
 export function reversedAddress(address: string): string {
-  const plain = address.replace(/^::ffff:(?=\d+\.)/, "");
+  const plain = plainAddress(address);
   if (!isIPv6(plain)) return plain.split(".").reverse().join(".");
-  const [head = "", tail = ""] = plain.includes("::") ? plain.split("::") : [plain, ""];
-  const headGroups = head.split(":").filter(Boolean);
-  const tailGroups = tail.split(":").filter(Boolean);
-  const groups = [...headGroups, ...Array(8 - headGroups.length - tailGroups.length).fill("0"), ...tailGroups];
-  return groups.map((g) => g.padStart(4, "0")).join("").split("").reverse().join(".");
+  return ipv6Groups(plain).map((g) => g.padStart(4, "0")).join("").split("").reverse().join(".");
 }
 
 /** A DNS list answer that means "listed" (not an error code of the list). */
@@ -51,10 +48,9 @@ export class DnsListFilter implements RecipientFilter {
       const listed = await this.listed(rcpt.clientAddress, zone);
       if (listed === undefined) unanswered ??= zone;
       if (listed) {
-        const client = rcpt.clientAddress.replace(/^::ffff:(?=\d+\.)/, "");
         return {
           action: "reject", reason: `client listed in ${zone}`,
-          reply: { code: 554, enhanced: "5.7.1", text: `Client host [${client}] blocked using ${zone}` },
+          reply: { code: 554, enhanced: "5.7.1", text: `Client host [${rcpt.clientAddress}] blocked using ${zone}` },
         };
       }
     }

@@ -16,6 +16,7 @@ export type Verdict =
 /** The message as a DATA-stage filter sees it: already stored, readable as often as needed. */
 export interface MessageUnderScan {
   queueId: string;
+  /** Plain client address: an IPv4-mapped IPv6 address is given as IPv4. */
   clientAddress: string;
   heloName: string;
   sender: string;
@@ -36,6 +37,7 @@ export interface MessageFilter {
 
 /** One accepted-so-far recipient, as a RCPT-stage filter sees it. */
 export interface RecipientUnderCheck {
+  /** Plain client address: an IPv4-mapped IPv6 address is given as IPv4. */
   clientAddress: string;
   heloName: string;
   sender: string;

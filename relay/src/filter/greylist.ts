@@ -8,6 +8,7 @@ import { BlockList, isIPv6 } from "node:net";
 import type { GreylistPolicy } from "../config/relay-domain.ts";
 import type { Logger } from "../log.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
+import { ipv6Groups, plainAddress } from "./client-address.ts";
 import type { RecipientFilter, RecipientUnderCheck, Verdict } from "./filter.ts";
 import { SharedBucket } from "./shared-bucket.ts";
 
@@ -17,13 +18,9 @@ const BUCKET_MAX_AGE_MS = 61 * 86_400_000;
 
 /** The /24 (IPv4) or /64 (IPv6) a client address belongs to: senders retry from pools. */
 export function clientNetwork(address: string): string {
-  const plain = address.replace(/^::ffff:(?=\d+\.)/, "");
+  const plain = plainAddress(address);
   if (isIPv6(plain)) {
-    const groups = plain.split("::");
-    const head = (groups[0] ?? "").split(":").filter(Boolean);
-    const tail = groups.length > 1 ? (groups[1] ?? "").split(":").filter(Boolean) : [];
-    const full = [...head, ...Array(8 - head.length - tail.length).fill("0"), ...tail];
-    return `${full.slice(0, 4).map((g) => Number.parseInt(g, 16).toString(16)).join(":")}::/64`;
+    return `${ipv6Groups(plain).slice(0, 4).map((g) => Number.parseInt(g, 16).toString(16)).join(":")}::/64`;
   }
   return `${plain.split(".").slice(0, 3).join(".")}.0/24`;
 }
@@ -99,7 +96,6 @@ export class GreylistFilter implements RecipientFilter {
       }
       this.allowLists.set(policy, list);
     }
-    const plain = rcpt.clientAddress.replace(/^::ffff:(?=\d+\.)/, "");
-    return list.check(plain, isIPv6(plain) ? "ipv6" : "ipv4");
+    return list.check(rcpt.clientAddress, isIPv6(rcpt.clientAddress) ? "ipv6" : "ipv4");
   }
 }

@@ -35,7 +35,7 @@ export class SenderAuthFilter implements MessageFilter {
     const policies = message.domains.map(this.policyFor).filter((p): p is SenderAuthPolicy => p?.enabled === true);
     if (policies.length === 0) return { action: "continue" };
     const result = await authenticate(message.open(), {
-      ip: message.clientAddress.replace(/^::ffff:(?=\d+\.)/, ""),
+      ip: message.clientAddress,
       helo: message.heloName,
       sender: message.sender,
       mta: this.hostname,

@@ -7,6 +7,7 @@ import type { Readable } from "node:stream";
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from "smtp-server";
 import type { DomainStore } from "../config/domain-store.ts";
 import type { DomainPolicy } from "../config/relay-domain.ts";
+import { plainAddress } from "../filter/client-address.ts";
 import type { FilterPipeline } from "../filter/pipeline.ts";
 import type { Logger } from "../log.ts";
 import type { RejectReason, RelayMetrics } from "../metrics.ts";
@@ -225,7 +226,7 @@ export class SmtpReceiver {
     };
     if (!this.filters.hasRecipientFilters) return accept();
     this.filters.runRcpt({
-      clientAddress: session.remoteAddress,
+      clientAddress: plainAddress(session.remoteAddress),
       heloName: session.hostNameAppearsAs,
       sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
       recipient: verdict.address,
@@ -313,7 +314,7 @@ export class SmtpReceiver {
         if (!body) throw new Error("stored body not found");
         result = await this.filters.runData({
           queueId: mainId,
-          clientAddress: session.remoteAddress,
+          clientAddress: plainAddress(session.remoteAddress),
           heloName: session.hostNameAppearsAs,
           sender,
           recipients: groups.flatMap((g) => g.recipients),
