@@ -10,7 +10,6 @@
 //
 // Usage: make bench [BENCH_MESSAGES=2000]
 
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { TestNatsServer } from "../test/harness/nats-server.ts";
 import { measureDeferredBacklog } from "./deferred-backlog.ts";
@@ -19,7 +18,7 @@ import { startDnsServer } from "../test/harness/dns-server.ts";
 import { TestRspamd } from "../test/harness/rspamd.ts";
 import { SmtpSink, smtpSource } from "../test/harness/postfix-tools.ts";
 import { RelayProcess, writeDomains } from "../test/harness/relay-process.ts";
-import { eventually, tempDir } from "../test/harness/workspace.ts";
+import { eventually, peakRss, tempDir } from "../test/harness/workspace.ts";
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 2000);
 const SESSIONS = 20;
@@ -49,11 +48,6 @@ function histogramMeans(metricsText: string, name: string, label?: string): Reco
   const means: Record<string, number> = {};
   for (const [key, sum] of sums) means[key] = (sum / (counts.get(key) || 1)) * 1000;
   return means;
-}
-
-function peakRssMiB(pid: number): number {
-  const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return Number(match?.[1] ?? 0) / 1024;
 }
 
 /** p99 of a Prometheus histogram from its cumulative buckets (upper bound of the bucket). */
@@ -96,7 +90,7 @@ async function runScenario(scenario: string, syncAlways: boolean, filters = fals
       endToEndPerSecond: MESSAGES / (endToEndMs / 1000),
       acceptMeanMs: histogramMeans(metrics, "mxwarden_accept_duration_seconds").all ?? NaN,
       acceptP99Ms: histogramP99(metrics, "mxwarden_accept_duration_seconds"),
-      peakRssMiB: peakRssMiB(relay.process.pid),
+      peakRssMiB: peakRss(relay.process.pid) / 2 ** 20,
       filterMeanMs: histogramMeans(metrics, "mxwarden_filter_duration_seconds", "filter"),
     };
   } finally {

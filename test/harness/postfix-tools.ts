@@ -4,24 +4,15 @@
 import { execFile } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { connect } from "node:net";
 import { join } from "node:path";
 import { TestProcess } from "./child.ts";
-import { eventually, freePort } from "./workspace.ts";
+import { eventually, freePort, portOpen } from "./workspace.ts";
 
 function postfixTool(name: string): string {
   for (const dir of ["/usr/sbin", "/usr/bin", "/usr/lib/postfix"]) {
     if (existsSync(join(dir, name))) return join(dir, name);
   }
   throw new Error(`${name} not found; run 'make deps' (Debian package postfix)`);
-}
-
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: "127.0.0.1", port });
-    socket.once("connect", () => { socket.destroy(); resolve(true); });
-    socket.once("error", () => resolve(false));
-  });
 }
 
 export class SmtpSink {

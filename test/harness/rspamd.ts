@@ -2,21 +2,12 @@
 // logging and action thresholds, and a DNS server that does not exist so nothing leaves the host.
 
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
-import { connect } from "node:net";
 import { join } from "node:path";
 import { TestProcess } from "./child.ts";
-import { eventually, freePort } from "./workspace.ts";
+import { eventually, freePort, portOpen } from "./workspace.ts";
 
 /** The GTUBE test string every spam filter flags. */
 export const GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-" + "ANTI-UBE-TEST-EMAIL*C.34X";
-
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: "127.0.0.1", port });
-    socket.once("connect", () => { socket.destroy(); resolve(true); });
-    socket.once("error", () => resolve(false));
-  });
-}
 
 export class TestRspamd {
   readonly port: number;

@@ -1,7 +1,8 @@
 // Scratch directories and free ports for tests. Directories live under .tmp/ in the repository
 // (git ignores it) so that a failed run leaves its logs where a developer can read them.
 
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { connect } from "node:net";
 import { join, resolve } from "node:path";
 
 export const repoRoot = resolve(import.meta.dirname, "../..");
@@ -15,6 +16,21 @@ export function tempDir(prefix: string): { path: string; remove(): void } {
 
 /** A loopback TCP port nobody listens on right now (the relay's own helper). */
 export { freeLoopbackPort as freePort } from "../../relay/src/queue/embedded-nats.ts";
+
+/** True when something accepts TCP connections on this loopback port. */
+export function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: "127.0.0.1", port });
+    socket.once("connect", () => { socket.destroy(); resolve(true); });
+    socket.once("error", () => resolve(false));
+  });
+}
+
+/** Peak resident memory of a process so far (VmHWM), in bytes. */
+export function peakRss(pid: number): number {
+  const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return Number(match?.[1] ?? 0) * 1024;
+}
 
 /** Poll `check` until it returns a value other than undefined/false, or fail after `timeoutMs`. */
 export async function eventually<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000, intervalMs = 100): Promise<T> {

@@ -3,20 +3,14 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { TestNatsServer } from "../harness/nats-server.ts";
 import { RelayProcess, relayDomainYaml, writeDomains } from "../harness/relay-process.ts";
 import { SmtpDialogue, sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
 import { TestPrimary, headerValue } from "../harness/test-primary.ts";
-import { eventually, tempDir } from "../harness/workspace.ts";
-
-/** Peak resident memory of a process so far (VmHWM), in bytes. */
-function peakRss(pid: number): number {
-  const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return Number(match?.[1] ?? 0) * 1024;
-}
+import { eventually, peakRss, tempDir } from "../harness/workspace.ts";
 
 describe("relay lifecycle", () => {
   it("relays 50 MB and 120 MB messages with memory that does not grow with the message size", async (t) => {
