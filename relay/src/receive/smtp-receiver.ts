@@ -71,10 +71,10 @@ function drain(stream: Readable): Promise<void> {
 export class SmtpReceiver {
   private readonly server: SMTPServer;
   private shuttingDown = false;
-  private readonly openSessions = new Set<string>();
-  /** Open sessions per client address, and the address of each session. */
-  private readonly perClient = new Map<string, number>();
+  /** The client address of every open session (its size is the number of open sessions). */
   private readonly sessionClient = new Map<string, string>();
+  /** Open sessions per client address. */
+  private readonly perClient = new Map<string, number>();
   /** Recipients refused so far in each session (for the tarpit). */
   private readonly refusedRecipients = new WeakMap<SMTPServerSession, number>();
   private readonly idleWaiters: Array<() => void> = [];
@@ -119,7 +119,6 @@ export class SmtpReceiver {
       onConnect: (session, callback) => this.onConnect(session, callback),
       onClose: (session) => {
         this.metrics.activeSessions.dec();
-        this.openSessions.delete(session.id);
         const client = this.sessionClient.get(session.id);
         if (client !== undefined) {
           this.sessionClient.delete(session.id);
@@ -127,7 +126,7 @@ export class SmtpReceiver {
           if (left > 0) this.perClient.set(client, left);
           else this.perClient.delete(client);
         }
-        if (this.openSessions.size === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+        if (this.sessionClient.size === 0) for (const wake of this.idleWaiters.splice(0)) wake();
       },
       onMailFrom: (address, session, callback) => this.onMailFrom(address, session, callback),
       onRcptTo: (address, session, callback) => this.onRcptTo(address, session, callback),
@@ -162,7 +161,7 @@ export class SmtpReceiver {
   async close(): Promise<void> {
     this.shuttingDown = true;
     this.server.server.close();
-    if (this.openSessions.size > 0) {
+    if (this.sessionClient.size > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, this.options.shutdownGraceMs);
         timer.unref();
@@ -179,14 +178,13 @@ export class SmtpReceiver {
   }
 
   private onConnect(session: SMTPServerSession, callback: (err?: Error | null) => void): void {
-    this.openSessions.add(session.id);
-    this.metrics.sessions.inc();
-    this.metrics.activeSessions.inc();
-    if (this.shuttingDown) return callback(this.refuse(replies.shuttingDown, "messages"));
     const client = session.remoteAddress;
     const open = (this.perClient.get(client) ?? 0) + 1;
     this.perClient.set(client, open);
     this.sessionClient.set(session.id, client);
+    this.metrics.sessions.inc();
+    this.metrics.activeSessions.inc();
+    if (this.shuttingDown) return callback(this.refuse(replies.shuttingDown, "messages"));
     if (open > this.options.maxConnectionsPerClient) return callback(this.refuse(replies.tooManyFromHost, "messages"));
     if (this.options.greetPauseMs > 0) setTimeout(() => callback(), this.options.greetPauseMs);
     else callback();
