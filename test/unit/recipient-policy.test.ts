@@ -136,6 +136,20 @@ describe("checkRecipient: open-relay tricks and domain policy", () => {
   });
 });
 
+describe("checkRecipient: a domain being deleted", () => {
+  it("answers 450 4.7.1 so senders keep the mail for the primary", () => {
+    const retiring = parseRelayDomain({
+      apiVersion: "mxwarden.io/v1alpha1", kind: "RelayDomain",
+      metadata: { name: "gone", deletionTimestamp: new Date().toISOString() },
+      spec: { domain: "gone.example" },
+    });
+    const verdict = checkRecipient("alice@gone.example", () => retiring);
+    assert.equal(verdict.accept, false);
+    assert.deepEqual(!verdict.accept && verdict.reply, replies.domainRetiring);
+    assert.equal(replies.domainRetiring.code, 450);
+  });
+});
+
 describe("splitAddress", () => {
   it("splits at the last @", () => {
     assert.deepEqual(splitAddress('"a@b"@example.com'), { localPart: '"a@b"', domain: "example.com" });

@@ -372,3 +372,19 @@ describe("parseRelayDomain: spec.clientChecks", () => {
     assertConfigError(doc({ clientChecks: { fcrdns: true } }), "spec.clientChecks.fcrdns", /not a known field/);
   });
 });
+
+describe("parseRelayDomain: a domain being deleted", () => {
+  it("is retiring from metadata.deletionTimestamp, bounced after the grace period", () => {
+    const policy = parseRelayDomain(doc({ queue: { deletionGracePeriod: "2h" } }, { metadata: { name: "example", deletionTimestamp: "2026-11-23T10:00:00Z" } }));
+    assert.deepEqual(policy.retiring, { sinceMs: Date.parse("2026-11-23T10:00:00Z"), bounceAtMs: Date.parse("2026-11-23T12:00:00Z") });
+  });
+  it("defaults the grace period to one day and is not retiring without a deletionTimestamp", () => {
+    assert.equal(parseRelayDomain(doc({})).retiring, undefined);
+    const policy = parseRelayDomain(doc({}, { metadata: { name: "example", deletionTimestamp: "2026-11-23T10:00:00Z" } }));
+    assert.equal(policy.retiring?.bounceAtMs, Date.parse("2026-11-23T10:00:00Z") + DEFAULTS.deletionGraceMs);
+  });
+  it("refuses a malformed deletionTimestamp and an over-long grace period", () => {
+    assertConfigError(doc({}, { metadata: { name: "example", deletionTimestamp: "yesterday" } }), "metadata.deletionTimestamp");
+    assertConfigError(doc({ queue: { deletionGracePeriod: "31d" } }), "spec.queue.deletionGracePeriod", /30d/);
+  });
+});

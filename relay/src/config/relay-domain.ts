@@ -29,6 +29,11 @@ export interface DomainPolicy {
   recipients: { mode: RecipientMode; localParts: Set<string>; verify: RecipientVerifyPolicy };
   maxMessageBytes: number;
   queueLifetimeMs: number;
+  /**
+   * Set while the RelayDomain is being deleted (metadata.deletionTimestamp, copied by the
+   * operator): new mail is refused at once, queued mail is still delivered until bounceAtMs.
+   */
+  retiring?: { sinceMs: number; bounceAtMs: number } | undefined;
   retry: { initialBackoffMs: number; maxBackoffMs: number };
   antivirus: AntivirusPolicy;
   antispam: AntispamPolicy;
@@ -142,6 +147,7 @@ export const DEFAULTS = {
   greylistAutoAllowMs: 35 * 86_400_000,
   verifyPositiveTtlMs: 86_400_000,
   verifyNegativeTtlMs: 3_600_000,
+  deletionGraceMs: 86_400_000,
 } as const;
 
 /** Upper bound of spec.maxMessageSize; the queue and scanners are sized for it. */
@@ -308,7 +314,7 @@ export function parseRelayDomain(doc: unknown): DomainPolicy {
   const maxMessageBytes = parseSizeField(spec.maxMessageSize, "spec.maxMessageSize", DEFAULTS.maxMessageBytes);
 
   const queue = objectAt(spec, "queue", "spec") ?? {};
-  rejectUnknownKeys(queue, ["lifetime", "retry"], "spec.queue");
+  rejectUnknownKeys(queue, ["lifetime", "retry", "deletionGracePeriod"], "spec.queue");
   const queueLifetimeMs = parseDurationField(queue.lifetime, "spec.queue.lifetime", DEFAULTS.queueLifetimeMs);
   if (queueLifetimeMs > MAX_QUEUE_LIFETIME_MS) throw new ConfigError("spec.queue.lifetime", "must be at most 30d");
   const retry = objectAt(queue, "retry", "spec.queue") ?? {};
@@ -316,6 +322,9 @@ export function parseRelayDomain(doc: unknown): DomainPolicy {
   const initialBackoffMs = parseDurationField(retry.initialBackoff, "spec.queue.retry.initialBackoff", DEFAULTS.initialBackoffMs);
   const maxBackoffMs = parseDurationField(retry.maxBackoff, "spec.queue.retry.maxBackoff", Math.max(DEFAULTS.maxBackoffMs, initialBackoffMs));
   if (maxBackoffMs < initialBackoffMs) throw new ConfigError("spec.queue.retry.maxBackoff", "must not be shorter than initialBackoff");
+  const deletionGraceMs = parseDurationField(queue.deletionGracePeriod, "spec.queue.deletionGracePeriod", DEFAULTS.deletionGraceMs);
+  if (deletionGraceMs > MAX_QUEUE_LIFETIME_MS) throw new ConfigError("spec.queue.deletionGracePeriod", "must be at most 30d");
+  const retiring = parseRetiring(metadata.deletionTimestamp, deletionGraceMs);
 
   return {
     name,
@@ -325,6 +334,7 @@ export function parseRelayDomain(doc: unknown): DomainPolicy {
     recipients: parseRecipients(spec, domain),
     maxMessageBytes,
     queueLifetimeMs,
+    retiring,
     retry: { initialBackoffMs, maxBackoffMs },
     antivirus: parseAntivirus(spec),
     antispam: parseAntispam(spec),
@@ -334,6 +344,13 @@ export function parseRelayDomain(doc: unknown): DomainPolicy {
     rateLimits: parseRateLimits(spec),
     clientChecks: parseClientChecks(spec),
   };
+}
+
+function parseRetiring(deletionTimestamp: unknown, graceMs: number): DomainPolicy["retiring"] {
+  if (deletionTimestamp === undefined || deletionTimestamp === null) return undefined;
+  const sinceMs = typeof deletionTimestamp === "string" ? Date.parse(deletionTimestamp) : Number.NaN;
+  if (Number.isNaN(sinceMs)) throw new ConfigError("metadata.deletionTimestamp", "must be an RFC 3339 time");
+  return { sinceMs, bounceAtMs: sinceMs + graceMs };
 }
 
 function parseClientChecks(spec: Obj): ClientCheckPolicy {

@@ -168,10 +168,10 @@ export class DeliveryWorker {
     const policy = job.kind === "relay" ? this.deps.store.lookup(job.domain) : undefined;
     const retry = policy?.retry ?? this.options.fallbackRetry;
 
-    if (now >= job.expiresAt) {
-      const failed = job.recipients.map((address) => ({
-        address, status: "4.4.7", diagnostic: job.lastError ?? "queue lifetime expired", remoteMta: job.lastRemoteMta,
-      }));
+    const retiredOut = policy?.retiring !== undefined && now >= policy.retiring.bounceAtMs;
+    if (now >= job.expiresAt || retiredOut) {
+      const diagnostic = retiredOut ? "the domain was removed from this backup MX and its grace period ended" : job.lastError ?? "queue lifetime expired";
+      const failed = job.recipients.map((address) => ({ address, status: "4.4.7", diagnostic, remoteMta: job.lastRemoteMta }));
       log.warn("queue lifetime expired; bouncing", { recipients: job.recipients.length, attempts: job.attempts });
       await this.bounce(job, failed, "expired", body);
       await this.finish(msg, spool, job);

@@ -29,6 +29,7 @@ export function checkRecipient(address: string, lookup: (domain: string) => Doma
   }
   const policy = lookup(domain);
   if (!policy) return { accept: false, reply: replies.relayDenied };
+  if (policy.retiring) return { accept: false, reply: replies.domainRetiring };
   if (/[%!@"\\]/.test(localPart) || localPart.includes(":")) return { accept: false, reply: replies.routingDenied };
   if (!dotAtomLocal.test(localPart) || localPart.length > 64) return { accept: false, reply: replies.badAddress };
   if (policy.recipients.mode === "list" && !policy.recipients.localParts.has(localPart.toLowerCase())) {

@@ -9,6 +9,8 @@ export interface SmtpReply {
 
 export const replies = {
   relayDenied: { code: 550, enhanced: "5.7.1", text: "Relay access denied" },
+  // Temporary, so senders keep the message and hand it to the primary rather than bouncing it.
+  domainRetiring: { code: 450, enhanced: "4.7.1", text: "This backup MX no longer accepts mail for the domain; deliver to its primary" },
   routingDenied: { code: 550, enhanced: "5.7.1", text: "Sender-specified routing is not allowed" },
   badAddress: { code: 501, enhanced: "5.1.3", text: "Bad recipient address syntax" },
   unknownUser: { code: 550, enhanced: "5.1.1", text: "Recipient address rejected: user unknown" },
