@@ -2,13 +2,14 @@
 // /readyz (it can take mail now: queue reachable, configuration loaded, not shutting down).
 
 import { createServer, type Server } from "node:http";
-import type { RelayMetrics } from "./metrics.ts";
+import type { Registry } from "prom-client";
 
 export interface Readiness {
   ready(): { ok: boolean; reason?: string };
 }
 
-export function startHealthServer(host: string, port: number, metrics: RelayMetrics, readiness: Readiness): Promise<Server> {
+/** Serves the relay's and the operator's probes and metrics. */
+export function startHealthServer(host: string, port: number, metrics: { registry: Registry }, readiness: Readiness): Promise<Server> {
   const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path === "/metrics") {

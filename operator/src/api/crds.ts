@@ -1,0 +1,92 @@
+// The CustomResourceDefinitions, built from the schemas in this folder. `crds/*.yaml` and the
+// chart's copies are generated from here (operator/src/api/generate-crds.ts); a test fails when
+// they are stale.
+
+import { GROUP, VERSION, relayDomainSpecSchema, relayDomainStatusSchema } from "./relay-domain.ts";
+import { relaySiteSpecSchema, relaySiteStatusSchema } from "./relay-site.ts";
+import type { Schema } from "./schema.ts";
+
+interface PrinterColumn {
+  name: string;
+  type: "string" | "integer" | "date";
+  jsonPath: string;
+  description: string;
+  priority?: number;
+}
+
+export interface CustomResourceDefinition {
+  apiVersion: "apiextensions.k8s.io/v1";
+  kind: "CustomResourceDefinition";
+  metadata: { name: string; labels: Record<string, string> };
+  spec: {
+    group: string;
+    scope: "Namespaced" | "Cluster";
+    names: { kind: string; listKind: string; plural: string; singular: string; shortNames: string[]; categories: string[] };
+    versions: {
+      name: string;
+      served: boolean;
+      storage: boolean;
+      subresources: { status: Record<string, never> };
+      additionalPrinterColumns: PrinterColumn[];
+      schema: { openAPIV3Schema: Schema };
+    }[];
+  };
+}
+
+function crd(kind: string, plural: string, shortName: string, scope: "Namespaced" | "Cluster", description: string, spec: Schema, status: Schema, columns: PrinterColumn[]): CustomResourceDefinition {
+  return {
+    apiVersion: "apiextensions.k8s.io/v1",
+    kind: "CustomResourceDefinition",
+    metadata: { name: `${plural}.${GROUP}`, labels: { "app.kubernetes.io/part-of": "mxwarden" } },
+    spec: {
+      group: GROUP,
+      scope,
+      names: { kind, listKind: `${kind}List`, plural, singular: kind.toLowerCase(), shortNames: [shortName], categories: ["mxwarden"] },
+      versions: [{
+        name: VERSION,
+        served: true,
+        storage: true,
+        subresources: { status: {} },
+        additionalPrinterColumns: columns,
+        schema: {
+          openAPIV3Schema: {
+            type: "object",
+            description,
+            properties: {
+              apiVersion: { type: "string", description: "Versioned schema of this object" },
+              kind: { type: "string", description: "REST resource this object represents" },
+              metadata: { type: "object" },
+              spec,
+              status,
+            },
+            required: ["spec"],
+          },
+        },
+      }],
+    },
+  };
+}
+
+const readyColumn: PrinterColumn = { name: "Ready", type: "string", jsonPath: ".status.conditions[?(@.type==\"Ready\")].status", description: "Summary Ready condition" };
+const ageColumn: PrinterColumn = { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp", description: "Time since creation" };
+
+export const relayDomainCrd = crd("RelayDomain", "relaydomains", "rdom", "Namespaced",
+  "A mail domain served by mxwarden's backup MX relays", relayDomainSpecSchema, relayDomainStatusSchema, [
+    { name: "Domain", type: "string", jsonPath: ".spec.domain", description: "Mail domain" },
+    { name: "Sites Ready", type: "string", jsonPath: ".status.sitesReady", description: "Ready sites out of those serving the domain" },
+    { name: "Queued", type: "integer", jsonPath: ".status.queuedMessages", description: "Messages queued for the domain across sites" },
+    readyColumn,
+    ageColumn,
+  ]);
+
+export const relaySiteCrd = crd("RelaySite", "relaysites", "rsite", "Cluster",
+  "A site of mxwarden relays: one cluster, one NATS JetStream domain", relaySiteSpecSchema, relaySiteStatusSchema, [
+    { name: "Hostname", type: "string", jsonPath: ".spec.hostname", description: "SMTP host name of the site" },
+    { name: "Ready Relays", type: "integer", jsonPath: ".status.readyReplicas", description: "Relay pods ready" },
+    { name: "Domains", type: "integer", jsonPath: ".status.domains", description: "Domains served" },
+    readyColumn,
+    { name: "Reachable", type: "string", jsonPath: ".status.conditions[?(@.type==\"ClusterReachable\")].status", description: "The site's cluster answers", priority: 1 },
+    ageColumn,
+  ]);
+
+export const allCrds = [relayDomainCrd, relaySiteCrd];

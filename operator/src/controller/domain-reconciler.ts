@@ -1,0 +1,170 @@
+// Reconciles one RelayDomain's status and lifecycle. The relays' configuration itself is written
+// by the site controller; this controller validates the spec (with the relay's own parser), finds
+// conflicts, collects per-site figures, checks DNS, and runs the finalizer: a deleted domain is
+// refused new mail at once (relays see its deletionTimestamp) and the finalizer goes only when
+// every site serving it reports its queue for the domain empty (delivered, or bounced after
+// spec.queue.deletionGracePeriod). Mail is never dropped silently.
+
+import { normaliseDomain } from "../../../relay/src/config/relay-domain.ts";
+import type { Logger } from "../../../relay/src/log.ts";
+import { API_VERSION, type DomainSiteStatus, type RelayDomain, type RelayDomainStatus } from "../api/relay-domain.ts";
+import type { RelaySite } from "../api/relay-site.ts";
+import { setCondition, type Condition, type ConditionInput } from "../api/conditions.ts";
+import { isNotFound, type ApiClient, type Unstructured } from "../kube/api-client.ts";
+import type { Informer } from "../kube/informer.ts";
+import { Resources } from "../kube/resources.ts";
+import { configKey, servesSite, validateForRelay } from "../render/domain-config.ts";
+import type { ReconcileOutcome } from "./controller-runner.ts";
+import type { DnsChecker } from "./dns-check.ts";
+import type { EventRecorder } from "./events.ts";
+import { setFinalizer } from "./finalizers.ts";
+import type { SiteStates } from "./site-state.ts";
+
+export const DOMAIN_FINALIZER = "mxwarden.io/drain-queue";
+
+export interface DomainReconcilerDeps {
+  client: ApiClient;
+  sites: Informer<RelaySite & Unstructured>;
+  domains: Informer<RelayDomain & Unstructured>;
+  states: SiteStates;
+  events: EventRecorder;
+  dns: DnsChecker | undefined;
+  pollIntervalMs: number;
+  log: Logger;
+}
+
+/** Condition type of one site's readiness for a domain, e.g. "site-a.sites.mxwarden.io/Ready". */
+export function siteConditionType(site: string): string {
+  return `${site}.sites.mxwarden.io/Ready`;
+}
+
+export class DomainReconciler {
+  private readonly deps: DomainReconcilerDeps;
+
+  constructor(deps: DomainReconcilerDeps) {
+    this.deps = deps;
+  }
+
+  async reconcile(key: string): Promise<ReconcileOutcome> {
+    const domain = this.deps.domains.get(key);
+    if (!domain) return {};
+    const mailDomain = normaliseDomain(domain.spec.domain) ?? domain.spec.domain.toLowerCase();
+    const sites = this.deps.sites.list().filter((site) => !site.metadata.deletionTimestamp && servesSite(domain, site));
+    const invalid = validateForRelay(domain);
+    const conflict = invalid ? undefined : this.olderClaim(domain, mailDomain);
+
+    if (domain.metadata.deletionTimestamp) return await this.drain(domain, mailDomain, sites, invalid !== undefined || conflict !== undefined);
+    await setFinalizer(this.deps.client, Resources.RelayDomain, domain.metadata, DOMAIN_FINALIZER, true);
+
+    const generation = domain.metadata.generation ?? 0;
+    const now = new Date();
+    const siteFigures: DomainSiteStatus[] = [];
+    let conditions: Condition[] = (domain.status?.conditions ?? []).filter((c) => !c.type.endsWith(".sites.mxwarden.io/Ready") || sites.some((s) => c.type === siteConditionType(s.metadata.name)));
+    const set = (input: ConditionInput): void => { conditions = setCondition(conditions, { ...input, observedGeneration: generation }, now); };
+    let readySites = 0;
+    for (const site of sites) {
+      const state = this.deps.states.get(site.metadata.name);
+      const figures = state?.report?.domains[mailDomain];
+      siteFigures.push({
+        name: site.metadata.name,
+        readyRelays: state?.readyRelays ?? 0,
+        ...(figures ? { appliedGeneration: figures.generation, queuedMessages: figures.queued, oldestQueuedSeconds: figures.oldestQueuedSeconds } : {}),
+      });
+      const verdict = siteVerdict(state, figures?.generation, generation, invalid ?? conflict);
+      if (verdict.status === "True") readySites++;
+      set({ type: siteConditionType(site.metadata.name), ...verdict });
+    }
+
+    if (invalid) set({ type: "Ready", status: "False", reason: "InvalidSpec", message: invalid, observedGeneration: generation });
+    else if (conflict) set({ type: "Ready", status: "False", reason: "DomainConflict", message: `${conflict} already serves ${mailDomain}`, observedGeneration: generation });
+    else if (sites.length === 0) set({ type: "Ready", status: "False", reason: "NoSites", message: "no RelaySite serves this domain", observedGeneration: generation });
+    else if (readySites < sites.length) set({ type: "Ready", status: "False", reason: "SitesNotReady", message: `${readySites} of ${sites.length} sites ready`, observedGeneration: generation });
+    else set({ type: "Ready", status: "True", reason: "AllSitesReady", message: `${readySites} sites serve ${mailDomain}`, observedGeneration: generation });
+
+    if (this.deps.dns) {
+      const ourHosts = sites.flatMap((s) => [s.spec.hostname]);
+      const verdict = ourHosts.length > 0 ? await this.deps.dns.check(mailDomain, ourHosts) : { status: "Unknown" as const, reason: "NoSites", message: "no site serves this domain" };
+      set({ type: "DNSConfigured", ...verdict, observedGeneration: generation });
+    }
+
+    await this.writeStatus(domain, {
+      observedGeneration: generation,
+      conditions,
+      sites: siteFigures,
+      sitesReady: `${readySites}/${sites.length}`,
+      queuedMessages: siteFigures.reduce((sum, s) => sum + (s.queuedMessages ?? 0), 0),
+    });
+    return {};
+  }
+
+  /** The oldest other RelayDomain claiming the same mail domain, as namespace/name. */
+  private olderClaim(domain: RelayDomain, mailDomain: string): string | undefined {
+    const mine = configKey(domain);
+    for (const other of this.deps.domains.list()) {
+      if (configKey(other) === mine || validateForRelay(other) !== undefined) continue;
+      if ((normaliseDomain(other.spec.domain) ?? other.spec.domain.toLowerCase()) !== mailDomain) continue;
+      const ours = domain.metadata.creationTimestamp ?? "";
+      const theirs = other.metadata.creationTimestamp ?? "";
+      if (theirs < ours || (theirs === ours && configKey(other) < mine)) return `${other.metadata.namespace}/${other.metadata.name}`;
+    }
+    return undefined;
+  }
+
+  private async drain(domain: RelayDomain & Unstructured, mailDomain: string, sites: RelaySite[], neverServed: boolean): Promise<ReconcileOutcome> {
+    if (!(domain.metadata.finalizers ?? []).includes(DOMAIN_FINALIZER)) return {};
+    const deletedAt = Date.parse(domain.metadata.deletionTimestamp ?? "");
+    const waiting: string[] = [];
+    let queued = 0;
+    if (!neverServed) {
+      for (const site of sites) {
+        const state = this.deps.states.get(site.metadata.name);
+        const figures = state?.report?.domains[mailDomain];
+        const reportedAfterDeletion = state?.report !== undefined && Date.parse(state.report.updatedAt) >= deletedAt;
+        if (!state?.reachable) waiting.push(`${site.metadata.name} (unreachable)`);
+        else if (!reportedAfterDeletion || (figures !== undefined && !figures.retiring)) waiting.push(`${site.metadata.name} (relays have not loaded the deletion yet)`);
+        else if (figures && figures.queued > 0) {
+          waiting.push(`${site.metadata.name} (${figures.queued} queued)`);
+          queued += figures.queued;
+        }
+      }
+    }
+    if (waiting.length === 0) {
+      await this.deps.events.record(domain, "Normal", "Drained", "Finalize", `no mail for ${mailDomain} is queued at any site; deletion completes`);
+      await setFinalizer(this.deps.client, Resources.RelayDomain, domain.metadata, DOMAIN_FINALIZER, false);
+      return {};
+    }
+    const generation = domain.metadata.generation ?? 0;
+    const conditions = setCondition(domain.status?.conditions, {
+      type: "Ready", status: "False", reason: "Draining",
+      message: `new mail refused; waiting for ${waiting.join(", ")}; queued mail is delivered or bounced after the deletion grace period`,
+      observedGeneration: generation,
+    }, new Date());
+    if (domain.status?.conditions?.find((c) => c.type === "Ready")?.reason !== "Draining") {
+      await this.deps.events.record(domain, "Normal", "Draining", "Delete", `new mail for ${mailDomain} refused; draining the queue`);
+    }
+    await this.writeStatus(domain, { ...(domain.status ?? {}), observedGeneration: generation, conditions, queuedMessages: queued });
+    return { requeueAfterMs: this.deps.pollIntervalMs };
+  }
+
+  private async writeStatus(domain: RelayDomain, status: RelayDomainStatus): Promise<void> {
+    try {
+      await this.deps.client.apply(Resources.RelayDomain, {
+        apiVersion: API_VERSION, kind: "RelayDomain",
+        metadata: { name: domain.metadata.name, namespace: domain.metadata.namespace as string },
+        status,
+      }, { subresource: "status" });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+}
+
+function siteVerdict(state: { reachable: boolean; readyRelays: number; problem?: { reason: string; message: string } } | undefined, applied: number | undefined, wanted: number, blocked: string | undefined): Omit<ConditionInput, "type"> {
+  if (blocked) return { status: "False", reason: "NotServed", message: blocked };
+  if (!state) return { status: "Unknown", reason: "NotReconciled", message: "the site has not been reconciled yet" };
+  if (!state.reachable) return { status: "False", reason: state.problem?.reason ?? "ClusterUnreachable", message: state.problem?.message ?? "the site's cluster does not answer" };
+  if (state.readyRelays === 0) return { status: "False", reason: "NoReadyRelays", message: "no relay pod is ready" };
+  if (applied === undefined) return { status: "False", reason: "NotReported", message: "the relays have not reported this domain yet" };
+  if (applied !== wanted) return { status: "False", reason: "ConfigPending", message: `relays run generation ${applied}, want ${wanted}` };
+  return { status: "True", reason: "Serving", message: `${state.readyRelays} relay(s) serve generation ${wanted}` };
+}

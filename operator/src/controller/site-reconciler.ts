@@ -1,0 +1,172 @@
+// Reconciles one RelaySite: renders what its relays need from the site and the RelayDomains that
+// it serves, applies it with server-side apply in the site's cluster, reads back the Deployment
+// and the relays' queue report, and writes the RelaySite status. A site whose cluster cannot be
+// reached gets ClusterReachable=False and is retried; its relays keep their last configuration.
+
+import type { Logger } from "../../../relay/src/log.ts";
+import { parseQueueReport, QUEUE_REPORT_KEY } from "../../../relay/src/status/queue-report.ts";
+import { API_VERSION, type RelayDomain } from "../api/relay-domain.ts";
+import type { RelaySite } from "../api/relay-site.ts";
+import { setCondition, type Condition } from "../api/conditions.ts";
+import { ApiClient, isNotFound, type Unstructured } from "../kube/api-client.ts";
+import type { Informer } from "../kube/informer.ts";
+import { refForKind, Resources } from "../kube/resources.ts";
+import { siteDomainConfig } from "../render/domain-config.ts";
+import { DOMAINS_CONFIGMAP, METRICS_SERVICE, RELAY_NAME, renderSite, siteNamespace, SMTP_SERVICE, STATUS_CONFIGMAP } from "../render/site-objects.ts";
+import type { OperatorMetrics } from "../metrics.ts";
+import type { ReconcileOutcome } from "./controller-runner.ts";
+import type { EventRecorder } from "./events.ts";
+import { setFinalizer } from "./finalizers.ts";
+import type { SiteConnections } from "./site-connections.ts";
+import type { SiteStates } from "./site-state.ts";
+
+export const SITE_FINALIZER = "mxwarden.io/site-cleanup";
+
+export interface SiteReconcilerDeps {
+  client: ApiClient;
+  sites: Informer<RelaySite & Unstructured>;
+  domains: Informer<RelayDomain & Unstructured>;
+  connections: SiteConnections;
+  states: SiteStates;
+  events: EventRecorder;
+  metrics: OperatorMetrics;
+  relayImage: string;
+  prometheusRuleGroups: unknown[];
+  pollIntervalMs: number;
+  /** Called after the site's state changed, so the domains it serves refresh their status. */
+  onSiteState: (siteName: string) => void;
+  log: Logger;
+}
+
+/** Everything renderSite may create, deleted when the site goes away (namespaces are left: they may hold the user's Secrets). */
+const CLEANUP: [kind: string, name: string][] = [
+  ["Deployment", RELAY_NAME], ["Service", SMTP_SERVICE], ["Service", METRICS_SERVICE], ["PodDisruptionBudget", RELAY_NAME],
+  ["NetworkPolicy", RELAY_NAME], ["ConfigMap", DOMAINS_CONFIGMAP], ["ConfigMap", STATUS_CONFIGMAP], ["RoleBinding", RELAY_NAME],
+  ["Role", RELAY_NAME], ["ServiceAccount", RELAY_NAME],
+];
+const MONITORING: [kind: string, name: string][] = [["ServiceMonitor", RELAY_NAME], ["PrometheusRule", RELAY_NAME]];
+
+export class SiteReconciler {
+  private readonly deps: SiteReconcilerDeps;
+
+  constructor(deps: SiteReconcilerDeps) {
+    this.deps = deps;
+  }
+
+  async reconcile(name: string): Promise<ReconcileOutcome> {
+    const { sites, connections, states } = this.deps;
+    const site = sites.get(name);
+    if (!site) {
+      connections.forget(name);
+      states.delete(name);
+      this.deps.metrics.siteReachable.remove({ site: name });
+      this.deps.onSiteState(name);
+      return {};
+    }
+    if (site.metadata.deletionTimestamp) return await this.finalize(site);
+    await setFinalizer(this.deps.client, Resources.RelaySite, site.metadata, SITE_FINALIZER, true);
+
+    let connection;
+    try {
+      connection = await connections.ensure(site);
+    } catch (err) {
+      return await this.unusable(site, "KubeconfigInvalid", err instanceof Error ? err.message : String(err));
+    }
+    this.deps.metrics.siteReachable.set({ site: name }, connection.reachable ? 1 : 0);
+    if (!connection.reachable) return await this.unusable(site, "ClusterUnreachable", connection.lastError ?? "the site's API server does not answer");
+
+    const config = siteDomainConfig(site, this.deps.domains.list());
+    const peerJetStreamDomains = sites.list()
+      .filter((other) => other.metadata.name !== name && !other.metadata.deletionTimestamp && other.spec.nats.domain)
+      .map((other) => other.spec.nats.domain as string)
+      .sort();
+    const objects = renderSite(site, config, {
+      relayImage: this.deps.relayImage,
+      peerJetStreamDomains,
+      prometheusOperator: connection.prometheusOperator,
+      prometheusRuleGroups: this.deps.prometheusRuleGroups,
+    });
+    for (const object of objects) await connection.client.apply(refForKind(object.kind), object as Unstructured);
+    const namespace = siteNamespace(site);
+    if (connection.prometheusOperator && this.deps.prometheusRuleGroups.length === 0) await connection.client.delete(Resources.PrometheusRule, namespace, RELAY_NAME);
+
+    const deployment = await connection.client.get<Unstructured & { status?: { readyReplicas?: number; replicas?: number } }>(Resources.Deployment, namespace, RELAY_NAME);
+    const readyRelays = deployment.status?.readyReplicas ?? 0;
+    const reportMap = await connection.client.get<Unstructured & { data?: Record<string, string> }>(Resources.ConfigMap, namespace, STATUS_CONFIGMAP);
+    const report = parseQueueReport(reportMap.data?.[QUEUE_REPORT_KEY]);
+    states.set(name, { reachable: true, readyRelays, ...(report ? { report } : {}), configHash: config.hash });
+    this.deps.metrics.siteReadyRelays.set({ site: name }, readyRelays);
+    const lagging = config.domains.filter((d) => report?.domains[d.spec.domain.toLowerCase()]?.generation !== d.metadata.generation).length;
+    this.deps.metrics.siteConfigGenerationLag.set({ site: name }, lagging);
+
+    if (site.status?.configHash !== config.hash) {
+      await this.deps.events.record(site, "Normal", "ConfigApplied", "Apply", `domain configuration ${config.hash} (${config.domains.length} domains) applied to namespace ${namespace}`);
+    }
+    const generation = site.metadata.generation ?? 0;
+    let conditions: Condition[] = site.status?.conditions ?? [];
+    const now = new Date();
+    conditions = setCondition(conditions, { type: "ClusterReachable", status: "True", reason: "Reachable", message: "the site's API server answers", observedGeneration: generation }, now);
+    conditions = setCondition(conditions, { type: "ConfigApplied", status: "True", reason: "Applied", message: `configuration ${config.hash} with ${config.domains.length} domains applied`, observedGeneration: generation }, now);
+    conditions = setCondition(conditions, readyRelays > 0
+      ? { type: "Ready", status: "True", reason: "RelaysReady", message: `${readyRelays} relay(s) ready`, observedGeneration: generation }
+      : { type: "Ready", status: "False", reason: "NoReadyRelays", message: "no relay pod is ready yet", observedGeneration: generation }, now);
+    await this.writeStatus(site, {
+      observedGeneration: generation,
+      conditions,
+      replicas: site.spec.replicas ?? 2,
+      readyReplicas: readyRelays,
+      domains: config.domains.length,
+      configHash: config.hash,
+    });
+    this.deps.onSiteState(name);
+    return { requeueAfterMs: this.deps.pollIntervalMs };
+  }
+
+  private async unusable(site: RelaySite & Unstructured, reason: string, message: string): Promise<ReconcileOutcome> {
+    const name = site.metadata.name;
+    const previous = this.deps.states.get(name);
+    this.deps.states.set(name, { reachable: false, problem: { reason, message }, readyRelays: previous?.readyRelays ?? 0, ...(previous?.report ? { report: previous.report } : {}) });
+    const generation = site.metadata.generation ?? 0;
+    const now = new Date();
+    const wasReachable = site.status?.conditions?.find((c) => c.type === "ClusterReachable")?.status !== "False";
+    let conditions = setCondition(site.status?.conditions, { type: "ClusterReachable", status: "False", reason, message, observedGeneration: generation }, now);
+    conditions = setCondition(conditions, { type: "Ready", status: "False", reason, message: `relays keep serving with their last configuration; ${message}`, observedGeneration: generation }, now);
+    if (wasReachable) await this.deps.events.record(site, "Warning", reason, "Connect", message);
+    await this.writeStatus(site, { ...(site.status ?? {}), observedGeneration: generation, conditions });
+    this.deps.onSiteState(name);
+    return { requeueAfterMs: this.deps.pollIntervalMs };
+  }
+
+  private async finalize(site: RelaySite & Unstructured): Promise<ReconcileOutcome> {
+    if (!(site.metadata.finalizers ?? []).includes(SITE_FINALIZER)) return {};
+    let connection;
+    try {
+      connection = await this.deps.connections.ensure(site);
+    } catch (err) {
+      // The kubeconfig is gone or broken: nothing can be cleaned up there, and nothing should
+      // keep the site from being deleted.
+      this.deps.log.warn("cannot reach the site to clean up; removing the finalizer", { site: site.metadata.name, error: err });
+      connection = undefined;
+    }
+    if (connection && !connection.reachable) return await this.unusable(site, "ClusterUnreachable", "waiting for the site's cluster to clean up relays");
+    if (connection) {
+      const namespace = siteNamespace(site);
+      for (const [kind, objectName] of [...MONITORING, ...CLEANUP]) {
+        if (MONITORING.some(([k]) => k === kind) && !connection.prometheusOperator) continue;
+        await connection.client.delete(refForKind(kind), namespace, objectName);
+      }
+    }
+    await this.deps.events.record(site, "Normal", "Deleted", "Delete", "relays removed from the site");
+    await setFinalizer(this.deps.client, Resources.RelaySite, site.metadata, SITE_FINALIZER, false);
+    this.deps.connections.forget(site.metadata.name);
+    return {};
+  }
+
+  private async writeStatus(site: RelaySite, status: RelaySite["status"]): Promise<void> {
+    try {
+      await this.deps.client.apply(Resources.RelaySite, { apiVersion: API_VERSION, kind: "RelaySite", metadata: { name: site.metadata.name }, status }, { subresource: "status" });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+}

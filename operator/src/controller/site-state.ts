@@ -1,0 +1,30 @@
+// What the site controller learned about each site on its last reconcile, read by the domain
+// controller to write per-site figures into RelayDomain status. In memory only: every figure is
+// re-read from the sites' clusters within one polling interval after a restart.
+
+import type { QueueReport } from "../../../relay/src/status/queue-report.ts";
+
+export interface SiteState {
+  reachable: boolean;
+  /** Why the site is not usable, as a condition reason. */
+  problem?: { reason: string; message: string };
+  readyRelays: number;
+  report?: QueueReport;
+  configHash?: string;
+}
+
+export class SiteStates {
+  private readonly states = new Map<string, SiteState>();
+
+  get(site: string): SiteState | undefined {
+    return this.states.get(site);
+  }
+
+  set(site: string, state: SiteState): void {
+    this.states.set(site, state);
+  }
+
+  delete(site: string): void {
+    this.states.delete(site);
+  }
+}

@@ -1,0 +1,263 @@
+// Everything one site's relays need, as Kubernetes objects. Pure: the same RelaySite, domains and
+// options always give the same objects, so reconciling is "apply these" and tests need no cluster.
+
+import { DEFAULT_RELAY_REPLICAS, DEFAULT_SITE_NAMESPACE, RELAY_CONTAINER_SMTP_PORT, RELAY_METRICS_PORT, type RelaySite } from "../api/relay-site.ts";
+import type { KubeObject } from "./kube-object.ts";
+import type { SiteDomainConfig } from "./domain-config.ts";
+
+export const RELAY_NAME = "mxwarden-relay";
+export const DOMAINS_CONFIGMAP = "mxwarden-domains";
+/** Written by the relays themselves: per-domain queue figures and loaded generations. */
+export const STATUS_CONFIGMAP = "mxwarden-relay-status";
+export const SMTP_SERVICE = "mxwarden-smtp";
+export const METRICS_SERVICE = "mxwarden-relay-metrics";
+const DOMAINS_MOUNT = "/etc/mxwarden/domains";
+const TLS_MOUNT = "/etc/mxwarden/tls";
+/** Long enough for the relay's SIGTERM drain (sessions finish, jobs go back to the queue). */
+const TERMINATION_GRACE_SECONDS = 60;
+
+export interface RenderOptions {
+  /** Image used when the RelaySite does not name one. */
+  relayImage: string;
+  /** JetStream domains of the other sites, for shared greylisting/verification state. */
+  peerJetStreamDomains: string[];
+  /** The Prometheus Operator's CRDs exist in the site's cluster. */
+  prometheusOperator: boolean;
+  /** Alerting rule groups to install next to the relays (from the chart's monitoring files). */
+  prometheusRuleGroups?: unknown[];
+}
+
+export function siteNamespace(site: RelaySite): string {
+  return site.spec.namespace ?? DEFAULT_SITE_NAMESPACE;
+}
+
+export function relayLabels(site: RelaySite): Record<string, string> {
+  return { "app.kubernetes.io/name": RELAY_NAME, "app.kubernetes.io/instance": site.metadata.name };
+}
+
+function commonLabels(site: RelaySite): Record<string, string> {
+  return { ...relayLabels(site), "app.kubernetes.io/part-of": "mxwarden", "app.kubernetes.io/managed-by": "mxwarden-operator", "mxwarden.io/site": site.metadata.name };
+}
+
+function portOf(address: string, fallback: number): number {
+  const match = /:(\d+)$/.exec(address);
+  return match ? Number(match[1]) : fallback;
+}
+
+function urlPorts(urls: string, fallback: number): number[] {
+  return urls.split(",").map((u) => {
+    try {
+      const parsed = new URL(u.trim());
+      return parsed.port ? Number(parsed.port) : fallback;
+    } catch {
+      return fallback;
+    }
+  });
+}
+
+export function relayArgs(site: RelaySite, options: RenderOptions): string[] {
+  const spec = site.spec;
+  const args = [
+    `--listen=0.0.0.0:${RELAY_CONTAINER_SMTP_PORT}`,
+    `--hostname=${spec.hostname}`,
+    `--domains=${DOMAINS_MOUNT}`,
+    `--nats=${spec.nats.url}`,
+    `--metrics=0.0.0.0:${RELAY_METRICS_PORT}`,
+    `--shutdown-grace=${TERMINATION_GRACE_SECONDS - 10}s`,
+    `--status-configmap=${STATUS_CONFIGMAP}`,
+  ];
+  args.push(`--replicas=${spec.nats.streamReplicas ?? 3}`, "--sender-auth");
+  if (spec.mxNames && spec.mxNames.length > 0) args.push(`--mx-name=${spec.mxNames.join(",")}`);
+  if (spec.tls) args.push(`--tls-cert=${TLS_MOUNT}/tls.crt`, `--tls-key=${TLS_MOUNT}/tls.key`);
+  if (spec.smtp?.proxyProtocol) args.push("--proxy-protocol");
+  if (spec.clamd) args.push(`--clamd=${spec.clamd.address}`);
+  if (spec.rspamd) args.push(`--rspamd=${spec.rspamd.url}`);
+  if (spec.resolver) args.push(`--resolver=${spec.resolver}`);
+  if (spec.deliveryConcurrency) args.push(`--delivery-concurrency=${spec.deliveryConcurrency}`);
+  if (spec.nats.domain) {
+    args.push(`--site=${spec.nats.domain}`);
+    if (options.peerJetStreamDomains.length > 0) args.push(`--peer-sites=${options.peerJetStreamDomains.join(",")}`);
+  }
+  return args;
+}
+
+function deployment(site: RelaySite, namespace: string, options: RenderOptions): KubeObject {
+  const spec = site.spec;
+  const replicas = spec.replicas ?? DEFAULT_RELAY_REPLICAS;
+  const selector = relayLabels(site);
+  const volumes: unknown[] = [
+    { name: "domains", configMap: { name: DOMAINS_CONFIGMAP } },
+    { name: "tmp", emptyDir: { sizeLimit: "256Mi" } },
+  ];
+  const mounts: unknown[] = [
+    // No subPath: ConfigMap updates then reach the running relays, which reload without a restart.
+    { name: "domains", mountPath: DOMAINS_MOUNT, readOnly: true },
+    { name: "tmp", mountPath: "/tmp" },
+  ];
+  if (spec.tls) {
+    volumes.push({ name: "tls", secret: { secretName: spec.tls.secretName } });
+    mounts.push({ name: "tls", mountPath: TLS_MOUNT, readOnly: true });
+  }
+  return {
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    metadata: { name: RELAY_NAME, namespace, labels: commonLabels(site) },
+    spec: {
+      replicas,
+      selector: { matchLabels: selector },
+      strategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
+      template: {
+        metadata: { labels: { ...commonLabels(site) } },
+        spec: {
+          serviceAccountName: RELAY_NAME,
+          terminationGracePeriodSeconds: TERMINATION_GRACE_SECONDS,
+          securityContext: { runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, fsGroup: 10001, seccompProfile: { type: "RuntimeDefault" } },
+          topologySpreadConstraints: [
+            { maxSkew: 1, topologyKey: "topology.kubernetes.io/zone", whenUnsatisfiable: "ScheduleAnyway", labelSelector: { matchLabels: selector } },
+            { maxSkew: 1, topologyKey: "kubernetes.io/hostname", whenUnsatisfiable: "ScheduleAnyway", labelSelector: { matchLabels: selector } },
+          ],
+          containers: [{
+            name: "relay",
+            image: spec.image ?? options.relayImage,
+            args: relayArgs(site, options),
+            env: [
+              { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+              { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+            ],
+            ports: [
+              { name: "smtp", containerPort: RELAY_CONTAINER_SMTP_PORT, protocol: "TCP" },
+              { name: "metrics", containerPort: RELAY_METRICS_PORT, protocol: "TCP" },
+            ],
+            readinessProbe: { httpGet: { path: "/readyz", port: "metrics" }, periodSeconds: 5, failureThreshold: 2 },
+            livenessProbe: { httpGet: { path: "/healthz", port: "metrics" }, periodSeconds: 10, failureThreshold: 6 },
+            resources: {
+              requests: { cpu: "250m", memory: "256Mi", ...(spec.resources?.requests ?? {}) },
+              limits: { memory: "512Mi", ...(spec.resources?.limits ?? {}) },
+            },
+            securityContext: {
+              allowPrivilegeEscalation: false,
+              readOnlyRootFilesystem: true,
+              runAsNonRoot: true,
+              capabilities: { drop: ["ALL"] },
+              seccompProfile: { type: "RuntimeDefault" },
+            },
+            volumeMounts: mounts,
+          }],
+          volumes,
+        },
+      },
+    },
+  };
+}
+
+function smtpService(site: RelaySite, namespace: string): KubeObject {
+  const smtp = site.spec.smtp ?? {};
+  const type = smtp.serviceType ?? "LoadBalancer";
+  return {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: { name: SMTP_SERVICE, namespace, labels: commonLabels(site), ...(smtp.annotations ? { annotations: smtp.annotations } : {}) },
+    spec: {
+      type,
+      selector: relayLabels(site),
+      ports: [{ name: "smtp", port: smtp.port ?? 25, targetPort: "smtp", protocol: "TCP" }],
+      // Local keeps the client's address, which SPF, DNSBL, greylisting and rate limits need.
+      ...(type === "ClusterIP" ? {} : { externalTrafficPolicy: smtp.externalTrafficPolicy ?? "Local" }),
+      ...(smtp.loadBalancerIP ? { loadBalancerIP: smtp.loadBalancerIP } : {}),
+    },
+  };
+}
+
+function networkPolicy(site: RelaySite, namespace: string): KubeObject {
+  const spec = site.spec;
+  const tcp = (port: number): { protocol: string; port: number } => ({ protocol: "TCP", port });
+  const egressPorts = new Set<number>([25, 443, 6443, ...urlPorts(spec.nats.url, 4222)]);
+  if (spec.clamd) egressPorts.add(portOf(spec.clamd.address, 3310));
+  if (spec.rspamd) for (const p of urlPorts(spec.rspamd.url, 11333)) egressPorts.add(p);
+  const dnsPort = spec.resolver ? portOf(spec.resolver, 53) : 53;
+  return {
+    apiVersion: "networking.k8s.io/v1",
+    kind: "NetworkPolicy",
+    metadata: { name: RELAY_NAME, namespace, labels: commonLabels(site) },
+    spec: {
+      podSelector: { matchLabels: relayLabels(site) },
+      policyTypes: ["Ingress", "Egress"],
+      ingress: [
+        { ports: [tcp(RELAY_CONTAINER_SMTP_PORT)] },
+        { from: [{ namespaceSelector: {} }], ports: [tcp(RELAY_METRICS_PORT)] },
+      ],
+      egress: [
+        // DNS (MX, DNSBL, SPF/DKIM), the primaries (25), NATS, clamd, rspamd, the API server (status).
+        { ports: [{ protocol: "UDP", port: dnsPort }, tcp(dnsPort)] },
+        { ports: [...egressPorts].sort((a, b) => a - b).map(tcp) },
+      ],
+    },
+  };
+}
+
+export function renderSite(site: RelaySite, config: SiteDomainConfig, options: RenderOptions): KubeObject[] {
+  const namespace = siteNamespace(site);
+  const labels = commonLabels(site);
+  const objects: KubeObject[] = [
+    {
+      apiVersion: "v1",
+      kind: "Namespace",
+      metadata: { name: namespace, labels: { "app.kubernetes.io/part-of": "mxwarden", "pod-security.kubernetes.io/enforce": "restricted" } },
+    },
+    { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: RELAY_NAME, namespace, labels } },
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "Role",
+      metadata: { name: RELAY_NAME, namespace, labels },
+      // The relays write their queue figures into one ConfigMap and may touch nothing else.
+      rules: [{ apiGroups: [""], resources: ["configmaps"], resourceNames: [STATUS_CONFIGMAP], verbs: ["get", "patch"] }],
+    },
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "RoleBinding",
+      metadata: { name: RELAY_NAME, namespace, labels },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: RELAY_NAME },
+      subjects: [{ kind: "ServiceAccount", name: RELAY_NAME, namespace }],
+    },
+    {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: DOMAINS_CONFIGMAP, namespace, labels, annotations: { "mxwarden.io/config-hash": config.hash } },
+      data: config.data,
+    },
+    // Created empty so the relays' Role can name it; the relays own its data.
+    { apiVersion: "v1", kind: "ConfigMap", metadata: { name: STATUS_CONFIGMAP, namespace, labels } },
+    deployment(site, namespace, options),
+    smtpService(site, namespace),
+    {
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: METRICS_SERVICE, namespace, labels: { ...labels, "mxwarden.io/metrics": "true" } },
+      spec: { type: "ClusterIP", selector: relayLabels(site), ports: [{ name: "metrics", port: RELAY_METRICS_PORT, targetPort: "metrics", protocol: "TCP" }] },
+    },
+    {
+      apiVersion: "policy/v1",
+      kind: "PodDisruptionBudget",
+      metadata: { name: RELAY_NAME, namespace, labels },
+      spec: { maxUnavailable: 1, selector: { matchLabels: relayLabels(site) } },
+    },
+    networkPolicy(site, namespace),
+  ];
+  if (options.prometheusOperator) {
+    objects.push({
+      apiVersion: "monitoring.coreos.com/v1",
+      kind: "ServiceMonitor",
+      metadata: { name: RELAY_NAME, namespace, labels },
+      spec: { selector: { matchLabels: { ...relayLabels(site), "mxwarden.io/metrics": "true" } }, endpoints: [{ port: "metrics", interval: "30s" }] },
+    });
+    if (options.prometheusRuleGroups && options.prometheusRuleGroups.length > 0) {
+      objects.push({
+        apiVersion: "monitoring.coreos.com/v1",
+        kind: "PrometheusRule",
+        metadata: { name: RELAY_NAME, namespace, labels },
+        spec: { groups: options.prometheusRuleGroups },
+      });
+    }
+  }
+  return objects;
+}

@@ -1,0 +1,116 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { WorkQueue } from "../../operator/src/kube/work-queue.ts";
+import { setCondition } from "../../operator/src/api/conditions.ts";
+import { judgeMxRecords } from "../../operator/src/controller/dns-check.ts";
+import { parseOperatorArgs, UsageError } from "../../operator/src/cli.ts";
+import { resourcePath } from "../../operator/src/kube/resources.ts";
+import { Resources } from "../../operator/src/kube/resources.ts";
+
+describe("WorkQueue", () => {
+  it("holds a key once however often it is added", async () => {
+    const queue = new WorkQueue();
+    queue.add("a"); queue.add("b"); queue.add("a");
+    assert.equal(queue.depth, 2);
+    assert.equal(await queue.get(), "a");
+    assert.equal(await queue.get(), "b");
+  });
+
+  it("never hands out a key being processed; a change meanwhile brings it back once after done", async () => {
+    const queue = new WorkQueue();
+    queue.add("a");
+    const key = await queue.get();
+    queue.add("a"); queue.add("a");
+    assert.equal(queue.depth, 0);
+    queue.done(key as string);
+    assert.equal(queue.depth, 1);
+  });
+
+  it("backs off failures per key exponentially and forgets on success", async () => {
+    const queue = new WorkQueue({ baseDelayMs: 20 });
+    queue.addRateLimited("a");
+    assert.equal(queue.depth, 0, "not immediately");
+    const started = Date.now();
+    assert.equal(await queue.get(), "a");
+    assert.ok(Date.now() - started >= 15);
+    queue.done("a");
+    queue.addRateLimited("a");
+    assert.equal(queue.retries("a"), 2);
+    queue.forget("a");
+    assert.equal(queue.retries("a"), 0);
+    queue.shutDown();
+  });
+
+  it("rate-limits all keys together beyond the burst", () => {
+    const queue = new WorkQueue({ baseDelayMs: 0, ratePerSecond: 1, burst: 2 });
+    for (const key of ["a", "b", "c"]) queue.addRateLimited(key);
+    // a and b fit the burst (due at once, next tick); c waits about a second.
+    return new Promise<void>((resolve) => setTimeout(() => {
+      assert.equal(queue.depth, 2);
+      queue.shutDown();
+      resolve();
+    }, 100));
+  });
+
+  it("returns undefined to waiting workers after shutDown", async () => {
+    const queue = new WorkQueue();
+    const waiting = queue.get();
+    queue.shutDown();
+    assert.equal(await waiting, undefined);
+  });
+});
+
+describe("setCondition", () => {
+  const t0 = new Date("2026-11-23T10:00:00Z");
+  const t1 = new Date("2026-11-23T11:00:00Z");
+  it("moves lastTransitionTime only when status changes", () => {
+    const first = setCondition([], { type: "Ready", status: "False", reason: "A", message: "" }, t0);
+    const same = setCondition(first, { type: "Ready", status: "False", reason: "B", message: "x" }, t1);
+    assert.equal(same[0]?.lastTransitionTime, t0.toISOString());
+    assert.equal(same[0]?.reason, "B");
+    const flipped = setCondition(same, { type: "Ready", status: "True", reason: "C", message: "" }, t1);
+    assert.equal(flipped[0]?.lastTransitionTime, t1.toISOString());
+    assert.equal(flipped.length, 1);
+  });
+});
+
+describe("judgeMxRecords (DNSConfigured)", () => {
+  const ours = ["mx-a.backup.example", "mx-b.backup.example"];
+  it("is True when our sites are listed below the primary", () => {
+    const verdict = judgeMxRecords([{ exchange: "mail.example.com", priority: 10 }, { exchange: "MX-A.backup.example.", priority: 20 }, { exchange: "mx-b.backup.example", priority: 30 }], ours);
+    assert.equal(verdict.status, "True");
+  });
+  it("is False when a site is missing, preferred over the primary, or there is no primary", () => {
+    assert.equal(judgeMxRecords([{ exchange: "mail.example.com", priority: 10 }, { exchange: "mx-a.backup.example", priority: 20 }], ours).reason, "SitesNotInMX");
+    assert.equal(judgeMxRecords([{ exchange: "mail.example.com", priority: 10 }, { exchange: "mx-a.backup.example", priority: 5 }, { exchange: "mx-b.backup.example", priority: 20 }], ours).reason, "BackupPreferredOverPrimary");
+    assert.equal(judgeMxRecords([{ exchange: "mail.example.com", priority: 10 }, { exchange: "mx-a.backup.example", priority: 10 }, { exchange: "mx-b.backup.example", priority: 20 }], ours).reason, "BackupPreferredOverPrimary");
+    assert.equal(judgeMxRecords([{ exchange: "mx-a.backup.example", priority: 10 }, { exchange: "mx-b.backup.example", priority: 20 }], ours).reason, "NoPrimaryMX");
+  });
+});
+
+describe("operator command line", () => {
+  it("takes the namespace from POD_NAMESPACE and the identity from POD_NAME", () => {
+    const config = parseOperatorArgs([], { POD_NAMESPACE: "mxwarden-system", POD_NAME: "op-1" });
+    assert.ok(config !== "help");
+    assert.equal(config.namespace, "mxwarden-system");
+    assert.equal(config.identity, "op-1");
+    assert.equal(config.leaderElection, true);
+    assert.deepEqual(config.metrics, { host: "0.0.0.0", port: 8080 });
+  });
+  it("refuses bad values with a usage error naming the flag", () => {
+    assert.throws(() => parseOperatorArgs([], {}), /--namespace/);
+    assert.throws(() => parseOperatorArgs(["--namespace=x", "--leader-election=maybe"], {}), UsageError);
+    assert.throws(() => parseOperatorArgs(["--namespace=x", "--poll-interval=soon"], {}), /--poll-interval/);
+    assert.throws(() => parseOperatorArgs(["--namespace=x", "--bogus"], {}), UsageError);
+    const off = parseOperatorArgs(["--namespace=x", "--dns-servers=off"], {});
+    assert.ok(off !== "help" && off.dnsServers === null);
+  });
+});
+
+describe("resourcePath", () => {
+  it("builds core, grouped, namespaced and cluster-scoped paths", () => {
+    assert.equal(resourcePath(Resources.ConfigMap, "ns", "cm"), "/api/v1/namespaces/ns/configmaps/cm");
+    assert.equal(resourcePath(Resources.RelaySite, undefined, "a"), "/apis/mxwarden.io/v1alpha1/relaysites/a");
+    assert.equal(resourcePath(Resources.RelayDomain), "/apis/mxwarden.io/v1alpha1/relaydomains");
+  });
+});
