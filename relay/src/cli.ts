@@ -46,6 +46,8 @@ export interface RelayConfig {
   rspamd?: URL | undefined;
   /** Check SPF, DKIM, DMARC and ARC of every message (needs working DNS through --resolver). */
   senderAuth: boolean;
+  /** Where the queue report for the operator goes (a ConfigMap in the relay's namespace). */
+  statusReport?: { namespace: string; name: string; kubeconfig?: string | undefined; intervalMs: number } | undefined;
 }
 
 export class UsageError extends Error {
@@ -85,6 +87,11 @@ export const USAGE = `Usage: mxwarden-relay --domains PATH [options]
   --clamd HOST:PORT           scan messages with clamd before accepting them (per-domain policy: spec.antivirus)
   --rspamd URL                score messages with rspamd, e.g. http://127.0.0.1:11333 (policy: spec.antispam)
   --sender-auth               check SPF, DKIM, DMARC, ARC; add Authentication-Results (policy: spec.authentication)
+  --status-configmap NAME     write per-domain queue figures for the operator into this ConfigMap
+                              (namespace: --status-namespace or $POD_NAMESPACE; credentials: in-cluster or --kubeconfig)
+  --status-namespace NS       namespace of that ConfigMap
+  --status-interval DURATION  how often the report is written (default 10s)
+  --kubeconfig FILE           credentials for the report instead of the pod's service account
   --ack-wait DURATION         a relay that dies mid-delivery hands its jobs on after this (default 60s)
   --help
 `;
@@ -130,6 +137,13 @@ function list(value: string | undefined): string[] {
   return (value ?? "").split(",").map((item) => item.trim()).filter((item) => item !== "");
 }
 
+function statusReport(name: string | undefined, namespace: string | undefined, kubeconfig: string | undefined, interval: string): RelayConfig["statusReport"] {
+  if (!name) return undefined;
+  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) throw new UsageError(`--status-configmap: not a ConfigMap name: "${name}"`);
+  if (!namespace) throw new UsageError("--status-configmap needs --status-namespace or $POD_NAMESPACE");
+  return { name, namespace, kubeconfig, intervalMs: duration("status-interval", interval) };
+}
+
 export function parseRelayArgs(argv: string[], defaultHostname: string): RelayConfig | "help" {
   let parsed;
   try {
@@ -168,6 +182,10 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
         clamd: { type: "string" },
         rspamd: { type: "string" },
         "sender-auth": { type: "boolean", default: false },
+        "status-configmap": { type: "string" },
+        "status-namespace": { type: "string" },
+        "status-interval": { type: "string", default: "10s" },
+        kubeconfig: { type: "string" },
         help: { type: "boolean", default: false },
       },
     });
@@ -218,5 +236,6 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
     clamd: v.clamd ? hostPort("clamd", v.clamd) : undefined,
     rspamd: v.rspamd ? httpUrl("rspamd", v.rspamd) : undefined,
     senderAuth: v["sender-auth"],
+    statusReport: statusReport(v["status-configmap"], v["status-namespace"] ?? process.env.POD_NAMESPACE, v.kubeconfig, v["status-interval"]),
   };
 }

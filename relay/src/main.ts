@@ -18,6 +18,7 @@ import { EmbeddedNats } from "./queue/embedded-nats.ts";
 import { JobQueue } from "./queue/job-queue.ts";
 import { QueueConnection } from "./queue/queue-connection.ts";
 import { startQueueMonitor } from "./queue/queue-monitor.ts";
+import { startQueueReporter } from "./status/queue-reporter.ts";
 import { SmtpReceiver } from "./receive/smtp-receiver.ts";
 import { ClamdFilter } from "./filter/antivirus.ts";
 import { RspamdFilter } from "./filter/antispam.ts";
@@ -132,6 +133,9 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     },
   });
   const stopMonitor = startQueueMonitor(queue, metrics, log, 5000);
+  const stopReporter = config.statusReport
+    ? startQueueReporter(queue, store, config.statusReport, process.env.POD_NAME ?? config.hostname, config.statusReport.intervalMs, log)
+    : () => {};
   worker.start();
   void queue.whenReady().then(async () => {
     const { js, jsm } = queue.get();
@@ -162,6 +166,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     log.info("shutting down: new connections get 421, sessions in flight may finish", { signal, graceMs: config.shutdownGraceMs });
     await Promise.all([receiver.close(), worker.stop(config.shutdownGraceMs)]);
     stopMonitor();
+    stopReporter();
     destinations.stop();
     store.stop();
     await outbound.close();

@@ -80,3 +80,20 @@ describe("relay command line", () => {
     assert.equal(parseRelayArgs(["--help"], "h.test"), "help");
   });
 });
+
+describe("parseRelayArgs: the operator's queue report", () => {
+  it("is off by default and needs a namespace when asked for", () => {
+    const plain = parseRelayArgs(["--domains=/d"], "relay.test");
+    assert.ok(plain !== "help" && plain.statusReport === undefined);
+    const saved = process.env.POD_NAMESPACE;
+    delete process.env.POD_NAMESPACE;
+    try {
+      assert.throws(() => parseRelayArgs(["--domains=/d", "--status-configmap=mxwarden-relay-status"], "relay.test"), /POD_NAMESPACE/);
+    } finally {
+      if (saved !== undefined) process.env.POD_NAMESPACE = saved;
+    }
+    const on = parseRelayArgs(["--domains=/d", "--status-configmap=mxwarden-relay-status", "--status-namespace=mx", "--status-interval=5s"], "relay.test");
+    assert.ok(on !== "help");
+    assert.deepEqual(on.statusReport, { name: "mxwarden-relay-status", namespace: "mx", kubeconfig: undefined, intervalMs: 5000 });
+  });
+});

@@ -21,6 +21,8 @@ export interface PrimaryHost {
 export interface DomainPolicy {
   /** metadata.name of the resource, for logs. */
   name: string;
+  /** metadata.generation of the resource (0 when absent), reported back to the operator. */
+  generation: number;
   /** The mail domain in lower-case ASCII (IDNA A-label) form. */
   domain: string;
   /** Explicit next hops, tried in order; empty means "the domain's MX records ranked above us". */
@@ -326,8 +328,10 @@ export function parseRelayDomain(doc: unknown): DomainPolicy {
   if (deletionGraceMs > MAX_QUEUE_LIFETIME_MS) throw new ConfigError("spec.queue.deletionGracePeriod", "must be at most 30d");
   const retiring = parseRetiring(metadata.deletionTimestamp, deletionGraceMs);
 
+  const generation = typeof metadata.generation === "number" && Number.isSafeInteger(metadata.generation) ? metadata.generation : 0;
   return {
     name,
+    generation,
     domain,
     primaryHosts,
     outboundTls: { mode: tlsMode, verifyCertificate },

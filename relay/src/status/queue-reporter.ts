@@ -1,0 +1,71 @@
+// Writes the site's queue report (see queue-report.ts) into a ConfigMap every few seconds, with
+// server-side apply. Every relay of a site computes the same figures from the shared JetStream
+// queue, so whichever writes last is right; the relays share one field manager.
+
+import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
+import type { DomainStore } from "../config/domain-store.ts";
+import type { Logger } from "../log.ts";
+import { domainToken, QUEUE_STREAM } from "../queue/layout.ts";
+import type { QueueConnection } from "../queue/queue-connection.ts";
+import { QUEUE_REPORT_KEY, type DomainQueueFigures, type QueueReport } from "./queue-report.ts";
+
+export interface ReportTarget {
+  namespace: string;
+  name: string;
+  /** kubeconfig file; absent means the pod's in-cluster service account. */
+  kubeconfig?: string | undefined;
+}
+
+/** Counts and oldest job per configured domain, read from the stream's subject index (one entry per job). */
+export async function collectQueueReport(queue: QueueConnection, store: DomainStore, reporter: string, now = Date.now()): Promise<QueueReport> {
+  const { jsm } = queue.get();
+  const domains: Record<string, DomainQueueFigures> = {};
+  for (const [domain, policy] of store.current().byDomain) {
+    const filter = `mxw.queue.*.${domainToken(domain)}.*`;
+    const info = await jsm.streams.info(QUEUE_STREAM, { subjects_filter: filter });
+    const subjects = info.state.subjects ?? {};
+    let queued = 0;
+    let oldestAcceptedAt = now;
+    for (const [subject, count] of Object.entries(subjects)) {
+      queued += count;
+      // The last token is the queue id, whose first 9 characters are the acceptance time.
+      const acceptedAt = parseInt(subject.slice(subject.lastIndexOf(".") + 1, subject.lastIndexOf(".") + 10), 36);
+      if (Number.isFinite(acceptedAt)) oldestAcceptedAt = Math.min(oldestAcceptedAt, acceptedAt);
+    }
+    const oldestQueuedSeconds = Math.max(0, Math.round((now - oldestAcceptedAt) / 1000));
+    domains[domain] = { generation: policy.generation, retiring: policy.retiring !== undefined, queued, oldestQueuedSeconds };
+  }
+  return { updatedAt: new Date(now).toISOString(), reporter, domains };
+}
+
+export function startQueueReporter(queue: QueueConnection, store: DomainStore, target: ReportTarget, reporter: string, intervalMs: number, log: Logger): () => void {
+  const config = new KubeConfig();
+  if (target.kubeconfig) config.loadFromFile(target.kubeconfig);
+  else config.loadFromCluster();
+  const api = config.makeApiClient(CoreV1Api);
+  let busy = false;
+  const write = async (): Promise<void> => {
+    if (busy || !queue.isReady()) return;
+    busy = true;
+    try {
+      const report = await collectQueueReport(queue, store, reporter);
+      await api.patchNamespacedConfigMap({
+        name: target.name,
+        namespace: target.namespace,
+        body: { apiVersion: "v1", kind: "ConfigMap", metadata: { name: target.name, namespace: target.namespace }, data: { [QUEUE_REPORT_KEY]: JSON.stringify(report) } },
+        fieldManager: "mxwarden-relay",
+        force: true,
+      }, setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply));
+    } catch (err) {
+      log.warn("could not write the queue report", { configMap: `${target.namespace}/${target.name}`, error: err });
+    } finally {
+      busy = false;
+    }
+  };
+  void write();
+  const timer = setInterval(() => void write(), intervalMs);
+  timer.unref();
+  // A configuration change (a domain deleted, say) is reported at once, not one interval later.
+  store.onChange(() => void write());
+  return () => clearInterval(timer);
+}
