@@ -11,7 +11,7 @@ export PATH := $(TOOLS_BIN):$(PATH)
 # Debian packages the tests use as real peers: Postfix's smtp-source/smtp-sink, swaks (with TLS), openssl, clamd, rspamd.
 APT_PACKAGES := postfix swaks libnet-ssleay-perl libio-socket-ssl-perl openssl clamav-daemon rspamd
 
-.PHONY: help deps deps-npm deps-apt deps-tools typecheck test test-unit test-integration run bench clean
+.PHONY: help deps deps-npm deps-apt deps-tools typecheck generate test test-unit test-integration run bench clean
 
 help:
 	@echo "make run    - start a local backup MX on 127.0.0.1:2525 with a stand-in primary"
@@ -42,6 +42,10 @@ deps-apt:
 
 typecheck: deps-npm
 	$(TSC) -p tsconfig.json
+
+# CRDs (crds/ and the chart's copies) from the TypeScript API in operator/src/api; a unit test fails when they are stale.
+generate: deps-npm
+	$(NODE) operator/src/api/generate-crds.ts
 
 test: deps typecheck
 	$(NODE) --test --test-concurrency=1 --test-timeout=600000 'test/**/*.test.ts'

@@ -56,7 +56,9 @@ async function main(): Promise<void> {
     log,
   });
   const server = await startHealthServer(config.metrics.host, config.metrics.port, metrics, operator);
-  log.info("operator started", { namespace: config.namespace, identity: config.identity, metrics: `${config.metrics.host}:${config.metrics.port}`, leaderElection: config.leaderElection });
+  const address = server.address();
+  const metricsPort = typeof address === "object" && address ? address.port : config.metrics.port;
+  log.info("operator started", { namespace: config.namespace, identity: config.identity, metrics: `${config.metrics.host}:${metricsPort}`, leaderElection: config.leaderElection });
   let stopping = false;
   const shutdown = async (code: number): Promise<void> => {
     if (stopping) return;

@@ -110,8 +110,9 @@ export class ApiClient {
     return await this.call<T>({ method: "POST", path: resourcePath(ref, object.metadata.namespace), body: object, query: { fieldValidation: "Strict" } });
   }
 
-  async replace<T = Unstructured>(ref: ResourceRef, object: Unstructured): Promise<T> {
-    return await this.call<T>({ method: "PUT", path: resourcePath(ref, object.metadata.namespace, object.metadata.name), body: object, query: { fieldValidation: "Strict" } });
+  async replace<T = Unstructured>(ref: ResourceRef, object: Unstructured, options: { subresource?: "status" } = {}): Promise<T> {
+    const path = resourcePath(ref, object.metadata.namespace, object.metadata.name) + (options.subresource ? `/${options.subresource}` : "");
+    return await this.call<T>({ method: "PUT", path, body: object, query: { fieldValidation: "Strict" } });
   }
 
   /** Deletes; a missing object counts as deleted. */
