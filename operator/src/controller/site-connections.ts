@@ -100,10 +100,13 @@ export class SiteConnections {
       await connection.client.rawGet("/readyz", this.options.healthTimeoutMs);
       connection.reachable = true;
       delete connection.lastError;
-      connection.prometheusOperator = await this.hasPrometheusOperator(connection.client);
     } catch (err) {
       connection.reachable = false;
       connection.lastError = err instanceof Error ? err.message : String(err);
+    }
+    if (connection.reachable) {
+      // A failed CRD lookup says nothing about reachability: keep what we knew.
+      connection.prometheusOperator = await this.hasPrometheusOperator(connection.client).catch(() => connection.prometheusOperator);
     }
     if (before !== connection.reachable) {
       this.options.log.info(connection.reachable ? "site cluster reachable" : "site cluster unreachable", { site: siteName, error: connection.lastError });
