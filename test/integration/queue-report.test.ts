@@ -1,0 +1,61 @@
+// The relays' queue report for the operator, computed from a real JetStream queue: per configured
+// domain, how many jobs wait (ready and deferred) and how old the oldest is.
+
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { writeFileSync } from "node:fs";
+import { TestNatsServer } from "../harness/nats-server.ts";
+import { tempDir } from "../harness/workspace.ts";
+import { createLogger } from "../../relay/src/log.ts";
+import { DomainStore } from "../../relay/src/config/domain-store.ts";
+import { QueueConnection } from "../../relay/src/queue/queue-connection.ts";
+import { JobQueue } from "../../relay/src/queue/job-queue.ts";
+import { newQueueId } from "../../relay/src/queue/queue-id.ts";
+import type { DeliveryJob } from "../../relay/src/queue/delivery-job.ts";
+import { collectQueueReport } from "../../relay/src/status/queue-reporter.ts";
+
+describe("queue report", () => {
+  const work = tempDir("queue-report");
+  const log = createLogger({}, "warn");
+  let nats: TestNatsServer;
+  let queue: QueueConnection;
+  let store: DomainStore;
+
+  before(async () => {
+    nats = await TestNatsServer.start(join(work.path, "nats"));
+    queue = new QueueConnection({ servers: [nats.url], name: "report-test", publishTimeoutMs: 5000, replicas: 1, maxAckPending: 100, ackWaitMs: 60_000 }, log);
+    queue.start();
+    await queue.whenReady();
+    const domains = join(work.path, "domains.yaml");
+    writeFileSync(domains, [
+      "apiVersion: mxwarden.io/v1alpha1\nkind: RelayDomain\nmetadata: { name: team/a, generation: 7 }\nspec: { domain: a.example }\n",
+      "apiVersion: mxwarden.io/v1alpha1\nkind: RelayDomain\nmetadata: { name: team/b, generation: 2, deletionTimestamp: \"2026-11-23T00:00:00Z\" }\nspec: { domain: b.example }\n",
+    ].join("---\n"));
+    store = new DomainStore(domains, log);
+    await store.start(60_000);
+  });
+
+  after(async () => {
+    store.stop();
+    await queue.close();
+    await nats.stop();
+  });
+
+  function job(domain: string, acceptedAt: number): DeliveryJob {
+    return { v: 1, queueId: newQueueId(acceptedAt), kind: "relay", domain, sender: "s@client.test", recipients: [`r@${domain}`], size: 10, eightBit: false, acceptedAt, expiresAt: acceptedAt + 86_400_000, attempts: 0 };
+  }
+
+  it("counts ready and deferred jobs per domain, gives the oldest age, the loaded generation and retirement", async () => {
+    const { js, jsm } = queue.get();
+    const jobs = new JobQueue(js, jsm, 5000);
+    const now = Date.now();
+    await jobs.defer(job("a.example", now - 120_000), new Date(now + 3_600_000));
+    await jobs.defer(job("a.example", now - 30_000), new Date(now + 3_600_000));
+    await jobs.defer(job("b.example", now - 5_000), new Date(now + 3_600_000));
+    const report = await collectQueueReport(queue, store, "relay-0", now);
+    assert.equal(report.reporter, "relay-0");
+    assert.deepEqual(report.domains["a.example"], { generation: 7, retiring: false, queued: 2, oldestQueuedSeconds: 120 });
+    assert.deepEqual(report.domains["b.example"], { generation: 2, retiring: true, queued: 1, oldestQueuedSeconds: 5 });
+  });
+});
