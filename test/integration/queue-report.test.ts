@@ -43,7 +43,7 @@ describe("queue report", () => {
   });
 
   function job(domain: string, acceptedAt: number): DeliveryJob {
-    return { v: 1, queueId: newQueueId(acceptedAt), kind: "relay", domain, sender: "s@client.test", recipients: [`r@${domain}`], size: 10, eightBit: false, acceptedAt, expiresAt: acceptedAt + 86_400_000, attempts: 0 };
+    return { v: 1, queueId: newQueueId(acceptedAt), kind: "relay", domain, sender: "s@client.test", recipients: [`r@${domain}`], size: 10, eightBit: false, smtpUtf8: false, acceptedAt, expiresAt: acceptedAt + 86_400_000, attempts: 0 };
   }
 
   it("counts ready and deferred jobs per domain, gives the oldest age, the loaded generation and retirement", async () => {
