@@ -28,6 +28,9 @@ export class Informer<T extends Unstructured> {
   private readonly onChange: KeyHandler;
   private readonly onError: (err: unknown) => void;
 
+  /** How long one watch request lasts before the server ends it and the informer resumes. */
+  watchTimeoutSeconds = 300;
+
   constructor(client: ApiClient, resource: ResourceRef, namespace: string | undefined, onChange: KeyHandler, onError: (err: unknown) => void = () => {}) {
     this.client = client;
     this.resource = resource;
@@ -75,7 +78,7 @@ export class Informer<T extends Unstructured> {
           if (event.type === "DELETED") this.cache.delete(key);
           else this.cache.set(key, event.object);
           this.onChange(key);
-        }, this.abort.signal);
+        }, this.abort.signal, this.watchTimeoutSeconds);
         failures = 0;
       } catch (err) {
         if (this.abort.signal.aborted) break;
