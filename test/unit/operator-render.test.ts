@@ -113,6 +113,13 @@ describe("renderSite", () => {
     assert.deepEqual([...new Set(ports)].sort((x, y) => x - y), [25, 53, 443, 3310, 4222, 6443, 11333]);
   });
 
+  it("owns namespaced objects by the RelaySite only when asked (the operator's own cluster)", () => {
+    assert.ok(objects.every((o) => o.metadata.ownerReferences === undefined));
+    const owned = renderSite(s, config, { ...options, owner: { apiVersion: "mxwarden.io/v1alpha1", kind: "RelaySite", name: "site-a", uid: "u-1" } });
+    assert.equal(owned.find((o) => o.kind === "Namespace")?.metadata.ownerReferences, undefined);
+    assert.ok(owned.filter((o) => o.kind !== "Namespace").every((o) => o.metadata.ownerReferences?.[0]?.uid === "u-1" && o.metadata.ownerReferences[0].controller === true));
+  });
+
   it("adds a ServiceMonitor and PrometheusRule only where the Prometheus Operator is installed", () => {
     assert.equal(objects.some((o) => o.kind === "ServiceMonitor"), false);
     const withMonitoring = renderSite(s, config, { ...options, prometheusOperator: true, prometheusRuleGroups: [{ name: "g", rules: [] }] });

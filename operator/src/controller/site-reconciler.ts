@@ -85,6 +85,7 @@ export class SiteReconciler {
       peerJetStreamDomains,
       prometheusOperator: connection.prometheusOperator,
       prometheusRuleGroups: this.deps.prometheusRuleGroups,
+      owner: site.spec.cluster?.kubeconfigSecretRef || !site.metadata.uid ? undefined : { apiVersion: API_VERSION, kind: "RelaySite", name, uid: site.metadata.uid },
     });
     for (const object of objects) await connection.client.apply(refForKind(object.kind), object as Unstructured);
     const namespace = siteNamespace(site);

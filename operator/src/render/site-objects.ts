@@ -25,6 +25,11 @@ export interface RenderOptions {
   prometheusOperator: boolean;
   /** Alerting rule groups to install next to the relays (from the chart's monitoring files). */
   prometheusRuleGroups?: unknown[];
+  /**
+   * The RelaySite as owner of the namespaced objects, when they live in the operator's own
+   * cluster. Owner references never cross clusters: remote objects are cleaned up by the finalizer.
+   */
+  owner?: { apiVersion: string; kind: string; name: string; uid: string } | undefined;
 }
 
 export function siteNamespace(site: RelaySite): string {
@@ -257,6 +262,12 @@ export function renderSite(site: RelaySite, config: SiteDomainConfig, options: R
         metadata: { name: RELAY_NAME, namespace, labels },
         spec: { groups: options.prometheusRuleGroups },
       });
+    }
+  }
+  if (options.owner) {
+    const reference = { ...options.owner, controller: true, blockOwnerDeletion: false };
+    for (const object of objects) {
+      if (object.metadata.namespace !== undefined) object.metadata = { ...object.metadata, ownerReferences: [reference] };
     }
   }
   return objects;
