@@ -46,6 +46,8 @@ export interface RelayConfig {
   rspamd?: URL | undefined;
   /** Check SPF, DKIM, DMARC and ARC of every message (needs working DNS through --resolver). */
   senderAuth: boolean;
+  /** JetStream domains of this site and its peers: filter state (greylisting, callout answers) is shared between them. */
+  sites?: { self: string; peers: string[] } | undefined;
   /** Where the queue report for the operator goes (a ConfigMap in the relay's namespace). */
   statusReport?: { namespace: string; name: string; kubeconfig?: string | undefined; intervalMs: number } | undefined;
 }
@@ -92,6 +94,9 @@ export const USAGE = `Usage: mxwarden-relay --domains PATH [options]
   --status-namespace NS       namespace of that ConfigMap
   --status-interval DURATION  how often the report is written (default 10s)
   --kubeconfig FILE           credentials for the report instead of the pod's service account
+  --site NAME                 this site's JetStream domain; with --peer-sites, greylisting and
+                              verification answers are shared with the other sites over leafnodes
+  --peer-sites NAME[,NAME...] the other sites' JetStream domains
   --ack-wait DURATION         a relay that dies mid-delivery hands its jobs on after this (default 60s)
   --help
 `;
@@ -135,6 +140,20 @@ function greetPause(value: string): number {
 
 function list(value: string | undefined): string[] {
   return (value ?? "").split(",").map((item) => item.trim()).filter((item) => item !== "");
+}
+
+const JETSTREAM_DOMAIN = /^[A-Za-z0-9_-]{1,63}$/;
+
+function sites(self: string | undefined, peers: string[]): RelayConfig["sites"] {
+  if (!self) {
+    if (peers.length > 0) throw new UsageError("--peer-sites needs --site");
+    return undefined;
+  }
+  for (const [flag, name] of [["site", self], ...peers.map((peer) => ["peer-sites", peer])] as const) {
+    if (!JETSTREAM_DOMAIN.test(name)) throw new UsageError(`--${flag}: not a JetStream domain name: "${name}"`);
+  }
+  if (peers.includes(self)) throw new UsageError(`--peer-sites: "${self}" is this site (--site)`);
+  return { self, peers: [...new Set(peers)] };
 }
 
 function statusReport(name: string | undefined, namespace: string | undefined, kubeconfig: string | undefined, interval: string): RelayConfig["statusReport"] {
@@ -186,6 +205,8 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
         "status-namespace": { type: "string" },
         "status-interval": { type: "string", default: "10s" },
         kubeconfig: { type: "string" },
+        site: { type: "string" },
+        "peer-sites": { type: "string" },
         help: { type: "boolean", default: false },
       },
     });
@@ -236,6 +257,7 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
     clamd: v.clamd ? hostPort("clamd", v.clamd) : undefined,
     rspamd: v.rspamd ? httpUrl("rspamd", v.rspamd) : undefined,
     senderAuth: v["sender-auth"],
+    sites: sites(v.site, list(v["peer-sites"])),
     statusReport: statusReport(v["status-configmap"], v["status-namespace"] ?? process.env.POD_NAMESPACE, v.kubeconfig, v["status-interval"]),
   };
 }

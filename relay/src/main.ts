@@ -95,13 +95,13 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
   const filters = new FilterPipeline([
     // Unknown recipients are refused before greylisting makes their sender retry in vain.
     new RecipientVerifyFilter({
-      hostname: config.hostname, calloutTimeoutMs: 10_000, replicas: config.replicas, calloutRate: 5, calloutBurst: 20,
+      hostname: config.hostname, calloutTimeoutMs: 10_000, replicas: config.replicas, calloutRate: 5, calloutBurst: 20, sites: config.sites,
     }, queue, nextHops, (domain) => store.lookup(domain), log),
     new ClientCheckFilter([config.hostname, ...config.mxNames], resolver, (domain) => store.lookup(domain)?.clientChecks),
     new DnsListFilter(resolver, (domain) => store.lookup(domain)?.dnsbl, log),
     new RateLimitFilter(queue, config.replicas, (domain) => store.lookup(domain)?.rateLimits, log),
     // Greylisting costs the sender a retry, not us a scan: it comes next, at RCPT.
-    new GreylistFilter(queue, config.replicas, (domain) => store.lookup(domain)?.greylisting, log),
+    new GreylistFilter(queue, config.replicas, (domain) => store.lookup(domain)?.greylisting, log, config.sites),
     // Declared order: authentication (its headers feed the score), a virus, then the score.
     ...(config.senderAuth ? [await senderAuthFilter(config.hostname, resolver, store)] : []),
     ...(config.clamd ? [new ClamdFilter(config.clamd, 60_000, (domain) => store.lookup(domain)?.antivirus)] : []),

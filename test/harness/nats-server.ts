@@ -17,16 +17,24 @@ export class TestNatsServer {
     this.dir = dir;
   }
 
-  /** `syncAlways: false` keeps nats-server's default fsync interval (2 minutes): for measuring its cost only. */
-  static async start(dir: string, options: { syncAlways?: boolean } = {}): Promise<TestNatsServer> {
+  /**
+   * `syncAlways: false` keeps nats-server's default fsync interval (2 minutes): for measuring its cost only.
+   * `domain` makes the server one site's JetStream domain; `leafnodePort` lets other sites' servers
+   * connect to it as leafnodes, and `leafnodeRemote` connects this one to such a server.
+   */
+  static async start(dir: string, options: { syncAlways?: boolean; domain?: string; leafnodePort?: number; leafnodeRemote?: string } = {}): Promise<TestNatsServer> {
     const server = new TestNatsServer(await freePort(), dir);
     mkdirSync(join(dir, "jetstream"), { recursive: true });
     writeFileSync(join(dir, "nats.conf"), [
+      `server_name: ${options.domain ?? "nats"}-${server.port}`,
       `listen: "127.0.0.1:${server.port}"`,
       "jetstream {",
       `  store_dir: "${join(dir, "jetstream")}"`,
       ...(options.syncAlways === false ? [] : ["  sync_interval: always"]),
+      ...(options.domain ? [`  domain: ${options.domain}`] : []),
       "}",
+      ...(options.leafnodePort ? [`leafnodes { listen: "127.0.0.1:${options.leafnodePort}" }`] : []),
+      ...(options.leafnodeRemote ? [`leafnodes { remotes: [ { url: "${options.leafnodeRemote}" } ] }`] : []),
       "",
     ].join("\n"));
     await server.resume();

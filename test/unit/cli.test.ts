@@ -69,6 +69,9 @@ describe("relay command line", () => {
     ["a greet pause over a minute", ["--domains", "d", "--greet-pause", "2m"], /--greet-pause/],
     ["rspamd not a URL", ["--domains", "d", "--rspamd", "127.0.0.1:11333"], /--rspamd/],
     ["bad hostname", ["--domains", "d", "--hostname", "mx\r\nX-Evil: 1"], /--hostname/],
+    ["peer sites without a site", ["--domains", "d", "--peer-sites", "b"], /--peer-sites needs --site/],
+    ["a site that is not a JetStream domain", ["--domains", "d", "--site", "site.a"], /--site/],
+    ["itself as a peer", ["--domains", "d", "--site", "a", "--peer-sites", "b,a"], /--peer-sites/],
   ];
   for (const [name, args, message] of invalid) {
     it(`refuses ${name}`, () => {
@@ -95,5 +98,15 @@ describe("parseRelayArgs: the operator's queue report", () => {
     const on = parseRelayArgs(["--domains=/d", "--status-configmap=mxwarden-relay-status", "--status-namespace=mx", "--status-interval=5s"], "relay.test");
     assert.ok(on !== "help");
     assert.deepEqual(on.statusReport, { name: "mxwarden-relay-status", namespace: "mx", kubeconfig: undefined, intervalMs: 5000 });
+  });
+});
+
+describe("parseRelayArgs: sites", () => {
+  it("shares filter state between sites only when asked", () => {
+    const alone = parseRelayArgs(["--domains=/d"], "relay.test");
+    assert.ok(alone !== "help" && alone.sites === undefined);
+    const shared = parseRelayArgs(["--domains=/d", "--site=site-a", "--peer-sites=site-b, site-c,site-b"], "relay.test");
+    assert.ok(shared !== "help");
+    assert.deepEqual(shared.sites, { self: "site-a", peers: ["site-b", "site-c"] });
   });
 });

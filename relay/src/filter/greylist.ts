@@ -1,7 +1,7 @@
 // Greylisting at RCPT time: the first attempt of an unknown (client network, sender, recipient)
 // triplet gets 451 4.7.1; a retry after the domain's delay passes, and then the client network and
 // sender domain pass without delay for a while. The triplets live in a NATS KV bucket, so every
-// relay of a site shares them: the retry may reach any relay.
+// relay of a site shares them (and, with --site/--peer-sites, every site): the retry may reach any relay.
 
 import { createHash } from "node:crypto";
 import { BlockList, isIPv6 } from "node:net";
@@ -10,7 +10,8 @@ import type { Logger } from "../log.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
 import { ipv6Groups, plainAddress } from "./client-address.ts";
 import type { RecipientFilter, RecipientUnderCheck, Verdict } from "./filter.ts";
-import { SharedBucket } from "./shared-bucket.ts";
+import type { KvEntry } from "@nats-io/kv";
+import { SharedBucket, type SiteTopology } from "./shared-bucket.ts";
 
 export const GREYLIST_BUCKET = "mxw-greylist";
 /** The bucket's own limit; each entry carries its shorter TTL. */
@@ -29,6 +30,11 @@ function key(prefix: string, ...parts: string[]): string {
   return `${prefix}.${createHash("sha256").update(parts.join("\u0000").toLowerCase()).digest("hex").slice(0, 40)}`;
 }
 
+/** An entry that holds a value (an expired or purged one leaves a marker behind). */
+function isLive(entry: KvEntry | null): entry is KvEntry {
+  return entry !== null && entry.operation === "PUT";
+}
+
 function seconds(ms: number): string {
   return `${Math.max(1, Math.ceil(ms / 1000))}s`;
 }
@@ -41,8 +47,8 @@ export class GreylistFilter implements RecipientFilter {
   private readonly policyFor: (domain: string) => GreylistPolicy | undefined;
   private readonly log: Logger;
 
-  constructor(queue: QueueConnection, replicas: number, policyFor: (domain: string) => GreylistPolicy | undefined, log: Logger) {
-    this.store = new SharedBucket(queue, GREYLIST_BUCKET, replicas, BUCKET_MAX_AGE_MS);
+  constructor(queue: QueueConnection, replicas: number, policyFor: (domain: string) => GreylistPolicy | undefined, log: Logger, sites?: SiteTopology) {
+    this.store = new SharedBucket(queue, GREYLIST_BUCKET, replicas, BUCKET_MAX_AGE_MS, sites);
     this.policyFor = policyFor;
     this.log = log.child({ component: "greylist" });
   }
@@ -53,20 +59,19 @@ export class GreylistFilter implements RecipientFilter {
     const network = clientNetwork(rcpt.clientAddress);
     const senderDomain = rcpt.sender.slice(rcpt.sender.lastIndexOf("@") + 1);
     try {
-      const kv = await this.store.open();
       const allowKey = key("a", network, senderDomain);
-      if (await kv.get(allowKey)) return { action: "continue" };
+      if (isLive(await this.store.get(allowKey))) return { action: "continue" };
       const tripletKey = key("t", network, rcpt.sender, rcpt.recipient);
-      const entry = await kv.get(tripletKey);
+      const entry = await this.store.get(tripletKey);
       const now = Date.now();
-      if (!entry) {
+      if (!isLive(entry)) {
         // create() fails if another relay stored the triplet a moment ago: its time counts then.
-        await kv.create(tripletKey, String(now), seconds(policy.expiryMs)).catch(() => undefined);
+        await this.store.create(tripletKey, String(now), seconds(policy.expiryMs)).catch(() => undefined);
         return this.greylisted(policy.delayMs);
       }
       const firstSeen = Number(entry.string());
       if (now - firstSeen < policy.delayMs) return this.greylisted(policy.delayMs - (now - firstSeen));
-      await kv.create(allowKey, String(now), seconds(policy.autoAllowMs)).catch(() => undefined);
+      await this.store.create(allowKey, String(now), seconds(policy.autoAllowMs)).catch(() => undefined);
       return { action: "continue" };
     } catch (err) {
       // Greylisting only delays; without its store it steps aside rather than refuse mail.

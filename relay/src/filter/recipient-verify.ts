@@ -12,7 +12,7 @@ import type { Logger } from "../log.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
 import { rcptCallout, type CalloutResult } from "./callout.ts";
 import type { RecipientFilter, RecipientUnderCheck, Verdict } from "./filter.ts";
-import { SharedBucket } from "./shared-bucket.ts";
+import { SharedBucket, type SiteTopology } from "./shared-bucket.ts";
 
 export const RECIPIENT_CACHE_BUCKET = "mxw-recipients";
 const BUCKET_MAX_AGE_MS = 31 * 86_400_000;
@@ -45,6 +45,8 @@ export interface RecipientVerifyOptions {
   hostname: string;
   calloutTimeoutMs: number;
   replicas: number;
+  /** Share the cache with the other sites (--site/--peer-sites). */
+  sites?: SiteTopology | undefined;
   /** Callouts per second and burst, per domain and relay. */
   calloutRate: number;
   calloutBurst: number;
@@ -62,7 +64,7 @@ export class RecipientVerifyFilter implements RecipientFilter {
 
   constructor(options: RecipientVerifyOptions, queue: QueueConnection, routes: NextHopResolver, policyFor: (domain: string) => DomainPolicy | undefined, log: Logger) {
     this.options = options;
-    this.cache = new SharedBucket(queue, RECIPIENT_CACHE_BUCKET, options.replicas, BUCKET_MAX_AGE_MS);
+    this.cache = new SharedBucket(queue, RECIPIENT_CACHE_BUCKET, options.replicas, BUCKET_MAX_AGE_MS, options.sites);
     this.routes = routes;
     this.policyFor = policyFor;
     this.budget = new CalloutBudget(options.calloutRate, options.calloutBurst);
@@ -74,8 +76,7 @@ export class RecipientVerifyFilter implements RecipientFilter {
     if (policy?.recipients.mode !== "verify") return { action: "continue" };
     const verify = policy.recipients.verify;
     const cacheKey = `r.${createHash("sha256").update(rcpt.recipient.toLowerCase()).digest("hex").slice(0, 40)}`;
-    const kv = await this.cache.open().catch(() => undefined);
-    const cached = await kv?.get(cacheKey).catch(() => null);
+    const cached = await this.cache.get(cacheKey).catch(() => null);
     if (cached && cached.operation === "PUT") return this.answer(cached.string() === EXISTS ? "exists" : "unknown");
 
     let result: CalloutResult = { answer: "unavailable", detail: "callout budget for this domain used up" };
@@ -88,13 +89,11 @@ export class RecipientVerifyFilter implements RecipientFilter {
         reply: { code: 451, enhanced: "4.4.3", text: "Recipient verification unavailable, try again later" },
       };
     }
-    if (kv) {
-      const ttlMs = result.answer === "exists" ? verify.positiveTtlMs : verify.negativeTtlMs;
-      // An expired answer leaves a delete marker; purge makes room for the fresh one and its TTL.
-      await kv.purge(cacheKey).catch(() => undefined);
-      await kv.create(cacheKey, result.answer === "exists" ? EXISTS : UNKNOWN, `${Math.ceil(ttlMs / 1000)}s`)
-        .catch((err: unknown) => this.log.debug("could not cache a callout answer", { error: err }));
-    }
+    const ttlMs = result.answer === "exists" ? verify.positiveTtlMs : verify.negativeTtlMs;
+    // An expired answer leaves a delete marker; purge makes room for the fresh one and its TTL.
+    await this.cache.purge(cacheKey).catch(() => undefined);
+    await this.cache.create(cacheKey, result.answer === "exists" ? EXISTS : UNKNOWN, `${Math.ceil(ttlMs / 1000)}s`)
+      .catch((err: unknown) => this.log.debug("could not cache a callout answer", { error: err }));
     return this.answer(result.answer);
   }
 
