@@ -44,7 +44,7 @@ $(TOOLS_BIN)/nats-server:
 # The binaries depend on their module files, so a re-pin rebuilds them.
 $(TOOLS_BIN)/kube-apiserver: tools/kube-apiserver/go.mod tools/kube-apiserver/go.sum
 	@mkdir -p $(TOOLS_BIN)
-	cd tools/kube-apiserver && grep -q 'k8s.io/kubernetes $(KUBE_VERSION)$$' go.mod && \
+	cd tools/kube-apiserver && grep -qE 'k8s.io/kubernetes $(KUBE_VERSION)( |$$)' go.mod && \
 	  $(GO_BUILD) -ldflags '$(KUBE_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/kube-apiserver
 	@$@ --version
 
