@@ -143,6 +143,28 @@ export class TestControlPlane {
     }
   }
 
+  /**
+   * Delete a key in etcd behind the API server's back (as another API server replica would while
+   * this one is down), e.g. "/registry/configmaps/ns/name".
+   */
+  async etcdDelete(key: string): Promise<void> {
+    const { deleted } = await this.etcdCall<{ deleted?: string }>("/v3/kv/deleterange", { key: Buffer.from(key).toString("base64") });
+    if (deleted !== "1") throw new Error(`etcd key ${key} not found`);
+  }
+
+  /** Compact etcd's history up to now, so watches from older resourceVersions get 410 Gone. */
+  async compactEtcd(): Promise<void> {
+    const { header } = await this.etcdCall<{ header: { revision: string } }>("/v3/kv/range", { key: Buffer.from("/").toString("base64"), limit: 1 });
+    await this.etcdCall("/v3/kv/compaction", { revision: header.revision, physical: true });
+  }
+
+  /** etcd's JSON gateway to its gRPC API. */
+  private async etcdCall<T>(path: string, body: unknown): Promise<T> {
+    const response = await fetch(`http://127.0.0.1:${this.etcdPort}${path}`, { method: "POST", body: JSON.stringify(body) });
+    if (!response.ok) throw new Error(`etcd ${path}: ${response.status} ${await response.text()}`);
+    return (await response.json()) as T;
+  }
+
   /** Stop the API server (etcd keeps the data): the cluster is unreachable until resume(). */
   async pause(): Promise<void> {
     await this.apiServer?.stop();
@@ -156,6 +178,8 @@ export class TestControlPlane {
       `--etcd-servers=http://127.0.0.1:${this.etcdPort}`,
       "--bind-address=127.0.0.1",
       "--advertise-address=127.0.0.1",
+      // The endpoint reconciler refuses loopback addresses; no pod ever dials the "kubernetes" Service here.
+      "--endpoint-reconciler-type=none",
       `--secure-port=${this.apiPort}`,
       `--cert-dir=${join(this.dir, "apiserver-certs")}`,
       `--tls-cert-file=${join(this.dir, "serving.crt")}`,
@@ -176,9 +200,9 @@ export class TestControlPlane {
     const server = this.apiServer;
     const client = new ApiClient(this.kubeConfig());
     await eventually(`kube-apiserver ${this.name} ready`, async () => {
-      if (!server.running) throw new Error(`kube-apiserver exited:\n${server.lines.slice(-20).join("\n")}`);
-      return (await client.rawGet("/readyz", 2000)).trim() === "ok";
-    }, 120_000, 200);
+      if (!server.running) return "exited";
+      return (await client.rawGet("/readyz", 2000)).trim() === "ok" && "ready";
+    }, 120_000, 200).then((state) => exitedEarly("kube-apiserver", server, state));
   }
 
   async stop(): Promise<void> {
@@ -204,10 +228,10 @@ export class TestControlPlane {
     ], { logFile: join(this.dir, "etcd.log") });
     const etcd = this.etcd;
     await eventually(`etcd ${this.name} healthy`, async () => {
-      if (!etcd.running) throw new Error(`etcd exited:\n${etcd.lines.slice(-20).join("\n")}`);
+      if (!etcd.running) return "exited";
       const response = await fetch(`${clientUrl}/health`);
-      return response.ok && ((await response.json()) as { health?: string }).health === "true";
-    }, 60_000, 100);
+      return response.ok && ((await response.json()) as { health?: string }).health === "true" && "ready";
+    }, 60_000, 100).then((state) => exitedEarly("etcd", etcd, state));
   }
 
   private makeCertificates(): void {
@@ -219,4 +243,9 @@ export class TestControlPlane {
     openssl(["x509", "-req", "-in", "serving.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-out", "serving.crt", "-extfile", "serving-ext.cnf"], this.dir);
     openssl(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "sa.key"], this.dir);
   }
+}
+
+/** A process that died while we waited for it fails the test at once, with its last words. */
+function exitedEarly(what: string, process: TestProcess, state: "exited" | "ready"): void {
+  if (state === "exited") throw new Error(`${what} exited before it was ready:\n${process.lines.slice(-20).join("\n")}`);
 }

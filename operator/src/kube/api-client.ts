@@ -148,7 +148,14 @@ export class ApiClient {
         const lines = createInterface({ input: res });
         lines.on("line", (line) => {
           if (line.trim() === "") return;
-          const event = JSON.parse(line) as WatchEvent<T> | { type: "ERROR"; object: { code?: number; reason?: string; message?: string } };
+          let event: WatchEvent<T> | { type: "ERROR"; object: { code?: number; reason?: string; message?: string } };
+          try {
+            event = JSON.parse(line) as typeof event;
+          } catch {
+            req.destroy();
+            reject(new Error(`watch: undecodable event: ${line.slice(0, 200)}`));
+            return;
+          }
           if (event.type === "ERROR") {
             const status = event.object as { code?: number; reason?: string; message?: string };
             req.destroy();
@@ -158,6 +165,9 @@ export class ApiClient {
           onEvent(event as WatchEvent<T>);
         });
         lines.on("close", () => resolve());
+        // readline re-emits its input's errors (a reset connection when the server dies): unhandled,
+        // they would crash the process instead of failing this watch.
+        lines.on("error", reject);
         res.on("error", reject);
       });
       req.on("error", reject);
