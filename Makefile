@@ -78,7 +78,8 @@ generate: deps-npm
 test: deps typecheck
 	$(NODE) --test --test-concurrency=1 --test-timeout=600000 'test/**/*.test.ts'
 
-run: deps-npm deps-tools
+# The local backup MX needs only Node and nats-server, not the Kubernetes test tools.
+run: deps-npm $(TOOLS_BIN)/nats-server
 	$(NODE) relay/dev/local-backup-mx.ts
 
 bench: deps typecheck
