@@ -1,10 +1,13 @@
 // Kubernetes Events for what a user should see in `kubectl describe`: config applied to a site,
 // a site lost or regained, a domain draining or finalized. Failures to record are only logged:
-// an event is never a reason to fail a reconcile.
+// an event is never a reason to fail a reconcile. An Event lives in the namespace of the object it
+// is about; for cluster-scoped objects (RelaySites) the API server accepts only "default".
 
 import type { Logger } from "../../../relay/src/log.ts";
 import type { ApiClient } from "../kube/api-client.ts";
 import { Resources } from "../kube/resources.ts";
+
+export const CLUSTER_SCOPED_EVENT_NAMESPACE = "default";
 
 export interface EventSubject {
   apiVersion: string;
@@ -14,19 +17,17 @@ export interface EventSubject {
 
 export class EventRecorder {
   private readonly client: ApiClient;
-  private readonly defaultNamespace: string;
   private readonly instance: string;
   private readonly log: Logger;
 
-  constructor(client: ApiClient, defaultNamespace: string, instance: string, log: Logger) {
+  constructor(client: ApiClient, instance: string, log: Logger) {
     this.client = client;
-    this.defaultNamespace = defaultNamespace;
     this.instance = instance;
     this.log = log;
   }
 
   async record(subject: EventSubject, type: "Normal" | "Warning", reason: string, action: string, note: string): Promise<void> {
-    const namespace = subject.metadata.namespace ?? this.defaultNamespace;
+    const namespace = subject.metadata.namespace ?? CLUSTER_SCOPED_EVENT_NAMESPACE;
     const now = new Date();
     try {
       await this.client.create(Resources.Event, {

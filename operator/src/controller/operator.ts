@@ -57,7 +57,7 @@ export class Operator {
     this.options = options;
     const { client, log, metrics } = options;
     const states = new SiteStates();
-    const events = new EventRecorder(client, options.namespace, options.identity, log);
+    const events = new EventRecorder(client, options.identity, log);
     this.sites = new Informer<SiteObject>(client, Resources.RelaySite, undefined, (key) => this.onSiteEvent(key), (err) => log.warn("RelaySite watch failed; re-listing", { error: err }));
     this.domains = new Informer<DomainObject>(client, Resources.RelayDomain, undefined, (key) => this.onDomainEvent(key), (err) => log.warn("RelayDomain watch failed; re-listing", { error: err }));
     this.secrets = new Informer<Unstructured>(client, Resources.Secret, options.namespace, (key) => this.onSecretEvent(key), (err) => log.warn("Secret watch failed; re-listing", { error: err }));
