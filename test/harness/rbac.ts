@@ -24,6 +24,7 @@ export interface AuditedRequest {
 }
 
 interface AuditEvent {
+  auditID?: string;
   stage?: string;
   verb?: string;
   requestURI?: string;
@@ -32,13 +33,21 @@ interface AuditEvent {
   responseStatus?: { code?: number };
 }
 
-/** Every completed request `username` made, from an audit log of JSON lines. */
+/**
+ * Every request `username` made, from an audit log of JSON lines. A watch that is still open has
+ * only its ResponseStarted event, so that stage counts too; each request is taken once.
+ */
 export function auditedRequests(auditLogPath: string, username: string): AuditedRequest[] {
   const requests: AuditedRequest[] = [];
+  const seen = new Set<string>();
   for (const line of readFileSync(auditLogPath, "utf8").split("\n")) {
     if (!line.trim()) continue;
     const event = JSON.parse(line) as AuditEvent;
-    if (event.user?.username !== username || event.stage !== "ResponseComplete") continue;
+    if (event.user?.username !== username || (event.stage !== "ResponseComplete" && event.stage !== "ResponseStarted")) continue;
+    if (event.auditID !== undefined) {
+      if (seen.has(event.auditID)) continue;
+      seen.add(event.auditID);
+    }
     const ref = event.objectRef;
     requests.push({
       verb: event.verb ?? "",
