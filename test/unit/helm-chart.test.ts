@@ -128,7 +128,7 @@ describe("Helm chart", () => {
     assert.equal(config.pollIntervalMs, 30_000);
     assert.equal(config.siteHealthIntervalMs, 5_000);
     assert.equal(config.logLevel, "debug");
-    assert.equal(findObject(objects, "ServiceMonitor")?.metadata.labels?.release, "kube-prometheus-stack");
+    assert.equal((findObject(objects, "ServiceMonitor")?.metadata.labels as Record<string, string> | undefined)?.release, "kube-prometheus-stack");
     const sites = objects.filter((o) => o.kind === "RelaySite").map((o) => o.metadata.name);
     assert.deepEqual(sites, ["site-a", "site-b"]);
     const service = findObject(objects, "Service") as Unstructured & { spec: { ports: { port: number; targetPort: string }[] } };
