@@ -152,6 +152,9 @@ describe("RBAC: the chart grants exactly what the operator uses", () => {
       spec: { namespace: RELAY_NS, hostname: "mx-a.backup.test", replicas: 1, nats: { url: "nats://nats.mxwarden:4222", streamReplicas: 1 } },
     });
     await eventually("site-a applied", async () => (await get<WithConditions>(Resources.RelaySite, undefined, "site-a"))?.status?.conditions?.some((c) => c.type === "ConfigApplied" && c.status === "True"), 60_000);
+    // Events about a cluster-scoped RelaySite can only live in "default" (the API server refuses others).
+    await eventually("ConfigApplied Event about site-a", async () => (await admin.list<Unstructured & { reason?: string; regarding?: { name?: string } }>(Resources.Event, "default")).items
+      .some((event) => event.reason === "ConfigApplied" && event.regarding?.name === "site-a"));
     await eventually("ServiceMonitor and PrometheusRule applied", async () =>
       (await get(Resources.ServiceMonitor, RELAY_NS, "mxwarden-relay")) !== undefined && (await get(Resources.PrometheusRule, RELAY_NS, "mxwarden-relay")) !== undefined);
 
