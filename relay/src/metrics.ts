@@ -35,6 +35,9 @@ export class RelayMetrics {
   readonly deliveryAttempts = new Counter({ name: "mxwarden_delivery_attempts_total", help: "Delivery attempts by result", labelNames: ["result"] as const, registers: [this.registry] });
   readonly recipientsDelivered = new Counter({ name: "mxwarden_recipients_delivered_total", help: "Recipients the next hop accepted", registers: [this.registry] });
   readonly recipientsBounced = new Counter({ name: "mxwarden_recipients_bounced_total", help: "Recipients given up on, by reason", labelNames: ["reason"] as const, registers: [this.registry] });
+  // With messages_accepted_total and dsns_queued_total, the no-mail-lost identity:
+  // accepted + DSNs queued = jobs completed + jobs still queued.
+  readonly jobsCompleted = new Counter({ name: "mxwarden_queue_jobs_completed_total", help: "Delivery jobs finished with nothing left to do (every recipient delivered or bounced), by kind (relay, dsn)", labelNames: ["kind"] as const, registers: [this.registry] });
   readonly dsnsSent = new Counter({ name: "mxwarden_dsns_queued_total", help: "Delivery status notifications queued to senders", registers: [this.registry] });
   readonly bytesDelivered = new Counter({ name: "mxwarden_delivered_bytes_total", help: "Octets of delivered messages", registers: [this.registry] });
   readonly deliveryLatency = new Histogram({

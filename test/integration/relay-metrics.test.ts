@@ -52,4 +52,20 @@ describe("relay metrics for the SLOs", () => {
     }
     await relay.ready();
   });
+
+  it("keeps the no-mail-lost identity: accepted + DSNs queued = jobs completed + jobs queued", async () => {
+    await primary.waitForMessages(1);
+    const sum = async (name: string): Promise<number> => {
+      let total = 0;
+      for (const line of (await relay.metricsText()).split("\n")) if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) total += Number(line.slice(line.lastIndexOf(" ") + 1));
+      return total;
+    };
+    await eventually("the identity to balance with an empty queue", async () => {
+      const accepted = await relay.metric("mxwarden_messages_accepted_total") + await relay.metric("mxwarden_dsns_queued_total");
+      const completed = await sum("mxwarden_queue_jobs_completed_total");
+      const queued = await sum("mxwarden_queue_messages");
+      return accepted === 1 && completed === 1 && queued === 0;
+    });
+    assert.equal(await relay.metric("mxwarden_queue_jobs_completed_total", 'kind="relay"'), 1);
+  });
 });
