@@ -32,6 +32,14 @@ export class RelayMetrics {
   readonly queueMessages = new Gauge({ name: "mxwarden_queue_messages", help: "Queued delivery jobs by state (ready or deferred)", labelNames: ["state"] as const, registers: [this.registry] });
   readonly queueOldestAge = new Gauge({ name: "mxwarden_queue_oldest_message_age_seconds", help: "Age of the oldest message body still in the spool", registers: [this.registry] });
   readonly queueUp = new Gauge({ name: "mxwarden_queue_up", help: "1 when the JetStream queue accepts writes", registers: [this.registry] });
+  readonly dependencyUp = new Gauge({ name: "mxwarden_dependency_up", help: "1 when the engine answered its last probe, by dependency (nats, clamd, rspamd)", labelNames: ["dependency"] as const, registers: [this.registry] });
+  readonly dependencyCheckDuration = new Histogram({
+    name: "mxwarden_dependency_check_duration_seconds",
+    help: "Time a dependency took to answer its probe (or to fail it), by dependency",
+    labelNames: ["dependency"] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
   readonly deliveryAttempts = new Counter({ name: "mxwarden_delivery_attempts_total", help: "Delivery attempts by result", labelNames: ["result"] as const, registers: [this.registry] });
   readonly recipientsDelivered = new Counter({ name: "mxwarden_recipients_delivered_total", help: "Recipients the next hop accepted", registers: [this.registry] });
   readonly recipientsBounced = new Counter({ name: "mxwarden_recipients_bounced_total", help: "Recipients given up on, by reason", labelNames: ["reason"] as const, registers: [this.registry] });

@@ -5,28 +5,41 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { join } from "node:path";
+import { TestClamd } from "../harness/clamd.ts";
 import { TestNatsServer } from "../harness/nats-server.ts";
 import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
 import { sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
 import { TestPrimary } from "../harness/test-primary.ts";
-import { eventually, tempDir } from "../harness/workspace.ts";
+import { eventually, freePort, tempDir } from "../harness/workspace.ts";
 
 describe("relay metrics for the SLOs", () => {
   const dir = tempDir("relay-metrics");
   let nats: TestNatsServer;
   let primary: TestPrimary;
+  let clamd: TestClamd;
   let relay: RelayProcess;
 
   before(async () => {
     nats = await TestNatsServer.start(join(dir.path, "nats"));
+    clamd = await TestClamd.start(join(dir.path, "clamd"));
     primary = await TestPrimary.start();
-    writeDomains(join(dir.path, "domains.yaml"), [{ domain: "example.com", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] } }]);
-    relay = await RelayProcess.start({ dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url });
+    const hosts = [{ host: "127.0.0.1", port: primary.port }];
+    writeDomains(join(dir.path, "domains.yaml"), [
+      { domain: "example.com", primary: { hosts }, antispam: { onError: "accept" } },
+      // rspamd is down and this domain wants a score: its mail gets 451, a failure of ours.
+      { domain: "strict.example", primary: { hosts } },
+    ]);
+    relay = await RelayProcess.start({
+      dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url,
+      // A real clamd, and an rspamd address where nothing listens: one engine up, one down.
+      args: ["--clamd", `127.0.0.1:${clamd.port}`, "--rspamd", `http://127.0.0.1:${await freePort()}`],
+    });
     await relay.ready();
   });
 
   after(async () => {
     await relay?.stop();
+    await clamd?.stop();
     await primary?.close();
     await nats?.stop();
   });
@@ -39,13 +52,17 @@ describe("relay metrics for the SLOs", () => {
     assert.equal(denied.rcpts[0]?.code, 550);
     assert.equal(await relay.metric("mxwarden_smtp_transactions_total"), 1);
     assert.equal(await relay.metric("mxwarden_smtp_transactions_failed_total", 'cause="queue_unavailable"'), 0);
+    const unscored = await sendMail(relay.smtpPort, { from: "a@client.test", to: ["x@strict.example"], body: simpleMessage("unscored", "tx-u") });
+    assert.equal(unscored.data?.code, 451);
+    assert.equal(await relay.metric("mxwarden_smtp_transactions_total"), 2);
+    assert.equal(await relay.metric("mxwarden_smtp_transactions_failed_total", 'cause="filter_unavailable"'), 1);
 
     await nats.pause();
     try {
       await eventually("relay to notice the queue is gone", async () => (await relay.metric("mxwarden_queue_up")) === 0);
       const failed = await sendMail(relay.smtpPort, { from: "a@client.test", to: ["x@example.com"], body: simpleMessage("three", "tx-3") });
       assert.equal(failed.mail.code, 451);
-      assert.equal(await relay.metric("mxwarden_smtp_transactions_total"), 2);
+      assert.equal(await relay.metric("mxwarden_smtp_transactions_total"), 3);
       assert.equal(await relay.metric("mxwarden_smtp_transactions_failed_total", 'cause="queue_unavailable"'), 1);
     } finally {
       await nats.resume();
@@ -67,5 +84,15 @@ describe("relay metrics for the SLOs", () => {
       return accepted === 1 && completed === 1 && queued === 0;
     });
     assert.equal(await relay.metric("mxwarden_queue_jobs_completed_total", 'kind="relay"'), 1);
+  });
+
+  it("probes NATS, clamd and rspamd and publishes whether each answers and how fast", async () => {
+    await eventually("nats and clamd up, rspamd down", async () =>
+      await relay.metric("mxwarden_dependency_up", 'dependency="nats"') === 1 &&
+      await relay.metric("mxwarden_dependency_up", 'dependency="clamd"') === 1 &&
+      (await relay.metricsText()).includes('mxwarden_dependency_up{dependency="rspamd"} 0'));
+    assert.ok(await relay.metric("mxwarden_dependency_check_duration_seconds_count", 'dependency="clamd"') >= 1);
+    await clamd.stop();
+    await eventually("clamd down", async () => (await relay.metricsText()).includes('mxwarden_dependency_up{dependency="clamd"} 0'), 20_000);
   });
 });
