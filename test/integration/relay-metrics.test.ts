@@ -3,6 +3,9 @@
 // expiry. The last test holds the rules and the dashboard to the names the relay really exports.
 
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { X509Certificate } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { join } from "node:path";
 import { TestClamd } from "../harness/clamd.ts";
@@ -29,10 +32,17 @@ describe("relay metrics for the SLOs", () => {
       // rspamd is down and this domain wants a score: its mail gets 451, a failure of ours.
       { domain: "strict.example", primary: { hosts } },
     ]);
+    execFileSync("openssl", [
+      "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "20", "-subj", "/CN=backup-mx.test",
+      "-keyout", join(dir.path, "key.pem"), "-out", join(dir.path, "cert.pem"),
+    ], { stdio: "ignore" });
     relay = await RelayProcess.start({
       dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url,
       // A real clamd, and an rspamd address where nothing listens: one engine up, one down.
-      args: ["--clamd", `127.0.0.1:${clamd.port}`, "--rspamd", `http://127.0.0.1:${await freePort()}`],
+      args: [
+        "--clamd", `127.0.0.1:${clamd.port}`, "--rspamd", `http://127.0.0.1:${await freePort()}`,
+        "--tls-cert", join(dir.path, "cert.pem"), "--tls-key", join(dir.path, "key.pem"),
+      ],
     });
     await relay.ready();
   });
@@ -94,5 +104,12 @@ describe("relay metrics for the SLOs", () => {
     assert.ok(await relay.metric("mxwarden_dependency_check_duration_seconds_count", 'dependency="clamd"') >= 1);
     await clamd.stop();
     await eventually("clamd down", async () => (await relay.metricsText()).includes('mxwarden_dependency_up{dependency="clamd"} 0'), 20_000);
+  });
+
+  it("exports the STARTTLS certificate's expiry time", async () => {
+    const notAfter = Date.parse(new X509Certificate(readFileSync(join(dir.path, "cert.pem"))).validTo) / 1000;
+    assert.equal(await relay.metric("mxwarden_tls_certificate_expiry_timestamp_seconds"), notAfter);
+    const daysLeft = (notAfter - Date.now() / 1000) / 86400;
+    assert.ok(daysLeft > 19 && daysLeft <= 20, `${daysLeft} days left`);
   });
 });

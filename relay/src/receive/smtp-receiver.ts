@@ -2,6 +2,7 @@
 // message to the spool and the delivery queue. It answers 250 only once the body and its jobs
 // have a PubAck from JetStream; anything that goes wrong before that is a 4xx, never a loss.
 
+import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from "smtp-server";
@@ -100,6 +101,8 @@ export class SmtpReceiver {
     const tls = options.tls
       ? { key: readFileSync(options.tls.keyFile), cert: readFileSync(options.tls.certFile) }
       : undefined;
+    // Senders fall back to plain text or give up on an expired certificate: alert before it does.
+    if (tls) this.metrics.tlsCertificateExpiry.set(Date.parse(new X509Certificate(tls.cert).validTo) / 1000);
     this.server = new SMTPServer({
       name: options.hostname,
       banner: "mxwarden ESMTP",
