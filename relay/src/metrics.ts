@@ -3,6 +3,7 @@
 // labels, so cardinality does not grow with the number of domains.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { JobKind } from "./queue/delivery-job.ts";
 
 export type RejectReason =
   | "relay_denied" | "routing_denied" | "bad_address" | "unknown_user" | "size" | "loop"
@@ -72,5 +73,8 @@ export class RelayMetrics {
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "mxwarden_" });
     for (const state of ["ready", "deferred"]) this.queueMessages.set({ state }, 0);
+    // Zeros from the start: a ratio or identity over a counter that has no series yet is empty, not 0.
+    for (const cause of ["queue_unavailable", "internal_error", "filter_unavailable"] satisfies TransactionFailure[]) this.transactionsFailed.inc({ cause }, 0);
+    for (const kind of ["relay", "dsn"] satisfies JobKind[]) this.jobsCompleted.inc({ kind }, 0);
   }
 }

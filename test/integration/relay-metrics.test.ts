@@ -61,6 +61,8 @@ describe("relay metrics for the SLOs", () => {
     const denied = await sendMail(relay.smtpPort, { from: "a@client.test", to: ["x@elsewhere.test"], body: simpleMessage("two", "tx-2") });
     assert.equal(denied.rcpts[0]?.code, 550);
     assert.equal(await relay.metric("mxwarden_smtp_transactions_total"), 1);
+    // Present at zero before the first failure, so the SLO ratio is 0 rather than empty.
+    assert.match(await relay.metricsText(), /^mxwarden_smtp_transactions_failed_total\{cause="internal_error"\} 0$/m);
     assert.equal(await relay.metric("mxwarden_smtp_transactions_failed_total", 'cause="queue_unavailable"'), 0);
     const unscored = await sendMail(relay.smtpPort, { from: "a@client.test", to: ["x@strict.example"], body: simpleMessage("unscored", "tx-u") });
     assert.equal(unscored.data?.code, 451);
