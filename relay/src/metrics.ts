@@ -56,7 +56,7 @@ export class RelayMetrics {
     registers: [this.registry],
   });
   readonly deadDestinations = new Gauge({ name: "mxwarden_destinations_unreachable", help: "Domains whose next hops are marked unreachable by this relay", registers: [this.registry] });
-  readonly tlsCertificateExpiry = new Gauge({ name: "mxwarden_tls_certificate_expiry_timestamp_seconds", help: "Not-after time of the STARTTLS certificate (Unix seconds); absent without --tls-cert", registers: [this.registry] });
+  readonly tlsCertificateExpiry = new Gauge({ name: "mxwarden_tls_certificate_expiry_timestamp_seconds", help: "Not-after time of the STARTTLS certificate (Unix seconds); 0 without --tls-cert", registers: [this.registry] });
   readonly configGeneration = new Gauge({ name: "mxwarden_config_generation", help: "Reloads of the RelayDomain configuration that changed it", registers: [this.registry] });
   readonly configDomains = new Gauge({ name: "mxwarden_config_domains", help: "Domains configured", registers: [this.registry] });
   readonly configErrors = new Gauge({ name: "mxwarden_config_errors", help: "Invalid RelayDomain documents in the last load", registers: [this.registry] });

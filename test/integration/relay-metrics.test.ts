@@ -8,12 +8,25 @@ import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { join } from "node:path";
+import { OperatorMetrics } from "../../operator/src/metrics.ts";
 import { TestClamd } from "../harness/clamd.ts";
+import { dashboardExpressions, metricNames, operatorRulesFile, relayRulesFile, rulesOf } from "../harness/monitoring-rules.ts";
 import { TestNatsServer } from "../harness/nats-server.ts";
 import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
 import { sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
 import { TestPrimary } from "../harness/test-primary.ts";
 import { eventually, freePort, tempDir } from "../harness/workspace.ts";
+
+/** Sample names an exposition declares: each `# TYPE`, and a histogram's _bucket, _count and _sum. */
+function exportedNames(exposition: string): Set<string> {
+  const names = new Set<string>();
+  for (const match of exposition.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
+    const [, name = "", type] = match;
+    names.add(name);
+    if (type === "histogram") for (const suffix of ["_bucket", "_count", "_sum"]) names.add(name + suffix);
+  }
+  return names;
+}
 
 describe("relay metrics for the SLOs", () => {
   const dir = tempDir("relay-metrics");
@@ -113,5 +126,16 @@ describe("relay metrics for the SLOs", () => {
     assert.equal(await relay.metric("mxwarden_tls_certificate_expiry_timestamp_seconds"), notAfter);
     const daysLeft = (notAfter - Date.now() / 1000) / 86400;
     assert.ok(daysLeft > 19 && daysLeft <= 20, `${daysLeft} days left`);
+  });
+
+  it("exports every metric the rules and the dashboard read (a rename breaks this test, not the alerting)", async () => {
+    const exprs = [...[relayRulesFile, operatorRulesFile].flatMap((file) => rulesOf(file).map((rule) => rule.expr)), ...dashboardExpressions()];
+    const used = [...new Set(exprs.flatMap(metricNames))];
+    const relayNames = exportedNames(await relay.metricsText());
+    // The operator's registry, as its /metrics serves it.
+    const operatorNames = exportedNames(await new OperatorMetrics().registry.metrics());
+    const missing = used.filter((name) => !(name.startsWith("mxwarden_operator_") ? operatorNames : relayNames).has(name));
+    assert.deepEqual(missing, []);
+    assert.ok(used.length >= 25, `only ${used.length} metric names found in the rules and the dashboard`);
   });
 });
