@@ -17,8 +17,8 @@ TSC := $(CURDIR)/node_modules/.bin/tsc
 export PATH := $(TOOLS_BIN):$(PATH)
 
 # Debian packages the tests use as real peers: Postfix's smtp-source/smtp-sink, swaks (with TLS), openssl, clamd, rspamd;
-# unzip unpacks helm and kubectl.
-APT_PACKAGES := unzip postfix swaks libnet-ssleay-perl libio-socket-ssl-perl openssl clamav-daemon rspamd
+# unzip unpacks helm and kubectl; prometheus brings promtool and the server the alerting tests run.
+APT_PACKAGES := unzip postfix swaks libnet-ssleay-perl libio-socket-ssl-perl openssl clamav-daemon rspamd prometheus
 
 .PHONY: help deps deps-npm deps-apt deps-tools typecheck generate test test-unit test-integration run bench clean
 

@@ -19,6 +19,7 @@ import { JobQueue } from "./queue/job-queue.ts";
 import { QueueConnection } from "./queue/queue-connection.ts";
 import { startQueueMonitor } from "./queue/queue-monitor.ts";
 import { startQueueReporter } from "./status/queue-reporter.ts";
+import { startDependencyProbe } from "./status/dependency-probe.ts";
 import { SmtpReceiver } from "./receive/smtp-receiver.ts";
 import { ClamdFilter } from "./filter/antivirus.ts";
 import { RspamdFilter } from "./filter/antispam.ts";
@@ -133,6 +134,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     },
   });
   const stopMonitor = startQueueMonitor(queue, metrics, log, 5000);
+  const stopProbe = startDependencyProbe({ queue, clamd: config.clamd, rspamd: config.rspamd }, metrics, log, 5000);
   const stopReporter = config.statusReport
     ? startQueueReporter(queue, store, config.statusReport, process.env.POD_NAME ?? config.hostname, config.statusReport.intervalMs, log)
     : () => {};
@@ -166,6 +168,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     log.info("shutting down: new connections get 421, sessions in flight may finish", { signal, graceMs: config.shutdownGraceMs });
     await Promise.all([receiver.close(), worker.stop(config.shutdownGraceMs)]);
     stopMonitor();
+    stopProbe();
     stopReporter();
     destinations.stop();
     store.stop();

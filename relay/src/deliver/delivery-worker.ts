@@ -271,6 +271,7 @@ export class DeliveryWorker {
   /** Nothing left to do for this job: drop the body, then the job. */
   private async finish(msg: JsMsg, spool: SpoolReader, job: DeliveryJob): Promise<void> {
     await this.persist(msg, () => spool.purge(job.queueId));
+    this.deps.metrics.jobsCompleted.inc({ kind: job.kind });
     await this.acknowledge(msg);
   }
 

@@ -39,7 +39,7 @@ export class RspamdFilter implements MessageFilter {
     } catch (err) {
       if (policies.some((p) => p.onError === "tempfail")) {
         const problem = err instanceof Error ? err.message : String(err);
-        return { action: "tempfail", reason: `rspamd failed: ${problem}`, reply: { code: 451, enhanced: "4.7.1", text: "Content filter unavailable, try again later" } };
+        return { action: "tempfail", unavailable: true, reason: `rspamd failed: ${problem}`, reply: { code: 451, enhanced: "4.7.1", text: "Content filter unavailable, try again later" } };
       }
       return { action: "continue", headers: [["X-Spam-Status", "Unknown, content filter unavailable"]] };
     }

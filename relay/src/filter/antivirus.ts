@@ -58,7 +58,7 @@ export class ClamdFilter implements MessageFilter {
 
   private scannerFailed(policies: AntivirusPolicy[], problem: string): Verdict {
     if (policies.some((p) => p.onError === "tempfail")) {
-      return { action: "tempfail", reason: `scanner failed: ${problem}`, reply: { code: 451, enhanced: "4.7.1", text: "Virus scanner unavailable, try again later" } };
+      return { action: "tempfail", unavailable: true, reason: `scanner failed: ${problem}`, reply: { code: 451, enhanced: "4.7.1", text: "Virus scanner unavailable, try again later" } };
     }
     return { action: "continue" };
   }

@@ -10,7 +10,9 @@ export type FilterStage = "rcpt" | "data";
 /** What a filter may say about a message. */
 export type Verdict =
   | { action: "continue"; headers?: ReadonlyArray<readonly [string, string]> }
-  | { action: "tempfail"; reply: SmtpReply; reason: string }
+  // `unavailable`: the filter's engine could not answer, so the 4xx is the relay's failure rather
+  // than a judgement of the message; it counts against the acceptance SLO.
+  | { action: "tempfail"; reply: SmtpReply; reason: string; unavailable?: boolean }
   | { action: "reject"; reply: SmtpReply; reason: string };
 
 /** The message as a DATA-stage filter sees it: already stored, readable as often as needed. */

@@ -2,6 +2,7 @@
 // message to the spool and the delivery queue. It answers 250 only once the body and its jobs
 // have a PubAck from JetStream; anything that goes wrong before that is a 4xx, never a loss.
 
+import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from "smtp-server";
@@ -10,7 +11,7 @@ import type { DomainPolicy } from "../config/relay-domain.ts";
 import { plainAddress } from "../filter/client-address.ts";
 import type { FilterPipeline } from "../filter/pipeline.ts";
 import type { Logger } from "../log.ts";
-import type { RejectReason, RelayMetrics } from "../metrics.ts";
+import type { RejectReason, RelayMetrics, TransactionFailure } from "../metrics.ts";
 import type { DeliveryJob } from "../queue/delivery-job.ts";
 import { JobQueue } from "../queue/job-queue.ts";
 import { newQueueId } from "../queue/queue-id.ts";
@@ -85,6 +86,8 @@ export class SmtpReceiver {
   private readonly metrics: RelayMetrics;
   private readonly log: Logger;
   /** What RCPT accepted in the current transaction, so a reload before DATA cannot drop it. */
+  /** Whether the current transaction was counted yet, and whether it failed on our side. */
+  private readonly transactions = new WeakMap<SMTPServerSession, { counted: boolean; failed: boolean }>();
   private readonly acceptedRecipients = new WeakMap<SMTPServerSession, Map<string, { address: string; policy: DomainPolicy }>>();
 
   constructor(options: ReceiverOptions, store: DomainStore, queue: QueueConnection, filters: FilterPipeline, metrics: RelayMetrics, log: Logger) {
@@ -98,6 +101,8 @@ export class SmtpReceiver {
     const tls = options.tls
       ? { key: readFileSync(options.tls.keyFile), cert: readFileSync(options.tls.certFile) }
       : undefined;
+    // Senders fall back to plain text or give up on an expired certificate: alert before it does.
+    if (tls) this.metrics.tlsCertificateExpiry.set(Date.parse(new X509Certificate(tls.cert).validTo) / 1000);
     this.server = new SMTPServer({
       name: options.hostname,
       banner: "mxwarden ESMTP",
@@ -177,6 +182,25 @@ export class SmtpReceiver {
     return replyError(reply);
   }
 
+  /** Counts the transaction for the acceptance SLO once: at its first recipient taken or its first failure of ours. */
+  private countTransaction(session: SMTPServerSession): void {
+    const transaction = this.transactions.get(session);
+    if (!transaction || transaction.counted) return;
+    transaction.counted = true;
+    this.metrics.transactions.inc();
+  }
+
+  /** A 4xx the sender did nothing to deserve: it burns the acceptance error budget. */
+  private failOnOurSide(session: SMTPServerSession, cause: TransactionFailure, reply: SmtpReply, counter: "recipients" | "messages", reason?: RejectReason): Error {
+    this.countTransaction(session);
+    const transaction = this.transactions.get(session);
+    if (transaction && !transaction.failed) {
+      transaction.failed = true;
+      this.metrics.transactionsFailed.inc({ cause });
+    }
+    return this.refuse(reply, counter, reason);
+  }
+
   private onConnect(session: SMTPServerSession, callback: (err?: Error | null) => void): void {
     const client = session.remoteAddress;
     const open = (this.perClient.get(client) ?? 0) + 1;
@@ -192,9 +216,10 @@ export class SmtpReceiver {
 
   private onMailFrom(_address: SMTPServerAddress, session: SMTPServerSession, callback: (err?: Error | null) => void): void {
     this.acceptedRecipients.set(session, new Map());
+    this.transactions.set(session, { counted: false, failed: false });
     if (this.shuttingDown) return callback(this.refuse(replies.shuttingDown, "messages"));
     // Refuse before the client sends 50 MB that could not be stored anyway.
-    if (!this.queue.isReady()) return callback(this.refuse(replies.queueUnavailable, "messages"));
+    if (!this.queue.isReady()) return callback(this.failOnOurSide(session, "queue_unavailable", replies.queueUnavailable, "messages"));
     callback();
   }
 
@@ -220,6 +245,7 @@ export class SmtpReceiver {
     if (declared > verdict.policy.maxMessageBytes) return callback(this.refuse(replies.tooBigDeclared, "recipients"));
     const accept = (): void => {
       this.acceptedRecipients.get(session)?.set(address.address, { address: verdict.address, policy: verdict.policy });
+      this.countTransaction(session);
       callback();
     };
     if (!this.filters.hasRecipientFilters) return accept();
@@ -234,7 +260,7 @@ export class SmtpReceiver {
       callback(this.refuse(filtered.reply, "recipients", filtered.action === "reject" ? "filter_reject" : "filter_tempfail"));
     }, (err: unknown) => {
       this.log.warn("recipient filter failed; answered 451", { error: err });
-      callback(this.refuse(replies.queueUnavailable, "recipients"));
+      callback(this.failOnOurSide(session, "internal_error", replies.queueUnavailable, "recipients"));
     });
   }
 
@@ -260,7 +286,7 @@ export class SmtpReceiver {
       handles = this.queue.get();
     } catch {
       await drain(stream);
-      throw this.refuse(replies.queueUnavailable, "messages");
+      throw this.failOnOurSide(session, "queue_unavailable", replies.queueUnavailable, "messages");
     }
     const groups = [...byDomain.values()];
     const queueIds = groups.map(() => newQueueId());
@@ -294,7 +320,7 @@ export class SmtpReceiver {
       await drain(stream);
       log.warn("could not store message; answered 451", { error: err });
       await purgePartial();
-      throw this.refuse(replies.queueUnavailable, "messages");
+      throw this.failOnOurSide(session, "queue_unavailable", replies.queueUnavailable, "messages");
     }
     if (!outcome.stored) {
       log.info("message refused", { reason: outcome.reason, size: outcome.size });
@@ -323,9 +349,13 @@ export class SmtpReceiver {
       } catch (err) {
         log.warn("filtering failed (stored message unreadable or a filter broke); answered 451", { error: err });
         await purgePartial();
-        throw this.refuse(replies.queueUnavailable, "messages");
+        throw this.failOnOurSide(session, "internal_error", replies.queueUnavailable, "messages");
       }
       const verdict = result.verdict;
+      if (verdict.action === "tempfail" && verdict.unavailable) {
+        await purgePartial();
+        throw this.failOnOurSide(session, "filter_unavailable", verdict.reply, "messages", "filter_tempfail");
+      }
       if (verdict.action !== "continue") {
         await purgePartial();
         throw this.refuse(verdict.reply, "messages", verdict.action === "reject" ? "filter_reject" : "filter_tempfail");
@@ -354,7 +384,7 @@ export class SmtpReceiver {
     } catch (err) {
       log.warn("could not queue delivery job; answered 451", { error: err });
       await purgePartial();
-      throw this.refuse(replies.queueUnavailable, "messages");
+      throw this.failOnOurSide(session, "queue_unavailable", replies.queueUnavailable, "messages");
     }
     this.metrics.messagesAccepted.inc(jobs.length);
     this.metrics.bytesAccepted.inc(writer.size * jobs.length);
