@@ -25,6 +25,7 @@ interface Container {
   livenessProbe: { httpGet: { path: string; port: string } };
   readinessProbe: { httpGet: { path: string; port: string } };
   securityContext: Record<string, unknown>;
+  volumeMounts?: { name: string; mountPath: string }[];
 }
 interface PodSpec {
   serviceAccountName: string;
@@ -86,6 +87,7 @@ describe("Helm chart", () => {
     assert.deepEqual(kinds(objects), [
       "ClusterRole/mxwarden-operator", "ClusterRole/mxwarden-operator-sites",
       "ClusterRoleBinding/mxwarden-operator", "ClusterRoleBinding/mxwarden-operator-sites",
+      "ConfigMap/mxwarden-operator-relay-rules",
       "Deployment/mxwarden-operator", "PodDisruptionBudget/mxwarden-operator",
       "Role/mxwarden-operator", "RoleBinding/mxwarden-operator",
       "Service/mxwarden-operator-metrics", "ServiceAccount/mxwarden-operator",
@@ -128,6 +130,8 @@ describe("Helm chart", () => {
     assert.equal(config.pollIntervalMs, 30_000);
     assert.equal(config.siteHealthIntervalMs, 5_000);
     assert.equal(config.logLevel, "debug");
+    const rulesMount = container.volumeMounts?.find((m) => m.mountPath === "/etc/mxwarden/monitoring");
+    assert.ok(rulesMount && config.monitoringRules === "/etc/mxwarden/monitoring/relay-rules.yaml", "the relay rules are mounted where --monitoring-rules points");
     assert.equal((findObject(objects, "ServiceMonitor")?.metadata.labels as Record<string, string> | undefined)?.release, "kube-prometheus-stack");
     const sites = objects.filter((o) => o.kind === "RelaySite").map((o) => o.metadata.name);
     assert.deepEqual(sites, ["site-a", "site-b"]);

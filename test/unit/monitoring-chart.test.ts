@@ -7,7 +7,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { parseAllDocuments } from "yaml";
+import { parse, parseAllDocuments } from "yaml";
 import { dashboardExpressions, dashboardFile, operatorRulesFile, readRuleGroups, recordingNames, relayRulesFile, rulesOf } from "../harness/monitoring-rules.ts";
 import { repoRoot } from "../harness/workspace.ts";
 
@@ -23,7 +23,7 @@ function helmTemplate(args: string[]): Rendered[] {
   return parseAllDocuments(out).map((doc) => doc.toJS() as Rendered | null).filter((doc): doc is Rendered => doc !== null);
 }
 
-const both = ["--set", "prometheusRule.enabled=true", "--set", "grafanaDashboard.enabled=true"];
+const both = ["--set", "prometheusRule.enabled=true", "--set", "grafanaDashboard.enabled=true", "--set", "serviceMonitor.enabled=true"];
 
 describe("monitoring in the chart", () => {
   it("renders nothing by default", () => {
@@ -37,6 +37,17 @@ describe("monitoring in the chart", () => {
     assert.equal(rules.length, 1);
     assert.deepEqual(rules[0]?.spec?.groups, readRuleGroups(operatorRulesFile).groups);
     assert.equal(helmTemplate(both).filter((doc) => doc.kind === "PrometheusRule").length, 0);
+  });
+
+  it("refuses the operator's alerts without the ServiceMonitor that feeds them", () => {
+    assert.throws(() => helmTemplate(["--set", "prometheusRule.enabled=true"]), /prometheusRule\.enabled needs serviceMonitor\.enabled/);
+  });
+
+  it("hands the relays' rules to the operator, which installs them next to each site's relays", () => {
+    const docs = helmTemplate([]);
+    const map = docs.find((doc) => doc.kind === "ConfigMap" && doc.metadata.name === "mxw-mxwarden-operator-relay-rules");
+    assert.deepEqual(parse(map?.data?.["relay-rules.yaml"] ?? ""), readRuleGroups(relayRulesFile));
+    assert.equal(helmTemplate(["--set", "prometheusRule.relays=false"]).filter((doc) => doc.metadata.name === "mxw-mxwarden-operator-relay-rules").length, 0);
   });
 
   it("ships the dashboard in a ConfigMap Grafana's sidecar discovers", () => {
