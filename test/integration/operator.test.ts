@@ -160,7 +160,11 @@ describe("operator: two clusters, real relays", () => {
       const config = await eventually(`${name} domain ConfigMap`, async () => (await domainConfig(client).catch(() => ({} as Record<string, string>)))["team-a.example.yaml"]);
       assert.match(config, /domain: example\.test/);
       assert.doesNotMatch(config, /sites:/);
-      const deployment = await client.get<Deployment>(Resources.Deployment, RELAY_NS, "mxwarden-relay");
+      // The site's objects are applied one after the other: the ConfigMap may come before the Deployment.
+      const deployment = await eventually(`${name} relay Deployment`, () => client.get<Deployment>(Resources.Deployment, RELAY_NS, "mxwarden-relay").catch((err: unknown) => {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }));
       const args = deployment.spec.template.spec.containers[0]?.args ?? [];
       assert.ok(args.includes(`--site=${name}`) && args.includes(`--peer-sites=${name === "site-a" ? "site-b" : "site-a"}`), args.join(" "));
       const reachable = await eventually(`${name} ClusterReachable`, async () => condition(await site(name), "ClusterReachable")?.status === "True" && (await site(name)));
