@@ -48,6 +48,8 @@ export interface RelayConfig {
   senderAuth: boolean;
   /** JetStream domains of this site and its peers: filter state (greylisting, callout answers) is shared between them. */
   sites?: { self: string; peers: string[] } | undefined;
+  /** Per-domain queue gauges for at most this many domains (0: none), the oldest queues first. */
+  domainMetrics: number;
   /** Where the queue report for the operator goes (a ConfigMap in the relay's namespace). */
   statusReport?: { namespace: string; name: string; kubeconfig?: string | undefined; intervalMs: number } | undefined;
 }
@@ -97,6 +99,8 @@ export const USAGE = `Usage: mxwarden-relay --domains PATH [options]
   --site NAME                 this site's JetStream domain; with --peer-sites, greylisting and
                               verification answers are shared with the other sites over leafnodes
   --peer-sites NAME[,NAME...] the other sites' JetStream domains
+  --domain-metrics N          export queue depth and oldest age per domain for at most N domains,
+                              those with the oldest mail first (default 0: none; bounds cardinality)
   --ack-wait DURATION         a relay that dies mid-delivery hands its jobs on after this (default 60s)
   --help
 `;
@@ -198,6 +202,7 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
         "shutdown-grace": { type: "string", default: "30s" },
         "publish-timeout": { type: "string", default: "10s" },
         "ack-wait": { type: "string", default: "60s" },
+        "domain-metrics": { type: "string", default: "0" },
         clamd: { type: "string" },
         rspamd: { type: "string" },
         "sender-auth": { type: "boolean", default: false },
@@ -258,6 +263,7 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
     rspamd: v.rspamd ? httpUrl("rspamd", v.rspamd) : undefined,
     senderAuth: v["sender-auth"],
     sites: sites(v.site, list(v["peer-sites"])),
+    domainMetrics: v["domain-metrics"] === "0" ? 0 : positiveInteger("domain-metrics", v["domain-metrics"], 10_000),
     statusReport: statusReport(v["status-configmap"], v["status-namespace"] ?? process.env.POD_NAMESPACE, v.kubeconfig, v["status-interval"]),
   };
 }

@@ -19,6 +19,7 @@ import { JobQueue } from "./queue/job-queue.ts";
 import { QueueConnection } from "./queue/queue-connection.ts";
 import { startQueueMonitor } from "./queue/queue-monitor.ts";
 import { startQueueReporter } from "./status/queue-reporter.ts";
+import { startDomainQueueMetrics } from "./status/domain-queue-metrics.ts";
 import { startDependencyProbe } from "./status/dependency-probe.ts";
 import { SmtpReceiver } from "./receive/smtp-receiver.ts";
 import { ClamdFilter } from "./filter/antivirus.ts";
@@ -138,6 +139,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
   const stopReporter = config.statusReport
     ? startQueueReporter(queue, store, config.statusReport, process.env.POD_NAME ?? config.hostname, config.statusReport.intervalMs, log)
     : () => {};
+  const stopDomainMetrics = config.domainMetrics > 0 ? startDomainQueueMetrics(queue, store, metrics, config.domainMetrics, 5000, log) : () => {};
   worker.start();
   void queue.whenReady().then(async () => {
     const { js, jsm } = queue.get();
@@ -170,6 +172,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     stopMonitor();
     stopProbe();
     stopReporter();
+    stopDomainMetrics();
     destinations.stop();
     store.stop();
     await outbound.close();

@@ -1,6 +1,7 @@
 // The relay's one metrics registry. Names follow Prometheus conventions (base units, _total for
-// counters). Labels are bounded sets (reasons, results, states): no per-domain or per-address
-// labels, so cardinality does not grow with the number of domains.
+// counters). Labels are bounded sets (reasons, results, states): no per-address labels, and a
+// domain label only on the opt-in mxwarden_domain_* gauges, capped by --domain-metrics, so
+// cardinality does not grow with the number of domains.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { JobKind } from "./queue/delivery-job.ts";
@@ -32,6 +33,10 @@ export class RelayMetrics {
   });
   readonly queueMessages = new Gauge({ name: "mxwarden_queue_messages", help: "Queued delivery jobs by state (ready or deferred)", labelNames: ["state"] as const, registers: [this.registry] });
   readonly queueOldestAge = new Gauge({ name: "mxwarden_queue_oldest_message_age_seconds", help: "Age of the oldest message body still in the spool", registers: [this.registry] });
+  // Opt-in (--domain-metrics N): at most N series each, the domains with the oldest mail first.
+  readonly domainQueueMessages = new Gauge({ name: "mxwarden_domain_queue_messages", help: "Queued delivery jobs of one domain (site-wide; only with --domain-metrics)", labelNames: ["domain"] as const, registers: [this.registry] });
+  readonly domainQueueOldestAge = new Gauge({ name: "mxwarden_domain_queue_oldest_message_age_seconds", help: "Age of the oldest queued job of one domain (only with --domain-metrics)", labelNames: ["domain"] as const, registers: [this.registry] });
+  readonly domainMetricsOmitted = new Gauge({ name: "mxwarden_domain_metrics_omitted", help: "Configured domains left out of the mxwarden_domain_* gauges by the --domain-metrics cap", registers: [this.registry] });
   readonly queueUp = new Gauge({ name: "mxwarden_queue_up", help: "1 when the JetStream queue accepts writes", registers: [this.registry] });
   readonly dependencyUp = new Gauge({ name: "mxwarden_dependency_up", help: "1 when the engine answered its last probe, by dependency (nats, clamd, rspamd)", labelNames: ["dependency"] as const, registers: [this.registry] });
   readonly dependencyCheckDuration = new Histogram({

@@ -101,6 +101,17 @@ describe("parseRelayArgs: the operator's queue report", () => {
   });
 });
 
+describe("parseRelayArgs: per-domain metrics", () => {
+  it("are off by default and capped when asked for", () => {
+    const plain = parseRelayArgs(["--domains=/d"], "relay.test");
+    assert.ok(plain !== "help" && plain.domainMetrics === 0);
+    const on = parseRelayArgs(["--domains=/d", "--domain-metrics=200"], "relay.test");
+    assert.ok(on !== "help" && on.domainMetrics === 200);
+    assert.throws(() => parseRelayArgs(["--domains=/d", "--domain-metrics=all"], "relay.test"), /--domain-metrics: expected an integer from 1 to 10000/);
+    assert.throws(() => parseRelayArgs(["--domains=/d", "--domain-metrics=20000"], "relay.test"), /--domain-metrics/);
+  });
+});
+
 describe("parseRelayArgs: sites", () => {
   it("shares filter state between sites only when asked", () => {
     const alone = parseRelayArgs(["--domains=/d"], "relay.test");

@@ -70,7 +70,7 @@ describe("site domain configuration", () => {
 });
 
 describe("renderSite", () => {
-  const s = site("site-a", { tls: { secretName: "mx-cert" }, clamd: { address: "clamd:3310" }, rspamd: { url: "http://rspamd:11333" }, mxNames: ["mx2.example.net", "backup.example.net"] });
+  const s = site("site-a", { tls: { secretName: "mx-cert" }, clamd: { address: "clamd:3310" }, rspamd: { url: "http://rspamd:11333" }, mxNames: ["mx2.example.net", "backup.example.net"], domainMetrics: 100 });
   const config = siteDomainConfig(s, [domain("example", { domain: "example.com" })]);
   const objects = renderSite(s, config, options);
 
@@ -82,7 +82,7 @@ describe("renderSite", () => {
 
   it("passes the site's settings as the relay's flags", () => {
     const args = container(objects).args;
-    for (const expected of ["--hostname=site-a.mx.example.net", "--nats=nats://nats:4222", "--clamd=clamd:3310", "--rspamd=http://rspamd:11333", "--site=site-a", "--peer-sites=site-b", "--mx-name=mx2.example.net,backup.example.net", "--tls-cert=/etc/mxwarden/tls/tls.crt", "--replicas=3"]) {
+    for (const expected of ["--hostname=site-a.mx.example.net", "--nats=nats://nats:4222", "--clamd=clamd:3310", "--rspamd=http://rspamd:11333", "--site=site-a", "--peer-sites=site-b", "--mx-name=mx2.example.net,backup.example.net", "--tls-cert=/etc/mxwarden/tls/tls.crt", "--replicas=3", "--domain-metrics=100"]) {
       assert.ok(args.includes(expected), `${expected} in ${args.join(" ")}`);
     }
     assert.equal(container(objects).image, "relay:1");

@@ -35,6 +35,8 @@ export interface RelaySiteSpec {
   rspamd?: { url: string };
   resolver?: string;
   deliveryConcurrency?: number;
+  /** Per-domain queue metrics for at most this many domains (the relays' --domain-metrics). */
+  domainMetrics?: number;
 }
 
 export interface RelaySiteStatus {
@@ -110,6 +112,7 @@ export const relaySiteSpecSchema: Schema = object("Where and how one site's rela
   }, { required: ["url"] }),
   resolver: string("DNS resolver host:port for DNSBL, SPF, DKIM and MX lookups (public resolvers are refused by large lists)", { pattern: hostPort, maxLength: 260 }),
   deliveryConcurrency: integer("Deliveries in flight per relay", { minimum: 1, maximum: 1000 }),
+  domainMetrics: integer("Export queue depth and oldest age per domain for at most this many domains, those with the oldest mail first (0: none, bounding metric cardinality)", { minimum: 0, maximum: 10000 }),
 }, { required: ["hostname", "nats"] });
 
 export const relaySiteStatusSchema: Schema = object("Observed state, written by the operator", {

@@ -79,6 +79,7 @@ export function relayArgs(site: RelaySite, options: RenderOptions): string[] {
   if (spec.rspamd) args.push(`--rspamd=${spec.rspamd.url}`);
   if (spec.resolver) args.push(`--resolver=${spec.resolver}`);
   if (spec.deliveryConcurrency) args.push(`--delivery-concurrency=${spec.deliveryConcurrency}`);
+  if (spec.domainMetrics) args.push(`--domain-metrics=${spec.domainMetrics}`);
   if (spec.nats.domain) {
     args.push(`--site=${spec.nats.domain}`);
     if (options.peerJetStreamDomains.length > 0) args.push(`--peer-sites=${options.peerJetStreamDomains.join(",")}`);

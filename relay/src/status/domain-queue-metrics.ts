@@ -1,0 +1,46 @@
+// Per-domain queue gauges, opt-in and capped: with 10,000 domains a label per domain would swamp
+// Prometheus, so only the `limit` domains whose mail has waited longest get series (the ones an
+// operator wants to see), and a gauge says how many were left out. The figures come from the same
+// subject index as the operator's queue report (queue-reporter.ts).
+
+import type { DomainStore } from "../config/domain-store.ts";
+import type { Logger } from "../log.ts";
+import type { RelayMetrics } from "../metrics.ts";
+import type { QueueConnection } from "../queue/queue-connection.ts";
+import { collectQueueReport } from "./queue-reporter.ts";
+import type { DomainQueueFigures } from "./queue-report.ts";
+
+/** The domains that get series: oldest mail first, then the longest queue, then by name (stable). */
+export function domainsToExport(domains: Record<string, DomainQueueFigures>, limit: number): [string, DomainQueueFigures][] {
+  return Object.entries(domains)
+    .sort(([nameA, a], [nameB, b]) => b.oldestQueuedSeconds - a.oldestQueuedSeconds || b.queued - a.queued || nameA.localeCompare(nameB))
+    .slice(0, limit);
+}
+
+export function startDomainQueueMetrics(queue: QueueConnection, store: DomainStore, metrics: RelayMetrics, limit: number, intervalMs: number, log: Logger): () => void {
+  let busy = false;
+  const sample = async (): Promise<void> => {
+    if (busy || !queue.isReady()) return;
+    busy = true;
+    try {
+      const report = await collectQueueReport(queue, store, "metrics");
+      const exported = domainsToExport(report.domains, limit);
+      // Reset first: a domain that fell out of the top N (or was deleted) must not linger.
+      metrics.domainQueueMessages.reset();
+      metrics.domainQueueOldestAge.reset();
+      for (const [domain, figures] of exported) {
+        metrics.domainQueueMessages.set({ domain }, figures.queued);
+        metrics.domainQueueOldestAge.set({ domain }, figures.oldestQueuedSeconds);
+      }
+      metrics.domainMetricsOmitted.set(Object.keys(report.domains).length - exported.length);
+    } catch (err) {
+      log.debug("per-domain queue sample failed", { error: err });
+    } finally {
+      busy = false;
+    }
+  };
+  void sample();
+  const timer = setInterval(() => void sample(), intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
