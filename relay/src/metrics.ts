@@ -61,6 +61,7 @@ export class RelayMetrics {
     registers: [this.registry],
   });
   readonly deadDestinations = new Gauge({ name: "mxwarden_destinations_unreachable", help: "Domains whose next hops are marked unreachable by this relay", registers: [this.registry] });
+  readonly tlsHandshakes = new Counter({ name: "mxwarden_tls_handshakes_total", help: "STARTTLS handshakes by result (success, failure)", labelNames: ["result"] as const, registers: [this.registry] });
   readonly tlsCertificateExpiry = new Gauge({ name: "mxwarden_tls_certificate_expiry_timestamp_seconds", help: "Not-after time of the STARTTLS certificate (Unix seconds); 0 without --tls-cert", registers: [this.registry] });
   readonly configGeneration = new Gauge({ name: "mxwarden_config_generation", help: "Reloads of the RelayDomain configuration that changed it", registers: [this.registry] });
   readonly configDomains = new Gauge({ name: "mxwarden_config_domains", help: "Domains configured", registers: [this.registry] });
@@ -80,6 +81,7 @@ export class RelayMetrics {
     for (const state of ["ready", "deferred"]) this.queueMessages.set({ state }, 0);
     // Zeros from the start: a ratio or identity over a counter that has no series yet is empty, not 0.
     for (const cause of ["queue_unavailable", "internal_error", "filter_unavailable"] satisfies TransactionFailure[]) this.transactionsFailed.inc({ cause }, 0);
+    for (const result of ["success", "failure"]) this.tlsHandshakes.inc({ result }, 0);
     for (const kind of ["relay", "dsn"] satisfies JobKind[]) this.jobsCompleted.inc({ kind }, 0);
   }
 }

@@ -13,7 +13,7 @@ import { TestClamd } from "../harness/clamd.ts";
 import { dashboardExpressions, metricNames, operatorRulesFile, relayRulesFile, rulesOf } from "../harness/monitoring-rules.ts";
 import { TestNatsServer } from "../harness/nats-server.ts";
 import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
-import { sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
+import { SmtpDialogue, sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
 import { TestPrimary } from "../harness/test-primary.ts";
 import { eventually, freePort, tempDir } from "../harness/workspace.ts";
 
@@ -126,6 +126,23 @@ describe("relay metrics for the SLOs", () => {
     assert.equal(await relay.metric("mxwarden_tls_certificate_expiry_timestamp_seconds"), notAfter);
     const daysLeft = (notAfter - Date.now() / 1000) / 86400;
     assert.ok(daysLeft > 19 && daysLeft <= 20, `${daysLeft} days left`);
+  });
+
+  it("counts STARTTLS handshakes that succeed and those that fail", async () => {
+    const good = await SmtpDialogue.open(relay.smtpPort);
+    await good.dialogue.command("EHLO client.test");
+    assert.equal((await good.dialogue.startTls("backup-mx.test")).code, 220);
+    assert.equal((await good.dialogue.command("EHLO client.test")).code, 250);
+    await good.dialogue.quit();
+    await eventually("one handshake counted as a success", async () => await relay.metric("mxwarden_tls_handshakes_total", 'result="success"') === 1);
+    // A client that says STARTTLS and then speaks plain text.
+    const bad = await SmtpDialogue.open(relay.smtpPort);
+    await bad.dialogue.command("EHLO client.test");
+    assert.equal((await bad.dialogue.command("STARTTLS")).code, 220);
+    bad.dialogue.write("this is not a TLS ClientHello\r\n".repeat(4));
+    await eventually("one handshake counted as a failure", async () => await relay.metric("mxwarden_tls_handshakes_total", 'result="failure"') === 1);
+    bad.dialogue.destroy();
+    assert.equal(await relay.metric("mxwarden_tls_handshakes_total", 'result="success"'), 1);
   });
 
   it("exports every metric the rules and the dashboard read (a rename breaks this test, not the alerting)", async () => {

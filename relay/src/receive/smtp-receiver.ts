@@ -122,6 +122,10 @@ export class SmtpReceiver {
       logger: false,
       ...(tls ?? {}),
       onConnect: (session, callback) => this.onConnect(session, callback),
+      onSecure: (_socket, _session, callback) => {
+        this.metrics.tlsHandshakes.inc({ result: "success" });
+        callback();
+      },
       onClose: (session) => {
         this.metrics.activeSessions.dec();
         const client = this.sessionClient.get(session.id);
@@ -139,7 +143,15 @@ export class SmtpReceiver {
         this.onData(stream, session).then((message) => callback(null, message), (err: Error) => callback(err));
       },
     });
-    this.server.on("error", (err) => this.log.warn("SMTP connection error", { error: err }));
+    // smtp-server reports a failed handshake twice (the TLS socket's 'error' and '_tlsError'),
+    // with the same error object: count and log it once.
+    const reported = new WeakSet<Error>();
+    this.server.on("error", (err) => {
+      if (reported.has(err)) return;
+      reported.add(err);
+      if (isTlsHandshakeError(err)) this.metrics.tlsHandshakes.inc({ result: "failure" });
+      this.log.warn("SMTP connection error", { error: err });
+    });
     store.onChange(() => {
       (this.server.options as { size?: number }).size = largestLimit(store);
     });
@@ -394,4 +406,13 @@ export class SmtpReceiver {
     }
     return `Ok: queued as ${mainId}`;
   }
+}
+
+/**
+ * smtp-server describes a failed STARTTLS handshake with `meta.tlsProtocol` (the TLS socket
+ * existed); other connection errors carry no such detail.
+ */
+function isTlsHandshakeError(err: Error): boolean {
+  const meta = (err as Error & { meta?: { tlsProtocol?: unknown } }).meta;
+  return meta !== undefined && "tlsProtocol" in meta;
 }
