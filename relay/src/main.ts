@@ -134,7 +134,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
   });
   const stopMonitor = startQueueMonitor(queue, metrics, log, 5000);
   const stopReporter = config.statusReport
-    ? startQueueReporter(queue, store, config.statusReport, process.env.POD_NAME ?? config.hostname, config.statusReport.intervalMs, log)
+    ? await startQueueReporter(queue, store, config.statusReport, process.env.POD_NAME ?? config.hostname, config.statusReport.intervalMs, log)
     : () => {};
   worker.start();
   void queue.whenReady().then(async () => {
