@@ -71,11 +71,14 @@ const perServer = (target: Figure): Record<string, number> =>
   Object.fromEntries(Object.entries(target.runs).map(([server, values]) => [server, median(values)]));
 
 let offeredRate = Number(process.env.BENCH_RATE ?? NaN);
+/** The figures issue 5 sets targets on, by scenario. */
+const tracked: Partial<Record<"endToEnd" | "drainRate" | "p99" | "rssLoad" | "rssBig" | "filtered", Figure>> = {};
 
 if (SCENARIOS.has("1")) {
   const accept = figure("1: 4 KB", "accept rate", "msg/s", "higher");
   const endToEnd = figure("1: 4 KB", "end-to-end rate", "msg/s", "higher");
   const rss = figure("5a: RSS during 1", "peak RSS of the receiving process", "MiB", "lower");
+  Object.assign(tracked, { endToEnd, rssLoad: rss });
   await eachRun("s1", async (server, dir) => {
     const result = await throughput(dir, startAs(server), MESSAGES, 4096);
     record(accept, server, result.acceptPerSecond);
@@ -106,6 +109,7 @@ if (SCENARIOS.has("2")) {
 if (SCENARIOS.has("3")) {
   const drainTime = figure("3: primary down, then up", "drain time", "s", "lower");
   const drainRate = figure("3: primary down, then up", "drain rate", "msg/s", "higher");
+  tracked.drainRate = drainRate;
   await eachRun("s3", async (server, dir) => {
     const result = await drain(dir, startAs(server), MESSAGES, SETTLE_MS);
     record(drainTime, server, result.drainSeconds);
@@ -118,6 +122,7 @@ if (SCENARIOS.has("4")) {
   const messages = Math.min(MESSAGES, Math.max(200, Math.round(offeredRate * 20)));
   const p50 = figure(`4: ${offeredRate.toFixed(0)} msg/s offered`, "end of DATA → 250, p50", "ms", "lower");
   const p99 = figure(`4: ${offeredRate.toFixed(0)} msg/s offered`, "end of DATA → 250, p99", "ms", "lower");
+  tracked.p99 = p99;
   let refused = 0;
   await eachRun("s4", async (server, dir) => {
     const result = await latency(dir, startAs(server), messages, offeredRate);
@@ -130,6 +135,7 @@ if (SCENARIOS.has("4")) {
 
 if (SCENARIOS.has("5")) {
   const rss = figure("5b: one 50 MB message", "peak RSS of the receiving process", "MiB", "lower");
+  tracked.rssBig = rss;
   // Postfix receives in short-lived smtpd and cleanup processes that stream to the queue file: nothing comparable to measure.
   await eachRun("s5", async (server, dir) => {
     record(rss, server, await bigMessageRss(dir, startAs(server), BIG_MESSAGE));
@@ -140,6 +146,7 @@ if (SCENARIOS.has("6") && SERVERS_RUN.includes("mxwarden")) {
   const messages = Math.min(MESSAGES, 2000);
   const accept = figure(`6: clamd + rspamd, ${messages} × 4 KB`, "accept rate", "msg/s", "higher");
   const endToEnd = figure(`6: clamd + rspamd, ${messages} × 4 KB`, "end-to-end rate", "msg/s", "higher");
+  tracked.filtered = endToEnd;
   await eachRun("s6", async (server, dir) => {
     const result = await filteredThroughput(dir, messages);
     record(accept, server, result.acceptPerSecond);
@@ -155,10 +162,32 @@ if (SCENARIOS.has("backlog")) {
     `a ready job of another domain reaches a relay in ${backlog.otherDomainReadyMs.toFixed(1)} ms.`);
 }
 
+const mine = (target: Figure | undefined): number => median(target?.runs.mxwarden ?? []);
+const versus = (target: Figure | undefined, peer: ServerName): number => mine(target) / median(target?.runs[peer] ?? []);
+const verdict = (met: boolean): string => (met ? "met" : "missed");
+const targets: string[] = [];
+if (tracked.endToEnd) {
+  const postfix = versus(tracked.endToEnd, "Postfix");
+  const haraka = versus(tracked.endToEnd, "Haraka");
+  targets.push(`end-to-end rate (1) ≥ 1.5× Postfix: ${postfix.toFixed(2)}×, ${verdict(postfix >= 1.5)}; ≥ 2× Haraka: ${haraka.toFixed(2)}×, ${verdict(haraka >= 2)}`);
+}
+if (tracked.drainRate) {
+  const postfix = versus(tracked.drainRate, "Postfix");
+  targets.push(`drain (3) ≥ 2× Postfix: ${postfix.toFixed(2)}×, ${verdict(postfix >= 2)}`);
+}
+if (tracked.p99) targets.push(`p99 accept latency (4) < 50 ms at half the maximum rate: ${mine(tracked.p99).toFixed(1)} ms, ${verdict(mine(tracked.p99) < 50)}`);
+for (const [label, target] of [["under load (5a)", tracked.rssLoad], ["with one 50 MB message (5b)", tracked.rssBig]] as const) {
+  if (target) targets.push(`RSS < 200 MB ${label}: ${mine(target).toFixed(0)} MiB, ${verdict(mine(target) * 2 ** 20 < 200e6)}`);
+}
+if (tracked.filtered && tracked.endToEnd) {
+  notes.push(`With clamd and rspamd (6), mxwarden's end-to-end rate is ${(100 * mine(tracked.filtered) / mine(tracked.endToEnd)).toFixed(0)}% of its rate without them (1).`);
+}
+
 const machine = machineDescription();
 const heading = `${MESSAGES} messages per run (scenario 6: at most 2,000), ${SESSIONS} sessions, median of ${REPEATS} run${REPEATS === 1 ? "" : "s"}, ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC`;
 console.log(`\n${heading}\n\n${textTable(figures)}\n`);
 for (const note of notes) console.log(note);
+if (targets.length > 0) console.log(`\nTargets (issue 5), mxwarden:\n${targets.map((t) => `  ${t}`).join("\n")}`);
 console.log(`\n${machine.join("\n")}`);
 
 if (MARKDOWN) {
@@ -169,6 +198,7 @@ if (MARKDOWN) {
     markdownTable(figures),
     "",
     ...notes.flatMap((note) => [note, ""]),
+    ...(targets.length > 0 ? ["Targets (issue 5), mxwarden:", "", ...targets.map((t) => `- ${t}`), ""] : []),
     "Machine:",
     "",
     ...machine.map((line) => `- ${line}`),
