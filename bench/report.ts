@@ -30,6 +30,7 @@ const PEERS = SERVERS.filter((server) => server !== "mxwarden");
 
 function format(value: number): string {
   if (Number.isNaN(value)) return "–";
+  if (value === Infinity) return "unfinished";
   if (value >= 100) return value.toFixed(0);
   if (value >= 10) return value.toFixed(1);
   return value.toFixed(2);
@@ -39,6 +40,7 @@ function ratio(figure: Figure, peer: ServerName): string {
   const mine = median(figure.runs.mxwarden ?? []);
   const theirs = median(figure.runs[peer] ?? []);
   const value = mine / theirs;
+  if (value === Infinity) return "∞";
   return Number.isFinite(value) ? `${value.toFixed(2)}×` : "–";
 }
 
