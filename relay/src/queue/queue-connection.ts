@@ -80,6 +80,9 @@ export class QueueConnection {
           reconnectTimeWait: 500,
           timeout: 5000,
           pingInterval: 10_000,
+          // An Error with a stack for every request and timer, in case one fails: 12% of the relay's
+          // CPU under load in the bench's profile (docs/benchmarks.md). Failures keep their message.
+          noAsyncTraces: true,
         });
         this.handles = { nc, js: jetstream(nc, { timeout: this.options.publishTimeoutMs }), jsm: await jetstreamManager(nc) };
         this.maxPayload = nc.info?.max_payload ?? this.maxPayload;

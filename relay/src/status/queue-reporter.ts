@@ -2,7 +2,6 @@
 // server-side apply. Every relay of a site computes the same figures from the shared JetStream
 // queue, so whichever writes last is right; the relays share one field manager.
 
-import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import type { DomainStore } from "../config/domain-store.ts";
 import type { Logger } from "../log.ts";
 import { domainToken, QUEUE_STREAM } from "../queue/layout.ts";
@@ -38,7 +37,10 @@ export async function collectQueueReport(queue: QueueConnection, store: DomainSt
   return { updatedAt: new Date(now).toISOString(), reporter, domains };
 }
 
-export function startQueueReporter(queue: QueueConnection, store: DomainStore, target: ReportTarget, reporter: string, intervalMs: number, log: Logger): () => void {
+export async function startQueueReporter(queue: QueueConnection, store: DomainStore, target: ReportTarget, reporter: string, intervalMs: number, log: Logger): Promise<() => void> {
+  // Loaded only when a report is configured: the Kubernetes client alone adds ~80 MB to the
+  // relay's resident memory (measured by `make bench`, docs/benchmarks.md).
+  const { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } = await import("@kubernetes/client-node");
   const config = new KubeConfig();
   if (target.kubeconfig) config.loadFromFile(target.kubeconfig);
   else config.loadFromCluster();

@@ -1,0 +1,157 @@
+// One run of one scenario against one server: a fresh server and a fresh primary (smtp-sink) in
+// their own scratch directory, the load, the figures, then everything stopped and removed.
+
+import { mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { TestClamd } from "../test/harness/clamd.ts";
+import { smtpSource } from "../test/harness/postfix-tools.ts";
+import { TestRspamd } from "../test/harness/rspamd.ts";
+import { SmtpDialogue } from "../test/harness/smtp-dialogue.ts";
+import { CountingSink } from "./counting-sink.ts";
+import { quantile, runPacedLoad } from "./latency-client.ts";
+import type { BackupMx, BackupMxOptions } from "./servers/backup-mx.ts";
+import { HarakaBackupMx } from "./servers/haraka.ts";
+import { MxwardenBackupMx } from "./servers/mxwarden.ts";
+import { PostfixBackupMx } from "./servers/postfix.ts";
+
+export const SERVERS = ["mxwarden", "Postfix", "Haraka"] as const;
+export type ServerName = (typeof SERVERS)[number];
+
+export const DOMAIN = "example.org";
+export const SESSIONS = 20;
+const MiB = 2 ** 20;
+
+export function startServer(name: ServerName, options: BackupMxOptions): Promise<BackupMx> {
+  switch (name) {
+    case "mxwarden": return MxwardenBackupMx.start(options);
+    case "Postfix": return PostfixBackupMx.start(options);
+    case "Haraka": return HarakaBackupMx.start(options);
+  }
+}
+
+/** Runs `body` with a primary and a server started in `dir`; removes `dir` when all went well. */
+async function withServer<T>(dir: string, start: (options: BackupMxOptions) => Promise<BackupMx>, body: (server: BackupMx, sink: CountingSink) => Promise<T>): Promise<T> {
+  mkdirSync(dir, { recursive: true });
+  const sink = await CountingSink.start();
+  let server: BackupMx | undefined;
+  try {
+    server = await start({ dir, domain: DOMAIN, primaryPort: sink.port });
+    const result = await body(server, sink);
+    await server.stop();
+    server = undefined;
+    rmSync(dir, { recursive: true, force: true });
+    return result;
+  } finally {
+    await server?.stop();
+    await sink.stop();
+  }
+}
+
+function source(port: number, messages: number, size: number): Promise<number> {
+  return smtpSource({ port, messages, sessions: SESSIONS, length: size, from: "bench@client.test", to: `user@${DOMAIN}` });
+}
+
+/** How long a run may take at all: generous, a stalled server must still end the bench. */
+function deadlineMs(messages: number, size: number): number {
+  return 120_000 + messages * (size > 10_000 ? 60 : 20);
+}
+
+export interface Throughput {
+  acceptPerSecond: number;
+  endToEndPerSecond: number;
+  /** Peak RSS of the receiving process, MiB (NaN for Postfix: many short-lived processes). */
+  peakRssMiB: number;
+}
+
+/** Scenarios 1, 2 and 6: smtp-source with 20 sessions; accepted (smtp-source done) and delivered (all at the sink). */
+export function throughput(dir: string, start: (options: BackupMxOptions) => Promise<BackupMx>, messages: number, size: number): Promise<Throughput> {
+  return withServer(dir, start, async (server, sink) => {
+    const started = performance.now();
+    const acceptMs = await source(server.port, messages, size);
+    const endToEndMs = await sink.waitFor(messages, started, deadlineMs(messages, size));
+    return {
+      acceptPerSecond: messages / (acceptMs / 1000),
+      endToEndPerSecond: messages / (endToEndMs / 1000),
+      peakRssMiB: server.peakRss() / MiB,
+    };
+  });
+}
+
+export interface Drain {
+  drainSeconds: number;
+  drainPerSecond: number;
+  /** Messages still not at the primary when the wait ended (then the time is infinite and the rate 0). */
+  unfinished: number;
+}
+
+/**
+ * Scenario 3: the primary is down while `messages` are accepted, the server tries and defers
+ * them for `settleMs`, then the primary comes back and the server is told (Postfix: postqueue -f,
+ * Haraka: SIGHUP; mxwarden notices through its probe). Drain: primary back to last message in.
+ * A server that has not drained within `waitMs` (its next retry may be minutes away) is "unfinished".
+ */
+export function drain(dir: string, start: (options: BackupMxOptions) => Promise<BackupMx>, messages: number, settleMs: number, waitMs: number): Promise<Drain> {
+  return withServer(dir, start, async (server, sink) => {
+    await sink.pause();
+    await source(server.port, messages, 4096);
+    await new Promise((resolve) => setTimeout(resolve, settleMs));
+    await sink.resume();
+    const back = performance.now();
+    await server.flush();
+    try {
+      const drainMs = await sink.waitFor(messages, back, waitMs);
+      return { drainSeconds: drainMs / 1000, drainPerSecond: messages / (drainMs / 1000), unfinished: 0 };
+    } catch {
+      return { drainSeconds: Infinity, drainPerSecond: 0, unfinished: messages - sink.received };
+    }
+  });
+}
+
+export interface Latency {
+  p50Ms: number;
+  p99Ms: number;
+  /** Messages not answered 250 (none expected at half the maximum rate). */
+  notAccepted: number;
+}
+
+/** Scenario 4: end of DATA to 250 at a fixed offered rate, 4 KB messages over 20 sessions. */
+export function latency(dir: string, start: (options: BackupMxOptions) => Promise<BackupMx>, messages: number, rate: number): Promise<Latency> {
+  return withServer(dir, start, async (server, sink) => {
+    const result = await runPacedLoad({ port: server.port, sessions: SESSIONS, messages, rate, size: 4096, recipient: `user@${DOMAIN}` });
+    await sink.waitFor(messages - result.notAccepted, performance.now(), deadlineMs(messages, 4096));
+    return { p50Ms: quantile(result.latenciesMs, 0.5), p99Ms: quantile(result.latenciesMs, 0.99), notAccepted: result.notAccepted };
+  });
+}
+
+/** Scenario 5b: peak RSS (MiB) of the receiving process after one message of `bytes`, accepted and delivered. */
+export function bigMessageRss(dir: string, start: (options: BackupMxOptions) => Promise<BackupMx>, bytes: number): Promise<number> {
+  return withServer(dir, start, async (server, sink) => {
+    const line = "y".repeat(76) + "\r\n";
+    const body = `From: big@client.test\r\nSubject: big\r\n\r\n${line.repeat(Math.ceil(bytes / line.length))}`;
+    const { dialogue } = await SmtpDialogue.open(server.port);
+    try {
+      await dialogue.command("EHLO big.client.test");
+      await dialogue.command("MAIL FROM:<big@client.test>");
+      await dialogue.command(`RCPT TO:<user@${DOMAIN}>`);
+      const reply = await dialogue.data(body);
+      if (reply.code !== 250) throw new Error(`${server.name} refused a ${bytes}-byte message: ${reply.code} ${reply.text}`);
+      await dialogue.quit();
+    } finally {
+      dialogue.destroy();
+    }
+    await sink.waitFor(1, performance.now(), 120_000);
+    return server.peakRss() / MiB;
+  });
+}
+
+/** Scenario 6: mxwarden with clamd and rspamd scanning every message (throughput as in scenario 1). */
+export async function filteredThroughput(dir: string, messages: number): Promise<Throughput> {
+  mkdirSync(dir, { recursive: true });
+  const [clamd, rspamd] = await Promise.all([TestClamd.start(join(dir, "clamd")), TestRspamd.start(join(dir, "rspamd"))]);
+  try {
+    const args = ["--clamd", `127.0.0.1:${clamd.port}`, "--rspamd", rspamd.url];
+    return await throughput(join(dir, "relay"), (options) => MxwardenBackupMx.start({ ...options, args }), messages, 4096);
+  } finally {
+    await Promise.all([clamd.stop(), rspamd.stop()]);
+  }
+}

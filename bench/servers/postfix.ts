@@ -1,0 +1,116 @@
+// Postfix (the Debian package) as a backup MX: a private instance with its own configuration,
+// queue and data directories, started with `postfix -c DIR start` and stopped the same way. It
+// relays one domain to the primary through transport_maps and refuses everything else
+// (reject_unauth_destination); its queue files are fsynced before the 250, as always in Postfix.
+
+import { execFile } from "node:child_process";
+import { chownSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { eventually, freePort, portOpen } from "../../test/harness/workspace.ts";
+import type { BackupMx, BackupMxOptions } from "./backup-mx.ts";
+
+const run = promisify(execFile);
+
+// The services a relay needs (pickup: postqueue -f checks it is up); nothing chrooted, so the instance needs no copies of /etc.
+const MASTER_CF = (port: number): string => `
+127.0.0.1:${port} inet n - n - - smtpd
+pickup    unix  n - n 60 1 pickup
+cleanup   unix  n - n - 0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+rewrite   unix  - - n - - trivial-rewrite
+bounce    unix  - - n - 0 bounce
+defer     unix  - - n - 0 bounce
+trace     unix  - - n - 0 bounce
+verify    unix  - - n - 1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n - - proxymap
+smtp      unix  - - n - - smtp
+relay     unix  - - n - - smtp
+showq     unix  n - n - - showq
+error     unix  - - n - - error
+retry     unix  - - n - - error
+discard   unix  - - n - - discard
+anvil     unix  - - n - 1 anvil
+scache    unix  - - n - 1 scache
+postlog   unix-dgram n - n - 1 postlogd
+`.trimStart();
+
+async function postfixUser(): Promise<{ uid: number; gid: number }> {
+  const [uid, gid] = await Promise.all(["-u", "-g"].map(async (flag) => Number((await run("id", [flag, "postfix"])).stdout.trim())));
+  if (uid === undefined || gid === undefined || Number.isNaN(uid) || Number.isNaN(gid)) throw new Error("no postfix user; run 'make deps' (Debian package postfix)");
+  return { uid, gid };
+}
+
+export class PostfixBackupMx implements BackupMx {
+  readonly name = "Postfix";
+  readonly port: number;
+  private readonly configDir: string;
+
+  private constructor(port: number, configDir: string) {
+    this.port = port;
+    this.configDir = configDir;
+  }
+
+  static async start(options: BackupMxOptions): Promise<PostfixBackupMx> {
+    const port = await freePort();
+    const configDir = join(options.dir, "postfix", "etc");
+    const queueDir = join(options.dir, "postfix", "queue");
+    const dataDir = join(options.dir, "postfix", "data");
+    for (const dir of [configDir, queueDir, dataDir]) mkdirSync(dir, { recursive: true });
+    // The daemons run as the postfix user and keep their state (locks, caches) in the data directory.
+    const owner = await postfixUser();
+    if (process.getuid?.() === 0) chownSync(dataDir, owner.uid, owner.gid);
+    writeFileSync(join(configDir, "main.cf"), [
+      "compatibility_level = 3.6",
+      `queue_directory = ${queueDir}`,
+      `data_directory = ${dataDir}`,
+      `maillog_file = ${join(options.dir, "postfix", "maillog")}`,
+      `maillog_file_prefixes = ${options.dir}`,
+      "mail_owner = postfix",
+      "setgid_group = postdrop",
+      "inet_interfaces = loopback-only",
+      "inet_protocols = ipv4",
+      "myhostname = postfix-backup.test",
+      "mydestination =",
+      "mynetworks = 127.0.0.0/8",
+      "local_recipient_maps =",
+      `relay_domains = ${options.domain}`,
+      "relay_recipient_maps =",
+      `transport_maps = inline:{ { ${options.domain} = smtp:[127.0.0.1]:${options.primaryPort} } }`,
+      // No permit_mynetworks: the load comes from loopback, and must not be allowed to relay anywhere.
+      "smtpd_relay_restrictions = reject_unauth_destination",
+      "smtpd_recipient_restrictions = reject_unauth_destination",
+      `message_size_limit = ${60 * 2 ** 20}`,
+      "smtp_tls_security_level = none",
+      "smtpd_tls_security_level = none",
+      "biff = no",
+      "",
+    ].join("\n"));
+    writeFileSync(join(configDir, "master.cf"), MASTER_CF(port));
+    const postfix = new PostfixBackupMx(port, configDir);
+    await postfix.postfix("check");
+    await postfix.postfix("start");
+    await eventually("Postfix to listen", () => portOpen(port), 30_000, 100);
+    return postfix;
+  }
+
+  private async postfix(command: string): Promise<void> {
+    await run("/usr/sbin/postfix", ["-c", this.configDir, command], { timeout: 60_000 });
+  }
+
+  /** Retry the deferred queue now (`postqueue -f`), as an administrator would when the primary is back. */
+  async flush(): Promise<void> {
+    await run("/usr/sbin/postqueue", ["-c", this.configDir, "-f"], { timeout: 60_000 });
+  }
+
+  /** Postfix is many processes; only smtpd and cleanup receive, and they come and go: not measured. */
+  peakRss(): number {
+    return NaN;
+  }
+
+  async stop(): Promise<void> {
+    await this.postfix("stop").catch(() => undefined);
+    await eventually("Postfix to stop", async () => !(await portOpen(this.port)), 30_000, 100);
+  }
+}
