@@ -39,8 +39,10 @@ function format(value: number): string {
 function ratio(figure: Figure, peer: ServerName): string {
   const mine = median(figure.runs.mxwarden ?? []);
   const theirs = median(figure.runs[peer] ?? []);
+  // A server that did not finish has no figure to divide by: say so instead of 0× or ∞.
+  if (theirs === Infinity) return `${peer} unfinished`;
+  if (mine === Infinity) return "mxwarden unfinished";
   const value = mine / theirs;
-  if (value === Infinity) return "∞";
   return Number.isFinite(value) ? `${value.toFixed(2)}×` : "–";
 }
 

@@ -121,7 +121,7 @@ if (SCENARIOS.has("3")) {
     record(drainTime, server, result.drainSeconds);
     record(drainRate, server, result.drainPerSecond);
     if (result.unfinished > 0) {
-      notes.push(`Scenario 3, ${server} run ${repeat}: ${result.unfinished} of ${MESSAGES} messages were still queued ${DRAIN_WAIT_MS / 1000} s after the primary came back (drain time: unfinished, rate: 0).`);
+      notes.push(`Scenario 3, ${server} run ${repeat}: ${result.unfinished} of ${MESSAGES} messages were still queued ${DRAIN_WAIT_MS / 1000} s after the primary came back (drain time: unfinished, no rate).`);
     }
   });
 }
@@ -174,15 +174,17 @@ if (SCENARIOS.has("backlog")) {
 const mine = (target: Figure | undefined): number => median(target?.runs.mxwarden ?? []);
 const versus = (target: Figure | undefined, peer: ServerName): number => mine(target) / median(target?.runs[peer] ?? []);
 const verdict = (met: boolean): string => (met ? "met" : "missed");
+/** A ratio against the target, or why there is none (a peer failed or did not finish). */
+const ratioVerdict = (ratio: number, target: number): string => (Number.isFinite(ratio) ? `${ratio.toFixed(2)}×, ${verdict(ratio >= target)}` : "no figure to compare");
 const targets: string[] = [];
 if (tracked.endToEnd) {
   const postfix = versus(tracked.endToEnd, "Postfix");
   const haraka = versus(tracked.endToEnd, "Haraka");
-  targets.push(`end-to-end rate (1) ≥ 1.5× Postfix: ${postfix.toFixed(2)}×, ${verdict(postfix >= 1.5)}; ≥ 2× Haraka: ${haraka.toFixed(2)}×, ${verdict(haraka >= 2)}`);
+  targets.push(`end-to-end rate (1) ≥ 1.5× Postfix: ${ratioVerdict(postfix, 1.5)}; ≥ 2× Haraka: ${ratioVerdict(haraka, 2)}`);
 }
 if (tracked.drainRate) {
   const postfix = versus(tracked.drainRate, "Postfix");
-  targets.push(`drain (3) ≥ 2× Postfix: ${postfix.toFixed(2)}×, ${verdict(postfix >= 2)}`);
+  targets.push(`drain (3) ≥ 2× Postfix: ${ratioVerdict(postfix, 2)}`);
 }
 if (tracked.p99) targets.push(`p99 accept latency (4) < 50 ms at half the maximum rate: ${mine(tracked.p99).toFixed(1)} ms, ${verdict(mine(tracked.p99) < 50)}`);
 for (const [label, target] of [["under load (5a)", tracked.rssLoad], ["with one 50 MB message (5b)", tracked.rssBig]] as const) {

@@ -102,7 +102,8 @@ export function drain(dir: string, start: (options: BackupMxOptions) => Promise<
       const drainMs = await sink.waitFor(messages, back, waitMs);
       return { drainSeconds: drainMs / 1000, drainPerSecond: messages / (drainMs / 1000), unfinished: 0 };
     } catch {
-      return { drainSeconds: Infinity, drainPerSecond: 0, unfinished: messages - sink.received };
+      // No rate for a drain that did not end (NaN prints as "–"); the time says "unfinished".
+      return { drainSeconds: Infinity, drainPerSecond: NaN, unfinished: messages - sink.received };
     }
   });
 }
