@@ -13,6 +13,8 @@ export interface MxwardenOptions extends BackupMxOptions {
   syncAlways?: boolean;
   /** Extra relay flags, e.g. --clamd and --rspamd. */
   args?: string[];
+  /** Extra RelayDomain spec fields (filter policies). */
+  spec?: Record<string, unknown>;
 }
 
 export class MxwardenBackupMx implements BackupMx {
@@ -34,6 +36,7 @@ export class MxwardenBackupMx implements BackupMx {
       domain: options.domain,
       primary: { hosts: [{ host: "127.0.0.1", port: options.primaryPort }] },
       maxMessageSize: "60Mi",
+      ...options.spec,
     }]);
     // The primary is probed every second while down (default 5s), so that the drain measures
     // delivery rather than the wait for the next probe; the peers are told at once (flush()).
