@@ -16,6 +16,9 @@ export class TestProcess {
     this.log = options.logFile ? createWriteStream(options.logFile, { flags: "a" }) : undefined;
     this.child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ["ignore", "pipe", "pipe"] });
     this.exited = new Promise((resolve) => this.child.once("exit", (code, signal) => resolve({ code, signal })));
+    // Output can still arrive after "exit" (buffered, or from a grandchild holding the pipe):
+    // the log ends when the pipes close, not when the process exits.
+    this.child.once("close", () => this.log?.end());
     this.child.once("error", (err) => this.onLine(`spawn error: ${err.message}`));
     for (const stream of ["out", "err"] as const) {
       const source = stream === "out" ? this.child.stdout : this.child.stderr;
@@ -64,19 +67,17 @@ export class TestProcess {
     const timer = setTimeout(() => this.child.kill("SIGKILL"), timeoutMs);
     await this.exited;
     clearTimeout(timer);
-    this.log?.end();
   }
 
   async kill9(): Promise<void> {
     if (this.running) this.child.kill("SIGKILL");
     await this.exited;
-    this.log?.end();
   }
 
   private onLine(line: string): void {
     this.lines.push(line);
     if (this.lines.length > 20_000) this.lines.splice(0, 10_000);
-    this.log?.write(line + "\n");
+    if (this.log && !this.log.writableEnded) this.log.write(line + "\n");
     for (let i = this.watchers.length - 1; i >= 0; i--) {
       const watcher = this.watchers[i];
       if (watcher && watcher.pattern.test(line)) {
