@@ -32,7 +32,7 @@ export class RelayMetrics {
     registers: [this.registry],
   });
   readonly queueMessages = new Gauge({ name: "mxwarden_queue_messages", help: "Queued delivery jobs by state (ready or deferred)", labelNames: ["state"] as const, registers: [this.registry] });
-  readonly queueOldestAge = new Gauge({ name: "mxwarden_queue_oldest_message_age_seconds", help: "Age of the oldest message body still in the spool", registers: [this.registry] });
+  readonly queueOldestAge = new Gauge({ name: "mxwarden_queue_oldest_message_age_seconds", help: "Age of the oldest message still queued (ready or held for a retry)", registers: [this.registry] });
   // Opt-in (--domain-metrics N): at most N series each, the domains with the oldest mail first.
   readonly domainQueueMessages = new Gauge({ name: "mxwarden_domain_queue_messages", help: "Queued delivery jobs of one domain (site-wide; only with --domain-metrics)", labelNames: ["domain"] as const, registers: [this.registry] });
   readonly domainQueueOldestAge = new Gauge({ name: "mxwarden_domain_queue_oldest_message_age_seconds", help: "Age of the oldest queued job of one domain (only with --domain-metrics)", labelNames: ["domain"] as const, registers: [this.registry] });

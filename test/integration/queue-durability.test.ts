@@ -79,6 +79,53 @@ describe("queue durability", () => {
     }
   });
 
+  it("keeps a small message inside its delivery job and a large one in the spool; both survive a restart intact", async () => {
+    const primary = await TestPrimary.start();
+    const primaryPort = primary.port;
+    await primary.close();
+    const { dir, nats, domainsPath } = await startCase("inline", primaryPort);
+    const args = ["--probe-interval", "1s"];
+    let relay = await RelayProcess.start({ dir, domainsPath, nats: nats.url, args });
+    const nc = await connect({ servers: nats.url });
+    const line = "x".repeat(76) + "\r\n";
+    const small = simpleMessage("small", "inline-small", line.repeat(50));
+    const large = simpleMessage("large", "inline-large", line.repeat(4000));
+    try {
+      await relay.ready();
+      const jsm = await jetstreamManager(nc);
+      const count = async (stream: string): Promise<number> => (await jsm.streams.info(stream)).state.messages;
+      const first = await sendMail(relay.smtpPort, { from: "s@client.test", to: ["user@example.com"], body: small });
+      assert.equal(first.data?.code, 250);
+      assert.equal(await count("MXW_SPOOL"), 0, "a 4 KB body travels in its job: nothing in the spool");
+      assert.equal(await count("MXW_QUEUE"), 1);
+      const second = await sendMail(relay.smtpPort, { from: "s@client.test", to: ["user@example.com"], body: large });
+      assert.equal(second.data?.code, 250);
+      assert.equal(await count("MXW_SPOOL"), 1, "a 312 KB body is in the spool");
+      assert.equal(await count("MXW_QUEUE"), 2);
+      await eventually("both deferred", async () => await relay.metric("mxwarden_queue_messages", 'state="deferred"') === 2, 30_000);
+      assert.ok(await relay.metric("mxwarden_queue_oldest_message_age_seconds") >= 0);
+      await relay.stop();
+      relay = await RelayProcess.start({ dir, domainsPath, nats: nats.url, args });
+      await relay.ready();
+      await eventually("the oldest queued message is counted from its acceptance", async () =>
+        await relay.metric("mxwarden_queue_oldest_message_age_seconds") >= 1, 30_000, 250);
+      await primary.listen(primaryPort);
+      const received = await primary.waitForMessages(2, 60_000);
+      for (const sent of [small, large]) {
+        const original = Buffer.from(sent, "utf8");
+        const match = received.find((m) => m.body.length >= original.length && m.body.subarray(m.body.length - original.length).equals(original));
+        assert.ok(match, `message of ${original.length} octets arrived byte for byte`);
+      }
+      await eventually("queue and spool empty", async () => await count("MXW_QUEUE") === 0 && await count("MXW_SPOOL") === 0, 30_000, 250);
+      await eventually("no queued age once empty", async () => await relay.metric("mxwarden_queue_oldest_message_age_seconds") === 0, 30_000, 250);
+    } finally {
+      await nc.close();
+      await relay.stop();
+      await primary.close();
+      await nats.stop();
+    }
+  });
+
   it("delivers every message that got a 250 after kill -9 of the relay under load", async (t) => {
     const sink = await SmtpSink.start();
     const { dir, nats, domainsPath } = await startCase("kill9", sink.port);
@@ -124,13 +171,13 @@ describe("queue durability", () => {
     try {
       await relay.ready(60_000);
       const jsm = await jetstreamManager(nc);
-      const spool = await jsm.streams.info("MXW_SPOOL");
-      assert.equal(spool.config.num_replicas, 3);
+      for (const stream of ["MXW_SPOOL", "MXW_QUEUE"]) assert.equal((await jsm.streams.info(stream)).config.num_replicas, 3);
       let stop = false;
       const load = runLoad({ port: relay.smtpPort, sessions: 20, size: 4096, recipient: "user@example.com", tag: "r3", stop: () => stop });
       await eventually("deliveries under way", async () => await relay.metric("mxwarden_recipients_delivered_total") >= 100, 60_000, 20);
-      // Node loss: the server leading the body stream goes away without a goodbye.
-      const leader = (await jsm.streams.info("MXW_SPOOL")).cluster?.leader ?? "n1";
+      // Node loss: the server leading the queue stream (which holds 4 KB bodies inside their jobs)
+      // goes away without a goodbye.
+      const leader = (await jsm.streams.info("MXW_QUEUE")).cluster?.leader ?? "n1";
       await cluster.kill9(leader);
       const acceptedAtKill = await relay.metric("mxwarden_messages_accepted_total");
       await eventually("mail accepted again after the failover", async () => await relay.metric("mxwarden_messages_accepted_total") >= acceptedAtKill + 200, 90_000, 50);

@@ -7,7 +7,7 @@ import type { RelayMetrics } from "../metrics.ts";
 import type { DeliveryJob } from "../queue/delivery-job.ts";
 import type { JobQueue } from "../queue/job-queue.ts";
 import { newQueueId } from "../queue/queue-id.ts";
-import { SpoolWriter, type StoredBody } from "../queue/spool.ts";
+import { INLINE_BODY_MAX_BYTES, SpoolWriter, type StoredBody } from "../queue/spool.ts";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { buildDsn, type FailedRecipient } from "./dsn.ts";
 
@@ -59,9 +59,9 @@ export async function queueBounce(
     now,
   });
   const queueId = newQueueId();
-  const writer = new SpoolWriter(context.js, [queueId], context.chunkBytes, context.publishTimeoutMs);
+  const writer = new SpoolWriter(context.js, [queueId], context.chunkBytes, context.publishTimeoutMs, INLINE_BODY_MAX_BYTES);
   await writer.write(dsn.message);
-  await writer.finish();
+  const inline = await writer.finish();
   await context.jobs.enqueue({
     v: 1,
     queueId,
@@ -76,7 +76,8 @@ export async function queueBounce(
     acceptedAt: now.getTime(),
     expiresAt: now.getTime() + BOUNCE_LIFETIME_MS,
     attempts: 0,
-  });
+    ...(inline ? { inline: true as const } : {}),
+  }, inline);
   context.metrics.dsnsSent.inc();
   log.info("bounce queued", { dsnQueueId: queueId, to: job.sender, recipients: failed.length, reason });
   return true;

@@ -2,6 +2,7 @@
 // delivers any message), sends them to the next hop, and settles each recipient: delivered,
 // retried later (a new deferred job), or bounced. A job is acknowledged only after its follow-up
 // (deferred job, bounce, purge) is stored, so a crash at any point repeats work, never loses it.
+// A small message's body travels inside its job (delivery-job.ts): no spool read, no purge.
 
 import { Readable } from "node:stream";
 import type { JsMsg, ConsumerMessages } from "@nats-io/jetstream";
@@ -9,11 +10,11 @@ import type { DomainStore } from "../config/domain-store.ts";
 import type { DomainPolicy } from "../config/relay-domain.ts";
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
-import { decodeJob, InvalidJobError, type DeliveryJob } from "../queue/delivery-job.ts";
+import { decodeJobRecord, InvalidJobError, type DeliveryJob, type JobRecord } from "../queue/delivery-job.ts";
 import { JobQueue } from "../queue/job-queue.ts";
 import { DELIVER_CONSUMER, QUEUE_STREAM } from "../queue/layout.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
-import { SpoolReader, chunkSizeFor, type StoredBody } from "../queue/spool.ts";
+import { SpoolReader, chunkSizeFor, inlineBody, type StoredBody } from "../queue/spool.ts";
 import { queueBounce } from "./bounce.ts";
 import type { DestinationHealth } from "./destination-health.ts";
 import type { FailedRecipient } from "./dsn.ts";
@@ -28,6 +29,12 @@ function withHeaders(headers: string | undefined, body: Readable): Readable {
     yield Buffer.from(headers, "utf8");
     yield* body;
   })(), { objectMode: false });
+}
+
+/** The subject a JetStream message is acknowledged on (the implementation has it; the type hides it). */
+function ackSubject(msg: JsMsg): string | undefined {
+  const reply: unknown = (msg as JsMsg & { reply?: unknown }).reply;
+  return typeof reply === "string" && reply !== "" ? reply : undefined;
 }
 
 export interface DeliveryWorkerOptions {
@@ -143,20 +150,21 @@ export class DeliveryWorker {
   }
 
   private async handle(msg: JsMsg): Promise<void> {
-    let job: DeliveryJob;
+    let record: JobRecord;
     try {
-      job = decodeJob(msg.data);
+      record = decodeJobRecord(msg.data);
     } catch (err) {
       if (!(err instanceof InvalidJobError)) throw err;
       this.log.error("unreadable job removed from the queue", { subject: msg.subject, error: err.message });
       msg.term(err.message);
       return;
     }
+    const { job, body: inline } = record;
     const log = this.log.child({ queueId: job.queueId, domain: job.domain });
     const { js, jsm } = this.deps.queue.get();
     const jobs = new JobQueue(js, jsm, this.deps.queue.publishTimeoutMs);
     const spool = new SpoolReader(jsm);
-    const body = await spool.get(job.queueId);
+    const body = inline ? inlineBody(inline) : await spool.get(job.queueId);
     if (!body) {
       // The body is purged just before the job is acknowledged: a job without one was finished
       // by a relay that died before its ack reached the server.
@@ -191,7 +199,7 @@ export class DeliveryWorker {
         await this.finish(msg, spool, job);
       } else {
         log.info("no route yet; deferring", { error: err.message });
-        await this.retryLater(msg, jobs, { ...job, attempts: job.attempts + 1, lastError: err.message }, retry, now);
+        await this.retryLater(msg, jobs, { ...job, attempts: job.attempts + 1, lastError: err.message }, inline, retry, now);
       }
       return;
     }
@@ -199,7 +207,7 @@ export class DeliveryWorker {
     if (this.deps.health.isUnreachable(job.domain)) {
       // Known down: do not spend a connection timeout per message. The probe releases it early.
       this.deps.metrics.deliveryAttempts.inc({ result: "skipped_dead_host" });
-      await this.retryLater(msg, jobs, job, retry, now);
+      await this.retryLater(msg, jobs, job, inline, retry, now);
       return;
     }
 
@@ -217,11 +225,11 @@ export class DeliveryWorker {
     } finally {
       clearInterval(progress);
     }
-    await this.settle(msg, jobs, spool, job, body, outcomes, remoteMta, retry, log);
+    await this.settle(msg, jobs, spool, job, inline, body, outcomes, remoteMta, retry, log);
   }
 
   private async settle(
-    msg: JsMsg, jobs: JobQueue, spool: SpoolReader, job: DeliveryJob, body: StoredBody,
+    msg: JsMsg, jobs: JobQueue, spool: SpoolReader, job: DeliveryJob, inline: Buffer | undefined, body: StoredBody,
     outcomes: RecipientOutcome[], remoteMta: string | undefined, retry: DomainPolicy["retry"], log: Logger,
   ): Promise<void> {
     const now = Date.now();
@@ -254,35 +262,50 @@ export class DeliveryWorker {
         lastRemoteMta: remoteMta ?? job.lastRemoteMta,
       };
       log.info("deferred", { recipients: temporary.length, reply: temporary[0]?.reply, attempts: next.attempts });
-      await this.retryLater(msg, jobs, next, retry, now);
+      await this.retryLater(msg, jobs, next, inline, retry, now);
       return;
     }
     await this.finish(msg, spool, job);
   }
 
-  /** Hold the job until its next retry time, then acknowledge the current copy. */
-  private async retryLater(msg: JsMsg, jobs: JobQueue, job: DeliveryJob, retry: DomainPolicy["retry"], now: number): Promise<void> {
+  /** Hold the job (and its inline body) until its next retry time, then acknowledge the current copy. */
+  private async retryLater(
+    msg: JsMsg, jobs: JobQueue, job: DeliveryJob, inline: Buffer | undefined, retry: DomainPolicy["retry"], now: number,
+  ): Promise<void> {
     // Computed once: a repeated publish must carry the same time, so its msg id deduplicates it.
     const at = new Date(nextRetryAt(Math.max(1, job.attempts), retry, now, job.expiresAt));
-    await this.persist(msg, () => jobs.defer(job, at));
+    await this.persist(msg, () => jobs.defer(job, at, inline));
     await this.acknowledge(msg);
   }
 
-  /** Nothing left to do for this job: drop the body, then the job. */
+  /** Nothing left to do for this job: drop the body (unless it travels in the job), then the job. */
   private async finish(msg: JsMsg, spool: SpoolReader, job: DeliveryJob): Promise<void> {
-    await this.persist(msg, () => spool.purge(job.queueId));
+    if (!job.inline) await this.persist(msg, () => spool.purge(job.queueId));
     this.deps.metrics.jobsCompleted.inc({ kind: job.kind });
     await this.acknowledge(msg);
   }
 
   /**
-   * One acknowledgement attempt. A lost ack costs no mail and no duplicate: the redelivered job
-   * finds its body purged (finished) or its deferred copy stored (retried once more, early).
-   * Repeating it instead would hold a delivery slot while the consumer leader moves.
+   * Acknowledge, confirmed, and repeated while JetStream is failing over. For a spooled job a lost
+   * ack would only cost a redelivery that finds its body purged; for an inline job, whose record
+   * is the whole message, a lost ack would deliver the message a second time. Repeating holds a
+   * delivery slot while the consumer's leader moves, which is what keeps the primary free of
+   * duplicates. ackAck answers only once per message, so repeats are sent as plain requests to
+   * the same ack subject (what ackAck sends; acknowledging twice is harmless).
    */
   private async acknowledge(msg: JsMsg): Promise<void> {
+    let first = true;
     try {
-      await msg.ackAck();
+      await this.persist(msg, async () => {
+        if (first) {
+          first = false;
+          await msg.ackAck();
+          return;
+        }
+        const subject = ackSubject(msg);
+        if (subject === undefined) throw new Error("message has no ack subject");
+        await this.deps.queue.get().nc.request(subject, "+ACK", { timeout: this.deps.queue.publishTimeoutMs });
+      });
     } catch (err) {
       this.log.warn("acknowledgement not confirmed; the job may come back once", { subject: msg.subject, error: err });
     }

@@ -1,5 +1,10 @@
-// A delivery job: the small, mutable half of a queued message (the body lives in the spool).
-// Jobs are re-published on every retry, so they carry the whole retry state.
+// A delivery job: the mutable half of a queued message. Jobs are re-published on every retry, so
+// they carry the whole retry state.
+//
+// Where the body lives: a small message travels inside its job record (`inline`), so accepting it
+// is one durable write and finishing it one acknowledgement; a large one lives in the spool
+// (spool.ts). A record is the job's JSON, then, for an inline job, a line feed and the body.
+// JSON.stringify never writes a raw line feed, so the first one ends the job.
 
 export type JobKind = "relay" | "dsn";
 
@@ -13,7 +18,7 @@ export interface DeliveryJob {
   sender: string;
   /** Recipients still to be delivered. */
   recipients: string[];
-  /** Message size in octets, as stored in the spool. */
+  /** Message size in octets, as stored (in the spool or inline). */
   size: number;
   /** The body needs 8BITMIME / SMTPUTF8 on the next hop. */
   eightBit: boolean;
@@ -28,6 +33,8 @@ export interface DeliveryJob {
    * are sent in front of the stored message, which is never rewritten.
    */
   headers?: string;
+  /** The body follows the job in the same record instead of living in the spool. */
+  inline?: true;
   /** The last temporary failure, for logs and the final bounce. */
   lastError?: string;
   lastRemoteMta?: string;
@@ -43,10 +50,43 @@ export class InvalidJobError extends Error {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-export function encodeJob(job: DeliveryJob): Uint8Array {
-  return encoder.encode(JSON.stringify(job));
+const LINE_FEED = 0x0a;
+
+/** A job record; `body` is required for an inline job and refused for any other. */
+export function encodeJob(job: DeliveryJob, body?: Uint8Array): Uint8Array {
+  const json = encoder.encode(JSON.stringify(job));
+  if (job.inline !== true) {
+    if (body !== undefined) throw new InvalidJobError("a body travels only with an inline job");
+    return json;
+  }
+  if (body === undefined) throw new InvalidJobError("an inline job needs its body");
+  const record = new Uint8Array(json.length + 1 + body.length);
+  record.set(json, 0);
+  record[json.length] = LINE_FEED;
+  record.set(body, json.length + 1);
+  return record;
 }
 
+export interface JobRecord {
+  job: DeliveryJob;
+  /** The body of an inline job (a view into the record, not a copy). */
+  body?: Buffer;
+}
+
+export function decodeJobRecord(data: Uint8Array): JobRecord {
+  const end = data.indexOf(LINE_FEED);
+  const job = decodeJob(end === -1 ? data : data.subarray(0, end));
+  if (job.inline !== true) {
+    if (end !== -1) throw new InvalidJobError("job record has trailing data");
+    return { job };
+  }
+  if (end === -1) throw new InvalidJobError("inline job without its body");
+  const body = Buffer.from(data.buffer, data.byteOffset + end + 1, data.length - end - 1);
+  if (body.length !== job.size) throw new InvalidJobError(`inline body is ${body.length} octets, the job says ${job.size}`);
+  return { job, body };
+}
+
+/** The job alone, from its JSON (use decodeJobRecord for a stored record). */
 export function decodeJob(data: Uint8Array): DeliveryJob {
   let parsed: unknown;
   try {
@@ -62,6 +102,7 @@ export function decodeJob(data: Uint8Array): DeliveryJob {
   ) {
     throw new InvalidJobError("job lacks required fields");
   }
+  if (job.inline !== undefined && job.inline !== true) throw new InvalidJobError("job inline flag is not true");
   if (job.headers !== undefined && (typeof job.headers !== "string" || !/^(?:[!-9;-~]+:[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*)*$/.test(job.headers))) {
     throw new InvalidJobError("job headers are not header lines");
   }

@@ -9,7 +9,7 @@ import type { QueuedIterator } from "@nats-io/transport-node";
 import {
   DELIVER_CONSUMER, QUEUE_STREAM, deferFilterForDomain, deferSubject, readySubject,
 } from "./layout.ts";
-import { decodeJob, encodeJob, type DeliveryJob } from "./delivery-job.ts";
+import { decodeJobRecord, encodeJob, type DeliveryJob } from "./delivery-job.ts";
 
 export interface QueueDepth {
   /** Jobs waiting in or taken from the delivery consumer. */
@@ -29,17 +29,17 @@ export class JobQueue {
     this.timeoutMs = timeoutMs;
   }
 
-  /** Queue a job for immediate delivery. */
-  async enqueue(job: DeliveryJob): Promise<void> {
-    await this.js.publish(readySubject(job.domain, job.queueId), encodeJob(job), {
+  /** Queue a job for immediate delivery; an inline job brings its body. */
+  async enqueue(job: DeliveryJob, body?: Uint8Array): Promise<void> {
+    await this.js.publish(readySubject(job.domain, job.queueId), encodeJob(job, body), {
       msgID: `${job.queueId}.r${job.attempts}`,
       timeout: this.timeoutMs,
     });
   }
 
   /** Hold a job until `at`, when the server moves it back to the ready subjects. */
-  async defer(job: DeliveryJob, at: Date): Promise<void> {
-    await this.js.publish(deferSubject(job.domain, job.queueId), encodeJob(job), {
+  async defer(job: DeliveryJob, at: Date, body?: Uint8Array): Promise<void> {
+    await this.js.publish(deferSubject(job.domain, job.queueId), encodeJob(job, body), {
       msgID: `${job.queueId}.d${job.attempts}.${at.getTime()}`,
       timeout: this.timeoutMs,
       schedule: { specification: at, target: readySubject(job.domain, job.queueId) },
@@ -54,18 +54,20 @@ export class JobQueue {
   async releaseDeferred(domain: string): Promise<number> {
     const filter = deferFilterForDomain(domain);
     const batchSize = 500;
+    // Inline bodies make records up to ~130 KiB: a batch is bounded in bytes as well.
+    const batchBytes = 8 * 1024 * 1024;
     let released = 0;
     let nextSeq = 1;
     for (;;) {
       // Direct batch gets read the held jobs without a consumer: a work-queue stream allows no
       // second consumer that does not acknowledge, and acknowledging would delete them.
-      const batch = await this.jsm.direct.getBatch(QUEUE_STREAM, { seq: nextSeq, batch: batchSize, next_by_subj: filter });
+      const batch = await this.jsm.direct.getBatch(QUEUE_STREAM, { seq: nextSeq, batch: batchSize, max_bytes: batchBytes, next_by_subj: filter });
       const moves: Promise<void>[] = [];
       let received = 0;
       for (const stored of await collectBatch(batch)) {
         received++;
         nextSeq = stored.seq + 1;
-        const job = decodeJob(stored.data);
+        const { job } = decodeJobRecord(stored.data);
         moves.push(this.js.publish(readySubject(job.domain, job.queueId), stored.data, {
           msgID: `${job.queueId}.x${stored.seq}`,
           timeout: this.timeoutMs,
@@ -77,7 +79,7 @@ export class JobQueue {
         }));
       }
       await Promise.all(moves);
-      if (received < batchSize) break;
+      if (received === 0) break;
     }
     return released;
   }

@@ -1,9 +1,10 @@
 // Names of everything the relay keeps in JetStream. One place, so that docs/architecture.md,
 // the operator and the relay agree on subjects, streams and consumers.
 //
-//   MXW_SPOOL  (limits retention)     mxw.spool.<qid>.m        message body (inline) or its manifest
-//                                     mxw.spool.<qid>.c<n>     body chunks n = 1..N for large messages
-//   MXW_QUEUE  (work-queue retention) mxw.queue.ready.<dom>.<qid>   a delivery job, due now
+//   MXW_SPOOL  (limits retention)     mxw.spool.<qid>.m        a body above 128 KiB, or its manifest
+//                                     mxw.spool.<qid>.c<n>     body chunks n = 1..N for larger ones
+//   MXW_QUEUE  (work-queue retention) mxw.queue.ready.<dom>.<qid>   a delivery job, due now (with
+//                                                                   its body when that is small)
 //                                     mxw.queue.defer.<dom>.<qid>   the same job held by a message
 //                                                                   schedule (@at) until its retry time
 //   consumer   mxw-deliver            durable pull consumer on mxw.queue.ready.>, shared by all relays

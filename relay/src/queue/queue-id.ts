@@ -13,3 +13,13 @@ const queueIdPattern = /^[0-9A-Z]{25}$/;
 export function isQueueId(value: string): boolean {
   return queueIdPattern.test(value);
 }
+
+/** The acceptance time (epoch ms) a queue id starts with, or NaN for anything else. */
+export function queueIdTime(queueId: string): number {
+  return isQueueId(queueId) ? parseInt(queueId.slice(0, 9), 36) : Number.NaN;
+}
+
+/** The queue id at the end of a queue subject (mxw.queue.<state>.<domain>.<qid>). */
+export function queueIdOfSubject(subject: string): string {
+  return subject.slice(subject.lastIndexOf(".") + 1);
+}

@@ -3,8 +3,10 @@
 
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
+import type { JetStreamManager } from "@nats-io/jetstream";
 import { JobQueue } from "./job-queue.ts";
-import { SPOOL_STREAM } from "./layout.ts";
+import { QUEUE_STREAM, QUEUE_SUBJECTS } from "./layout.ts";
+import { queueIdOfSubject, queueIdTime } from "./queue-id.ts";
 import type { QueueConnection } from "./queue-connection.ts";
 
 export function startQueueMonitor(queue: QueueConnection, metrics: RelayMetrics, log: Logger, intervalMs: number): () => void {
@@ -18,11 +20,7 @@ export function startQueueMonitor(queue: QueueConnection, metrics: RelayMetrics,
       const depth = await new JobQueue(js, jsm, queue.publishTimeoutMs).depth();
       metrics.queueMessages.set({ state: "ready" }, depth.ready);
       metrics.queueMessages.set({ state: "deferred" }, depth.deferred);
-      // Bodies are purged when their job finishes, so the spool's first message is the oldest
-      // message still queued, whatever number of retries it went through.
-      const spool = await jsm.streams.info(SPOOL_STREAM);
-      const first = Date.parse(spool.state.first_ts);
-      metrics.queueOldestAge.set(spool.state.messages > 0 && first > 0 ? Math.max(0, (Date.now() - first) / 1000) : 0);
+      metrics.queueOldestAge.set(await oldestQueuedSeconds(jsm));
     } catch (err) {
       log.debug("queue sample failed", { error: err });
     } finally {
@@ -33,4 +31,20 @@ export function startQueueMonitor(queue: QueueConnection, metrics: RelayMetrics,
   const timer = setInterval(() => void sample(), intervalMs);
   timer.unref();
   return () => clearInterval(timer);
+}
+
+/**
+ * Age of the oldest message still queued. Every queued message has exactly one job (ready or held
+ * for a retry), and its subject ends in its queue id, which starts with the acceptance time; the
+ * stream's subject index lists them without reading a record. (Neither the stream's first record,
+ * since a retry re-publishes its job, nor the spool, which holds only large bodies, would do.)
+ */
+export async function oldestQueuedSeconds(jsm: JetStreamManager, now = Date.now()): Promise<number> {
+  const info = await jsm.streams.info(QUEUE_STREAM, { subjects_filter: QUEUE_SUBJECTS });
+  let oldest = now;
+  for (const subject of Object.keys(info.state.subjects ?? {})) {
+    const acceptedAt = queueIdTime(queueIdOfSubject(subject));
+    if (acceptedAt < oldest) oldest = acceptedAt;
+  }
+  return Math.max(0, (now - oldest) / 1000);
 }

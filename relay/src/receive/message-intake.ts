@@ -21,7 +21,11 @@ export interface IntakeLimits {
 }
 
 export type IntakeOutcome =
-  | { stored: true; size: number; header: Buffer; bareNewlines: number; eightBit: boolean; forgedAuthResults: number }
+  | {
+    stored: true; size: number; header: Buffer; bareNewlines: number; eightBit: boolean; forgedAuthResults: number;
+    /** The whole body when it was kept for its job instead of the spool (SpoolWriter.finish). */
+    inlineBody: Buffer | undefined;
+  }
   | { stored: false; reply: SmtpReply; size: number; reason: "size" | "loop" | "bare-newline" };
 
 function hasEightBit(chunk: Buffer): boolean {
@@ -100,6 +104,6 @@ export async function receiveMessage(data: Readable, prefix: Buffer, writer: Spo
   if (!refused && limits.bareNewline === "reject" && lines.bareCount > 0) refused = { reply: replies.bareNewline, reason: "bare-newline" };
   if (refused) return { stored: false, size, ...refused };
   if (storeError !== undefined) throw storeError;
-  await writer.finish();
-  return { stored: true, size, header: headers.header, bareNewlines: lines.bareCount, eightBit, forgedAuthResults };
+  const inlineBody = await writer.finish();
+  return { stored: true, size, header: headers.header, bareNewlines: lines.bareCount, eightBit, forgedAuthResults, inlineBody };
 }

@@ -16,7 +16,7 @@ import type { DeliveryJob } from "../queue/delivery-job.ts";
 import { JobQueue } from "../queue/job-queue.ts";
 import { newQueueId } from "../queue/queue-id.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
-import { SpoolReader, SpoolWriter, chunkSizeFor } from "../queue/spool.ts";
+import { SpoolReader, SpoolWriter, chunkSizeFor, inlineBody, inlineBodyMaxFor } from "../queue/spool.ts";
 import { installEnhancedReplies } from "./enhanced-replies.ts";
 import { receiveMessage, type BareNewlinePolicy } from "./message-intake.ts";
 import { receivedHeader } from "./received-header.ts";
@@ -316,9 +316,11 @@ export class SmtpReceiver {
       tls: secure && session.tlsOptions ? { protocol: session.tlsOptions.standardName ?? session.tlsOptions.name, cipher: session.tlsOptions.name } : undefined,
       date: new Date(),
     }), "utf8");
-    const writer = new SpoolWriter(handles.js, queueIds, chunkSizeFor(this.queue.maxPayload), this.queue.publishTimeoutMs);
+    const writer = new SpoolWriter(handles.js, queueIds, chunkSizeFor(this.queue.maxPayload), this.queue.publishTimeoutMs, inlineBodyMaxFor(this.queue.maxPayload));
     const spool = new SpoolReader(handles.jsm);
-    const purgePartial = (): Promise<unknown> => Promise.all(queueIds.map((id) => spool.purge(id).catch(() => undefined)));
+    // A body kept for its job never reached the spool: nothing to take back.
+    const purgePartial = async (): Promise<unknown> =>
+      writer.spooled ? Promise.all(queueIds.map((id) => spool.purge(id).catch(() => undefined))) : undefined;
     const log = this.log.child({ queueId: mainId, session: session.id });
     let outcome;
     try {
@@ -336,7 +338,7 @@ export class SmtpReceiver {
     }
     if (!outcome.stored) {
       log.info("message refused", { reason: outcome.reason, size: outcome.size });
-      if (writer.size > 0) await purgePartial();
+      await purgePartial();
       throw this.refuse(outcome.reply, "messages");
     }
     if (outcome.bareNewlines > 0) this.metrics.bareNewlines.inc();
@@ -346,7 +348,7 @@ export class SmtpReceiver {
     if (this.filters.hasMessageFilters) {
       let result;
       try {
-        const body = await spool.get(mainId);
+        const body = outcome.inlineBody ? inlineBody(outcome.inlineBody) : await spool.get(mainId);
         if (!body) throw new Error("stored body not found");
         result = await this.filters.runData({
           queueId: mainId,
@@ -389,10 +391,12 @@ export class SmtpReceiver {
       expiresAt: now + group.policy.queueLifetimeMs,
       attempts: 0,
       ...(filterHeaders ? { headers: filterHeaders } : {}),
+      ...(outcome.inlineBody ? { inline: true as const } : {}),
     }));
     try {
       const queue = new JobQueue(handles.js, handles.jsm, this.queue.publishTimeoutMs);
-      await Promise.all(jobs.map((job) => queue.enqueue(job)));
+      // An inline body is durable once its job has its PubAck: the job is the message's only copy.
+      await Promise.all(jobs.map((job) => queue.enqueue(job, outcome.inlineBody)));
     } catch (err) {
       log.warn("could not queue delivery job; answered 451", { error: err });
       await purgePartial();

@@ -5,6 +5,7 @@
 import type { DomainStore } from "../config/domain-store.ts";
 import type { Logger } from "../log.ts";
 import { domainToken, QUEUE_STREAM } from "../queue/layout.ts";
+import { queueIdOfSubject, queueIdTime } from "../queue/queue-id.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
 import { QUEUE_REPORT_KEY, type DomainQueueFigures, type QueueReport } from "./queue-report.ts";
 
@@ -27,8 +28,7 @@ export async function collectQueueReport(queue: QueueConnection, store: DomainSt
     let oldestAcceptedAt = now;
     for (const [subject, count] of Object.entries(subjects)) {
       queued += count;
-      // The last token is the queue id, whose first 9 characters are the acceptance time.
-      const acceptedAt = parseInt(subject.slice(subject.lastIndexOf(".") + 1, subject.lastIndexOf(".") + 10), 36);
+      const acceptedAt = queueIdTime(queueIdOfSubject(subject));
       if (Number.isFinite(acceptedAt)) oldestAcceptedAt = Math.min(oldestAcceptedAt, acceptedAt);
     }
     const oldestQueuedSeconds = Math.max(0, Math.round((now - oldestAcceptedAt) / 1000));
