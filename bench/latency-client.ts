@@ -33,6 +33,9 @@ export async function runPacedLoad(options: PacedLoadOptions): Promise<PacedLoad
   const started = performance.now();
   const session = async (index: number): Promise<void> => {
     const { dialogue } = await SmtpDialogue.open(options.port);
+    // The final "." is a short write after the body: with Nagle's algorithm it would wait for the
+    // server's delayed ACK, and every server's figure would carry ~40 ms of TCP, not of its work.
+    dialogue.noDelay();
     try {
       if ((await dialogue.command(`EHLO paced${index}.test`)).code !== 250) throw new Error(`EHLO refused by port ${options.port}`);
       for (let i = next++; i < options.messages; i = next++) {

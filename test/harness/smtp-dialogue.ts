@@ -37,6 +37,14 @@ export class SmtpDialogue {
     });
   }
 
+  /**
+   * Send every write at once (TCP_NODELAY). With Nagle's algorithm a short write that follows a
+   * long one waits for the peer's delayed ACK, about 40 ms on Linux.
+   */
+  noDelay(): void {
+    this.socket.setNoDelay(true);
+  }
+
   private attach(socket: Socket | TLSSocket): void {
     socket.setEncoding("utf8");
     socket.on("data", (data: string) => this.onData(data));
