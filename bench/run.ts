@@ -18,7 +18,8 @@
 // Environment: BENCH_MESSAGES (10000), BENCH_REPEATS (3), BENCH_QUICK=1 (500 messages, 1 repeat,
 // scenarios 1,3,4,5, nothing written to docs/), BENCH_SCENARIOS (e.g. "1,3"), BENCH_SERVERS
 // (e.g. "mxwarden,Postfix"), BENCH_RATE (offered rate of 4 when 1 does not run), BENCH_MARKDOWN
-// (where the Markdown goes; default docs/benchmarks.md, none in quick mode).
+// (where the Markdown goes; default docs/benchmarks.md, none in quick mode), BENCH_RELAY_ARGS (extra
+// relay flags for every mxwarden run, e.g. "--max-connections-per-hop 20", to try settings).
 
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";

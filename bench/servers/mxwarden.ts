@@ -40,7 +40,7 @@ export class MxwardenBackupMx implements BackupMx {
     }]);
     // The primary is probed every second while down (default 5s), so that the drain measures
     // delivery rather than the wait for the next probe; the peers are told at once (flush()).
-    const args = ["--probe-interval", "1s", ...(options.args ?? [])];
+    const args = ["--probe-interval", "1s", ...(process.env.BENCH_RELAY_ARGS ?? "").split(" ").filter(Boolean), ...(options.args ?? [])];
     const relay = await RelayProcess.start({ dir: options.dir, domainsPath, nats: nats.url, args }).catch(async (err: unknown) => {
       await nats.stop();
       throw err;
