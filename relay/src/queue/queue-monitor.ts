@@ -7,30 +7,20 @@ import type { JetStreamManager } from "@nats-io/jetstream";
 import { JobQueue } from "./job-queue.ts";
 import { QUEUE_STREAM, QUEUE_SUBJECTS } from "./layout.ts";
 import { queueIdOfSubject, queueIdTime } from "./queue-id.ts";
+import { startPeriodic } from "../status/periodic.ts";
 import type { QueueConnection } from "./queue-connection.ts";
 
 export function startQueueMonitor(queue: QueueConnection, metrics: RelayMetrics, log: Logger, intervalMs: number): () => void {
-  let busy = false;
   const sample = async (): Promise<void> => {
-    metrics.queueUp.set(queue.isReady() ? 1 : 0);
-    if (!queue.isReady() || busy) return;
-    busy = true;
-    try {
-      const { js, jsm } = queue.get();
-      const depth = await new JobQueue(js, jsm, queue.publishTimeoutMs).depth();
-      metrics.queueMessages.set({ state: "ready" }, depth.ready);
-      metrics.queueMessages.set({ state: "deferred" }, depth.deferred);
-      metrics.queueOldestAge.set(await oldestQueuedSeconds(jsm));
-    } catch (err) {
-      log.debug("queue sample failed", { error: err });
-    } finally {
-      busy = false;
-    }
+    if (!queue.isReady()) return;
+    const { js, jsm } = queue.get();
+    const depth = await new JobQueue(js, jsm, queue.publishTimeoutMs).depth();
+    metrics.queueMessages.set({ state: "ready" }, depth.ready);
+    metrics.queueMessages.set({ state: "deferred" }, depth.deferred);
+    metrics.queueOldestAge.set(await oldestQueuedSeconds(jsm));
   };
-  void sample();
-  const timer = setInterval(() => void sample(), intervalMs);
-  timer.unref();
-  return () => clearInterval(timer);
+  const reportUp = (): void => { metrics.queueUp.set(queue.isReady() ? 1 : 0); };
+  return startPeriodic(intervalMs, sample, (err) => log.debug("queue sample failed", { error: err }), reportUp).stop;
 }
 
 /**

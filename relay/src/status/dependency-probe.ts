@@ -7,6 +7,7 @@ import { request } from "node:http";
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
+import { startPeriodic } from "./periodic.ts";
 
 export type Dependency = "nats" | "clamd" | "rspamd";
 
@@ -51,10 +52,7 @@ export function startDependencyProbe(targets: DependencyTargets, metrics: RelayM
   if (clamd) checks.push(["clamd", () => pingClamd(clamd, timeoutMs)]);
   if (rspamd) checks.push(["rspamd", () => pingRspamd(rspamd, timeoutMs)]);
   const wasUp = new Map<Dependency, boolean>();
-  let busy = false;
   const probe = async (): Promise<void> => {
-    if (busy) return;
-    busy = true;
     await Promise.all(checks.map(async ([dependency, check]) => {
       const started = performance.now();
       let up = true;
@@ -69,10 +67,7 @@ export function startDependencyProbe(targets: DependencyTargets, metrics: RelayM
       metrics.dependencyUp.set({ dependency }, up ? 1 : 0);
       metrics.dependencyCheckDuration.observe({ dependency }, (performance.now() - started) / 1000);
     }));
-    busy = false;
   };
-  void probe();
-  const timer = setInterval(() => void probe(), intervalMs);
-  timer.unref();
-  return () => clearInterval(timer);
+  // Each check catches its own failure; an error here would be a bug in the bookkeeping above.
+  return startPeriodic(intervalMs, probe, (err) => log.error("dependency probe failed", { error: err })).stop;
 }

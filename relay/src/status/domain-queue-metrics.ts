@@ -9,6 +9,7 @@ import type { RelayMetrics } from "../metrics.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
 import { collectQueueReport } from "./queue-reporter.ts";
 import type { DomainQueueFigures } from "./queue-report.ts";
+import { startPeriodic } from "./periodic.ts";
 
 /** The domains that get series: oldest mail first, then the longest queue, then by name (stable). */
 export function domainsToExport(domains: Record<string, DomainQueueFigures>, limit: number): [string, DomainQueueFigures][] {
@@ -18,29 +19,18 @@ export function domainsToExport(domains: Record<string, DomainQueueFigures>, lim
 }
 
 export function startDomainQueueMetrics(queue: QueueConnection, store: DomainStore, metrics: RelayMetrics, limit: number, intervalMs: number, log: Logger): () => void {
-  let busy = false;
   const sample = async (): Promise<void> => {
-    if (busy || !queue.isReady()) return;
-    busy = true;
-    try {
-      const report = await collectQueueReport(queue, store, "metrics");
-      const exported = domainsToExport(report.domains, limit);
-      // Reset first: a domain that fell out of the top N (or was deleted) must not linger.
-      metrics.domainQueueMessages.reset();
-      metrics.domainQueueOldestAge.reset();
-      for (const [domain, figures] of exported) {
-        metrics.domainQueueMessages.set({ domain }, figures.queued);
-        metrics.domainQueueOldestAge.set({ domain }, figures.oldestQueuedSeconds);
-      }
-      metrics.domainMetricsOmitted.set(Object.keys(report.domains).length - exported.length);
-    } catch (err) {
-      log.debug("per-domain queue sample failed", { error: err });
-    } finally {
-      busy = false;
+    if (!queue.isReady()) return;
+    const report = await collectQueueReport(queue, store, "metrics");
+    const exported = domainsToExport(report.domains, limit);
+    // Reset first: a domain that fell out of the top N (or was deleted) must not linger.
+    metrics.domainQueueMessages.reset();
+    metrics.domainQueueOldestAge.reset();
+    for (const [domain, figures] of exported) {
+      metrics.domainQueueMessages.set({ domain }, figures.queued);
+      metrics.domainQueueOldestAge.set({ domain }, figures.oldestQueuedSeconds);
     }
+    metrics.domainMetricsOmitted.set(Object.keys(report.domains).length - exported.length);
   };
-  void sample();
-  const timer = setInterval(() => void sample(), intervalMs);
-  timer.unref();
-  return () => clearInterval(timer);
+  return startPeriodic(intervalMs, sample, (err) => log.debug("per-domain queue sample failed", { error: err })).stop;
 }

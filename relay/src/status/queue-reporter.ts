@@ -8,6 +8,7 @@ import { domainToken, QUEUE_STREAM } from "../queue/layout.ts";
 import { queueIdOfSubject, queueIdTime } from "../queue/queue-id.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
 import { QUEUE_REPORT_KEY, type DomainQueueFigures, type QueueReport } from "./queue-report.ts";
+import { startPeriodic } from "./periodic.ts";
 
 export interface ReportTarget {
   namespace: string;
@@ -45,29 +46,20 @@ export async function startQueueReporter(queue: QueueConnection, store: DomainSt
   if (target.kubeconfig) config.loadFromFile(target.kubeconfig);
   else config.loadFromCluster();
   const api = config.makeApiClient(CoreV1Api);
-  let busy = false;
   const write = async (): Promise<void> => {
-    if (busy || !queue.isReady()) return;
-    busy = true;
-    try {
-      const report = await collectQueueReport(queue, store, reporter);
-      await api.patchNamespacedConfigMap({
-        name: target.name,
-        namespace: target.namespace,
-        body: { apiVersion: "v1", kind: "ConfigMap", metadata: { name: target.name, namespace: target.namespace }, data: { [QUEUE_REPORT_KEY]: JSON.stringify(report) } },
-        fieldManager: "mxwarden-relay",
-        force: true,
-      }, setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply));
-    } catch (err) {
-      log.warn("could not write the queue report", { configMap: `${target.namespace}/${target.name}`, error: err });
-    } finally {
-      busy = false;
-    }
+    if (!queue.isReady()) return;
+    const report = await collectQueueReport(queue, store, reporter);
+    await api.patchNamespacedConfigMap({
+      name: target.name,
+      namespace: target.namespace,
+      body: { apiVersion: "v1", kind: "ConfigMap", metadata: { name: target.name, namespace: target.namespace }, data: { [QUEUE_REPORT_KEY]: JSON.stringify(report) } },
+      fieldManager: "mxwarden-relay",
+      force: true,
+    }, setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply));
   };
-  void write();
-  const timer = setInterval(() => void write(), intervalMs);
-  timer.unref();
+  const periodic = startPeriodic(intervalMs, write, (err) =>
+    log.warn("could not write the queue report", { configMap: `${target.namespace}/${target.name}`, error: err }));
   // A configuration change (a domain deleted, say) is reported at once, not one interval later.
-  store.onChange(() => void write());
-  return () => clearInterval(timer);
+  store.onChange(() => periodic.runNow());
+  return periodic.stop;
 }
