@@ -7,7 +7,7 @@ import type { RelayMetrics } from "../metrics.ts";
 import type { DeliveryJob } from "../queue/delivery-job.ts";
 import type { JobQueue } from "../queue/job-queue.ts";
 import { newQueueId } from "../queue/queue-id.ts";
-import { INLINE_BODY_MAX_BYTES, SpoolWriter, type StoredBody } from "../queue/spool.ts";
+import { SpoolWriter, type StoredBody } from "../queue/spool.ts";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { buildDsn, type FailedRecipient } from "./dsn.ts";
 
@@ -20,6 +20,8 @@ export interface BounceContext {
   jobs: JobQueue;
   hostname: string;
   chunkBytes: number;
+  /** Largest DSN that travels inside its job (inlineBodyMaxFor). */
+  inlineMaxBytes: number;
   publishTimeoutMs: number;
   metrics: RelayMetrics;
   log: Logger;
@@ -59,7 +61,7 @@ export async function queueBounce(
     now,
   });
   const queueId = newQueueId();
-  const writer = new SpoolWriter(context.js, [queueId], context.chunkBytes, context.publishTimeoutMs, INLINE_BODY_MAX_BYTES);
+  const writer = new SpoolWriter(context.js, [queueId], context.chunkBytes, context.publishTimeoutMs, context.inlineMaxBytes);
   await writer.write(dsn.message);
   const inline = await writer.finish();
   await context.jobs.enqueue({

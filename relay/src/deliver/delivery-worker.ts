@@ -13,8 +13,9 @@ import type { RelayMetrics } from "../metrics.ts";
 import { decodeJobRecord, InvalidJobError, type DeliveryJob, type JobRecord } from "../queue/delivery-job.ts";
 import { JobQueue } from "../queue/job-queue.ts";
 import { DELIVER_CONSUMER, QUEUE_STREAM } from "../queue/layout.ts";
+import { queueIdOfSubject } from "../queue/queue-id.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
-import { SpoolReader, chunkSizeFor, inlineBody, type StoredBody } from "../queue/spool.ts";
+import { SpoolReader, chunkSizeFor, inlineBody, inlineBodyMaxFor, type StoredBody } from "../queue/spool.ts";
 import { queueBounce } from "./bounce.ts";
 import type { DestinationHealth } from "./destination-health.ts";
 import type { FailedRecipient } from "./dsn.ts";
@@ -117,7 +118,7 @@ export class DeliveryWorker {
           // JetStream hands out a job again when its progress signals were lost (a leader moved);
           // if this relay is still delivering it, the copy is left alone: the running delivery
           // settles the job, and should it fail the copy comes back after the ack wait.
-          const queueId = msg.subject.slice(msg.subject.lastIndexOf(".") + 1);
+          const queueId = queueIdOfSubject(msg.subject);
           if (this.delivering.has(queueId)) {
             this.log.debug("job is already being delivered here; ignoring the redelivered copy", { queueId });
             continue;
@@ -338,6 +339,7 @@ export class DeliveryWorker {
       jobs: new JobQueue(js, jsm, this.deps.queue.publishTimeoutMs),
       hostname: this.options.hostname,
       chunkBytes: chunkSizeFor(this.deps.queue.maxPayload),
+      inlineMaxBytes: inlineBodyMaxFor(this.deps.queue.maxPayload),
       publishTimeoutMs: this.deps.queue.publishTimeoutMs,
       metrics: this.deps.metrics,
       log: this.log,

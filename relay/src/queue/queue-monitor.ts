@@ -6,7 +6,7 @@ import type { RelayMetrics } from "../metrics.ts";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { JobQueue } from "./job-queue.ts";
 import { QUEUE_STREAM, QUEUE_SUBJECTS } from "./layout.ts";
-import { queueIdOfSubject, queueIdTime } from "./queue-id.ts";
+import { summariseQueuedSubjects } from "./queue-id.ts";
 import { startPeriodic } from "../status/periodic.ts";
 import type { QueueConnection } from "./queue-connection.ts";
 
@@ -24,17 +24,11 @@ export function startQueueMonitor(queue: QueueConnection, metrics: RelayMetrics,
 }
 
 /**
- * Age of the oldest message still queued. Every queued message has exactly one job (ready or held
- * for a retry), and its subject ends in its queue id, which starts with the acceptance time; the
- * stream's subject index lists them without reading a record. (Neither the stream's first record,
- * since a retry re-publishes its job, nor the spool, which holds only large bodies, would do.)
+ * Age of the oldest message still queued, from the acceptance times in the queue stream's subject
+ * index. (Neither the stream's first record, since a retry re-publishes its job, nor the spool,
+ * which holds only large bodies, would do.)
  */
 export async function oldestQueuedSeconds(jsm: JetStreamManager, now = Date.now()): Promise<number> {
   const info = await jsm.streams.info(QUEUE_STREAM, { subjects_filter: QUEUE_SUBJECTS });
-  let oldest = now;
-  for (const subject of Object.keys(info.state.subjects ?? {})) {
-    const acceptedAt = queueIdTime(queueIdOfSubject(subject));
-    if (acceptedAt < oldest) oldest = acceptedAt;
-  }
-  return Math.max(0, (now - oldest) / 1000);
+  return Math.max(0, (now - summariseQueuedSubjects(info.state.subjects ?? {}, now).oldestAcceptedAt) / 1000);
 }

@@ -19,7 +19,7 @@ const MAX_CHUNK_BYTES = 1024 * 1024;
  * benchmark's 100 KB messages); small enough that a retry, which re-publishes the job, and a batch
  * of released jobs stay cheap, and that the job's envelope (up to 1,000 recipients) still fits.
  */
-export const INLINE_BODY_MAX_BYTES = 128 * 1024;
+const INLINE_BODY_MAX_BYTES = 128 * 1024;
 /** Room a job needs beside an inline body: 1,000 recipients of up to 256 octets, JSON-escaped. */
 const JOB_ENVELOPE_RESERVE = 400 * 1024;
 

@@ -5,7 +5,7 @@
 import type { DomainStore } from "../config/domain-store.ts";
 import type { Logger } from "../log.ts";
 import { domainToken, QUEUE_STREAM } from "../queue/layout.ts";
-import { queueIdOfSubject, queueIdTime } from "../queue/queue-id.ts";
+import { summariseQueuedSubjects } from "../queue/queue-id.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
 import { QUEUE_REPORT_KEY, type DomainQueueFigures, type QueueReport } from "./queue-report.ts";
 import { startPeriodic } from "./periodic.ts";
@@ -24,14 +24,7 @@ export async function collectQueueReport(queue: QueueConnection, store: DomainSt
   for (const [domain, policy] of store.current().byDomain) {
     const filter = `mxw.queue.*.${domainToken(domain)}.*`;
     const info = await jsm.streams.info(QUEUE_STREAM, { subjects_filter: filter });
-    const subjects = info.state.subjects ?? {};
-    let queued = 0;
-    let oldestAcceptedAt = now;
-    for (const [subject, count] of Object.entries(subjects)) {
-      queued += count;
-      const acceptedAt = queueIdTime(queueIdOfSubject(subject));
-      if (Number.isFinite(acceptedAt)) oldestAcceptedAt = Math.min(oldestAcceptedAt, acceptedAt);
-    }
+    const { queued, oldestAcceptedAt } = summariseQueuedSubjects(info.state.subjects ?? {}, now);
     const oldestQueuedSeconds = Math.max(0, Math.round((now - oldestAcceptedAt) / 1000));
     domains[domain] = { generation: policy.generation, retiring: policy.retiring !== undefined, queued, oldestQueuedSeconds };
   }
