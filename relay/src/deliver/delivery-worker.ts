@@ -32,6 +32,8 @@ function withHeaders(headers: string | undefined, body: Readable): Readable {
   })(), { objectMode: false });
 }
 
+const ACK = Buffer.from("+ACK");
+
 /** The subject a JetStream message is acknowledged on (the implementation has it; the type hides it). */
 function ackSubject(msg: JsMsg): string | undefined {
   const reply: unknown = (msg as JsMsg & { reply?: unknown }).reply;
@@ -291,22 +293,14 @@ export class DeliveryWorker {
    * ack would only cost a redelivery that finds its body purged; for an inline job, whose record
    * is the whole message, a lost ack would deliver the message a second time. Repeating holds a
    * delivery slot while the consumer's leader moves, which is what keeps the primary free of
-   * duplicates. ackAck answers only once per message, so repeats are sent as plain requests to
-   * the same ack subject (what ackAck sends; acknowledging twice is harmless).
+   * duplicates. The ack goes out as a request on the message's ack subject (what JsMsg.ackAck
+   * sends), through the relay's own reply inbox; acknowledging twice is harmless.
    */
   private async acknowledge(msg: JsMsg): Promise<void> {
-    let first = true;
+    const subject = ackSubject(msg);
     try {
-      await this.persist(msg, async () => {
-        if (first) {
-          first = false;
-          await msg.ackAck();
-          return;
-        }
-        const subject = ackSubject(msg);
-        if (subject === undefined) throw new Error("message has no ack subject");
-        await this.deps.queue.get().nc.request(subject, "+ACK", { timeout: this.deps.queue.publishTimeoutMs });
-      });
+      if (subject === undefined) throw new Error("message has no ack subject");
+      await this.persist(msg, () => this.deps.queue.get().inbox.request(subject, ACK, this.deps.queue.publishTimeoutMs));
     } catch (err) {
       this.log.warn("acknowledgement not confirmed; the job may come back once", { subject: msg.subject, error: err });
     }

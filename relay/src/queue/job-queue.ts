@@ -10,6 +10,7 @@ import {
   DELIVER_CONSUMER, QUEUE_STREAM, deferFilterForDomain, deferSubject, readySubject,
 } from "./layout.ts";
 import { decodeJobRecord, encodeJob, type DeliveryJob } from "./delivery-job.ts";
+import type { ReplyInbox } from "./reply-inbox.ts";
 
 export interface QueueDepth {
   /** Jobs waiting in or taken from the delivery consumer. */
@@ -22,19 +23,22 @@ export class JobQueue {
   private readonly js: JetStreamClient;
   private readonly jsm: JetStreamManager;
   private readonly timeoutMs: number;
+  private readonly inbox: ReplyInbox | undefined;
 
-  constructor(js: JetStreamClient, jsm: JetStreamManager, timeoutMs: number) {
+  /** With `inbox`, jobs are stored through it (the relay's per-message path); else through `js`. */
+  constructor(js: JetStreamClient, jsm: JetStreamManager, timeoutMs: number, inbox?: ReplyInbox) {
     this.js = js;
     this.jsm = jsm;
     this.timeoutMs = timeoutMs;
+    this.inbox = inbox;
   }
 
   /** Queue a job for immediate delivery; an inline job brings its body. */
   async enqueue(job: DeliveryJob, body?: Uint8Array): Promise<void> {
-    await this.js.publish(readySubject(job.domain, job.queueId), encodeJob(job, body), {
-      msgID: `${job.queueId}.r${job.attempts}`,
-      timeout: this.timeoutMs,
-    });
+    const subject = readySubject(job.domain, job.queueId);
+    const msgId = `${job.queueId}.r${job.attempts}`;
+    if (this.inbox) await this.inbox.publish(subject, encodeJob(job, body), msgId, this.timeoutMs);
+    else await this.js.publish(subject, encodeJob(job, body), { msgID: msgId, timeout: this.timeoutMs });
   }
 
   /** Hold a job until `at`, when the server moves it back to the ready subjects. */

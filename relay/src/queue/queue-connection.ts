@@ -6,11 +6,14 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { Logger } from "../log.ts";
 import { ensureQueueLayout, type QueueLayoutOptions } from "./queue-setup.ts";
+import { ReplyInbox } from "./reply-inbox.ts";
 
 export interface QueueHandles {
   nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
+  /** Requests on the per-message path (storing jobs, confirming acks); see reply-inbox.ts. */
+  inbox: ReplyInbox;
 }
 
 export interface QueueConnectionOptions extends QueueLayoutOptions {
@@ -84,7 +87,7 @@ export class QueueConnection {
           // CPU under load in the bench's profile (docs/benchmarks.md). Failures keep their message.
           noAsyncTraces: true,
         });
-        this.handles = { nc, js: jetstream(nc, { timeout: this.options.publishTimeoutMs }), jsm: await jetstreamManager(nc) };
+        this.handles = { nc, js: jetstream(nc, { timeout: this.options.publishTimeoutMs }), jsm: await jetstreamManager(nc), inbox: new ReplyInbox(nc) };
         this.maxPayload = nc.info?.max_payload ?? this.maxPayload;
         this.connected = true;
         this.log.info("connected to NATS", { server: nc.getServer(), maxPayload: this.maxPayload });
@@ -135,5 +138,6 @@ export class QueueConnection {
     this.closing = true;
     const nc = this.handles?.nc;
     if (nc && !nc.isClosed()) await nc.drain().catch(() => nc.close());
+    this.handles?.inbox.close();
   }
 }

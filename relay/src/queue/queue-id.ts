@@ -1,11 +1,25 @@
 // Queue ids: unique, safe as a NATS subject token and in a Received header, and sortable by
 // acceptance time (the first 9 characters are the millisecond clock in base 36).
-import { randomBytes } from "node:crypto";
+import { randomFillSync } from "node:crypto";
+
+// Random bytes drawn 4 KiB at a time: one call into the CSPRNG per 512 ids instead of one per id
+// (1 % of the relay's CPU under load went to randomBytes(8)).
+const pool = Buffer.alloc(4096);
+let poolOffset = pool.length;
+
+function randomHex8(): string {
+  if (poolOffset + 8 > pool.length) {
+    randomFillSync(pool);
+    poolOffset = 0;
+  }
+  const hex = pool.toString("hex", poolOffset, poolOffset + 8);
+  poolOffset += 8;
+  return hex;
+}
 
 export function newQueueId(now = Date.now()): string {
   const clock = now.toString(36).padStart(9, "0");
-  const random = randomBytes(8).toString("hex").toUpperCase();
-  return `${clock}${random}`.toUpperCase();
+  return `${clock}${randomHex8()}`.toUpperCase();
 }
 
 const queueIdPattern = /^[0-9A-Z]{25}$/;

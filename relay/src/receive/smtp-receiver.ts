@@ -394,7 +394,7 @@ export class SmtpReceiver {
       ...(outcome.inlineBody ? { inline: true as const } : {}),
     }));
     try {
-      const queue = new JobQueue(handles.js, handles.jsm, this.queue.publishTimeoutMs);
+      const queue = new JobQueue(handles.js, handles.jsm, this.queue.publishTimeoutMs, handles.inbox);
       // An inline body is durable once its job has its PubAck: the job is the message's only copy.
       await Promise.all(jobs.map((job) => queue.enqueue(job, outcome.inlineBody)));
     } catch (err) {
