@@ -11,6 +11,8 @@ export interface ReceivedMessage {
   heloName: string;
   /** The transaction ran inside STARTTLS. */
   secure: boolean;
+  /** MAIL FROM's BODY parameter as the primary saw it: "7bit" (none given) or "8bitmime". */
+  bodyType: string;
 }
 
 /** undefined accepts; otherwise the SMTP code and text to answer the RCPT with. */
@@ -58,6 +60,7 @@ export class TestPrimary {
             body: Buffer.concat(chunks),
             heloName: session.hostNameAppearsAs,
             secure: session.secure,
+            bodyType: (session.envelope as { bodyType?: string }).bodyType ?? "7bit",
           });
           for (const wake of this.waiters.splice(0)) wake();
           callback();

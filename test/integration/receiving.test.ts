@@ -195,6 +195,20 @@ describe("receiving", () => {
     assert.ok(text.includes("first\r\n.\r\nMAIL FROM"), JSON.stringify(text));
   });
 
+  it("declares BODY=8BITMIME to the primary for a body with 8-bit octets, even when the client did not", async () => {
+    const before = primary.messages.length;
+    const eightBit = simpleMessage("8bit", "eight-bit", "Grüße aus der Küche\r\n");
+    const sevenBit = simpleMessage("7bit", "seven-bit", "plain ASCII only\r\n");
+    assert.equal((await sendMail(relay.smtpPort, { from: "s@client.test", to: ["eight@example.com"], body: eightBit })).data?.code, 250);
+    assert.equal((await sendMail(relay.smtpPort, { from: "s@client.test", to: ["seven@example.com"], body: sevenBit })).data?.code, 250);
+    const messages = await primary.waitForMessages(before + 2);
+    const eight = messages.find((m) => m.to[0] === "eight@example.com");
+    const seven = messages.find((m) => m.to[0] === "seven@example.com");
+    assert.equal(eight?.bodyType, "8bitmime");
+    assert.ok(eight?.body.toString("utf8").endsWith(eightBit), "8-bit octets arrive unchanged");
+    assert.equal(seven?.bodyType, "7bit");
+  });
+
   it("answers malformed commands with 5xx and keeps the session", async () => {
     const { dialogue } = await SmtpDialogue.open(relay.smtpPort);
     await dialogue.command("EHLO client.test");
