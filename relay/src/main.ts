@@ -18,6 +18,7 @@ import { EmbeddedNats } from "./queue/embedded-nats.ts";
 import { JobQueue } from "./queue/job-queue.ts";
 import { QueueConnection } from "./queue/queue-connection.ts";
 import { startQueueMonitor } from "./queue/queue-monitor.ts";
+import { QueueIndex } from "./queue/queue-index.ts";
 import { startQueueReporter } from "./status/queue-reporter.ts";
 import { startDomainQueueMetrics } from "./status/domain-queue-metrics.ts";
 import { startDependencyProbe } from "./status/dependency-probe.ts";
@@ -134,12 +135,15 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
       return { ok: true };
     },
   });
-  const stopMonitor = startQueueMonitor(queue, metrics, log, 5000);
+  // One read of the queue's subject index serves the site gauges, the per-domain gauges and the
+  // queue report sampled within the same second.
+  const queueIndex = QueueIndex.of(queue, 1000);
+  const stopMonitor = startQueueMonitor(queue, queueIndex, metrics, log, 5000);
   const stopProbe = startDependencyProbe({ queue, clamd: config.clamd, rspamd: config.rspamd }, metrics, log, 5000);
   const stopReporter = config.statusReport
-    ? await startQueueReporter(queue, store, config.statusReport, process.env.POD_NAME ?? config.hostname, config.statusReport.intervalMs, log)
+    ? await startQueueReporter(queue, queueIndex, store, config.statusReport, process.env.POD_NAME ?? config.hostname, config.statusReport.intervalMs, log)
     : () => {};
-  const stopDomainMetrics = config.domainMetrics > 0 ? startDomainQueueMetrics(queue, store, metrics, config.domainMetrics, 5000, log) : () => {};
+  const stopDomainMetrics = config.domainMetrics > 0 ? startDomainQueueMetrics(queue, queueIndex, store, metrics, config.domainMetrics, 5000, log) : () => {};
   worker.start();
   void queue.whenReady().then(async () => {
     const { js, jsm } = queue.get();

@@ -14,6 +14,7 @@ import { JobQueue } from "../../relay/src/queue/job-queue.ts";
 import { newQueueId } from "../../relay/src/queue/queue-id.ts";
 import type { DeliveryJob } from "../../relay/src/queue/delivery-job.ts";
 import { collectQueueReport } from "../../relay/src/status/queue-reporter.ts";
+import { QueueIndex } from "../../relay/src/queue/queue-index.ts";
 
 describe("queue report", () => {
   const work = tempDir("queue-report");
@@ -53,7 +54,7 @@ describe("queue report", () => {
     await jobs.defer(job("a.example", now - 120_000), new Date(now + 3_600_000));
     await jobs.defer(job("a.example", now - 30_000), new Date(now + 3_600_000));
     await jobs.defer(job("b.example", now - 5_000), new Date(now + 3_600_000));
-    const report = await collectQueueReport(queue, store, "relay-0", now);
+    const report = await collectQueueReport(QueueIndex.of(queue, 0, () => now), store, "relay-0");
     assert.equal(report.reporter, "relay-0");
     assert.deepEqual(report.domains["a.example"], { generation: 7, retiring: false, queued: 2, oldestQueuedSeconds: 120 });
     assert.deepEqual(report.domains["b.example"], { generation: 2, retiring: true, queued: 1, oldestQueuedSeconds: 5 });

@@ -37,19 +37,3 @@ export function queueIdTime(queueId: string): number {
 export function queueIdOfSubject(subject: string): string {
   return subject.slice(subject.lastIndexOf(".") + 1);
 }
-
-/**
- * Jobs and the earliest acceptance time (epoch ms; `now` when none) in a stream's subject index
- * (subject → message count). A queued message has exactly one job, whose subject ends in its
- * queue id, so this reads no record.
- */
-export function summariseQueuedSubjects(subjects: Record<string, number>, now: number): { queued: number; oldestAcceptedAt: number } {
-  let queued = 0;
-  let oldestAcceptedAt = now;
-  for (const [subject, count] of Object.entries(subjects)) {
-    queued += count;
-    const acceptedAt = queueIdTime(queueIdOfSubject(subject));
-    if (Number.isFinite(acceptedAt)) oldestAcceptedAt = Math.min(oldestAcceptedAt, acceptedAt);
-  }
-  return { queued, oldestAcceptedAt };
-}

@@ -7,6 +7,7 @@ import type { DomainStore } from "../config/domain-store.ts";
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
+import type { QueueIndex } from "../queue/queue-index.ts";
 import { collectQueueReport } from "./queue-reporter.ts";
 import type { DomainQueueFigures } from "./queue-report.ts";
 import { startPeriodic } from "./periodic.ts";
@@ -18,10 +19,10 @@ export function domainsToExport(domains: Record<string, DomainQueueFigures>, lim
     .slice(0, limit);
 }
 
-export function startDomainQueueMetrics(queue: QueueConnection, store: DomainStore, metrics: RelayMetrics, limit: number, intervalMs: number, log: Logger): () => void {
+export function startDomainQueueMetrics(queue: QueueConnection, index: QueueIndex, store: DomainStore, metrics: RelayMetrics, limit: number, intervalMs: number, log: Logger): () => void {
   const sample = async (): Promise<void> => {
     if (!queue.isReady()) return;
-    const report = await collectQueueReport(queue, store, "metrics");
+    const report = await collectQueueReport(index, store, "metrics");
     const exported = domainsToExport(report.domains, limit);
     // Reset first: a domain that fell out of the top N (or was deleted) must not linger.
     metrics.domainQueueMessages.reset();

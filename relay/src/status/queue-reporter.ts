@@ -4,8 +4,8 @@
 
 import type { DomainStore } from "../config/domain-store.ts";
 import type { Logger } from "../log.ts";
-import { domainToken, QUEUE_STREAM } from "../queue/layout.ts";
-import { summariseQueuedSubjects } from "../queue/queue-id.ts";
+import { domainToken } from "../queue/layout.ts";
+import { nothingQueued, type QueueIndex } from "../queue/queue-index.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
 import { QUEUE_REPORT_KEY, type DomainQueueFigures, type QueueReport } from "./queue-report.ts";
 import { startPeriodic } from "./periodic.ts";
@@ -17,21 +17,19 @@ export interface ReportTarget {
   kubeconfig?: string | undefined;
 }
 
-/** Counts and oldest job per configured domain, read from the stream's subject index (one entry per job). */
-export async function collectQueueReport(queue: QueueConnection, store: DomainStore, reporter: string, now = Date.now()): Promise<QueueReport> {
-  const { jsm } = queue.get();
+/** Counts and oldest job per configured domain, from one snapshot of the queue's subject index. */
+export async function collectQueueReport(index: QueueIndex, store: DomainStore, reporter: string): Promise<QueueReport> {
+  const snapshot = await index.snapshot();
   const domains: Record<string, DomainQueueFigures> = {};
   for (const [domain, policy] of store.current().byDomain) {
-    const filter = `mxw.queue.*.${domainToken(domain)}.*`;
-    const info = await jsm.streams.info(QUEUE_STREAM, { subjects_filter: filter });
-    const { queued, oldestAcceptedAt } = summariseQueuedSubjects(info.state.subjects ?? {}, now);
-    const oldestQueuedSeconds = Math.max(0, Math.round((now - oldestAcceptedAt) / 1000));
+    const { queued, oldestAcceptedAt } = snapshot.byDomainToken.get(domainToken(domain)) ?? nothingQueued(snapshot);
+    const oldestQueuedSeconds = Math.max(0, Math.round((snapshot.takenAt - oldestAcceptedAt) / 1000));
     domains[domain] = { generation: policy.generation, retiring: policy.retiring !== undefined, queued, oldestQueuedSeconds };
   }
-  return { updatedAt: new Date(now).toISOString(), reporter, domains };
+  return { updatedAt: new Date(snapshot.takenAt).toISOString(), reporter, domains };
 }
 
-export async function startQueueReporter(queue: QueueConnection, store: DomainStore, target: ReportTarget, reporter: string, intervalMs: number, log: Logger): Promise<() => void> {
+export async function startQueueReporter(queue: QueueConnection, index: QueueIndex, store: DomainStore, target: ReportTarget, reporter: string, intervalMs: number, log: Logger): Promise<() => void> {
   // Loaded only when a report is configured: the Kubernetes client alone adds ~80 MB to the
   // relay's resident memory (measured by `make bench`, docs/benchmarks.md).
   const { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } = await import("@kubernetes/client-node");
@@ -41,7 +39,7 @@ export async function startQueueReporter(queue: QueueConnection, store: DomainSt
   const api = config.makeApiClient(CoreV1Api);
   const write = async (): Promise<void> => {
     if (!queue.isReady()) return;
-    const report = await collectQueueReport(queue, store, reporter);
+    const report = await collectQueueReport(index, store, reporter);
     await api.patchNamespacedConfigMap({
       name: target.name,
       namespace: target.namespace,
