@@ -9,7 +9,8 @@
 import { connect } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { join } from "node:path";
-import { DELIVER_CONSUMER, QUEUE_STREAM } from "../relay/src/queue/layout.ts";
+import { DELIVER_CONSUMER, QUEUE_STREAM, QUEUE_SUBJECTS } from "../relay/src/queue/layout.ts";
+import { QueueIndex } from "../relay/src/queue/queue-index.ts";
 import { JobQueue } from "../relay/src/queue/job-queue.ts";
 import { ensureQueueLayout } from "../relay/src/queue/queue-setup.ts";
 import { newQueueId } from "../relay/src/queue/queue-id.ts";
@@ -25,6 +26,9 @@ export interface BacklogResult {
   releasedJobs: number;
   releaseMs: number;
   otherDomainReadyMs: number;
+  /** One read of the queue's subject index, summarised per domain (what the queue report and the gauges sample). */
+  indexReadMs: number;
+  indexedDomains: number;
 }
 
 function job(domain: string, now: number): DeliveryJob {
@@ -56,6 +60,12 @@ export async function measureDeferredBacklog(total = 100_000, domains = 1000): P
     const consumer = await jsm.consumers.info(QUEUE_STREAM, DELIVER_CONSUMER);
     const consumerPendingWithBacklog = consumer.num_pending + consumer.num_ack_pending;
 
+    const index = new QueueIndex(async () => (await jsm.streams.info(QUEUE_STREAM, { subjects_filter: QUEUE_SUBJECTS })).state.subjects ?? {}, 0);
+    const indexStart = performance.now();
+    const snapshot = await index.snapshot();
+    const indexReadMs = performance.now() - indexStart;
+    if (snapshot.site.queued !== total) throw new Error(`the subject index lists ${snapshot.site.queued} jobs, ${total} were deferred`);
+
     const releaseStart = performance.now();
     const releasedJobs = await queue.releaseDeferred(`d${Math.floor(domains / 2)}.example`);
     const releaseMs = performance.now() - releaseStart;
@@ -73,7 +83,7 @@ export async function measureDeferredBacklog(total = 100_000, domains = 1000): P
       }
     }
     messages.stop();
-    return { deferred: total, domains, buildSeconds, consumerPendingWithBacklog, releasedJobs, releaseMs, otherDomainReadyMs };
+    return { deferred: total, domains, buildSeconds, consumerPendingWithBacklog, releasedJobs, releaseMs, otherDomainReadyMs, indexReadMs, indexedDomains: snapshot.byDomainToken.size };
   } finally {
     await nc.drain();
     await nats.stop();
