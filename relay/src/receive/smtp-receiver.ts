@@ -85,9 +85,9 @@ export class SmtpReceiver {
   private readonly filters: FilterPipeline;
   private readonly metrics: RelayMetrics;
   private readonly log: Logger;
-  /** What RCPT accepted in the current transaction, so a reload before DATA cannot drop it. */
   /** Whether the current transaction was counted yet, and whether it failed on our side. */
   private readonly transactions = new WeakMap<SMTPServerSession, { counted: boolean; failed: boolean }>();
+  /** What RCPT accepted in the current transaction, so a reload before DATA cannot drop it. */
   private readonly acceptedRecipients = new WeakMap<SMTPServerSession, Map<string, { address: string; policy: DomainPolicy }>>();
 
   constructor(options: ReceiverOptions, store: DomainStore, queue: QueueConnection, filters: FilterPipeline, metrics: RelayMetrics, log: Logger) {
