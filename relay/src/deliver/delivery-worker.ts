@@ -15,7 +15,7 @@ import { JobQueue } from "../queue/job-queue.ts";
 import { DELIVER_CONSUMER, QUEUE_STREAM } from "../queue/layout.ts";
 import { queueIdOfSubject } from "../queue/queue-id.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
-import { SpoolReader, chunkSizeFor, inlineBody, inlineBodyMaxFor, type StoredBody } from "../queue/spool.ts";
+import { SpoolReader, chunkSizeFor, inlineBodyMaxFor, type StoredBody } from "../queue/spool.ts";
 import { queueBounce } from "./bounce.ts";
 import type { DestinationHealth } from "./destination-health.ts";
 import type { FailedRecipient } from "./dsn.ts";
@@ -167,7 +167,7 @@ export class DeliveryWorker {
     const { js, jsm } = this.deps.queue.get();
     const jobs = new JobQueue(js, jsm, this.deps.queue.publishTimeoutMs);
     const spool = new SpoolReader(jsm);
-    const body = inline ? inlineBody(inline) : await spool.get(job.queueId);
+    const body = await spool.get(job.queueId, inline);
     if (!body) {
       // The body is purged just before the job is acknowledged: a job without one was finished
       // by a relay that died before its ack reached the server.

@@ -133,7 +133,7 @@ export interface StoredBody {
 }
 
 /** A body held in memory: one that travels inside its job. */
-export function inlineBody(data: Buffer): StoredBody {
+function inlineBody(data: Buffer): StoredBody {
   return {
     size: data.length,
     open: () => Readable.from([data], { objectMode: false }),
@@ -148,8 +148,12 @@ export class SpoolReader {
     this.jsm = jsm;
   }
 
-  /** The stored body of a queued message, or null when the spool no longer holds it. */
-  async get(queueId: string): Promise<StoredBody | null> {
+  /**
+   * The body of a queued message: `inline`, when it travels inside its job, without reading the
+   * spool; else the spool's copy, or null when the spool no longer holds it.
+   */
+  async get(queueId: string, inline?: Buffer): Promise<StoredBody | null> {
+    if (inline) return inlineBody(inline);
     const manifest = await this.jsm.streams.getMessage(SPOOL_STREAM, { last_by_subj: spoolMessageSubject(queueId) });
     if (!manifest) return null;
     const chunks = Number(manifest.header.get(CHUNKS_HEADER) || "0");

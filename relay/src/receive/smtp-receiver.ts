@@ -16,7 +16,7 @@ import type { DeliveryJob } from "../queue/delivery-job.ts";
 import { JobQueue } from "../queue/job-queue.ts";
 import { newQueueId } from "../queue/queue-id.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
-import { SpoolReader, SpoolWriter, chunkSizeFor, inlineBody, inlineBodyMaxFor } from "../queue/spool.ts";
+import { SpoolReader, SpoolWriter, chunkSizeFor, inlineBodyMaxFor } from "../queue/spool.ts";
 import { installEnhancedReplies } from "./enhanced-replies.ts";
 import { receiveMessage, type BareNewlinePolicy } from "./message-intake.ts";
 import { receivedHeader } from "./received-header.ts";
@@ -348,7 +348,7 @@ export class SmtpReceiver {
     if (this.filters.hasMessageFilters) {
       let result;
       try {
-        const body = outcome.inlineBody ? inlineBody(outcome.inlineBody) : await spool.get(mainId);
+        const body = await spool.get(mainId, outcome.inlineBody);
         if (!body) throw new Error("stored body not found");
         result = await this.filters.runData({
           queueId: mainId,
