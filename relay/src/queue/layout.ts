@@ -48,3 +48,8 @@ export function deferSubject(domain: string, queueId: string): string {
 export function deferFilterForDomain(domain: string): string {
   return `mxw.queue.defer.${domainToken(domain)}.>`;
 }
+
+/** The domain token of a queue subject (mxw.queue.<state>.<domain token>.<qid>); undefined for a subject with fewer tokens. */
+export function domainTokenOfQueueSubject(subject: string): string | undefined {
+  return subject.split(".")[3];
+}

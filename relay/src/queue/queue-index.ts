@@ -5,7 +5,7 @@
 // per interval serves them all, where a read per configured domain would be 10,000 requests per
 // report with 10,000 domains.
 
-import { QUEUE_STREAM, QUEUE_SUBJECTS } from "./layout.ts";
+import { QUEUE_STREAM, QUEUE_SUBJECTS, domainTokenOfQueueSubject } from "./layout.ts";
 import { queueIdOfSubject, queueIdTime } from "./queue-id.ts";
 import type { QueueConnection } from "./queue-connection.ts";
 
@@ -37,8 +37,7 @@ export function summariseQueueIndex(subjects: Record<string, number>, now: numbe
     const oldest = Number.isFinite(acceptedAt) ? acceptedAt : now;
     site.queued += count;
     site.oldestAcceptedAt = Math.min(site.oldestAcceptedAt, oldest);
-    // mxw.queue.<state>.<domain token>.<queue id>
-    const token = subject.split(".")[3];
+    const token = domainTokenOfQueueSubject(subject);
     if (token === undefined) continue;
     const domain = byDomainToken.get(token);
     if (domain) {
