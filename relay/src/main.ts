@@ -82,10 +82,10 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     maxConnectionsPerHop: config.maxConnectionsPerHop,
     idleTimeoutMs: 10_000,
   }, log);
-  const destinations = new DestinationHealth(config.probeIntervalMs, async (domain) => {
-    const { js, jsm } = queue.get();
-    const released = await new JobQueue(js, jsm, queue.publishTimeoutMs).releaseDeferred(domain);
-    log.info("deferred mail released", { domain, jobs: released });
+  // The worker is created below; a destination can only recover once it runs.
+  const destinations = new DestinationHealth(config.probeIntervalMs, (domain) => {
+    worker.drain(domain);
+    return Promise.resolve();
   }, metrics, log);
   const worker = new DeliveryWorker({
     hostname: config.hostname,

@@ -18,6 +18,7 @@ import type { QueueConnection } from "../queue/queue-connection.ts";
 import { SpoolReader, chunkSizeFor, inlineBodyMaxFor, type StoredBody } from "../queue/spool.ts";
 import { queueBounce } from "./bounce.ts";
 import type { DestinationHealth } from "./destination-health.ts";
+import { DomainDrain } from "./drain.ts";
 import type { FailedRecipient } from "./dsn.ts";
 import { RouteError, type DeliveryTarget, type NextHopResolver, type Route } from "./next-hop.ts";
 import type { OutboundSmtp, RecipientOutcome } from "./outbound-smtp.ts";
@@ -33,6 +34,18 @@ function withHeaders(headers: string | undefined, body: Readable): Readable {
 }
 
 const ACK = Buffer.from("+ACK");
+
+/**
+ * The least a job waits while its destination is down (Postfix's minimal_backoff_time), plus up
+ * to a fifth more so that a held backlog does not come due at once when no drain moved it.
+ */
+export const OUTAGE_HOLD_MS = 5 * 60_000;
+
+function retryTime(job: DeliveryJob, retry: DomainPolicy["retry"], now: number, destinationDown: boolean): number {
+  const backoff = nextRetryAt(Math.max(1, job.attempts), retry, now, job.expiresAt);
+  if (!destinationDown) return backoff;
+  return Math.min(job.expiresAt, Math.max(backoff, now + OUTAGE_HOLD_MS * (1 + 0.2 * Math.random())));
+}
 
 /** The subject a JetStream message is acknowledged on (the implementation has it; the type hides it). */
 function ackSubject(msg: JsMsg): string | undefined {
@@ -63,12 +76,14 @@ export interface DeliveryDeps {
 }
 
 export class DeliveryWorker {
-  private running = false;
+  private isRunning = false;
   private messages: ConsumerMessages | undefined;
   private readonly inFlight = new Set<Promise<void>>();
   /** Queue ids this relay is delivering right now. */
   private readonly delivering = new Set<string>();
   private readonly slotWaiters: Array<() => void> = [];
+  /** Domains whose held mail this relay is draining. */
+  private readonly drains = new Map<string, DomainDrain>();
   private readonly options: DeliveryWorkerOptions;
   private readonly deps: DeliveryDeps;
   private readonly log: Logger;
@@ -81,14 +96,15 @@ export class DeliveryWorker {
   }
 
   start(): void {
-    this.running = true;
+    this.isRunning = true;
     this.loop = this.consumeLoop();
   }
 
   /** Release the jobs not yet started, let deliveries in flight finish within `graceMs`. */
   async stop(graceMs: number): Promise<void> {
-    this.running = false;
+    this.isRunning = false;
     this.messages?.stop();
+    for (const drain of this.drains.values()) drain.stop();
     for (const wake of this.slotWaiters.splice(0)) wake();
     const deadline = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
     await Promise.race([Promise.all([...this.inFlight]), deadline]);
@@ -97,10 +113,10 @@ export class DeliveryWorker {
 
   private async consumeLoop(): Promise<void> {
     let delay = 250;
-    while (this.running) {
+    while (this.isRunning) {
       try {
         await this.deps.queue.whenReady();
-        if (!this.running) return;
+        if (!this.isRunning) return;
         const { js } = this.deps.queue.get();
         const consumer = await js.consumers.get(QUEUE_STREAM, DELIVER_CONSUMER);
         // Short pull expiry: missed heartbeats are noticed within seconds, so delivery resumes
@@ -108,46 +124,79 @@ export class DeliveryWorker {
         this.messages = await consumer.consume({ max_messages: this.options.concurrency, expires: 5000 });
         delay = 250;
         for await (const msg of this.messages) {
-          if (!this.running) {
+          if (!this.isRunning) {
             msg.nak();
             continue;
           }
           await this.waitForSlot();
-          if (!this.running) {
+          if (!this.isRunning) {
             msg.nak();
             continue;
           }
-          // JetStream hands out a job again when its progress signals were lost (a leader moved);
-          // if this relay is still delivering it, the copy is left alone: the running delivery
-          // settles the job, and should it fail the copy comes back after the ack wait.
-          const queueId = queueIdOfSubject(msg.subject);
-          if (this.delivering.has(queueId)) {
-            this.log.debug("job is already being delivered here; ignoring the redelivered copy", { queueId });
-            continue;
-          }
-          this.delivering.add(queueId);
-          const task = this.handle(msg).finally(() => this.delivering.delete(queueId)).catch((err: unknown) => {
-            this.log.error("delivery task failed; the job will be retried", { error: err });
-            msg.nak(5000);
-          });
-          this.inFlight.add(task);
-          void task.finally(() => {
-            this.inFlight.delete(task);
-            this.slotWaiters.shift()?.();
-          });
+          void this.deliver(msg);
         }
       } catch (err) {
-        if (!this.running) return;
+        if (!this.isRunning) return;
         this.log.warn("delivery consumer interrupted; resubscribing", { error: err, retryInMs: delay });
       }
-      if (this.running) {
+      if (this.isRunning) {
         await new Promise((resolve) => setTimeout(resolve, delay));
         delay = Math.min(delay * 2, 5000);
       }
     }
   }
 
-  private waitForSlot(): Promise<void> {
+  get running(): boolean {
+    return this.isRunning;
+  }
+
+  /**
+   * Deliver and settle the job in `msg`, in a slot the caller has waited for. Jobs come from
+   * mxw-deliver or from a domain's drain consumer (drain.ts); either way `msg` is what settles
+   * them. Never rejects: a failed task gives its job back to JetStream.
+   */
+  deliver(msg: JsMsg): Promise<void> {
+    // JetStream hands out a job again when its progress signals were lost (a leader moved);
+    // if this relay is still delivering it, the copy is left alone: the running delivery
+    // settles the job, and should it fail the copy comes back after the ack wait.
+    const queueId = queueIdOfSubject(msg.subject);
+    if (this.delivering.has(queueId)) {
+      this.log.debug("job is already being delivered here; ignoring the redelivered copy", { queueId });
+      return Promise.resolve();
+    }
+    this.delivering.add(queueId);
+    const task = this.handle(msg).finally(() => this.delivering.delete(queueId)).catch((err: unknown) => {
+      this.log.error("delivery task failed; the job will be retried", { error: err });
+      msg.nak(5000);
+    });
+    this.inFlight.add(task);
+    void task.finally(() => {
+      this.inFlight.delete(task);
+      this.slotWaiters.shift()?.();
+    });
+    return task;
+  }
+
+  /** The domain's primary answers again: deliver its held mail now, in the background, one drain per domain at a time. */
+  drain(domain: string): void {
+    if (this.drains.has(domain) || !this.isRunning) return;
+    const drain = new DomainDrain(domain, {
+      queue: this.deps.queue,
+      slots: this,
+      isUnreachable: (d) => this.deps.health.isUnreachable(d),
+      concurrency: this.options.concurrency,
+      log: this.log,
+    });
+    this.drains.set(domain, drain);
+    const started = Date.now();
+    void drain.run().then((result) => {
+      this.log.info("held mail drained", { domain, ...result, ms: Date.now() - started });
+    }, (err: unknown) => {
+      this.log.warn("draining held mail failed; it waits for its retry time", { domain, error: err });
+    }).finally(() => this.drains.delete(domain));
+  }
+
+  waitForSlot(): Promise<void> {
     if (this.inFlight.size < this.options.concurrency) return Promise.resolve();
     return new Promise((resolve) => this.slotWaiters.push(resolve));
   }
@@ -210,30 +259,32 @@ export class DeliveryWorker {
     if (this.deps.health.isUnreachable(job.domain)) {
       // Known down: do not spend a connection timeout per message. The probe releases it early.
       this.deps.metrics.deliveryAttempts.inc({ result: "skipped_dead_host" });
-      await this.retryLater(msg, jobs, job, inline, retry, now);
+      await this.retryLater(msg, jobs, job, inline, retry, now, true);
       return;
     }
 
     const progress = setInterval(() => msg.working(), this.options.progressIntervalMs);
     let outcomes: RecipientOutcome[];
     let remoteMta: string | undefined;
+    let unreachable: boolean;
     try {
       const report = await this.deps.outbound.deliver(route, {
         sender: job.sender, recipients: job.recipients, size: job.size + Buffer.byteLength(job.headers ?? ""), eightBit: job.eightBit,
       }, () => withHeaders(job.headers, body.open()));
       outcomes = report.outcomes;
       remoteMta = report.remoteMta;
+      unreachable = report.unreachable;
       if (report.unreachable) this.deps.health.markUnreachable(job.domain, route);
       else this.deps.health.markReachable(job.domain);
     } finally {
       clearInterval(progress);
     }
-    await this.settle(msg, jobs, spool, job, inline, body, outcomes, remoteMta, retry, log);
+    await this.settle(msg, jobs, spool, job, inline, body, outcomes, remoteMta, unreachable, retry, log);
   }
 
   private async settle(
     msg: JsMsg, jobs: JobQueue, spool: SpoolReader, job: DeliveryJob, inline: Buffer | undefined, body: StoredBody,
-    outcomes: RecipientOutcome[], remoteMta: string | undefined, retry: DomainPolicy["retry"], log: Logger,
+    outcomes: RecipientOutcome[], remoteMta: string | undefined, unreachable: boolean, retry: DomainPolicy["retry"], log: Logger,
   ): Promise<void> {
     const now = Date.now();
     const delivered = outcomes.filter((o) => o.result === "delivered");
@@ -265,18 +316,24 @@ export class DeliveryWorker {
         lastRemoteMta: remoteMta ?? job.lastRemoteMta,
       };
       log.info("deferred", { recipients: temporary.length, reply: temporary[0]?.reply, attempts: next.attempts });
-      await this.retryLater(msg, jobs, next, inline, retry, now);
+      await this.retryLater(msg, jobs, next, inline, retry, now, unreachable);
       return;
     }
     await this.finish(msg, spool, job);
   }
 
-  /** Hold the job (and its inline body) until its next retry time, then acknowledge the current copy. */
+  /**
+   * Hold the job (and its inline body) until its next retry time, then acknowledge the current
+   * copy. While its destination is down the job waits at least OUTAGE_HOLD_MS: the probe starts a
+   * drain as soon as the destination answers, and a schedule that far away lets the drain deliver
+   * the job in place (drain.ts).
+   */
   private async retryLater(
     msg: JsMsg, jobs: JobQueue, job: DeliveryJob, inline: Buffer | undefined, retry: DomainPolicy["retry"], now: number,
+    destinationDown = false,
   ): Promise<void> {
     // Computed once: a repeated publish must carry the same time, so its msg id deduplicates it.
-    const at = new Date(nextRetryAt(Math.max(1, job.attempts), retry, now, job.expiresAt));
+    const at = new Date(retryTime(job, retry, now, destinationDown));
     await this.persist(msg, () => jobs.defer(job, at, inline));
     await this.acknowledge(msg);
   }

@@ -12,6 +12,21 @@ import {
 import { decodeJobRecord, encodeJob, type DeliveryJob } from "./delivery-job.ts";
 import type { ReplyInbox } from "./reply-inbox.ts";
 
+/** A held job as read from the stream: where it is, and its record. */
+export interface HeldJob {
+  seq: number;
+  subject: string;
+  data: Uint8Array;
+}
+
+/** When a held job's schedule moves it back to ready (its Nats-Schedule header), or undefined. */
+export function scheduledAt(schedule: string | undefined): number | undefined {
+  const match = /^@at (.+)$/.exec(schedule ?? "");
+  if (!match?.[1]) return undefined;
+  const at = Date.parse(match[1]);
+  return Number.isNaN(at) ? undefined : at;
+}
+
 export interface QueueDepth {
   /** Jobs waiting in or taken from the delivery consumer. */
   ready: number;
@@ -71,21 +86,33 @@ export class JobQueue {
       for (const stored of await collectBatch(batch)) {
         received++;
         nextSeq = stored.seq + 1;
-        const { job } = decodeJobRecord(stored.data);
-        moves.push(this.js.publish(readySubject(job.domain, job.queueId), stored.data, {
-          msgID: `${job.queueId}.x${stored.seq}`,
-          timeout: this.timeoutMs,
-          cancelSchedule: { scheduleSubject: stored.subject },
-          expect: { lastSubjectSequence: stored.seq, lastSubjectSequenceSubject: stored.subject },
-        }).then(() => { released++; }, (err: unknown) => {
-          // Wrong last sequence: the schedule already fired or another relay moved the job.
-          if (!(err instanceof JetStreamApiError)) throw err;
-        }));
+        moves.push(this.release(stored).then((moved) => { if (moved) released++; }));
       }
       await Promise.all(moves);
       if (received === 0) break;
     }
     return released;
+  }
+
+  /**
+   * Make one held job ready now: the ready copy is stored and the schedule cancelled in one write,
+   * and only if the held record is still `held.seq`. False when it is not (the schedule fired, or
+   * another relay moved or re-deferred the job): then there is nothing left to move.
+   */
+  async release(held: HeldJob): Promise<boolean> {
+    const { job } = decodeJobRecord(held.data);
+    try {
+      await this.js.publish(readySubject(job.domain, job.queueId), held.data, {
+        msgID: `${job.queueId}.x${held.seq}`,
+        timeout: this.timeoutMs,
+        cancelSchedule: { scheduleSubject: held.subject },
+        expect: { lastSubjectSequence: held.seq, lastSubjectSequenceSubject: held.subject },
+      });
+      return true;
+    } catch (err) {
+      if (err instanceof JetStreamApiError) return false;
+      throw err;
+    }
   }
 
   /** Queue depth for metrics: ready from the consumer, deferred as the rest of the stream. */

@@ -8,6 +8,9 @@
 //                                     mxw.queue.defer.<dom>.<qid>   the same job held by a message
 //                                                                   schedule (@at) until its retry time
 //   consumer   mxw-deliver            durable pull consumer on mxw.queue.ready.>, shared by all relays
+//   consumer   mxw-drain-<dom>        durable pull consumer on mxw.queue.defer.<dom>.>, created when
+//                                     the domain's primary comes back: its held jobs are delivered
+//                                     where they are (see deliver/drain.ts)
 
 export const SPOOL_STREAM = "MXW_SPOOL";
 export const QUEUE_STREAM = "MXW_QUEUE";
@@ -47,6 +50,11 @@ export function deferSubject(domain: string, queueId: string): string {
 
 export function deferFilterForDomain(domain: string): string {
   return `mxw.queue.defer.${domainToken(domain)}.>`;
+}
+
+/** The consumer that drains a domain's held jobs; a domain token is a valid consumer name. */
+export function drainConsumerName(domain: string): string {
+  return `mxw-drain-${domainToken(domain)}`;
 }
 
 /** The domain token of a queue subject (mxw.queue.<state>.<domain token>.<qid>); undefined for a subject with fewer tokens. */

@@ -61,6 +61,11 @@ export class QueueConnection {
     return this.options.publishTimeoutMs;
   }
 
+  /** The settings the streams and consumers are created with. */
+  get layout(): QueueLayoutOptions {
+    return this.options;
+  }
+
   /** Resolves once the queue is ready (first connect and layout done). */
   whenReady(): Promise<void> {
     if (this.isReady()) return Promise.resolve();
