@@ -19,24 +19,29 @@ export class SmtpSink {
   readonly port: number;
   readonly dumpDir: string;
   private process: TestProcess | undefined;
+  private readonly flags: string[];
 
-  private constructor(port: number, dumpDir: string) {
+  private constructor(port: number, dumpDir: string, flags: string[]) {
     this.port = port;
     this.dumpDir = dumpDir;
+    this.flags = flags;
   }
 
-  /** Start a sink on `port` (or a free one) that dumps every transaction to its own files. */
-  static async start(port?: number): Promise<SmtpSink> {
+  /**
+   * Start a sink on `port` (or a free one) that dumps every transaction to its own files.
+   * `flags` are smtp-sink's own, e.g. ["-e"] (no ESMTP) or ["-p"] (no PIPELINING).
+   */
+  static async start(port?: number, flags: string[] = []): Promise<SmtpSink> {
     // Under the system temp dir: when run as root, smtp-sink drops to "nobody", which must be
     // able to reach the dump directory (the test's own scratch dirs are private).
-    const sink = new SmtpSink(port ?? await freePort(), mkdtempSync(join(tmpdir(), "mxwarden-sink-")));
+    const sink = new SmtpSink(port ?? await freePort(), mkdtempSync(join(tmpdir(), "mxwarden-sink-")), flags);
     chmodSync(sink.dumpDir, 0o777);
     await sink.resume();
     return sink;
   }
 
   async resume(): Promise<void> {
-    const args = [...(process.getuid?.() === 0 ? ["-u", "nobody"] : []), "-d", `${this.dumpDir}/%s.`, `127.0.0.1:${this.port}`, "256"];
+    const args = [...(process.getuid?.() === 0 ? ["-u", "nobody"] : []), ...this.flags, "-d", `${this.dumpDir}/%s.`, `127.0.0.1:${this.port}`, "256"];
     this.process = new TestProcess(postfixTool("smtp-sink"), args);
     await eventually("smtp-sink to listen", () => portOpen(this.port), 10_000, 50);
   }

@@ -1,12 +1,12 @@
 // Sends one job's message to its next hop over SMTP and reports the outcome per recipient.
 // Connections are reused across jobs for the same hop (a drain after an outage sends thousands
 // of messages to one primary) and limited per destination, so a recovering primary is not
-// flooded. The one SMTP client of the relay is nodemailer's SMTPConnection.
+// flooded. The SMTP dialogue itself is smtp-client.ts.
 
 import type { Readable } from "node:stream";
-import SMTPConnection from "nodemailer/lib/smtp-connection";
 import type { Logger } from "../log.ts";
 import type { NextHop, Route } from "./next-hop.ts";
+import { SmtpClient, SmtpConnectionError, type SmtpReply, type TransactionReplies } from "./smtp-client.ts";
 
 export type RecipientResult = "delivered" | "temporary" | "permanent";
 
@@ -46,21 +46,10 @@ export interface OutboundOptions {
   idleTimeoutMs: number;
 }
 
-interface SmtpError extends Error {
-  code?: string;
-  responseCode?: number;
-  response?: string;
-  recipient?: string;
-  rejectedErrors?: SmtpError[];
-}
-
 interface PooledConnection {
-  connection: SMTPConnection;
+  connection: SmtpClient;
   key: string;
   idleTimer?: NodeJS.Timeout | undefined;
-  broken: boolean;
-  /** Transactions completed on this connection. */
-  transactions: number;
 }
 
 interface HopPool {
@@ -83,8 +72,32 @@ function classify(code: number | undefined): RecipientResult {
   return code !== undefined && code >= 500 && code < 600 ? "permanent" : "temporary";
 }
 
-function describe(err: SmtpError): string {
-  return (err.response ?? err.message).replace(/[\r\n]+/g, " ").slice(0, 500);
+function describe(err: unknown): string {
+  return oneLine(err instanceof Error ? err.message : String(err));
+}
+
+function oneLine(text: string): string {
+  return text.replace(/[\r\n]+/g, " ").slice(0, 500);
+}
+
+const isPositive = (reply: SmtpReply): boolean => reply.code >= 200 && reply.code < 300;
+
+function outcomeOf(recipient: string, reply: SmtpReply): RecipientOutcome {
+  const text = oneLine(reply.text);
+  if (isPositive(reply)) return { recipient, result: "delivered", reply: text, status: "2.0.0" };
+  return { recipient, result: classify(reply.code), reply: text, status: statusFromReply(reply.code, text, "4.0.0") };
+}
+
+/** Each recipient's outcome: refused at MAIL, at RCPT, or decided by the reply to the message. */
+function outcomesOf(recipients: string[], replies: TransactionReplies): RecipientOutcome[] {
+  return recipients.map((recipient, i) => {
+    if (!isPositive(replies.mail)) return outcomeOf(recipient, replies.mail);
+    const rcpt = replies.recipients[i];
+    if (!rcpt) return { recipient, result: "temporary", reply: "recipient outcome unknown", status: "4.0.0" };
+    if (!isPositive(rcpt)) return outcomeOf(recipient, rcpt);
+    if (!replies.data) return { recipient, result: "temporary", reply: "recipient outcome unknown", status: "4.0.0" };
+    return outcomeOf(recipient, replies.data);
+  });
 }
 
 export class OutboundSmtp {
@@ -107,8 +120,8 @@ export class OutboundSmtp {
       try {
         pooled = await this.acquire(hop, route);
       } catch (err) {
-        lastError = `${hop.host}[${hop.address}]:${hop.port}: ${describe(err as SmtpError)}`;
-        if ((err as SmtpError).code === "ETLS") {
+        lastError = `${hop.host}[${hop.address}]:${hop.port}: ${describe(err)}`;
+        if (err instanceof SmtpConnectionError && err.code === "ETLS") {
           // The host answers but cannot encrypt: a policy failure, not an outage to probe for.
           tlsFailure = `TLS is required for this domain, but STARTTLS failed at ${lastError}`;
           this.log.warn("next hop failed the required STARTTLS", { hop: hop.host, address: hop.address, port: hop.port, error: lastError });
@@ -126,7 +139,7 @@ export class OutboundSmtp {
           report = await this.send(fresh, hop, envelope, body);
           this.release(fresh);
         } catch (err) {
-          lastError = `${hop.host}[${hop.address}]:${hop.port}: ${describe(err as SmtpError)}`;
+          lastError = `${hop.host}[${hop.address}]:${hop.port}: ${describe(err)}`;
           continue;
         }
       }
@@ -167,7 +180,7 @@ export class OutboundSmtp {
       if (reused) {
         clearTimeout(reused.idleTimer);
         // The server may have closed an idle connection since; it is not worth a failed attempt.
-        if (reused.broken) {
+        if (reused.connection.closed) {
           this.discard(reused, false);
           continue;
         }
@@ -178,11 +191,17 @@ export class OutboundSmtp {
     }
     pool.open++;
     try {
-      const connection = await this.connect(hop, route);
-      const pooled: PooledConnection = { connection, key, broken: false, transactions: 0 };
-      connection.once("end", () => { pooled.broken = true; });
-      connection.on("error", () => { pooled.broken = true; });
-      return pooled;
+      const connection = await SmtpClient.open({
+        host: hop.address,
+        port: hop.port,
+        name: this.options.hostname,
+        servername: hop.host === hop.address ? undefined : hop.host,
+        tls: route.tls.mode === "required" ? "required" : "opportunistic",
+        verifyCertificate: route.tls.verifyCertificate,
+        connectTimeoutMs: this.options.connectTimeoutMs,
+        socketTimeoutMs: this.options.socketTimeoutMs,
+      });
+      return { connection, key };
     } catch (err) {
       pool.open--;
       pool.waiters.shift()?.();
@@ -190,103 +209,30 @@ export class OutboundSmtp {
     }
   }
 
-  private connect(hop: NextHop, route: Route): Promise<SMTPConnection> {
-    const required = route.tls.mode === "required";
-    const connection = new SMTPConnection({
-      host: hop.address,
-      port: hop.port,
-      name: this.options.hostname,
-      servername: hop.host === hop.address ? undefined : hop.host,
-      requireTLS: required,
-      opportunisticTLS: !required,
-      tls: { rejectUnauthorized: route.tls.verifyCertificate, minVersion: "TLSv1.2" },
-      connectionTimeout: this.options.connectTimeoutMs,
-      greetingTimeout: this.options.connectTimeoutMs,
-      socketTimeout: this.options.socketTimeoutMs,
-      allowInternalNetworkInterfaces: true,
-      logger: false,
-    });
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error): void => {
-        connection.close();
-        reject(err);
-      };
-      connection.once("error", onError);
-      connection.connect(() => {
-        connection.removeListener("error", onError);
-        resolve(connection);
-      });
-    });
-  }
-
-  private send(pooled: PooledConnection, hop: NextHop, envelope: OutboundEnvelope, body: () => Readable): Promise<DeliveryReport & { staleConnection: boolean }> {
+  private async send(pooled: PooledConnection, hop: NextHop, envelope: OutboundEnvelope, body: () => Readable): Promise<DeliveryReport & { staleConnection: boolean }> {
     const remoteMta = hop.host;
+    const client = pooled.connection;
+    const reused = client.transactions > 0;
     const all = (result: RecipientResult, reply: string, status: string): RecipientOutcome[] =>
       envelope.recipients.map((recipient) => ({ recipient, result, reply, status }));
-    return new Promise((resolve) => {
-      const stream = body();
-      stream.on("error", (err) => {
-        pooled.broken = true;
-        pooled.connection.close();
-        resolve({ remoteMta, unreachable: false, staleConnection: false, outcomes: all("temporary", `reading the queued body failed: ${err.message}`, "4.3.0") });
-      });
-      pooled.connection.send({
-        from: envelope.sender === "" ? false : envelope.sender,
-        to: envelope.recipients,
-        size: envelope.size,
-        use8BitMime: envelope.eightBit,
-      }, stream, (err, info) => {
-        const reused = pooled.transactions > 0;
-        pooled.transactions++;
-        if (err) {
-          const failure = err as SmtpError;
-          const connectionLevel = failure.code !== "EENVELOPE" && failure.code !== "EMESSAGE";
-          // After a refused envelope or message the transaction state on the other side is not
-          // certain (nodemailer does not RSET): never reuse such a connection.
-          pooled.broken = true;
-          if (connectionLevel && reused && !stream.readableDidRead) {
-            stream.destroy();
-            resolve({ remoteMta, unreachable: false, staleConnection: true, outcomes: [] });
-            return;
-          }
-          if (failure.rejectedErrors?.length) {
-            resolve({ remoteMta, unreachable: false, staleConnection: false, outcomes: this.perRecipient(envelope.recipients, [], failure.rejectedErrors) });
-            return;
-          }
-          const reply = describe(failure);
-          const result = classify(failure.responseCode);
-          resolve({ remoteMta, unreachable: false, staleConnection: false, outcomes: all(result, reply, statusFromReply(failure.responseCode, reply, "4.4.2")) });
-          return;
-        }
-        const sent = info as { accepted: string[]; rejectedErrors?: SmtpError[]; response?: string };
-        resolve({
-          remoteMta,
-          unreachable: false,
-          staleConnection: false,
-          outcomes: this.perRecipient(envelope.recipients, sent.accepted, sent.rejectedErrors ?? [], sent.response),
-        });
-      });
-    });
-  }
-
-  private perRecipient(recipients: string[], accepted: string[], rejected: SmtpError[], response = "250 OK"): RecipientOutcome[] {
-    const acceptedSet = new Set(accepted.map((a) => a.toLowerCase()));
-    const rejectedBy = new Map(rejected.map((e) => [String(e.recipient ?? "").toLowerCase(), e]));
-    return recipients.map((recipient) => {
-      const key = recipient.toLowerCase();
-      const error = rejectedBy.get(key);
-      if (error) {
-        const reply = describe(error);
-        return { recipient, result: classify(error.responseCode), reply, status: statusFromReply(error.responseCode, reply, "4.0.0") };
+    try {
+      const replies = await client.send(envelope, body());
+      return { remoteMta, unreachable: false, staleConnection: false, outcomes: outcomesOf(envelope.recipients, replies) };
+    } catch (err) {
+      if (!(err instanceof SmtpConnectionError)) {
+        return { remoteMta, unreachable: false, staleConnection: false, outcomes: all("temporary", `reading the queued body failed: ${describe(err)}`, "4.3.0") };
       }
-      if (acceptedSet.has(key)) return { recipient, result: "delivered", reply: response.slice(0, 500), status: "2.0.0" };
-      return { recipient, result: "temporary", reply: "recipient outcome unknown", status: "4.0.0" };
-    });
+      // A reused connection the server had already dropped: it never answered this transaction,
+      // so nothing of the message was accepted.
+      if (reused && client.repliesInTransaction === 0) return { remoteMta, unreachable: false, staleConnection: true, outcomes: [] };
+      const reply = describe(err);
+      return { remoteMta, unreachable: false, staleConnection: false, outcomes: all("temporary", reply, statusFromReply(err.reply?.code, err.reply?.text ?? "", "4.4.2")) };
+    }
   }
 
   private release(pooled: PooledConnection): void {
     const pool = this.poolFor(pooled.key);
-    if (pooled.broken || this.closed) {
+    if (pooled.connection.closed || this.closed) {
       this.discard(pooled, false);
       return;
     }
@@ -309,7 +255,7 @@ export class OutboundSmtp {
   private discard(pooled: PooledConnection, polite: boolean): void {
     const pool = this.poolFor(pooled.key);
     pool.open--;
-    if (polite && !pooled.broken) pooled.connection.quit();
+    if (polite && !pooled.connection.closed) pooled.connection.quit();
     else pooled.connection.close();
     pool.waiters.shift()?.();
   }

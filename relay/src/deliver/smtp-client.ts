@@ -1,0 +1,407 @@
+// One outbound SMTP connection: greeting, EHLO (HELO when refused), STARTTLS, then transactions
+// until it is closed. Written for the delivery hot path (a drain sends thousands of messages over
+// a few connections): with PIPELINING a transaction is two writes and two round trips, the
+// envelope with DATA, then the body with its terminating dot (RFC 2920); the body is encoded with
+// native searches (dot-stuffing.ts). Replies are reported as they are; outbound-smtp.ts decides
+// what each one means for the recipients.
+
+import { connect as connectTcp, type Socket } from "node:net";
+import { connect as connectTls, TLSSocket } from "node:tls";
+import type { Readable } from "node:stream";
+import { DotStuffer } from "./dot-stuffing.ts";
+
+export type SmtpErrorCode = "ECONNECTION" | "ETIMEDOUT" | "ETLS" | "EPROTOCOL";
+
+/** The connection failed: refused, closed, timed out, or the server said something unusable. */
+export class SmtpConnectionError extends Error {
+  readonly code: SmtpErrorCode;
+  /** The reply that ended it, when there was one (a 421, a refused greeting). */
+  readonly reply: SmtpReply | undefined;
+
+  constructor(code: SmtpErrorCode, message: string, reply?: SmtpReply) {
+    super(reply ? `${message}: ${reply.text}` : message);
+    this.name = "SmtpConnectionError";
+    this.code = code;
+    this.reply = reply;
+  }
+}
+
+export interface SmtpReply {
+  code: number;
+  /** The reply's lines joined by "\n", e.g. "550 5.1.1 <a@b>: user unknown". */
+  text: string;
+}
+
+export interface SmtpClientOptions {
+  host: string;
+  port: number;
+  /** Our name in EHLO. */
+  name: string;
+  /** The name the certificate is checked against (SNI); undefined for an address literal. */
+  servername: string | undefined;
+  /** "required": no transaction without STARTTLS; "opportunistic": STARTTLS when offered. */
+  tls: "required" | "opportunistic";
+  verifyCertificate: boolean;
+  connectTimeoutMs: number;
+  /** Longest wait for any reply, and idle limit. */
+  socketTimeoutMs: number;
+}
+
+export interface SmtpEnvelope {
+  sender: string;
+  recipients: string[];
+  size: number;
+  eightBit: boolean;
+}
+
+export interface TransactionReplies {
+  /** MAIL FROM's reply. */
+  mail: SmtpReply;
+  /** One reply per recipient, in order; empty when MAIL was refused without pipelining. */
+  recipients: SmtpReply[];
+  /** DATA's reply when it was not 354, else the reply to the final dot; undefined when DATA was not sent. */
+  data: SmtpReply | undefined;
+}
+
+const MAX_REPLY_BYTES = 64 * 1024;
+/** Body bytes gathered before one socket write: a small message goes out in one write with its dot. */
+const WRITE_BATCH_BYTES = 64 * 1024;
+
+const hasNonAscii = (text: string): boolean => !/^[\x00-\x7f]*$/.test(text);
+
+export class SmtpClient {
+  private socket: Socket | TLSSocket;
+  private readonly options: SmtpClientOptions;
+  private buffered = "";
+  private readonly replies: SmtpReply[] = [];
+  private readonly waiters: Array<{ resolve: (reply: SmtpReply) => void; reject: (err: Error) => void }> = [];
+  private failure: SmtpConnectionError | undefined;
+  private extensions = new Map<string, string>();
+  /** Replies read in the current transaction: none means the server never answered it. */
+  repliesInTransaction = 0;
+  /** Transactions completed on this connection. */
+  transactions = 0;
+
+  private constructor(socket: Socket, options: SmtpClientOptions) {
+    this.socket = socket;
+    this.options = options;
+    this.attach(socket);
+  }
+
+  /** Connect, read the greeting, introduce ourselves and start TLS as the options ask. */
+  static async open(options: SmtpClientOptions): Promise<SmtpClient> {
+    const socket = await new Promise<Socket>((resolve, reject) => {
+      const s = connectTcp({ host: options.host, port: options.port });
+      const timer = setTimeout(() => {
+        s.destroy();
+        reject(new SmtpConnectionError("ETIMEDOUT", `connection timed out after ${options.connectTimeoutMs} ms`));
+      }, options.connectTimeoutMs);
+      s.once("connect", () => {
+        clearTimeout(timer);
+        s.removeAllListeners("error");
+        resolve(s);
+      });
+      s.once("error", (err) => {
+        clearTimeout(timer);
+        reject(new SmtpConnectionError("ECONNECTION", err.message));
+      });
+    });
+    const client = new SmtpClient(socket, options);
+    try {
+      const greeting = await client.read(options.connectTimeoutMs);
+      if (greeting.code !== 220) throw new SmtpConnectionError("EPROTOCOL", "greeting refused", greeting);
+      await client.hello();
+      if (client.extensions.has("STARTTLS")) await client.startTls();
+      else if (options.tls === "required") throw new SmtpConnectionError("ETLS", "the server does not offer STARTTLS");
+      return client;
+    } catch (err) {
+      client.close();
+      throw err;
+    }
+  }
+
+  get closed(): boolean {
+    return this.failure !== undefined || this.socket.destroyed;
+  }
+
+  get secure(): boolean {
+    return this.socket instanceof TLSSocket;
+  }
+
+  /**
+   * One mail transaction. Resolves with the server's replies whatever they say; rejects only
+   * when the connection fails, after which it is closed. A refused envelope is followed by RSET,
+   * so the connection stays usable.
+   */
+  async send(envelope: SmtpEnvelope, body: Readable): Promise<TransactionReplies> {
+    this.repliesInTransaction = 0;
+    try {
+      const replies = this.extensions.has("PIPELINING") ? await this.pipelined(envelope, body) : await this.stepByStep(envelope, body);
+      this.transactions++;
+      return replies;
+    } catch (err) {
+      body.destroy();
+      this.close();
+      throw err;
+    }
+  }
+
+  /** Say goodbye and close (the reply is not waited for). */
+  quit(): void {
+    if (this.closed) return;
+    this.socket.end("QUIT\r\n");
+    this.fail(new SmtpConnectionError("ECONNECTION", "connection closed by us"));
+  }
+
+  close(): void {
+    this.fail(new SmtpConnectionError("ECONNECTION", "connection closed by us"));
+    this.socket.destroy();
+  }
+
+  private mailCommand(envelope: SmtpEnvelope): string {
+    const params: string[] = [];
+    if (envelope.eightBit && this.extensions.has("8BITMIME")) params.push("BODY=8BITMIME");
+    if (this.extensions.has("SIZE") && envelope.size > 0) params.push(`SIZE=${envelope.size}`);
+    const international = hasNonAscii(envelope.sender) || envelope.recipients.some(hasNonAscii);
+    if (international && this.extensions.has("SMTPUTF8")) params.push("SMTPUTF8");
+    return `MAIL FROM:<${envelope.sender}>${params.length > 0 ? ` ${params.join(" ")}` : ""}\r\n`;
+  }
+
+  private async pipelined(envelope: SmtpEnvelope, body: Readable): Promise<TransactionReplies> {
+    const commands = this.mailCommand(envelope) + envelope.recipients.map((r) => `RCPT TO:<${r}>\r\n`).join("") + "DATA\r\n";
+    this.write(commands);
+    const mail = await this.reply();
+    const recipients: SmtpReply[] = [];
+    for (let i = 0; i < envelope.recipients.length; i++) recipients.push(await this.reply());
+    const dataReply = await this.reply();
+    const anyAccepted = mail.code === 250 && recipients.some((r) => r.code >= 250 && r.code < 260);
+    if (dataReply.code === 354 && !anyAccepted) {
+      // DATA was accepted for nobody (RFC 2920 §3.1): end it empty, then start over.
+      this.write(".\r\n");
+      await this.reply();
+      await this.reset();
+      return { mail, recipients, data: undefined };
+    }
+    if (dataReply.code !== 354) {
+      await this.reset();
+      return { mail, recipients, data: anyAccepted ? dataReply : undefined };
+    }
+    return { mail, recipients, data: await this.sendBody(body) };
+  }
+
+  private async stepByStep(envelope: SmtpEnvelope, body: Readable): Promise<TransactionReplies> {
+    this.write(this.mailCommand(envelope));
+    const mail = await this.reply();
+    if (mail.code !== 250) {
+      await this.reset();
+      return { mail, recipients: [], data: undefined };
+    }
+    const recipients: SmtpReply[] = [];
+    for (const recipient of envelope.recipients) {
+      this.write(`RCPT TO:<${recipient}>\r\n`);
+      recipients.push(await this.reply());
+    }
+    if (!recipients.some((r) => r.code >= 250 && r.code < 260)) {
+      await this.reset();
+      return { mail, recipients, data: undefined };
+    }
+    this.write("DATA\r\n");
+    const dataReply = await this.reply();
+    if (dataReply.code !== 354) {
+      await this.reset();
+      return { mail, recipients, data: dataReply };
+    }
+    return { mail, recipients, data: await this.sendBody(body) };
+  }
+
+  /** Stream the body, dot-stuffed, in batches of up to WRITE_BATCH_BYTES; the dot ends the last. */
+  private async sendBody(body: Readable): Promise<SmtpReply> {
+    const stuffer = new DotStuffer();
+    let batch: Buffer[] = [];
+    let batchBytes = 0;
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      const encoded = stuffer.push(chunk);
+      batch.push(encoded);
+      batchBytes += encoded.length;
+      if (batchBytes >= WRITE_BATCH_BYTES) {
+        await this.writeAndWait(batch.length === 1 ? encoded : Buffer.concat(batch, batchBytes));
+        batch = [];
+        batchBytes = 0;
+      }
+    }
+    batch.push(stuffer.end());
+    this.write(Buffer.concat(batch));
+    return this.reply();
+  }
+
+  private async reset(): Promise<void> {
+    this.write("RSET\r\n");
+    const reply = await this.reply();
+    if (reply.code !== 250) throw new SmtpConnectionError("EPROTOCOL", "RSET refused", reply);
+  }
+
+  private async hello(): Promise<void> {
+    this.write(`EHLO ${this.options.name}\r\n`);
+    let reply = await this.reply();
+    if (reply.code === 421) throw new SmtpConnectionError("ECONNECTION", "EHLO refused", reply);
+    this.extensions = new Map();
+    if (reply.code === 250) {
+      for (const line of reply.text.split(/\r?\n/).slice(1)) {
+        const [keyword = "", ...rest] = line.slice(4).trim().split(/\s+/);
+        if (keyword) this.extensions.set(keyword.toUpperCase(), rest.join(" "));
+      }
+      return;
+    }
+    this.write(`HELO ${this.options.name}\r\n`);
+    reply = await this.reply();
+    if (reply.code !== 250) throw new SmtpConnectionError("EPROTOCOL", "EHLO and HELO refused", reply);
+  }
+
+  private async startTls(): Promise<void> {
+    this.write("STARTTLS\r\n");
+    const reply = await this.reply();
+    if (reply.code !== 220) {
+      if (this.options.tls === "required") throw new SmtpConnectionError("ETLS", "STARTTLS refused", reply);
+      return;
+    }
+    const plain = this.socket;
+    plain.removeAllListeners("data");
+    plain.removeAllListeners("end");
+    plain.removeAllListeners("close");
+    plain.removeAllListeners("timeout");
+    plain.removeAllListeners("error");
+    plain.setTimeout(0);
+    const secure = await new Promise<TLSSocket>((resolve, reject) => {
+      const s = connectTls({
+        socket: plain,
+        servername: this.options.servername,
+        rejectUnauthorized: this.options.verifyCertificate,
+        minVersion: "TLSv1.2",
+      });
+      const timer = setTimeout(() => {
+        s.destroy();
+        reject(new SmtpConnectionError("ETLS", "TLS handshake timed out"));
+      }, this.options.connectTimeoutMs);
+      s.once("secureConnect", () => {
+        clearTimeout(timer);
+        s.removeAllListeners("error");
+        resolve(s);
+      });
+      s.once("error", (err) => {
+        clearTimeout(timer);
+        reject(new SmtpConnectionError("ETLS", `TLS handshake failed: ${err.message}`));
+      });
+    });
+    this.socket = secure;
+    this.attach(secure);
+    // RFC 3207: forget what the server said before TLS and ask again.
+    await this.hello();
+  }
+
+  private attach(socket: Socket | TLSSocket): void {
+    socket.setEncoding("utf8");
+    socket.setNoDelay(true);
+    socket.setTimeout(this.options.socketTimeoutMs);
+    socket.on("data", (data: string) => this.onData(data));
+    socket.on("timeout", () => {
+      this.fail(new SmtpConnectionError("ETIMEDOUT", `no reply within ${this.options.socketTimeoutMs} ms`));
+      socket.destroy();
+    });
+    socket.on("error", (err) => this.fail(new SmtpConnectionError("ECONNECTION", err.message)));
+    socket.on("end", () => this.fail(new SmtpConnectionError("ECONNECTION", "connection closed by the server")));
+    socket.on("close", () => this.fail(new SmtpConnectionError("ECONNECTION", "connection closed")));
+  }
+
+  private onData(data: string): void {
+    this.buffered += data;
+    for (;;) {
+      const reply = this.takeReply();
+      if (!reply) break;
+      const waiter = this.waiters.shift();
+      if (waiter) waiter.resolve(reply);
+      else this.replies.push(reply);
+    }
+    if (this.buffered.length > MAX_REPLY_BYTES) {
+      this.fail(new SmtpConnectionError("EPROTOCOL", "reply too long"));
+      this.socket.destroy();
+    }
+  }
+
+  /** A complete (possibly multi-line) reply from the buffer, or undefined. */
+  private takeReply(): SmtpReply | undefined {
+    let start = 0;
+    for (;;) {
+      const end = this.buffered.indexOf("\n", start);
+      if (end === -1) return undefined;
+      const line = this.buffered.slice(start, end).replace(/\r$/, "");
+      start = end + 1;
+      if (line[3] === "-") continue;
+      const text = this.buffered.slice(0, start).replace(/\r?\n$/, "").replace(/\r/g, "");
+      this.buffered = this.buffered.slice(start);
+      const code = Number(line.slice(0, 3));
+      if (!/^\d{3}$/.test(line.slice(0, 3))) {
+        this.fail(new SmtpConnectionError("EPROTOCOL", `unreadable reply: ${line.slice(0, 200)}`));
+        this.socket.destroy();
+        return undefined;
+      }
+      return { code, text };
+    }
+  }
+
+  private reply(): Promise<SmtpReply> {
+    const ready = this.replies.shift();
+    const settle = (reply: SmtpReply): SmtpReply => {
+      this.repliesInTransaction++;
+      if (reply.code === 421) {
+        // Service closing: whatever this was the answer to, the connection is over.
+        this.fail(new SmtpConnectionError("ECONNECTION", "the server is closing the connection", reply));
+        this.socket.destroy();
+      }
+      return reply;
+    };
+    if (ready) return Promise.resolve(settle(ready));
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => this.waiters.push({ resolve: (r) => resolve(settle(r)), reject }));
+  }
+
+  /** A reply with its own deadline (the greeting), shorter than the socket's idle limit. */
+  private async read(timeoutMs: number): Promise<SmtpReply> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new SmtpConnectionError("ETIMEDOUT", `no greeting within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      return await Promise.race([this.reply(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private write(data: string | Buffer): void {
+    if (this.failure) throw this.failure;
+    this.socket.write(data);
+  }
+
+  private async writeAndWait(data: Buffer): Promise<void> {
+    if (this.failure) throw this.failure;
+    if (this.socket.write(data)) return;
+    await new Promise<void>((resolve, reject) => {
+      const onDrain = (): void => {
+        this.socket.off("close", onClose);
+        resolve();
+      };
+      const onClose = (): void => {
+        this.socket.off("drain", onDrain);
+        reject(this.failure ?? new SmtpConnectionError("ECONNECTION", "connection closed"));
+      };
+      this.socket.once("drain", onDrain);
+      this.socket.once("close", onClose);
+    });
+  }
+
+  private fail(error: SmtpConnectionError): void {
+    if (this.failure) return;
+    this.failure = error;
+    for (const waiter of this.waiters.splice(0)) waiter.reject(error);
+  }
+}
