@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { nextRetryAt } from "../../relay/src/deliver/retry-policy.ts";
+import { OUTAGE_HOLD_MS, nextRetryAt, retryAt } from "../../relay/src/deliver/retry-policy.ts";
 
 const retry = { initialBackoffMs: 60_000, maxBackoffMs: 3_600_000 };
 const now = 1_700_000_000_000;
@@ -88,5 +88,21 @@ describe("nextRetryAt", () => {
   it("already expired: returns expiresAt (retry now, then bounce)", () => {
     const expiresAt = now - 1000;
     assert.equal(nextRetryAt(3, retry, now, expiresAt, middle), expiresAt);
+  });
+});
+
+describe("retryAt", () => {
+  it("is the backoff while the destination answers", () => {
+    assert.equal(retryAt(1, retry, now, far, false, middle), now + 60_000);
+  });
+
+  it("waits at least OUTAGE_HOLD_MS, with up to a fifth more, while the destination is down", () => {
+    assert.equal(retryAt(1, retry, now, far, true, () => 0), now + OUTAGE_HOLD_MS);
+    assert.equal(retryAt(1, retry, now, far, true, () => 1), now + OUTAGE_HOLD_MS * 1.2);
+    assert.equal(retryAt(7, retry, now, far, true, middle), now + 3_600_000, "a longer backoff stays");
+  });
+
+  it("never holds a job past its expiry", () => {
+    assert.equal(retryAt(1, retry, now, now + 90_000, true, middle), now + 90_000);
   });
 });

@@ -22,7 +22,7 @@ import { DomainDrain } from "./drain.ts";
 import type { FailedRecipient } from "./dsn.ts";
 import { RouteError, type DeliveryTarget, type NextHopResolver, type Route } from "./next-hop.ts";
 import type { OutboundSmtp, RecipientOutcome } from "./outbound-smtp.ts";
-import { nextRetryAt } from "./retry-policy.ts";
+import { retryAt } from "./retry-policy.ts";
 
 /** The stored message with the filters' header lines in front of it. */
 function withHeaders(headers: string | undefined, body: Readable): Readable {
@@ -34,18 +34,6 @@ function withHeaders(headers: string | undefined, body: Readable): Readable {
 }
 
 const ACK = Buffer.from("+ACK");
-
-/**
- * The least a job waits while its destination is down (Postfix's minimal_backoff_time), plus up
- * to a fifth more so that a held backlog does not come due at once when no drain moved it.
- */
-export const OUTAGE_HOLD_MS = 5 * 60_000;
-
-function retryTime(job: DeliveryJob, retry: DomainPolicy["retry"], now: number, destinationDown: boolean): number {
-  const backoff = nextRetryAt(Math.max(1, job.attempts), retry, now, job.expiresAt);
-  if (!destinationDown) return backoff;
-  return Math.min(job.expiresAt, Math.max(backoff, now + OUTAGE_HOLD_MS * (1 + 0.2 * Math.random())));
-}
 
 /** The subject a JetStream message is acknowledged on (the implementation has it; the type hides it). */
 function ackSubject(msg: JsMsg): string | undefined {
@@ -324,16 +312,14 @@ export class DeliveryWorker {
 
   /**
    * Hold the job (and its inline body) until its next retry time, then acknowledge the current
-   * copy. While its destination is down the job waits at least OUTAGE_HOLD_MS: the probe starts a
-   * drain as soon as the destination answers, and a schedule that far away lets the drain deliver
-   * the job in place (drain.ts).
+   * copy. While its destination is down the job waits at least OUTAGE_HOLD_MS (retry-policy.ts).
    */
   private async retryLater(
     msg: JsMsg, jobs: JobQueue, job: DeliveryJob, inline: Buffer | undefined, retry: DomainPolicy["retry"], now: number,
     destinationDown = false,
   ): Promise<void> {
     // Computed once: a repeated publish must carry the same time, so its msg id deduplicates it.
-    const at = new Date(retryTime(job, retry, now, destinationDown));
+    const at = new Date(retryAt(Math.max(1, job.attempts), retry, now, job.expiresAt, destinationDown));
     await this.persist(msg, () => jobs.defer(job, at, inline));
     await this.acknowledge(msg);
   }

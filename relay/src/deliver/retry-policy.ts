@@ -11,3 +11,20 @@ export function nextRetryAt(attempts: number, retry: DomainPolicy["retry"], now:
   const jittered = base * (0.9 + 0.2 * random());
   return Math.min(now + jittered, expiresAt);
 }
+
+/**
+ * The least a job waits while its destination is down (Postfix's minimal_backoff_time). The probe
+ * starts a drain as soon as the destination answers, and a schedule this far away lets the drain
+ * deliver the job in place (drain.ts). Up to a fifth more is added, so that a held backlog does
+ * not come due at once when no drain moved it.
+ */
+export const OUTAGE_HOLD_MS = 5 * 60_000;
+
+/** When to try a job again: its backoff, and while its destination is down at least OUTAGE_HOLD_MS. */
+export function retryAt(
+  attempts: number, retry: DomainPolicy["retry"], now: number, expiresAt: number, destinationDown: boolean, random = Math.random,
+): number {
+  const backoff = nextRetryAt(attempts, retry, now, expiresAt, random);
+  if (!destinationDown) return backoff;
+  return Math.min(expiresAt, Math.max(backoff, now + OUTAGE_HOLD_MS * (1 + 0.2 * random())));
+}
