@@ -7,7 +7,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { JsMsg } from "@nats-io/jetstream";
-import { DomainDrain, IN_PLACE_MIN_MS, type DeliverySlots } from "../../relay/src/deliver/drain.ts";
+import { DomainDrain, FINISH_MARGIN_MS, IN_PLACE_MIN_MS, type DeliverySlots } from "../../relay/src/deliver/drain.ts";
 import { createLogger } from "../../relay/src/log.ts";
 import type { DeliveryJob } from "../../relay/src/queue/delivery-job.ts";
 import { JobQueue } from "../../relay/src/queue/job-queue.ts";
@@ -50,6 +50,7 @@ describe("draining held mail", () => {
     const jobs = new JobQueue(js, jsm, 5000);
     const now = Date.now();
     const far = new Date(now + IN_PLACE_MIN_MS + 600_000);
+    const finishBys: number[] = [];
     const [far1, far2, near, other, late] = [job("a.example", now), job("a.example", now), job("a.example", now), job("b.example", now), job("a.example", now)];
     if (!far1 || !far2 || !near || !other || !late) throw new Error("jobs");
     const body = new TextEncoder().encode("Subject: held\r\n\r\nbody\r\n");
@@ -62,7 +63,8 @@ describe("draining held mail", () => {
     const slots: DeliverySlots = {
       running: true,
       waitForSlot: () => Promise.resolve(),
-      deliver: async (msg: JsMsg) => {
+      deliver: async (msg: JsMsg, finishBy: number) => {
+        finishBys.push(finishBy);
         // A job held while the drain runs (a delivery that failed again) is not this drain's.
         if (delivered.length === 0) await jobs.defer(late, far, body);
         delivered.push(msg.subject);
@@ -73,6 +75,7 @@ describe("draining held mail", () => {
     const result = await drain.run();
 
     assert.deepEqual(result, { inPlace: 2, released: 1 });
+    assert.deepEqual(finishBys, [far.getTime() - FINISH_MARGIN_MS, far.getTime() - FINISH_MARGIN_MS], "the final dot must go out well before the schedule");
     assert.deepEqual(delivered.sort(), [deferSubject("a.example", far1.queueId), deferSubject("a.example", far2.queueId)].sort());
     const info = await jsm.streams.info(QUEUE_STREAM, { subjects_filter: ">" });
     const subjects = Object.keys(info.state.subjects ?? {}).sort();

@@ -77,6 +77,21 @@ describe("outbound SMTP client", () => {
     client.quit();
   });
 
+  it("abandons a transaction whose time is up before the final dot, so the message is not accepted", async () => {
+    const client = await SmtpClient.open(options(primary.port));
+    const before = primary.messages.length;
+    await assert.rejects(
+      client.send({ ...envelope(["late@example.com"]), finishBy: Date.now() - 1 }, Readable.from(body("too-late").chunks)),
+      (err: unknown) => err instanceof SmtpConnectionError && err.code === "ETIMEDOUT",
+    );
+    assert.equal(client.closed, true, "the only way out of DATA without a dot is closing the connection");
+    const next = await SmtpClient.open(options(primary.port));
+    const replies = await next.send({ ...envelope(["in-time@example.com"]), finishBy: Date.now() + 60_000 }, Readable.from(body("in-time").chunks));
+    assert.equal(replies.data?.code, 250);
+    assert.deepEqual(primary.messages.slice(before).map((m) => m.to), [["in-time@example.com"]], "only the message sent in time arrived");
+    next.quit();
+  });
+
   it("starts TLS when offered, and refuses to go on in clear text when TLS is required but not offered", async () => {
     const secure = await SmtpClient.open(options(tlsPrimary.port, "required"));
     assert.equal(secure.secure, true);

@@ -143,7 +143,7 @@ export class DeliveryWorker {
    * mxw-deliver or from a domain's drain consumer (drain.ts); either way `msg` is what settles
    * them. Never rejects: a failed task gives its job back to JetStream.
    */
-  deliver(msg: JsMsg): Promise<void> {
+  deliver(msg: JsMsg, finishBy?: number): Promise<void> {
     // JetStream hands out a job again when its progress signals were lost (a leader moved);
     // if this relay is still delivering it, the copy is left alone: the running delivery
     // settles the job, and should it fail the copy comes back after the ack wait.
@@ -153,7 +153,7 @@ export class DeliveryWorker {
       return Promise.resolve();
     }
     this.delivering.add(queueId);
-    const task = this.handle(msg).finally(() => this.delivering.delete(queueId)).catch((err: unknown) => {
+    const task = this.handle(msg, finishBy).finally(() => this.delivering.delete(queueId)).catch((err: unknown) => {
       this.log.error("delivery task failed; the job will be retried", { error: err });
       msg.nak(5000);
     });
@@ -189,7 +189,8 @@ export class DeliveryWorker {
     return new Promise((resolve) => this.slotWaiters.push(resolve));
   }
 
-  private async handle(msg: JsMsg): Promise<void> {
+  /** `finishBy`: the message may not be handed over after this time (a drain's in-place delivery). */
+  private async handle(msg: JsMsg, finishBy?: number): Promise<void> {
     let record: JobRecord;
     try {
       record = decodeJobRecord(msg.data);
@@ -257,7 +258,7 @@ export class DeliveryWorker {
     let unreachable: boolean;
     try {
       const report = await this.deps.outbound.deliver(route, {
-        sender: job.sender, recipients: job.recipients, size: job.size + Buffer.byteLength(job.headers ?? ""), eightBit: job.eightBit,
+        sender: job.sender, recipients: job.recipients, size: job.size + Buffer.byteLength(job.headers ?? ""), eightBit: job.eightBit, finishBy,
       }, () => withHeaders(job.headers, body.open()));
       outcomes = report.outcomes;
       remoteMta = report.remoteMta;

@@ -6,8 +6,10 @@
 //
 // A held record keeps its retry schedule while it is delivered in place. Were the schedule to
 // fire mid-delivery, a second copy would reach mxw-deliver and the primary would get the message
-// twice. So only jobs whose schedule is at least IN_PLACE_MIN_MS away are delivered in place; the
-// others are moved to ready the atomic way (JobQueue.release), which cancels the schedule.
+// twice. So only jobs whose schedule is at least IN_PLACE_MIN_MS away are delivered in place, and
+// their final dot is not sent later than FINISH_MARGIN_MS before the schedule (the reply to the
+// dot and the settling writes fit in that margin); the others are moved to ready the atomic way
+// (JobQueue.release), which cancels the schedule.
 
 import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import type { Logger } from "../log.ts";
@@ -17,18 +19,21 @@ import type { QueueConnection } from "../queue/queue-connection.ts";
 import { ensureDrainConsumer } from "../queue/queue-setup.ts";
 
 /**
- * A held job is delivered in place only when its schedule is this far away: longer than a
- * delivery and its settling writes take, with the connect, greeting and per-command timeouts of
- * a slow primary (outbound-smtp.ts) and the settle retries of a failing-over stream.
+ * How long before a held job's schedule its in-place delivery must have sent the final dot: the
+ * reply to the dot may take the socket timeout (2 minutes, main.ts), and the settling writes are
+ * repeated for 30 s while a stream fails over.
  */
-export const IN_PLACE_MIN_MS = 3 * 60_000;
+export const FINISH_MARGIN_MS = 3 * 60_000;
+
+/** A held job is delivered in place only when its schedule is this far away; a minute is left for the delivery itself. */
+export const IN_PLACE_MIN_MS = FINISH_MARGIN_MS + 60_000;
 
 /** How the drain hands a job to the delivery worker's slots. */
 export interface DeliverySlots {
   /** Resolves when a delivery slot is free. */
   waitForSlot(): Promise<void>;
-  /** Deliver the job in `msg` and settle it through `msg`; resolves when it is settled. */
-  deliver(msg: JsMsg): Promise<void>;
+  /** Deliver the job in `msg`, with no final dot after `finishBy`, and settle it through `msg`; resolves when it is settled. */
+  deliver(msg: JsMsg, finishBy: number): Promise<void>;
   /** False once the worker is stopping. */
   readonly running: boolean;
 }
@@ -116,7 +121,7 @@ export class DomainDrain {
         const due = scheduledAt(msg.headers?.get("Nats-Schedule"));
         if (due !== undefined && due - Date.now() >= IN_PLACE_MIN_MS) {
           await slots.waitForSlot();
-          const task = slots.deliver(msg).then(() => { result.inPlace++; });
+          const task = slots.deliver(msg, due - FINISH_MARGIN_MS).then(() => { result.inPlace++; });
           settling.add(task);
           void task.finally(() => settling.delete(task));
         } else {

@@ -32,6 +32,8 @@ export interface OutboundEnvelope {
   recipients: string[];
   size: number;
   eightBit: boolean;
+  /** No final dot after this time (see SmtpEnvelope.finishBy). */
+  finishBy?: number | undefined;
 }
 
 export interface OutboundOptions {

@@ -52,6 +52,12 @@ export interface SmtpEnvelope {
   recipients: string[];
   size: number;
   eightBit: boolean;
+  /**
+   * The final dot is not sent after this time (ms since the epoch): the transaction is abandoned
+   * with the connection instead, and the primary never accepts the message. Bounds how long a
+   * delivery can end in an acceptance; the reply to the dot still has the socket timeout.
+   */
+  finishBy?: number | undefined;
 }
 
 export interface TransactionReplies {
@@ -186,7 +192,7 @@ export class SmtpClient {
       await this.reset();
       return { mail, recipients, data: anyAccepted ? dataReply : undefined };
     }
-    return { mail, recipients, data: await this.sendBody(body) };
+    return { mail, recipients, data: await this.sendBody(body, envelope.finishBy) };
   }
 
   private async stepByStep(envelope: SmtpEnvelope, body: Readable): Promise<TransactionReplies> {
@@ -211,11 +217,11 @@ export class SmtpClient {
       await this.reset();
       return { mail, recipients, data: dataReply };
     }
-    return { mail, recipients, data: await this.sendBody(body) };
+    return { mail, recipients, data: await this.sendBody(body, envelope.finishBy) };
   }
 
   /** Stream the body, dot-stuffed, in batches of up to WRITE_BATCH_BYTES; the dot ends the last. */
-  private async sendBody(body: Readable): Promise<SmtpReply> {
+  private async sendBody(body: Readable, finishBy: number | undefined): Promise<SmtpReply> {
     const stuffer = new DotStuffer();
     let batch: Buffer[] = [];
     let batchBytes = 0;
@@ -228,6 +234,9 @@ export class SmtpClient {
         batch = [];
         batchBytes = 0;
       }
+    }
+    if (finishBy !== undefined && Date.now() > finishBy) {
+      throw new SmtpConnectionError("ETIMEDOUT", "delivery abandoned before the final dot: its time was up");
     }
     batch.push(stuffer.end());
     this.write(Buffer.concat(batch));
