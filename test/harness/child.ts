@@ -19,11 +19,17 @@ export class TestProcess {
     // Output can still arrive after "exit" (buffered, or from a grandchild holding the pipe):
     // the log ends when the pipes close, not when the process exits.
     this.child.once("close", () => this.log?.end());
-    this.child.once("error", (err) => this.onLine(`spawn error: ${err.message}`));
+    this.child.once("error", (err) => {
+      this.log?.write(`spawn error: ${err.message}\n`);
+      this.onLine(`spawn error: ${err.message}`);
+    });
     for (const stream of ["out", "err"] as const) {
       const source = stream === "out" ? this.child.stdout : this.child.stderr;
       source?.setEncoding("utf8");
       source?.on("data", (chunk: string) => {
+        // One write per chunk, not per line: a relay under benchmark load prints thousands of
+        // lines a second, and this process shares the machine's cores with it.
+        if (this.log && !this.log.writableEnded) this.log.write(chunk);
         const text = this.partial[stream] + chunk;
         const parts = text.split("\n");
         this.partial[stream] = parts.pop() ?? "";
@@ -77,7 +83,6 @@ export class TestProcess {
   private onLine(line: string): void {
     this.lines.push(line);
     if (this.lines.length > 20_000) this.lines.splice(0, 10_000);
-    if (this.log && !this.log.writableEnded) this.log.write(line + "\n");
     for (let i = this.watchers.length - 1; i >= 0; i--) {
       const watcher = this.watchers[i];
       if (watcher && watcher.pattern.test(line)) {
