@@ -7,6 +7,7 @@ import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManage
 import type { Logger } from "../log.ts";
 import { ensureQueueLayout, type QueueLayoutOptions } from "./queue-setup.ts";
 import { ReplyInbox } from "./reply-inbox.ts";
+import { coalesceWrites } from "./write-coalescing.ts";
 
 export interface QueueHandles {
   nc: NatsConnection;
@@ -92,6 +93,7 @@ export class QueueConnection {
           // CPU under load in the bench's profile (docs/benchmarks.md). Failures keep their message.
           noAsyncTraces: true,
         });
+        if (!coalesceWrites(nc)) this.log.warn("nats-core internals changed: socket writes are not coalesced (see write-coalescing.ts)");
         this.handles = { nc, js: jetstream(nc, { timeout: this.options.publishTimeoutMs }), jsm: await jetstreamManager(nc), inbox: new ReplyInbox(nc) };
         this.maxPayload = nc.info?.max_payload ?? this.maxPayload;
         this.connected = true;
