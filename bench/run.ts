@@ -195,7 +195,7 @@ if (SCENARIOS.has("backlog")) {
   log("backlog: 100,000 deferred jobs");
   const backlog = await measureDeferredBacklog(Number(process.env.BENCH_DEFERRED ?? 100_000));
   notes.push(`Deferred backlog (mxwarden's queue layout, no SMTP): ${backlog.deferred} jobs over ${backlog.domains} domains built in ${backlog.buildSeconds.toFixed(1)} s; ` +
-    `${backlog.consumerPendingWithBacklog} of them in the delivery consumer; one primary returns: ${backlog.releasedJobs} jobs released in ${backlog.releaseMs.toFixed(0)} ms; ` +
+    `${backlog.consumerPendingWithBacklog} of them in the delivery consumer; one primary returns: its ${backlog.drainedJobs} held jobs handed out by its drain consumer and acknowledged in ${backlog.drainMs.toFixed(0)} ms; ` +
     `a ready job of another domain reaches a relay in ${backlog.otherDomainReadyMs.toFixed(1)} ms; ` +
     `one read of the queue's subject index (queue age, per-domain gauges, queue report) takes ${backlog.indexReadMs.toFixed(0)} ms for all ${backlog.indexedDomains} domains.`);
 }
