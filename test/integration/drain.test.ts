@@ -89,4 +89,12 @@ describe("draining held mail", () => {
     assert.equal(consumer.num_ack_pending, 1, "only the late job is left unacknowledged");
     assert.equal(consumer.num_pending, 0);
   });
+
+  it("creates no consumer for a domain with nothing held", async () => {
+    const { jsm } = queue.get();
+    const slots: DeliverySlots = { running: true, waitForSlot: () => Promise.resolve(), deliver: () => Promise.reject(new Error("nothing to deliver")) };
+    const result = await new DomainDrain("c.example", { queue, slots, isUnreachable: () => false, concurrency: 4, log, checkIntervalMs: 100 }).run();
+    assert.deepEqual(result, { inPlace: 0, released: 0 });
+    await assert.rejects(jsm.consumers.info(QUEUE_STREAM, drainConsumerName("c.example")), /consumer not found/);
+  });
 });

@@ -246,7 +246,7 @@ export class DeliveryWorker {
     }
 
     if (this.deps.health.isUnreachable(job.domain)) {
-      // Known down: do not spend a connection timeout per message. The probe releases it early.
+      // Known down: do not spend a connection timeout per message. The probe drains it early.
       this.deps.metrics.deliveryAttempts.inc({ result: "skipped_dead_host" });
       await this.retryLater(msg, jobs, job, inline, retry, now, true);
       return;

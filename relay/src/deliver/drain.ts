@@ -82,6 +82,8 @@ export class DomainDrain {
     const { queue, slots, log } = this.deps;
     const { js, jsm } = queue.get();
     const jobs = new JobQueue(js, jsm, queue.publishTimeoutMs);
+    // Most recoveries (a relay's start-up check among them) find nothing held: no consumer for those.
+    if (!(await jobs.hasHeld(this.domain))) return { inPlace: 0, released: 0 };
     // Records stored after this point are not part of this drain.
     const lastSeq = (await jsm.streams.info(QUEUE_STREAM)).state.last_seq;
     let name: string;

@@ -94,6 +94,11 @@ export class JobQueue {
     return released;
   }
 
+  /** Whether any job of the domain is held (read from the subject index; a lagging replica may miss the newest). */
+  async hasHeld(domain: string): Promise<boolean> {
+    return (await this.jsm.direct.getMessage(QUEUE_STREAM, { seq: 1, next_by_subj: deferFilterForDomain(domain) })) !== null;
+  }
+
   /**
    * Make one held job ready now: the ready copy is stored and the schedule cancelled in one write,
    * and only if the held record is still `held.seq`. False when it is not (the schedule fired, or
