@@ -73,6 +73,25 @@ const MAX_REPLY_BYTES = 64 * 1024;
 /** Body bytes gathered before one socket write: a small message goes out in one write with its dot. */
 const WRITE_BATCH_BYTES = 64 * 1024;
 
+/** Resolves with `socket` once it emits `ready` within `timeoutMs`; otherwise destroys it and rejects with `failure(err)`. */
+function whenSocket<T extends Socket>(socket: T, ready: "connect" | "secureConnect", timeoutMs: number, failure: (err?: Error) => SmtpConnectionError): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(failure());
+    }, timeoutMs);
+    socket.once(ready, () => {
+      clearTimeout(timer);
+      socket.removeAllListeners("error");
+      resolve(socket);
+    });
+    socket.once("error", (err) => {
+      clearTimeout(timer);
+      reject(failure(err));
+    });
+  });
+}
+
 const hasNonAscii = (text: string): boolean => !/^[\x00-\x7f]*$/.test(text);
 
 export class SmtpClient {
@@ -96,22 +115,9 @@ export class SmtpClient {
 
   /** Connect, read the greeting, introduce ourselves and start TLS as the options ask. */
   static async open(options: SmtpClientOptions): Promise<SmtpClient> {
-    const socket = await new Promise<Socket>((resolve, reject) => {
-      const s = connectTcp({ host: options.host, port: options.port });
-      const timer = setTimeout(() => {
-        s.destroy();
-        reject(new SmtpConnectionError("ETIMEDOUT", `connection timed out after ${options.connectTimeoutMs} ms`));
-      }, options.connectTimeoutMs);
-      s.once("connect", () => {
-        clearTimeout(timer);
-        s.removeAllListeners("error");
-        resolve(s);
-      });
-      s.once("error", (err) => {
-        clearTimeout(timer);
-        reject(new SmtpConnectionError("ECONNECTION", err.message));
-      });
-    });
+    const socket = await whenSocket(connectTcp({ host: options.host, port: options.port }), "connect", options.connectTimeoutMs, (err) => (err
+      ? new SmtpConnectionError("ECONNECTION", err.message)
+      : new SmtpConnectionError("ETIMEDOUT", `connection timed out after ${options.connectTimeoutMs} ms`)));
     const client = new SmtpClient(socket, options);
     try {
       const greeting = await client.read(options.connectTimeoutMs);
@@ -280,27 +286,12 @@ export class SmtpClient {
     plain.removeAllListeners("timeout");
     plain.removeAllListeners("error");
     plain.setTimeout(0);
-    const secure = await new Promise<TLSSocket>((resolve, reject) => {
-      const s = connectTls({
-        socket: plain,
-        servername: this.options.servername,
-        rejectUnauthorized: this.options.verifyCertificate,
-        minVersion: "TLSv1.2",
-      });
-      const timer = setTimeout(() => {
-        s.destroy();
-        reject(new SmtpConnectionError("ETLS", "TLS handshake timed out"));
-      }, this.options.connectTimeoutMs);
-      s.once("secureConnect", () => {
-        clearTimeout(timer);
-        s.removeAllListeners("error");
-        resolve(s);
-      });
-      s.once("error", (err) => {
-        clearTimeout(timer);
-        reject(new SmtpConnectionError("ETLS", `TLS handshake failed: ${err.message}`));
-      });
-    });
+    const secure = await whenSocket(connectTls({
+      socket: plain,
+      servername: this.options.servername,
+      rejectUnauthorized: this.options.verifyCertificate,
+      minVersion: "TLSv1.2",
+    }), "secureConnect", this.options.connectTimeoutMs, (err) => new SmtpConnectionError("ETLS", err ? `TLS handshake failed: ${err.message}` : "TLS handshake timed out"));
     this.socket = secure;
     this.attach(secure);
     // RFC 3207: forget what the server said before TLS and ask again.
