@@ -120,7 +120,7 @@ export class DomainDrain {
         // Held after the drain began: left unacknowledged, it comes back to a later drain after
         // the ack wait, or its schedule makes it ready.
         if (msg.seq > lastSeq) continue;
-        const due = scheduledAt(msg.headers?.get("Nats-Schedule"));
+        const due = scheduledAt(msg.headers);
         if (due !== undefined && due - Date.now() >= IN_PLACE_MIN_MS) {
           await slots.waitForSlot();
           const task = slots.deliver(msg, due - FINISH_MARGIN_MS).then(() => { result.inPlace++; });

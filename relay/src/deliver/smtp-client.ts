@@ -92,6 +92,9 @@ function whenSocket<T extends Socket>(socket: T, ready: "connect" | "secureConne
   });
 }
 
+/** A reply to MAIL or RCPT that lets the transaction go on (250 OK, 251 will forward, ...). */
+const accepted = (reply: SmtpReply): boolean => reply.code >= 250 && reply.code < 260;
+
 const hasNonAscii = (text: string): boolean => !/^[\x00-\x7f]*$/.test(text);
 
 export class SmtpClient {
@@ -186,7 +189,7 @@ export class SmtpClient {
     const recipients: SmtpReply[] = [];
     for (let i = 0; i < envelope.recipients.length; i++) recipients.push(await this.reply());
     const dataReply = await this.reply();
-    const anyAccepted = mail.code === 250 && recipients.some((r) => r.code >= 250 && r.code < 260);
+    const anyAccepted = accepted(mail) && recipients.some(accepted);
     if (dataReply.code === 354 && !anyAccepted) {
       // DATA was accepted for nobody (RFC 2920 §3.1): end it empty, then start over.
       this.write(".\r\n");
@@ -204,7 +207,7 @@ export class SmtpClient {
   private async stepByStep(envelope: SmtpEnvelope, body: Readable): Promise<TransactionReplies> {
     this.write(this.mailCommand(envelope));
     const mail = await this.reply();
-    if (mail.code !== 250) {
+    if (!accepted(mail)) {
       await this.reset();
       return { mail, recipients: [], data: undefined };
     }
@@ -213,7 +216,7 @@ export class SmtpClient {
       this.write(`RCPT TO:<${recipient}>\r\n`);
       recipients.push(await this.reply());
     }
-    if (!recipients.some((r) => r.code >= 250 && r.code < 260)) {
+    if (!recipients.some(accepted)) {
       await this.reset();
       return { mail, recipients, data: undefined };
     }

@@ -1,11 +1,12 @@
 // Publishing and re-scheduling delivery jobs. A job is "ready" (consumed by mxw-deliver) or
 // "deferred" (held by a JetStream message schedule until its retry time). Deferred jobs are not
-// pending on any consumer, so a large backlog for one dead primary never blocks other domains.
+// pending on mxw-deliver (only, during a drain, on their own domain's drain consumer), so a large
+// backlog for one dead primary never blocks other domains.
 
 import {
-  JetStreamApiError, JetStreamError, type JetStreamClient, type JetStreamManager, type StoredMsg,
+  JetStreamApiError, JetStreamError, PubHeaders, type JetStreamClient, type JetStreamManager, type StoredMsg,
 } from "@nats-io/jetstream";
-import type { QueuedIterator } from "@nats-io/transport-node";
+import type { MsgHdrs, QueuedIterator } from "@nats-io/transport-node";
 import {
   DELIVER_CONSUMER, QUEUE_STREAM, deferFilterForDomain, deferSubject, readySubject,
 } from "./layout.ts";
@@ -19,9 +20,9 @@ export interface HeldJob {
   data: Uint8Array;
 }
 
-/** When a held job's schedule moves it back to ready (its Nats-Schedule header), or undefined. */
-export function scheduledAt(schedule: string | undefined): number | undefined {
-  const match = /^@at (.+)$/.exec(schedule ?? "");
+/** When a held job's schedule (the header defer() gives it) moves it back to ready, or undefined. */
+export function scheduledAt(headers: MsgHdrs | undefined): number | undefined {
+  const match = /^@at (.+)$/.exec(headers?.get(PubHeaders.Schedule) ?? "");
   if (!match?.[1]) return undefined;
   const at = Date.parse(match[1]);
   return Number.isNaN(at) ? undefined : at;
