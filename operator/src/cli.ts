@@ -1,7 +1,7 @@
 // The operator's command line, parsed apart from start-up so every flag is testable.
 
 import { parseArgs } from "node:util";
-import { parseDuration } from "../../relay/src/config/quantities.ts";
+import { parseDuration } from "#api";
 
 export interface OperatorConfig {
   namespace: string;

@@ -2,7 +2,7 @@
 // separate from start-up so that every flag and its validation can be tested without a server.
 
 import { parseArgs } from "node:util";
-import { parseDuration } from "./config/quantities.ts";
+import { parseDuration } from "#api";
 import type { BareNewlinePolicy } from "./receive/message-intake.ts";
 
 export interface HostPort {

@@ -2,24 +2,12 @@
 
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { RelayDomainSpec as ApiRelayDomainSpec } from "#api";
 import { TestProcess } from "./child.ts";
 import { repoRoot } from "./workspace.ts";
 
-export interface RelayDomainSpec {
-  domain: string;
-  name?: string;
-  primary?: { hosts: Array<{ host: string; port: number }>; tls?: { mode: "opportunistic" | "required"; verifyCertificate?: boolean } };
-  recipients?: { mode: "any" | "list" | "verify"; list?: string[]; verify?: { positiveTtl?: string; negativeTtl?: string; whenUnavailable?: "tempfail" | "accept" } };
-  maxMessageSize?: string | number;
-  queue?: { lifetime?: string; retry?: { initialBackoff?: string; maxBackoff?: string } };
-  dnsbl?: { zones?: string[]; allowZones?: string[]; onError?: "accept" | "tempfail" };
-  clientChecks?: { rejectHeloOurName?: boolean; rejectInvalidHelo?: boolean; reverseDns?: "off" | "tempfail" | "reject" };
-  rateLimits?: { perClient?: string; perSenderDomain?: string; perDomain?: string };
-  authentication?: { enabled?: boolean; rejectDmarcReject?: boolean; rejectSpfFail?: boolean };
-  greylisting?: { enabled?: boolean; delay?: string; expiry?: string; autoAllow?: string; allowClients?: string[]; allowSenderDomains?: string[] };
-  antispam?: { enabled?: boolean; onError?: "tempfail" | "accept"; rejectScore?: number; addHeaderScore?: number };
-  antivirus?: { enabled?: boolean; onError?: "tempfail" | "accept"; maxScanSize?: string; onOversize?: "accept" | "tempfail" | "reject" };
-}
+/** A RelayDomain spec (the one type from #api), with the resource's name when it is not derived from the domain. */
+export type RelayDomainSpec = ApiRelayDomainSpec & { name?: string };
 
 /** A RelayDomain document as a user would kubectl apply it (JSON is valid YAML). */
 export function relayDomainYaml(spec: RelayDomainSpec): string {

@@ -20,7 +20,7 @@ import { auditedRequests, ruleAllows, type AuditedRequest, type PolicyRule } fro
 import { eventually, tempDir } from "../harness/workspace.ts";
 import { ApiClient, isNotFound, type Unstructured } from "../../operator/src/kube/api-client.ts";
 import { Resources } from "../../operator/src/kube/resources.ts";
-import type { Condition } from "../../operator/src/api/conditions.ts";
+import type { Condition } from "#api";
 
 const OPERATOR_NS = "mxwarden-system";
 const RELAY_NS = "mxwarden";

@@ -19,9 +19,9 @@ import { rcptReply, sendMail, simpleMessage } from "../harness/smtp-dialogue.ts"
 import { eventually, repoRoot, tempDir } from "../harness/workspace.ts";
 import { ApiClient, isNotFound, type Unstructured } from "../../operator/src/kube/api-client.ts";
 import { Resources } from "../../operator/src/kube/resources.ts";
-import type { RelayDomain } from "../../operator/src/api/relay-domain.ts";
-import type { RelaySite } from "../../operator/src/api/relay-site.ts";
-import type { Condition } from "../../operator/src/api/conditions.ts";
+import type { RelayDomain } from "#api";
+import type { RelaySite } from "#api";
+import type { Condition } from "#api";
 
 const OPERATOR_NS = "mxwarden-system";
 const RELAY_NS = "mxwarden";

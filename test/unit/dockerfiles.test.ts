@@ -75,6 +75,7 @@ for (const [component, dockerfile] of [["relay", "relay/Dockerfile"], ["operator
       const copied = final?.body.filter((i) => i.keyword === "COPY" && !i.args.includes("--from=")).map((i) => i.args.split(/\s+/)[0]) ?? [];
       assert.ok(copied.some((source) => source !== undefined && inRepo.startsWith(`${source.replace(/\/$/, "")}/`)), `${inRepo} is copied (${copied.join(", ")})`);
       assert.ok(copied.includes(`${component}/src`), `${component}/src is copied`);
+      assert.ok(copied.includes("api"), "the shared API (#api in package.json) is copied");
     });
   });
 }

@@ -1,7 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { WorkQueue } from "../../operator/src/kube/work-queue.ts";
-import { setCondition } from "../../operator/src/api/conditions.ts";
+import { setCondition } from "#api";
 import { judgeMxRecords } from "../../operator/src/controller/dns-check.ts";
 import { parseOperatorArgs, UsageError } from "../../operator/src/cli.ts";
 import { resourcePath } from "../../operator/src/kube/resources.ts";

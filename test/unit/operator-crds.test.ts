@@ -3,10 +3,21 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseRelayDomain } from "../../relay/src/config/relay-domain.ts";
-import { allCrds, relayDomainCrd } from "../../operator/src/api/crds.ts";
+import { allCrds, relayDomainCrd } from "#api";
 import { crdDirectories, crdFileName, renderCrdYaml, repoRoot } from "../../operator/src/api/generate-crds.ts";
-import type { Schema } from "../../operator/src/api/schema.ts";
-import { OPERATOR_ONLY_SPEC_FIELDS } from "../../operator/src/api/relay-domain.ts";
+import { parse } from "yaml";
+import { OPERATOR_ONLY_SPEC_FIELDS, YAML11_BOOLEAN_WORDS } from "#api";
+
+/** The part of an OpenAPI schema these tests walk. */
+interface Schema {
+  type?: string;
+  enum?: unknown[];
+  default?: unknown;
+  properties?: Record<string, Schema>;
+  items?: Schema;
+  additionalProperties?: Schema;
+  "x-kubernetes-int-or-string"?: boolean;
+}
 
 /** Every property path under a schema, such as "primary.hosts[].port". */
 function propertyPaths(schema: Schema, prefix = ""): string[] {
@@ -56,7 +67,8 @@ describe("CRDs", () => {
   });
 
   it("the RelayDomain schema and the relay's parser know the same spec fields", () => {
-    const schema = relayDomainCrd.spec.versions[0]?.schema.openAPIV3Schema.properties?.spec as Schema;
+    const root = relayDomainCrd.spec.versions[0]?.schema.openAPIV3Schema as Schema;
+    const schema = root.properties?.spec as Schema;
     const schemaPaths = propertyPaths(schema).filter((p) => !OPERATOR_ONLY_SPEC_FIELDS.some((f) => p === f || p.startsWith(`${f}.`) || p.startsWith(`${f}[`)));
     const examplePaths = valuePaths(fullSpec);
     // recipients.list is exclusive with verify; check it separately below.
@@ -74,6 +86,27 @@ describe("CRDs", () => {
         if (schema.additionalProperties) walk(schema.additionalProperties, `${path}{}`);
       };
       walk(crd.spec.versions[0]?.schema.openAPIV3Schema as Schema, "");
+    }
+  });
+
+  // kubectl and helm read YAML 1.1, where a plain off/on/yes/no is a boolean.
+  it("reads the same as YAML 1.1 (kubectl, helm) and as YAML 1.2", () => {
+    for (const crd of allCrds) {
+      const text = renderCrdYaml(crd);
+      assert.deepEqual(parse(text, { version: "1.1" }), parse(text), `${crdFileName(crd)} changes meaning under YAML 1.1`);
+    }
+  });
+
+  it("has no spec enum value or string default that YAML 1.1 reads as a boolean", () => {
+    for (const crd of allCrds) {
+      const walk = (schema: Schema, path: string): void => {
+        for (const value of [...(schema.enum ?? []), schema.default]) {
+          if (typeof value === "string") assert.ok(!YAML11_BOOLEAN_WORDS.has(value.toLowerCase()), `${crd.metadata.name} ${path}: ${value}`);
+        }
+        for (const [name, child] of Object.entries(schema.properties ?? {})) walk(child, `${path}.${name}`);
+        if (schema.items) walk(schema.items, `${path}[]`);
+      };
+      walk((crd.spec.versions[0]?.schema.openAPIV3Schema as Schema).properties?.spec as Schema, ".spec");
     }
   });
 });

@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { parseByteSize, parseDuration } from "../../relay/src/config/quantities.ts";
+import { parseByteSize, parseDuration } from "#api";
 
 describe("parseDuration", () => {
   const valid: Array<[string, number]> = [

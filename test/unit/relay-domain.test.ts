@@ -1,9 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import {
-  API_VERSION, ConfigError, DEFAULTS, KIND, MAX_MESSAGE_BYTES_LIMIT, MAX_QUEUE_LIFETIME_MS,
-  normaliseDomain, parseRelayDomain,
-} from "../../relay/src/config/relay-domain.ts";
+import { API_VERSION, MAX_MESSAGE_BYTES_LIMIT, MAX_QUEUE_LIFETIME_MS, normaliseDomain } from "#api";
+import { ConfigError, KIND, parseRelayDomain } from "../../relay/src/config/relay-domain.ts";
 
 type Doc = Record<string, unknown>;
 
@@ -34,16 +32,14 @@ describe("parseRelayDomain: defaults", () => {
     assert.deepEqual(policy.outboundTls, { mode: "opportunistic", verifyCertificate: false });
     assert.equal(policy.recipients.mode, "any");
     assert.equal(policy.recipients.localParts.size, 0);
-    assert.equal(policy.maxMessageBytes, DEFAULTS.maxMessageBytes);
     assert.equal(policy.maxMessageBytes, 50 * 1024 * 1024);
-    assert.equal(policy.queueLifetimeMs, DEFAULTS.queueLifetimeMs);
     assert.equal(policy.queueLifetimeMs, 5 * 86_400_000);
     assert.deepEqual(policy.retry, { initialBackoffMs: 60_000, maxBackoffMs: 3_600_000 });
   });
 
   it("defaults a host's port to 25 and lower-cases the host", () => {
     const policy = parseRelayDomain(doc({ primary: { hosts: [{ host: "MX1.Example.COM" }, { host: "10.0.0.5", port: 2525 }] } }));
-    assert.deepEqual(policy.primaryHosts, [{ host: "mx1.example.com", port: DEFAULTS.port }, { host: "10.0.0.5", port: 2525 }]);
+    assert.deepEqual(policy.primaryHosts, [{ host: "mx1.example.com", port: 25 }, { host: "10.0.0.5", port: 2525 }]);
   });
 
   it("tls mode required verifies certificates by default", () => {
@@ -117,7 +113,7 @@ describe("parseRelayDomain: domain and hosts", () => {
   }
   it("requires spec.domain as a string", () => {
     assertConfigError(doc({ domain: undefined }), "spec.domain", /required/);
-    assertConfigError(doc({ domain: 42 }), "spec.domain", /required/);
+    assertConfigError(doc({ domain: 42 }), "spec.domain", /not a valid mail domain/);
   });
   it("refuses a percent-encoded spec.domain", () => {
     assertConfigError(doc({ domain: "exa%6dple.com" }), "spec.domain");
@@ -164,7 +160,7 @@ describe("parseRelayDomain: recipients", () => {
   it("refuses bad list entries with their index", () => {
     assertConfigError(doc({ recipients: { mode: "list", list: ["alice", ""] } }), "spec.recipients.list[1]");
     assertConfigError(doc({ recipients: { mode: "list", list: ["alice", 5] } }), "spec.recipients.list[1]");
-    assertConfigError(doc({ recipients: { mode: "list", list: ["alice@victim.org"] } }), "spec.recipients.list[0]", /not in example\.com/);
+    assertConfigError(doc({ recipients: { mode: "list", list: ["alice@victim.org"] } }), "spec.recipients.list", /must be in spec\.domain/);
     assertConfigError(doc({ recipients: { mode: "list", list: ["@example.com"] } }), "spec.recipients.list[0]", /1-64/);
     assertConfigError(doc({ recipients: { mode: "list", list: ["a".repeat(65)] } }), "spec.recipients.list[0]", /1-64/);
   });
@@ -261,7 +257,7 @@ describe("normaliseDomain", () => {
 describe("parseRelayDomain: spec.antivirus", () => {
   it("scans by default, fails closed and accepts what is too large to scan", () => {
     assert.deepEqual(parseRelayDomain(doc({})).antivirus, {
-      enabled: true, onError: "tempfail", maxScanBytes: DEFAULTS.maxScanBytes, onOversize: "accept",
+      enabled: true, onError: "tempfail", maxScanBytes: 25 * 1024 * 1024, onOversize: "accept",
     });
   });
   it("takes every setting", () => {
@@ -362,7 +358,7 @@ describe("parseRelayDomain: spec.rateLimits", () => {
 
 describe("parseRelayDomain: spec.clientChecks", () => {
   it("refuses forged HELOs by default and nothing else", () => {
-    assert.deepEqual(parseRelayDomain(doc({})).clientChecks, { rejectHeloOurName: true, rejectInvalidHelo: false, reverseDns: "off" });
+    assert.deepEqual(parseRelayDomain(doc({})).clientChecks, { rejectHeloOurName: true, rejectInvalidHelo: false, reverseDns: "disabled" });
   });
   it("takes every setting and refuses bad ones", () => {
     assert.deepEqual(parseRelayDomain(doc({ clientChecks: { rejectHeloOurName: false, rejectInvalidHelo: true, reverseDns: "tempfail" } })).clientChecks, {
@@ -381,7 +377,7 @@ describe("parseRelayDomain: a domain being deleted", () => {
   it("defaults the grace period to one day and is not retiring without a deletionTimestamp", () => {
     assert.equal(parseRelayDomain(doc({})).retiring, undefined);
     const policy = parseRelayDomain(doc({}, { metadata: { name: "example", deletionTimestamp: "2026-11-23T10:00:00Z" } }));
-    assert.equal(policy.retiring?.bounceAtMs, Date.parse("2026-11-23T10:00:00Z") + DEFAULTS.deletionGraceMs);
+    assert.equal(policy.retiring?.bounceAtMs, Date.parse("2026-11-23T10:00:00Z") + 86_400_000);
   });
   it("refuses a malformed deletionTimestamp and an over-long grace period", () => {
     assertConfigError(doc({}, { metadata: { name: "example", deletionTimestamp: "yesterday" } }), "metadata.deletionTimestamp");

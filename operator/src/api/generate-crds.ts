@@ -4,7 +4,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { stringify } from "yaml";
-import { allCrds, type CustomResourceDefinition } from "./crds.ts";
+import { allCrds, type CustomResourceDefinition } from "#api";
 
 export const repoRoot = resolve(import.meta.dirname, "../../..");
 export const crdDirectories = ["crds", "charts/mxwarden/crds"];

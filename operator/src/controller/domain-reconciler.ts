@@ -5,11 +5,10 @@
 // every site serving it reports its queue for the domain empty (delivered, or bounced after
 // spec.queue.deletionGracePeriod). Mail is never dropped silently.
 
-import { normaliseDomain } from "../../../relay/src/config/relay-domain.ts";
 import type { Logger } from "../../../relay/src/log.ts";
-import { API_VERSION, type DomainSiteStatus, type RelayDomain, type RelayDomainStatus } from "../api/relay-domain.ts";
-import type { RelaySite } from "../api/relay-site.ts";
-import { setCondition, type Condition, type ConditionInput } from "../api/conditions.ts";
+import { API_VERSION, domainKey, type DomainSiteStatus, type RelayDomain, type RelayDomainStatus } from "#api";
+import type { RelaySite } from "#api";
+import { setCondition, type Condition, type ConditionInput } from "#api";
 import { isNotFound, type ApiClient, type Unstructured } from "../kube/api-client.ts";
 import type { Informer } from "../kube/informer.ts";
 import { Resources } from "../kube/resources.ts";
@@ -48,7 +47,7 @@ export class DomainReconciler {
   async reconcile(key: string): Promise<ReconcileOutcome> {
     const domain = this.deps.domains.get(key);
     if (!domain) return {};
-    const mailDomain = normaliseDomain(domain.spec.domain) ?? domain.spec.domain.toLowerCase();
+    const mailDomain = domainKey(domain.spec.domain);
     const sites = this.deps.sites.list().filter((site) => !site.metadata.deletionTimestamp && servesSite(domain, site));
     const invalid = validateForRelay(domain);
     const conflict = invalid ? undefined : this.olderClaim(domain, mailDomain);
@@ -102,7 +101,7 @@ export class DomainReconciler {
     const mine = configKey(domain);
     for (const other of this.deps.domains.list()) {
       if (configKey(other) === mine || validateForRelay(other) !== undefined) continue;
-      if ((normaliseDomain(other.spec.domain) ?? other.spec.domain.toLowerCase()) !== mailDomain) continue;
+      if (domainKey(other.spec.domain) !== mailDomain) continue;
       const ours = domain.metadata.creationTimestamp ?? "";
       const theirs = other.metadata.creationTimestamp ?? "";
       if (theirs < ours || (theirs === ours && configKey(other) < mine)) return `${other.metadata.namespace}/${other.metadata.name}`;

@@ -3,7 +3,7 @@
 
 import type { ApiClient } from "../kube/api-client.ts";
 import type { ResourceRef } from "../kube/resources.ts";
-import type { ObjectMeta } from "../api/relay-domain.ts";
+import type { ObjectMeta } from "#api";
 
 export async function setFinalizer(client: ApiClient, ref: ResourceRef, metadata: ObjectMeta, finalizer: string, present: boolean): Promise<void> {
   const current = metadata.finalizers ?? [];

@@ -3,8 +3,8 @@
 // election. Only the leader reconciles; every replica serves probes and metrics.
 
 import type { Logger } from "../../../relay/src/log.ts";
-import type { RelayDomain } from "../api/relay-domain.ts";
-import type { RelaySite } from "../api/relay-site.ts";
+import type { RelayDomain } from "#api";
+import type { RelaySite } from "#api";
 import type { ApiClient, Unstructured } from "../kube/api-client.ts";
 import { Informer, objectKeyOf } from "../kube/informer.ts";
 import { LeaderElector } from "../kube/leader-election.ts";

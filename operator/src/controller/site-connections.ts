@@ -5,7 +5,7 @@
 
 import { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "../../../relay/src/log.ts";
-import type { RelaySite } from "../api/relay-site.ts";
+import type { RelaySite } from "#api";
 import { ApiClient, isNotFound, type Unstructured } from "../kube/api-client.ts";
 import { Resources } from "../kube/resources.ts";
 

@@ -5,9 +5,9 @@
 
 import type { Logger } from "../../../relay/src/log.ts";
 import { parseQueueReport, QUEUE_REPORT_KEY } from "../../../relay/src/status/queue-report.ts";
-import { API_VERSION, type RelayDomain } from "../api/relay-domain.ts";
-import type { RelaySite } from "../api/relay-site.ts";
-import { setCondition, type Condition } from "../api/conditions.ts";
+import { API_VERSION, domainKey, type RelayDomain } from "#api";
+import type { RelaySite } from "#api";
+import { setCondition, type Condition } from "#api";
 import { ApiClient, isNotFound, type Unstructured } from "../kube/api-client.ts";
 import type { Informer } from "../kube/informer.ts";
 import { refForKind, Resources } from "../kube/resources.ts";
@@ -97,7 +97,7 @@ export class SiteReconciler {
     const report = parseQueueReport(reportMap.data?.[QUEUE_REPORT_KEY]);
     states.set(name, { reachable: true, readyRelays, ...(report ? { report } : {}), configHash: config.hash });
     this.deps.metrics.siteReadyRelays.set({ site: name }, readyRelays);
-    const lagging = config.domains.filter((d) => report?.domains[d.spec.domain.toLowerCase()]?.generation !== d.metadata.generation).length;
+    const lagging = config.domains.filter((d) => report?.domains[domainKey(d.spec.domain)]?.generation !== d.metadata.generation).length;
     this.deps.metrics.siteConfigGenerationLag.set({ site: name }, lagging);
 
     if (site.status?.configHash !== config.hash) {

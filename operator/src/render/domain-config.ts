@@ -5,9 +5,7 @@
 
 import { createHash } from "node:crypto";
 import { stringify } from "yaml";
-import { ConfigError, parseRelayDomain } from "../../../relay/src/config/relay-domain.ts";
-import { API_VERSION, OPERATOR_ONLY_SPEC_FIELDS, type RelayDomain, type RelayDomainSpec } from "../api/relay-domain.ts";
-import type { RelaySite } from "../api/relay-site.ts";
+import { API_VERSION, ConfigError, OPERATOR_ONLY_SPEC_FIELDS, domainKey, relayDomainSpecSchema, validate, type RelayDomain, type RelayDomainSpec, type RelaySite } from "#api";
 
 export function servesSite(domain: RelayDomain, site: RelaySite): boolean {
   return domain.spec.sites === undefined || domain.spec.sites.includes(site.metadata.name);
@@ -33,10 +31,13 @@ export function relayDocument(domain: RelayDomain): Record<string, unknown> {
   };
 }
 
-/** The relay's own validation of a RelayDomain: what the CRD schema cannot check (duration order, list syntax). */
+/**
+ * The relay's validation of a RelayDomain, the same schema and rules as the CRD's: it catches
+ * objects written before the CRD was upgraded, or stored through a path that skipped validation.
+ */
 export function validateForRelay(domain: RelayDomain): string | undefined {
   try {
-    parseRelayDomain(relayDocument(domain));
+    validate(relayDomainSpecSchema, relayDocument(domain).spec, "spec");
     return undefined;
   } catch (err) {
     if (err instanceof ConfigError) return err.message;
@@ -57,12 +58,13 @@ export function siteDomainConfig(site: RelaySite, domains: readonly RelayDomain[
   const ordered = [...domains].sort((a, b) => (a.metadata.creationTimestamp ?? "").localeCompare(b.metadata.creationTimestamp ?? "") || configKey(a).localeCompare(configKey(b)));
   for (const domain of ordered) {
     if (!servesSite(domain, site) || validateForRelay(domain) !== undefined) continue;
-    const mailDomain = domain.spec.domain.toLowerCase();
+    const mailDomain = domainKey(domain.spec.domain);
     if (!chosen.has(mailDomain)) chosen.set(mailDomain, domain);
   }
   const selected = [...chosen.values()].sort((a, b) => configKey(a).localeCompare(configKey(b)));
   const data: Record<string, string> = {};
-  for (const domain of selected) data[configKey(domain)] = stringify(relayDocument(domain));
+  // YAML 1.1, as relays read it (and kubectl does): a string such as "no" or "off" is quoted.
+  for (const domain of selected) data[configKey(domain)] = stringify(relayDocument(domain), { version: "1.1" });
   const hash = createHash("sha256");
   for (const [key, value] of Object.entries(data)) hash.update(`${key}\u0000${value}\u0000`);
   return { data, hash: hash.digest("hex").slice(0, 16), domains: selected };

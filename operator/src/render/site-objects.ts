@@ -1,7 +1,7 @@
 // Everything one site's relays need, as Kubernetes objects. Pure: the same RelaySite, domains and
 // options always give the same objects, so reconciling is "apply these" and tests need no cluster.
 
-import { DEFAULT_RELAY_REPLICAS, DEFAULT_SITE_NAMESPACE, RELAY_CONTAINER_SMTP_PORT, RELAY_METRICS_PORT, type RelaySite } from "../api/relay-site.ts";
+import { DEFAULT_RELAY_REPLICAS, DEFAULT_SITE_NAMESPACE, RELAY_CONTAINER_SMTP_PORT, RELAY_METRICS_PORT, type RelaySite } from "#api";
 import type { KubeObject } from "./kube-object.ts";
 import type { SiteDomainConfig } from "./domain-config.ts";
 

@@ -40,7 +40,7 @@ export async function loadDomainDocuments(path: string): Promise<{ policies: Dom
   for (const source of await listSources(path)) {
     const text = await readFile(source, "utf8");
     texts.push(source, text);
-    for (const [index, doc] of parseAllDocuments(text).entries()) {
+    for (const [index, doc] of parseAllDocuments(text, { version: "1.1" }).entries()) {
       const where = `${source}#${index}`;
       if (doc.errors.length > 0) {
         problems.push({ source: where, message: doc.errors[0]?.message ?? "YAML error" });

@@ -1,7 +1,7 @@
 // Turns permanently failed recipients into a bounce (an RFC 3464 DSN) queued like any other mail,
 // addressed to the envelope sender. Never to the null sender: no bounces about bounces.
 
-import { normaliseDomain } from "../config/relay-domain.ts";
+import { normaliseDomain } from "#api";
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
 import type { DeliveryJob } from "../queue/delivery-job.ts";

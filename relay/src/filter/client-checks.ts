@@ -4,7 +4,8 @@
 
 import type { Resolver } from "node:dns/promises";
 import { isIP } from "node:net";
-import { normaliseDomain, type ClientCheckPolicy } from "../config/relay-domain.ts";
+import { normaliseDomain } from "#api";
+import type { ClientCheckPolicy } from "../config/relay-domain.ts";
 import type { RecipientFilter, RecipientUnderCheck, Verdict } from "./filter.ts";
 
 const CACHE_MS = 300_000;
@@ -40,7 +41,7 @@ export class ClientCheckFilter implements RecipientFilter {
     if (policy.rejectInvalidHelo && !isValidHelo(rcpt.heloName)) {
       return { action: "reject", reason: "invalid HELO", reply: { code: 550, enhanced: "5.7.1", text: "Helo command rejected: need a fully qualified host name" } };
     }
-    if (policy.reverseDns !== "off" && !await this.forwardConfirmed(rcpt.clientAddress)) {
+    if (policy.reverseDns !== "disabled" && !await this.forwardConfirmed(rcpt.clientAddress)) {
       const reply = policy.reverseDns === "reject"
         ? { code: 550, enhanced: "5.7.25", text: "Client host rejected: cannot find your reverse hostname" }
         : { code: 450, enhanced: "4.7.25", text: "Client host rejected: cannot find your reverse hostname" };

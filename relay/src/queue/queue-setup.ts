@@ -10,7 +10,7 @@ import {
   DELIVER_CONSUMER, QUEUE_STREAM, QUEUE_SUBJECTS, READY_FILTER, SPOOL_STREAM, SPOOL_SUBJECTS,
   deferFilterForDomain, drainConsumerName,
 } from "./layout.ts";
-import { MAX_QUEUE_LIFETIME_MS } from "../config/relay-domain.ts";
+import { MAX_QUEUE_LIFETIME_MS } from "#api";
 
 export interface QueueLayoutOptions {
   /** JetStream replicas for both streams: 1 for a single server, 3 for a site's cluster. */

@@ -3,7 +3,8 @@
 // (the % hack, bang paths, quoted local parts holding @ or %) are refused like Postfix does with
 // allow_untrusted_routing = no, because the primary might honour the route and relay for us.
 
-import { normaliseDomain, type DomainPolicy } from "../config/relay-domain.ts";
+import { normaliseDomain } from "#api";
+import type { DomainPolicy } from "../config/relay-domain.ts";
 import { replies, type SmtpReply } from "./smtp-reply.ts";
 
 export type RecipientVerdict =

@@ -2,9 +2,17 @@
 // chart's copies are generated from here (operator/src/api/generate-crds.ts); a test fails when
 // they are stale.
 
+import type { TSchema } from "@sinclair/typebox";
 import { GROUP, VERSION, relayDomainSpecSchema, relayDomainStatusSchema } from "./relay-domain.ts";
 import { relaySiteSpecSchema, relaySiteStatusSchema } from "./relay-site.ts";
-import type { Schema } from "./schema.ts";
+
+/** A schema as the CRD carries it: plain JSON, without what only the relay's validator reads. */
+export type Schema = Record<string, unknown>;
+
+function openApi(schema: TSchema): Schema {
+  // TypeBox and the relay's checks keep their data under symbol keys, which JSON leaves out.
+  return JSON.parse(JSON.stringify(schema)) as Schema;
+}
 
 interface PrinterColumn {
   name: string;
@@ -33,7 +41,7 @@ export interface CustomResourceDefinition {
   };
 }
 
-function crd(kind: string, plural: string, shortName: string, scope: "Namespaced" | "Cluster", description: string, spec: Schema, status: Schema, columns: PrinterColumn[]): CustomResourceDefinition {
+function crd(kind: string, plural: string, shortName: string, scope: "Namespaced" | "Cluster", description: string, spec: TSchema, status: TSchema, columns: PrinterColumn[]): CustomResourceDefinition {
   return {
     apiVersion: "apiextensions.k8s.io/v1",
     kind: "CustomResourceDefinition",
@@ -56,8 +64,8 @@ function crd(kind: string, plural: string, shortName: string, scope: "Namespaced
               apiVersion: { type: "string", description: "Versioned schema of this object" },
               kind: { type: "string", description: "REST resource this object represents" },
               metadata: { type: "object" },
-              spec,
-              status,
+              spec: openApi(spec),
+              status: openApi(status),
             },
             required: ["spec"],
           },

@@ -1,0 +1,18 @@
+// mxwarden's API, shared by the relay and the operator: the RelayDomain and RelaySite resources
+// (types, CRD schemas, validation), the one domain key, and the quantities their specs use.
+// Import it as "#api" (package.json "imports"); nothing outside api/ reaches into its files.
+
+export { API_VERSION, DEFAULT_DELETION_GRACE, GROUP, OPERATOR_ONLY_SPEC_FIELDS, VERSION, relayDomainSpecSchema, relayDomainStatusSchema } from "./relay-domain.ts";
+export type { DomainSiteStatus, ObjectMeta, RelayDomain, RelayDomainSpec, RelayDomainStatus } from "./relay-domain.ts";
+export { DEFAULT_RELAY_REPLICAS, DEFAULT_SITE_NAMESPACE, RELAY_CONTAINER_SMTP_PORT, RELAY_METRICS_PORT, relaySiteSpecSchema, relaySiteStatusSchema } from "./relay-site.ts";
+export type { RelaySite, RelaySiteSpec, RelaySiteStatus } from "./relay-site.ts";
+export { antispamPolicy, antivirusPolicy, authenticationPolicy, clientChecksPolicy, dnsblPolicy, greylistingPolicy, rateLimitsPolicy } from "./filter-policies.ts";
+export { findCondition, setCondition } from "./conditions.ts";
+export type { Condition, ConditionInput, ConditionStatus } from "./conditions.ts";
+export { allCrds, relayDomainCrd, relaySiteCrd } from "./crds.ts";
+export type { CustomResourceDefinition, Schema } from "./crds.ts";
+export { domainKey, normaliseDomain } from "./domain-name.ts";
+export { MAX_MESSAGE_BYTES_LIMIT, MAX_QUEUE_LIFETIME_MS } from "./limits.ts";
+export { parseByteSize, parseDuration } from "./quantities.ts";
+export { parseCidr, YAML11_BOOLEAN_WORDS } from "./schema.ts";
+export { ConfigError, isObject, validate, withAllDefaults } from "./validate.ts";

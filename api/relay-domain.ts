@@ -1,0 +1,138 @@
+// RelayDomain (namespaced): one per mail domain a platform team wants a backup MX for. This file is
+// the one definition of its spec: the TypeScript type, the CRD schema (crds.ts) and the relay's
+// validation (validate.ts, used by relay/src/config/relay-domain.ts) all come from it. The filters'
+// sections live in filter-policies.ts, one per filter.
+
+import { Type, type Static } from "@sinclair/typebox";
+import type { Condition } from "./conditions.ts";
+import { antispamPolicy, antivirusPolicy, authenticationPolicy, clientChecksPolicy, dnsblPolicy, greylistingPolicy, rateLimitsPolicy } from "./filter-policies.ts";
+import { MAX_MESSAGE_BYTES_LIMIT, MAX_QUEUE_LIFETIME_MS } from "./limits.ts";
+import { parseDuration } from "./quantities.ts";
+import { array, boolean, byteSize, celDurationMs, conditions, duration, hostname, integer, object, oneOf, port, rule, string } from "./schema.ts";
+
+export const GROUP = "mxwarden.io";
+export const VERSION = "v1alpha1";
+export const API_VERSION = `${GROUP}/${VERSION}`;
+
+export interface ObjectMeta {
+  name: string;
+  namespace?: string;
+  uid?: string;
+  generation?: number;
+  resourceVersion?: string;
+  deletionTimestamp?: string;
+  finalizers?: string[];
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  creationTimestamp?: string;
+}
+
+/** Default time queued mail of a deleted domain still gets before it is bounced. */
+export const DEFAULT_DELETION_GRACE = "1d";
+
+const { Optional } = Type;
+const ms = (text: string): number => parseDuration(text) ?? Number.NaN;
+
+/** The local part of a recipients.list entry, which may be a bare local part or an address. */
+const localPart = (entry: string): string => (entry.includes("@") ? entry.slice(0, entry.lastIndexOf("@")) : entry);
+const celLocalPart = "(self.contains('@') ? self.substring(0, self.lastIndexOf('@')) : self)";
+
+const primarySchema = object("Where accepted mail goes", {
+  hosts: Optional(array("Explicit next hops tried in order; empty means the domain's MX records ranked above our sites", object("A next hop", {
+    host: string("Host name or IP address", { minLength: 1, maxLength: 253, pattern: "^[^\\s/]+$", message: "must be a host name or IP address" }),
+    port: Optional(port("SMTP port", 25)),
+  }), { maxItems: 16 })),
+  tls: Optional(object("Outbound TLS to the primary", {
+    mode: Optional(oneOf("opportunistic: STARTTLS when offered; required: defer (4.7.5) rather than send in clear", ["opportunistic", "required"], "opportunistic")),
+    verifyCertificate: Optional(boolean("Check the primary's certificate and name (default: true when mode is required)")),
+  })),
+});
+
+const recipientsSchema = object("Recipient validation: the defence against backscatter", {
+  mode: Optional(oneOf("any: accept every local part; list: only the listed ones; verify: ask the primary (RCPT TO callout, cached)", ["any", "list", "verify"], "any")),
+  list: Optional(array("Accepted local parts or addresses (mode list)", string("local part or address in the domain", {
+    minLength: 1, maxLength: 320, message: "must be an address or local part",
+    rules: [rule<string>(`size(${celLocalPart}) >= 1 && size(${celLocalPart}) <= 64`, "local part must be 1-64 characters", (self) => localPart(self).length >= 1 && localPart(self).length <= 64)],
+  }), { maxItems: 100000 })),
+  verify: Optional(object("Callout settings (mode verify)", {
+    positiveTtl: Optional(duration("How long an existing recipient is remembered", { default: "1d" })),
+    negativeTtl: Optional(duration("How long an unknown recipient is remembered", { default: "1h" })),
+    whenUnavailable: Optional(oneOf("No cached answer and the primary cannot answer: tempfail or accept", ["tempfail", "accept"], "tempfail")),
+  })),
+}, [
+  rule<{ mode: string; list?: string[] }>("self.mode != 'list' || (has(self.list) && size(self.list) > 0)", "must be a non-empty list when mode is list", (self) => self.mode !== "list" || (self.list?.length ?? 0) > 0, ".list"),
+  rule<{ mode: string; list?: string[] }>("self.mode == 'list' || !has(self.list)", "is only valid with mode: list", (self) => self.mode === "list" || self.list === undefined, ".list"),
+  rule<{ mode: string; verify?: object }>("!has(self.verify) || self.mode == 'verify'", "is only valid with mode: verify", (self) => self.verify === undefined || self.mode === "verify", ".verify"),
+]);
+
+const queueSchema = object("How long and how often delivery is retried", {
+  lifetime: Optional(duration("Time after which undeliverable mail is bounced (at most 30d)", { default: "5d", maxMs: MAX_QUEUE_LIFETIME_MS })),
+  retry: Optional(object("Exponential backoff between attempts", {
+    initialBackoff: Optional(duration("First retry delay", { default: "1m" })),
+    maxBackoff: Optional(duration("Longest retry delay (default 1h, or initialBackoff when that is longer)")),
+  }, [
+    rule<{ initialBackoff: string; maxBackoff?: string }>(`!has(self.maxBackoff) || ${celDurationMs("self.maxBackoff")} >= ${celDurationMs("self.initialBackoff")}`, "must not be shorter than initialBackoff",
+      (self) => self.maxBackoff === undefined || ms(self.maxBackoff) >= ms(self.initialBackoff), ".maxBackoff"),
+  ])),
+  deletionGracePeriod: Optional(duration("After the RelayDomain is deleted, queued mail is still delivered for this long, then bounced", { default: DEFAULT_DELETION_GRACE, maxMs: MAX_QUEUE_LIFETIME_MS })),
+});
+
+export const relayDomainSpecSchema = object("Desired backup MX service for one mail domain", {
+  domain: hostname("The mail domain (IDN allowed); immutable", "is not a valid mail domain"),
+  primary: Optional(primarySchema),
+  recipients: Optional(recipientsSchema),
+  maxMessageSize: Optional(byteSize("Largest message accepted (SIZE), from 1Ki to 200Mi", { default: "50Mi", min: 1024, max: MAX_MESSAGE_BYTES_LIMIT, message: `must be a size from 1Ki to 200Mi such as "25Mi"` })),
+  queue: Optional(queueSchema),
+  antivirus: Optional(antivirusPolicy),
+  antispam: Optional(antispamPolicy),
+  greylisting: Optional(greylistingPolicy),
+  dnsbl: Optional(dnsblPolicy),
+  authentication: Optional(authenticationPolicy),
+  rateLimits: Optional(rateLimitsPolicy),
+  clientChecks: Optional(clientChecksPolicy),
+  sites: Optional(array("RelaySites serving this domain; absent means every site", string("RelaySite name", { maxLength: 63 }), { maxItems: 16, listType: "set" })),
+}, [
+  // Only the API server sees the old object; the relay reads one generation at a time.
+  { rule: "self.domain == oldSelf.domain", message: "domain is immutable; create a new RelayDomain", fieldPath: ".domain", holds: () => true },
+  rule<{ domain: string; recipients?: { list?: string[] } }>(
+    "!has(self.recipients) || !has(self.recipients.list) || self.recipients.list.all(e, !e.contains('@') || e.substring(e.lastIndexOf('@') + 1).lowerAscii() == self.domain.lowerAscii())",
+    "addresses must be in spec.domain, written as it is written there",
+    (self) => (self.recipients?.list ?? []).every((e) => !e.includes("@") || lowerAscii(e.slice(e.lastIndexOf("@") + 1)) === lowerAscii(self.domain)),
+    ".recipients.list"),
+]);
+
+// CEL's lowerAscii, so that relay and API server compare IDN addresses the same way.
+function lowerAscii(text: string): string {
+  return text.replace(/[A-Z]+/g, (upper) => upper.toLowerCase());
+}
+
+export type RelayDomainSpec = Static<typeof relayDomainSpecSchema>;
+
+export const relayDomainStatusSchema = object("Observed state, written by the operator", {
+  observedGeneration: Optional(integer("metadata.generation the status reflects", { minimum: 0 })),
+  conditions: Optional(conditions()),
+  sitesReady: Optional(string("Ready sites out of the sites serving this domain")),
+  queuedMessages: Optional(integer("Messages queued for this domain across all sites", { minimum: 0 })),
+  sites: Optional(array("Per-site figures", object("One site", {
+    name: string("RelaySite name"),
+    appliedGeneration: Optional(integer("Generation of this RelayDomain the site's relays have loaded", { minimum: 0 })),
+    readyRelays: integer("Relay pods ready at the site", { minimum: 0 }),
+    queuedMessages: Optional(integer("Messages queued for this domain at the site", { minimum: 0 })),
+    oldestQueuedSeconds: Optional(integer("Age of the oldest queued message at the site", { minimum: 0 })),
+  }), { listType: "map", listMapKeys: ["name"] })),
+});
+
+/** What one site reports for this domain. */
+export type DomainSiteStatus = NonNullable<RelayDomainStatus["sites"]>[number];
+export type RelayDomainStatus = Omit<Static<typeof relayDomainStatusSchema>, "conditions"> & { conditions?: Condition[] };
+
+export interface RelayDomain {
+  apiVersion: typeof API_VERSION;
+  kind: "RelayDomain";
+  metadata: ObjectMeta;
+  spec: RelayDomainSpec;
+  status?: RelayDomainStatus;
+}
+
+/** Fields of the spec the relay does not read; stripped from the document relays load. */
+export const OPERATOR_ONLY_SPEC_FIELDS = ["sites"] as const;

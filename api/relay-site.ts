@@ -1,0 +1,96 @@
+// RelaySite (cluster-scoped): one per site, i.e. one group of relay pods in one cluster with its
+// own NATS JetStream domain. The default deployment has two, in two clusters in separate networks.
+
+import { Type, type Static } from "@sinclair/typebox";
+import { array, boolean, conditions, hostname, integer, object, oneOf, port, rule, string, stringMap } from "./schema.ts";
+import type { Condition } from "./conditions.ts";
+import { API_VERSION, type ObjectMeta } from "./relay-domain.ts";
+
+export interface RelaySiteStatus {
+  observedGeneration?: number;
+  conditions?: Condition[];
+  replicas?: number;
+  readyReplicas?: number;
+  domains?: number;
+  /** Hash of the domain configuration last applied to the site. */
+  configHash?: string;
+}
+
+export interface RelaySite {
+  apiVersion: typeof API_VERSION;
+  kind: "RelaySite";
+  metadata: ObjectMeta;
+  spec: RelaySiteSpec;
+  status?: RelaySiteStatus;
+}
+
+export const DEFAULT_SITE_NAMESPACE = "mxwarden";
+export const DEFAULT_RELAY_REPLICAS = 2;
+/** Relays listen here inside the pod (non-root cannot bind 25); the Service maps 25 to it. */
+export const RELAY_CONTAINER_SMTP_PORT = 2525;
+export const RELAY_METRICS_PORT = 9090;
+
+const { Optional } = Type;
+
+const secretKeyRef = (description: string) => object(description, {
+  name: string("Secret name (in the operator's namespace)", { maxLength: 253 }),
+  key: Optional(string("Key in the Secret", { maxLength: 253 })),
+});
+
+const hostPort = "^[^\\s:/]+:[0-9]{1,5}$|^\\[[0-9a-fA-F:.]+\\]:[0-9]{1,5}$";
+
+export const relaySiteSpecSchema = object("Where and how one site's relays run", {
+  cluster: Optional(object("The cluster the relays run in; absent means the operator's own cluster", {
+    kubeconfigSecretRef: Optional(secretKeyRef("A Secret in the operator's namespace holding a kubeconfig for a remote cluster (key default: kubeconfig)")),
+  })),
+  namespace: Optional(string("Namespace of the relays in that cluster (default mxwarden)", { maxLength: 63, pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" })),
+  hostname: hostname("The relays' SMTP host name (greeting, Received, loop detection); the MX host of this site"),
+  mxNames: Optional(array("Other names of this site in MX records", hostname("A host name"), { maxItems: 16 })),
+  replicas: Optional(integer("Relay pods (default 2; at least 2 for a PodDisruptionBudget to help)", { minimum: 1, maximum: 100 })),
+  image: Optional(string("Relay image; default: the operator's --relay-image", { maxLength: 512 })),
+  resources: Optional(object("Relay container resources", {
+    requests: Optional(stringMap("Requests, such as cpu: 500m, memory: 256Mi")),
+    limits: Optional(stringMap("Limits, such as memory: 512Mi")),
+  })),
+  smtp: Optional(object("The SMTP Service on port 25", {
+    serviceType: Optional(oneOf("Service type", ["LoadBalancer", "NodePort", "ClusterIP"], "LoadBalancer")),
+    port: Optional(port("Service port", 25)),
+    externalTrafficPolicy: Optional(oneOf("Local keeps the client address (needed by SPF, DNSBL, greylisting, rate limits)", ["Local", "Cluster"], "Local")),
+    proxyProtocol: Optional(boolean("The load balancer sends a PROXY protocol v1 header; relays read the client address from it")),
+    loadBalancerIP: Optional(string("Requested load balancer address", { maxLength: 64 })),
+    annotations: Optional(stringMap("Annotations for the Service (cloud load balancer settings)")),
+  }, [
+    rule<{ externalTrafficPolicy?: string; proxyProtocol?: boolean }>("!has(self.externalTrafficPolicy) || self.externalTrafficPolicy == 'Local' || (has(self.proxyProtocol) && self.proxyProtocol)", "with externalTrafficPolicy Cluster the client address is lost: enable proxyProtocol or use Local",
+      (self) => self.externalTrafficPolicy !== "Cluster" || self.proxyProtocol === true, ".externalTrafficPolicy"),
+    rule<{ serviceType?: string; loadBalancerIP?: string }>("!has(self.serviceType) || self.serviceType != 'ClusterIP' || !has(self.loadBalancerIP)", "loadBalancerIP needs serviceType LoadBalancer",
+      (self) => self.serviceType !== "ClusterIP" || self.loadBalancerIP === undefined, ".loadBalancerIP"),
+  ])),
+  tls: Optional(object("STARTTLS certificate for the relays", {
+    secretName: string("A kubernetes.io/tls Secret in the relays' namespace", { maxLength: 253 }),
+  })),
+  nats: object("The site's NATS JetStream (three servers, R3, one JetStream domain per site)", {
+    url: string("NATS URL(s), comma-separated, such as nats://nats.mxwarden:4222", { minLength: 1, maxLength: 1024, pattern: "^(nats|tls)://" }),
+    streamReplicas: Optional(integer("Replicas of the queue streams: 3 for a three-server site (default), 1 for a single server", { minimum: 1, maximum: 5 })),
+    domain: Optional(string("This site's JetStream domain; set on every site to share greylisting and verification state between sites", { maxLength: 63, pattern: "^[A-Za-z0-9_-]+$" })),
+  }),
+  clamd: Optional(object("clamd for antivirus scanning", {
+    address: string("host:port of clamd", { pattern: hostPort, maxLength: 260 }),
+  })),
+  rspamd: Optional(object("rspamd for content scoring", {
+    url: string("rspamd controller/normal worker URL such as http://rspamd:11333", { pattern: "^https?://", maxLength: 1024 }),
+  })),
+  resolver: Optional(string("DNS resolver host:port for DNSBL, SPF, DKIM and MX lookups (public resolvers are refused by large lists)", { pattern: hostPort, maxLength: 260 })),
+  deliveryConcurrency: Optional(integer("Deliveries in flight per relay", { minimum: 1, maximum: 1000 })),
+  domainMetrics: Optional(integer("Export queue depth and oldest age per domain for at most this many domains, those with the oldest mail first (0: none, bounding metric cardinality)", { minimum: 0, maximum: 10000 })),
+});
+
+export type RelaySiteSpec = Static<typeof relaySiteSpecSchema>;
+
+export const relaySiteStatusSchema = object("Observed state, written by the operator", {
+  observedGeneration: Optional(integer("metadata.generation the status reflects", { minimum: 0 })),
+  conditions: Optional(conditions()),
+  replicas: Optional(integer("Relay pods wanted", { minimum: 0 })),
+  readyReplicas: Optional(integer("Relay pods ready", { minimum: 0 })),
+  domains: Optional(integer("RelayDomains served by the site", { minimum: 0 })),
+  configHash: Optional(string("Hash of the domain configuration last applied")),
+});
