@@ -5,7 +5,7 @@
 import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
-import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from "smtp-server";
+import type { SMTPServer, SMTPServerAddress, SMTPServerSession } from "smtp-server";
 import type { DomainStore } from "../config/domain-store.ts";
 import type { DomainPolicy } from "../config/relay-domain.ts";
 import { plainAddress } from "../filter/client-address.ts";
@@ -19,6 +19,7 @@ import type { QueueConnection } from "../queue/queue-connection.ts";
 import { SpoolReader, SpoolWriter, chunkSizeFor, inlineBodyMaxFor } from "../queue/spool.ts";
 import { installEnhancedReplies } from "./enhanced-replies.ts";
 import { receiveMessage, type BareNewlinePolicy } from "./message-intake.ts";
+import { PromptGreetingServer } from "./prompt-greeting.ts";
 import { receivedHeader } from "./received-header.ts";
 import { checkRecipient } from "./recipient-policy.ts";
 import { replies, replyError, type SmtpReply } from "./smtp-reply.ts";
@@ -37,7 +38,8 @@ export interface ReceiverOptions {
   maxConnectionsPerClient: number;
   /**
    * Wait this long before the greeting: a client that talks first is a bot that does not wait
-   * for the server (an "early talker"), and smtp-server answers it 421 and hangs up.
+   * for the server (an "early talker"), and smtp-server answers it 421 and hangs up. At 0 the
+   * greeting goes out as the connection is accepted, so nothing a client sends can come first.
    */
   greetPauseMs: number;
   /** After this many refused recipients in one session, every further RCPT reply is delayed... */
@@ -103,7 +105,7 @@ export class SmtpReceiver {
       : undefined;
     // Senders fall back to plain text or give up on an expired certificate: alert before it does.
     if (tls) this.metrics.tlsCertificateExpiry.set(Date.parse(new X509Certificate(tls.cert).validTo) / 1000);
-    this.server = new SMTPServer({
+    this.server = new PromptGreetingServer({
       name: options.hostname,
       banner: "mxwarden ESMTP",
       size: largestLimit(store),
