@@ -20,7 +20,7 @@ import { SpoolReader, SpoolWriter, chunkSizeFor, inlineBodyMaxFor } from "../que
 import { installEnhancedReplies } from "./enhanced-replies.ts";
 import { receiveMessage, type BareNewlinePolicy } from "./message-intake.ts";
 import { PromptGreetingServer } from "./prompt-greeting.ts";
-import { receivedHeader } from "./received-header.ts";
+import { receivedHeader, receivedTls } from "./received-header.ts";
 import { checkRecipient } from "./recipient-policy.ts";
 import { replies, replyError, type SmtpReply } from "./smtp-reply.ts";
 
@@ -315,7 +315,7 @@ export class SmtpReceiver {
       protocol: `${utf8 ? "UTF8SMTP" : "ESMTP"}${secure ? "S" : ""}` as "ESMTP",
       queueId: mainId,
       recipients: session.envelope.rcptTo.map((r) => r.address),
-      tls: secure && session.tlsOptions ? { protocol: session.tlsOptions.standardName ?? session.tlsOptions.name, cipher: session.tlsOptions.name } : undefined,
+      tls: secure && session.tlsOptions ? receivedTls(session.tlsOptions) : undefined,
       date: new Date(),
     }), "utf8");
     const writer = new SpoolWriter(handles.js, queueIds, chunkSizeFor(this.queue.maxPayload), this.queue.publishTimeoutMs, inlineBodyMaxFor(this.queue.maxPayload));
