@@ -82,7 +82,7 @@ export const USAGE = `Usage: mxwarden-relay --domains PATH [options]
   --max-received N            Received headers before a message is a loop (default 50)
   --max-clients N             concurrent SMTP sessions (default 1000)
   --max-connections-per-client N  sessions one client address may hold (default 50)
-  --greet-pause DURATION      wait before the greeting; clients that talk first get 421 (default 0s: off)
+  --greet-pause DURATION      wait before the greeting; clients that talk first get 421 (default 0s: greet at once)
   --tarpit-after N            refused recipients in a session before every further reply is slowed (default 5)
   --tarpit-delay DURATION     how much each reply is slowed then (default 2s)
   --proxy-protocol            expect a PROXY protocol header (behind a load balancer)

@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { receivedHeader, rfc5322Date, type ReceivedInfo } from "../../relay/src/receive/received-header.ts";
+import { receivedHeader, receivedTls, rfc5322Date, type ReceivedInfo } from "../../relay/src/receive/received-header.ts";
 
 const date = new Date(Date.UTC(2026, 10, 22, 23, 9, 7));
 
@@ -107,6 +107,14 @@ describe("receivedHeader", () => {
       "\tSun, 22 Nov 2026 23:09:07 +0000\r\n",
     );
     assertSingleHeaderField(header);
+  });
+
+  it("names the protocol version, then the cipher, of what node:tls reports", () => {
+    // What TLSSocket#getCipher() returns for a TLS 1.3 and a TLS 1.2 session.
+    const tls13 = receivedHeader(info({ protocol: "ESMTPS", tls: receivedTls({ name: "TLS_AES_256_GCM_SHA384", standardName: "TLS_AES_256_GCM_SHA384", version: "TLSv1.3" }) }));
+    assert.match(tls13, /\r\n\t\(using TLSv1\.3 with cipher TLS_AES_256_GCM_SHA384\)\r\n/);
+    const tls12 = receivedHeader(info({ protocol: "ESMTPS", tls: receivedTls({ name: "ECDHE-RSA-AES256-GCM-SHA384", standardName: "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", version: "TLSv1.2" }) }));
+    assert.match(tls12, /\r\n\t\(using TLSv1\.2 with cipher ECDHE-RSA-AES256-GCM-SHA384\)\r\n/);
   });
 
   it("no tls clause without TLS", () => {

@@ -1,5 +1,7 @@
 // The RFC 5321 §4.4 trace header this relay prepends to every accepted message.
 
+import type { CipherNameAndProtocol } from "node:tls";
+
 export interface ReceivedInfo {
   heloName: string;
   clientHostname: string;
@@ -20,6 +22,14 @@ function clean(value: string): string {
 /** RFC 5322 date-time, e.g. "Sun, 22 Nov 2026 23:09:07 +0000". */
 export function rfc5322Date(date: Date): string {
   return date.toUTCString().replace(/GMT$/, "+0000");
+}
+
+/**
+ * The TLS clause from what node:tls reports for the session (TLSSocket#getCipher()): the protocol
+ * version and OpenSSL's cipher name, as Postfix writes them ("using TLSv1.3 with cipher ...").
+ */
+export function receivedTls(cipher: CipherNameAndProtocol): { protocol: string; cipher: string } {
+  return { protocol: cipher.version, cipher: cipher.name };
 }
 
 export function receivedHeader(info: ReceivedInfo): string {

@@ -5,21 +5,22 @@
 import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
-import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from "smtp-server";
+import type { SMTPServer, SMTPServerAddress, SMTPServerSession } from "smtp-server";
 import type { DomainStore } from "../config/domain-store.ts";
 import type { DomainPolicy } from "../config/relay-domain.ts";
 import { plainAddress } from "../filter/client-address.ts";
-import type { FilterPipeline } from "../filter/pipeline.ts";
+import type { FilterPipeline, PipelineResult } from "../filter/pipeline.ts";
 import type { Logger } from "../log.ts";
 import type { RejectReason, RelayMetrics, TransactionFailure } from "../metrics.ts";
 import type { DeliveryJob } from "../queue/delivery-job.ts";
 import { JobQueue } from "../queue/job-queue.ts";
 import { newQueueId } from "../queue/queue-id.ts";
-import type { QueueConnection } from "../queue/queue-connection.ts";
+import type { QueueConnection, QueueHandles } from "../queue/queue-connection.ts";
 import { SpoolReader, SpoolWriter, chunkSizeFor, inlineBodyMaxFor } from "../queue/spool.ts";
 import { installEnhancedReplies } from "./enhanced-replies.ts";
-import { receiveMessage, type BareNewlinePolicy } from "./message-intake.ts";
-import { receivedHeader } from "./received-header.ts";
+import { receiveMessage, type BareNewlinePolicy, type IntakeOutcome } from "./message-intake.ts";
+import { PromptGreetingServer } from "./prompt-greeting.ts";
+import { receivedHeader, receivedTls } from "./received-header.ts";
 import { checkRecipient } from "./recipient-policy.ts";
 import { replies, replyError, type SmtpReply } from "./smtp-reply.ts";
 
@@ -37,7 +38,8 @@ export interface ReceiverOptions {
   maxConnectionsPerClient: number;
   /**
    * Wait this long before the greeting: a client that talks first is a bot that does not wait
-   * for the server (an "early talker"), and smtp-server answers it 421 and hangs up.
+   * for the server (an "early talker"), and smtp-server answers it 421 and hangs up. At 0 the
+   * greeting goes out as the connection is accepted, so nothing a client sends can come first.
    */
   greetPauseMs: number;
   /** After this many refused recipients in one session, every further RCPT reply is delayed... */
@@ -47,6 +49,53 @@ export interface ReceiverOptions {
   /** Trust a PROXY protocol header from these peers (a load balancer that hides client IPs). */
   proxyProtocol?: boolean | string[] | undefined;
 }
+
+/** A recipient RCPT said 250 to, with the policy in force then. */
+interface AcceptedRecipient {
+  address: string;
+  policy: DomainPolicy;
+}
+
+/** The transaction a MAIL FROM opened. */
+interface Transaction {
+  /** Whether it was counted for the acceptance SLO yet, and whether it failed on our side. */
+  counted: boolean;
+  failed: boolean;
+  /** What RCPT accepted, by the address as the client wrote it, so a reload before DATA cannot drop it. */
+  readonly recipients: Map<string, AcceptedRecipient>;
+}
+
+/** What the receiver keeps about one SMTP session, from onConnect to onClose. */
+interface SessionState {
+  /** The client address the session counts against --max-connections-per-client. */
+  readonly client: string;
+  /** Recipients refused so far in the session (for the tarpit). */
+  refusedRecipients: number;
+  /** None before the first MAIL FROM. */
+  transaction: Transaction | undefined;
+}
+
+/** The recipients of one domain: each group becomes its own delivery job. */
+interface RecipientGroup {
+  policy: DomainPolicy;
+  recipients: string[];
+}
+
+/** One message in DATA, as the steps of onData hand it on. */
+interface IncomingMessage {
+  readonly session: SMTPServerSession;
+  readonly state: SessionState;
+  readonly groups: RecipientGroup[];
+  /** One per group; the first names the message in the reply, the logs and the Received header. */
+  readonly queueIds: string[];
+  readonly queueId: string;
+  readonly handles: QueueHandles;
+  readonly writer: SpoolWriter;
+  readonly spool: SpoolReader;
+  readonly log: Logger;
+}
+
+type StoredMessage = Extract<IntakeOutcome, { stored: true }>;
 
 const replyReason = new Map<SmtpReply, RejectReason>([
   [replies.relayDenied, "relay_denied"], [replies.routingDenied, "routing_denied"], [replies.badAddress, "bad_address"],
@@ -62,6 +111,26 @@ function largestLimit(store: DomainStore): number {
   return largest || 10 * 1024 * 1024;
 }
 
+/**
+ * The recipients RCPT accepted, by domain, with the policy in force when RCPT said 250: a reload
+ * before DATA (even one that removes the domain) does not take back what was promised.
+ */
+function recipientGroups(session: SMTPServerSession, transaction: Transaction | undefined): RecipientGroup[] {
+  const byDomain = new Map<string, RecipientGroup>();
+  for (const rcpt of session.envelope.rcptTo) {
+    const entry = transaction?.recipients.get(rcpt.address);
+    if (!entry) continue;
+    const group = byDomain.get(entry.policy.domain) ?? { policy: entry.policy, recipients: [] };
+    if (!group.recipients.includes(entry.address)) group.recipients.push(entry.address);
+    byDomain.set(entry.policy.domain, group);
+  }
+  return [...byDomain.values()];
+}
+
+function senderOf(session: SMTPServerSession): string {
+  return session.envelope.mailFrom ? session.envelope.mailFrom.address : "";
+}
+
 function drain(stream: Readable): Promise<void> {
   return new Promise((resolve) => {
     if (stream.readableEnded) return resolve();
@@ -72,12 +141,10 @@ function drain(stream: Readable): Promise<void> {
 export class SmtpReceiver {
   private readonly server: SMTPServer;
   private shuttingDown = false;
-  /** The client address of every open session (its size is the number of open sessions). */
-  private readonly sessionClient = new Map<string, string>();
+  /** Every open session's state, by session id (its size is the number of open sessions). */
+  private readonly sessions = new Map<string, SessionState>();
   /** Open sessions per client address. */
   private readonly perClient = new Map<string, number>();
-  /** Recipients refused so far in each session (for the tarpit). */
-  private readonly refusedRecipients = new WeakMap<SMTPServerSession, number>();
   private readonly idleWaiters: Array<() => void> = [];
   private readonly options: ReceiverOptions;
   private readonly store: DomainStore;
@@ -85,10 +152,6 @@ export class SmtpReceiver {
   private readonly filters: FilterPipeline;
   private readonly metrics: RelayMetrics;
   private readonly log: Logger;
-  /** Whether the current transaction was counted yet, and whether it failed on our side. */
-  private readonly transactions = new WeakMap<SMTPServerSession, { counted: boolean; failed: boolean }>();
-  /** What RCPT accepted in the current transaction, so a reload before DATA cannot drop it. */
-  private readonly acceptedRecipients = new WeakMap<SMTPServerSession, Map<string, { address: string; policy: DomainPolicy }>>();
 
   constructor(options: ReceiverOptions, store: DomainStore, queue: QueueConnection, filters: FilterPipeline, metrics: RelayMetrics, log: Logger) {
     this.options = options;
@@ -103,7 +166,7 @@ export class SmtpReceiver {
       : undefined;
     // Senders fall back to plain text or give up on an expired certificate: alert before it does.
     if (tls) this.metrics.tlsCertificateExpiry.set(Date.parse(new X509Certificate(tls.cert).validTo) / 1000);
-    this.server = new SMTPServer({
+    this.server = new PromptGreetingServer({
       name: options.hostname,
       banner: "mxwarden ESMTP",
       size: largestLimit(store),
@@ -126,17 +189,7 @@ export class SmtpReceiver {
         this.metrics.tlsHandshakes.inc({ result: "success" });
         callback();
       },
-      onClose: (session) => {
-        this.metrics.activeSessions.dec();
-        const client = this.sessionClient.get(session.id);
-        if (client !== undefined) {
-          this.sessionClient.delete(session.id);
-          const left = (this.perClient.get(client) ?? 1) - 1;
-          if (left > 0) this.perClient.set(client, left);
-          else this.perClient.delete(client);
-        }
-        if (this.sessionClient.size === 0) for (const wake of this.idleWaiters.splice(0)) wake();
-      },
+      onClose: (session) => this.onClose(session),
       onMailFrom: (address, session, callback) => this.onMailFrom(address, session, callback),
       onRcptTo: (address, session, callback) => this.onRcptTo(address, session, callback),
       onData: (stream, session, callback) => {
@@ -178,7 +231,7 @@ export class SmtpReceiver {
   async close(): Promise<void> {
     this.shuttingDown = true;
     this.server.server.close();
-    if (this.sessionClient.size > 0) {
+    if (this.sessions.size > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, this.options.shutdownGraceMs);
         timer.unref();
@@ -194,18 +247,28 @@ export class SmtpReceiver {
     return replyError(reply);
   }
 
+  /**
+   * smtp-server runs the other hooks only after onConnect, which stores the state. A hook that
+   * goes on after the client left keeps the state it looked up first.
+   */
+  private stateOf(session: SMTPServerSession): SessionState {
+    const state = this.sessions.get(session.id);
+    if (!state) throw new Error(`no state for SMTP session ${session.id}`);
+    return state;
+  }
+
   /** Counts the transaction for the acceptance SLO once: at its first recipient taken or its first failure of ours. */
-  private countTransaction(session: SMTPServerSession): void {
-    const transaction = this.transactions.get(session);
+  private countTransaction(state: SessionState): void {
+    const transaction = state.transaction;
     if (!transaction || transaction.counted) return;
     transaction.counted = true;
     this.metrics.transactions.inc();
   }
 
   /** A 4xx the sender did nothing to deserve: it burns the acceptance error budget. */
-  private failOnOurSide(session: SMTPServerSession, cause: TransactionFailure, reply: SmtpReply, counter: "recipients" | "messages", reason?: RejectReason): Error {
-    this.countTransaction(session);
-    const transaction = this.transactions.get(session);
+  private failOnOurSide(state: SessionState, cause: TransactionFailure, reply: SmtpReply, counter: "recipients" | "messages", reason?: RejectReason): Error {
+    this.countTransaction(state);
+    const transaction = state.transaction;
     if (transaction && !transaction.failed) {
       transaction.failed = true;
       this.metrics.transactionsFailed.inc({ cause });
@@ -214,10 +277,10 @@ export class SmtpReceiver {
   }
 
   private onConnect(session: SMTPServerSession, callback: (err?: Error | null) => void): void {
-    const client = session.remoteAddress;
-    const open = (this.perClient.get(client) ?? 0) + 1;
-    this.perClient.set(client, open);
-    this.sessionClient.set(session.id, client);
+    const state: SessionState = { client: session.remoteAddress, refusedRecipients: 0, transaction: undefined };
+    const open = (this.perClient.get(state.client) ?? 0) + 1;
+    this.perClient.set(state.client, open);
+    this.sessions.set(session.id, state);
     this.metrics.sessions.inc();
     this.metrics.activeSessions.inc();
     if (this.shuttingDown) return callback(this.refuse(replies.shuttingDown, "messages"));
@@ -226,27 +289,40 @@ export class SmtpReceiver {
     else callback();
   }
 
+  /** The session is gone: it no longer counts against its client address. */
+  private onClose(session: SMTPServerSession): void {
+    this.metrics.activeSessions.dec();
+    const state = this.sessions.get(session.id);
+    if (state) {
+      this.sessions.delete(session.id);
+      const left = (this.perClient.get(state.client) ?? 1) - 1;
+      if (left > 0) this.perClient.set(state.client, left);
+      else this.perClient.delete(state.client);
+    }
+    if (this.sessions.size === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+  }
+
   private onMailFrom(_address: SMTPServerAddress, session: SMTPServerSession, callback: (err?: Error | null) => void): void {
-    this.acceptedRecipients.set(session, new Map());
-    this.transactions.set(session, { counted: false, failed: false });
+    const state = this.stateOf(session);
+    state.transaction = { counted: false, failed: false, recipients: new Map() };
     if (this.shuttingDown) return callback(this.refuse(replies.shuttingDown, "messages"));
     // Refuse before the client sends 50 MB that could not be stored anyway.
-    if (!this.queue.isReady()) return callback(this.failOnOurSide(session, "queue_unavailable", replies.queueUnavailable, "messages"));
+    if (!this.queue.isReady()) return callback(this.failOnOurSide(state, "queue_unavailable", replies.queueUnavailable, "messages"));
     callback();
   }
 
   /** RCPT with the tarpit: once a session has collected enough refusals, every answer waits. */
   private onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, callback: (err?: Error | null) => void): void {
-    const refusedBefore = this.refusedRecipients.get(session) ?? 0;
-    this.checkRcpt(address, session, (err) => {
-      const refused = refusedBefore + (err ? 1 : 0);
-      this.refusedRecipients.set(session, refused);
+    const state = this.stateOf(session);
+    const refusedBefore = state.refusedRecipients;
+    this.checkRcpt(address, session, state, (err) => {
+      state.refusedRecipients = refusedBefore + (err ? 1 : 0);
       if (refusedBefore >= this.options.tarpitAfter) setTimeout(() => callback(err), this.options.tarpitDelayMs);
       else callback(err);
     });
   }
 
-  private checkRcpt(address: SMTPServerAddress, session: SMTPServerSession, callback: (err?: Error | null) => void): void {
+  private checkRcpt(address: SMTPServerAddress, session: SMTPServerSession, state: SessionState, callback: (err?: Error | null) => void): void {
     const verdict = checkRecipient(address.address, (domain) => this.store.lookup(domain));
     if (!verdict.accept) {
       this.log.info("recipient refused", { session: session.id, client: session.remoteAddress, recipient: address.address.slice(0, 320), reply: verdict.reply.code });
@@ -256,15 +332,15 @@ export class SmtpReceiver {
     const declared = mailArgs && typeof mailArgs.SIZE === "string" ? Number(mailArgs.SIZE) : 0;
     if (declared > verdict.policy.maxMessageBytes) return callback(this.refuse(replies.tooBigDeclared, "recipients"));
     const accept = (): void => {
-      this.acceptedRecipients.get(session)?.set(address.address, { address: verdict.address, policy: verdict.policy });
-      this.countTransaction(session);
+      state.transaction?.recipients.set(address.address, { address: verdict.address, policy: verdict.policy });
+      this.countTransaction(state);
       callback();
     };
     if (!this.filters.hasRecipientFilters) return accept();
     this.filters.runRcpt({
       clientAddress: plainAddress(session.remoteAddress),
       heloName: session.hostNameAppearsAs,
-      sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
+      sender: senderOf(session),
       recipient: verdict.address,
       domain: verdict.domain,
     }).then((filtered) => {
@@ -272,143 +348,176 @@ export class SmtpReceiver {
       callback(this.refuse(filtered.reply, "recipients", filtered.action === "reject" ? "filter_reject" : "filter_tempfail"));
     }, (err: unknown) => {
       this.log.warn("recipient filter failed; answered 451", { error: err });
-      callback(this.failOnOurSide(session, "internal_error", replies.queueUnavailable, "recipients"));
+      callback(this.failOnOurSide(state, "internal_error", replies.queueUnavailable, "recipients"));
     });
   }
 
+  /** DATA in steps: who it is for, read and store it, filter, commit to the queue, answer. */
   private async onData(stream: Readable, session: SMTPServerSession): Promise<string> {
     const started = performance.now();
-    const byDomain = new Map<string, { policy: DomainPolicy; recipients: string[] }>();
-    const accepted = this.acceptedRecipients.get(session);
-    for (const rcpt of session.envelope.rcptTo) {
-      // The policy in force when RCPT said 250: a reload before DATA (even one that removes the
-      // domain) does not take back what was promised.
-      const entry = accepted?.get(rcpt.address);
-      if (!entry) continue;
-      const group = byDomain.get(entry.policy.domain) ?? { policy: entry.policy, recipients: [] };
-      if (!group.recipients.includes(entry.address)) group.recipients.push(entry.address);
-      byDomain.set(entry.policy.domain, group);
-    }
-    if (byDomain.size === 0) {
+    const message = await this.prepare(stream, session, this.stateOf(session));
+    const stored = await this.receive(stream, message);
+    const filterHeaders = await this.filter(message, stored);
+    const jobs = await this.commit(message, stored, filterHeaders);
+    return this.answer(message, jobs, started);
+  }
+
+  /** Groups the recipients and opens the spool; DATA without recipients or without a queue is refused here. */
+  private async prepare(stream: Readable, session: SMTPServerSession, state: SessionState): Promise<IncomingMessage> {
+    const groups = recipientGroups(session, state.transaction);
+    if (groups.length === 0) {
       await drain(stream);
       throw this.refuse(replies.noRecipients, "messages");
     }
-    let handles;
+    let handles: QueueHandles;
     try {
       handles = this.queue.get();
     } catch {
       await drain(stream);
-      throw this.failOnOurSide(session, "queue_unavailable", replies.queueUnavailable, "messages");
+      throw this.failOnOurSide(state, "queue_unavailable", replies.queueUnavailable, "messages");
     }
-    const groups = [...byDomain.values()];
     const queueIds = groups.map(() => newQueueId());
-    const mainId = queueIds[0] as string;
-    const secure = session.secure;
-    const utf8 = Boolean(session.envelope.smtpUtf8);
-    const prefix = Buffer.from(receivedHeader({
-      heloName: session.hostNameAppearsAs,
-      clientHostname: session.clientHostname,
-      clientAddress: session.remoteAddress,
-      byHostname: this.options.hostname,
-      protocol: `${utf8 ? "UTF8SMTP" : "ESMTP"}${secure ? "S" : ""}` as "ESMTP",
-      queueId: mainId,
-      recipients: session.envelope.rcptTo.map((r) => r.address),
-      tls: secure && session.tlsOptions ? { protocol: session.tlsOptions.standardName ?? session.tlsOptions.name, cipher: session.tlsOptions.name } : undefined,
-      date: new Date(),
-    }), "utf8");
-    const writer = new SpoolWriter(handles.js, queueIds, chunkSizeFor(this.queue.maxPayload), this.queue.publishTimeoutMs, inlineBodyMaxFor(this.queue.maxPayload));
-    const spool = new SpoolReader(handles.jsm);
-    // A body kept for its job never reached the spool: nothing to take back.
-    const purgePartial = async (): Promise<unknown> =>
-      writer.spooled ? Promise.all(queueIds.map((id) => spool.purge(id).catch(() => undefined))) : undefined;
-    const log = this.log.child({ queueId: mainId, session: session.id });
-    let outcome;
+    const queueId = queueIds[0] as string;
+    return {
+      session,
+      state,
+      groups,
+      queueIds,
+      queueId,
+      handles,
+      writer: new SpoolWriter(handles.js, queueIds, chunkSizeFor(this.queue.maxPayload), this.queue.publishTimeoutMs, inlineBodyMaxFor(this.queue.maxPayload)),
+      spool: new SpoolReader(handles.jsm),
+      log: this.log.child({ queueId, session: session.id }),
+    };
+  }
+
+  /** Reads DATA to its end behind our Received header, normalised and checked, into the spool. */
+  private async receive(stream: Readable, message: IncomingMessage): Promise<StoredMessage> {
+    const { session, log } = message;
+    let outcome: IntakeOutcome;
     try {
-      outcome = await receiveMessage(stream, prefix, writer, {
+      outcome = await receiveMessage(stream, this.traceHeader(message), message.writer, {
         authservId: this.options.hostname,
-        maxBytes: Math.min(...groups.map((g) => g.policy.maxMessageBytes)),
+        maxBytes: Math.min(...message.groups.map((g) => g.policy.maxMessageBytes)),
         maxReceivedHeaders: this.options.maxReceivedHeaders,
         bareNewline: this.options.bareNewline,
       });
     } catch (err) {
       await drain(stream);
       log.warn("could not store message; answered 451", { error: err });
-      await purgePartial();
-      throw this.failOnOurSide(session, "queue_unavailable", replies.queueUnavailable, "messages");
+      await this.purgePartial(message);
+      throw this.failOnOurSide(message.state, "queue_unavailable", replies.queueUnavailable, "messages");
     }
     if (!outcome.stored) {
       log.info("message refused", { reason: outcome.reason, size: outcome.size });
-      await purgePartial();
+      await this.purgePartial(message);
       throw this.refuse(outcome.reply, "messages");
     }
     if (outcome.bareNewlines > 0) this.metrics.bareNewlines.inc();
     if (outcome.forgedAuthResults > 0) log.info("removed Authentication-Results that claimed this relay's name", { fields: outcome.forgedAuthResults, client: session.remoteAddress });
-    const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : "";
-    let filterHeaders = "";
-    if (this.filters.hasMessageFilters) {
-      let result;
-      try {
-        const body = await spool.get(mainId, outcome.inlineBody);
-        if (!body) throw new Error("stored body not found");
-        result = await this.filters.runData({
-          queueId: mainId,
-          clientAddress: plainAddress(session.remoteAddress),
-          heloName: session.hostNameAppearsAs,
-          sender,
-          recipients: groups.flatMap((g) => g.recipients),
-          domains: groups.map((g) => g.policy.domain),
-          size: writer.size,
-          open: () => body.open(),
-        });
-      } catch (err) {
-        log.warn("filtering failed (stored message unreadable or a filter broke); answered 451", { error: err });
-        await purgePartial();
-        throw this.failOnOurSide(session, "internal_error", replies.queueUnavailable, "messages");
-      }
-      const verdict = result.verdict;
-      if (verdict.action === "tempfail" && verdict.unavailable) {
-        await purgePartial();
-        throw this.failOnOurSide(session, "filter_unavailable", verdict.reply, "messages", "filter_tempfail");
-      }
-      if (verdict.action !== "continue") {
-        await purgePartial();
-        throw this.refuse(verdict.reply, "messages", verdict.action === "reject" ? "filter_reject" : "filter_tempfail");
-      }
-      filterHeaders = result.headers;
+    return outcome;
+  }
+
+  /** The Received header goes in front of what the client sent (RFC 5321 §4.4). */
+  private traceHeader({ session, queueId }: IncomingMessage): Buffer {
+    const secure = session.secure;
+    const utf8 = Boolean(session.envelope.smtpUtf8);
+    return Buffer.from(receivedHeader({
+      heloName: session.hostNameAppearsAs,
+      clientHostname: session.clientHostname,
+      clientAddress: session.remoteAddress,
+      byHostname: this.options.hostname,
+      protocol: `${utf8 ? "UTF8SMTP" : "ESMTP"}${secure ? "S" : ""}` as "ESMTP",
+      queueId,
+      recipients: session.envelope.rcptTo.map((r) => r.address),
+      tls: secure && session.tlsOptions ? receivedTls(session.tlsOptions) : undefined,
+      date: new Date(),
+    }), "utf8");
+  }
+
+  /** Runs the DATA-stage filters on the stored message; returns the header fields they add. */
+  private async filter(message: IncomingMessage, stored: StoredMessage): Promise<string> {
+    if (!this.filters.hasMessageFilters) return "";
+    const { session, groups, queueId, log } = message;
+    let result: PipelineResult;
+    try {
+      const body = await message.spool.get(queueId, stored.inlineBody);
+      if (!body) throw new Error("stored body not found");
+      result = await this.filters.runData({
+        queueId,
+        clientAddress: plainAddress(session.remoteAddress),
+        heloName: session.hostNameAppearsAs,
+        sender: senderOf(session),
+        recipients: groups.flatMap((g) => g.recipients),
+        domains: groups.map((g) => g.policy.domain),
+        size: message.writer.size,
+        open: () => body.open(),
+      });
+    } catch (err) {
+      log.warn("filtering failed (stored message unreadable or a filter broke); answered 451", { error: err });
+      await this.purgePartial(message);
+      throw this.failOnOurSide(message.state, "internal_error", replies.queueUnavailable, "messages");
     }
+    const verdict = result.verdict;
+    if (verdict.action === "tempfail" && verdict.unavailable) {
+      await this.purgePartial(message);
+      throw this.failOnOurSide(message.state, "filter_unavailable", verdict.reply, "messages", "filter_tempfail");
+    }
+    if (verdict.action !== "continue") {
+      await this.purgePartial(message);
+      throw this.refuse(verdict.reply, "messages", verdict.action === "reject" ? "filter_reject" : "filter_tempfail");
+    }
+    return result.headers;
+  }
+
+  /** One delivery job per domain: the message is ours once every job has its PubAck. */
+  private async commit(message: IncomingMessage, stored: StoredMessage, filterHeaders: string): Promise<DeliveryJob[]> {
+    const { session, handles } = message;
     const now = Date.now();
-    const jobs: DeliveryJob[] = groups.map((group, index) => ({
+    const jobs: DeliveryJob[] = message.groups.map((group, index) => ({
       v: 1,
-      queueId: queueIds[index] as string,
+      queueId: message.queueIds[index] as string,
       kind: "relay",
       domain: group.policy.domain,
-      sender,
+      sender: senderOf(session),
       recipients: group.recipients,
-      size: writer.size,
-      eightBit: outcome.eightBit || session.envelope.bodyType === "8bitmime",
-      smtpUtf8: utf8,
+      size: message.writer.size,
+      eightBit: stored.eightBit || session.envelope.bodyType === "8bitmime",
+      smtpUtf8: Boolean(session.envelope.smtpUtf8),
       acceptedAt: now,
       expiresAt: now + group.policy.queueLifetimeMs,
       attempts: 0,
       ...(filterHeaders ? { headers: filterHeaders } : {}),
-      ...(outcome.inlineBody ? { inline: true as const } : {}),
+      ...(stored.inlineBody ? { inline: true as const } : {}),
     }));
     try {
       const queue = new JobQueue(handles.js, handles.jsm, this.queue.publishTimeoutMs, handles.inbox);
       // An inline body is durable once its job has its PubAck: the job is the message's only copy.
-      await Promise.all(jobs.map((job) => queue.enqueue(job, outcome.inlineBody)));
+      await Promise.all(jobs.map((job) => queue.enqueue(job, stored.inlineBody)));
     } catch (err) {
-      log.warn("could not queue delivery job; answered 451", { error: err });
-      await purgePartial();
-      throw this.failOnOurSide(session, "queue_unavailable", replies.queueUnavailable, "messages");
+      message.log.warn("could not queue delivery job; answered 451", { error: err });
+      await this.purgePartial(message);
+      throw this.failOnOurSide(message.state, "queue_unavailable", replies.queueUnavailable, "messages");
     }
+    return jobs;
+  }
+
+  /** Counts and logs the queued message; returns the text of the 250. */
+  private answer(message: IncomingMessage, jobs: DeliveryJob[], started: number): string {
     this.metrics.messagesAccepted.inc(jobs.length);
-    this.metrics.bytesAccepted.inc(writer.size * jobs.length);
+    this.metrics.bytesAccepted.inc(message.writer.size * jobs.length);
     this.metrics.acceptLatency.observe((performance.now() - started) / 1000);
     for (const job of jobs) {
-      log.info("message queued", { queueId: job.queueId, domain: job.domain, sender: job.sender, recipients: job.recipients.length, size: job.size, client: session.remoteAddress });
+      message.log.info("message queued", { queueId: job.queueId, domain: job.domain, sender: job.sender, recipients: job.recipients.length, size: job.size, client: message.session.remoteAddress });
     }
-    return `Ok: queued as ${mainId}`;
+    return `Ok: queued as ${message.queueId}`;
+  }
+
+  /** Takes back what reached the spool when the message is not accepted after all. */
+  private async purgePartial({ writer, spool, queueIds }: IncomingMessage): Promise<void> {
+    // A body kept for its job never reached the spool: nothing to take back.
+    if (!writer.spooled) return;
+    await Promise.all(queueIds.map((id) => spool.purge(id).catch(() => undefined)));
   }
 }
 
