@@ -48,7 +48,7 @@ const primarySchema = object("Where accepted mail goes", {
   })),
 });
 
-const recipientsSchema = object("Recipient validation: the defence against backscatter", {
+export const recipientsPolicy = object("Recipient validation: the defence against backscatter", {
   mode: Optional(oneOf("any: accept every local part; list: only the listed ones; verify: ask the primary (RCPT TO callout, cached)", ["any", "list", "verify"], "any")),
   list: Optional(array("Accepted local parts or addresses (mode list)", string("local part or address in the domain", {
     minLength: 1, maxLength: 320, message: "must be an address or local part",
@@ -80,7 +80,7 @@ const queueSchema = object("How long and how often delivery is retried", {
 export const relayDomainSpecSchema = object("Desired backup MX service for one mail domain", {
   domain: hostname("The mail domain (IDN allowed); immutable", "is not a valid mail domain"),
   primary: Optional(primarySchema),
-  recipients: Optional(recipientsSchema),
+  recipients: Optional(recipientsPolicy),
   maxMessageSize: Optional(byteSize("Largest message accepted (SIZE), from 1Ki to 200Mi", { default: "50Mi", min: 1024, max: MAX_MESSAGE_BYTES_LIMIT, message: `must be a size from 1Ki to 200Mi such as "25Mi"` })),
   queue: Optional(queueSchema),
   antivirus: Optional(antivirusPolicy),

@@ -23,24 +23,11 @@ import { startQueueReporter } from "./status/queue-reporter.ts";
 import { startDomainQueueMetrics } from "./status/domain-queue-metrics.ts";
 import { startDependencyProbe } from "./status/dependency-probe.ts";
 import { SmtpReceiver } from "./receive/smtp-receiver.ts";
-import { ClamdFilter } from "./filter/antivirus.ts";
-import { RspamdFilter } from "./filter/antispam.ts";
-import { GreylistFilter } from "./filter/greylist.ts";
-import { DnsListFilter } from "./filter/dnsbl.ts";
-import { ClientCheckFilter } from "./filter/client-checks.ts";
-import { RateLimitFilter } from "./filter/rate-limit.ts";
-import { RecipientVerifyFilter } from "./filter/recipient-verify.ts";
+import { createFilters } from "./filter/filters.ts";
 import { FilterPipeline } from "./filter/pipeline.ts";
-import type { MessageFilter } from "./filter/filter.ts";
 
 /** Jobs held unacknowledged by all relays of a site together. */
 const MAX_ACK_PENDING = 10_000;
-
-/** mailauth is large: it is loaded only when --sender-auth asks for it. */
-async function senderAuthFilter(hostname: string, resolver: Resolver, store: DomainStore): Promise<MessageFilter> {
-  const { SenderAuthFilter } = await import("./filter/sender-auth.ts");
-  return new SenderAuthFilter(hostname, resolver, (domain) => store.lookup(domain)?.authentication);
-}
 
 async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
   const metrics = new RelayMetrics();
@@ -95,21 +82,9 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     fallbackRetry: { initialBackoffMs: DEFAULTS.initialBackoffMs, maxBackoffMs: DEFAULTS.maxBackoffMs },
   }, { queue, store, resolver: nextHops, outbound, health: destinations, metrics, log });
 
-  const filters = new FilterPipeline([
-    // Unknown recipients are refused before greylisting makes their sender retry in vain.
-    new RecipientVerifyFilter({
-      hostname: config.hostname, calloutTimeoutMs: 10_000, replicas: config.replicas, calloutRate: 5, calloutBurst: 20, sites: config.sites,
-    }, queue, nextHops, (domain) => store.lookup(domain), log),
-    new ClientCheckFilter([config.hostname, ...config.mxNames], resolver, (domain) => store.lookup(domain)?.clientChecks),
-    new DnsListFilter(resolver, (domain) => store.lookup(domain)?.dnsbl, log),
-    new RateLimitFilter(queue, config.replicas, (domain) => store.lookup(domain)?.rateLimits, log),
-    // Greylisting costs the sender a retry, not us a scan: it comes next, at RCPT.
-    new GreylistFilter(queue, config.replicas, (domain) => store.lookup(domain)?.greylisting, log, config.sites),
-    // Declared order: authentication (its headers feed the score), a virus, then the score.
-    ...(config.senderAuth ? [await senderAuthFilter(config.hostname, resolver, store)] : []),
-    ...(config.clamd ? [new ClamdFilter(config.clamd, 60_000, (domain) => store.lookup(domain)?.antivirus)] : []),
-    ...(config.rspamd ? [new RspamdFilter(config.rspamd, 30_000, (domain) => store.lookup(domain)?.antispam)] : []),
-  ], metrics, log);
+  const filters = new FilterPipeline(await createFilters({
+    config, resolver, queue, nextHops, policyFor: (domain) => store.lookup(domain), log,
+  }), metrics, log);
   let shuttingDown = false;
   const receiver = new SmtpReceiver({
     hostname: config.hostname,

@@ -8,7 +8,7 @@
 // cut a "cluster" away and bring it back. With `audit: true` every request is written to an audit
 // log (level Metadata), which the RBAC least-privilege test reads.
 
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
@@ -124,15 +124,16 @@ export class TestControlPlane {
   }
 
   /** Create (or update) the CRDs in these YAML files and wait until the API server serves them. */
+  /** Installs CRDs as a user does, with `kubectl apply -f` (YAML 1.1, strict validation), and waits until they serve. */
   async installCrds(files: string[]): Promise<void> {
     const client = new ApiClient(this.kubeConfig());
     const names: string[] = [];
     for (const file of files) {
+      const result = spawnSync(tool("kubectl"), ["--kubeconfig", this.kubeconfigPath, "apply", "-f", file], { encoding: "utf8" });
+      if (result.status !== 0) throw new Error(`kubectl apply -f ${file} failed: ${result.stderr}`);
       for (const document of parseAllDocuments(readFileSync(file, "utf8"))) {
         const crd = document.toJS() as Unstructured | null;
-        if (!crd) continue;
-        await client.apply(Resources.CustomResourceDefinition, crd);
-        names.push(crd.metadata.name);
+        if (crd) names.push(crd.metadata.name);
       }
     }
     for (const name of names) {

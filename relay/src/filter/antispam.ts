@@ -4,7 +4,8 @@
 
 import { request } from "node:http";
 import type { AntispamPolicy } from "../config/relay-domain.ts";
-import type { MessageFilter, MessageUnderScan, Verdict } from "./filter.ts";
+import { antispamPolicy } from "#api";
+import type { FilterModule, MessageFilter, MessageUnderScan, Verdict } from "./filter.ts";
 
 interface RspamdReply {
   score: number;
@@ -98,3 +99,10 @@ export class RspamdFilter implements MessageFilter {
     });
   }
 }
+
+export const antispamFilter: FilterModule = {
+  name: "antispam",
+  stage: "data",
+  spec: { field: "antispam", schema: antispamPolicy },
+  create: ({ config, policyFor }) => (config.rspamd ? new RspamdFilter(config.rspamd, 30_000, (domain) => policyFor(domain)?.antispam) : undefined),
+};

@@ -4,7 +4,8 @@
 
 import clamd, { type ClamdScanner } from "clamdjs";
 import type { AntivirusPolicy } from "../config/relay-domain.ts";
-import type { MessageFilter, MessageUnderScan, Verdict } from "./filter.ts";
+import { antivirusPolicy } from "#api";
+import type { FilterModule, MessageFilter, MessageUnderScan, Verdict } from "./filter.ts";
 
 export interface ClamdEndpoint {
   host: string;
@@ -63,3 +64,10 @@ export class ClamdFilter implements MessageFilter {
     return { action: "continue" };
   }
 }
+
+export const antivirusFilter: FilterModule = {
+  name: "antivirus",
+  stage: "data",
+  spec: { field: "antivirus", schema: antivirusPolicy },
+  create: ({ config, policyFor }) => (config.clamd ? new ClamdFilter(config.clamd, 60_000, (domain) => policyFor(domain)?.antivirus) : undefined),
+};

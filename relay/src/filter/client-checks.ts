@@ -4,9 +4,9 @@
 
 import type { Resolver } from "node:dns/promises";
 import { isIP } from "node:net";
-import { normaliseDomain } from "#api";
+import { clientChecksPolicy, normaliseDomain } from "#api";
 import type { ClientCheckPolicy } from "../config/relay-domain.ts";
-import type { RecipientFilter, RecipientUnderCheck, Verdict } from "./filter.ts";
+import type { FilterModule, RecipientFilter, RecipientUnderCheck, Verdict } from "./filter.ts";
 
 const CACHE_MS = 300_000;
 
@@ -70,3 +70,10 @@ export class ClientCheckFilter implements RecipientFilter {
     return confirmed;
   }
 }
+
+export const clientChecksFilter: FilterModule = {
+  name: "client_checks",
+  stage: "rcpt",
+  spec: { field: "clientChecks", schema: clientChecksPolicy },
+  create: ({ config, resolver, policyFor }) => new ClientCheckFilter([config.hostname, ...config.mxNames], resolver, (domain) => policyFor(domain)?.clientChecks),
+};

@@ -7,7 +7,8 @@ import { isIPv6 } from "node:net";
 import type { DnsListPolicy } from "../config/relay-domain.ts";
 import type { Logger } from "../log.ts";
 import { ipv6Groups, plainAddress } from "./client-address.ts";
-import type { RecipientFilter, RecipientUnderCheck, Verdict } from "./filter.ts";
+import { dnsblPolicy } from "#api";
+import type { FilterModule, RecipientFilter, RecipientUnderCheck, Verdict } from "./filter.ts";
 
 const CACHE_MS = 300_000;
 
@@ -87,3 +88,10 @@ export class DnsListFilter implements RecipientFilter {
     return listed;
   }
 }
+
+export const dnsblFilter: FilterModule = {
+  name: "dnsbl",
+  stage: "rcpt",
+  spec: { field: "dnsbl", schema: dnsblPolicy },
+  create: ({ resolver, policyFor, log }) => new DnsListFilter(resolver, (domain) => policyFor(domain)?.dnsbl, log),
+};

@@ -2,7 +2,14 @@
 // stage of the SMTP transaction and returns a verdict. The receiver runs the filters of a stage in
 // their declared order and stops at the first verdict that refuses the message.
 
+import type { Resolver } from "node:dns/promises";
 import type { Readable } from "node:stream";
+import type { TSchema } from "@sinclair/typebox";
+import type { RelayConfig } from "../cli.ts";
+import type { DomainPolicy } from "../config/relay-domain.ts";
+import type { NextHopResolver } from "../deliver/next-hop.ts";
+import type { Logger } from "../log.ts";
+import type { QueueConnection } from "../queue/queue-connection.ts";
 import type { SmtpReply } from "../receive/smtp-reply.ts";
 
 export type FilterStage = "rcpt" | "data";
@@ -55,3 +62,28 @@ export interface RecipientFilter {
 }
 
 export type AnyFilter = MessageFilter | RecipientFilter;
+
+/** What a filter may use to build itself: the relay's settings and shared services. */
+export interface FilterContext {
+  config: RelayConfig;
+  resolver: Resolver;
+  queue: QueueConnection;
+  nextHops: NextHopResolver;
+  /** The loaded policy of a domain (A-label), or undefined when the domain is not served. */
+  policyFor(domain: string): DomainPolicy | undefined;
+  log: Logger;
+}
+
+/**
+ * A filter as one module (Haraka's plugin): its name, its stage, the RelayDomain spec section it
+ * reads (defined in #api with its defaults), and its factory. filters.ts lists them in order.
+ */
+export interface FilterModule {
+  /** Metrics label and log name; the same as the filter's own `name`. */
+  readonly name: string;
+  readonly stage: FilterStage;
+  /** The field of RelayDomain.spec this filter's policy comes from, and its schema. */
+  readonly spec: { field: string; schema: TSchema };
+  /** The filter, or undefined when the relay was started without what it needs (such as --clamd). */
+  create(context: FilterContext): AnyFilter | undefined | Promise<AnyFilter | undefined>;
+}

@@ -9,7 +9,8 @@ import type { GreylistPolicy } from "../config/relay-domain.ts";
 import type { Logger } from "../log.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
 import { ipv6Groups, plainAddress } from "./client-address.ts";
-import type { RecipientFilter, RecipientUnderCheck, Verdict } from "./filter.ts";
+import { greylistingPolicy } from "#api";
+import type { FilterModule, RecipientFilter, RecipientUnderCheck, Verdict } from "./filter.ts";
 import type { KvEntry } from "@nats-io/kv";
 import { SharedBucket, type SiteTopology } from "./shared-bucket.ts";
 
@@ -104,3 +105,10 @@ export class GreylistFilter implements RecipientFilter {
     return list.check(rcpt.clientAddress, isIPv6(rcpt.clientAddress) ? "ipv6" : "ipv4");
   }
 }
+
+export const greylistFilter: FilterModule = {
+  name: "greylist",
+  stage: "rcpt",
+  spec: { field: "greylisting", schema: greylistingPolicy },
+  create: ({ config, queue, policyFor, log }) => new GreylistFilter(queue, config.replicas, (domain) => policyFor(domain)?.greylisting, log, config.sites),
+};

@@ -10,7 +10,8 @@ import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamClient, type
 import type { RateLimit, RateLimitPolicy } from "../config/relay-domain.ts";
 import type { Logger } from "../log.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
-import type { RecipientFilter, RecipientUnderCheck, Verdict } from "./filter.ts";
+import { rateLimitsPolicy } from "#api";
+import type { FilterModule, RecipientFilter, RecipientUnderCheck, Verdict } from "./filter.ts";
 
 export const RATE_LIMIT_STREAM = "MXW_RATE";
 const RATE_SUBJECTS = "mxw.rate.>";
@@ -87,3 +88,10 @@ export class RateLimitFilter implements RecipientFilter {
     return this.ready;
   }
 }
+
+export const rateLimitFilter: FilterModule = {
+  name: "rate_limit",
+  stage: "rcpt",
+  spec: { field: "rateLimits", schema: rateLimitsPolicy },
+  create: ({ config, queue, policyFor, log }) => new RateLimitFilter(queue, config.replicas, (domain) => policyFor(domain)?.rateLimits, log),
+};

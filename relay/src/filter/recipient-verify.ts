@@ -11,7 +11,8 @@ import type { NextHopResolver } from "../deliver/next-hop.ts";
 import type { Logger } from "../log.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
 import { rcptCallout, type CalloutResult } from "./callout.ts";
-import type { RecipientFilter, RecipientUnderCheck, Verdict } from "./filter.ts";
+import { recipientsPolicy } from "#api";
+import type { FilterModule, RecipientFilter, RecipientUnderCheck, Verdict } from "./filter.ts";
 import { SharedBucket, type SiteTopology } from "./shared-bucket.ts";
 
 export const RECIPIENT_CACHE_BUCKET = "mxw-recipients";
@@ -120,3 +121,12 @@ export class RecipientVerifyFilter implements RecipientFilter {
     return last;
   }
 }
+
+export const recipientVerifyFilter: FilterModule = {
+  name: "recipient_verify",
+  stage: "rcpt",
+  spec: { field: "recipients", schema: recipientsPolicy },
+  create: ({ config, queue, nextHops, policyFor, log }) => new RecipientVerifyFilter({
+    hostname: config.hostname, calloutTimeoutMs: 10_000, replicas: config.replicas, calloutRate: 5, calloutBurst: 20, sites: config.sites,
+  }, queue, nextHops, policyFor, log),
+};

@@ -4,9 +4,10 @@
 // that publishes p=reject is refused in the dialogue (and an SPF fail, if the domain asks for it).
 
 import type { Resolver } from "node:dns/promises";
-import { authenticate } from "mailauth";
+import type { authenticate as Authenticate } from "mailauth";
+import { authenticationPolicy } from "#api";
 import type { SenderAuthPolicy } from "../config/relay-domain.ts";
-import type { MessageFilter, MessageUnderScan, Verdict } from "./filter.ts";
+import type { FilterModule, MessageFilter, MessageUnderScan, Verdict } from "./filter.ts";
 
 /** Split "Name: value\r\n folded\r\nName2: ..." into fields, keeping the folding. */
 function fields(headers: string): Array<[string, string]> {
@@ -24,8 +25,10 @@ export class SenderAuthFilter implements MessageFilter {
   private readonly hostname: string;
   private readonly resolver: Resolver;
   private readonly policyFor: (domain: string) => SenderAuthPolicy | undefined;
+  private readonly authenticate: typeof Authenticate;
 
-  constructor(hostname: string, resolver: Resolver, policyFor: (domain: string) => SenderAuthPolicy | undefined) {
+  constructor(authenticate: typeof Authenticate, hostname: string, resolver: Resolver, policyFor: (domain: string) => SenderAuthPolicy | undefined) {
+    this.authenticate = authenticate;
     this.hostname = hostname;
     this.resolver = resolver;
     this.policyFor = policyFor;
@@ -34,7 +37,7 @@ export class SenderAuthFilter implements MessageFilter {
   async check(message: MessageUnderScan): Promise<Verdict> {
     const policies = message.domains.map(this.policyFor).filter((p): p is SenderAuthPolicy => p?.enabled === true);
     if (policies.length === 0) return { action: "continue" };
-    const result = await authenticate(message.open(), {
+    const result = await this.authenticate(message.open(), {
       ip: message.clientAddress,
       helo: message.heloName,
       sender: message.sender,
@@ -60,3 +63,15 @@ export class SenderAuthFilter implements MessageFilter {
     return { action: "continue", headers: fields(result.headers) };
   }
 }
+
+export const senderAuthFilter: FilterModule = {
+  name: "sender_auth",
+  stage: "data",
+  spec: { field: "authentication", schema: authenticationPolicy },
+  // mailauth is large: it is loaded only when --sender-auth asks for it.
+  create: async ({ config, resolver, policyFor }) => {
+    if (!config.senderAuth) return undefined;
+    const { authenticate } = await import("mailauth");
+    return new SenderAuthFilter(authenticate, config.hostname, resolver, (domain) => policyFor(domain)?.authentication);
+  },
+};
