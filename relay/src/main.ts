@@ -7,6 +7,10 @@ import type { Server } from "node:http";
 import { parseRelayArgs, USAGE, UsageError, type RelayConfig } from "./cli.ts";
 import { DomainStore } from "./config/domain-store.ts";
 import { DEFAULTS } from "./config/relay-domain.ts";
+import {
+  CALLOUT_TIMEOUT_MS, CLAMD_TIMEOUT_MS, DNS_TIMEOUT_MS, DNS_TRIES, OUTBOUND_CONNECT_TIMEOUT_MS, OUTBOUND_IDLE_TIMEOUT_MS,
+  OUTBOUND_SOCKET_TIMEOUT_MS, RSPAMD_TIMEOUT_MS,
+} from "./deliver/delivery-timing.ts";
 import { DeliveryWorker } from "./deliver/delivery-worker.ts";
 import { DestinationHealth } from "./deliver/destination-health.ts";
 import { NextHopResolver } from "./deliver/next-hop.ts";
@@ -68,7 +72,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
   }, log);
   queue.start();
 
-  const resolver = new Resolver({ timeout: 5000, tries: 2 });
+  const resolver = new Resolver({ timeout: DNS_TIMEOUT_MS, tries: DNS_TRIES });
   if (config.resolvers.length > 0) resolver.setServers(config.resolvers);
   const nextHops = new NextHopResolver(resolver, {
     ourNames: [config.hostname, ...config.mxNames],
@@ -77,10 +81,10 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
   });
   const outbound = new OutboundSmtp({
     hostname: config.hostname,
-    connectTimeoutMs: 15_000,
-    socketTimeoutMs: 120_000,
+    connectTimeoutMs: OUTBOUND_CONNECT_TIMEOUT_MS,
+    socketTimeoutMs: OUTBOUND_SOCKET_TIMEOUT_MS,
     maxConnectionsPerHop: config.maxConnectionsPerHop,
-    idleTimeoutMs: 10_000,
+    idleTimeoutMs: OUTBOUND_IDLE_TIMEOUT_MS,
   }, log);
   // The worker is created below; a destination can only recover once it runs.
   const destinations = new DestinationHealth(config.probeIntervalMs, (domain) => {
@@ -91,14 +95,13 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     hostname: config.hostname,
     concurrency: config.deliveryConcurrency,
     progressIntervalMs: Math.max(1000, Math.floor(config.ackWaitMs / 3)),
-    settleRetryMs: 30_000,
     fallbackRetry: { initialBackoffMs: DEFAULTS.initialBackoffMs, maxBackoffMs: DEFAULTS.maxBackoffMs },
   }, { queue, store, resolver: nextHops, outbound, health: destinations, metrics, log });
 
   const filters = new FilterPipeline([
     // Unknown recipients are refused before greylisting makes their sender retry in vain.
     new RecipientVerifyFilter({
-      hostname: config.hostname, calloutTimeoutMs: 10_000, replicas: config.replicas, calloutRate: 5, calloutBurst: 20, sites: config.sites,
+      hostname: config.hostname, calloutTimeoutMs: CALLOUT_TIMEOUT_MS, replicas: config.replicas, calloutRate: 5, calloutBurst: 20, sites: config.sites,
     }, queue, nextHops, (domain) => store.lookup(domain), log),
     new ClientCheckFilter([config.hostname, ...config.mxNames], resolver, (domain) => store.lookup(domain)?.clientChecks),
     new DnsListFilter(resolver, (domain) => store.lookup(domain)?.dnsbl, log),
@@ -107,8 +110,8 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     new GreylistFilter(queue, config.replicas, (domain) => store.lookup(domain)?.greylisting, log, config.sites),
     // Declared order: authentication (its headers feed the score), a virus, then the score.
     ...(config.senderAuth ? [await senderAuthFilter(config.hostname, resolver, store)] : []),
-    ...(config.clamd ? [new ClamdFilter(config.clamd, 60_000, (domain) => store.lookup(domain)?.antivirus)] : []),
-    ...(config.rspamd ? [new RspamdFilter(config.rspamd, 30_000, (domain) => store.lookup(domain)?.antispam)] : []),
+    ...(config.clamd ? [new ClamdFilter(config.clamd, CLAMD_TIMEOUT_MS, (domain) => store.lookup(domain)?.antivirus)] : []),
+    ...(config.rspamd ? [new RspamdFilter(config.rspamd, RSPAMD_TIMEOUT_MS, (domain) => store.lookup(domain)?.antispam)] : []),
   ], metrics, log);
   let shuttingDown = false;
   const receiver = new SmtpReceiver({

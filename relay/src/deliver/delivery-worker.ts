@@ -17,6 +17,7 @@ import { queueIdOfSubject } from "../queue/queue-id.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
 import { SpoolReader, chunkSizeFor, inlineBodyMaxFor, type StoredBody } from "../queue/spool.ts";
 import { queueBounce } from "./bounce.ts";
+import { PULL_EXPIRES_MS, SETTLE_BACKOFF_INITIAL_MS, SETTLE_BACKOFF_MAX_MS, SETTLE_RETRY_MS } from "./delivery-timing.ts";
 import type { DestinationHealth } from "./destination-health.ts";
 import { DomainDrain } from "./drain.ts";
 import type { FailedRecipient } from "./dsn.ts";
@@ -47,8 +48,6 @@ export interface DeliveryWorkerOptions {
   concurrency: number;
   /** How often a long delivery tells JetStream it is still working on the job. */
   progressIntervalMs: number;
-  /** How long the writes that settle a finished delivery are repeated while the queue is unavailable. */
-  settleRetryMs: number;
   /** Retry timing for domains no longer configured (their mail is still delivered). */
   fallbackRetry: DomainPolicy["retry"];
 }
@@ -107,9 +106,7 @@ export class DeliveryWorker {
         if (!this.isRunning) return;
         const { js } = this.deps.queue.get();
         const consumer = await js.consumers.get(QUEUE_STREAM, DELIVER_CONSUMER);
-        // Short pull expiry: missed heartbeats are noticed within seconds, so delivery resumes
-        // quickly after the consumer's leader moves to another server (the default takes ~30 s).
-        this.messages = await consumer.consume({ max_messages: this.options.concurrency, expires: 5000 });
+        this.messages = await consumer.consume({ max_messages: this.options.concurrency, expires: PULL_EXPIRES_MS });
         delay = 250;
         for await (const msg of this.messages) {
           if (!this.isRunning) {
@@ -313,7 +310,7 @@ export class DeliveryWorker {
 
   /**
    * Hold the job (and its inline body) until its next retry time, then acknowledge the current
-   * copy. While its destination is down the job waits at least OUTAGE_HOLD_MS (retry-policy.ts).
+   * copy. While its destination is down the job waits at least OUTAGE_HOLD_MS (delivery-timing.ts).
    */
   private async retryLater(
     msg: JsMsg, jobs: JobQueue, job: DeliveryJob, inline: Buffer | undefined, retry: DomainPolicy["retry"], now: number,
@@ -353,11 +350,12 @@ export class DeliveryWorker {
   /**
    * Repeat an idempotent queue write for a while instead of failing the job: while a site's
    * stream leader fails over, JetStream refuses writes for a few seconds, and failing here would
-   * hand the job to another delivery, sending mail the primary already has a second time.
+   * hand the job to another delivery, sending mail the primary already has a second time. How
+   * long, and how often, is in delivery-timing.ts: FINISH_MARGIN_MS counts on SETTLE_RETRY_MS.
    */
   private async persist<T>(msg: JsMsg, step: () => Promise<T>): Promise<T> {
-    const deadline = Date.now() + this.options.settleRetryMs;
-    let delay = 200;
+    const deadline = Date.now() + SETTLE_RETRY_MS;
+    let delay = SETTLE_BACKOFF_INITIAL_MS;
     for (;;) {
       try {
         return await step();
@@ -365,7 +363,7 @@ export class DeliveryWorker {
         if (Date.now() + delay > deadline) throw err;
         msg.working();
         await new Promise((resolve) => setTimeout(resolve, delay));
-        delay = Math.min(delay * 2, 2000);
+        delay = Math.min(delay * 2, SETTLE_BACKOFF_MAX_MS);
       }
     }
   }

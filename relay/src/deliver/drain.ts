@@ -9,24 +9,15 @@
 // twice. So only jobs whose schedule is at least IN_PLACE_MIN_MS away are delivered in place, and
 // their final dot is not sent later than FINISH_MARGIN_MS before the schedule (the reply to the
 // dot and the settling writes fit in that margin); the others are moved to ready the atomic way
-// (JobQueue.release), which cancels the schedule.
+// (JobQueue.release), which cancels the schedule. Both times are in delivery-timing.ts.
 
+import { FINISH_MARGIN_MS, IN_PLACE_MIN_MS, PULL_EXPIRES_MS } from "./delivery-timing.ts";
 import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import type { Logger } from "../log.ts";
 import { JobQueue, scheduledAt } from "../queue/job-queue.ts";
 import { QUEUE_STREAM } from "../queue/layout.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
 import { ensureDrainConsumer } from "../queue/queue-setup.ts";
-
-/**
- * How long before a held job's schedule its in-place delivery must have sent the final dot: the
- * reply to the dot may take the socket timeout (2 minutes, main.ts), and the settling writes are
- * repeated for 30 s while a stream fails over.
- */
-export const FINISH_MARGIN_MS = 3 * 60_000;
-
-/** A held job is delivered in place only when its schedule is this far away; a minute is left for the delivery itself. */
-export const IN_PLACE_MIN_MS = FINISH_MARGIN_MS + 60_000;
 
 /** How the drain hands a job to the delivery worker's slots. */
 export interface DeliverySlots {
@@ -96,7 +87,7 @@ export class DomainDrain {
     }
     const consumer = await js.consumers.get(QUEUE_STREAM, name);
     if (this.stopped) return { inPlace: 0, released: 0 };
-    const messages = await consumer.consume({ max_messages: this.deps.concurrency, expires: 5000 });
+    const messages = await consumer.consume({ max_messages: this.deps.concurrency, expires: PULL_EXPIRES_MS });
     this.messages = messages;
 
     const result: DrainResult = { inPlace: 0, released: 0 };
