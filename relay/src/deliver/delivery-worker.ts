@@ -22,8 +22,9 @@ import type { DestinationHealth } from "./destination-health.ts";
 import { DomainDrain } from "./drain.ts";
 import type { FailedRecipient } from "./dsn.ts";
 import { RouteError, type DeliveryTarget, type NextHopResolver, type Route } from "./next-hop.ts";
-import type { OutboundSmtp, RecipientOutcome } from "./outbound-smtp.ts";
+import type { DeliveryReport, OutboundSmtp } from "./outbound-smtp.ts";
 import { retryAt } from "./retry-policy.ts";
+import { planSettlement, type SettlementPlan } from "./settlement.ts";
 
 /** The stored message with the filters' header lines in front of it. */
 function withHeaders(headers: string | undefined, body: Readable): Readable {
@@ -50,6 +51,18 @@ export interface DeliveryWorkerOptions {
   progressIntervalMs: number;
   /** Retry timing for domains no longer configured (their mail is still delivered). */
   fallbackRetry: DomainPolicy["retry"];
+}
+
+/** The job being settled, and what carrying out its plan writes through. */
+interface SettleContext {
+  msg: JsMsg;
+  jobs: JobQueue;
+  spool: SpoolReader;
+  job: DeliveryJob;
+  inline: Buffer | undefined;
+  body: StoredBody;
+  retry: DomainPolicy["retry"];
+  log: Logger;
 }
 
 export interface DeliveryDeps {
@@ -250,62 +263,42 @@ export class DeliveryWorker {
     }
 
     const progress = setInterval(() => msg.working(), this.options.progressIntervalMs);
-    let outcomes: RecipientOutcome[];
-    let remoteMta: string | undefined;
-    let unreachable: boolean;
+    let report: DeliveryReport;
     try {
-      const report = await this.deps.outbound.deliver(route, {
+      report = await this.deps.outbound.deliver(route, {
         sender: job.sender, recipients: job.recipients, size: job.size + Buffer.byteLength(job.headers ?? ""), eightBit: job.eightBit, finishBy,
       }, () => withHeaders(job.headers, body.open()));
-      outcomes = report.outcomes;
-      remoteMta = report.remoteMta;
-      unreachable = report.unreachable;
       if (report.unreachable) this.deps.health.markUnreachable(job.domain, route);
       else this.deps.health.markReachable(job.domain);
     } finally {
       clearInterval(progress);
     }
-    await this.settle(msg, jobs, spool, job, inline, body, outcomes, remoteMta, unreachable, retry, log);
+    const plan = planSettlement({ job, outcomes: report.outcomes, remoteMta: report.remoteMta, destinationDown: report.unreachable, now: Date.now() });
+    await this.settle(plan, { msg, jobs, spool, job, inline, body, retry, log });
   }
 
-  private async settle(
-    msg: JsMsg, jobs: JobQueue, spool: SpoolReader, job: DeliveryJob, inline: Buffer | undefined, body: StoredBody,
-    outcomes: RecipientOutcome[], remoteMta: string | undefined, unreachable: boolean, retry: DomainPolicy["retry"], log: Logger,
-  ): Promise<void> {
-    const now = Date.now();
-    const delivered = outcomes.filter((o) => o.result === "delivered");
-    const temporary = outcomes.filter((o) => o.result === "temporary");
-    const permanent = outcomes.filter((o) => o.result === "permanent");
+  /** Carry out `plan` (settlement.ts) for the job in `msg`: metrics and logs, the bounce, then the deferred job or the end of the job. */
+  private async settle(plan: SettlementPlan, context: SettleContext): Promise<void> {
+    const { msg, job, log } = context;
     const metrics = this.deps.metrics;
-    if (delivered.length > 0) {
-      metrics.recipientsDelivered.inc(delivered.length);
+    if (plan.delivered) {
+      metrics.recipientsDelivered.inc(plan.delivered.recipients);
       metrics.bytesDelivered.inc(job.size);
-      metrics.deliveryLatency.observe((now - job.acceptedAt) / 1000);
-      log.info("delivered", { recipients: delivered.length, remoteMta, reply: delivered[0]?.reply, attempts: job.attempts + 1 });
+      metrics.deliveryLatency.observe(plan.delivered.latencyMs / 1000);
+      log.info("delivered", { recipients: plan.delivered.recipients, remoteMta: plan.delivered.remoteMta, reply: plan.delivered.reply, attempts: plan.delivered.attempt });
     }
-    metrics.deliveryAttempts.inc({
-      result: temporary.length > 0 ? (delivered.length + permanent.length === 0 && !remoteMta ? "connection_failed" : "deferred")
-        : permanent.length > 0 ? "bounced" : "delivered",
-    });
-    if (permanent.length > 0) {
-      log.warn("recipients rejected by the next hop; bouncing", { recipients: permanent.map((p) => p.recipient), reply: permanent[0]?.reply });
-      await this.bounce(job, permanent.map((p) => ({
-        address: p.recipient, status: p.status, diagnostic: p.reply, remoteMta, lastAttempt: new Date(now),
-      })), "rejected", body);
+    metrics.deliveryAttempts.inc({ result: plan.attemptResult });
+    if (plan.bounce) {
+      log.warn("recipients rejected by the next hop; bouncing", { recipients: plan.bounce.map((f) => f.address), reply: plan.bounce[0]?.diagnostic });
+      await this.bounce(job, plan.bounce, "rejected", context.body);
     }
-    if (temporary.length > 0) {
-      const next: DeliveryJob = {
-        ...job,
-        recipients: temporary.map((t) => t.recipient),
-        attempts: job.attempts + 1,
-        lastError: temporary[0]?.reply,
-        lastRemoteMta: remoteMta ?? job.lastRemoteMta,
-      };
-      log.info("deferred", { recipients: temporary.length, reply: temporary[0]?.reply, attempts: next.attempts });
-      await this.retryLater(msg, jobs, next, inline, retry, now, unreachable);
+    if (plan.next.kind === "defer") {
+      const next = plan.next.job;
+      log.info("deferred", { recipients: next.recipients.length, reply: next.lastError, attempts: next.attempts });
+      await this.retryLater(msg, context.jobs, next, context.inline, context.retry, plan.next.failedAt, plan.next.destinationDown);
       return;
     }
-    await this.finish(msg, spool, job);
+    await this.finish(msg, context.spool, job);
   }
 
   /**
