@@ -1,5 +1,5 @@
 // Entry point of relay/bin/mxwarden-relay: wires configuration, queue, receiving and delivering
-// together and owns the process lifecycle (SIGTERM drains, SIGHUP reloads the domains).
+// together and owns the process lifecycle (SIGTERM shuts down gracefully, SIGHUP reloads the domains).
 
 import { Resolver } from "node:dns/promises";
 import { hostname as osHostname } from "node:os";
@@ -88,7 +88,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
   }, log);
   // The worker is created below; a destination can only recover once it runs.
   const destinations = new DestinationHealth(config.probeIntervalMs, (domain) => {
-    worker.drain(domain);
+    worker.flushHeldMail(domain);
     return Promise.resolve();
   }, metrics, log);
   const worker = new DeliveryWorker({

@@ -46,13 +46,13 @@ export const SETTLE_BACKOFF_INITIAL_MS = 200;
 export const SETTLE_BACKOFF_MAX_MS = 2 * SECOND;
 
 /**
- * How long a pull from mxw-deliver or a domain's drain consumer waits. Short, so that missed
+ * How long a pull from mxw-deliver or from a domain's held mail (held-mail-flush.ts) waits. Short, so that missed
  * heartbeats are noticed within seconds and delivery resumes soon after the consumer's leader
  * moves to another server (the client's default takes ~30 s).
  */
 export const PULL_EXPIRES_MS = 5 * SECOND;
 
-// Held mail: outages and delivering held jobs in place (retry-policy.ts, drain.ts).
+// Held mail: outages and delivering held jobs in place (retry-policy.ts, held-mail-flush.ts).
 
 /**
  * How long before a held job's schedule its in-place delivery must have sent the final dot. After
@@ -67,7 +67,7 @@ export const IN_PLACE_MIN_MS = FINISH_MARGIN_MS + MINUTE;
 
 /**
  * The least a job waits while its destination is down (Postfix's minimal_backoff_time). The probe
- * starts a drain as soon as the destination answers, and a schedule at least
+ * flushes the domain's held mail as soon as the destination answers, and a schedule at least
  * IN_PLACE_MIN_MS away lets a job held just before that be delivered in place. Up to a fifth more
  * is added (retry-policy.ts), so that a held backlog does not come due at once when nothing
  * delivered it earlier.

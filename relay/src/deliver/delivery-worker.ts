@@ -19,7 +19,7 @@ import { SpoolReader, chunkSizeFor, inlineBodyMaxFor, type StoredBody } from "..
 import { queueBounce } from "./bounce.ts";
 import { PULL_EXPIRES_MS, SETTLE_BACKOFF_INITIAL_MS, SETTLE_BACKOFF_MAX_MS, SETTLE_RETRY_MS } from "./delivery-timing.ts";
 import type { DestinationHealth } from "./destination-health.ts";
-import { DomainDrain } from "./drain.ts";
+import { HeldMailFlush } from "./held-mail-flush.ts";
 import type { FailedRecipient } from "./dsn.ts";
 import { RouteError, type DeliveryTarget, type NextHopResolver, type Route } from "./next-hop.ts";
 import type { DeliveryReport, OutboundSmtp } from "./outbound-smtp.ts";
@@ -82,8 +82,8 @@ export class DeliveryWorker {
   /** Queue ids this relay is delivering right now. */
   private readonly delivering = new Set<string>();
   private readonly slotWaiters: Array<() => void> = [];
-  /** Domains whose held mail this relay is draining. */
-  private readonly drains = new Map<string, DomainDrain>();
+  /** Domains whose held mail this relay is flushing. */
+  private readonly flushes = new Map<string, HeldMailFlush>();
   private readonly options: DeliveryWorkerOptions;
   private readonly deps: DeliveryDeps;
   private readonly log: Logger;
@@ -104,7 +104,7 @@ export class DeliveryWorker {
   async stop(graceMs: number): Promise<void> {
     this.isRunning = false;
     this.messages?.stop();
-    for (const drain of this.drains.values()) drain.stop();
+    for (const flush of this.flushes.values()) flush.stop();
     for (const wake of this.slotWaiters.splice(0)) wake();
     const deadline = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
     await Promise.race([Promise.all([...this.inFlight]), deadline]);
@@ -150,7 +150,7 @@ export class DeliveryWorker {
 
   /**
    * Deliver and settle the job in `msg`, in a slot the caller has waited for. Jobs come from
-   * mxw-deliver or from a domain's drain consumer (drain.ts); either way `msg` is what settles
+   * mxw-deliver or from a flush of a domain's held mail (held-mail-flush.ts); either way `msg` is what settles
    * them. Never rejects: a failed task gives its job back to JetStream.
    */
   deliver(msg: JsMsg, finishBy?: number): Promise<void> {
@@ -175,23 +175,23 @@ export class DeliveryWorker {
     return task;
   }
 
-  /** The domain's primary answers again: deliver its held mail now, in the background, one drain per domain at a time. */
-  drain(domain: string): void {
-    if (this.drains.has(domain) || !this.isRunning) return;
-    const drain = new DomainDrain(domain, {
+  /** The domain's primary answers again: deliver its held mail now, in the background, one flush per domain at a time. */
+  flushHeldMail(domain: string): void {
+    if (this.flushes.has(domain) || !this.isRunning) return;
+    const flush = new HeldMailFlush(domain, {
       queue: this.deps.queue,
       slots: this,
       isUnreachable: (d) => this.deps.health.isUnreachable(d),
       concurrency: this.options.concurrency,
       log: this.log,
     });
-    this.drains.set(domain, drain);
+    this.flushes.set(domain, flush);
     const started = Date.now();
-    void drain.run().then((result) => {
-      this.log.info("held mail drained", { domain, ...result, ms: Date.now() - started });
+    void flush.run().then((result) => {
+      this.log.info("held mail flushed", { domain, ...result, ms: Date.now() - started });
     }, (err: unknown) => {
-      this.log.warn("draining held mail failed; it waits for its retry time", { domain, error: err });
-    }).finally(() => this.drains.delete(domain));
+      this.log.warn("flushing held mail failed; it waits for its retry time", { domain, error: err });
+    }).finally(() => this.flushes.delete(domain));
   }
 
   waitForSlot(): Promise<void> {
@@ -199,7 +199,7 @@ export class DeliveryWorker {
     return new Promise((resolve) => this.slotWaiters.push(resolve));
   }
 
-  /** `finishBy`: the message may not be handed over after this time (a drain's in-place delivery). */
+  /** `finishBy`: the message may not be handed over after this time (a flush's in-place delivery). */
   private async handle(msg: JsMsg, finishBy?: number): Promise<void> {
     let record: JobRecord;
     try {
@@ -256,7 +256,7 @@ export class DeliveryWorker {
     }
 
     if (this.deps.health.isUnreachable(job.domain)) {
-      // Known down: do not spend a connection timeout per message. The probe drains it early.
+      // Known down: do not spend a connection timeout per message. The probe flushes it early.
       this.deps.metrics.deliveryAttempts.inc({ result: "skipped_dead_host" });
       await this.retryLater(msg, jobs, job, inline, retry, now, true);
       return;

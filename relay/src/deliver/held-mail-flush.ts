@@ -1,8 +1,10 @@
-// Delivering a domain's held mail when its primary comes back. Held jobs (mxw.queue.defer.<dom>.*)
-// are taken through the domain's drain consumer and delivered where they are: the acknowledgement
-// that follows a delivery removes the held record, one write per message. Moving each job back to
-// the ready subjects first would cost two more writes (the ready copy, the cancelled schedule),
-// each fsynced by nats-server, and the drain would wait on the disk (docs/benchmarks.md, round 4).
+// Flushing a domain's held mail when its primary comes back (Postfix's "fast flush": deliver the
+// mail deferred for one destination now, instead of at each message's retry time). Held jobs
+// (mxw.queue.defer.<dom>.*) are taken through the domain's consumer, mxw-drain-<dom>, and
+// delivered where they are: the acknowledgement that follows a delivery removes the held record,
+// one write per message. Moving each job back to the ready subjects first would cost two more
+// writes (the ready copy, the cancelled schedule), each fsynced by nats-server, and the flush
+// would wait on the disk (docs/benchmarks.md, round 4).
 //
 // A held record keeps its retry schedule while it is delivered in place. Were the schedule to
 // fire mid-delivery, a second copy would reach mxw-deliver and the primary would get the message
@@ -19,7 +21,7 @@ import { QUEUE_STREAM } from "../queue/layout.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
 import { ensureDrainConsumer } from "../queue/queue-setup.ts";
 
-/** How the drain hands a job to the delivery worker's slots. */
+/** How the flush hands a job to the delivery worker's slots. */
 export interface DeliverySlots {
   /** Resolves when a delivery slot is free. */
   waitForSlot(): Promise<void>;
@@ -29,32 +31,32 @@ export interface DeliverySlots {
   readonly running: boolean;
 }
 
-export interface DrainResult {
+export interface FlushResult {
   /** Held jobs delivered (or re-deferred, or bounced) in place. */
   inPlace: number;
   /** Held jobs whose schedule was near, moved to the ready subjects. */
   released: number;
 }
 
-export interface DrainDeps {
+export interface FlushDeps {
   queue: QueueConnection;
   slots: DeliverySlots;
-  /** True while the domain's destination is known to be down again: the drain stops. */
+  /** True while the domain's destination is known to be down again: the flush stops. */
   isUnreachable: (domain: string) => boolean;
   /** Deliveries this relay runs at once: how many held jobs it pulls ahead. */
   concurrency: number;
   log: Logger;
-  /** How often the drain checks whether it is finished. */
+  /** How often the flush checks whether it is finished. */
   checkIntervalMs?: number;
 }
 
-export class DomainDrain {
+export class HeldMailFlush {
   private messages: ConsumerMessages | undefined;
   private stopped = false;
   private readonly domain: string;
-  private readonly deps: DrainDeps;
+  private readonly deps: FlushDeps;
 
-  constructor(domain: string, deps: DrainDeps) {
+  constructor(domain: string, deps: FlushDeps) {
     this.domain = domain;
     this.deps = deps;
   }
@@ -65,24 +67,24 @@ export class DomainDrain {
   }
 
   /**
-   * Deliver the jobs held for the domain when the drain starts. Jobs held later (a delivery that
-   * failed again, or the primary going down again) keep their schedules: the drain ends when the
+   * Deliver the jobs held for the domain when the flush starts. Jobs held later (a delivery that
+   * failed again, or the primary going down again) keep their schedules: the flush ends when the
    * consumer has nothing older to give and this relay's deliveries are settled.
    */
-  async run(): Promise<DrainResult> {
+  async run(): Promise<FlushResult> {
     const { queue, slots, log } = this.deps;
     const { js, jsm } = queue.get();
     const jobs = new JobQueue(js, jsm, queue.publishTimeoutMs);
     // Most recoveries (a relay's start-up check among them) find nothing held: no consumer for those.
     if (!(await jobs.hasHeld(this.domain))) return { inPlace: 0, released: 0 };
-    // Records stored after this point are not part of this drain.
+    // Records stored after this point are not part of this flush.
     const lastSeq = (await jsm.streams.info(QUEUE_STREAM)).state.last_seq;
     let name: string;
     try {
       name = await ensureDrainConsumer(jsm, this.domain, queue.layout);
     } catch (err) {
       // E.g. the stream's consumer limit: the slower way, every held job moved back to ready.
-      log.warn("no drain consumer; moving held jobs to the ready queue instead", { domain: this.domain, error: err });
+      log.warn("no consumer for the domain's held mail; moving held jobs to the ready queue instead", { domain: this.domain, error: err });
       return { inPlace: 0, released: await jobs.releaseDeferred(this.domain) };
     }
     const consumer = await js.consumers.get(QUEUE_STREAM, name);
@@ -90,7 +92,7 @@ export class DomainDrain {
     const messages = await consumer.consume({ max_messages: this.deps.concurrency, expires: PULL_EXPIRES_MS });
     this.messages = messages;
 
-    const result: DrainResult = { inPlace: 0, released: 0 };
+    const result: FlushResult = { inPlace: 0, released: 0 };
     const settling = new Set<Promise<void>>();
     let checking = false;
     const check = setInterval(() => {
@@ -100,7 +102,7 @@ export class DomainDrain {
         const finished = info.num_pending === 0 && settling.size === 0;
         if (finished || this.deps.isUnreachable(this.domain) || !slots.running) messages.stop();
       }, (err: unknown) => {
-        log.warn("drain progress check failed; stopping the drain, held jobs keep their schedules", { domain: this.domain, error: err });
+        log.warn("flush progress check failed; stopping the flush, held jobs keep their schedules", { domain: this.domain, error: err });
         messages.stop();
       }).finally(() => { checking = false; });
     }, this.deps.checkIntervalMs ?? 1000);
@@ -108,7 +110,7 @@ export class DomainDrain {
     try {
       for await (const msg of messages) {
         if (this.stopped || !slots.running || this.deps.isUnreachable(this.domain)) break;
-        // Held after the drain began: left unacknowledged, it comes back to a later drain after
+        // Held after the flush began: left unacknowledged, it comes back to a later flush after
         // the ack wait, or its schedule makes it ready.
         if (msg.seq > lastSeq) continue;
         const due = scheduledAt(msg.headers);
