@@ -9,7 +9,7 @@ import { DomainStore } from "./config/domain-store.ts";
 import { DEFAULTS } from "./config/relay-domain.ts";
 import {
   CALLOUT_TIMEOUT_MS, CLAMD_TIMEOUT_MS, DNS_TIMEOUT_MS, DNS_TRIES, OUTBOUND_CONNECT_TIMEOUT_MS, OUTBOUND_IDLE_TIMEOUT_MS,
-  OUTBOUND_SOCKET_TIMEOUT_MS, RSPAMD_TIMEOUT_MS,
+  OUTBOUND_SOCKET_TIMEOUT_MS, RSPAMD_TIMEOUT_MS, progressIntervalFor,
 } from "./deliver/delivery-timing.ts";
 import { DeliveryWorker } from "./deliver/delivery-worker.ts";
 import { DestinationHealth } from "./deliver/destination-health.ts";
@@ -94,7 +94,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
   const worker = new DeliveryWorker({
     hostname: config.hostname,
     concurrency: config.deliveryConcurrency,
-    progressIntervalMs: Math.max(1000, Math.floor(config.ackWaitMs / 3)),
+    progressIntervalMs: progressIntervalFor(config.ackWaitMs),
     fallbackRetry: { initialBackoffMs: DEFAULTS.initialBackoffMs, maxBackoffMs: DEFAULTS.maxBackoffMs },
   }, { queue, store, resolver: nextHops, outbound, health: destinations, metrics, log });
 

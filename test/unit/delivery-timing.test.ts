@@ -9,7 +9,7 @@ import { MAX_QUEUE_LIFETIME_MS } from "../../relay/src/config/relay-domain.ts";
 import {
   BOUNCE_LIFETIME_MS, CALLOUT_TIMEOUT_MS, CLAMD_TIMEOUT_MS, DNS_TIMEOUT_MS, DNS_TRIES, FINISH_MARGIN_MS, IN_PLACE_MIN_MS,
   OUTAGE_HOLD_MS, OUTBOUND_CONNECT_TIMEOUT_MS, OUTBOUND_IDLE_TIMEOUT_MS, OUTBOUND_SOCKET_TIMEOUT_MS, RSPAMD_TIMEOUT_MS,
-  SETTLE_BACKOFF_INITIAL_MS, SETTLE_BACKOFF_MAX_MS, SETTLE_RETRY_MS,
+  SETTLE_BACKOFF_INITIAL_MS, SETTLE_BACKOFF_MAX_MS, SETTLE_RETRY_MS, progressIntervalFor,
 } from "../../relay/src/deliver/delivery-timing.ts";
 import { retryAt } from "../../relay/src/deliver/retry-policy.ts";
 
@@ -55,6 +55,13 @@ describe("delivery timing", () => {
     assert.ok(SETTLE_BACKOFF_MAX_MS * 10 <= SETTLE_RETRY_MS);
     // The worker signals progress between tries: one try and one pause must fit in the ack wait.
     assert.ok(defaults.publishTimeoutMs + SETTLE_BACKOFF_MAX_MS < defaults.ackWaitMs);
+  });
+
+  it("a long delivery signals progress often enough that one lost signal does not hand its job to another relay", () => {
+    for (const ackWaitMs of [defaults.ackWaitMs, 3000, 30_000, 600_000]) {
+      assert.ok(2 * progressIntervalFor(ackWaitMs) < ackWaitMs, `ack wait ${ackWaitMs}`);
+    }
+    assert.equal(progressIntervalFor(100), 1000, "not more than once a second");
   });
 
   it("a bounce whose body is spooled keeps it for its whole lifetime", () => {

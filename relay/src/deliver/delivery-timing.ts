@@ -46,6 +46,15 @@ export const SETTLE_BACKOFF_INITIAL_MS = 200;
 export const SETTLE_BACKOFF_MAX_MS = 2 * SECOND;
 
 /**
+ * How often a delivery under way tells JetStream it still works on its job (--ack-wait is the
+ * `ackWaitMs`): three times per ack wait, so that one lost signal does not hand the job to
+ * another relay; not more than once a second.
+ */
+export function progressIntervalFor(ackWaitMs: number): number {
+  return Math.max(SECOND, Math.floor(ackWaitMs / 3));
+}
+
+/**
  * How long a pull from mxw-deliver or from a domain's held mail (held-mail-flush.ts) waits. Short, so that missed
  * heartbeats are noticed within seconds and delivery resumes soon after the consumer's leader
  * moves to another server (the client's default takes ~30 s).
