@@ -20,15 +20,19 @@ export const OUTBOUND_CONNECT_TIMEOUT_MS = 15 * SECOND;
 
 /**
  * The longest silence from a next hop once connected, the wait for the reply to the final dot
- * included. FINISH_MARGIN_MS is built on it: lengthening it shortens nothing, it makes a held job
- * need a later schedule to be delivered in place.
+ * included. FINISH_MARGIN_MS is built on it: lengthen this, and the margin must grow with it, so
+ * that fewer held jobs are far enough from their schedule to be delivered in place.
  */
 export const OUTBOUND_SOCKET_TIMEOUT_MS = 2 * MINUTE;
 
-/** How long a pooled connection waits for the next job to the same hop before it is closed (QUIT). */
+/**
+ * How long a pooled connection waits for the next job to the same hop before it is closed (QUIT):
+ * long enough to go from job to job of a burst (a flush of held mail sends thousands), short
+ * enough not to hold one of the primary's connection slots for nothing.
+ */
 export const OUTBOUND_IDLE_TIMEOUT_MS = 10 * SECOND;
 
-/** Per DNS query, with DNS_TRIES attempts: MX and address lookups for the next hop, and the filters' DNS checks. */
+/** Per DNS query and name server, tried DNS_TRIES times: the next hop's MX and address lookups, and the filters' DNS checks. */
 export const DNS_TIMEOUT_MS = 5 * SECOND;
 export const DNS_TRIES = 2;
 
@@ -55,9 +59,9 @@ export function progressIntervalFor(ackWaitMs: number): number {
 }
 
 /**
- * How long a pull from mxw-deliver or from a domain's held mail (held-mail-flush.ts) waits. Short, so that missed
- * heartbeats are noticed within seconds and delivery resumes soon after the consumer's leader
- * moves to another server (the client's default takes ~30 s).
+ * How long a pull from mxw-deliver, or from a domain's held mail (held-mail-flush.ts), waits.
+ * Short, so that missed heartbeats are noticed within seconds and delivery resumes soon after the
+ * consumer's leader moves to another server (the client's default takes ~30 s).
  */
 export const PULL_EXPIRES_MS = 5 * SECOND;
 
