@@ -5,10 +5,9 @@
 // changed together, and test/unit/delivery-timing.test.ts fails when one of them no longer fits.
 // The retry backoff itself is per domain (spec.queue.retry), applied in retry-policy.ts.
 
-import { DEFAULTS } from "../config/relay-domain.ts";
-
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
+const DAY = 24 * 60 * MINUTE;
 
 // Outbound SMTP (smtp-client.ts, pooled by outbound-smtp.ts).
 
@@ -89,8 +88,11 @@ export const OUTAGE_HOLD_MS = 5 * MINUTE;
 
 // Bounces (bounce.ts).
 
-/** A bounce is addressed to a sender's domain, not a configured one: it gets the default queue lifetime. */
-export const BOUNCE_LIFETIME_MS = DEFAULTS.queueLifetimeMs;
+/**
+ * A bounce is addressed to a sender's domain, not a configured one: it gets the default queue
+ * lifetime (spec.queue.lifetime), which the spool is also sized for.
+ */
+export const BOUNCE_LIFETIME_MS = 5 * DAY;
 
 // Servers the filters ask while the sending client waits for our reply (main.ts wires them).
 
