@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { DELIVER_CONSUMER, QUEUE_STREAM, QUEUE_SUBJECTS } from "../relay/src/queue/layout.ts";
 import { QueueIndex } from "../relay/src/queue/queue-index.ts";
 import { JobQueue } from "../relay/src/queue/job-queue.ts";
-import { DomainDrain, type DeliverySlots } from "../relay/src/deliver/drain.ts";
+import { HeldMailFlush, type DeliverySlots } from "../relay/src/deliver/held-mail-flush.ts";
 import { createLogger } from "../relay/src/log.ts";
 import { QueueConnection } from "../relay/src/queue/queue-connection.ts";
 import { ensureQueueLayout } from "../relay/src/queue/queue-setup.ts";
@@ -87,7 +87,7 @@ export async function measureDeferredBacklog(total = 100_000, domains = 1000): P
       },
     };
     const drainStart = performance.now();
-    await new DomainDrain(`d${Math.floor(domains / 2)}.example`, {
+    await new HeldMailFlush(`d${Math.floor(domains / 2)}.example`, {
       queue: connection, slots, isUnreachable: () => false, concurrency: 20, log: createLogger({}, "error"), checkIntervalMs: 20,
     }).run();
     const drainMs = performance.now() - drainStart;

@@ -1,5 +1,5 @@
 // Entry point of relay/bin/mxwarden-relay: wires configuration, queue, receiving and delivering
-// together and owns the process lifecycle (SIGTERM drains, SIGHUP reloads the domains).
+// together and owns the process lifecycle (SIGTERM shuts down gracefully, SIGHUP reloads the domains).
 
 import { Resolver } from "node:dns/promises";
 import { hostname as osHostname } from "node:os";
@@ -7,6 +7,10 @@ import type { Server } from "node:http";
 import { parseRelayArgs, USAGE, UsageError, type RelayConfig } from "./cli.ts";
 import { DomainStore } from "./config/domain-store.ts";
 import { DEFAULTS } from "./config/relay-domain.ts";
+import {
+  DNS_TIMEOUT_MS, DNS_TRIES, OUTBOUND_CONNECT_TIMEOUT_MS, OUTBOUND_IDLE_TIMEOUT_MS,
+  OUTBOUND_SOCKET_TIMEOUT_MS, progressIntervalFor,
+} from "./deliver/delivery-timing.ts";
 import { DeliveryWorker } from "./deliver/delivery-worker.ts";
 import { DestinationHealth } from "./deliver/destination-health.ts";
 import { NextHopResolver } from "./deliver/next-hop.ts";
@@ -55,7 +59,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
   }, log);
   queue.start();
 
-  const resolver = new Resolver({ timeout: 5000, tries: 2 });
+  const resolver = new Resolver({ timeout: DNS_TIMEOUT_MS, tries: DNS_TRIES });
   if (config.resolvers.length > 0) resolver.setServers(config.resolvers);
   const nextHops = new NextHopResolver(resolver, {
     ourNames: [config.hostname, ...config.mxNames],
@@ -64,21 +68,20 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
   });
   const outbound = new OutboundSmtp({
     hostname: config.hostname,
-    connectTimeoutMs: 15_000,
-    socketTimeoutMs: 120_000,
+    connectTimeoutMs: OUTBOUND_CONNECT_TIMEOUT_MS,
+    socketTimeoutMs: OUTBOUND_SOCKET_TIMEOUT_MS,
     maxConnectionsPerHop: config.maxConnectionsPerHop,
-    idleTimeoutMs: 10_000,
+    idleTimeoutMs: OUTBOUND_IDLE_TIMEOUT_MS,
   }, log);
   // The worker is created below; a destination can only recover once it runs.
   const destinations = new DestinationHealth(config.probeIntervalMs, (domain) => {
-    worker.drain(domain);
+    worker.flushHeldMail(domain);
     return Promise.resolve();
   }, metrics, log);
   const worker = new DeliveryWorker({
     hostname: config.hostname,
     concurrency: config.deliveryConcurrency,
-    progressIntervalMs: Math.max(1000, Math.floor(config.ackWaitMs / 3)),
-    settleRetryMs: 30_000,
+    progressIntervalMs: progressIntervalFor(config.ackWaitMs),
     fallbackRetry: { initialBackoffMs: DEFAULTS.initialBackoffMs, maxBackoffMs: DEFAULTS.maxBackoffMs },
   }, { queue, store, resolver: nextHops, outbound, health: destinations, metrics, log });
 

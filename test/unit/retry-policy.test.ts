@@ -1,6 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { OUTAGE_HOLD_MS, nextRetryAt, retryAt } from "../../relay/src/deliver/retry-policy.ts";
+import { OUTAGE_HOLD_MS } from "../../relay/src/deliver/delivery-timing.ts";
+import { nextRetryAt, retryAt } from "../../relay/src/deliver/retry-policy.ts";
 
 const retry = { initialBackoffMs: 60_000, maxBackoffMs: 3_600_000 };
 const now = 1_700_000_000_000;

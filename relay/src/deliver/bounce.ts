@@ -10,9 +10,8 @@ import { newQueueId } from "../queue/queue-id.ts";
 import { SpoolWriter, type StoredBody } from "../queue/spool.ts";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { buildDsn, type FailedRecipient } from "./dsn.ts";
+import { BOUNCE_LIFETIME_MS } from "./delivery-timing.ts";
 
-/** Bounces are kept as long as the default queue lifetime. */
-const BOUNCE_LIFETIME_MS = 5 * 86_400_000;
 const HEADER_SECTION_LIMIT = 64 * 1024;
 
 export interface BounceContext {

@@ -17,12 +17,14 @@ import { queueIdOfSubject } from "../queue/queue-id.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
 import { SpoolReader, chunkSizeFor, inlineBodyMaxFor, type StoredBody } from "../queue/spool.ts";
 import { queueBounce } from "./bounce.ts";
+import { PULL_EXPIRES_MS, SETTLE_BACKOFF_INITIAL_MS, SETTLE_BACKOFF_MAX_MS, SETTLE_RETRY_MS } from "./delivery-timing.ts";
 import type { DestinationHealth } from "./destination-health.ts";
-import { DomainDrain } from "./drain.ts";
+import { HeldMailFlush } from "./held-mail-flush.ts";
 import type { FailedRecipient } from "./dsn.ts";
 import { RouteError, type DeliveryTarget, type NextHopResolver, type Route } from "./next-hop.ts";
-import type { OutboundSmtp, RecipientOutcome } from "./outbound-smtp.ts";
+import type { DeliveryReport, OutboundSmtp } from "./outbound-smtp.ts";
 import { retryAt } from "./retry-policy.ts";
+import { planSettlement, type SettlementPlan } from "./settlement.ts";
 
 /** The stored message with the filters' header lines in front of it. */
 function withHeaders(headers: string | undefined, body: Readable): Readable {
@@ -47,10 +49,20 @@ export interface DeliveryWorkerOptions {
   concurrency: number;
   /** How often a long delivery tells JetStream it is still working on the job. */
   progressIntervalMs: number;
-  /** How long the writes that settle a finished delivery are repeated while the queue is unavailable. */
-  settleRetryMs: number;
   /** Retry timing for domains no longer configured (their mail is still delivered). */
   fallbackRetry: DomainPolicy["retry"];
+}
+
+/** The job being settled, and what carrying out its plan writes through. */
+interface SettleContext {
+  msg: JsMsg;
+  jobs: JobQueue;
+  spool: SpoolReader;
+  job: DeliveryJob;
+  inline: Buffer | undefined;
+  body: StoredBody;
+  retry: DomainPolicy["retry"];
+  log: Logger;
 }
 
 export interface DeliveryDeps {
@@ -70,8 +82,8 @@ export class DeliveryWorker {
   /** Queue ids this relay is delivering right now. */
   private readonly delivering = new Set<string>();
   private readonly slotWaiters: Array<() => void> = [];
-  /** Domains whose held mail this relay is draining. */
-  private readonly drains = new Map<string, DomainDrain>();
+  /** Domains whose held mail this relay is flushing. */
+  private readonly flushes = new Map<string, HeldMailFlush>();
   private readonly options: DeliveryWorkerOptions;
   private readonly deps: DeliveryDeps;
   private readonly log: Logger;
@@ -92,7 +104,7 @@ export class DeliveryWorker {
   async stop(graceMs: number): Promise<void> {
     this.isRunning = false;
     this.messages?.stop();
-    for (const drain of this.drains.values()) drain.stop();
+    for (const flush of this.flushes.values()) flush.stop();
     for (const wake of this.slotWaiters.splice(0)) wake();
     const deadline = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
     await Promise.race([Promise.all([...this.inFlight]), deadline]);
@@ -107,9 +119,7 @@ export class DeliveryWorker {
         if (!this.isRunning) return;
         const { js } = this.deps.queue.get();
         const consumer = await js.consumers.get(QUEUE_STREAM, DELIVER_CONSUMER);
-        // Short pull expiry: missed heartbeats are noticed within seconds, so delivery resumes
-        // quickly after the consumer's leader moves to another server (the default takes ~30 s).
-        this.messages = await consumer.consume({ max_messages: this.options.concurrency, expires: 5000 });
+        this.messages = await consumer.consume({ max_messages: this.options.concurrency, expires: PULL_EXPIRES_MS });
         delay = 250;
         for await (const msg of this.messages) {
           if (!this.isRunning) {
@@ -140,7 +150,7 @@ export class DeliveryWorker {
 
   /**
    * Deliver and settle the job in `msg`, in a slot the caller has waited for. Jobs come from
-   * mxw-deliver or from a domain's drain consumer (drain.ts); either way `msg` is what settles
+   * mxw-deliver or from a flush of a domain's held mail (held-mail-flush.ts); either way `msg` is what settles
    * them. Never rejects: a failed task gives its job back to JetStream.
    */
   deliver(msg: JsMsg, finishBy?: number): Promise<void> {
@@ -165,23 +175,23 @@ export class DeliveryWorker {
     return task;
   }
 
-  /** The domain's primary answers again: deliver its held mail now, in the background, one drain per domain at a time. */
-  drain(domain: string): void {
-    if (this.drains.has(domain) || !this.isRunning) return;
-    const drain = new DomainDrain(domain, {
+  /** The domain's primary answers again: deliver its held mail now, in the background, one flush per domain at a time. */
+  flushHeldMail(domain: string): void {
+    if (this.flushes.has(domain) || !this.isRunning) return;
+    const flush = new HeldMailFlush(domain, {
       queue: this.deps.queue,
       slots: this,
       isUnreachable: (d) => this.deps.health.isUnreachable(d),
       concurrency: this.options.concurrency,
       log: this.log,
     });
-    this.drains.set(domain, drain);
+    this.flushes.set(domain, flush);
     const started = Date.now();
-    void drain.run().then((result) => {
-      this.log.info("held mail drained", { domain, ...result, ms: Date.now() - started });
+    void flush.run().then((result) => {
+      this.log.info("held mail flushed", { domain, ...result, ms: Date.now() - started });
     }, (err: unknown) => {
-      this.log.warn("draining held mail failed; it waits for its retry time", { domain, error: err });
-    }).finally(() => this.drains.delete(domain));
+      this.log.warn("flushing held mail failed; it waits for its retry time", { domain, error: err });
+    }).finally(() => this.flushes.delete(domain));
   }
 
   waitForSlot(): Promise<void> {
@@ -189,7 +199,7 @@ export class DeliveryWorker {
     return new Promise((resolve) => this.slotWaiters.push(resolve));
   }
 
-  /** `finishBy`: the message may not be handed over after this time (a drain's in-place delivery). */
+  /** `finishBy`: the message may not be handed over after this time (a flush's in-place delivery). */
   private async handle(msg: JsMsg, finishBy?: number): Promise<void> {
     let record: JobRecord;
     try {
@@ -246,74 +256,54 @@ export class DeliveryWorker {
     }
 
     if (this.deps.health.isUnreachable(job.domain)) {
-      // Known down: do not spend a connection timeout per message. The probe drains it early.
+      // Known down: do not spend a connection timeout per message. The probe flushes it early.
       this.deps.metrics.deliveryAttempts.inc({ result: "skipped_dead_host" });
       await this.retryLater(msg, jobs, job, inline, retry, now, true);
       return;
     }
 
     const progress = setInterval(() => msg.working(), this.options.progressIntervalMs);
-    let outcomes: RecipientOutcome[];
-    let remoteMta: string | undefined;
-    let unreachable: boolean;
+    let report: DeliveryReport;
     try {
-      const report = await this.deps.outbound.deliver(route, {
+      report = await this.deps.outbound.deliver(route, {
         sender: job.sender, recipients: job.recipients, size: job.size + Buffer.byteLength(job.headers ?? ""), eightBit: job.eightBit, finishBy,
       }, () => withHeaders(job.headers, body.open()));
-      outcomes = report.outcomes;
-      remoteMta = report.remoteMta;
-      unreachable = report.unreachable;
       if (report.unreachable) this.deps.health.markUnreachable(job.domain, route);
       else this.deps.health.markReachable(job.domain);
     } finally {
       clearInterval(progress);
     }
-    await this.settle(msg, jobs, spool, job, inline, body, outcomes, remoteMta, unreachable, retry, log);
+    const plan = planSettlement({ job, outcomes: report.outcomes, remoteMta: report.remoteMta, destinationDown: report.unreachable, now: Date.now() });
+    await this.settle(plan, { msg, jobs, spool, job, inline, body, retry, log });
   }
 
-  private async settle(
-    msg: JsMsg, jobs: JobQueue, spool: SpoolReader, job: DeliveryJob, inline: Buffer | undefined, body: StoredBody,
-    outcomes: RecipientOutcome[], remoteMta: string | undefined, unreachable: boolean, retry: DomainPolicy["retry"], log: Logger,
-  ): Promise<void> {
-    const now = Date.now();
-    const delivered = outcomes.filter((o) => o.result === "delivered");
-    const temporary = outcomes.filter((o) => o.result === "temporary");
-    const permanent = outcomes.filter((o) => o.result === "permanent");
+  /** Carry out `plan` (settlement.ts) for the job in `msg`: metrics and logs, the bounce, then the deferred job or the end of the job. */
+  private async settle(plan: SettlementPlan, context: SettleContext): Promise<void> {
+    const { msg, job, log } = context;
     const metrics = this.deps.metrics;
-    if (delivered.length > 0) {
-      metrics.recipientsDelivered.inc(delivered.length);
+    if (plan.delivered) {
+      metrics.recipientsDelivered.inc(plan.delivered.recipients);
       metrics.bytesDelivered.inc(job.size);
-      metrics.deliveryLatency.observe((now - job.acceptedAt) / 1000);
-      log.info("delivered", { recipients: delivered.length, remoteMta, reply: delivered[0]?.reply, attempts: job.attempts + 1 });
+      metrics.deliveryLatency.observe(plan.delivered.latencyMs / 1000);
+      log.info("delivered", { recipients: plan.delivered.recipients, remoteMta: plan.delivered.remoteMta, reply: plan.delivered.reply, attempts: plan.delivered.attempt });
     }
-    metrics.deliveryAttempts.inc({
-      result: temporary.length > 0 ? (delivered.length + permanent.length === 0 && !remoteMta ? "connection_failed" : "deferred")
-        : permanent.length > 0 ? "bounced" : "delivered",
-    });
-    if (permanent.length > 0) {
-      log.warn("recipients rejected by the next hop; bouncing", { recipients: permanent.map((p) => p.recipient), reply: permanent[0]?.reply });
-      await this.bounce(job, permanent.map((p) => ({
-        address: p.recipient, status: p.status, diagnostic: p.reply, remoteMta, lastAttempt: new Date(now),
-      })), "rejected", body);
+    metrics.deliveryAttempts.inc({ result: plan.attemptResult });
+    if (plan.bounce) {
+      log.warn("recipients rejected by the next hop; bouncing", { recipients: plan.bounce.map((f) => f.address), reply: plan.bounce[0]?.diagnostic });
+      await this.bounce(job, plan.bounce, "rejected", context.body);
     }
-    if (temporary.length > 0) {
-      const next: DeliveryJob = {
-        ...job,
-        recipients: temporary.map((t) => t.recipient),
-        attempts: job.attempts + 1,
-        lastError: temporary[0]?.reply,
-        lastRemoteMta: remoteMta ?? job.lastRemoteMta,
-      };
-      log.info("deferred", { recipients: temporary.length, reply: temporary[0]?.reply, attempts: next.attempts });
-      await this.retryLater(msg, jobs, next, inline, retry, now, unreachable);
+    if (plan.next.kind === "defer") {
+      const next = plan.next.job;
+      log.info("deferred", { recipients: next.recipients.length, reply: next.lastError, attempts: next.attempts });
+      await this.retryLater(msg, context.jobs, next, context.inline, context.retry, plan.next.failedAt, plan.next.destinationDown);
       return;
     }
-    await this.finish(msg, spool, job);
+    await this.finish(msg, context.spool, job);
   }
 
   /**
    * Hold the job (and its inline body) until its next retry time, then acknowledge the current
-   * copy. While its destination is down the job waits at least OUTAGE_HOLD_MS (retry-policy.ts).
+   * copy. While its destination is down the job waits at least OUTAGE_HOLD_MS (delivery-timing.ts).
    */
   private async retryLater(
     msg: JsMsg, jobs: JobQueue, job: DeliveryJob, inline: Buffer | undefined, retry: DomainPolicy["retry"], now: number,
@@ -353,11 +343,12 @@ export class DeliveryWorker {
   /**
    * Repeat an idempotent queue write for a while instead of failing the job: while a site's
    * stream leader fails over, JetStream refuses writes for a few seconds, and failing here would
-   * hand the job to another delivery, sending mail the primary already has a second time.
+   * hand the job to another delivery, sending mail the primary already has a second time. How
+   * long, and how often, is in delivery-timing.ts: FINISH_MARGIN_MS counts on SETTLE_RETRY_MS.
    */
   private async persist<T>(msg: JsMsg, step: () => Promise<T>): Promise<T> {
-    const deadline = Date.now() + this.options.settleRetryMs;
-    let delay = 200;
+    const deadline = Date.now() + SETTLE_RETRY_MS;
+    let delay = SETTLE_BACKOFF_INITIAL_MS;
     for (;;) {
       try {
         return await step();
@@ -365,7 +356,7 @@ export class DeliveryWorker {
         if (Date.now() + delay > deadline) throw err;
         msg.working();
         await new Promise((resolve) => setTimeout(resolve, delay));
-        delay = Math.min(delay * 2, 2000);
+        delay = Math.min(delay * 2, SETTLE_BACKOFF_MAX_MS);
       }
     }
   }

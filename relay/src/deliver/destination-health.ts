@@ -2,7 +2,7 @@
 // be reached is marked unreachable: its other jobs are deferred without a connection attempt
 // (RFC 5321 §4.5.4.1 asks for a list of unreachable hosts), and a cheap probe (connect, read the
 // 220 greeting, QUIT) runs every few seconds. When the probe succeeds the domain's held jobs are
-// drained at once (drain.ts), instead of each waiting out its backoff.
+// flushed at once (held-mail-flush.ts), instead of each waiting out its backoff.
 
 import { connect } from "node:net";
 import type { Logger } from "../log.ts";
@@ -70,11 +70,11 @@ export class DestinationHealth {
     this.log.warn("destination unreachable; deferring its mail and probing", { domain, hops: route.hops.map((h) => `${h.host}:${h.port}`) });
   }
 
-  /** A delivery got through: end the outage and drain the domain's held mail. */
+  /** A delivery got through: end the outage and flush the domain's held mail. */
   markReachable(domain: string): void {
     if (!this.endOutage(domain)) return;
     this.onRecovered(domain).catch((err: unknown) => {
-      this.log.warn("draining held mail failed; it waits for its retry time", { domain, error: err });
+      this.log.warn("flushing held mail failed; it waits for its retry time", { domain, error: err });
     });
   }
 
@@ -90,7 +90,7 @@ export class DestinationHealth {
 
   /**
    * A relay that starts knows of no outage, yet the queue may hold mail deferred by the relays
-   * before it: probe each destination once, drain its held mail if it answers, and keep
+   * before it: probe each destination once, flush its held mail if it answers, and keep
    * probing it if not. Without this, such mail would wait out its backoff after every restart.
    */
   async recheck(destinations: Array<{ domain: string; route: () => Promise<Route> }>, parallel = 10): Promise<void> {
@@ -133,7 +133,7 @@ export class DestinationHealth {
         await this.onRecovered(domain);
       }
     } catch (err) {
-      this.log.warn("draining held mail failed; the probe will retry", { domain, error: err });
+      this.log.warn("flushing held mail failed; the probe will retry", { domain, error: err });
       if (!this.outages.has(domain)) this.markUnreachable(domain, outage.route);
     } finally {
       outage.probing = false;

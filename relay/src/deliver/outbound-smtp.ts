@@ -1,5 +1,5 @@
 // Sends one job's message to its next hop over SMTP and reports the outcome per recipient.
-// Connections are reused across jobs for the same hop (a drain after an outage sends thousands
+// Connections are reused across jobs for the same hop (a flush of held mail after an outage sends thousands
 // of messages to one primary) and limited per destination, so a recovering primary is not
 // flooded. The SMTP dialogue itself is smtp-client.ts.
 

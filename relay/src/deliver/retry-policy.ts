@@ -4,6 +4,7 @@
 // message is bounced at the end of its queue lifetime, not up to one backoff later.
 
 import type { DomainPolicy } from "../config/relay-domain.ts";
+import { OUTAGE_HOLD_MS } from "./delivery-timing.ts";
 
 export function nextRetryAt(attempts: number, retry: DomainPolicy["retry"], now: number, expiresAt: number, random = Math.random): number {
   const exponent = Math.max(0, attempts - 1);
@@ -12,15 +13,7 @@ export function nextRetryAt(attempts: number, retry: DomainPolicy["retry"], now:
   return Math.min(now + jittered, expiresAt);
 }
 
-/**
- * The least a job waits while its destination is down (Postfix's minimal_backoff_time). The probe
- * starts a drain as soon as the destination answers, and a schedule this far away lets the drain
- * deliver the job in place (drain.ts). Up to a fifth more is added, so that a held backlog does
- * not come due at once when no drain moved it.
- */
-export const OUTAGE_HOLD_MS = 5 * 60_000;
-
-/** When to try a job again: its backoff, and while its destination is down at least OUTAGE_HOLD_MS. */
+/** When to try a job again: its backoff, and while its destination is down at least OUTAGE_HOLD_MS (delivery-timing.ts). */
 export function retryAt(
   attempts: number, retry: DomainPolicy["retry"], now: number, expiresAt: number, destinationDown: boolean, random = Math.random,
 ): number {

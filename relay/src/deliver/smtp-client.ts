@@ -1,5 +1,5 @@
 // One outbound SMTP connection: greeting, EHLO (HELO when refused), STARTTLS, then transactions
-// until it is closed. Written for the delivery hot path (a drain sends thousands of messages over
+// until it is closed. Written for the delivery hot path (a flush of held mail sends thousands over
 // a few connections): with PIPELINING a transaction is two writes and two round trips, the
 // envelope with DATA, then the body with its terminating dot (RFC 2920); the body is encoded with
 // native searches (dot-stuffing.ts). Replies are reported as they are; outbound-smtp.ts decides

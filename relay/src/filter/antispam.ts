@@ -5,6 +5,7 @@
 import { request } from "node:http";
 import type { AntispamPolicy } from "../config/relay-domain.ts";
 import { antispamPolicy } from "#api";
+import { RSPAMD_TIMEOUT_MS } from "../deliver/delivery-timing.ts";
 import type { FilterModule, MessageFilter, MessageUnderScan, Verdict } from "./filter.ts";
 
 interface RspamdReply {
@@ -104,5 +105,5 @@ export const antispamFilter: FilterModule = {
   name: "antispam",
   stage: "data",
   spec: { field: "antispam", schema: antispamPolicy },
-  create: ({ config, policyFor }) => (config.rspamd ? new RspamdFilter(config.rspamd, 30_000, (domain) => policyFor(domain)?.antispam) : undefined),
+  create: ({ config, policyFor }) => (config.rspamd ? new RspamdFilter(config.rspamd, RSPAMD_TIMEOUT_MS, (domain) => policyFor(domain)?.antispam) : undefined),
 };

@@ -5,6 +5,7 @@
 import clamd, { type ClamdScanner } from "clamdjs";
 import type { AntivirusPolicy } from "../config/relay-domain.ts";
 import { antivirusPolicy } from "#api";
+import { CLAMD_TIMEOUT_MS } from "../deliver/delivery-timing.ts";
 import type { FilterModule, MessageFilter, MessageUnderScan, Verdict } from "./filter.ts";
 
 export interface ClamdEndpoint {
@@ -69,5 +70,5 @@ export const antivirusFilter: FilterModule = {
   name: "antivirus",
   stage: "data",
   spec: { field: "antivirus", schema: antivirusPolicy },
-  create: ({ config, policyFor }) => (config.clamd ? new ClamdFilter(config.clamd, 60_000, (domain) => policyFor(domain)?.antivirus) : undefined),
+  create: ({ config, policyFor }) => (config.clamd ? new ClamdFilter(config.clamd, CLAMD_TIMEOUT_MS, (domain) => policyFor(domain)?.antivirus) : undefined),
 };

@@ -12,6 +12,7 @@ import type { Logger } from "../log.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
 import { rcptCallout, type CalloutResult } from "./callout.ts";
 import { recipientsPolicy } from "#api";
+import { CALLOUT_TIMEOUT_MS } from "../deliver/delivery-timing.ts";
 import type { FilterModule, RecipientFilter, RecipientUnderCheck, Verdict } from "./filter.ts";
 import { SharedBucket, type SiteTopology } from "./shared-bucket.ts";
 
@@ -127,6 +128,6 @@ export const recipientVerifyFilter: FilterModule = {
   stage: "rcpt",
   spec: { field: "recipients", schema: recipientsPolicy },
   create: ({ config, queue, nextHops, policyFor, log }) => new RecipientVerifyFilter({
-    hostname: config.hostname, calloutTimeoutMs: 10_000, replicas: config.replicas, calloutRate: 5, calloutBurst: 20, sites: config.sites,
+    hostname: config.hostname, calloutTimeoutMs: CALLOUT_TIMEOUT_MS, replicas: config.replicas, calloutRate: 5, calloutBurst: 20, sites: config.sites,
   }, queue, nextHops, policyFor, log),
 };

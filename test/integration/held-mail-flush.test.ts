@@ -1,13 +1,14 @@
-// Draining a recovered domain's held jobs (relay/src/deliver/drain.ts) on a real nats-server:
-// jobs far from their retry time are delivered in place through the domain's drain consumer, a
-// job close to it is moved to ready with its schedule cancelled, a job held after the drain began
-// and other domains' jobs are left alone.
+// Flushing a recovered domain's held jobs (relay/src/deliver/held-mail-flush.ts) on a real
+// nats-server: jobs far from their retry time are delivered in place through the domain's
+// consumer, a job close to it is moved to ready with its schedule cancelled, a job held after the
+// flush began and other domains' jobs are left alone.
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { JsMsg } from "@nats-io/jetstream";
-import { DomainDrain, FINISH_MARGIN_MS, IN_PLACE_MIN_MS, type DeliverySlots } from "../../relay/src/deliver/drain.ts";
+import { FINISH_MARGIN_MS, IN_PLACE_MIN_MS } from "../../relay/src/deliver/delivery-timing.ts";
+import { HeldMailFlush, type DeliverySlots } from "../../relay/src/deliver/held-mail-flush.ts";
 import { createLogger } from "../../relay/src/log.ts";
 import type { DeliveryJob } from "../../relay/src/queue/delivery-job.ts";
 import { JobQueue } from "../../relay/src/queue/job-queue.ts";
@@ -24,8 +25,8 @@ function job(domain: string, now: number): DeliveryJob {
   };
 }
 
-describe("draining held mail", () => {
-  const dir = tempDir("mxw-drain-");
+describe("flushing held mail", () => {
+  const dir = tempDir("mxw-flush-");
   const log = createLogger({}, "warn");
   let nats: TestNatsServer;
   let queue: QueueConnection;
@@ -33,7 +34,7 @@ describe("draining held mail", () => {
   before(async () => {
     nats = await TestNatsServer.start(join(dir.path, "nats"));
     queue = new QueueConnection({
-      servers: [nats.url], name: "drain-test", publishTimeoutMs: 5000, replicas: 1, maxAckPending: 1000, ackWaitMs: 30_000,
+      servers: [nats.url], name: "flush-test", publishTimeoutMs: 5000, replicas: 1, maxAckPending: 1000, ackWaitMs: 30_000,
     }, log);
     queue.start();
     await queue.whenReady();
@@ -65,14 +66,14 @@ describe("draining held mail", () => {
       waitForSlot: () => Promise.resolve(),
       deliver: async (msg: JsMsg, finishBy: number) => {
         finishBys.push(finishBy);
-        // A job held while the drain runs (a delivery that failed again) is not this drain's.
+        // A job held while the flush runs (a delivery that failed again) is not this flush's.
         if (delivered.length === 0) await jobs.defer(late, far, body);
         delivered.push(msg.subject);
         await msg.ackAck();
       },
     };
-    const drain = new DomainDrain("a.example", { queue, slots, isUnreachable: () => false, concurrency: 4, log, checkIntervalMs: 100 });
-    const result = await drain.run();
+    const flush = new HeldMailFlush("a.example", { queue, slots, isUnreachable: () => false, concurrency: 4, log, checkIntervalMs: 100 });
+    const result = await flush.run();
 
     assert.deepEqual(result, { inPlace: 2, released: 1 });
     assert.deepEqual(finishBys, [far.getTime() - FINISH_MARGIN_MS, far.getTime() - FINISH_MARGIN_MS], "the final dot must go out well before the schedule");
@@ -93,7 +94,7 @@ describe("draining held mail", () => {
   it("creates no consumer for a domain with nothing held", async () => {
     const { jsm } = queue.get();
     const slots: DeliverySlots = { running: true, waitForSlot: () => Promise.resolve(), deliver: () => Promise.reject(new Error("nothing to deliver")) };
-    const result = await new DomainDrain("c.example", { queue, slots, isUnreachable: () => false, concurrency: 4, log, checkIntervalMs: 100 }).run();
+    const result = await new HeldMailFlush("c.example", { queue, slots, isUnreachable: () => false, concurrency: 4, log, checkIntervalMs: 100 }).run();
     assert.deepEqual(result, { inPlace: 0, released: 0 });
     await assert.rejects(jsm.consumers.info(QUEUE_STREAM, drainConsumerName("c.example")), /consumer not found/);
   });

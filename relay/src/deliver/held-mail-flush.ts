@@ -1,16 +1,19 @@
-// Delivering a domain's held mail when its primary comes back. Held jobs (mxw.queue.defer.<dom>.*)
-// are taken through the domain's drain consumer and delivered where they are: the acknowledgement
-// that follows a delivery removes the held record, one write per message. Moving each job back to
-// the ready subjects first would cost two more writes (the ready copy, the cancelled schedule),
-// each fsynced by nats-server, and the drain would wait on the disk (docs/benchmarks.md, round 4).
+// Flushing a domain's held mail when its primary comes back (Postfix's "fast flush": deliver the
+// mail deferred for one destination now, instead of at each message's retry time). Held jobs
+// (mxw.queue.defer.<dom>.*) are taken through the domain's consumer, mxw-drain-<dom>, and
+// delivered where they are: the acknowledgement that follows a delivery removes the held record,
+// one write per message. Moving each job back to the ready subjects first would cost two more
+// writes (the ready copy, the cancelled schedule), each fsynced by nats-server, and the flush
+// would wait on the disk (docs/benchmarks.md, round 4).
 //
 // A held record keeps its retry schedule while it is delivered in place. Were the schedule to
 // fire mid-delivery, a second copy would reach mxw-deliver and the primary would get the message
 // twice. So only jobs whose schedule is at least IN_PLACE_MIN_MS away are delivered in place, and
 // their final dot is not sent later than FINISH_MARGIN_MS before the schedule (the reply to the
 // dot and the settling writes fit in that margin); the others are moved to ready the atomic way
-// (JobQueue.release), which cancels the schedule.
+// (JobQueue.release), which cancels the schedule. Both times are in delivery-timing.ts.
 
+import { FINISH_MARGIN_MS, IN_PLACE_MIN_MS, PULL_EXPIRES_MS } from "./delivery-timing.ts";
 import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import type { Logger } from "../log.ts";
 import { JobQueue, scheduledAt } from "../queue/job-queue.ts";
@@ -18,17 +21,7 @@ import { QUEUE_STREAM } from "../queue/layout.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
 import { ensureDrainConsumer } from "../queue/queue-setup.ts";
 
-/**
- * How long before a held job's schedule its in-place delivery must have sent the final dot: the
- * reply to the dot may take the socket timeout (2 minutes, main.ts), and the settling writes are
- * repeated for 30 s while a stream fails over.
- */
-export const FINISH_MARGIN_MS = 3 * 60_000;
-
-/** A held job is delivered in place only when its schedule is this far away; a minute is left for the delivery itself. */
-export const IN_PLACE_MIN_MS = FINISH_MARGIN_MS + 60_000;
-
-/** How the drain hands a job to the delivery worker's slots. */
+/** How the flush hands a job to the delivery worker's slots. */
 export interface DeliverySlots {
   /** Resolves when a delivery slot is free. */
   waitForSlot(): Promise<void>;
@@ -38,32 +31,32 @@ export interface DeliverySlots {
   readonly running: boolean;
 }
 
-export interface DrainResult {
+export interface FlushResult {
   /** Held jobs delivered (or re-deferred, or bounced) in place. */
   inPlace: number;
   /** Held jobs whose schedule was near, moved to the ready subjects. */
   released: number;
 }
 
-export interface DrainDeps {
+export interface FlushDeps {
   queue: QueueConnection;
   slots: DeliverySlots;
-  /** True while the domain's destination is known to be down again: the drain stops. */
+  /** True while the domain's destination is known to be down again: the flush stops. */
   isUnreachable: (domain: string) => boolean;
   /** Deliveries this relay runs at once: how many held jobs it pulls ahead. */
   concurrency: number;
   log: Logger;
-  /** How often the drain checks whether it is finished. */
+  /** How often the flush checks whether it is finished. */
   checkIntervalMs?: number;
 }
 
-export class DomainDrain {
+export class HeldMailFlush {
   private messages: ConsumerMessages | undefined;
   private stopped = false;
   private readonly domain: string;
-  private readonly deps: DrainDeps;
+  private readonly deps: FlushDeps;
 
-  constructor(domain: string, deps: DrainDeps) {
+  constructor(domain: string, deps: FlushDeps) {
     this.domain = domain;
     this.deps = deps;
   }
@@ -74,32 +67,32 @@ export class DomainDrain {
   }
 
   /**
-   * Deliver the jobs held for the domain when the drain starts. Jobs held later (a delivery that
-   * failed again, or the primary going down again) keep their schedules: the drain ends when the
+   * Deliver the jobs held for the domain when the flush starts. Jobs held later (a delivery that
+   * failed again, or the primary going down again) keep their schedules: the flush ends when the
    * consumer has nothing older to give and this relay's deliveries are settled.
    */
-  async run(): Promise<DrainResult> {
+  async run(): Promise<FlushResult> {
     const { queue, slots, log } = this.deps;
     const { js, jsm } = queue.get();
     const jobs = new JobQueue(js, jsm, queue.publishTimeoutMs);
     // Most recoveries (a relay's start-up check among them) find nothing held: no consumer for those.
     if (!(await jobs.hasHeld(this.domain))) return { inPlace: 0, released: 0 };
-    // Records stored after this point are not part of this drain.
+    // Records stored after this point are not part of this flush.
     const lastSeq = (await jsm.streams.info(QUEUE_STREAM)).state.last_seq;
     let name: string;
     try {
       name = await ensureDrainConsumer(jsm, this.domain, queue.layout);
     } catch (err) {
       // E.g. the stream's consumer limit: the slower way, every held job moved back to ready.
-      log.warn("no drain consumer; moving held jobs to the ready queue instead", { domain: this.domain, error: err });
+      log.warn("no consumer for the domain's held mail; moving held jobs to the ready queue instead", { domain: this.domain, error: err });
       return { inPlace: 0, released: await jobs.releaseDeferred(this.domain) };
     }
     const consumer = await js.consumers.get(QUEUE_STREAM, name);
     if (this.stopped) return { inPlace: 0, released: 0 };
-    const messages = await consumer.consume({ max_messages: this.deps.concurrency, expires: 5000 });
+    const messages = await consumer.consume({ max_messages: this.deps.concurrency, expires: PULL_EXPIRES_MS });
     this.messages = messages;
 
-    const result: DrainResult = { inPlace: 0, released: 0 };
+    const result: FlushResult = { inPlace: 0, released: 0 };
     const settling = new Set<Promise<void>>();
     let checking = false;
     const check = setInterval(() => {
@@ -109,7 +102,7 @@ export class DomainDrain {
         const finished = info.num_pending === 0 && settling.size === 0;
         if (finished || this.deps.isUnreachable(this.domain) || !slots.running) messages.stop();
       }, (err: unknown) => {
-        log.warn("drain progress check failed; stopping the drain, held jobs keep their schedules", { domain: this.domain, error: err });
+        log.warn("flush progress check failed; stopping the flush, held jobs keep their schedules", { domain: this.domain, error: err });
         messages.stop();
       }).finally(() => { checking = false; });
     }, this.deps.checkIntervalMs ?? 1000);
@@ -117,7 +110,7 @@ export class DomainDrain {
     try {
       for await (const msg of messages) {
         if (this.stopped || !slots.running || this.deps.isUnreachable(this.domain)) break;
-        // Held after the drain began: left unacknowledged, it comes back to a later drain after
+        // Held after the flush began: left unacknowledged, it comes back to a later flush after
         // the ack wait, or its schedule makes it ready.
         if (msg.seq > lastSeq) continue;
         const due = scheduledAt(msg.headers);
