@@ -84,9 +84,9 @@ deps-apt:
 typecheck: deps-npm
 	$(TSC) -p tsconfig.json
 
-# CRDs (crds/ and the chart's copies) from the TypeScript API in operator/src/api; a unit test fails when they are stale.
+# CRDs (crds/ and the chart's copies) from the TypeScript API in api/; a unit test fails when they are stale.
 generate: deps-npm
-	$(NODE) operator/src/api/generate-crds.ts
+	$(NODE) api/generate-crds.ts
 
 test: deps deps-bench typecheck
 	$(NODE) --test --test-concurrency=1 --test-timeout=600000 'test/**/*.test.ts'

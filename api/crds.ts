@@ -1,5 +1,5 @@
 // The CustomResourceDefinitions, built from the schemas in this folder. `crds/*.yaml` and the
-// chart's copies are generated from here (operator/src/api/generate-crds.ts); a test fails when
+// chart's copies are generated from here (api/generate-crds.ts); a test fails when
 // they are stale.
 
 import type { TSchema } from "@sinclair/typebox";

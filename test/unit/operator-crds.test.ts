@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseRelayDomain } from "../../relay/src/config/relay-domain.ts";
 import { allCrds, relayDomainCrd } from "#api";
-import { crdDirectories, crdFileName, renderCrdYaml, repoRoot } from "../../operator/src/api/generate-crds.ts";
+import { crdDirectories, crdFileName, renderCrdYaml, repoRoot } from "../../api/generate-crds.ts";
 import { parse } from "yaml";
 import { OPERATOR_ONLY_SPEC_FIELDS, YAML11_BOOLEAN_WORDS } from "#api";
 
