@@ -25,7 +25,7 @@ HARAKA_PREFIX := .tmp/bench/haraka
 # unzip unpacks helm and kubectl; prometheus brings promtool and the server the alerting tests run.
 APT_PACKAGES := unzip postfix swaks libnet-ssleay-perl libio-socket-ssl-perl openssl clamav-daemon rspamd prometheus
 
-.PHONY: help deps deps-npm deps-apt deps-tools deps-bench typecheck generate test test-unit test-integration run bench clean
+.PHONY: help deps deps-npm deps-apt deps-run deps-tools deps-bench typecheck generate test test-unit test-integration run bench clean
 
 help:
 	@echo "make run    - start a local backup MX on 127.0.0.1:2525 with a stand-in primary"
@@ -73,13 +73,22 @@ $(HARAKA_PREFIX)/node_modules/.installed: bench/haraka/package.json bench/haraka
 	npm ci --no-audit --no-fund --prefix $(HARAKA_PREFIX)
 	@touch $@
 
-deps-apt:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# Installs the Debian packages named in $(1) that are missing (apt-get update only when needed).
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+
+deps-apt:
+	$(call apt_install,$(APT_PACKAGES))
+
+# `make run` prints a swaks command to try the relay with: it needs swaks, not the test peers.
+deps-run:
+	$(call apt_install,swaks)
 
 typecheck: deps-npm
 	$(TSC) -p tsconfig.json
@@ -92,7 +101,7 @@ test: deps deps-bench typecheck
 	$(NODE) --test --test-concurrency=1 --test-timeout=600000 'test/**/*.test.ts'
 
 # The local backup MX needs only Node and nats-server, not the Kubernetes test tools.
-run: deps-npm $(TOOLS_BIN)/nats-server
+run: deps-npm deps-run $(TOOLS_BIN)/nats-server
 	$(NODE) relay/dev/local-backup-mx.ts
 
 # BENCH_MESSAGES, BENCH_REPEATS, BENCH_QUICK=1, BENCH_SCENARIOS: see bench/run.ts.
