@@ -5,11 +5,11 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
 export interface TestCertificate {
+  /** The files, for the relay's --tls-key and --tls-cert. */
   keyPath: string;
   certPath: string;
-  /** PEM, as TestPrimary.start takes them. */
-  key: Buffer;
-  cert: Buffer;
+  /** Their PEM, as TestPrimary.start takes it. */
+  pem: { key: Buffer; cert: Buffer };
 }
 
 /** Writes key.pem and cert.pem into `dir`: for `commonName`, valid for `days` days from now. */
@@ -20,5 +20,5 @@ export function selfSignedCertificate(dir: string, commonName: string, days: num
     "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", String(days), "-subj", `/CN=${commonName}`,
     "-keyout", keyPath, "-out", certPath,
   ], { stdio: "ignore" });
-  return { keyPath, certPath, key: readFileSync(keyPath), cert: readFileSync(certPath) };
+  return { keyPath, certPath, pem: { key: readFileSync(keyPath), cert: readFileSync(certPath) } };
 }
