@@ -47,7 +47,7 @@ export interface Peers<O extends PeerOptions> {
 
 /** What every stack has, whatever it was asked for. */
 export interface RelayStack {
-  /** Stops the relays first, then every peer; safe to call more than once. */
+  /** Stops the relays first, then every peer. */
   stop(): Promise<void>;
 }
 
