@@ -59,9 +59,10 @@ export class CountingSink {
 
   /**
    * Resolves once `count` messages have arrived, with the milliseconds since `since`. Listing a
-   * directory of 20,000 dump files every 50 ms took a quarter of a core from the server under
-   * test, so the listings get rarer while the end is far: the next one comes after half the time
-   * the remaining messages need at the rate seen so far, between 50 ms and 1 s.
+   * directory of 20,000 dump files every 50 ms took a good part of a core from the server under
+   * test (docs/benchmarks.md, round 5), so the listings get rarer while the end is far: the next
+   * one comes after half the time the remaining messages need at the rate seen so far, between
+   * 50 ms and 1 s.
    */
   async waitFor(count: number, since: number, timeoutMs: number): Promise<number> {
     const deadline = performance.now() + timeoutMs;

@@ -2,13 +2,12 @@
 // SMTP dialogue, the score travels to the primary in X-Spam-Status, and per-domain thresholds apply.
 
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { TestNatsServer } from "../harness/nats-server.ts";
-import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
-import { GTUBE, TestRspamd } from "../harness/rspamd.ts";
+import type { RelayProcess } from "../harness/relay-process.ts";
+import { startRelayStack, type RelayStack } from "../harness/relay-stack.ts";
+import { GTUBE, type TestRspamd } from "../harness/rspamd.ts";
 import { sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
-import { TestPrimary, headerValue, type ReceivedMessage } from "../harness/test-primary.ts";
+import { headerValue, type ReceivedMessage, type TestPrimary } from "../harness/test-primary.ts";
 import { eventually, tempDir } from "../harness/workspace.ts";
 
 /** No Date and no Message-ID (MISSING_DATE 1, MISSING_MID 2.5): above the test's add-header threshold (3), far below reject (15). */
@@ -16,32 +15,26 @@ const suspicious = (id: string): string => `From: sender@client.test\r\nTo: some
 
 describe("antispam (rspamd)", () => {
   const dir = tempDir("antispam");
-  let nats: TestNatsServer;
+  let stopStack: RelayStack["stop"] | undefined;
   let rspamd: TestRspamd;
   let primary: TestPrimary;
   let relay: RelayProcess;
 
   before(async () => {
-    nats = await TestNatsServer.start(join(dir.path, "nats"));
-    rspamd = await TestRspamd.start(join(dir.path, "rspamd"));
-    primary = await TestPrimary.start();
-    const hosts = [{ host: "127.0.0.1", port: primary.port }];
-    writeDomains(join(dir.path, "domains.yaml"), [
-      { domain: "example.com", primary: { hosts } },
-      { domain: "strict.example", primary: { hosts }, antispam: { rejectScore: 3 } },
-      { domain: "off.example", primary: { hosts }, antispam: { enabled: false } },
-      { domain: "open.example", primary: { hosts }, antispam: { onError: "accept" } },
-    ]);
-    relay = await RelayProcess.start({ dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url, args: ["--rspamd", rspamd.url] });
-    await relay.ready();
+    ({ rspamd, primary, relay, stop: stopStack } = await startRelayStack({ dir: dir.path, nats: true, rspamd: true, primary: true }, (peers) => {
+      const hosts = [{ host: "127.0.0.1", port: peers.primary.port }];
+      return {
+        domains: [
+          { domain: "example.com", primary: { hosts } },
+          { domain: "strict.example", primary: { hosts }, antispam: { rejectScore: 3 } },
+          { domain: "off.example", primary: { hosts }, antispam: { enabled: false } },
+          { domain: "open.example", primary: { hosts }, antispam: { onError: "accept" } },
+        ],
+      };
+    }));
   }, { timeout: 180_000 });
 
-  after(async () => {
-    await relay?.stop();
-    await primary?.close();
-    await rspamd?.stop();
-    await nats?.stop();
-  });
+  after(() => stopStack?.());
 
   const find = (subject: string): ReceivedMessage | undefined => primary.messages.find((m) => headerValue(m.body, "Subject") === subject);
 

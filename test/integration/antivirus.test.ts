@@ -2,14 +2,13 @@
 // test writes: infected mail is refused during the SMTP dialogue, never bounced later.
 
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { crc32, deflateRawSync } from "node:zlib";
 import { after, before, describe, it } from "node:test";
-import { EICAR, TEST_PATTERN, TestClamd } from "../harness/clamd.ts";
-import { TestNatsServer } from "../harness/nats-server.ts";
-import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
+import { EICAR, TEST_PATTERN, type TestClamd } from "../harness/clamd.ts";
+import type { RelayProcess } from "../harness/relay-process.ts";
+import { startRelayStack, type RelayStack } from "../harness/relay-stack.ts";
 import { sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
-import { TestPrimary, headerValue } from "../harness/test-primary.ts";
+import { headerValue, type TestPrimary } from "../harness/test-primary.ts";
 import { eventually, tempDir } from "../harness/workspace.ts";
 
 /** A zip archive holding one deflated file, so its content shows only once clamd unpacks it. */
@@ -57,32 +56,26 @@ function withAttachment(id: string, fileName: string, content: Buffer): string {
 
 describe("antivirus (clamd)", () => {
   const dir = tempDir("antivirus");
-  let nats: TestNatsServer;
+  let stopStack: RelayStack["stop"] | undefined;
   let clamd: TestClamd;
   let primary: TestPrimary;
   let relay: RelayProcess;
 
   before(async () => {
-    nats = await TestNatsServer.start(join(dir.path, "nats"));
-    clamd = await TestClamd.start(join(dir.path, "clamd"));
-    primary = await TestPrimary.start();
-    const hosts = [{ host: "127.0.0.1", port: primary.port }];
-    writeDomains(join(dir.path, "domains.yaml"), [
-      { domain: "example.com", primary: { hosts } },
-      { domain: "open.example", primary: { hosts }, antivirus: { onError: "accept" } },
-      { domain: "off.example", primary: { hosts }, antivirus: { enabled: false } },
-      { domain: "small.example", primary: { hosts }, antivirus: { maxScanSize: "8Ki", onOversize: "reject" } },
-    ]);
-    relay = await RelayProcess.start({ dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url, args: ["--clamd", `127.0.0.1:${clamd.port}`] });
-    await relay.ready();
+    ({ clamd, primary, relay, stop: stopStack } = await startRelayStack({ dir: dir.path, nats: true, clamd: true, primary: true }, (peers) => {
+      const hosts = [{ host: "127.0.0.1", port: peers.primary.port }];
+      return {
+        domains: [
+          { domain: "example.com", primary: { hosts } },
+          { domain: "open.example", primary: { hosts }, antivirus: { onError: "accept" } },
+          { domain: "off.example", primary: { hosts }, antivirus: { enabled: false } },
+          { domain: "small.example", primary: { hosts }, antivirus: { maxScanSize: "8Ki", onOversize: "reject" } },
+        ],
+      };
+    }));
   });
 
-  after(async () => {
-    await relay?.stop();
-    await primary?.close();
-    await clamd?.stop();
-    await nats?.stop();
-  });
+  after(() => stopStack?.());
 
   const delivered = (id: string): boolean => primary.messages.some((m) => headerValue(m.body, "Message-ID") === `<${id}@client.test>`);
 

@@ -2,43 +2,35 @@
 // host name, and forward-confirmed reverse DNS, against a real DNS server with PTR records.
 
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { startDnsServer, type TestDnsServer } from "../harness/dns-server.ts";
-import { TestNatsServer } from "../harness/nats-server.ts";
-import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
+import type { RelayProcess } from "../harness/relay-process.ts";
+import { startRelayStack, type RelayStack } from "../harness/relay-stack.ts";
 import { rcptReply, type Reply } from "../harness/smtp-dialogue.ts";
 import { tempDir } from "../harness/workspace.ts";
 
 describe("client checks: HELO and reverse DNS", () => {
   const dir = tempDir("client-checks");
-  let dns: TestDnsServer;
-  let nats: TestNatsServer;
+  let stopStack: RelayStack["stop"] | undefined;
   let relay: RelayProcess;
 
   before(async () => {
-    dns = await startDnsServer({
+    const zones = {
       "51.0.0.127.in-addr.arpa": { ptr: ["mail.good.test"] },
       "mail.good.test": { a: ["127.0.0.51"] },
       "52.0.0.127.in-addr.arpa": { ptr: ["mail.liar.test"] }, // the name points elsewhere
       "mail.liar.test": { a: ["192.0.2.99"] },
-    });
-    nats = await TestNatsServer.start(join(dir.path, "nats"));
+    };
     const hosts = [{ host: "127.0.0.1", port: 9 }];
-    writeDomains(join(dir.path, "domains.yaml"), [
-      { domain: "strict.example", primary: { hosts }, clientChecks: { rejectInvalidHelo: true, reverseDns: "reject" } },
-      { domain: "lax.example", primary: { hosts }, clientChecks: { rejectHeloOurName: false } },
-      { domain: "example.com", primary: { hosts } },
-    ]);
-    relay = await RelayProcess.start({ dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url, args: ["--resolver", `127.0.0.1:${dns.port}`] });
-    await relay.ready();
+    ({ relay, stop: stopStack } = await startRelayStack({ dir: dir.path, dns: zones, nats: true }, {
+      domains: [
+        { domain: "strict.example", primary: { hosts }, clientChecks: { rejectInvalidHelo: true, reverseDns: "reject" } },
+        { domain: "lax.example", primary: { hosts }, clientChecks: { rejectHeloOurName: false } },
+        { domain: "example.com", primary: { hosts } },
+      ],
+    }));
   });
 
-  after(async () => {
-    await relay?.stop();
-    await nats?.stop();
-    await dns?.close();
-  });
+  after(() => stopStack?.());
 
   const rcpt = (client: string, helo: string, to: string): Promise<Reply> =>
     rcptReply(relay.smtpPort, { client, helo, from: "s@client.test", to });

@@ -3,32 +3,25 @@
 
 import assert from "node:assert/strict";
 import { connect } from "node:net";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { TestNatsServer } from "../harness/nats-server.ts";
-import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
+import type { RelayProcess } from "../harness/relay-process.ts";
+import { startRelayStack, type RelayStack } from "../harness/relay-stack.ts";
 import { SmtpDialogue } from "../harness/smtp-dialogue.ts";
 import { tempDir } from "../harness/workspace.ts";
 
 describe("connection hygiene", () => {
   const dir = tempDir("hygiene");
-  let nats: TestNatsServer;
+  let stopStack: RelayStack["stop"] | undefined;
   let relay: RelayProcess;
 
   before(async () => {
-    nats = await TestNatsServer.start(join(dir.path, "nats"));
-    writeDomains(join(dir.path, "domains.yaml"), [{ domain: "example.com", primary: { hosts: [{ host: "127.0.0.1", port: 9 }] } }]);
-    relay = await RelayProcess.start({
-      dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url,
+    ({ relay, stop: stopStack } = await startRelayStack({ dir: dir.path, nats: true }, {
+      domains: [{ domain: "example.com", primary: { hosts: [{ host: "127.0.0.1", port: 9 }] } }],
       args: ["--greet-pause", "1s", "--max-connections-per-client", "3", "--tarpit-after", "2", "--tarpit-delay", "1500ms"],
-    });
-    await relay.ready();
+    }));
   });
 
-  after(async () => {
-    await relay?.stop();
-    await nats?.stop();
-  });
+  after(() => stopStack?.());
 
   it("answers a client that talks before the greeting with 421 and hangs up", async () => {
     const transcript = await new Promise<string>((resolve) => {

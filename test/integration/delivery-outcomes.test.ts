@@ -3,14 +3,12 @@
 // SMTP server whose answer per recipient the test scripts.
 
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { TestNatsServer } from "../harness/nats-server.ts";
-import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
+import type { RelayProcess } from "../harness/relay-process.ts";
+import { startRelayStack, type RelayStack } from "../harness/relay-stack.ts";
 import { sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
 import { TestPrimary, headerValue, type ReceivedMessage } from "../harness/test-primary.ts";
+import { selfSignedCertificate } from "../harness/tls-certificate.ts";
 import { eventually, freePort, tempDir } from "../harness/workspace.ts";
 
 function isDsn(message: ReceivedMessage): boolean {
@@ -19,50 +17,42 @@ function isDsn(message: ReceivedMessage): boolean {
 
 describe("delivery outcomes", () => {
   const dir = tempDir("outcomes");
-  let nats: TestNatsServer;
+  let stopStack: RelayStack["stop"] | undefined;
   let primary: TestPrimary;
   let tlsPrimary: TestPrimary;
   let relay: RelayProcess;
   let temporaryFailures = 0;
 
   before(async () => {
-    nats = await TestNatsServer.start(join(dir.path, "nats"));
-    primary = await TestPrimary.start();
-    primary.recipientRule = (address) => {
-      if (address.startsWith("bad@")) return { code: 550, message: "5.1.1 <bad@example.com>: Recipient address rejected: User unknown" };
-      if (address.startsWith("later@") && temporaryFailures++ < 2) return { code: 451, message: "4.3.2 try again later" };
-      return undefined;
-    };
-    execFileSync("openssl", [
-      "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=primary.test",
-      "-keyout", join(dir.path, "key.pem"), "-out", join(dir.path, "cert.pem"),
-    ], { stdio: "ignore" });
-    tlsPrimary = await TestPrimary.start(0, { key: readFileSync(join(dir.path, "key.pem")), cert: readFileSync(join(dir.path, "cert.pem")) });
-    const hosts = [{ host: "127.0.0.1", port: primary.port }];
-    const tlsRequired = { mode: "required" as const, verifyCertificate: false };
-    writeDomains(join(dir.path, "domains.yaml"), [
-      // Outbound TLS required: one primary offers STARTTLS, the other does not.
-      { domain: "tls.example", primary: { hosts: [{ host: "127.0.0.1", port: tlsPrimary.port }], tls: tlsRequired } },
-      { domain: "plain.example", primary: { hosts, tls: tlsRequired } },
-      // Opportunistic (the default): STARTTLS whenever the primary offers it.
-      { domain: "opportunistic.example", primary: { hosts: [{ host: "127.0.0.1", port: tlsPrimary.port }] } },
-      { domain: "example.com", primary: { hosts }, queue: { retry: { initialBackoff: "1s", maxBackoff: "2s" } } },
-      // Nothing listens on this primary; the message must come back as a DSN when its 3s lifetime ends.
-      { domain: "expire.example", primary: { hosts: [{ host: "127.0.0.1", port: await freePort() }] }, queue: { lifetime: "3s" } },
-    ]);
-    relay = await RelayProcess.start({
-      dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url,
-      // Bounces for client.test go to the test primary, standing in for the sender's MX.
-      args: ["--bounce-relay", `127.0.0.1:${primary.port}`, "--probe-interval", "1s"],
-    });
-    await relay.ready();
+    tlsPrimary = await TestPrimary.start(0, selfSignedCertificate(dir.path, "primary.test", 2).pem);
+    ({ primary, relay, stop: stopStack } = await startRelayStack({ dir: dir.path, nats: true, primary: true }, async (peers) => {
+      peers.primary.recipientRule = (address) => {
+        if (address.startsWith("bad@")) return { code: 550, message: "5.1.1 <bad@example.com>: Recipient address rejected: User unknown" };
+        if (address.startsWith("later@") && temporaryFailures++ < 2) return { code: 451, message: "4.3.2 try again later" };
+        return undefined;
+      };
+      const hosts = [{ host: "127.0.0.1", port: peers.primary.port }];
+      const tlsRequired = { mode: "required" as const, verifyCertificate: false };
+      return {
+        domains: [
+          // Outbound TLS required: one primary offers STARTTLS, the other does not.
+          { domain: "tls.example", primary: { hosts: [{ host: "127.0.0.1", port: tlsPrimary.port }], tls: tlsRequired } },
+          { domain: "plain.example", primary: { hosts, tls: tlsRequired } },
+          // Opportunistic (the default): STARTTLS whenever the primary offers it.
+          { domain: "opportunistic.example", primary: { hosts: [{ host: "127.0.0.1", port: tlsPrimary.port }] } },
+          { domain: "example.com", primary: { hosts }, queue: { retry: { initialBackoff: "1s", maxBackoff: "2s" } } },
+          // Nothing listens on this primary; the message must come back as a DSN when its 3s lifetime ends.
+          { domain: "expire.example", primary: { hosts: [{ host: "127.0.0.1", port: await freePort() }] }, queue: { lifetime: "3s" } },
+        ],
+        // Bounces for client.test go to the test primary, standing in for the sender's MX.
+        args: ["--bounce-relay", `127.0.0.1:${peers.primary.port}`, "--probe-interval", "1s"],
+      };
+    }));
   });
 
   after(async () => {
-    await relay?.stop();
-    await primary?.close();
+    await stopStack?.();
     await tlsPrimary?.close();
-    await nats?.stop();
   });
 
   it("delivers two recipients and bounces the one the primary rejects with one DSN", async () => {

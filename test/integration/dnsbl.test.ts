@@ -2,45 +2,39 @@
 // different loopback addresses (127.0.0.0/8), some of them listed.
 
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { startDnsServer, type TestDnsServer } from "../harness/dns-server.ts";
-import { TestNatsServer } from "../harness/nats-server.ts";
-import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
+import type { TestDnsServer } from "../harness/dns-server.ts";
+import type { RelayProcess } from "../harness/relay-process.ts";
+import { startRelayStack, type RelayStack } from "../harness/relay-stack.ts";
 import { rcptReply, type Reply } from "../harness/smtp-dialogue.ts";
 import { tempDir } from "../harness/workspace.ts";
 
 describe("DNS block and allow lists", () => {
   const dir = tempDir("dnsbl");
+  let stopStack: RelayStack["stop"] | undefined;
   let dns: TestDnsServer;
-  let nats: TestNatsServer;
   let relay: RelayProcess;
 
   before(async () => {
-    dns = await startDnsServer({
+    const zones = {
       "2.0.0.127.bl.test": { a: ["127.0.0.2"] }, // listed (the conventional test entry)
       "3.0.0.127.bl.test": { a: ["127.255.255.254"] }, // "query refused": an error code, not a listing
       "4.0.0.127.bl.test": { a: ["127.0.0.2"] }, // listed, but also on the allow list
       "4.0.0.127.wl.test": { a: ["127.0.10.1"] },
       "1.0.0.127.broken.test": { servfail: true }, // a list that cannot answer
-    });
-    nats = await TestNatsServer.start(join(dir.path, "nats"));
+    };
     const hosts = [{ host: "127.0.0.1", port: 9 }];
-    writeDomains(join(dir.path, "domains.yaml"), [
-      { domain: "guarded.example", primary: { hosts }, dnsbl: { zones: ["bl.test"], allowZones: ["wl.test"] } },
-      { domain: "open.example", primary: { hosts } },
-      { domain: "careful.example", primary: { hosts }, dnsbl: { zones: ["broken.test"], onError: "tempfail" } },
-      { domain: "trusting.example", primary: { hosts }, dnsbl: { zones: ["broken.test"] } },
-    ]);
-    relay = await RelayProcess.start({ dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url, args: ["--resolver", `127.0.0.1:${dns.port}`] });
-    await relay.ready();
+    ({ dns, relay, stop: stopStack } = await startRelayStack({ dir: dir.path, dns: zones, nats: true }, {
+      domains: [
+        { domain: "guarded.example", primary: { hosts }, dnsbl: { zones: ["bl.test"], allowZones: ["wl.test"] } },
+        { domain: "open.example", primary: { hosts } },
+        { domain: "careful.example", primary: { hosts }, dnsbl: { zones: ["broken.test"], onError: "tempfail" } },
+        { domain: "trusting.example", primary: { hosts }, dnsbl: { zones: ["broken.test"] } },
+      ],
+    }));
   });
 
-  after(async () => {
-    await relay?.stop();
-    await nats?.stop();
-    await dns?.close();
-  });
+  after(() => stopStack?.());
 
   const rcptFrom = (client: string, to: string): Promise<Reply> => rcptReply(relay.smtpPort, { client, from: "s@client.test", to });
 

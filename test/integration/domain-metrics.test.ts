@@ -4,34 +4,30 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { join } from "node:path";
-import { TestNatsServer } from "../harness/nats-server.ts";
-import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
+import type { RelayProcess } from "../harness/relay-process.ts";
+import { startRelayStack, type RelayStack } from "../harness/relay-stack.ts";
 import { sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
 import { eventually, freePort, tempDir } from "../harness/workspace.ts";
 
 describe("per-domain queue metrics (--domain-metrics)", () => {
   const dir = tempDir("domain-metrics");
-  let nats: TestNatsServer;
+  let stopStack: RelayStack["stop"] | undefined;
   let relay: RelayProcess;
 
   before(async () => {
-    nats = await TestNatsServer.start(join(dir.path, "nats"));
     // Nothing listens on the primaries' port: the mail stays queued.
     const hosts = [{ host: "127.0.0.1", port: await freePort() }];
-    writeDomains(join(dir.path, "domains.yaml"), [
-      { domain: "older.example", primary: { hosts } },
-      { domain: "newer.example", primary: { hosts } },
-      { domain: "empty.example", primary: { hosts } },
-    ]);
-    relay = await RelayProcess.start({ dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url, args: ["--domain-metrics", "2"] });
-    await relay.ready();
+    ({ relay, stop: stopStack } = await startRelayStack({ dir: dir.path, nats: true }, {
+      domains: [
+        { domain: "older.example", primary: { hosts } },
+        { domain: "newer.example", primary: { hosts } },
+        { domain: "empty.example", primary: { hosts } },
+      ],
+      args: ["--domain-metrics", "2"],
+    }));
   });
 
-  after(async () => {
-    await relay?.stop();
-    await nats?.stop();
-  });
+  after(() => stopStack?.());
 
   it("exports the domains with the oldest mail, up to the cap, and counts the rest", async () => {
     const first = await sendMail(relay.smtpPort, { from: "a@client.test", to: ["x@older.example"], body: simpleMessage("first", "dm-1") });

@@ -4,16 +4,13 @@
 
 import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { dkimSign } from "mailauth";
-import { EICAR, TestClamd } from "../harness/clamd.ts";
-import { startDnsServer, type TestDnsServer } from "../harness/dns-server.ts";
-import { TestNatsServer } from "../harness/nats-server.ts";
-import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
-import { GTUBE, TestRspamd } from "../harness/rspamd.ts";
+import { EICAR } from "../harness/clamd.ts";
+import type { RelayProcess } from "../harness/relay-process.ts";
+import { startRelayStack, type RelayStack } from "../harness/relay-stack.ts";
+import { GTUBE } from "../harness/rspamd.ts";
 import { SmtpDialogue } from "../harness/smtp-dialogue.ts";
-import { TestPrimary } from "../harness/test-primary.ts";
 import { tempDir } from "../harness/workspace.ts";
 
 const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
@@ -58,15 +55,11 @@ const corpus: Sample[] = [
 
 describe("filter corpus: every filter, real engines", () => {
   const dir = tempDir("corpus");
-  let dns: TestDnsServer;
-  let nats: TestNatsServer;
-  let clamd: TestClamd;
-  let rspamd: TestRspamd;
-  let primary: TestPrimary;
+  let stopStack: RelayStack["stop"] | undefined;
   let relay: RelayProcess;
 
   before(async () => {
-    dns = await startDnsServer({
+    const zones = {
       "news.test": { txt: ["v=spf1 ip4:127.0.0.7 -all"] },
       "s1._domainkey.news.test": { txt: [`v=DKIM1; k=rsa; p=${publicKey.export({ type: "spki", format: "der" }).toString("base64")}`] },
       "_dmarc.news.test": { txt: ["v=DMARC1; p=reject"] },
@@ -74,27 +67,20 @@ describe("filter corpus: every filter, real engines", () => {
       "_dmarc.bank.test": { txt: ["v=DMARC1; p=reject"] },
       "plain.test": { a: ["192.0.2.20"] },
       "2.0.0.127.bl.test": { a: ["127.0.0.2"] },
-    });
-    [nats, clamd, rspamd, primary] = await Promise.all([
-      TestNatsServer.start(join(dir.path, "nats")), TestClamd.start(join(dir.path, "clamd")),
-      TestRspamd.start(join(dir.path, "rspamd")), TestPrimary.start(),
-    ]);
-    primary.recipientRule = (address) => (address.startsWith("alice@") ? undefined : { code: 550, message: "5.1.1 User unknown" });
-    writeDomains(join(dir.path, "domains.yaml"), [{
-      domain: "corp.example", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] },
-      recipients: { mode: "verify" }, dnsbl: { zones: ["bl.test"] },
-    }]);
-    relay = await RelayProcess.start({
-      dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url,
-      args: ["--clamd", `127.0.0.1:${clamd.port}`, "--rspamd", rspamd.url, "--sender-auth", "--resolver", `127.0.0.1:${dns.port}`],
-    });
-    await relay.ready();
+    };
+    ({ relay, stop: stopStack } = await startRelayStack({ dir: dir.path, dns: zones, nats: true, clamd: true, rspamd: true, primary: true }, (peers) => {
+      peers.primary.recipientRule = (address) => (address.startsWith("alice@") ? undefined : { code: 550, message: "5.1.1 User unknown" });
+      return {
+        domains: [{
+          domain: "corp.example", primary: { hosts: [{ host: "127.0.0.1", port: peers.primary.port }] },
+          recipients: { mode: "verify" }, dnsbl: { zones: ["bl.test"] },
+        }],
+        args: ["--sender-auth"],
+      };
+    }));
   }, { timeout: 180_000 });
 
-  after(async () => {
-    await relay?.stop();
-    await Promise.all([primary?.close(), rspamd?.stop(), clamd?.stop(), nats?.stop(), dns?.close()]);
-  });
+  after(() => stopStack?.());
 
   it("accepts all ham and refuses all bad mail during the dialogue", async (t) => {
     const rows: string[] = [];

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { TestNatsServer } from "../harness/nats-server.ts";
 import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
+import { startRelayStack, type RelayStack } from "../harness/relay-stack.ts";
 import { rcptReply, type Reply } from "../harness/smtp-dialogue.ts";
 import { TestPrimary } from "../harness/test-primary.ts";
 import { eventually, freePort, tempDir } from "../harness/workspace.ts";
@@ -20,32 +21,27 @@ const rcpt = (port: number, from: string, to: string): Promise<Reply> => rcptRep
 
 describe("greylisting (NATS KV, two relays)", () => {
   const dir = tempDir("greylisting");
-  let nats: TestNatsServer;
-  let primary: TestPrimary;
+  let stopStack: RelayStack["stop"] | undefined;
   let relayA: RelayProcess;
   let relayB: RelayProcess;
 
   before(async () => {
-    nats = await TestNatsServer.start(join(dir.path, "nats"));
-    primary = await TestPrimary.start();
-    const hosts = [{ host: "127.0.0.1", port: primary.port }];
-    writeDomains(join(dir.path, "domains.yaml"), [
-      { domain: "grey.example", primary: { hosts }, greylisting: { enabled: true, delay: "2s", expiry: "1h", allowSenderDomains: ["partner.example"] } },
-      { domain: "trusted.example", primary: { hosts }, greylisting: { enabled: true, delay: "1h", expiry: "2h", allowClients: ["127.0.0.0/8"] } },
-      { domain: "plain.example", primary: { hosts } },
-    ]);
-    const options = { domainsPath: join(dir.path, "domains.yaml"), nats: nats.url };
-    relayA = await RelayProcess.start({ ...options, dir: join(dir.path) });
-    relayB = await RelayProcess.start({ ...options, dir: tempDir("greylisting-b").path });
-    await Promise.all([relayA.ready(), relayB.ready()]);
+    const stack = await startRelayStack({ dir: dir.path, nats: true, primary: true }, (peers) => {
+      const hosts = [{ host: "127.0.0.1", port: peers.primary.port }];
+      return {
+        domains: [
+          { domain: "grey.example", primary: { hosts }, greylisting: { enabled: true, delay: "2s", expiry: "1h", allowSenderDomains: ["partner.example"] } },
+          { domain: "trusted.example", primary: { hosts }, greylisting: { enabled: true, delay: "1h", expiry: "2h", allowClients: ["127.0.0.0/8"] } },
+          { domain: "plain.example", primary: { hosts } },
+        ],
+      };
+    });
+    stopStack = stack.stop;
+    relayA = stack.relay;
+    relayB = await stack.addRelay();
   });
 
-  after(async () => {
-    await relayA?.stop();
-    await relayB?.stop();
-    await primary?.close();
-    await nats?.stop();
-  });
+  after(() => stopStack?.());
 
   it("temp-fails the first attempt and accepts the retry after the delay on the other relay", async () => {
     const first = await rcpt(relayA.smtpPort, "alice@sender.example", "bob@grey.example");

@@ -8,12 +8,13 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { stringify } from "yaml";
-import { TestNatsServer } from "../harness/nats-server.ts";
+import type { TestNatsServer } from "../harness/nats-server.ts";
 import { readRuleGroups, relayRulesFile } from "../harness/monitoring-rules.ts";
 import { TestPrometheus, type PrometheusAlert } from "../harness/prometheus.ts";
 import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
+import { startRelayStack, type RelayStack } from "../harness/relay-stack.ts";
 import { sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
-import { TestPrimary } from "../harness/test-primary.ts";
+import type { TestPrimary } from "../harness/test-primary.ts";
 import { eventually, freePort, tempDir } from "../harness/workspace.ts";
 
 /** The scrape job name the ServiceMonitor the operator renders gives the relays (its Service's name). */
@@ -32,6 +33,7 @@ function testFriendlyRules(path: string): void {
 
 describe("alerts in a real Prometheus", () => {
   const dir = tempDir("prometheus-alerts");
+  let stopStack: RelayStack["stop"] | undefined;
   let nats: TestNatsServer;
   let primary: TestPrimary;
   let prometheus: TestPrometheus;
@@ -71,8 +73,8 @@ describe("alerts in a real Prometheus", () => {
   };
 
   before(async () => {
-    nats = await TestNatsServer.start(join(dir.path, "nats"));
-    primary = await TestPrimary.start();
+    // The relays are this test's own: they restart on fixed ports for Prometheus's static targets.
+    ({ nats, primary, stop: stopStack } = await startRelayStack({ dir: dir.path, nats: true, primary: true }));
     writeDomains(join(dir.path, "domains.yaml"), [
       { domain: "example.com", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] }, queue: { retry: { initialBackoff: "1s", maxBackoff: "2s" } } },
     ]);
@@ -88,8 +90,7 @@ describe("alerts in a real Prometheus", () => {
   after(async () => {
     await prometheus?.stop();
     for (const relay of relays) await relay.stop();
-    await primary?.close();
-    await nats?.stop();
+    await stopStack?.();
   });
 
   it("scrapes both relays, loads the rules and raises nothing while all is well", async () => {

@@ -2,38 +2,33 @@
 // cannot multiply its allowance by spreading its connections over relays.
 
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { TestNatsServer } from "../harness/nats-server.ts";
-import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
+import type { RelayProcess } from "../harness/relay-process.ts";
+import { startRelayStack, type RelayStack } from "../harness/relay-stack.ts";
 import { rcptReply, type Reply } from "../harness/smtp-dialogue.ts";
 import { tempDir } from "../harness/workspace.ts";
 
 describe("rate limits (JetStream counters, two relays)", () => {
   const dir = tempDir("rate-limits");
-  let nats: TestNatsServer;
+  let stopStack: RelayStack["stop"] | undefined;
   let relayA: RelayProcess;
   let relayB: RelayProcess;
 
   before(async () => {
-    nats = await TestNatsServer.start(join(dir.path, "nats"));
     const hosts = [{ host: "127.0.0.1", port: 9 }];
-    writeDomains(join(dir.path, "domains.yaml"), [
-      { domain: "limited.example", primary: { hosts }, rateLimits: { perClient: "3/1h" } },
-      { domain: "small.example", primary: { hosts }, rateLimits: { perDomain: "2/1h", perSenderDomain: "5/1h" } },
-      { domain: "free.example", primary: { hosts } },
-    ]);
-    const options = { domainsPath: join(dir.path, "domains.yaml"), nats: nats.url };
-    relayA = await RelayProcess.start({ ...options, dir: dir.path });
-    relayB = await RelayProcess.start({ ...options, dir: tempDir("rate-limits-b").path });
-    await Promise.all([relayA.ready(), relayB.ready()]);
+    const stack = await startRelayStack({ dir: dir.path, nats: true }, {
+      domains: [
+        { domain: "limited.example", primary: { hosts }, rateLimits: { perClient: "3/1h" } },
+        { domain: "small.example", primary: { hosts }, rateLimits: { perDomain: "2/1h", perSenderDomain: "5/1h" } },
+        { domain: "free.example", primary: { hosts } },
+      ],
+    });
+    stopStack = stack.stop;
+    relayA = stack.relay;
+    relayB = await stack.addRelay();
   });
 
-  after(async () => {
-    await relayA?.stop();
-    await relayB?.stop();
-    await nats?.stop();
-  });
+  after(() => stopStack?.());
 
   const rcpt = (relay: RelayProcess, client: string, to: string): Promise<Reply> =>
     rcptReply(relay.smtpPort, { client, from: "s@sender.test", to });

@@ -3,48 +3,38 @@
 // nats-server and, for the client side, raw dialogues and swaks.
 
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { TestNatsServer } from "../harness/nats-server.ts";
-import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
+import type { RelayProcess } from "../harness/relay-process.ts";
+import { startRelayStack, type RelayStack } from "../harness/relay-stack.ts";
 import { SmtpDialogue, sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
 import { swaks } from "../harness/swaks.ts";
-import { TestPrimary, headerValue } from "../harness/test-primary.ts";
+import { headerValue, type TestPrimary } from "../harness/test-primary.ts";
+import { selfSignedCertificate } from "../harness/tls-certificate.ts";
 import { tempDir } from "../harness/workspace.ts";
 
 describe("receiving", () => {
   const dir = tempDir("receiving");
-  let nats: TestNatsServer;
+  let stopStack: RelayStack["stop"] | undefined;
   let primary: TestPrimary;
   let relay: RelayProcess;
 
   before(async () => {
-    nats = await TestNatsServer.start(join(dir.path, "nats"));
-    primary = await TestPrimary.start();
-    const hosts = [{ host: "127.0.0.1", port: primary.port }];
-    writeDomains(join(dir.path, "domains.yaml"), [
-      { domain: "example.com", primary: { hosts } },
-      { domain: "list.example", primary: { hosts }, recipients: { mode: "list", list: ["alice", "bob"] } },
-      { domain: "bücher.example", primary: { hosts } },
-      { domain: "small.example", primary: { hosts }, maxMessageSize: "10Ki" },
-    ]);
-    execFileSync("openssl", [
-      "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=backup-mx.test",
-      "-keyout", join(dir.path, "key.pem"), "-out", join(dir.path, "cert.pem"),
-    ], { stdio: "ignore" });
-    relay = await RelayProcess.start({
-      dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url,
-      args: ["--tls-cert", join(dir.path, "cert.pem"), "--tls-key", join(dir.path, "key.pem"), "--max-received", "30", "--tarpit-after", "1000"],
-    });
-    await relay.ready();
+    const tls = selfSignedCertificate(dir.path, "backup-mx.test", 2);
+    ({ primary, relay, stop: stopStack } = await startRelayStack({ dir: dir.path, nats: true, primary: true }, (peers) => {
+      const hosts = [{ host: "127.0.0.1", port: peers.primary.port }];
+      return {
+        domains: [
+          { domain: "example.com", primary: { hosts } },
+          { domain: "list.example", primary: { hosts }, recipients: { mode: "list", list: ["alice", "bob"] } },
+          { domain: "bücher.example", primary: { hosts } },
+          { domain: "small.example", primary: { hosts }, maxMessageSize: "10Ki" },
+        ],
+        args: ["--tls-cert", tls.certPath, "--tls-key", tls.keyPath, "--max-received", "30", "--tarpit-after", "1000"],
+      };
+    }));
   });
 
-  after(async () => {
-    await relay?.stop();
-    await primary?.close();
-    await nats?.stop();
-  });
+  after(() => stopStack?.());
 
   it("advertises the ESMTP extensions a backup MX needs", async () => {
     const { dialogue, greeting } = await SmtpDialogue.open(relay.smtpPort);

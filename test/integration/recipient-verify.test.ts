@@ -3,43 +3,38 @@
 // the cache decides.
 
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { TestNatsServer } from "../harness/nats-server.ts";
-import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
+import type { RelayProcess } from "../harness/relay-process.ts";
+import { startRelayStack, type RelayStack } from "../harness/relay-stack.ts";
 import { rcptReplies, type Reply } from "../harness/smtp-dialogue.ts";
-import { TestPrimary } from "../harness/test-primary.ts";
+import type { TestPrimary } from "../harness/test-primary.ts";
 import { tempDir } from "../harness/workspace.ts";
 
 describe("recipient verification (callout to the primary)", () => {
   const dir = tempDir("verify");
-  let nats: TestNatsServer;
+  let stopStack: RelayStack["stop"] | undefined;
   let primary: TestPrimary;
   let relay: RelayProcess;
   const asked: string[] = [];
 
   before(async () => {
-    nats = await TestNatsServer.start(join(dir.path, "nats"));
-    primary = await TestPrimary.start();
-    primary.recipientRule = (address) => {
-      asked.push(address);
-      const user = address.split("@")[0] ?? "";
-      return ["alice", "bob"].includes(user) ? undefined : { code: 550, message: "5.1.1 User unknown" };
-    };
-    const hosts = [{ host: "127.0.0.1", port: primary.port }];
-    writeDomains(join(dir.path, "domains.yaml"), [
-      { domain: "verify.example", primary: { hosts }, recipients: { mode: "verify" } },
-      { domain: "lenient.example", primary: { hosts }, recipients: { mode: "verify", verify: { whenUnavailable: "accept" } } },
-    ]);
-    relay = await RelayProcess.start({ dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url });
-    await relay.ready();
+    ({ primary, relay, stop: stopStack } = await startRelayStack({ dir: dir.path, nats: true, primary: true }, (peers) => {
+      peers.primary.recipientRule = (address) => {
+        asked.push(address);
+        const user = address.split("@")[0] ?? "";
+        return ["alice", "bob"].includes(user) ? undefined : { code: 550, message: "5.1.1 User unknown" };
+      };
+      const hosts = [{ host: "127.0.0.1", port: peers.primary.port }];
+      return {
+        domains: [
+          { domain: "verify.example", primary: { hosts }, recipients: { mode: "verify" } },
+          { domain: "lenient.example", primary: { hosts }, recipients: { mode: "verify", verify: { whenUnavailable: "accept" } } },
+        ],
+      };
+    }));
   });
 
-  after(async () => {
-    await relay?.stop();
-    await primary?.close();
-    await nats?.stop();
-  });
+  after(() => stopStack?.());
 
   const rcpts = (...addresses: string[]): Promise<Reply[]> => rcptReplies(relay.smtpPort, { from: "s@client.test", to: addresses });
 

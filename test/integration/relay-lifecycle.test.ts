@@ -6,8 +6,8 @@ import { createHash } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { TestNatsServer } from "../harness/nats-server.ts";
 import { RelayProcess, relayDomainYaml, writeDomains } from "../harness/relay-process.ts";
+import { startRelayStack } from "../harness/relay-stack.ts";
 import { SmtpDialogue, sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
 import { TestPrimary, headerValue } from "../harness/test-primary.ts";
 import { eventually, peakRss, tempDir } from "../harness/workspace.ts";
@@ -15,10 +15,9 @@ import { eventually, peakRss, tempDir } from "../harness/workspace.ts";
 describe("relay lifecycle", () => {
   it("relays 50 MB and 120 MB messages with memory that does not grow with the message size", async (t) => {
     const dir = tempDir("large");
-    const nats = await TestNatsServer.start(join(dir.path, "nats"));
-    const primary = await TestPrimary.start();
-    writeDomains(join(dir.path, "domains.yaml"), [{ domain: "example.com", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] }, maxMessageSize: "150Mi" }]);
-    const relay = await RelayProcess.start({ dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url });
+    const { primary, relay, stop } = await startRelayStack({ dir: dir.path, nats: true, primary: true }, (peers) => ({
+      domains: [{ domain: "example.com", primary: { hosts: [{ host: "127.0.0.1", port: peers.primary.port }] }, maxMessageSize: "150Mi" }],
+    }));
     const line = Buffer.from("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/\r\n");
     const block = Buffer.concat(Array.from({ length: 13_000 }, () => line)); // 1,014,000 bytes
     /** Send `blocks` MB through the relay and check it arrives unchanged; returns ms from final dot to 250. */
@@ -51,7 +50,6 @@ describe("relay lifecycle", () => {
       return acceptMs;
     };
     try {
-      await relay.ready();
       const before = peakRss(relay.process.pid);
       // A 5 MB message first: it takes the relay to its working memory (buffers, heap, pools).
       await relayLarge(5);
@@ -68,16 +66,13 @@ describe("relay lifecycle", () => {
       // Streaming holds a few 1 MiB chunks at a time: 24 times the message, not 24 times the memory.
       assert.ok(growth < 64 * 2 ** 20, `peak RSS grew by ${mib(growth)} MiB between the 5 MB and the 120 MB message`);
     } finally {
-      await relay.stop();
-      await primary.close();
-      await nats.stop();
+      await stop();
     }
   });
 
   it("reloads RelayDomain changes without a restart and without dropping open sessions", async () => {
     const dir = tempDir("reload");
-    const nats = await TestNatsServer.start(join(dir.path, "nats"));
-    const primary = await TestPrimary.start();
+    const { nats, primary, stop } = await startRelayStack({ dir: dir.path, nats: true, primary: true });
     const hosts = [{ host: "127.0.0.1", port: primary.port }];
     const domainsDir = join(dir.path, "domains");
     mkdirSync(domainsDir);
@@ -107,8 +102,7 @@ describe("relay lifecycle", () => {
       assert.equal(relay.process.running, true);
     } finally {
       await relay.stop();
-      await primary.close();
-      await nats.stop();
+      await stop();
     }
   });
 
@@ -138,12 +132,11 @@ describe("relay lifecycle", () => {
 
   it("on SIGTERM lets the open session finish, refuses new work and exits cleanly", async () => {
     const dir = tempDir("sigterm");
-    const nats = await TestNatsServer.start(join(dir.path, "nats"));
-    const primary = await TestPrimary.start();
-    writeDomains(join(dir.path, "domains.yaml"), [{ domain: "example.com", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] } }]);
-    const relay = await RelayProcess.start({ dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url, args: ["--shutdown-grace", "20s"] });
+    const { relay, stop } = await startRelayStack({ dir: dir.path, nats: true, primary: true }, (peers) => ({
+      domains: [{ domain: "example.com", primary: { hosts: [{ host: "127.0.0.1", port: peers.primary.port }] } }],
+      args: ["--shutdown-grace", "20s"],
+    }));
     try {
-      await relay.ready();
       const { dialogue } = await SmtpDialogue.open(relay.smtpPort);
       await dialogue.command("EHLO client.test");
       assert.equal((await dialogue.command("MAIL FROM:<s@client.test>")).code, 250);
@@ -162,9 +155,7 @@ describe("relay lifecycle", () => {
       assert.equal(exit.code, 0);
       await assert.rejects(SmtpDialogue.open(relay.smtpPort), "the listener is closed");
     } finally {
-      await relay.stop();
-      await primary.close();
-      await nats.stop();
+      await stop();
     }
   });
 });

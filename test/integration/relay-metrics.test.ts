@@ -3,18 +3,19 @@
 // expiry. The last test holds the rules and the dashboard to the names the relay really exports.
 
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { join } from "node:path";
 import { OperatorMetrics } from "../../operator/src/metrics.ts";
-import { TestClamd } from "../harness/clamd.ts";
+import type { TestClamd } from "../harness/clamd.ts";
 import { dashboardExpressions, metricNames, operatorRulesFile, relayRulesFile, rulesOf } from "../harness/monitoring-rules.ts";
-import { TestNatsServer } from "../harness/nats-server.ts";
-import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
+import type { TestNatsServer } from "../harness/nats-server.ts";
+import type { RelayProcess } from "../harness/relay-process.ts";
+import { startRelayStack, type RelayStack } from "../harness/relay-stack.ts";
 import { SmtpDialogue, sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
-import { TestPrimary } from "../harness/test-primary.ts";
+import type { TestPrimary } from "../harness/test-primary.ts";
+import { selfSignedCertificate } from "../harness/tls-certificate.ts";
 import { eventually, freePort, tempDir } from "../harness/workspace.ts";
 
 /** Sample names an exposition declares: each `# TYPE`, and a histogram's _bucket, _count and _sum. */
@@ -30,42 +31,30 @@ function exportedNames(exposition: string): Set<string> {
 
 describe("relay metrics for the SLOs", () => {
   const dir = tempDir("relay-metrics");
+  let stopStack: RelayStack["stop"] | undefined;
   let nats: TestNatsServer;
   let primary: TestPrimary;
   let clamd: TestClamd;
   let relay: RelayProcess;
 
   before(async () => {
-    nats = await TestNatsServer.start(join(dir.path, "nats"));
-    clamd = await TestClamd.start(join(dir.path, "clamd"));
-    primary = await TestPrimary.start();
-    const hosts = [{ host: "127.0.0.1", port: primary.port }];
-    writeDomains(join(dir.path, "domains.yaml"), [
-      { domain: "example.com", primary: { hosts }, antispam: { onError: "accept" } },
-      // rspamd is down and this domain wants a score: its mail gets 451, a failure of ours.
-      { domain: "strict.example", primary: { hosts } },
-    ]);
-    execFileSync("openssl", [
-      "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "20", "-subj", "/CN=backup-mx.test",
-      "-keyout", join(dir.path, "key.pem"), "-out", join(dir.path, "cert.pem"),
-    ], { stdio: "ignore" });
-    relay = await RelayProcess.start({
-      dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url,
-      // A real clamd, and an rspamd address where nothing listens: one engine up, one down.
-      args: [
-        "--clamd", `127.0.0.1:${clamd.port}`, "--rspamd", `http://127.0.0.1:${await freePort()}`,
-        "--tls-cert", join(dir.path, "cert.pem"), "--tls-key", join(dir.path, "key.pem"),
-      ],
-    });
-    await relay.ready();
+    const tls = selfSignedCertificate(dir.path, "backup-mx.test", 20);
+    // A real clamd, and an rspamd address where nothing listens: one engine up, one down.
+    const deadRspamd = `http://127.0.0.1:${await freePort()}`;
+    ({ nats, clamd, primary, relay, stop: stopStack } = await startRelayStack({ dir: dir.path, nats: true, clamd: true, primary: true }, (peers) => {
+      const hosts = [{ host: "127.0.0.1", port: peers.primary.port }];
+      return {
+        domains: [
+          { domain: "example.com", primary: { hosts }, antispam: { onError: "accept" } },
+          // rspamd is down and this domain wants a score: its mail gets 451, a failure of ours.
+          { domain: "strict.example", primary: { hosts } },
+        ],
+        args: ["--rspamd", deadRspamd, "--tls-cert", tls.certPath, "--tls-key", tls.keyPath],
+      };
+    }));
   });
 
-  after(async () => {
-    await relay?.stop();
-    await clamd?.stop();
-    await primary?.close();
-    await nats?.stop();
-  });
+  after(() => stopStack?.());
 
   it("counts transactions, and as failed only those the relay failed (queue away), not policy refusals", async () => {
     const accepted = await sendMail(relay.smtpPort, { from: "a@client.test", to: ["x@example.com"], body: simpleMessage("one", "tx-1") });

@@ -4,14 +4,12 @@
 
 import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { dkimSign } from "mailauth";
-import { startDnsServer, type TestDnsServer } from "../harness/dns-server.ts";
-import { TestNatsServer } from "../harness/nats-server.ts";
-import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
+import type { RelayProcess } from "../harness/relay-process.ts";
+import { startRelayStack, type RelayStack } from "../harness/relay-stack.ts";
 import { SmtpDialogue, type Reply } from "../harness/smtp-dialogue.ts";
-import { TestPrimary, headerValue } from "../harness/test-primary.ts";
+import { headerValue, type TestPrimary } from "../harness/test-primary.ts";
 import { eventually, tempDir } from "../harness/workspace.ts";
 
 const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
@@ -23,13 +21,12 @@ function message(from: string, id: string): string {
 
 describe("sender authentication (SPF, DKIM, DMARC)", () => {
   const dir = tempDir("sender-auth");
-  let dns: TestDnsServer;
-  let nats: TestNatsServer;
+  let stopStack: RelayStack["stop"] | undefined;
   let primary: TestPrimary;
   let relay: RelayProcess;
 
   before(async () => {
-    dns = await startDnsServer({
+    const zones = {
       "signer.test": { txt: ["v=spf1 ip4:127.0.0.7 -all"] },
       "sel._domainkey.signer.test": { txt: [`v=DKIM1; k=rsa; p=${dkimKey}`] },
       "_dmarc.signer.test": { txt: ["v=DMARC1; p=reject"] },
@@ -37,28 +34,21 @@ describe("sender authentication (SPF, DKIM, DMARC)", () => {
       "_dmarc.spoofed.test": { txt: ["v=DMARC1; p=reject"] },
       "relaxed.test": { txt: ["v=spf1 ip4:192.0.2.1 -all"] },
       "_dmarc.relaxed.test": { txt: ["v=DMARC1; p=none"] },
-    });
-    nats = await TestNatsServer.start(join(dir.path, "nats"));
-    primary = await TestPrimary.start();
-    const hosts = [{ host: "127.0.0.1", port: primary.port }];
-    writeDomains(join(dir.path, "domains.yaml"), [
-      { domain: "example.com", primary: { hosts } },
-      { domain: "spf-strict.example", primary: { hosts }, authentication: { rejectSpfFail: true } },
-      { domain: "auth-off.example", primary: { hosts }, authentication: { enabled: false } },
-    ]);
-    relay = await RelayProcess.start({
-      dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url,
-      args: ["--sender-auth", "--resolver", `127.0.0.1:${dns.port}`],
-    });
-    await relay.ready();
+    };
+    ({ primary, relay, stop: stopStack } = await startRelayStack({ dir: dir.path, dns: zones, nats: true, primary: true }, (peers) => {
+      const hosts = [{ host: "127.0.0.1", port: peers.primary.port }];
+      return {
+        domains: [
+          { domain: "example.com", primary: { hosts } },
+          { domain: "spf-strict.example", primary: { hosts }, authentication: { rejectSpfFail: true } },
+          { domain: "auth-off.example", primary: { hosts }, authentication: { enabled: false } },
+        ],
+        args: ["--sender-auth"],
+      };
+    }));
   });
 
-  after(async () => {
-    await relay?.stop();
-    await primary?.close();
-    await nats?.stop();
-    await dns?.close();
-  });
+  after(() => stopStack?.());
 
   async function send(client: string, sender: string, to: string, body: string): Promise<Reply | undefined> {
     const { dialogue } = await SmtpDialogue.open(relay.smtpPort, "127.0.0.1", client);

@@ -3,13 +3,11 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { Readable } from "node:stream";
 import { SmtpClient, SmtpConnectionError, type SmtpClientOptions } from "../../relay/src/deliver/smtp-client.ts";
 import { SmtpSink } from "../harness/postfix-tools.ts";
 import { TestPrimary } from "../harness/test-primary.ts";
+import { selfSignedCertificate } from "../harness/tls-certificate.ts";
 import { eventually, tempDir } from "../harness/workspace.ts";
 
 const options = (port: number, tls: SmtpClientOptions["tls"] = "opportunistic"): SmtpClientOptions => ({
@@ -34,11 +32,7 @@ describe("outbound SMTP client", () => {
   before(async () => {
     primary = await TestPrimary.start();
     primary.recipientRule = (address) => (address.startsWith("bad@") ? { code: 550, message: "5.1.1 user unknown" } : undefined);
-    execFileSync("openssl", [
-      "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=primary.test",
-      "-keyout", join(dir.path, "key.pem"), "-out", join(dir.path, "cert.pem"),
-    ], { stdio: "ignore" });
-    tlsPrimary = await TestPrimary.start(0, { key: readFileSync(join(dir.path, "key.pem")), cert: readFileSync(join(dir.path, "cert.pem")) });
+    tlsPrimary = await TestPrimary.start(0, selfSignedCertificate(dir.path, "primary.test", 2).pem);
   });
 
   after(async () => {

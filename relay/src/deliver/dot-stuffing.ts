@@ -2,7 +2,7 @@
 // second one, and the body ends with CRLF "." CRLF. Line endings are normalised to CRLF on the way
 // out too, whatever the stored body holds, so that no next hop can be handed a bare LF "." LF
 // (SMTP smuggling). The searches are Buffer.indexOf, native code: a byte-by-byte JavaScript loop
-// cost 28% of the relay's CPU with 100 KB messages (docs/benchmarks.md, round 4).
+// was a large share of the relay's CPU with large messages (docs/benchmarks.md, round 4).
 
 import { LineEndingNormaliser } from "../receive/line-endings.ts";
 

@@ -89,8 +89,8 @@ export class QueueConnection {
           reconnectTimeWait: 500,
           timeout: 5000,
           pingInterval: 10_000,
-          // An Error with a stack for every request and timer, in case one fails: 12% of the relay's
-          // CPU under load in the bench's profile (docs/benchmarks.md). Failures keep their message.
+          // An Error with a stack for every request and timer, in case one fails: a large share of the
+          // relay's CPU under load in the bench's profile (docs/benchmarks.md). Failures keep their message.
           noAsyncTraces: true,
         });
         if (!coalesceWrites(nc)) this.log.warn("nats-core internals changed: socket writes are not coalesced (see write-coalescing.ts)");

@@ -3,7 +3,7 @@
 import { randomFillSync } from "node:crypto";
 
 // Random bytes drawn 4 KiB at a time: one call into the CSPRNG per 512 ids instead of one per id
-// (1 % of the relay's CPU under load went to randomBytes(8)).
+// (randomBytes(8) per id showed in the relay's CPU profile under load; docs/benchmarks.md, round 4).
 const pool = Buffer.alloc(4096);
 let poolOffset = pool.length;
 

@@ -1,7 +1,7 @@
 // Requests on the relay's per-message path (storing a job, confirming an acknowledgement) through
 // one reply subscription of its own. nats-core's request() settles every request that succeeded
 // by also rejecting its promise with a new RequestError("cancelled"): an Error with a captured
-// stack per request, 3–5 % of the relay's CPU at full load (docs/benchmarks.md, round 4). Here a
+// stack per request, a visible share of the relay's CPU at full load (docs/benchmarks.md, round 4). Here a
 // reply costs a map lookup. Everything else keeps using the library's requests.
 
 import { createInbox, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";

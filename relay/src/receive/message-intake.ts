@@ -29,7 +29,7 @@ export type IntakeOutcome =
   }
   | { stored: false; reply: SmtpReply; size: number; reason: "size" | "loop" | "bare-newline" };
 
-/** A byte above 0x7F anywhere in the chunk. Native (SIMD) scan: a JavaScript loop over every byte was 3 % of the relay's CPU with 100 KB messages. */
+/** A byte above 0x7F anywhere in the chunk. Native (SIMD) scan: a JavaScript loop over every byte showed in the relay's CPU profile with large messages (docs/benchmarks.md, round 4). */
 function hasEightBit(chunk: Buffer): boolean {
   return !isAscii(chunk);
 }

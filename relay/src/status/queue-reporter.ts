@@ -30,8 +30,8 @@ export async function collectQueueReport(index: QueueIndex, store: DomainStore, 
 }
 
 export async function startQueueReporter(queue: QueueConnection, index: QueueIndex, store: DomainStore, target: ReportTarget, reporter: string, intervalMs: number, log: Logger): Promise<() => void> {
-  // Loaded only when a report is configured: the Kubernetes client alone adds ~80 MB to the
-  // relay's resident memory (measured by `make bench`, docs/benchmarks.md).
+  // Loaded only when a report is configured: the Kubernetes client alone is a large part of the
+  // relay's idle resident memory (measured by `make bench`, docs/benchmarks.md).
   const { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } = await import("@kubernetes/client-node");
   const config = new KubeConfig();
   if (target.kubeconfig) config.loadFromFile(target.kubeconfig);
