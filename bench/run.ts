@@ -12,11 +12,12 @@
 //   5  peak RSS with one 50 MB message
 //   6  mxwarden with every filter at the door but greylisting (clamd, rspamd, SPF/DKIM/DMARC,
 //      a DNS list, HELO checks, rate limits)
+//   7  as 1, but a new connection per message (an MX's usual traffic), 20 and 100 concurrent senders
 //   fsync    mxwarden on nats-server's default fsync interval: what durability costs (not a setting to run)
 //   backlog  100,000 deferred jobs over 1,000 domains, one primary returns (deferred-backlog.ts)
 //
 // Environment: BENCH_MESSAGES (10000), BENCH_REPEATS (3), BENCH_QUICK=1 (500 messages, 1 repeat,
-// scenarios 1,3,4,5, nothing written to docs/), BENCH_SCENARIOS (e.g. "1,3"), BENCH_SERVERS
+// scenarios 1,3,4,5,7, nothing written to docs/), BENCH_SCENARIOS (e.g. "1,3"), BENCH_SERVERS
 // (e.g. "mxwarden,Postfix"), BENCH_RATE (offered rate of 4 when 1 does not run), BENCH_MARKDOWN
 // (where the Markdown goes; default docs/benchmarks.md, none in quick mode), BENCH_RELAY_ARGS (extra
 // relay flags for every mxwarden run, e.g. "--max-connections-per-hop 20", to try settings).
@@ -26,13 +27,13 @@ import { join } from "node:path";
 import { repoRoot } from "../test/harness/workspace.ts";
 import { measureDeferredBacklog } from "./deferred-backlog.ts";
 import { machineDescription, markdownTable, median, textTable, type Figure } from "./report.ts";
-import { bigMessageRss, drain, filteredThroughput, latency, SERVERS, SESSIONS, startServer, throughput, type ServerName } from "./scenarios.ts";
+import { bigMessageRss, connectionPerMessage, drain, filteredThroughput, latency, SERVERS, SESSIONS, startServer, throughput, type ServerName } from "./scenarios.ts";
 import { MxwardenBackupMx } from "./servers/mxwarden.ts";
 
 const quick = process.env.BENCH_QUICK === "1";
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? (quick ? 500 : 10_000));
 const REPEATS = Number(process.env.BENCH_REPEATS ?? (quick ? 1 : 3));
-const SCENARIOS = new Set((process.env.BENCH_SCENARIOS ?? (quick ? "1,3,4,5" : "1,2,3,4,5,6,fsync,backlog")).split(",").map((s) => s.trim()));
+const SCENARIOS = new Set((process.env.BENCH_SCENARIOS ?? (quick ? "1,3,4,5,7" : "1,2,3,4,5,6,7,fsync,backlog")).split(",").map((s) => s.trim()));
 const SERVERS_RUN = SERVERS.filter((server) => (process.env.BENCH_SERVERS ?? SERVERS.join(",")).split(",").includes(server));
 const MARKDOWN = process.env.BENCH_MARKDOWN ?? (quick ? undefined : join(repoRoot, "docs", "benchmarks.md"));
 // How long the servers try and defer while the primary is down, before it comes back, and how
@@ -40,6 +41,8 @@ const MARKDOWN = process.env.BENCH_MARKDOWN ?? (quick ? undefined : join(repoRoo
 const SETTLE_MS = MESSAGES <= 1000 ? 1000 : 5000;
 const DRAIN_WAIT_MS = Number(process.env.BENCH_DRAIN_WAIT_MS ?? Math.max(60_000, MESSAGES * 10));
 const BIG_MESSAGE = 50 * 2 ** 20;
+/** Concurrent senders of scenario 7, each opening a new connection per message. */
+const SENDERS = [20, 100] as const;
 
 const base = join(repoRoot, ".tmp", "bench", `run-${new Date().toISOString().replace(/[:.]/g, "-")}`);
 mkdirSync(base, { recursive: true });
@@ -84,6 +87,8 @@ let offeredRate = Number(process.env.BENCH_RATE ?? NaN);
 let ownHalfRates: Record<string, number> = {};
 /** The figures issue 5 sets targets on, by scenario. */
 const tracked: Partial<Record<"endToEnd" | "drainRate" | "p99" | "rssLoad" | "rssBig" | "filtered", Figure>> = {};
+/** Issue 19's target figures: end to end with a new connection per message, by number of senders. */
+const trackedPerConnection = new Map<number, Figure>();
 
 if (SCENARIOS.has("1")) {
   const accept = figure("1: 4 KB", "accept rate", "msg/s", "higher");
@@ -191,6 +196,20 @@ if (SCENARIOS.has("6") && SERVERS_RUN.includes("mxwarden")) {
   if (perFilter.length > 0) notes.push(`Scenario 6, mean time a message spends in each filter (median of runs): ${perFilter.join(", ")}.`);
 }
 
+if (SCENARIOS.has("7")) {
+  for (const senders of SENDERS) {
+    const scenario = `7: new connection per message, ${senders} senders`;
+    const accept = figure(scenario, "accept rate", "msg/s", "higher");
+    const endToEnd = figure(scenario, "end-to-end rate", "msg/s", "higher");
+    trackedPerConnection.set(senders, endToEnd);
+    await eachRun(`s7-${senders}`, async (server, dir) => {
+      const result = await connectionPerMessage(dir, server, MESSAGES, senders);
+      record(accept, server, result.acceptPerSecond);
+      record(endToEnd, server, result.endToEndPerSecond);
+    });
+  }
+}
+
 if (SCENARIOS.has("backlog")) {
   log("backlog: 100,000 deferred jobs");
   const backlog = await measureDeferredBacklog(Number(process.env.BENCH_DEFERRED ?? 100_000));
@@ -215,6 +234,9 @@ if (tracked.drainRate) {
   const postfix = versus(tracked.drainRate, "Postfix");
   targets.push(`drain (3) ≥ 2× Postfix: ${ratioVerdict(postfix, 2)}`);
 }
+for (const [senders, endToEnd] of trackedPerConnection) {
+  targets.push(`end-to-end rate, a new connection per message, ${senders} senders (7) ≥ 1.5× Postfix: ${ratioVerdict(versus(endToEnd, "Postfix"), 1.5)}`);
+}
 if (tracked.p99) targets.push(`p99 accept latency (4) < 50 ms at half the maximum rate: ${mine(tracked.p99).toFixed(1)} ms, ${verdict(mine(tracked.p99) < 50)}`);
 for (const [label, target] of [["under load (5a)", tracked.rssLoad], ["with one 50 MB message (5b)", tracked.rssBig]] as const) {
   if (target) targets.push(`RSS < 200 MB ${label}: ${mine(target).toFixed(0)} MiB, ${verdict(mine(target) * 2 ** 20 < 200e6)}`);
@@ -224,10 +246,10 @@ if (tracked.filtered && tracked.endToEnd) {
 }
 
 const machine = machineDescription();
-const heading = `${MESSAGES} messages per run (scenario 6: at most 2,000), ${SESSIONS} sessions, median of ${REPEATS} run${REPEATS === 1 ? "" : "s"}, ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC`;
+const heading = `${MESSAGES} messages per run (scenario 6: at most 2,000), ${SESSIONS} sessions (scenario 7: ${SENDERS.join(" and ")} senders), median of ${REPEATS} run${REPEATS === 1 ? "" : "s"}, ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC`;
 console.log(`\n${heading}\n\n${textTable(figures)}\n`);
 for (const note of notes) console.log(note);
-if (targets.length > 0) console.log(`\nTargets (issue 5), mxwarden:\n${targets.map((t) => `  ${t}`).join("\n")}`);
+if (targets.length > 0) console.log(`\nTargets (issues 5 and 19), mxwarden:\n${targets.map((t) => `  ${t}`).join("\n")}`);
 console.log(`\n${machine.join("\n")}`);
 
 if (MARKDOWN) {
@@ -238,7 +260,7 @@ if (MARKDOWN) {
     markdownTable(figures),
     "",
     ...notes.flatMap((note) => [note, ""]),
-    ...(targets.length > 0 ? ["Targets (issue 5), mxwarden:", "", ...targets.map((t) => `- ${t}`), ""] : []),
+    ...(targets.length > 0 ? ["Targets (issues 5 and 19), mxwarden:", "", ...targets.map((t) => `- ${t}`), ""] : []),
     "Machine:",
     "",
     ...machine.map((line) => `- ${line}`),

@@ -4,7 +4,6 @@
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { TestClamd } from "../test/harness/clamd.ts";
-import { smtpSource } from "../test/harness/postfix-tools.ts";
 import { startDnsServer } from "../test/harness/dns-server.ts";
 import { TestRspamd } from "../test/harness/rspamd.ts";
 import { SmtpDialogue } from "../test/harness/smtp-dialogue.ts";
@@ -14,6 +13,7 @@ import type { BackupMx, BackupMxOptions } from "./servers/backup-mx.ts";
 import { HarakaBackupMx } from "./servers/haraka.ts";
 import { MxwardenBackupMx } from "./servers/mxwarden.ts";
 import { PostfixBackupMx } from "./servers/postfix.ts";
+import { smtpSource, type ConnectionUse } from "./smtp-source.ts";
 
 export const SERVERS = ["mxwarden", "Postfix", "Haraka"] as const;
 export type ServerName = (typeof SERVERS)[number];
@@ -48,8 +48,16 @@ async function withServer<T>(dir: string, start: (options: BackupMxOptions) => P
   }
 }
 
-function source(port: number, messages: number, size: number): Promise<number> {
-  return smtpSource({ port, messages, sessions: SESSIONS, length: size, from: "bench@client.test", to: `user@${DOMAIN}` });
+/** How smtp-source sends: `sessions` in parallel, each keeping its connection or opening one per message. */
+export interface Load {
+  sessions: number;
+  connection: ConnectionUse;
+}
+
+const REUSED: Load = { sessions: SESSIONS, connection: "reuse" };
+
+function source(port: number, messages: number, size: number, load: Load = REUSED): Promise<number> {
+  return smtpSource({ port, messages, ...load, length: size, from: "bench@client.test", to: `user@${DOMAIN}` });
 }
 
 /** How long a run may take at all: generous, a stalled server must still end the bench. */
@@ -64,19 +72,35 @@ export interface Throughput {
   peakRssMiB: number;
 }
 
-/** Scenarios 1, 2 and 6: smtp-source with 20 sessions; accepted (smtp-source done) and delivered (all at the sink). */
-export function throughput(dir: string, start: (options: BackupMxOptions) => Promise<BackupMx>, messages: number, size: number, afterRun?: (server: BackupMx) => Promise<void>): Promise<Throughput> {
+/**
+ * Scenarios 1, 2, 6 and 7: smtp-source with 20 sessions, each keeping its connection unless `load`
+ * says otherwise; accepted (smtp-source done) and delivered (all at the sink).
+ */
+export function throughput(dir: string, start: (options: BackupMxOptions) => Promise<BackupMx>, messages: number, size: number, options: { load?: Load; afterRun?: (server: BackupMx) => Promise<void> } = {}): Promise<Throughput> {
   return withServer(dir, start, async (server, sink) => {
     const started = performance.now();
-    const acceptMs = await source(server.port, messages, size);
+    const acceptMs = await source(server.port, messages, size, options.load);
     const endToEndMs = await sink.waitFor(messages, started, deadlineMs(messages, size));
-    await afterRun?.(server);
+    await options.afterRun?.(server);
     return {
       acceptPerSecond: messages / (acceptMs / 1000),
       endToEndPerSecond: messages / (endToEndMs / 1000),
       peakRssMiB: server.peakRss() / MiB,
     };
   });
+}
+
+/**
+ * Scenario 7: a new connection per message, `senders` at a time, 4 KB messages, as in scenario 1
+ * otherwise. Every connection comes from 127.0.0.1 (smtp-source cannot bind another source
+ * address), so no server may treat the senders as one client: Postfix exempts mynetworks
+ * (127.0.0.0/8 here) from its per-client limits by default, Haraka has none without its limit
+ * plugin, and mxwarden's per-client limit is set as high as it goes for this scenario.
+ */
+export function connectionPerMessage(dir: string, name: ServerName, messages: number, senders: number): Promise<Throughput> {
+  const start = (options: BackupMxOptions): Promise<BackupMx> =>
+    name === "mxwarden" ? MxwardenBackupMx.start({ ...options, args: ["--max-connections-per-client", "100000"] }) : startServer(name, options);
+  return throughput(dir, start, messages, 4096, { load: { sessions: senders, connection: "per-message" } });
 }
 
 export interface Drain {
@@ -169,8 +193,10 @@ export async function filteredThroughput(dir: string, messages: number): Promise
       rateLimits: { perClient: "1000000/1h" },
       clientChecks: { rejectInvalidHelo: true },
     };
-    const result = await throughput(join(dir, "relay"), (options) => MxwardenBackupMx.start({ ...options, args, spec }), messages, 4096, async (server) => {
-      if (server instanceof MxwardenBackupMx) filterMeanMs = histogramMeansMs(await server.relay.metricsText(), "mxwarden_filter_duration_seconds", "filter");
+    const result = await throughput(join(dir, "relay"), (options) => MxwardenBackupMx.start({ ...options, args, spec }), messages, 4096, {
+      afterRun: async (server) => {
+        if (server instanceof MxwardenBackupMx) filterMeanMs = histogramMeansMs(await server.relay.metricsText(), "mxwarden_filter_duration_seconds", "filter");
+      },
     });
     return { ...result, filterMeanMs };
   } finally {
