@@ -13,6 +13,7 @@
 //   6  mxwarden with every filter at the door but greylisting (clamd, rspamd, SPF/DKIM/DMARC,
 //      a DNS list, HELO checks, rate limits)
 //   7  as 1, but a new connection per message (an MX's usual traffic), 20 and 100 concurrent senders
+// 1, 2, 3, 6 and 7 also give each server's CPU time per message: all of its processes (cpu.ts).
 //   fsync    mxwarden on nats-server's default fsync interval: what durability costs (not a setting to run)
 //   backlog  100,000 deferred jobs over 1,000 domains, one primary returns (deferred-backlog.ts)
 //
@@ -93,12 +94,14 @@ const trackedPerConnection = new Map<number, Figure>();
 if (SCENARIOS.has("1")) {
   const accept = figure("1: 4 KB", "accept rate", "msg/s", "higher");
   const endToEnd = figure("1: 4 KB", "end-to-end rate", "msg/s", "higher");
+  const cpu = figure("1: 4 KB", "CPU per message", "ms", "lower");
   const rss = figure("5a: RSS during 1", "peak RSS of the receiving process", "MiB", "lower");
   Object.assign(tracked, { endToEnd, rssLoad: rss });
   await eachRun("s1", async (server, dir) => {
     const result = await throughput(dir, startAs(server), MESSAGES, 4096);
     record(accept, server, result.acceptPerSecond);
     record(endToEnd, server, result.endToEndPerSecond);
+    record(cpu, server, result.cpuMsPerMessage);
     record(rss, server, result.peakRssMiB);
   });
   offeredRate = Math.min(...Object.values(perServer(accept))) / 2;
@@ -116,21 +119,25 @@ if (SCENARIOS.has("fsync") && SERVERS_RUN.includes("mxwarden")) {
 if (SCENARIOS.has("2")) {
   const accept = figure("2: 100 KB", "accept rate", "msg/s", "higher");
   const endToEnd = figure("2: 100 KB", "end-to-end rate", "msg/s", "higher");
+  const cpu = figure("2: 100 KB", "CPU per message", "ms", "lower");
   await eachRun("s2", async (server, dir) => {
     const result = await throughput(dir, startAs(server), MESSAGES, 100 * 1024);
     record(accept, server, result.acceptPerSecond);
     record(endToEnd, server, result.endToEndPerSecond);
+    record(cpu, server, result.cpuMsPerMessage);
   });
 }
 
 if (SCENARIOS.has("3")) {
   const drainTime = figure("3: primary down, then up", "drain time", "s", "lower");
   const drainRate = figure("3: primary down, then up", "drain rate", "msg/s", "higher");
+  const cpu = figure("3: primary down, then up", "CPU per message, accepted to drained", "ms", "lower");
   tracked.drainRate = drainRate;
   await eachRun("s3", async (server, dir, repeat) => {
     const result = await drain(dir, startAs(server), MESSAGES, SETTLE_MS, DRAIN_WAIT_MS);
     record(drainTime, server, result.drainSeconds);
     record(drainRate, server, result.drainPerSecond);
+    record(cpu, server, result.cpuMsPerMessage);
     if (result.unfinished > 0) {
       notes.push(`Scenario 3, ${server} run ${repeat}: ${result.unfinished} of ${MESSAGES} messages were still queued ${DRAIN_WAIT_MS / 1000} s after the primary came back (drain time: unfinished, no rate).`);
     }
@@ -184,12 +191,14 @@ if (SCENARIOS.has("6") && SERVERS_RUN.includes("mxwarden")) {
   const messages = Math.min(MESSAGES, 2000);
   const accept = figure(`6: all filters, ${messages} × 4 KB`, "accept rate", "msg/s", "higher");
   const endToEnd = figure(`6: all filters, ${messages} × 4 KB`, "end-to-end rate", "msg/s", "higher");
+  const cpu = figure(`6: all filters, ${messages} × 4 KB`, "CPU per message, clamd and rspamd included", "ms", "lower");
   tracked.filtered = endToEnd;
   const filterMeans: Record<string, number[]> = {};
   await eachRun("s6", async (server, dir) => {
     const result = await filteredThroughput(dir, messages);
     record(accept, server, result.acceptPerSecond);
     record(endToEnd, server, result.endToEndPerSecond);
+    record(cpu, server, result.cpuMsPerMessage);
     for (const [filter, ms] of Object.entries(result.filterMeanMs)) (filterMeans[filter] ??= []).push(ms);
   }, ["mxwarden"]);
   const perFilter = Object.entries(filterMeans).map(([filter, runs]) => `${filter} ${median(runs).toFixed(1)} ms`);
@@ -201,11 +210,13 @@ if (SCENARIOS.has("7")) {
     const scenario = `7: new connection per message, ${senders} senders`;
     const accept = figure(scenario, "accept rate", "msg/s", "higher");
     const endToEnd = figure(scenario, "end-to-end rate", "msg/s", "higher");
+    const cpu = figure(scenario, "CPU per message", "ms", "lower");
     trackedPerConnection.set(senders, endToEnd);
     await eachRun(`s7-${senders}`, async (server, dir) => {
       const result = await connectionPerMessage(dir, server, MESSAGES, senders);
       record(accept, server, result.acceptPerSecond);
       record(endToEnd, server, result.endToEndPerSecond);
+      record(cpu, server, result.cpuMsPerMessage);
     });
   }
 }

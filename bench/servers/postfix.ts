@@ -8,6 +8,7 @@ import { chownSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { eventually, freePort, portOpen } from "../../test/harness/workspace.ts";
+import { pidFromFile } from "../cpu.ts";
 import type { BackupMx, BackupMxOptions } from "./backup-mx.ts";
 
 const run = promisify(execFile);
@@ -46,10 +47,12 @@ export class PostfixBackupMx implements BackupMx {
   readonly name = "Postfix";
   readonly port: number;
   private readonly configDir: string;
+  private readonly queueDir: string;
 
-  private constructor(port: number, configDir: string) {
+  private constructor(port: number, configDir: string, queueDir: string) {
     this.port = port;
     this.configDir = configDir;
+    this.queueDir = queueDir;
   }
 
   static async start(options: BackupMxOptions): Promise<PostfixBackupMx> {
@@ -88,7 +91,7 @@ export class PostfixBackupMx implements BackupMx {
       "",
     ].join("\n"));
     writeFileSync(join(configDir, "master.cf"), MASTER_CF(port));
-    const postfix = new PostfixBackupMx(port, configDir);
+    const postfix = new PostfixBackupMx(port, configDir, queueDir);
     await postfix.postfix("check");
     await postfix.postfix("start");
     await eventually("Postfix to listen", () => portOpen(port), 30_000, 100);
@@ -107,6 +110,11 @@ export class PostfixBackupMx implements BackupMx {
   /** Postfix is many processes; only smtpd and cleanup receive, and they come and go: not measured. */
   peakRss(): number {
     return NaN;
+  }
+
+  /** The master daemon: every other Postfix process (smtpd, cleanup, qmgr, smtp, ...) is its child. */
+  processes(): number[] {
+    return [pidFromFile(join(this.queueDir, "pid", "master.pid"))];
   }
 
   async stop(): Promise<void> {
