@@ -1,5 +1,5 @@
 // CPU time of a server under test: user + system time of its processes and all their descendants,
-// from /proc. Unlike a rate on a shared machine, it does not depend on what else runs.
+// from /proc. Unlike a rate on a shared machine, it depends little on what else runs.
 //
 // A process's own times cover all its threads (nats-server's goroutines, Node's worker threads);
 // its cutime/cstime hold the times of the children it has reaped, so the processes that came and
@@ -52,7 +52,9 @@ function tree(all: Map<number, ProcessTimes>, roots: readonly number[]): Map<num
     else children.set(ppid, [pid]);
   }
   const members = new Map<number, number>();
-  const pending = roots.filter((pid) => all.has(pid));
+  const gone = roots.filter((pid) => !all.has(pid));
+  if (gone.length > 0) throw new Error(`process ${gone.join(", ")} of the server is not running: its CPU time is lost`);
+  const pending = [...roots];
   for (let pid = pending.pop(); pid !== undefined; pid = pending.pop()) {
     if (members.has(pid)) continue;
     members.set(pid, all.get(pid)?.ticks ?? 0);
