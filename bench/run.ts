@@ -13,9 +13,9 @@
 //   6  mxwarden with every filter at the door but greylisting (clamd, rspamd, SPF/DKIM/DMARC,
 //      a DNS list, HELO checks, rate limits)
 //   7  as 1, but a new connection per message (an MX's usual traffic), 20 and 100 concurrent senders
-// 1, 2, 3, 6 and 7 also give each server's CPU time per message: all of its processes (cpu.ts).
 //   fsync    mxwarden on nats-server's default fsync interval: what durability costs (not a setting to run)
 //   backlog  100,000 deferred jobs over 1,000 domains, one primary returns (deferred-backlog.ts)
+// 1, 2, 3, 6 and 7 also give each server's CPU time per message: all of its processes (cpu.ts).
 //
 // Environment: BENCH_MESSAGES (10000), BENCH_REPEATS (3), BENCH_QUICK=1 (500 messages, 1 repeat,
 // scenarios 1,3,4,5,7, nothing written to docs/), BENCH_SCENARIOS (e.g. "1,3"), BENCH_SERVERS
