@@ -12,11 +12,13 @@
 //   5  peak RSS with one 50 MB message
 //   6  mxwarden with every filter at the door but greylisting (clamd, rspamd, SPF/DKIM/DMARC,
 //      a DNS list, HELO checks, rate limits)
+//   7  as 1, but a new connection per message (an MX's usual traffic), 20 and 100 concurrent senders
 //   fsync    mxwarden on nats-server's default fsync interval: what durability costs (not a setting to run)
 //   backlog  100,000 deferred jobs over 1,000 domains, one primary returns (deferred-backlog.ts)
+// 1, 2, 3, 6 and 7 also give each server's CPU time per message: all of its processes (cpu.ts).
 //
 // Environment: BENCH_MESSAGES (10000), BENCH_REPEATS (3), BENCH_QUICK=1 (500 messages, 1 repeat,
-// scenarios 1,3,4,5, nothing written to docs/), BENCH_SCENARIOS (e.g. "1,3"), BENCH_SERVERS
+// scenarios 1,3,4,5,7, nothing written to docs/), BENCH_SCENARIOS (e.g. "1,3"), BENCH_SERVERS
 // (e.g. "mxwarden,Postfix"), BENCH_RATE (offered rate of 4 when 1 does not run), BENCH_MARKDOWN
 // (where the Markdown goes; default docs/benchmarks.md, none in quick mode), BENCH_RELAY_ARGS (extra
 // relay flags for every mxwarden run, e.g. "--max-connections-per-hop 20", to try settings).
@@ -26,13 +28,13 @@ import { join } from "node:path";
 import { repoRoot } from "../test/harness/workspace.ts";
 import { measureDeferredBacklog } from "./deferred-backlog.ts";
 import { machineDescription, markdownTable, median, textTable, type Figure } from "./report.ts";
-import { bigMessageRss, drain, filteredThroughput, latency, SERVERS, SESSIONS, startServer, throughput, type ServerName } from "./scenarios.ts";
+import { bigMessageRss, connectionPerMessage, drain, filteredThroughput, latency, SERVERS, SESSIONS, startServer, throughput, type ServerName } from "./scenarios.ts";
 import { MxwardenBackupMx } from "./servers/mxwarden.ts";
 
 const quick = process.env.BENCH_QUICK === "1";
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? (quick ? 500 : 10_000));
 const REPEATS = Number(process.env.BENCH_REPEATS ?? (quick ? 1 : 3));
-const SCENARIOS = new Set((process.env.BENCH_SCENARIOS ?? (quick ? "1,3,4,5" : "1,2,3,4,5,6,fsync,backlog")).split(",").map((s) => s.trim()));
+const SCENARIOS = new Set((process.env.BENCH_SCENARIOS ?? (quick ? "1,3,4,5,7" : "1,2,3,4,5,6,7,fsync,backlog")).split(",").map((s) => s.trim()));
 const SERVERS_RUN = SERVERS.filter((server) => (process.env.BENCH_SERVERS ?? SERVERS.join(",")).split(",").includes(server));
 const MARKDOWN = process.env.BENCH_MARKDOWN ?? (quick ? undefined : join(repoRoot, "docs", "benchmarks.md"));
 // How long the servers try and defer while the primary is down, before it comes back, and how
@@ -40,6 +42,8 @@ const MARKDOWN = process.env.BENCH_MARKDOWN ?? (quick ? undefined : join(repoRoo
 const SETTLE_MS = MESSAGES <= 1000 ? 1000 : 5000;
 const DRAIN_WAIT_MS = Number(process.env.BENCH_DRAIN_WAIT_MS ?? Math.max(60_000, MESSAGES * 10));
 const BIG_MESSAGE = 50 * 2 ** 20;
+/** Concurrent senders of scenario 7, each opening a new connection per message. */
+const SENDERS = [20, 100] as const;
 
 const base = join(repoRoot, ".tmp", "bench", `run-${new Date().toISOString().replace(/[:.]/g, "-")}`);
 mkdirSync(base, { recursive: true });
@@ -84,16 +88,20 @@ let offeredRate = Number(process.env.BENCH_RATE ?? NaN);
 let ownHalfRates: Record<string, number> = {};
 /** The figures issue 5 sets targets on, by scenario. */
 const tracked: Partial<Record<"endToEnd" | "drainRate" | "p99" | "rssLoad" | "rssBig" | "filtered", Figure>> = {};
+/** Issue 19's target figures: end to end with a new connection per message, by number of senders. */
+const trackedPerConnection = new Map<number, Figure>();
 
 if (SCENARIOS.has("1")) {
   const accept = figure("1: 4 KB", "accept rate", "msg/s", "higher");
   const endToEnd = figure("1: 4 KB", "end-to-end rate", "msg/s", "higher");
+  const cpu = figure("1: 4 KB", "CPU per message", "ms", "lower");
   const rss = figure("5a: RSS during 1", "peak RSS of the receiving process", "MiB", "lower");
   Object.assign(tracked, { endToEnd, rssLoad: rss });
   await eachRun("s1", async (server, dir) => {
     const result = await throughput(dir, startAs(server), MESSAGES, 4096);
     record(accept, server, result.acceptPerSecond);
     record(endToEnd, server, result.endToEndPerSecond);
+    record(cpu, server, result.cpuMsPerMessage);
     record(rss, server, result.peakRssMiB);
   });
   offeredRate = Math.min(...Object.values(perServer(accept))) / 2;
@@ -111,21 +119,25 @@ if (SCENARIOS.has("fsync") && SERVERS_RUN.includes("mxwarden")) {
 if (SCENARIOS.has("2")) {
   const accept = figure("2: 100 KB", "accept rate", "msg/s", "higher");
   const endToEnd = figure("2: 100 KB", "end-to-end rate", "msg/s", "higher");
+  const cpu = figure("2: 100 KB", "CPU per message", "ms", "lower");
   await eachRun("s2", async (server, dir) => {
     const result = await throughput(dir, startAs(server), MESSAGES, 100 * 1024);
     record(accept, server, result.acceptPerSecond);
     record(endToEnd, server, result.endToEndPerSecond);
+    record(cpu, server, result.cpuMsPerMessage);
   });
 }
 
 if (SCENARIOS.has("3")) {
   const drainTime = figure("3: primary down, then up", "drain time", "s", "lower");
   const drainRate = figure("3: primary down, then up", "drain rate", "msg/s", "higher");
+  const cpu = figure("3: primary down, then up", "CPU per message, accepted to drained", "ms", "lower");
   tracked.drainRate = drainRate;
   await eachRun("s3", async (server, dir, repeat) => {
     const result = await drain(dir, startAs(server), MESSAGES, SETTLE_MS, DRAIN_WAIT_MS);
     record(drainTime, server, result.drainSeconds);
     record(drainRate, server, result.drainPerSecond);
+    record(cpu, server, result.cpuMsPerMessage);
     if (result.unfinished > 0) {
       notes.push(`Scenario 3, ${server} run ${repeat}: ${result.unfinished} of ${MESSAGES} messages were still queued ${DRAIN_WAIT_MS / 1000} s after the primary came back (drain time: unfinished, no rate).`);
     }
@@ -179,16 +191,34 @@ if (SCENARIOS.has("6") && SERVERS_RUN.includes("mxwarden")) {
   const messages = Math.min(MESSAGES, 2000);
   const accept = figure(`6: all filters, ${messages} × 4 KB`, "accept rate", "msg/s", "higher");
   const endToEnd = figure(`6: all filters, ${messages} × 4 KB`, "end-to-end rate", "msg/s", "higher");
+  const cpu = figure(`6: all filters, ${messages} × 4 KB`, "CPU per message, clamd and rspamd included", "ms", "lower");
   tracked.filtered = endToEnd;
   const filterMeans: Record<string, number[]> = {};
   await eachRun("s6", async (server, dir) => {
     const result = await filteredThroughput(dir, messages);
     record(accept, server, result.acceptPerSecond);
     record(endToEnd, server, result.endToEndPerSecond);
+    record(cpu, server, result.cpuMsPerMessage);
     for (const [filter, ms] of Object.entries(result.filterMeanMs)) (filterMeans[filter] ??= []).push(ms);
   }, ["mxwarden"]);
   const perFilter = Object.entries(filterMeans).map(([filter, runs]) => `${filter} ${median(runs).toFixed(1)} ms`);
   if (perFilter.length > 0) notes.push(`Scenario 6, mean time a message spends in each filter (median of runs): ${perFilter.join(", ")}.`);
+}
+
+if (SCENARIOS.has("7")) {
+  for (const senders of SENDERS) {
+    const scenario = `7: new connection per message, ${senders} senders`;
+    const accept = figure(scenario, "accept rate", "msg/s", "higher");
+    const endToEnd = figure(scenario, "end-to-end rate", "msg/s", "higher");
+    const cpu = figure(scenario, "CPU per message", "ms", "lower");
+    trackedPerConnection.set(senders, endToEnd);
+    await eachRun(`s7-${senders}`, async (server, dir) => {
+      const result = await connectionPerMessage(dir, server, MESSAGES, senders);
+      record(accept, server, result.acceptPerSecond);
+      record(endToEnd, server, result.endToEndPerSecond);
+      record(cpu, server, result.cpuMsPerMessage);
+    });
+  }
 }
 
 if (SCENARIOS.has("backlog")) {
@@ -215,6 +245,9 @@ if (tracked.drainRate) {
   const postfix = versus(tracked.drainRate, "Postfix");
   targets.push(`drain (3) ≥ 2× Postfix: ${ratioVerdict(postfix, 2)}`);
 }
+for (const [senders, endToEnd] of trackedPerConnection) {
+  targets.push(`end-to-end rate, a new connection per message, ${senders} senders (7) ≥ 1.5× Postfix: ${ratioVerdict(versus(endToEnd, "Postfix"), 1.5)}`);
+}
 if (tracked.p99) targets.push(`p99 accept latency (4) < 50 ms at half the maximum rate: ${mine(tracked.p99).toFixed(1)} ms, ${verdict(mine(tracked.p99) < 50)}`);
 for (const [label, target] of [["under load (5a)", tracked.rssLoad], ["with one 50 MB message (5b)", tracked.rssBig]] as const) {
   if (target) targets.push(`RSS < 200 MB ${label}: ${mine(target).toFixed(0)} MiB, ${verdict(mine(target) * 2 ** 20 < 200e6)}`);
@@ -224,10 +257,10 @@ if (tracked.filtered && tracked.endToEnd) {
 }
 
 const machine = machineDescription();
-const heading = `${MESSAGES} messages per run (scenario 6: at most 2,000), ${SESSIONS} sessions, median of ${REPEATS} run${REPEATS === 1 ? "" : "s"}, ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC`;
+const heading = `${MESSAGES} messages per run (scenario 6: at most 2,000), ${SESSIONS} sessions (scenario 7: ${SENDERS.join(" and ")} senders), median of ${REPEATS} run${REPEATS === 1 ? "" : "s"}, ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC`;
 console.log(`\n${heading}\n\n${textTable(figures)}\n`);
 for (const note of notes) console.log(note);
-if (targets.length > 0) console.log(`\nTargets (issue 5), mxwarden:\n${targets.map((t) => `  ${t}`).join("\n")}`);
+if (targets.length > 0) console.log(`\nTargets (issues 5 and 19), mxwarden:\n${targets.map((t) => `  ${t}`).join("\n")}`);
 console.log(`\n${machine.join("\n")}`);
 
 if (MARKDOWN) {
@@ -238,7 +271,7 @@ if (MARKDOWN) {
     markdownTable(figures),
     "",
     ...notes.flatMap((note) => [note, ""]),
-    ...(targets.length > 0 ? ["Targets (issue 5), mxwarden:", "", ...targets.map((t) => `- ${t}`), ""] : []),
+    ...(targets.length > 0 ? ["Targets (issues 5 and 19), mxwarden:", "", ...targets.map((t) => `- ${t}`), ""] : []),
     "Machine:",
     "",
     ...machine.map((line) => `- ${line}`),

@@ -4,16 +4,17 @@
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { TestClamd } from "../test/harness/clamd.ts";
-import { smtpSource } from "../test/harness/postfix-tools.ts";
 import { startDnsServer } from "../test/harness/dns-server.ts";
 import { TestRspamd } from "../test/harness/rspamd.ts";
 import { SmtpDialogue } from "../test/harness/smtp-dialogue.ts";
 import { CountingSink } from "./counting-sink.ts";
+import { listeningPids, treeCpuSeconds } from "./cpu.ts";
 import { quantile, runPacedLoad } from "./latency-client.ts";
 import type { BackupMx, BackupMxOptions } from "./servers/backup-mx.ts";
 import { HarakaBackupMx } from "./servers/haraka.ts";
 import { MxwardenBackupMx } from "./servers/mxwarden.ts";
 import { PostfixBackupMx } from "./servers/postfix.ts";
+import { smtpSource, type ConnectionUse } from "./smtp-source.ts";
 
 export const SERVERS = ["mxwarden", "Postfix", "Haraka"] as const;
 export type ServerName = (typeof SERVERS)[number];
@@ -48,8 +49,16 @@ async function withServer<T>(dir: string, start: (options: BackupMxOptions) => P
   }
 }
 
-function source(port: number, messages: number, size: number): Promise<number> {
-  return smtpSource({ port, messages, sessions: SESSIONS, length: size, from: "bench@client.test", to: `user@${DOMAIN}` });
+/** How smtp-source sends: `sessions` in parallel, each keeping its connection or opening one per message. */
+export interface Load {
+  sessions: number;
+  connection: ConnectionUse;
+}
+
+const REUSED: Load = { sessions: SESSIONS, connection: "reuse" };
+
+function source(port: number, messages: number, size: number, load: Load = REUSED): Promise<number> {
+  return smtpSource({ port, messages, ...load, length: size, from: "bench@client.test", to: `user@${DOMAIN}` });
 }
 
 /** How long a run may take at all: generous, a stalled server must still end the bench. */
@@ -62,21 +71,48 @@ export interface Throughput {
   endToEndPerSecond: number;
   /** Peak RSS of the receiving process, MiB (NaN for Postfix: many short-lived processes). */
   peakRssMiB: number;
+  /** CPU time of all the server's processes from the start of the load to the last message at the primary, per message. */
+  cpuMsPerMessage: number;
 }
 
-/** Scenarios 1, 2 and 6: smtp-source with 20 sessions; accepted (smtp-source done) and delivered (all at the sink). */
-export function throughput(dir: string, start: (options: BackupMxOptions) => Promise<BackupMx>, messages: number, size: number, afterRun?: (server: BackupMx) => Promise<void>): Promise<Throughput> {
+/** Starts counting the server's CPU time (cpu.ts); the result gives milliseconds per message since. */
+function cpuMeter(server: BackupMx): (messages: number) => number {
+  const before = treeCpuSeconds(server.processes());
+  return (messages) => ((treeCpuSeconds(server.processes()) - before) * 1000) / messages;
+}
+
+/**
+ * Scenarios 1, 2, 6 and 7: smtp-source with 20 sessions, each keeping its connection unless `load`
+ * says otherwise; accepted (smtp-source done) and delivered (all at the sink).
+ */
+export function throughput(dir: string, start: (options: BackupMxOptions) => Promise<BackupMx>, messages: number, size: number, options: { load?: Load; afterRun?: (server: BackupMx) => Promise<void> } = {}): Promise<Throughput> {
   return withServer(dir, start, async (server, sink) => {
+    const cpu = cpuMeter(server);
     const started = performance.now();
-    const acceptMs = await source(server.port, messages, size);
+    const acceptMs = await source(server.port, messages, size, options.load);
     const endToEndMs = await sink.waitFor(messages, started, deadlineMs(messages, size));
-    await afterRun?.(server);
+    const cpuMsPerMessage = cpu(messages);
+    await options.afterRun?.(server);
     return {
       acceptPerSecond: messages / (acceptMs / 1000),
       endToEndPerSecond: messages / (endToEndMs / 1000),
       peakRssMiB: server.peakRss() / MiB,
+      cpuMsPerMessage,
     };
   });
+}
+
+/**
+ * Scenario 7: a new connection per message, `senders` at a time, 4 KB messages, as in scenario 1
+ * otherwise. Every connection comes from 127.0.0.1 (smtp-source cannot bind another source
+ * address), so no server may treat the senders as one client: Postfix exempts mynetworks
+ * (127.0.0.0/8 here) from its per-client limits by default, Haraka has none without its limit
+ * plugin, and mxwarden's per-client limit is set as high as it goes for this scenario.
+ */
+export function connectionPerMessage(dir: string, name: ServerName, messages: number, senders: number): Promise<Throughput> {
+  const start = (options: BackupMxOptions): Promise<BackupMx> =>
+    name === "mxwarden" ? MxwardenBackupMx.start({ ...options, args: ["--max-connections-per-client", "100000"] }) : startServer(name, options);
+  return throughput(dir, start, messages, 4096, { load: { sessions: senders, connection: "per-message" } });
 }
 
 export interface Drain {
@@ -84,6 +120,8 @@ export interface Drain {
   drainPerSecond: number;
   /** Messages still not at the primary when the wait ended (then the time is infinite and the rate 0). */
   unfinished: number;
+  /** CPU time of all the server's processes, per message, for the whole scenario: accepting, deferring and draining (NaN when unfinished). */
+  cpuMsPerMessage: number;
 }
 
 /**
@@ -95,6 +133,7 @@ export interface Drain {
 export function drain(dir: string, start: (options: BackupMxOptions) => Promise<BackupMx>, messages: number, settleMs: number, waitMs: number): Promise<Drain> {
   return withServer(dir, start, async (server, sink) => {
     await sink.pause();
+    const cpu = cpuMeter(server);
     await source(server.port, messages, 4096);
     await new Promise((resolve) => setTimeout(resolve, settleMs));
     await sink.resume();
@@ -102,10 +141,10 @@ export function drain(dir: string, start: (options: BackupMxOptions) => Promise<
     await server.flush();
     try {
       const drainMs = await sink.waitFor(messages, back, waitMs);
-      return { drainSeconds: drainMs / 1000, drainPerSecond: messages / (drainMs / 1000), unfinished: 0 };
+      return { drainSeconds: drainMs / 1000, drainPerSecond: messages / (drainMs / 1000), unfinished: 0, cpuMsPerMessage: cpu(messages) };
     } catch {
       // No rate for a drain that did not end (NaN prints as "–"); the time says "unfinished".
-      return { drainSeconds: Infinity, drainPerSecond: NaN, unfinished: messages - sink.received };
+      return { drainSeconds: Infinity, drainPerSecond: NaN, unfinished: messages - sink.received, cpuMsPerMessage: NaN };
     }
   });
 }
@@ -156,7 +195,8 @@ export interface FilteredThroughput extends Throughput {
 /**
  * Scenario 6: every filter at the door but greylisting (which defers every first attempt by
  * design): clamd, rspamd, SPF/DKIM/DMARC/ARC and a DNS block list through a local DNS server,
- * HELO checks and rate limits shared through NATS KV.
+ * HELO checks and rate limits shared through NATS KV. clamd and rspamd count as part of the server
+ * in its CPU time; the DNS server, a stand-in for the Internet, does not.
  */
 export async function filteredThroughput(dir: string, messages: number): Promise<FilteredThroughput> {
   mkdirSync(dir, { recursive: true });
@@ -169,8 +209,11 @@ export async function filteredThroughput(dir: string, messages: number): Promise
       rateLimits: { perClient: "1000000/1h" },
       clientChecks: { rejectInvalidHelo: true },
     };
-    const result = await throughput(join(dir, "relay"), (options) => MxwardenBackupMx.start({ ...options, args, spec }), messages, 4096, async (server) => {
-      if (server instanceof MxwardenBackupMx) filterMeanMs = histogramMeansMs(await server.relay.metricsText(), "mxwarden_filter_duration_seconds", "filter");
+    const filterEngines = (): number[] => [...listeningPids(clamd.port), ...listeningPids(rspamd.port)];
+    const result = await throughput(join(dir, "relay"), (options) => MxwardenBackupMx.start({ ...options, args, spec, filterEngines }), messages, 4096, {
+      afterRun: async (server) => {
+        if (server instanceof MxwardenBackupMx) filterMeanMs = histogramMeansMs(await server.relay.metricsText(), "mxwarden_filter_duration_seconds", "filter");
+      },
     });
     return { ...result, filterMeanMs };
   } finally {

@@ -17,5 +17,7 @@ export interface BackupMx {
   flush(): Promise<void>;
   /** Peak resident memory so far of the process that receives and queues mail, in bytes. */
   peakRss(): number;
+  /** The processes that are this server: their CPU time and their descendants' is the server's (cpu.ts). */
+  processes(): number[];
   stop(): Promise<void>;
 }

@@ -72,6 +72,10 @@ export class HarakaBackupMx implements BackupMx {
     return peakRss(this.process.pid);
   }
 
+  processes(): number[] {
+    return [this.process.pid];
+  }
+
   async stop(): Promise<void> {
     await this.process.stop(30_000);
   }

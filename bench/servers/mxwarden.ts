@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { TestNatsServer } from "../../test/harness/nats-server.ts";
 import { RelayProcess, writeDomains } from "../../test/harness/relay-process.ts";
 import { peakRss } from "../../test/harness/workspace.ts";
+import { listeningPids } from "../cpu.ts";
 import type { BackupMx, BackupMxOptions } from "./backup-mx.ts";
 
 export interface MxwardenOptions extends BackupMxOptions {
@@ -15,6 +16,8 @@ export interface MxwardenOptions extends BackupMxOptions {
   args?: string[];
   /** Extra RelayDomain spec fields (filter policies). */
   spec?: Record<string, unknown>;
+  /** Processes of the filter engines this relay uses (clamd, rspamd): their CPU is the server's too. */
+  filterEngines?: () => number[];
 }
 
 export class MxwardenBackupMx implements BackupMx {
@@ -22,11 +25,13 @@ export class MxwardenBackupMx implements BackupMx {
   readonly port: number;
   readonly relay: RelayProcess;
   private readonly nats: TestNatsServer;
+  private readonly filterEngines: () => number[];
 
-  private constructor(relay: RelayProcess, nats: TestNatsServer) {
+  private constructor(relay: RelayProcess, nats: TestNatsServer, filterEngines: () => number[]) {
     this.port = relay.smtpPort;
     this.relay = relay;
     this.nats = nats;
+    this.filterEngines = filterEngines;
   }
 
   static async start(options: MxwardenOptions): Promise<MxwardenBackupMx> {
@@ -46,7 +51,7 @@ export class MxwardenBackupMx implements BackupMx {
       throw err;
     });
     await relay.ready();
-    return new MxwardenBackupMx(relay, nats);
+    return new MxwardenBackupMx(relay, nats, options.filterEngines ?? (() => []));
   }
 
   /** Nothing to do: the relay probes the primary and releases its deferred mail itself. */
@@ -54,6 +59,13 @@ export class MxwardenBackupMx implements BackupMx {
 
   peakRss(): number {
     return peakRss(this.relay.process.pid);
+  }
+
+  /** The relay, its nats-server (the process listening on its port) and the filter engines. */
+  processes(): number[] {
+    const nats = listeningPids(this.nats.port);
+    if (nats.length === 0) throw new Error(`no nats-server listening on port ${this.nats.port}`);
+    return [this.relay.process.pid, ...nats, ...this.filterEngines()];
   }
 
   async stop(): Promise<void> {

@@ -4,10 +4,12 @@
 // (reject_unauth_destination); its queue files are fsynced before the 250, as always in Postfix.
 
 import { execFile } from "node:child_process";
-import { chownSync, mkdirSync, writeFileSync } from "node:fs";
+import { chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { eventually, freePort, portOpen } from "../../test/harness/workspace.ts";
+import { pidFromFile } from "../cpu.ts";
 import type { BackupMx, BackupMxOptions } from "./backup-mx.ts";
 
 const run = promisify(execFile);
@@ -46,18 +48,30 @@ export class PostfixBackupMx implements BackupMx {
   readonly name = "Postfix";
   readonly port: number;
   private readonly configDir: string;
+  private readonly queueDir: string;
+  /** Holds the short name of the queue directory (see start()). */
+  private readonly shortNames: string;
 
-  private constructor(port: number, configDir: string) {
+  private constructor(port: number, configDir: string, queueDir: string, shortNames: string) {
     this.port = port;
     this.configDir = configDir;
+    this.queueDir = queueDir;
+    this.shortNames = shortNames;
   }
 
   static async start(options: BackupMxOptions): Promise<PostfixBackupMx> {
     const port = await freePort();
     const configDir = join(options.dir, "postfix", "etc");
-    const queueDir = join(options.dir, "postfix", "queue");
     const dataDir = join(options.dir, "postfix", "data");
-    for (const dir of [configDir, queueDir, dataDir]) mkdirSync(dir, { recursive: true });
+    const storedQueue = join(options.dir, "postfix", "queue");
+    for (const dir of [configDir, storedQueue, dataDir]) mkdirSync(dir, { recursive: true });
+    // Postfix connects to some of its sockets (public/postlog) by their full path, which a unix
+    // socket address limits to 107 bytes: a checkout in a deep directory went past it. The queue
+    // stays on the scratch directory's disk, where the others keep theirs (fsync costs the same),
+    // under a short name in the system's temp directory.
+    const shortNames = mkdtempSync(join(tmpdir(), "mxw-pf-"));
+    const queueDir = join(shortNames, "q");
+    symlinkSync(storedQueue, queueDir);
     // The daemons run as the postfix user and keep their state (locks, caches) in the data directory.
     const owner = await postfixUser();
     if (process.getuid?.() === 0) chownSync(dataDir, owner.uid, owner.gid);
@@ -88,9 +102,14 @@ export class PostfixBackupMx implements BackupMx {
       "",
     ].join("\n"));
     writeFileSync(join(configDir, "master.cf"), MASTER_CF(port));
-    const postfix = new PostfixBackupMx(port, configDir);
-    await postfix.postfix("check");
-    await postfix.postfix("start");
+    const postfix = new PostfixBackupMx(port, configDir, queueDir, shortNames);
+    try {
+      await postfix.postfix("check");
+      await postfix.postfix("start");
+    } catch (err) {
+      rmSync(shortNames, { recursive: true, force: true });
+      throw err;
+    }
     await eventually("Postfix to listen", () => portOpen(port), 30_000, 100);
     return postfix;
   }
@@ -109,8 +128,14 @@ export class PostfixBackupMx implements BackupMx {
     return NaN;
   }
 
+  /** The master daemon: every other Postfix process (smtpd, cleanup, qmgr, smtp, ...) is its child. */
+  processes(): number[] {
+    return [pidFromFile(join(this.queueDir, "pid", "master.pid"))];
+  }
+
   async stop(): Promise<void> {
     await this.postfix("stop").catch(() => undefined);
     await eventually("Postfix to stop", async () => !(await portOpen(this.port)), 30_000, 100);
+    rmSync(this.shortNames, { recursive: true, force: true });
   }
 }
