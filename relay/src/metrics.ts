@@ -4,7 +4,7 @@
 // cardinality does not grow with the number of domains.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { JobKind } from "./queue/delivery-job.ts";
+import type { JobKind } from "./queue/index.ts";
 
 export type RejectReason =
   | "relay_denied" | "routing_denied" | "bad_address" | "unknown_user" | "size" | "loop"

@@ -5,7 +5,7 @@
 
 import { isAscii } from "node:buffer";
 import type { Readable } from "node:stream";
-import type { SpoolWriter } from "../queue/spool.ts";
+import type { SpoolWriter } from "../queue/index.ts";
 import { HeaderScanner } from "./header-scanner.ts";
 import { removeForgedAuthResults } from "./forged-auth-results.ts";
 import { LineEndingNormaliser } from "./line-endings.ts";

@@ -12,11 +12,7 @@ import { plainAddress } from "../filter/client-address.ts";
 import type { FilterPipeline, PipelineResult } from "../filter/pipeline.ts";
 import type { Logger } from "../log.ts";
 import type { RejectReason, RelayMetrics, TransactionFailure } from "../metrics.ts";
-import type { DeliveryJob } from "../queue/delivery-job.ts";
-import { JobQueue } from "../queue/job-queue.ts";
-import { newQueueId } from "../queue/queue-id.ts";
-import type { QueueConnection, QueueHandles } from "../queue/queue-connection.ts";
-import { SpoolReader, SpoolWriter, chunkSizeFor, inlineBodyMaxFor } from "../queue/spool.ts";
+import { newQueueId, type DeliveryJob, type JobQueue, type QueueConnection, type SpoolReader, type SpoolWriter } from "../queue/index.ts";
 import { installEnhancedReplies } from "./enhanced-replies.ts";
 import { receiveMessage, type BareNewlinePolicy, type IntakeOutcome } from "./message-intake.ts";
 import { PromptGreetingServer } from "./prompt-greeting.ts";
@@ -89,7 +85,7 @@ interface IncomingMessage {
   /** One per group; the first names the message in the reply, the logs and the Received header. */
   readonly queueIds: string[];
   readonly queueId: string;
-  readonly handles: QueueHandles;
+  readonly jobQueue: JobQueue;
   readonly writer: SpoolWriter;
   readonly spool: SpoolReader;
   readonly log: Logger;
@@ -369,9 +365,9 @@ export class SmtpReceiver {
       await drain(stream);
       throw this.refuse(replies.noRecipients, "messages");
     }
-    let handles: QueueHandles;
+    let jobQueue: JobQueue;
     try {
-      handles = this.queue.get();
+      jobQueue = this.queue.jobs({ throughReplyInbox: true });
     } catch {
       await drain(stream);
       throw this.failOnOurSide(state, "queue_unavailable", replies.queueUnavailable, "messages");
@@ -384,9 +380,9 @@ export class SmtpReceiver {
       groups,
       queueIds,
       queueId,
-      handles,
-      writer: new SpoolWriter(handles.js, queueIds, chunkSizeFor(this.queue.maxPayload), this.queue.publishTimeoutMs, inlineBodyMaxFor(this.queue.maxPayload)),
-      spool: new SpoolReader(handles.jsm),
+      jobQueue,
+      writer: this.queue.spoolWriter(queueIds),
+      spool: this.queue.spoolReader(),
       log: this.log.child({ queueId, session: session.id }),
     };
   }
@@ -472,7 +468,7 @@ export class SmtpReceiver {
 
   /** One delivery job per domain: the message is ours once every job has its PubAck. */
   private async commit(message: IncomingMessage, stored: StoredMessage, filterHeaders: string): Promise<DeliveryJob[]> {
-    const { session, handles } = message;
+    const { session } = message;
     const now = Date.now();
     const jobs: DeliveryJob[] = message.groups.map((group, index) => ({
       v: 1,
@@ -491,9 +487,8 @@ export class SmtpReceiver {
       ...(stored.inlineBody ? { inline: true as const } : {}),
     }));
     try {
-      const queue = new JobQueue(handles.js, handles.jsm, this.queue.publishTimeoutMs, handles.inbox);
       // An inline body is durable once its job has its PubAck: the job is the message's only copy.
-      await Promise.all(jobs.map((job) => queue.enqueue(job, stored.inlineBody)));
+      await Promise.all(jobs.map((job) => message.jobQueue.enqueue(job, stored.inlineBody)));
     } catch (err) {
       message.log.warn("could not queue delivery job; answered 451", { error: err });
       await this.purgePartial(message);
