@@ -9,7 +9,8 @@ import type { SpoolWriter } from "../queue/index.ts";
 import { HeaderScanner } from "./header-scanner.ts";
 import { removeForgedAuthResults } from "./forged-auth-results.ts";
 import { LineEndingNormaliser } from "./line-endings.ts";
-import { replies, type SmtpReply } from "./smtp-reply.ts";
+import type { SmtpReply } from "../smtp/index.ts";
+import { replies } from "./smtp-reply.ts";
 
 export type BareNewlinePolicy = "normalize" | "reject";
 

@@ -18,7 +18,8 @@ import { receiveMessage, type BareNewlinePolicy, type IntakeOutcome } from "./me
 import { PromptGreetingServer } from "./prompt-greeting.ts";
 import { receivedHeader, receivedTls } from "./received-header.ts";
 import { checkRecipient } from "./recipient-policy.ts";
-import { replies, replyError, type SmtpReply } from "./smtp-reply.ts";
+import type { SmtpReply } from "../smtp/index.ts";
+import { replies, replyError } from "./smtp-reply.ts";
 
 export interface ReceiverOptions {
   hostname: string;
