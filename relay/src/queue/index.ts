@@ -14,7 +14,6 @@ export { QueueConnection, QueueUnavailableError } from "./queue-connection.ts";
 export { newQueueId, queueIdOfSubject } from "./queue-id.ts";
 export type { QueuedSummary, QueueIndexSnapshot } from "./queue-index.ts";
 export { nothingQueued, QueueIndex } from "./queue-index.ts";
-export { startQueueMonitor } from "./queue-monitor.ts";
 export type { QueueLayoutOptions } from "./queue-setup.ts";
 export { ensureDrainConsumer } from "./queue-setup.ts";
 export type { SpoolReader, SpoolWriter, StoredBody } from "./spool.ts";

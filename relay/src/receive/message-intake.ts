@@ -8,11 +8,8 @@ import type { Readable } from "node:stream";
 import type { SpoolWriter } from "../queue/index.ts";
 import { HeaderScanner } from "./header-scanner.ts";
 import { removeForgedAuthResults } from "./forged-auth-results.ts";
-import { LineEndingNormaliser } from "./line-endings.ts";
-import type { SmtpReply } from "../smtp/index.ts";
+import { LineEndingNormaliser, type BareNewlinePolicy, type SmtpReply } from "../smtp/index.ts";
 import { replies } from "./smtp-reply.ts";
-
-export type BareNewlinePolicy = "normalize" | "reject";
 
 export interface IntakeLimits {
   /** This relay's authserv-id: incoming Authentication-Results claiming it are removed. */

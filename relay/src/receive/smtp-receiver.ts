@@ -14,11 +14,11 @@ import type { Logger } from "../log.ts";
 import type { RejectReason, RelayMetrics, TransactionFailure } from "../metrics.ts";
 import { newQueueId, type DeliveryJob, type JobQueue, type QueueConnection, type SpoolReader, type SpoolWriter } from "../queue/index.ts";
 import { installEnhancedReplies } from "./enhanced-replies.ts";
-import { receiveMessage, type BareNewlinePolicy, type IntakeOutcome } from "./message-intake.ts";
+import { receiveMessage, type IntakeOutcome } from "./message-intake.ts";
 import { PromptGreetingServer } from "./prompt-greeting.ts";
 import { receivedHeader, receivedTls } from "./received-header.ts";
 import { checkRecipient } from "./recipient-policy.ts";
-import type { SmtpReply } from "../smtp/index.ts";
+import type { BareNewlinePolicy, SmtpReply } from "../smtp/index.ts";
 import { replies, replyError } from "./smtp-reply.ts";
 
 export interface ReceiverOptions {

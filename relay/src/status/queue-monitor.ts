@@ -3,9 +3,8 @@
 
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
-import type { QueueIndex } from "./queue-index.ts";
-import { startPeriodic } from "../status/periodic.ts";
-import type { QueueConnection } from "./queue-connection.ts";
+import type { QueueConnection, QueueIndex } from "../queue/index.ts";
+import { startPeriodic } from "./periodic.ts";
 
 export function startQueueMonitor(queue: QueueConnection, index: QueueIndex, metrics: RelayMetrics, log: Logger, intervalMs: number): () => void {
   const sample = async (): Promise<void> => {
