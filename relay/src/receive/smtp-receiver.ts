@@ -97,7 +97,7 @@ type StoredMessage = Extract<IntakeOutcome, { stored: true }>;
 const replyReason = new Map<SmtpReply, RejectReason>([
   [replies.relayDenied, "relay_denied"], [replies.routingDenied, "routing_denied"], [replies.badAddress, "bad_address"],
   [replies.unknownUser, "unknown_user"], [replies.tooBigDeclared, "size"], [replies.tooBig, "size"], [replies.headerTooBig, "size"], [replies.loop, "loop"],
-  [replies.bareNewline, "bare_newline"], [replies.queueUnavailable, "queue_unavailable"], [replies.shuttingDown, "shutting_down"],
+  [replies.bareNewline, "bare_newline"], [replies.queueUnavailable, "queue_unavailable"], [replies.filterFailed, "filter_error"], [replies.shuttingDown, "shutting_down"],
   [replies.tooManyFromHost, "too_many_connections"],
 ]);
 
@@ -345,7 +345,7 @@ export class SmtpReceiver {
       callback(this.refuse(filtered.reply, "recipients", filtered.action === "reject" ? "filter_reject" : "filter_tempfail"));
     }, (err: unknown) => {
       this.log.warn("recipient filter failed; answered 451", { error: err });
-      callback(this.failOnOurSide(state, "internal_error", replies.queueUnavailable, "recipients"));
+      callback(this.failOnOurSide(state, "filter_error", replies.filterFailed, "recipients"));
     });
   }
 
@@ -436,10 +436,17 @@ export class SmtpReceiver {
   private async filter(message: IncomingMessage, stored: StoredMessage): Promise<string> {
     if (!this.filters.hasMessageFilters) return "";
     const { session, groups, queueId, log } = message;
+    let body;
+    try {
+      body = await message.spool.get(queueId, stored.inlineBody);
+      if (!body) throw new Error("stored body not found");
+    } catch (err) {
+      log.warn("stored message unreadable for the filters; answered 451", { error: err });
+      await this.purgePartial(message);
+      throw this.failOnOurSide(message.state, "internal_error", replies.queueUnavailable, "messages");
+    }
     let result: PipelineResult;
     try {
-      const body = await message.spool.get(queueId, stored.inlineBody);
-      if (!body) throw new Error("stored body not found");
       result = await this.filters.runData({
         queueId,
         clientAddress: plainAddress(session.remoteAddress),
@@ -451,9 +458,9 @@ export class SmtpReceiver {
         open: () => body.open(),
       });
     } catch (err) {
-      log.warn("filtering failed (stored message unreadable or a filter broke); answered 451", { error: err });
+      log.warn("a message filter failed; answered 451", { error: err });
       await this.purgePartial(message);
-      throw this.failOnOurSide(message.state, "internal_error", replies.queueUnavailable, "messages");
+      throw this.failOnOurSide(message.state, "filter_error", replies.filterFailed, "messages");
     }
     const verdict = result.verdict;
     if (verdict.action === "tempfail" && verdict.unavailable) {

@@ -15,6 +15,8 @@ export const replies = {
   headerTooBig: { code: 552, enhanced: "5.3.4", text: "Message header section too large" },
   loop: { code: 554, enhanced: "5.4.6", text: "Too many hops: mail loop detected" },
   queueUnavailable: { code: 451, enhanced: "4.3.0", text: "Queue temporarily unavailable, try again later" },
+  // A filter broke (a bug, not a verdict): RFC 5321's "local error in processing".
+  filterFailed: { code: 451, enhanced: "4.3.0", text: "Temporary filtering failure, try again later" },
   shuttingDown: { code: 421, enhanced: "4.3.2", text: "Service shutting down, try again later" },
   tooManyFromHost: { code: 421, enhanced: "4.7.0", text: "Too many connections from your host, try again later" },
   bareNewline: { code: 550, enhanced: "5.5.2", text: "Message contains bare CR or LF; use CRLF line endings" },
