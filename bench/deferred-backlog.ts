@@ -10,15 +10,14 @@
 import { connect } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { join } from "node:path";
-import { DELIVER_CONSUMER, QUEUE_STREAM, QUEUE_SUBJECTS } from "../relay/src/queue/layout.ts";
-import { QueueIndex } from "../relay/src/queue/queue-index.ts";
+import { DELIVER_CONSUMER, QUEUE_STREAM, QueueConnection, QueueIndex, newQueueId, type DeliveryJob } from "../relay/src/queue/index.ts";
+// The backlog is built on a connection of its own, without the relay's connection settings: this
+// measures the queue layout, so it reaches the layout's parts directly.
+import { QUEUE_SUBJECTS } from "../relay/src/queue/layout.ts";
 import { JobQueue } from "../relay/src/queue/job-queue.ts";
+import { ensureQueueLayout } from "../relay/src/queue/queue-setup.ts";
 import { HeldMailFlush, type DeliverySlots } from "../relay/src/deliver/held-mail-flush.ts";
 import { createLogger } from "../relay/src/log.ts";
-import { QueueConnection } from "../relay/src/queue/queue-connection.ts";
-import { ensureQueueLayout } from "../relay/src/queue/queue-setup.ts";
-import { newQueueId } from "../relay/src/queue/queue-id.ts";
-import type { DeliveryJob } from "../relay/src/queue/delivery-job.ts";
 import { TestNatsServer } from "../test/harness/nats-server.ts";
 import { tempDir } from "../test/harness/workspace.ts";
 

@@ -5,7 +5,7 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { cpus, release, totalmem } from "node:os";
-import { findNatsServer } from "../relay/src/queue/embedded-nats.ts";
+import { findNatsServer } from "../relay/src/queue/index.ts";
 import { harakaVersion } from "./servers/haraka.ts";
 import { SERVERS, type ServerName } from "./scenarios.ts";
 

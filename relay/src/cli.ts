@@ -3,7 +3,7 @@
 
 import { parseArgs } from "node:util";
 import { parseDuration } from "#api";
-import type { BareNewlinePolicy } from "./receive/message-intake.ts";
+import type { BareNewlinePolicy } from "./smtp/index.ts";
 
 export interface HostPort {
   host: string;

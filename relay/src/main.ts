@@ -18,11 +18,8 @@ import { OutboundSmtp } from "./deliver/outbound-smtp.ts";
 import { startHealthServer } from "./health-server.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { RelayMetrics } from "./metrics.ts";
-import { EmbeddedNats } from "./queue/embedded-nats.ts";
-import { JobQueue } from "./queue/job-queue.ts";
-import { QueueConnection } from "./queue/queue-connection.ts";
-import { startQueueMonitor } from "./queue/queue-monitor.ts";
-import { QueueIndex } from "./queue/queue-index.ts";
+import { EmbeddedNats, QueueConnection, QueueIndex } from "./queue/index.ts";
+import { startQueueMonitor } from "./status/queue-monitor.ts";
 import { startQueueReporter } from "./status/queue-reporter.ts";
 import { startDomainQueueMetrics } from "./status/domain-queue-metrics.ts";
 import { startDependencyProbe } from "./status/dependency-probe.ts";
@@ -124,8 +121,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
   const stopDomainMetrics = config.domainMetrics > 0 ? startDomainQueueMetrics(queue, queueIndex, store, metrics, config.domainMetrics, 5000, log) : () => {};
   worker.start();
   void queue.whenReady().then(async () => {
-    const { js, jsm } = queue.get();
-    if ((await new JobQueue(js, jsm, queue.publishTimeoutMs).depth()).deferred === 0) return;
+    if ((await queue.jobs().depth()).deferred === 0) return;
     await destinations.recheck([...store.current().byDomain.values()].map((policy) => ({
       domain: policy.domain,
       route: () => nextHops.forDomain(policy),

@@ -4,13 +4,13 @@
 // cardinality does not grow with the number of domains.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { JobKind } from "./queue/delivery-job.ts";
+import type { JobKind } from "./queue/index.ts";
 
 export type RejectReason =
   | "relay_denied" | "routing_denied" | "bad_address" | "unknown_user" | "size" | "loop"
-  | "bare_newline" | "queue_unavailable" | "shutting_down" | "filter_reject" | "filter_tempfail" | "too_many_connections";
+  | "bare_newline" | "queue_unavailable" | "shutting_down" | "filter_reject" | "filter_tempfail" | "filter_error" | "too_many_connections";
 /** Failures that are ours, not the sender's: what the acceptance SLO counts against the service. */
-export type TransactionFailure = "queue_unavailable" | "internal_error" | "filter_unavailable";
+export type TransactionFailure = "queue_unavailable" | "internal_error" | "filter_unavailable" | "filter_error";
 export type DeliveryResult = "delivered" | "deferred" | "bounced" | "connection_failed" | "skipped_dead_host";
 
 export class RelayMetrics {
@@ -80,7 +80,7 @@ export class RelayMetrics {
     collectDefaultMetrics({ register: this.registry, prefix: "mxwarden_" });
     for (const state of ["ready", "deferred"]) this.queueMessages.set({ state }, 0);
     // Zeros from the start: a ratio or identity over a counter that has no series yet is empty, not 0.
-    for (const cause of ["queue_unavailable", "internal_error", "filter_unavailable"] satisfies TransactionFailure[]) this.transactionsFailed.inc({ cause }, 0);
+    for (const cause of ["queue_unavailable", "internal_error", "filter_unavailable", "filter_error"] satisfies TransactionFailure[]) this.transactionsFailed.inc({ cause }, 0);
     for (const result of ["success", "failure"]) this.tlsHandshakes.inc({ result }, 0);
     for (const kind of ["relay", "dsn"] satisfies JobKind[]) this.jobsCompleted.inc({ kind }, 0);
   }

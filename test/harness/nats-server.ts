@@ -4,7 +4,7 @@
 import { writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { TestProcess } from "./child.ts";
-import { findNatsServer } from "../../relay/src/queue/embedded-nats.ts";
+import { findNatsServer } from "../../relay/src/queue/index.ts";
 import { freePort } from "./workspace.ts";
 
 export class TestNatsServer {

@@ -15,7 +15,7 @@ export function tempDir(prefix: string): { path: string; remove(): void } {
 }
 
 /** A loopback TCP port nobody listens on right now (the relay's own helper). */
-export { freeLoopbackPort as freePort } from "../../relay/src/queue/embedded-nats.ts";
+export { freeLoopbackPort as freePort } from "../../relay/src/queue/index.ts";
 
 /** True when something accepts TCP connections on this loopback port. */
 export function portOpen(port: number): Promise<boolean> {

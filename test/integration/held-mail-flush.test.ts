@@ -10,11 +10,8 @@ import type { JsMsg } from "@nats-io/jetstream";
 import { FINISH_MARGIN_MS, IN_PLACE_MIN_MS } from "../../relay/src/deliver/delivery-timing.ts";
 import { HeldMailFlush, type DeliverySlots } from "../../relay/src/deliver/held-mail-flush.ts";
 import { createLogger } from "../../relay/src/log.ts";
-import type { DeliveryJob } from "../../relay/src/queue/delivery-job.ts";
-import { JobQueue } from "../../relay/src/queue/job-queue.ts";
-import { QUEUE_STREAM, deferSubject, drainConsumerName, readySubject } from "../../relay/src/queue/layout.ts";
-import { QueueConnection } from "../../relay/src/queue/queue-connection.ts";
-import { newQueueId } from "../../relay/src/queue/queue-id.ts";
+import { QUEUE_STREAM, QueueConnection, newQueueId, type DeliveryJob } from "../../relay/src/queue/index.ts";
+import { deferSubject, drainConsumerName, readySubject } from "../../relay/src/queue/layout.ts";
 import { TestNatsServer } from "../harness/nats-server.ts";
 import { tempDir } from "../harness/workspace.ts";
 
@@ -47,8 +44,8 @@ describe("flushing held mail", () => {
   });
 
   it("delivers far-off jobs in place, moves a near one to ready, and leaves later and other domains' jobs", async () => {
-    const { js, jsm } = queue.get();
-    const jobs = new JobQueue(js, jsm, 5000);
+    const { jsm } = queue.get();
+    const jobs = queue.jobs();
     const now = Date.now();
     const far = new Date(now + IN_PLACE_MIN_MS + 600_000);
     const finishBys: number[] = [];

@@ -9,12 +9,8 @@ import { TestNatsServer } from "../harness/nats-server.ts";
 import { tempDir } from "../harness/workspace.ts";
 import { createLogger } from "../../relay/src/log.ts";
 import { DomainStore } from "../../relay/src/config/domain-store.ts";
-import { QueueConnection } from "../../relay/src/queue/queue-connection.ts";
-import { JobQueue } from "../../relay/src/queue/job-queue.ts";
-import { newQueueId } from "../../relay/src/queue/queue-id.ts";
-import type { DeliveryJob } from "../../relay/src/queue/delivery-job.ts";
+import { QueueConnection, QueueIndex, newQueueId, type DeliveryJob } from "../../relay/src/queue/index.ts";
 import { collectQueueReport } from "../../relay/src/status/queue-reporter.ts";
-import { QueueIndex } from "../../relay/src/queue/queue-index.ts";
 
 describe("queue report", () => {
   const work = tempDir("queue-report");
@@ -48,8 +44,7 @@ describe("queue report", () => {
   }
 
   it("counts ready and deferred jobs per domain, gives the oldest age, the loaded generation and retirement", async () => {
-    const { js, jsm } = queue.get();
-    const jobs = new JobQueue(js, jsm, 5000);
+    const jobs = queue.jobs();
     const now = Date.now();
     await jobs.defer(job("a.example", now - 120_000), new Date(now + 3_600_000));
     await jobs.defer(job("a.example", now - 30_000), new Date(now + 3_600_000));

@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { LineEndingNormaliser } from "../../relay/src/receive/line-endings.ts";
+import { LineEndingNormaliser } from "../../relay/src/smtp/index.ts";
 
 const CR = 0x0d;
 const LF = 0x0a;

@@ -1,6 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { receivedHeader, receivedTls, rfc5322Date, type ReceivedInfo } from "../../relay/src/receive/received-header.ts";
+import { receivedHeader, receivedTls, type ReceivedInfo } from "../../relay/src/receive/received-header.ts";
+import { rfc5322Date } from "../../relay/src/smtp/index.ts";
 
 const date = new Date(Date.UTC(2026, 10, 22, 23, 9, 7));
 

@@ -2,7 +2,8 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { parseRelayDomain, type DomainPolicy } from "../../relay/src/config/relay-domain.ts";
 import { checkRecipient, splitAddress } from "../../relay/src/receive/recipient-policy.ts";
-import { replies, type SmtpReply } from "../../relay/src/receive/smtp-reply.ts";
+import type { SmtpReply } from "../../relay/src/smtp/index.ts";
+import { replies } from "../../relay/src/receive/smtp-reply.ts";
 
 function relayDomain(name: string, domain: string, recipients?: Record<string, unknown>): DomainPolicy {
   return parseRelayDomain({

@@ -4,24 +4,17 @@
 import { normaliseDomain } from "#api";
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
-import type { DeliveryJob } from "../queue/delivery-job.ts";
-import type { JobQueue } from "../queue/job-queue.ts";
-import { newQueueId } from "../queue/queue-id.ts";
-import { SpoolWriter, type StoredBody } from "../queue/spool.ts";
-import type { JetStreamClient } from "@nats-io/jetstream";
+import { newQueueId, type DeliveryJob, type JobQueue, type QueueConnection, type StoredBody } from "../queue/index.ts";
 import { buildDsn, type FailedRecipient } from "./dsn.ts";
 import { BOUNCE_LIFETIME_MS } from "./delivery-timing.ts";
 
 const HEADER_SECTION_LIMIT = 64 * 1024;
 
 export interface BounceContext {
-  js: JetStreamClient;
+  /** Where the DSN's body is written (inside its job when it is small enough). */
+  queue: QueueConnection;
   jobs: JobQueue;
   hostname: string;
-  chunkBytes: number;
-  /** Largest DSN that travels inside its job (inlineBodyMaxFor). */
-  inlineMaxBytes: number;
-  publishTimeoutMs: number;
   metrics: RelayMetrics;
   log: Logger;
 }
@@ -60,7 +53,7 @@ export async function queueBounce(
     now,
   });
   const queueId = newQueueId();
-  const writer = new SpoolWriter(context.js, [queueId], context.chunkBytes, context.publishTimeoutMs, context.inlineMaxBytes);
+  const writer = context.queue.spoolWriter([queueId]);
   await writer.write(dsn.message);
   const inline = await writer.finish();
   await context.jobs.enqueue({

@@ -10,12 +10,10 @@ import type { DomainStore } from "../config/domain-store.ts";
 import type { DomainPolicy } from "../config/relay-domain.ts";
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
-import { decodeJobRecord, InvalidJobError, type DeliveryJob, type JobRecord } from "../queue/delivery-job.ts";
-import { JobQueue } from "../queue/job-queue.ts";
-import { DELIVER_CONSUMER, QUEUE_STREAM } from "../queue/layout.ts";
-import { queueIdOfSubject } from "../queue/queue-id.ts";
-import type { QueueConnection } from "../queue/queue-connection.ts";
-import { SpoolReader, chunkSizeFor, inlineBodyMaxFor, type StoredBody } from "../queue/spool.ts";
+import {
+  DELIVER_CONSUMER, QUEUE_STREAM, decodeJobRecord, InvalidJobError, queueIdOfSubject,
+  type DeliveryJob, type JobQueue, type JobRecord, type QueueConnection, type SpoolReader, type StoredBody,
+} from "../queue/index.ts";
 import { queueBounce } from "./bounce.ts";
 import { PULL_EXPIRES_MS, SETTLE_BACKOFF_INITIAL_MS, SETTLE_BACKOFF_MAX_MS, SETTLE_RETRY_MS } from "./delivery-timing.ts";
 import type { DestinationHealth } from "./destination-health.ts";
@@ -212,9 +210,8 @@ export class DeliveryWorker {
     }
     const { job, body: inline } = record;
     const log = this.log.child({ queueId: job.queueId, domain: job.domain });
-    const { js, jsm } = this.deps.queue.get();
-    const jobs = new JobQueue(js, jsm, this.deps.queue.publishTimeoutMs);
-    const spool = new SpoolReader(jsm);
+    const jobs = this.deps.queue.jobs();
+    const spool = this.deps.queue.spoolReader();
     const body = await spool.get(job.queueId, inline);
     if (!body) {
       // The body is purged just before the job is acknowledged: a job without one was finished
@@ -362,14 +359,10 @@ export class DeliveryWorker {
   }
 
   private async bounce(job: DeliveryJob, failed: FailedRecipient[], reason: "rejected" | "expired", body: StoredBody): Promise<void> {
-    const { js, jsm } = this.deps.queue.get();
     await queueBounce({
-      js,
-      jobs: new JobQueue(js, jsm, this.deps.queue.publishTimeoutMs),
+      queue: this.deps.queue,
+      jobs: this.deps.queue.jobs(),
       hostname: this.options.hostname,
-      chunkBytes: chunkSizeFor(this.deps.queue.maxPayload),
-      inlineMaxBytes: inlineBodyMaxFor(this.deps.queue.maxPayload),
-      publishTimeoutMs: this.deps.queue.publishTimeoutMs,
       metrics: this.deps.metrics,
       log: this.log,
     }, job, failed, reason, body);

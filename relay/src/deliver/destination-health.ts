@@ -7,6 +7,7 @@
 import { connect } from "node:net";
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
+import { SmtpReplyReader } from "../smtp/index.ts";
 import type { NextHop, Route } from "./next-hop.ts";
 
 interface Outage {
@@ -16,10 +17,14 @@ interface Outage {
   probing: boolean;
 }
 
+/** A greeting is short: a server that sends more before its 220 is not one to deliver to. */
+const MAX_GREETING_LENGTH = 4096;
+
+/** Whether the hop greets with 220 within `timeoutMs` (a multi-line greeting included). */
 export function probeGreeting(hop: NextHop, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect({ host: hop.address, port: hop.port });
-    let buffered = "";
+    const reader = new SmtpReplyReader(MAX_GREETING_LENGTH);
     const finish = (ok: boolean): void => {
       clearTimeout(timer);
       if (ok) socket.end("QUIT\r\n");
@@ -29,10 +34,14 @@ export function probeGreeting(hop: NextHop, timeoutMs: number): Promise<boolean>
     const timer = setTimeout(() => finish(false), timeoutMs);
     socket.setEncoding("latin1");
     socket.on("data", (data: string) => {
-      buffered += data;
-      const line = /^(\d{3})([ -])[^\n]*\n/.exec(buffered);
-      if (line && line[2] === " ") finish(line[1] === "220");
-      else if (buffered.length > 4096) finish(false);
+      reader.push(data);
+      try {
+        const greeting = reader.next();
+        if (greeting) finish(greeting.code === 220);
+      } catch {
+        // Not an SMTP greeting, or an endless one.
+        finish(false);
+      }
     });
     socket.on("error", () => finish(false));
     socket.on("close", () => finish(false));

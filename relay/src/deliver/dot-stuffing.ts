@@ -4,7 +4,7 @@
 // (SMTP smuggling). The searches are Buffer.indexOf, native code: a byte-by-byte JavaScript loop
 // was a large share of the relay's CPU with large messages (docs/benchmarks.md, round 4).
 
-import { LineEndingNormaliser } from "../receive/line-endings.ts";
+import { LineEndingNormaliser } from "../smtp/index.ts";
 
 const DOT = 0x2e;
 const LF = 0x0a;

@@ -5,7 +5,7 @@
 // parts, no line longer than RFC 5322 allows.
 
 import { randomBytes } from "node:crypto";
-import { rfc5322Date } from "../receive/received-header.ts";
+import { rfc5322Date } from "../smtp/index.ts";
 
 export interface FailedRecipient {
   address: string;

@@ -16,10 +16,7 @@
 import { FINISH_MARGIN_MS, IN_PLACE_MIN_MS, PULL_EXPIRES_MS } from "./delivery-timing.ts";
 import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import type { Logger } from "../log.ts";
-import { JobQueue, scheduledAt } from "../queue/job-queue.ts";
-import { QUEUE_STREAM } from "../queue/layout.ts";
-import type { QueueConnection } from "../queue/queue-connection.ts";
-import { ensureDrainConsumer } from "../queue/queue-setup.ts";
+import { QUEUE_STREAM, ensureDrainConsumer, scheduledAt, type QueueConnection } from "../queue/index.ts";
 
 /** How the flush hands a job to the delivery worker's slots. */
 export interface DeliverySlots {
@@ -74,7 +71,7 @@ export class HeldMailFlush {
   async run(): Promise<FlushResult> {
     const { queue, slots, log } = this.deps;
     const { js, jsm } = queue.get();
-    const jobs = new JobQueue(js, jsm, queue.publishTimeoutMs);
+    const jobs = queue.jobs();
     // Most recoveries (a relay's start-up check among them) find nothing held: no consumer for those.
     if (!(await jobs.hasHeld(this.domain))) return { inPlace: 0, released: 0 };
     // Records stored after this point are not part of this flush.

@@ -6,7 +6,8 @@
 import type { Readable } from "node:stream";
 import type { Logger } from "../log.ts";
 import type { NextHop, Route } from "./next-hop.ts";
-import { SmtpClient, SmtpConnectionError, type SmtpReply, type TransactionReplies } from "./smtp-client.ts";
+import { formatReply, type SmtpReply } from "../smtp/index.ts";
+import { SmtpClient, SmtpConnectionError, type TransactionReplies } from "./smtp-client.ts";
 
 export type RecipientResult = "delivered" | "temporary" | "permanent";
 
@@ -60,11 +61,10 @@ interface HopPool {
   waiters: Array<() => void>;
 }
 
-function statusFromReply(code: number | undefined, reply: string, fallback: string): string {
-  const enhanced = /^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b/.exec(reply);
-  if (enhanced?.[1]) return enhanced[1];
-  if (code === undefined) return fallback;
-  return code >= 500 ? "5.0.0" : "4.0.0";
+/** The reply's enhanced status code, or one for its class; `fallback` when there was no reply. */
+function statusFromReply(reply: SmtpReply | undefined, fallback: string): string {
+  if (reply === undefined) return fallback;
+  return reply.enhanced ?? (reply.code >= 500 ? "5.0.0" : "4.0.0");
 }
 
 function classify(code: number | undefined): RecipientResult {
@@ -85,9 +85,9 @@ function oneLine(text: string): string {
 const isPositive = (reply: SmtpReply): boolean => reply.code >= 200 && reply.code < 300;
 
 function outcomeOf(recipient: string, reply: SmtpReply): RecipientOutcome {
-  const text = oneLine(reply.text);
+  const text = oneLine(formatReply(reply));
   if (isPositive(reply)) return { recipient, result: "delivered", reply: text, status: "2.0.0" };
-  return { recipient, result: classify(reply.code), reply: text, status: statusFromReply(reply.code, text, "4.0.0") };
+  return { recipient, result: classify(reply.code), reply: text, status: statusFromReply(reply, "4.0.0") };
 }
 
 /** Each recipient's outcome: refused at MAIL, at RCPT, or decided by the reply to the message. */
@@ -228,7 +228,7 @@ export class OutboundSmtp {
       // so nothing of the message was accepted.
       if (reused && client.repliesInTransaction === 0) return { remoteMta, unreachable: false, staleConnection: true, outcomes: [] };
       const reply = describe(err);
-      return { remoteMta, unreachable: false, staleConnection: false, outcomes: all("temporary", reply, statusFromReply(err.reply?.code, err.reply?.text ?? "", "4.4.2")) };
+      return { remoteMta, unreachable: false, staleConnection: false, outcomes: all("temporary", reply, statusFromReply(err.reply, "4.4.2")) };
     }
   }
 

@@ -3,7 +3,7 @@
 // can end all three ways at once: some recipients accepted, some refused (a bounce), some to try
 // again (the job is deferred for them); the job is finished only when none is left to try.
 
-import type { DeliveryJob } from "../queue/delivery-job.ts";
+import type { DeliveryJob } from "../queue/index.ts";
 import type { FailedRecipient } from "./dsn.ts";
 import type { RecipientOutcome } from "./outbound-smtp.ts";
 

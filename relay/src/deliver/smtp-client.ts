@@ -8,6 +8,7 @@
 import { connect as connectTcp, type Socket } from "node:net";
 import { connect as connectTls, TLSSocket } from "node:tls";
 import type { Readable } from "node:stream";
+import { formatReply, SmtpReplyError, SmtpReplyReader, type SmtpReply } from "../smtp/index.ts";
 import { DotStuffer } from "./dot-stuffing.ts";
 
 export type SmtpErrorCode = "ECONNECTION" | "ETIMEDOUT" | "ETLS" | "EPROTOCOL";
@@ -19,17 +20,11 @@ export class SmtpConnectionError extends Error {
   readonly reply: SmtpReply | undefined;
 
   constructor(code: SmtpErrorCode, message: string, reply?: SmtpReply) {
-    super(reply ? `${message}: ${reply.text}` : message);
+    super(reply ? `${message}: ${formatReply(reply)}` : message);
     this.name = "SmtpConnectionError";
     this.code = code;
     this.reply = reply;
   }
-}
-
-export interface SmtpReply {
-  code: number;
-  /** The reply's lines joined by "\n", e.g. "550 5.1.1 <a@b>: user unknown". */
-  text: string;
 }
 
 export interface SmtpClientOptions {
@@ -69,7 +64,6 @@ export interface TransactionReplies {
   data: SmtpReply | undefined;
 }
 
-const MAX_REPLY_BYTES = 64 * 1024;
 /** Body bytes gathered before one socket write: a small message goes out in one write with its dot. */
 const WRITE_BATCH_BYTES = 64 * 1024;
 
@@ -100,7 +94,7 @@ const hasNonAscii = (text: string): boolean => !/^[\x00-\x7f]*$/.test(text);
 export class SmtpClient {
   private socket: Socket | TLSSocket;
   private readonly options: SmtpClientOptions;
-  private buffered = "";
+  private readonly reader = new SmtpReplyReader();
   private readonly replies: SmtpReply[] = [];
   private readonly waiters: Array<{ resolve: (reply: SmtpReply) => void; reject: (err: Error) => void }> = [];
   private failure: SmtpConnectionError | undefined;
@@ -264,8 +258,8 @@ export class SmtpClient {
     if (reply.code === 421) throw new SmtpConnectionError("ECONNECTION", "EHLO refused", reply);
     this.extensions = new Map();
     if (reply.code === 250) {
-      for (const line of reply.text.split(/\r?\n/).slice(1)) {
-        const [keyword = "", ...rest] = line.slice(4).trim().split(/\s+/);
+      for (const line of reply.text.split("\n").slice(1)) {
+        const [keyword = "", ...rest] = line.trim().split(/\s+/);
         if (keyword) this.extensions.set(keyword.toUpperCase(), rest.join(" "));
       }
       return;
@@ -316,38 +310,21 @@ export class SmtpClient {
   }
 
   private onData(data: string): void {
-    this.buffered += data;
+    this.reader.push(data);
     for (;;) {
-      const reply = this.takeReply();
-      if (!reply) break;
+      let reply: SmtpReply | undefined;
+      try {
+        reply = this.reader.next();
+      } catch (err) {
+        if (!(err instanceof SmtpReplyError)) throw err;
+        this.fail(new SmtpConnectionError("EPROTOCOL", err.message));
+        this.socket.destroy();
+        return;
+      }
+      if (!reply) return;
       const waiter = this.waiters.shift();
       if (waiter) waiter.resolve(reply);
       else this.replies.push(reply);
-    }
-    if (this.buffered.length > MAX_REPLY_BYTES) {
-      this.fail(new SmtpConnectionError("EPROTOCOL", "reply too long"));
-      this.socket.destroy();
-    }
-  }
-
-  /** A complete (possibly multi-line) reply from the buffer, or undefined. */
-  private takeReply(): SmtpReply | undefined {
-    let start = 0;
-    for (;;) {
-      const end = this.buffered.indexOf("\n", start);
-      if (end === -1) return undefined;
-      const line = this.buffered.slice(start, end).replace(/\r$/, "");
-      start = end + 1;
-      if (line[3] === "-") continue;
-      const text = this.buffered.slice(0, start).replace(/\r?\n$/, "").replace(/\r/g, "");
-      this.buffered = this.buffered.slice(start);
-      const code = Number(line.slice(0, 3));
-      if (!/^\d{3}$/.test(line.slice(0, 3))) {
-        this.fail(new SmtpConnectionError("EPROTOCOL", `unreadable reply: ${line.slice(0, 200)}`));
-        this.socket.destroy();
-        return undefined;
-      }
-      return { code, text };
     }
   }
 

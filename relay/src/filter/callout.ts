@@ -3,6 +3,7 @@
 
 import { connect } from "node:net";
 import type { NextHop } from "../deliver/next-hop.ts";
+import { formatReply, SmtpReplyError, SmtpReplyReader, type SmtpReply } from "../smtp/index.ts";
 
 export type CalloutAnswer = "exists" | "unknown" | "unavailable";
 
@@ -16,7 +17,7 @@ export function rcptCallout(hop: NextHop, heloName: string, recipient: string, t
   return new Promise((resolve) => {
     const socket = connect({ host: hop.address, port: hop.port });
     const script = [`EHLO ${heloName}`, "MAIL FROM:<>", `RCPT TO:<${recipient}>`];
-    let buffered = "";
+    const reader = new SmtpReplyReader();
     let step = -1; // -1: waiting for the greeting
     let done = false;
     const finish = (result: CalloutResult): void => {
@@ -33,14 +34,18 @@ export function rcptCallout(hop: NextHop, heloName: string, recipient: string, t
     }, timeoutMs);
     socket.setEncoding("latin1");
     socket.on("data", (data: string) => {
-      buffered += data;
-      if (buffered.length > 64 * 1024) return finish({ answer: "unavailable", detail: "reply too long" });
+      reader.push(data);
       for (;;) {
-        const match = /^((?:\d{3}-[^\n]*\n)*)(\d{3})(?: [^\n]*)?\n/.exec(buffered);
-        if (!match) return;
-        buffered = buffered.slice(match[0].length);
-        const code = Number(match[2]);
-        const reply = match[0].trim().split(/\r?\n/).pop() ?? "";
+        let parsed: SmtpReply | undefined;
+        try {
+          parsed = reader.next();
+        } catch (err) {
+          if (!(err instanceof SmtpReplyError)) throw err;
+          return finish({ answer: "unavailable", detail: err.message });
+        }
+        if (!parsed) return;
+        const { code } = parsed;
+        const reply = formatReply(parsed);
         if (step === script.length - 1) {
           // The answer to RCPT TO.
           if (code >= 200 && code < 300) return finish({ answer: "exists", detail: reply });

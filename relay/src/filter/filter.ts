@@ -9,8 +9,8 @@ import type { RelayConfig } from "../cli.ts";
 import type { DomainPolicy } from "../config/relay-domain.ts";
 import type { NextHopResolver } from "../deliver/next-hop.ts";
 import type { Logger } from "../log.ts";
-import type { QueueConnection } from "../queue/queue-connection.ts";
-import type { SmtpReply } from "../receive/smtp-reply.ts";
+import type { QueueConnection } from "../queue/index.ts";
+import type { SmtpReply } from "../smtp/index.ts";
 
 export type FilterStage = "rcpt" | "data";
 

@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { BlockList, isIPv6 } from "node:net";
 import type { GreylistPolicy } from "../config/relay-domain.ts";
 import type { Logger } from "../log.ts";
-import type { QueueConnection } from "../queue/queue-connection.ts";
+import type { QueueConnection } from "../queue/index.ts";
 import { ipv6Groups, plainAddress } from "./client-address.ts";
 import { greylistingPolicy } from "#api";
 import type { FilterModule, RecipientFilter, RecipientUnderCheck, Verdict } from "./filter.ts";

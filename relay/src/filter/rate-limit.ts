@@ -9,7 +9,7 @@ import { headers } from "@nats-io/transport-node";
 import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamClient, type StreamConfig } from "@nats-io/jetstream";
 import type { RateLimit, RateLimitPolicy } from "../config/relay-domain.ts";
 import type { Logger } from "../log.ts";
-import type { QueueConnection } from "../queue/queue-connection.ts";
+import type { QueueConnection } from "../queue/index.ts";
 import { rateLimitsPolicy } from "#api";
 import type { FilterModule, RecipientFilter, RecipientUnderCheck, Verdict } from "./filter.ts";
 

@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import type { DomainPolicy } from "../config/relay-domain.ts";
 import type { NextHopResolver } from "../deliver/next-hop.ts";
 import type { Logger } from "../log.ts";
-import type { QueueConnection } from "../queue/queue-connection.ts";
+import type { QueueConnection } from "../queue/index.ts";
 import { rcptCallout, type CalloutResult } from "./callout.ts";
 import { recipientsPolicy } from "#api";
 import { CALLOUT_TIMEOUT_MS } from "../deliver/delivery-timing.ts";

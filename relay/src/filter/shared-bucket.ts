@@ -9,7 +9,7 @@
 // peer that is cut off simply stops contributing until it returns.
 
 import { Kvm, type KV, type KvEntry, type KvOptions } from "@nats-io/kv";
-import type { QueueConnection } from "../queue/queue-connection.ts";
+import type { QueueConnection } from "../queue/index.ts";
 
 export interface SiteTopology {
   /** This site's JetStream domain. */

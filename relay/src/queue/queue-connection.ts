@@ -5,8 +5,10 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { Logger } from "../log.ts";
+import { JobQueue } from "./job-queue.ts";
 import { ensureQueueLayout, type QueueLayoutOptions } from "./queue-setup.ts";
 import { ReplyInbox } from "./reply-inbox.ts";
+import { SpoolReader, SpoolWriter, chunkSizeFor, inlineBodyMaxFor } from "./spool.ts";
 import { coalesceWrites } from "./write-coalescing.ts";
 
 export interface QueueHandles {
@@ -60,6 +62,24 @@ export class QueueConnection {
 
   get publishTimeoutMs(): number {
     return this.options.publishTimeoutMs;
+  }
+
+  /**
+   * The delivery jobs, on the live connection (else QueueUnavailableError). `throughReplyInbox`
+   * stores them through the reply inbox: the receiver's per-message path (see reply-inbox.ts).
+   */
+  jobs(options: { throughReplyInbox?: boolean } = {}): JobQueue {
+    const { js, jsm, inbox } = this.get();
+    return new JobQueue(js, jsm, this.publishTimeoutMs, options.throughReplyInbox ? inbox : undefined);
+  }
+
+  /** A writer for one body stored under each of `queueIds`, with chunks and inline limit fitted to this server's max_payload. */
+  spoolWriter(queueIds: readonly string[]): SpoolWriter {
+    return new SpoolWriter(this.get().js, queueIds, chunkSizeFor(this.maxPayload), this.publishTimeoutMs, inlineBodyMaxFor(this.maxPayload));
+  }
+
+  spoolReader(): SpoolReader {
+    return new SpoolReader(this.get().jsm);
   }
 
   /** The settings the streams and consumers are created with. */

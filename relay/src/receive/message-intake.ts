@@ -5,13 +5,11 @@
 
 import { isAscii } from "node:buffer";
 import type { Readable } from "node:stream";
-import type { SpoolWriter } from "../queue/spool.ts";
+import type { SpoolWriter } from "../queue/index.ts";
 import { HeaderScanner } from "./header-scanner.ts";
 import { removeForgedAuthResults } from "./forged-auth-results.ts";
-import { LineEndingNormaliser } from "./line-endings.ts";
-import { replies, type SmtpReply } from "./smtp-reply.ts";
-
-export type BareNewlinePolicy = "normalize" | "reject";
+import { LineEndingNormaliser, type BareNewlinePolicy, type SmtpReply } from "../smtp/index.ts";
+import { replies } from "./smtp-reply.ts";
 
 export interface IntakeLimits {
   /** This relay's authserv-id: incoming Authentication-Results claiming it are removed. */

@@ -1,6 +1,7 @@
 // The RFC 5321 §4.4 trace header this relay prepends to every accepted message.
 
 import type { CipherNameAndProtocol } from "node:tls";
+import { rfc5322Date } from "../smtp/index.ts";
 
 export interface ReceivedInfo {
   heloName: string;
@@ -17,11 +18,6 @@ export interface ReceivedInfo {
 
 function clean(value: string): string {
   return value.replace(/[^\x21-\x7e]/g, "?").slice(0, 255);
-}
-
-/** RFC 5322 date-time, e.g. "Sun, 22 Nov 2026 23:09:07 +0000". */
-export function rfc5322Date(date: Date): string {
-  return date.toUTCString().replace(/GMT$/, "+0000");
 }
 
 /**

@@ -5,7 +5,8 @@
 
 import { normaliseDomain } from "#api";
 import type { DomainPolicy } from "../config/relay-domain.ts";
-import { replies, type SmtpReply } from "./smtp-reply.ts";
+import type { SmtpReply } from "../smtp/index.ts";
+import { replies } from "./smtp-reply.ts";
 
 export type RecipientVerdict =
   | { accept: true; address: string; localPart: string; domain: string; policy: DomainPolicy }

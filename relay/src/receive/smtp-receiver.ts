@@ -12,17 +12,14 @@ import { plainAddress } from "../filter/client-address.ts";
 import type { FilterPipeline, PipelineResult } from "../filter/pipeline.ts";
 import type { Logger } from "../log.ts";
 import type { RejectReason, RelayMetrics, TransactionFailure } from "../metrics.ts";
-import type { DeliveryJob } from "../queue/delivery-job.ts";
-import { JobQueue } from "../queue/job-queue.ts";
-import { newQueueId } from "../queue/queue-id.ts";
-import type { QueueConnection, QueueHandles } from "../queue/queue-connection.ts";
-import { SpoolReader, SpoolWriter, chunkSizeFor, inlineBodyMaxFor } from "../queue/spool.ts";
+import { newQueueId, type DeliveryJob, type JobQueue, type QueueConnection, type SpoolReader, type SpoolWriter } from "../queue/index.ts";
 import { installEnhancedReplies } from "./enhanced-replies.ts";
-import { receiveMessage, type BareNewlinePolicy, type IntakeOutcome } from "./message-intake.ts";
+import { receiveMessage, type IntakeOutcome } from "./message-intake.ts";
 import { PromptGreetingServer } from "./prompt-greeting.ts";
 import { receivedHeader, receivedTls } from "./received-header.ts";
 import { checkRecipient } from "./recipient-policy.ts";
-import { replies, replyError, type SmtpReply } from "./smtp-reply.ts";
+import type { BareNewlinePolicy, SmtpReply } from "../smtp/index.ts";
+import { replies, replyError } from "./smtp-reply.ts";
 
 export interface ReceiverOptions {
   hostname: string;
@@ -89,7 +86,7 @@ interface IncomingMessage {
   /** One per group; the first names the message in the reply, the logs and the Received header. */
   readonly queueIds: string[];
   readonly queueId: string;
-  readonly handles: QueueHandles;
+  readonly jobQueue: JobQueue;
   readonly writer: SpoolWriter;
   readonly spool: SpoolReader;
   readonly log: Logger;
@@ -100,7 +97,7 @@ type StoredMessage = Extract<IntakeOutcome, { stored: true }>;
 const replyReason = new Map<SmtpReply, RejectReason>([
   [replies.relayDenied, "relay_denied"], [replies.routingDenied, "routing_denied"], [replies.badAddress, "bad_address"],
   [replies.unknownUser, "unknown_user"], [replies.tooBigDeclared, "size"], [replies.tooBig, "size"], [replies.headerTooBig, "size"], [replies.loop, "loop"],
-  [replies.bareNewline, "bare_newline"], [replies.queueUnavailable, "queue_unavailable"], [replies.shuttingDown, "shutting_down"],
+  [replies.bareNewline, "bare_newline"], [replies.queueUnavailable, "queue_unavailable"], [replies.filterFailed, "filter_error"], [replies.shuttingDown, "shutting_down"],
   [replies.tooManyFromHost, "too_many_connections"],
 ]);
 
@@ -348,7 +345,7 @@ export class SmtpReceiver {
       callback(this.refuse(filtered.reply, "recipients", filtered.action === "reject" ? "filter_reject" : "filter_tempfail"));
     }, (err: unknown) => {
       this.log.warn("recipient filter failed; answered 451", { error: err });
-      callback(this.failOnOurSide(state, "internal_error", replies.queueUnavailable, "recipients"));
+      callback(this.failOnOurSide(state, "filter_error", replies.filterFailed, "recipients"));
     });
   }
 
@@ -369,9 +366,9 @@ export class SmtpReceiver {
       await drain(stream);
       throw this.refuse(replies.noRecipients, "messages");
     }
-    let handles: QueueHandles;
+    let jobQueue: JobQueue;
     try {
-      handles = this.queue.get();
+      jobQueue = this.queue.jobs({ throughReplyInbox: true });
     } catch {
       await drain(stream);
       throw this.failOnOurSide(state, "queue_unavailable", replies.queueUnavailable, "messages");
@@ -384,9 +381,9 @@ export class SmtpReceiver {
       groups,
       queueIds,
       queueId,
-      handles,
-      writer: new SpoolWriter(handles.js, queueIds, chunkSizeFor(this.queue.maxPayload), this.queue.publishTimeoutMs, inlineBodyMaxFor(this.queue.maxPayload)),
-      spool: new SpoolReader(handles.jsm),
+      jobQueue,
+      writer: this.queue.spoolWriter(queueIds),
+      spool: this.queue.spoolReader(),
       log: this.log.child({ queueId, session: session.id }),
     };
   }
@@ -439,10 +436,17 @@ export class SmtpReceiver {
   private async filter(message: IncomingMessage, stored: StoredMessage): Promise<string> {
     if (!this.filters.hasMessageFilters) return "";
     const { session, groups, queueId, log } = message;
+    let body;
+    try {
+      body = await message.spool.get(queueId, stored.inlineBody);
+      if (!body) throw new Error("stored body not found");
+    } catch (err) {
+      log.warn("stored message unreadable for the filters; answered 451", { error: err });
+      await this.purgePartial(message);
+      throw this.failOnOurSide(message.state, "internal_error", replies.queueUnavailable, "messages");
+    }
     let result: PipelineResult;
     try {
-      const body = await message.spool.get(queueId, stored.inlineBody);
-      if (!body) throw new Error("stored body not found");
       result = await this.filters.runData({
         queueId,
         clientAddress: plainAddress(session.remoteAddress),
@@ -454,9 +458,9 @@ export class SmtpReceiver {
         open: () => body.open(),
       });
     } catch (err) {
-      log.warn("filtering failed (stored message unreadable or a filter broke); answered 451", { error: err });
+      log.warn("a message filter failed; answered 451", { error: err });
       await this.purgePartial(message);
-      throw this.failOnOurSide(message.state, "internal_error", replies.queueUnavailable, "messages");
+      throw this.failOnOurSide(message.state, "filter_error", replies.filterFailed, "messages");
     }
     const verdict = result.verdict;
     if (verdict.action === "tempfail" && verdict.unavailable) {
@@ -472,7 +476,7 @@ export class SmtpReceiver {
 
   /** One delivery job per domain: the message is ours once every job has its PubAck. */
   private async commit(message: IncomingMessage, stored: StoredMessage, filterHeaders: string): Promise<DeliveryJob[]> {
-    const { session, handles } = message;
+    const { session } = message;
     const now = Date.now();
     const jobs: DeliveryJob[] = message.groups.map((group, index) => ({
       v: 1,
@@ -491,9 +495,8 @@ export class SmtpReceiver {
       ...(stored.inlineBody ? { inline: true as const } : {}),
     }));
     try {
-      const queue = new JobQueue(handles.js, handles.jsm, this.queue.publishTimeoutMs, handles.inbox);
       // An inline body is durable once its job has its PubAck: the job is the message's only copy.
-      await Promise.all(jobs.map((job) => queue.enqueue(job, stored.inlineBody)));
+      await Promise.all(jobs.map((job) => message.jobQueue.enqueue(job, stored.inlineBody)));
     } catch (err) {
       message.log.warn("could not queue delivery job; answered 451", { error: err });
       await this.purgePartial(message);

@@ -1,11 +1,7 @@
-// SMTP replies as values: policy code returns one of these, and the receiver turns it into the
-// error object smtp-server expects. Keeps codes and enhanced status codes together in one place.
+// The receiver's SMTP replies as values: policy code returns one of these, and the receiver turns
+// it into the error object smtp-server expects. Keeps codes and enhanced status codes together in one place.
 
-export interface SmtpReply {
-  code: number;
-  enhanced: string;
-  text: string;
-}
+import type { SmtpReply } from "../smtp/index.ts";
 
 export const replies = {
   relayDenied: { code: 550, enhanced: "5.7.1", text: "Relay access denied" },
@@ -19,16 +15,21 @@ export const replies = {
   headerTooBig: { code: 552, enhanced: "5.3.4", text: "Message header section too large" },
   loop: { code: 554, enhanced: "5.4.6", text: "Too many hops: mail loop detected" },
   queueUnavailable: { code: 451, enhanced: "4.3.0", text: "Queue temporarily unavailable, try again later" },
+  // A filter broke (a bug, not a verdict): RFC 5321's "local error in processing".
+  filterFailed: { code: 451, enhanced: "4.3.0", text: "Temporary filtering failure, try again later" },
   shuttingDown: { code: 421, enhanced: "4.3.2", text: "Service shutting down, try again later" },
   tooManyFromHost: { code: 421, enhanced: "4.7.0", text: "Too many connections from your host, try again later" },
   bareNewline: { code: 550, enhanced: "5.5.2", text: "Message contains bare CR or LF; use CRLF line endings" },
   noRecipients: { code: 554, enhanced: "5.5.1", text: "No valid recipients" },
 } as const satisfies Record<string, SmtpReply>;
 
-/** An Error that smtp-server sends as the reply "code enhanced text". */
+/**
+ * An Error that smtp-server sends as the reply "code enhanced text"; without an enhanced code,
+ * smtp-server picks one from the reply code (enhanced-replies.ts).
+ */
 export function replyError(reply: SmtpReply, detail?: string): Error & { responseCode: number } {
   const text = detail ? `${reply.text}: ${detail}` : reply.text;
-  const err = new Error(`${reply.enhanced} ${text}`) as Error & { responseCode: number };
+  const err = new Error(reply.enhanced ? `${reply.enhanced} ${text}` : text) as Error & { responseCode: number };
   err.responseCode = reply.code;
   return err;
 }

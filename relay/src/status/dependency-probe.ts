@@ -6,7 +6,7 @@ import { connect } from "node:net";
 import { request } from "node:http";
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
-import type { QueueConnection } from "../queue/queue-connection.ts";
+import type { QueueConnection } from "../queue/index.ts";
 import { startPeriodic } from "./periodic.ts";
 
 export type Dependency = "nats" | "clamd" | "rspamd";

@@ -6,8 +6,7 @@
 import type { DomainStore } from "../config/domain-store.ts";
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
-import type { QueueConnection } from "../queue/queue-connection.ts";
-import type { QueueIndex } from "../queue/queue-index.ts";
+import type { QueueConnection, QueueIndex } from "../queue/index.ts";
 import { collectQueueReport } from "./queue-reporter.ts";
 import type { DomainQueueFigures } from "./queue-report.ts";
 import { startPeriodic } from "./periodic.ts";

@@ -4,9 +4,7 @@
 
 import type { DomainStore } from "../config/domain-store.ts";
 import type { Logger } from "../log.ts";
-import { domainToken } from "../queue/layout.ts";
-import { nothingQueued, type QueueIndex } from "../queue/queue-index.ts";
-import type { QueueConnection } from "../queue/queue-connection.ts";
+import { domainToken, nothingQueued, type QueueConnection, type QueueIndex } from "../queue/index.ts";
 import { QUEUE_REPORT_KEY, type DomainQueueFigures, type QueueReport } from "./queue-report.ts";
 import { startPeriodic } from "./periodic.ts";
 

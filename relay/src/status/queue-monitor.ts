@@ -3,16 +3,13 @@
 
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
-import { JobQueue } from "./job-queue.ts";
-import type { QueueIndex } from "./queue-index.ts";
-import { startPeriodic } from "../status/periodic.ts";
-import type { QueueConnection } from "./queue-connection.ts";
+import type { QueueConnection, QueueIndex } from "../queue/index.ts";
+import { startPeriodic } from "./periodic.ts";
 
 export function startQueueMonitor(queue: QueueConnection, index: QueueIndex, metrics: RelayMetrics, log: Logger, intervalMs: number): () => void {
   const sample = async (): Promise<void> => {
     if (!queue.isReady()) return;
-    const { js, jsm } = queue.get();
-    const depth = await new JobQueue(js, jsm, queue.publishTimeoutMs).depth();
+    const depth = await queue.jobs().depth();
     metrics.queueMessages.set({ state: "ready" }, depth.ready);
     metrics.queueMessages.set({ state: "deferred" }, depth.deferred);
     // From the acceptance times in the subject index: neither the stream's first record (a retry

@@ -3,6 +3,9 @@
 // smuggled message. Like Postfix's smtpd_forbid_bare_newline we either rewrite every bare CR or LF
 // to CRLF ("normalize", Postfix's default) or refuse the message ("reject").
 
+/** --bare-newline: what the receiver does with a message that holds a bare CR or LF. */
+export type BareNewlinePolicy = "normalize" | "reject";
+
 const CR = 0x0d;
 const LF = 0x0a;
 

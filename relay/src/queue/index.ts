@@ -1,0 +1,19 @@
+// The queue's public surface: what the rest of the relay may use of relay/src/queue. Jobs and
+// spool bodies are reached through the connection (jobs(), spoolWriter(), spoolReader()), which
+// knows the publish timeout and the server's max_payload, so no caller sizes chunks or passes
+// timeouts. Tests of the queue's own parts import those files directly.
+
+export type { DeliveryJob, JobKind, JobRecord } from "./delivery-job.ts";
+export { decodeJobRecord, InvalidJobError } from "./delivery-job.ts";
+export { EmbeddedNats, findNatsServer, freeLoopbackPort } from "./embedded-nats.ts";
+export type { HeldJob, JobQueue, QueueDepth } from "./job-queue.ts";
+export { scheduledAt } from "./job-queue.ts";
+export { DELIVER_CONSUMER, QUEUE_STREAM, domainToken } from "./layout.ts";
+export type { QueueConnectionOptions, QueueHandles } from "./queue-connection.ts";
+export { QueueConnection, QueueUnavailableError } from "./queue-connection.ts";
+export { newQueueId, queueIdOfSubject } from "./queue-id.ts";
+export type { QueuedSummary, QueueIndexSnapshot } from "./queue-index.ts";
+export { nothingQueued, QueueIndex } from "./queue-index.ts";
+export type { QueueLayoutOptions } from "./queue-setup.ts";
+export { ensureDrainConsumer } from "./queue-setup.ts";
+export type { SpoolReader, SpoolWriter, StoredBody } from "./spool.ts";
