@@ -3,6 +3,7 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { createServer, type AddressInfo } from "node:net";
 import { Readable } from "node:stream";
 import { SmtpClient, SmtpConnectionError, type SmtpClientOptions } from "../../relay/src/deliver/smtp-client.ts";
 import { SmtpSink } from "../harness/postfix-tools.ts";
@@ -94,6 +95,25 @@ describe("outbound SMTP client", () => {
     assert.equal(tlsPrimary.messages.at(-1)?.secure, true);
     secure.quit();
     await assert.rejects(SmtpClient.open(options(primary.port, "required")), (err: unknown) => err instanceof SmtpConnectionError && err.code === "ETLS");
+  });
+
+  it("hangs up when clear text follows the STARTTLS reply, which TLS would otherwise read as replies", async () => {
+    // A server (or a man in the middle) that answers STARTTLS and appends a reply of its own.
+    const injecting = createServer((socket) => {
+      socket.write("220 injector.test ESMTP\r\n");
+      socket.on("data", (data: Buffer) => {
+        const command = data.toString("latin1").trim().toUpperCase();
+        if (command.startsWith("EHLO")) socket.write("250-injector.test\r\n250 STARTTLS\r\n");
+        else if (command === "STARTTLS") socket.write("220 2.0.0 Ready\r\n250 2.1.0 injected\r\n");
+      });
+    });
+    await new Promise<void>((resolve) => injecting.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = (injecting.address() as AddressInfo).port;
+      await assert.rejects(SmtpClient.open(options(port)), (err: unknown) => err instanceof SmtpConnectionError && err.code === "ETLS" && /after its STARTTLS reply/.test(err.message));
+    } finally {
+      injecting.close();
+    }
   });
 
   it("speaks HELO and one command at a time to a server without ESMTP", async () => {

@@ -276,6 +276,12 @@ export class SmtpClient {
       if (this.options.tls === "required") throw new SmtpConnectionError("ETLS", "STARTTLS refused", reply);
       return;
     }
+    // Anything the server sent after its 220 came in clear text and would be read as replies inside
+    // TLS: a man in the middle could inject them (the client side of CVE-2011-0411). Hang up.
+    if (this.replies.length > 0 || this.reader.hasPartialReply) {
+      this.socket.destroy();
+      throw new SmtpConnectionError("ETLS", "the server sent data after its STARTTLS reply; refusing to start TLS on it", reply);
+    }
     const plain = this.socket;
     plain.removeAllListeners("data");
     plain.removeAllListeners("end");

@@ -59,6 +59,11 @@ export class SmtpReplyReader {
     this.buffered += data;
   }
 
+  /** True while text is waiting that does not yet make a complete reply. */
+  get hasPartialReply(): boolean {
+    return this.buffered.length > 0;
+  }
+
   /**
    * The next complete reply, or undefined until more text arrives. Throws SmtpReplyError for a
    * line that is not part of a reply, or a reply longer than the limit (complete or not).
