@@ -10,8 +10,8 @@ import type { Logger } from "../../../relay/src/log.ts";
 import { API_VERSION, type DomainSiteStatus, type RelayDomain, type RelayDomainStatus } from "../api/relay-domain.ts";
 import type { RelaySite } from "../api/relay-site.ts";
 import { setCondition, type Condition, type ConditionInput } from "../api/conditions.ts";
-import { isNotFound, type ApiClient, type Unstructured } from "../kube/api-client.ts";
-import type { Informer } from "../kube/informer.ts";
+import { isNotFound, type Unstructured } from "../kube/api-client.ts";
+import type { KubeClient, ObjectCache } from "../kube/kube-client.ts";
 import { Resources } from "../kube/resources.ts";
 import { configKey, servesSite, validateForRelay } from "../render/domain-config.ts";
 import type { ReconcileOutcome } from "./controller-runner.ts";
@@ -23,9 +23,9 @@ import type { SiteStates } from "./site-state.ts";
 export const DOMAIN_FINALIZER = "mxwarden.io/drain-queue";
 
 export interface DomainReconcilerDeps {
-  client: ApiClient;
-  sites: Informer<RelaySite & Unstructured>;
-  domains: Informer<RelayDomain & Unstructured>;
+  client: KubeClient;
+  sites: ObjectCache<RelaySite & Unstructured>;
+  domains: ObjectCache<RelayDomain & Unstructured>;
   states: SiteStates;
   events: EventRecorder;
   dns: DnsChecker | undefined;

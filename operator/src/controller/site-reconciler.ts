@@ -8,8 +8,8 @@ import { parseQueueReport, QUEUE_REPORT_KEY } from "../../../relay/src/status/qu
 import { API_VERSION, type RelayDomain } from "../api/relay-domain.ts";
 import type { RelaySite } from "../api/relay-site.ts";
 import { setCondition, type Condition } from "../api/conditions.ts";
-import { ApiClient, isNotFound, type Unstructured } from "../kube/api-client.ts";
-import type { Informer } from "../kube/informer.ts";
+import { isNotFound, type Unstructured } from "../kube/api-client.ts";
+import type { KubeClient, ObjectCache } from "../kube/kube-client.ts";
 import { refForKind, Resources } from "../kube/resources.ts";
 import { siteDomainConfig } from "../render/domain-config.ts";
 import { DOMAINS_CONFIGMAP, METRICS_SERVICE, RELAY_NAME, renderSite, siteNamespace, SMTP_SERVICE, STATUS_CONFIGMAP } from "../render/site-objects.ts";
@@ -17,16 +17,16 @@ import type { OperatorMetrics } from "../metrics.ts";
 import type { ReconcileOutcome } from "./controller-runner.ts";
 import type { EventRecorder } from "./events.ts";
 import { setFinalizer } from "./finalizers.ts";
-import type { SiteConnections } from "./site-connections.ts";
+import type { SiteClients } from "./site-connections.ts";
 import type { SiteStates } from "./site-state.ts";
 
 export const SITE_FINALIZER = "mxwarden.io/site-cleanup";
 
 export interface SiteReconcilerDeps {
-  client: ApiClient;
-  sites: Informer<RelaySite & Unstructured>;
-  domains: Informer<RelayDomain & Unstructured>;
-  connections: SiteConnections;
+  client: KubeClient;
+  sites: ObjectCache<RelaySite & Unstructured>;
+  domains: ObjectCache<RelayDomain & Unstructured>;
+  connections: SiteClients;
   states: SiteStates;
   events: EventRecorder;
   metrics: OperatorMetrics;

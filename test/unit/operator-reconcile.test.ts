@@ -1,0 +1,168 @@
+// Reconcile decisions, driven through the reconcilers with an in-memory fake cluster
+// (test/harness/fake-kube-client.ts) for the management cluster and for one site's cluster: which
+// conditions, finalizers and objects follow from given resources and relay reports. Behaviour that
+// depends on a real API server (apply semantics, RBAC, watches) is in test/integration/operator*.
+
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { createLogger } from "../../relay/src/log.ts";
+import { QUEUE_REPORT_KEY, type QueueReport } from "../../relay/src/status/queue-report.ts";
+import type { RelayDomain } from "../../operator/src/api/relay-domain.ts";
+import type { RelaySite } from "../../operator/src/api/relay-site.ts";
+import type { Condition } from "../../operator/src/api/conditions.ts";
+import type { Unstructured } from "../../operator/src/kube/api-client.ts";
+import { Resources } from "../../operator/src/kube/resources.ts";
+import { OperatorMetrics } from "../../operator/src/metrics.ts";
+import { DOMAIN_FINALIZER, DomainReconciler } from "../../operator/src/controller/domain-reconciler.ts";
+import { SITE_FINALIZER, SiteReconciler } from "../../operator/src/controller/site-reconciler.ts";
+import { SiteStates } from "../../operator/src/controller/site-state.ts";
+import { EventRecorder } from "../../operator/src/controller/events.ts";
+import type { SiteClient, SiteClients } from "../../operator/src/controller/site-connections.ts";
+import { FakeKubeClient } from "../harness/fake-kube-client.ts";
+
+type Site = RelaySite & Unstructured;
+type Domain = RelayDomain & Unstructured;
+type ConfigMap = Unstructured & { data?: Record<string, string> };
+
+const RELAY_NS = "mxwarden";
+const POLL_MS = 15_000;
+const log = createLogger({}, "error");
+
+function condition(object: { status?: { conditions?: Condition[] } } | undefined, type: string): Condition | undefined {
+  return object?.status?.conditions?.find((c) => c.type === type);
+}
+
+/** A management cluster and one site cluster, both fakes, with the two reconcilers wired as the operator wires them. */
+class World {
+  readonly mgmt = new FakeKubeClient();
+  readonly siteCluster = new FakeKubeClient();
+  readonly states = new SiteStates();
+  readonly connection: SiteClient = { client: this.siteCluster, reachable: true, prometheusOperator: false };
+  readonly sites: SiteReconciler;
+  readonly domains: DomainReconciler;
+
+  constructor() {
+    const connections: SiteClients = { ensure: async () => this.connection, get: () => this.connection, forget: () => {} };
+    const events = new EventRecorder(this.mgmt, "test", log);
+    const common = { client: this.mgmt, sites: this.mgmt.cache<Site>(Resources.RelaySite), domains: this.mgmt.cache<Domain>(Resources.RelayDomain), states: this.states, events, pollIntervalMs: POLL_MS, log };
+    this.sites = new SiteReconciler({ ...common, connections, metrics: new OperatorMetrics(), relayImage: "relay:1", prometheusRuleGroups: [], onSiteState: () => {} });
+    this.domains = new DomainReconciler({ ...common, dns: undefined });
+  }
+
+  site(spec: Partial<RelaySite["spec"]> = {}): Site {
+    return this.mgmt.seed<Site>(Resources.RelaySite, { apiVersion: "mxwarden.io/v1alpha1", kind: "RelaySite", metadata: { name: "site-a" }, spec: { hostname: "mx-a.backup.test", replicas: 2, nats: { url: "nats://nats:4222", domain: "site-a" }, ...spec } });
+  }
+
+  domain(name = "example", mailDomain = "example.com", meta: Partial<RelayDomain["metadata"]> = {}): Domain {
+    return this.mgmt.seed<Domain>(Resources.RelayDomain, { apiVersion: "mxwarden.io/v1alpha1", kind: "RelayDomain", metadata: { name, namespace: "team-a", ...meta }, spec: { domain: mailDomain } });
+  }
+
+  getSite(): Site | undefined {
+    return this.mgmt.peek<Site>(Resources.RelaySite, undefined, "site-a");
+  }
+
+  getDomain(name = "example"): Domain | undefined {
+    return this.mgmt.peek<Domain>(Resources.RelayDomain, "team-a", name);
+  }
+
+  /** What kube-controller-manager and the kubelets would write: the relay Deployment's readiness. */
+  async relaysReady(ready: number): Promise<void> {
+    await this.siteCluster.apply(Resources.Deployment, { apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "mxwarden-relay", namespace: RELAY_NS }, status: { replicas: 2, readyReplicas: ready } }, { subresource: "status" });
+  }
+
+  /** What the relays write into their status ConfigMap. */
+  async report(data: Record<string, string>): Promise<void> {
+    await this.siteCluster.mergePatch(Resources.ConfigMap, RELAY_NS, "mxwarden-relay-status", { data });
+  }
+}
+
+function queueReport(reporter: string, domains: QueueReport["domains"], updatedAt = new Date()): string {
+  return JSON.stringify({ updatedAt: updatedAt.toISOString(), reporter, domains } satisfies QueueReport);
+}
+
+describe("site reconcile (fake clusters)", () => {
+  it("applies the relays' objects in the site's cluster, holds its finalizer, and reports the configuration applied", async () => {
+    const world = new World();
+    world.site();
+    world.domain();
+    const outcome = await world.sites.reconcile("site-a");
+    assert.equal(outcome.requeueAfterMs, POLL_MS, "polls the site for relay readiness and reports");
+    assert.deepEqual(world.getSite()?.metadata.finalizers, [SITE_FINALIZER]);
+    const domains = world.siteCluster.peek<ConfigMap>(Resources.ConfigMap, RELAY_NS, "mxwarden-domains");
+    assert.deepEqual(Object.keys(domains?.data ?? {}), ["team-a.example.yaml"]);
+    assert.ok(world.siteCluster.peek(Resources.Deployment, RELAY_NS, "mxwarden-relay"));
+    const site = world.getSite();
+    assert.equal(condition(site, "ConfigApplied")?.status, "True");
+    assert.equal(site?.status?.domains, 1);
+    assert.equal(condition(site, "Ready")?.reason, "NoReadyRelays");
+  });
+
+  it("marks an unreachable site False and keeps what it knew of the relays", async () => {
+    const world = new World();
+    world.site();
+    world.connection.reachable = false;
+    world.connection.lastError = "connect ECONNREFUSED";
+    await world.sites.reconcile("site-a");
+    const site = world.getSite();
+    assert.equal(condition(site, "ClusterReachable")?.reason, "ClusterUnreachable");
+    assert.equal(condition(site, "Ready")?.status, "False");
+    assert.equal(world.states.get("site-a")?.reachable, false);
+    assert.equal(world.siteCluster.requests.length, 0, "nothing was sent to the cut-off cluster");
+  });
+});
+
+describe("domain reconcile (fake clusters)", () => {
+  async function servedWorld(generation: number): Promise<World> {
+    const world = new World();
+    world.site();
+    world.domain();
+    await world.sites.reconcile("site-a");
+    await world.relaysReady(2);
+    await world.report({ [QUEUE_REPORT_KEY]: queueReport("relay-0", { "example.com": { generation, retiring: false, queued: 0, oldestQueuedSeconds: 0 } }) });
+    await world.sites.reconcile("site-a");
+    return world;
+  }
+
+  it("is Ready once the site's relays run the domain's generation", async () => {
+    const world = await servedWorld(1);
+    await world.domains.reconcile("team-a/example");
+    const domain = world.getDomain();
+    assert.deepEqual(domain?.metadata.finalizers, [DOMAIN_FINALIZER]);
+    assert.equal(condition(domain, "Ready")?.reason, "AllSitesReady");
+    assert.equal(condition(domain, "site-a.sites.mxwarden.io/Ready")?.reason, "Serving");
+    assert.equal(domain?.status?.sitesReady, "1/1");
+  });
+
+  it("waits with ConfigPending while the relays run an older generation", async () => {
+    const world = await servedWorld(0);
+    await world.domains.reconcile("team-a/example");
+    const domain = world.getDomain();
+    assert.equal(condition(domain, "Ready")?.reason, "SitesNotReady");
+    assert.equal(condition(domain, "site-a.sites.mxwarden.io/Ready")?.reason, "ConfigPending");
+  });
+
+  it("refuses a younger claim on the same mail domain", async () => {
+    const world = await servedWorld(1);
+    world.domain("younger", "EXAMPLE.com", { creationTimestamp: "2099-01-01T00:00:00Z" });
+    await world.domains.reconcile("team-a/younger");
+    assert.equal(condition(world.getDomain("younger"), "Ready")?.reason, "DomainConflict");
+  });
+
+  it("keeps a deleted domain's finalizer while mail is queued, and lets it go once the relays report the queue empty", async () => {
+    const world = await servedWorld(1);
+    await world.domains.reconcile("team-a/example");
+    await world.mgmt.delete(Resources.RelayDomain, "team-a", "example");
+    const deletedAt = Date.parse(world.getDomain()?.metadata.deletionTimestamp ?? "");
+    const later = new Date(deletedAt + 2000);
+    await world.report({ [QUEUE_REPORT_KEY]: queueReport("relay-0", { "example.com": { generation: 1, retiring: true, queued: 3, oldestQueuedSeconds: 60 } }, later) });
+    await world.sites.reconcile("site-a");
+    const draining = await world.domains.reconcile("team-a/example");
+    assert.ok(draining.requeueAfterMs !== undefined);
+    assert.equal(condition(world.getDomain(), "Ready")?.reason, "Draining");
+    assert.equal(world.getDomain()?.status?.queuedMessages, 3);
+    await world.report({ [QUEUE_REPORT_KEY]: queueReport("relay-0", { "example.com": { generation: 1, retiring: true, queued: 0, oldestQueuedSeconds: 0 } }, later) });
+    await world.sites.reconcile("site-a");
+    await world.domains.reconcile("team-a/example");
+    assert.equal(world.getDomain(), undefined, "finalizer removed, deletion complete");
+  });
+});
