@@ -29,7 +29,7 @@ const DOMAIN = "example.test";
 
 type Site = RelaySite & Unstructured;
 type Domain = RelayDomain & Unstructured;
-type Deployment = Unstructured & { metadata: { generation?: number }; spec: { template: { spec: { containers: { args: string[] }[] } } } };
+type Deployment = Unstructured & { metadata: { generation?: number }; spec: { replicas?: number; template: { spec: { containers: { args: string[] }[] } } } };
 
 function condition(object: { status?: { conditions?: Condition[] } } | undefined, type: string): Condition | undefined {
   return object?.status?.conditions?.find((c) => c.type === type);
@@ -78,12 +78,13 @@ describe("operator: two clusters, real relays", () => {
     return map.data ?? {};
   }
 
-  /** Marks the relay Deployment available, as kube-controller-manager and the kubelet would. */
+  /** Marks every relay of the Deployment ready, as kube-controller-manager and the kubelet would. */
   async function markDeploymentReady(client: ApiClient): Promise<void> {
     const deployment = await client.get<Deployment>(Resources.Deployment, RELAY_NS, "mxwarden-relay");
+    const replicas = deployment.spec.replicas ?? 1;
     await client.replace(Resources.Deployment, {
       ...deployment,
-      status: { observedGeneration: deployment.metadata.generation, replicas: 1, readyReplicas: 1, availableReplicas: 1, updatedReplicas: 1 },
+      status: { observedGeneration: deployment.metadata.generation, replicas, readyReplicas: replicas, availableReplicas: replicas, updatedReplicas: replicas },
     }, { subresource: "status" });
   }
 

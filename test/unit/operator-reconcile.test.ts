@@ -97,6 +97,22 @@ describe("site reconcile (fake clusters)", () => {
     assert.equal(condition(site, "Ready")?.reason, "NoReadyRelays");
   });
 
+  it("is Ready only when every relay it asks for is ready", async () => {
+    const world = new World();
+    world.site({ replicas: 2 });
+    await world.sites.reconcile("site-a");
+    await world.relaysReady(1);
+    await world.sites.reconcile("site-a");
+    const half = condition(world.getSite(), "Ready");
+    assert.equal(half?.status, "False");
+    assert.equal(half?.reason, "RelaysNotReady");
+    assert.match(half?.message ?? "", /1 of 2/);
+    await world.relaysReady(2);
+    await world.sites.reconcile("site-a");
+    assert.equal(condition(world.getSite(), "Ready")?.status, "True");
+    assert.equal(world.getSite()?.status?.readyReplicas, 2);
+  });
+
   it("marks an unreachable site False and keeps what it knew of the relays", async () => {
     const world = new World();
     world.site();

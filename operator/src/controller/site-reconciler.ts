@@ -6,8 +6,8 @@
 import type { Logger } from "../../../relay/src/log.ts";
 import { parseQueueReport, QUEUE_REPORT_KEY } from "../../../relay/src/status/queue-report.ts";
 import { API_VERSION, type RelayDomain } from "../api/relay-domain.ts";
-import type { RelaySite } from "../api/relay-site.ts";
-import { setCondition, type Condition } from "../api/conditions.ts";
+import { DEFAULT_RELAY_REPLICAS, type RelaySite } from "../api/relay-site.ts";
+import { setCondition, type Condition, type ConditionInput } from "../api/conditions.ts";
 import { isNotFound, type Unstructured } from "../kube/api-client.ts";
 import type { KubeClient, ObjectCache } from "../kube/kube-client.ts";
 import { refForKind, Resources } from "../kube/resources.ts";
@@ -108,13 +108,12 @@ export class SiteReconciler {
     const now = new Date();
     conditions = setCondition(conditions, { type: "ClusterReachable", status: "True", reason: "Reachable", message: "the site's API server answers", observedGeneration: generation }, now);
     conditions = setCondition(conditions, { type: "ConfigApplied", status: "True", reason: "Applied", message: `configuration ${config.hash} with ${config.domains.length} domains applied`, observedGeneration: generation }, now);
-    conditions = setCondition(conditions, readyRelays > 0
-      ? { type: "Ready", status: "True", reason: "RelaysReady", message: `${readyRelays} relay(s) ready`, observedGeneration: generation }
-      : { type: "Ready", status: "False", reason: "NoReadyRelays", message: "no relay pod is ready yet", observedGeneration: generation }, now);
+    const wanted = site.spec.replicas ?? DEFAULT_RELAY_REPLICAS;
+    conditions = setCondition(conditions, { type: "Ready", ...relayReadiness(readyRelays, wanted), observedGeneration: generation }, now);
     await this.writeStatus(site, {
       observedGeneration: generation,
       conditions,
-      replicas: site.spec.replicas ?? 2,
+      replicas: wanted,
       readyReplicas: readyRelays,
       domains: config.domains.length,
       configHash: config.hash,
@@ -170,4 +169,14 @@ export class SiteReconciler {
       if (!isNotFound(err)) throw err;
     }
   }
+}
+
+/**
+ * The site's Ready condition from its relays: True only when every relay the site asks for is
+ * ready. One of two ready still takes mail, but with no redundancy left, which is not Ready.
+ */
+export function relayReadiness(readyRelays: number, wanted: number): Omit<ConditionInput, "type"> {
+  if (readyRelays === 0) return { status: "False", reason: "NoReadyRelays", message: "no relay pod is ready yet" };
+  if (readyRelays < wanted) return { status: "False", reason: "RelaysNotReady", message: `${readyRelays} of ${wanted} relays ready` };
+  return { status: "True", reason: "RelaysReady", message: `${readyRelays} of ${wanted} relays ready` };
 }
