@@ -147,7 +147,8 @@ describe("operator: two clusters, real relays", () => {
     const spec = (name: string, host: string, remote: boolean): RelaySite["spec"] => ({
       ...(remote ? { cluster: { kubeconfigSecretRef: { name: "site-b-kubeconfig" } } } : {}),
       hostname: host,
-      replicas: 2,
+      // One relay process per site stands for the Deployment's pods: every ready relay must report.
+      replicas: 1,
       nats: { url: "nats://nats.mxwarden:4222", domain: name, streamReplicas: 1 },
       resolver: `127.0.0.1:${dns.port}`,
     });

@@ -6,7 +6,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createLogger } from "../../relay/src/log.ts";
-import { QUEUE_REPORT_KEY, type QueueReport } from "../../relay/src/status/queue-report.ts";
+import { queueReportKey, type QueueReport } from "../../relay/src/status/queue-report.ts";
 import type { RelayDomain } from "../../operator/src/api/relay-domain.ts";
 import type { RelaySite } from "../../operator/src/api/relay-site.ts";
 import type { Condition } from "../../operator/src/api/conditions.ts";
@@ -76,8 +76,13 @@ class World {
   }
 }
 
-function queueReport(reporter: string, domains: QueueReport["domains"], updatedAt = new Date()): string {
-  return JSON.stringify({ updatedAt: updatedAt.toISOString(), reporter, domains } satisfies QueueReport);
+/** One relay's report, under its own key of the status ConfigMap, as the relay writes it. */
+function queueReport(reporter: string, domains: QueueReport["domains"], updatedAt = new Date()): Record<string, string> {
+  return { [queueReportKey(reporter)]: JSON.stringify({ updatedAt: updatedAt.toISOString(), reporter, intervalMs: 10_000, domains } satisfies QueueReport) };
+}
+
+function figures(generation: number, queued = 0, retiring = false): QueueReport["domains"] {
+  return { "example.com": { generation, retiring, queued, oldestQueuedSeconds: queued > 0 ? 60 : 0 } };
 }
 
 describe("site reconcile (fake clusters)", () => {
@@ -134,10 +139,55 @@ describe("domain reconcile (fake clusters)", () => {
     world.domain();
     await world.sites.reconcile("site-a");
     await world.relaysReady(2);
-    await world.report({ [QUEUE_REPORT_KEY]: queueReport("relay-0", { "example.com": { generation, retiring: false, queued: 0, oldestQueuedSeconds: 0 } }) });
+    await world.report({ ...queueReport("relay-0", figures(generation)), ...queueReport("relay-1", figures(generation)) });
     await world.sites.reconcile("site-a");
     return world;
   }
+
+  it("counts every relay's generation: two relays at different generations are ConfigPending until both run the new one", async () => {
+    const world = await servedWorld(1);
+    await world.domains.reconcile("team-a/example");
+    assert.equal(condition(world.getDomain(), "Ready")?.status, "True");
+    await world.mgmt.mergePatch(Resources.RelayDomain, "team-a", "example", { spec: { maxMessageSize: "1Mi" } });
+    const wanted = world.getDomain()?.metadata.generation as number;
+    assert.equal(wanted, 2);
+    // relay-1 has reloaded, relay-0 not yet; relay-1 wrote last, which alone used to decide.
+    await world.report(queueReport("relay-0", figures(1)));
+    await world.report(queueReport("relay-1", figures(2)));
+    await world.sites.reconcile("site-a");
+    await world.domains.reconcile("team-a/example");
+    let domain = world.getDomain();
+    assert.equal(condition(domain, "Ready")?.status, "False");
+    assert.equal(condition(domain, "site-a.sites.mxwarden.io/Ready")?.reason, "ConfigPending");
+    assert.equal(domain?.status?.sites?.[0]?.appliedGeneration, 1, "the lowest generation a relay runs");
+    await world.report(queueReport("relay-0", figures(2)));
+    await world.sites.reconcile("site-a");
+    await world.domains.reconcile("team-a/example");
+    domain = world.getDomain();
+    assert.equal(condition(domain, "Ready")?.status, "True");
+    assert.equal(domain?.status?.sites?.[0]?.appliedGeneration, 2);
+  });
+
+  it("ignores, and removes, the stale report of a relay that is gone", async () => {
+    const world = await servedWorld(1);
+    // A pod of an earlier rollout, at generation 0, last heard of ten minutes ago.
+    await world.report(queueReport("relay-old", figures(0), new Date(Date.now() - 600_000)));
+    await world.sites.reconcile("site-a");
+    await world.domains.reconcile("team-a/example");
+    assert.equal(condition(world.getDomain(), "Ready")?.status, "True");
+    const keys = Object.keys(world.siteCluster.peek<ConfigMap>(Resources.ConfigMap, RELAY_NS, "mxwarden-relay-status")?.data ?? {}).sort();
+    assert.deepEqual(keys, [queueReportKey("relay-0"), queueReportKey("relay-1")]);
+  });
+
+  it("waits for a ready relay that has not reported yet", async () => {
+    const world = await servedWorld(1);
+    await world.siteCluster.mergePatch(Resources.ConfigMap, RELAY_NS, "mxwarden-relay-status", { data: { [queueReportKey("relay-1")]: null } });
+    await world.sites.reconcile("site-a");
+    await world.domains.reconcile("team-a/example");
+    const site = condition(world.getDomain(), "site-a.sites.mxwarden.io/Ready");
+    assert.equal(site?.reason, "NotReported");
+    assert.match(site?.message ?? "", /1 of 2/);
+  });
 
   it("is Ready once the site's relays run the domain's generation", async () => {
     const world = await servedWorld(1);
@@ -170,13 +220,13 @@ describe("domain reconcile (fake clusters)", () => {
     await world.mgmt.delete(Resources.RelayDomain, "team-a", "example");
     const deletedAt = Date.parse(world.getDomain()?.metadata.deletionTimestamp ?? "");
     const later = new Date(deletedAt + 2000);
-    await world.report({ [QUEUE_REPORT_KEY]: queueReport("relay-0", { "example.com": { generation: 1, retiring: true, queued: 3, oldestQueuedSeconds: 60 } }, later) });
+    await world.report({ ...queueReport("relay-0", figures(1, 3, true), later), ...queueReport("relay-1", figures(1, 3, true), later) });
     await world.sites.reconcile("site-a");
     const draining = await world.domains.reconcile("team-a/example");
     assert.ok(draining.requeueAfterMs !== undefined);
     assert.equal(condition(world.getDomain(), "Ready")?.reason, "Draining");
     assert.equal(world.getDomain()?.status?.queuedMessages, 3);
-    await world.report({ [QUEUE_REPORT_KEY]: queueReport("relay-0", { "example.com": { generation: 1, retiring: true, queued: 0, oldestQueuedSeconds: 0 } }, later) });
+    await world.report({ ...queueReport("relay-0", figures(1, 0, true), later), ...queueReport("relay-1", figures(1, 0, true), later) });
     await world.sites.reconcile("site-a");
     await world.domains.reconcile("team-a/example");
     assert.equal(world.getDomain(), undefined, "finalizer removed, deletion complete");

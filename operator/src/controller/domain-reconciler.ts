@@ -18,7 +18,8 @@ import type { ReconcileOutcome } from "./controller-runner.ts";
 import type { DnsChecker } from "./dns-check.ts";
 import type { EventRecorder } from "./events.ts";
 import { setFinalizer } from "./finalizers.ts";
-import type { SiteStates } from "./site-state.ts";
+import { domainAtSite, drainPending, type DomainAtSite } from "./relay-reports.ts";
+import type { SiteState, SiteStates } from "./site-state.ts";
 
 export const DOMAIN_FINALIZER = "mxwarden.io/drain-queue";
 
@@ -64,13 +65,14 @@ export class DomainReconciler {
     let readySites = 0;
     for (const site of sites) {
       const state = this.deps.states.get(site.metadata.name);
-      const figures = state?.report?.domains[mailDomain];
+      const atSite = state ? domainAtSite(state.reports, mailDomain) : undefined;
       siteFigures.push({
         name: site.metadata.name,
         readyRelays: state?.readyRelays ?? 0,
-        ...(figures ? { appliedGeneration: figures.generation, queuedMessages: figures.queued, oldestQueuedSeconds: figures.oldestQueuedSeconds } : {}),
+        ...(atSite?.appliedGeneration !== undefined ? { appliedGeneration: atSite.appliedGeneration } : {}),
+        ...(atSite?.queue ? { queuedMessages: atSite.queue.queued, oldestQueuedSeconds: atSite.queue.oldestQueuedSeconds } : {}),
       });
-      const verdict = siteVerdict(state, figures?.generation, generation, invalid ?? conflict);
+      const verdict = siteVerdict(state, atSite, generation, invalid ?? conflict);
       if (verdict.status === "True") readySites++;
       set({ type: siteConditionType(site.metadata.name), ...verdict });
     }
@@ -118,13 +120,10 @@ export class DomainReconciler {
     if (!neverServed) {
       for (const site of sites) {
         const state = this.deps.states.get(site.metadata.name);
-        const figures = state?.report?.domains[mailDomain];
-        const reportedAfterDeletion = state?.report !== undefined && Date.parse(state.report.updatedAt) >= deletedAt;
-        if (!state?.reachable) waiting.push(`${site.metadata.name} (unreachable)`);
-        else if (!reportedAfterDeletion || (figures !== undefined && !figures.retiring)) waiting.push(`${site.metadata.name} (relays have not loaded the deletion yet)`);
-        else if (figures && figures.queued > 0) {
-          waiting.push(`${site.metadata.name} (${figures.queued} queued)`);
-          queued += figures.queued;
+        const pending = state?.reachable ? drainPending(state.reports, mailDomain, deletedAt, state.readyRelays) : { reason: "unreachable", queued: 0 };
+        if (pending) {
+          waiting.push(`${site.metadata.name} (${pending.reason})`);
+          queued += pending.queued;
         }
       }
     }
@@ -159,12 +158,15 @@ export class DomainReconciler {
   }
 }
 
-function siteVerdict(state: { reachable: boolean; readyRelays: number; problem?: { reason: string; message: string } } | undefined, applied: number | undefined, wanted: number, blocked: string | undefined): Omit<ConditionInput, "type"> {
+function siteVerdict(state: SiteState | undefined, atSite: DomainAtSite | undefined, wanted: number, blocked: string | undefined): Omit<ConditionInput, "type"> {
   if (blocked) return { status: "False", reason: "NotServed", message: blocked };
-  if (!state) return { status: "Unknown", reason: "NotReconciled", message: "the site has not been reconciled yet" };
+  if (!state || !atSite) return { status: "Unknown", reason: "NotReconciled", message: "the site has not been reconciled yet" };
   if (!state.reachable) return { status: "False", reason: state.problem?.reason ?? "ClusterUnreachable", message: state.problem?.message ?? "the site's cluster does not answer" };
   if (state.readyRelays === 0) return { status: "False", reason: "NoReadyRelays", message: "no relay pod is ready" };
-  if (applied === undefined) return { status: "False", reason: "NotReported", message: "the relays have not reported this domain yet" };
-  if (applied !== wanted) return { status: "False", reason: "ConfigPending", message: `relays run generation ${applied}, want ${wanted}` };
-  return { status: "True", reason: "Serving", message: `${state.readyRelays} relay(s) serve generation ${wanted}` };
+  // A ready relay that has not reported yet may run anything: it must count before the site does.
+  if (atSite.relays < state.readyRelays) return { status: "False", reason: "NotReported", message: `${atSite.relays} of ${state.readyRelays} ready relays have reported` };
+  if (atSite.loaded === 0) return { status: "False", reason: "NotReported", message: "the relays have not reported this domain yet" };
+  if (atSite.appliedGeneration === undefined) return { status: "False", reason: "ConfigPending", message: `${atSite.loaded} of ${atSite.relays} relays have loaded this domain` };
+  if (atSite.appliedGeneration !== wanted) return { status: "False", reason: "ConfigPending", message: `a relay runs generation ${atSite.appliedGeneration}, want ${wanted}` };
+  return { status: "True", reason: "Serving", message: `${atSite.relays} relay(s) serve generation ${wanted}` };
 }

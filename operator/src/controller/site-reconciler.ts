@@ -4,7 +4,6 @@
 // reached gets ClusterReachable=False and is retried; its relays keep their last configuration.
 
 import type { Logger } from "../../../relay/src/log.ts";
-import { parseQueueReport, QUEUE_REPORT_KEY } from "../../../relay/src/status/queue-report.ts";
 import { API_VERSION, type RelayDomain } from "../api/relay-domain.ts";
 import { DEFAULT_RELAY_REPLICAS, type RelaySite } from "../api/relay-site.ts";
 import { setCondition, type Condition, type ConditionInput } from "../api/conditions.ts";
@@ -17,6 +16,7 @@ import type { OperatorMetrics } from "../metrics.ts";
 import type { ReconcileOutcome } from "./controller-runner.ts";
 import type { EventRecorder } from "./events.ts";
 import { setFinalizer } from "./finalizers.ts";
+import { domainAtSite, readSiteReports } from "./relay-reports.ts";
 import type { SiteClients } from "./site-connections.ts";
 import type { SiteStates } from "./site-state.ts";
 
@@ -94,10 +94,12 @@ export class SiteReconciler {
     const deployment = await connection.client.get<Unstructured & { status?: { readyReplicas?: number; replicas?: number } }>(Resources.Deployment, namespace, RELAY_NAME);
     const readyRelays = deployment.status?.readyReplicas ?? 0;
     const reportMap = await connection.client.get<Unstructured & { data?: Record<string, string> }>(Resources.ConfigMap, namespace, STATUS_CONFIGMAP);
-    const report = parseQueueReport(reportMap.data?.[QUEUE_REPORT_KEY]);
-    states.set(name, { reachable: true, readyRelays, ...(report ? { report } : {}), configHash: config.hash });
+    const reports = readSiteReports(reportMap.data, new Date());
+    // Every pod of every rollout writes a key of its own: those of pods gone are removed here.
+    if (reports.gone.length > 0) await connection.client.mergePatch(Resources.ConfigMap, namespace, STATUS_CONFIGMAP, { data: Object.fromEntries(reports.gone.map((key) => [key, null])) });
+    states.set(name, { reachable: true, readyRelays, reports, configHash: config.hash });
     this.deps.metrics.siteReadyRelays.set({ site: name }, readyRelays);
-    const lagging = config.domains.filter((d) => report?.domains[d.spec.domain.toLowerCase()]?.generation !== d.metadata.generation).length;
+    const lagging = config.domains.filter((d) => domainAtSite(reports, d.spec.domain.toLowerCase()).appliedGeneration !== d.metadata.generation).length;
     this.deps.metrics.siteConfigGenerationLag.set({ site: name }, lagging);
 
     if (site.status?.configHash !== config.hash) {
@@ -125,7 +127,7 @@ export class SiteReconciler {
   private async unusable(site: RelaySite & Unstructured, reason: string, message: string): Promise<ReconcileOutcome> {
     const name = site.metadata.name;
     const previous = this.deps.states.get(name);
-    this.deps.states.set(name, { reachable: false, problem: { reason, message }, readyRelays: previous?.readyRelays ?? 0, ...(previous?.report ? { report: previous.report } : {}) });
+    this.deps.states.set(name, { reachable: false, problem: { reason, message }, readyRelays: previous?.readyRelays ?? 0, reports: previous?.reports ?? { live: [], gone: [] } });
     const generation = site.metadata.generation ?? 0;
     const now = new Date();
     const wasReachable = site.status?.conditions?.find((c) => c.type === "ClusterReachable")?.status !== "False";
