@@ -24,6 +24,8 @@ export class FakeKubeClient implements KubeClient {
   readonly requests: FakeRequest[] = [];
   /** Set to make every call fail as an unreachable server would. */
   unreachable = false;
+  /** Resources (plural names) the caller may not touch: calls on them are answered 403, as RBAC would. */
+  readonly forbidden = new Set<string>();
   /** By resource (group/version/plural), then by "namespace/name" or "name". */
   private readonly objects = new Map<string, Map<string, Unstructured>>();
   private version = 0;
@@ -57,6 +59,7 @@ export class FakeKubeClient implements KubeClient {
 
   async get<T = Unstructured>(ref: ResourceRef, namespace: string | undefined, name: string): Promise<T> {
     this.record({ verb: "get", path: resourcePath(ref, namespace, name) });
+    if (this.forbidden.has(ref.plural)) throw new ApiError(403, "Forbidden", `${ref.plural} "${name}" is forbidden`);
     return structuredClone(this.existing(ref, namespace, name)) as T;
   }
 

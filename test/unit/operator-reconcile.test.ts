@@ -118,6 +118,37 @@ describe("site reconcile (fake clusters)", () => {
     assert.equal(world.getSite()?.status?.readyReplicas, 2);
   });
 
+  it("names a missing or unusable TLS Secret as the reason it is not Ready", async () => {
+    const world = new World();
+    world.site({ tls: { secretName: "mx-a-tls" } });
+    await world.sites.reconcile("site-a");
+    await world.relaysReady(0);
+    await world.sites.reconcile("site-a");
+    let ready = condition(world.getSite(), "Ready");
+    assert.equal(ready?.reason, "TlsSecretMissing");
+    assert.match(ready?.message ?? "", /mxwarden\/mx-a-tls/);
+    world.siteCluster.seed(Resources.Secret, { apiVersion: "v1", kind: "Secret", metadata: { name: "mx-a-tls", namespace: RELAY_NS }, type: "Opaque", data: { "tls.crt": "Y2VydA==" } });
+    await world.sites.reconcile("site-a");
+    ready = condition(world.getSite(), "Ready");
+    assert.equal(ready?.reason, "TlsSecretInvalid");
+    assert.match(ready?.message ?? "", /tls\.key/);
+    await world.siteCluster.mergePatch(Resources.Secret, RELAY_NS, "mx-a-tls", { data: { "tls.key": "a2V5" } });
+    await world.relaysReady(2);
+    await world.sites.reconcile("site-a");
+    assert.equal(condition(world.getSite(), "Ready")?.reason, "RelaysReady");
+  });
+
+  it("does not fail the reconcile where its RBAC may not read the TLS Secret", async () => {
+    const world = new World();
+    world.site({ tls: { secretName: "mx-a-tls" } });
+    world.siteCluster.forbidden.add("secrets");
+    await world.sites.reconcile("site-a");
+    await world.relaysReady(2);
+    await world.sites.reconcile("site-a");
+    assert.equal(condition(world.getSite(), "Ready")?.reason, "RelaysReady");
+    assert.equal(condition(world.getSite(), "ConfigApplied")?.status, "True");
+  });
+
   it("marks an unreachable site False and keeps what it knew of the relays", async () => {
     const world = new World();
     world.site();

@@ -7,7 +7,7 @@ import type { Logger } from "../../../relay/src/log.ts";
 import { API_VERSION, type RelayDomain } from "../api/relay-domain.ts";
 import { DEFAULT_RELAY_REPLICAS, type RelaySite } from "../api/relay-site.ts";
 import { setCondition, type Condition, type ConditionInput } from "../api/conditions.ts";
-import { isNotFound, type Unstructured } from "../kube/api-client.ts";
+import { ApiError, isNotFound, type Unstructured } from "../kube/api-client.ts";
 import type { KubeClient, ObjectCache } from "../kube/kube-client.ts";
 import { refForKind, Resources } from "../kube/resources.ts";
 import { siteDomainConfig } from "../render/domain-config.ts";
@@ -48,6 +48,8 @@ const MONITORING: [kind: string, name: string][] = [["ServiceMonitor", RELAY_NAM
 
 export class SiteReconciler {
   private readonly deps: SiteReconcilerDeps;
+  /** Sites whose TLS Secret the operator may not read, warned about once. */
+  private readonly tlsUncheckable = new Set<string>();
 
   constructor(deps: SiteReconcilerDeps) {
     this.deps = deps;
@@ -111,7 +113,9 @@ export class SiteReconciler {
     conditions = setCondition(conditions, { type: "ClusterReachable", status: "True", reason: "Reachable", message: "the site's API server answers", observedGeneration: generation }, now);
     conditions = setCondition(conditions, { type: "ConfigApplied", status: "True", reason: "Applied", message: `configuration ${config.hash} with ${config.domains.length} domains applied`, observedGeneration: generation }, now);
     const wanted = site.spec.replicas ?? DEFAULT_RELAY_REPLICAS;
-    conditions = setCondition(conditions, { type: "Ready", ...relayReadiness(readyRelays, wanted), observedGeneration: generation }, now);
+    // A relay pod cannot start without its TLS Secret (it waits in ContainerCreating): name the cause.
+    const tlsProblem = site.spec.tls ? await this.tlsSecretProblem(name, connection.client, namespace, site.spec.tls.secretName) : undefined;
+    conditions = setCondition(conditions, { type: "Ready", ...(tlsProblem ?? relayReadiness(readyRelays, wanted)), observedGeneration: generation }, now);
     await this.writeStatus(site, {
       observedGeneration: generation,
       conditions,
@@ -122,6 +126,26 @@ export class SiteReconciler {
     });
     this.deps.onSiteState(name);
     return { requeueAfterMs: this.deps.pollIntervalMs };
+  }
+
+  /** Why the site's TLS Secret cannot serve the relays, if it cannot; undefined when it can, or when the operator may not look. */
+  private async tlsSecretProblem(siteName: string, client: KubeClient, namespace: string, secretName: string): Promise<Omit<ConditionInput, "type"> | undefined> {
+    let secret: Unstructured & { data?: Record<string, string> };
+    try {
+      secret = await client.get(Resources.Secret, namespace, secretName);
+    } catch (err) {
+      if (isNotFound(err)) {
+        return { status: "False", reason: "TlsSecretMissing", message: `Secret ${namespace}/${secretName} (spec.tls.secretName) does not exist: relay pods cannot start until it is created in the relays' namespace` };
+      }
+      if (!(err instanceof ApiError && err.code === 403)) throw err;
+      // A site cluster whose siteAccess RBAC predates this check: the relays' readiness still tells.
+      if (!this.tlsUncheckable.has(siteName)) this.deps.log.warn("may not read the site's TLS Secret; upgrade the chart's siteAccess RBAC there", { site: siteName, secret: `${namespace}/${secretName}` });
+      this.tlsUncheckable.add(siteName);
+      return undefined;
+    }
+    const missing = ["tls.crt", "tls.key"].filter((key) => !secret.data?.[key]);
+    if (missing.length > 0) return { status: "False", reason: "TlsSecretInvalid", message: `Secret ${namespace}/${secretName} has no ${missing.join(" or ")}: it must be a kubernetes.io/tls Secret` };
+    return undefined;
   }
 
   private async unusable(site: RelaySite & Unstructured, reason: string, message: string): Promise<ReconcileOutcome> {
