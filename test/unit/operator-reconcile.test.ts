@@ -44,8 +44,8 @@ class World {
   constructor() {
     const connections: SiteClients = { ensure: async () => this.connection, get: () => this.connection, forget: () => {} };
     const events = new EventRecorder(this.mgmt, "test", log);
-    const common = { client: this.mgmt, sites: this.mgmt.cache<Site>(Resources.RelaySite), domains: this.mgmt.cache<Domain>(Resources.RelayDomain), states: this.states, events, pollIntervalMs: POLL_MS, log };
-    this.sites = new SiteReconciler({ ...common, connections, metrics: new OperatorMetrics(), relayImage: "relay:1", prometheusRuleGroups: [], onSiteState: () => {} });
+    const common = { client: this.mgmt, sites: this.mgmt.cache<Site>(Resources.RelaySite), domains: this.mgmt.cache<Domain>(Resources.RelayDomain), states: this.states, connections, events, pollIntervalMs: POLL_MS, log };
+    this.sites = new SiteReconciler({ ...common, metrics: new OperatorMetrics(), relayImage: "relay:1", prometheusRuleGroups: [], onSiteState: () => {} });
     this.domains = new DomainReconciler({ ...common, dns: undefined });
   }
 
@@ -68,6 +68,13 @@ class World {
   /** What kube-controller-manager and the kubelets would write: the relay Deployment's readiness. */
   async relaysReady(ready: number): Promise<void> {
     await this.siteCluster.apply(Resources.Deployment, { apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "mxwarden-relay", namespace: RELAY_NS }, status: { replicas: 2, readyReplicas: ready } }, { subresource: "status" });
+  }
+
+  /** As if the site's reports were last read a while ago (the reconcilers reuse a read for a second). */
+  ageReports(): void {
+    const state = this.states.get("site-a");
+    assert.ok(state);
+    this.states.set("site-a", { ...state, reportsReadAt: 0 });
   }
 
   /** What the relays write into their status ConfigMap. */
@@ -261,5 +268,42 @@ describe("domain reconcile (fake clusters)", () => {
     await world.sites.reconcile("site-a");
     await world.domains.reconcile("team-a/example");
     assert.equal(world.getDomain(), undefined, "finalizer removed, deletion complete");
+  });
+
+  it("lets a deleted domain with an empty queue go as soon as its relays report the deletion, not at the next site poll", async () => {
+    const world = await servedWorld(1);
+    await world.domains.reconcile("team-a/example");
+    await world.mgmt.delete(Resources.RelayDomain, "team-a", "example");
+    const deletedAt = Date.parse(world.getDomain()?.metadata.deletionTimestamp ?? "");
+    world.ageReports();
+    const waiting = await world.domains.reconcile("team-a/example");
+    assert.match(condition(world.getDomain(), "Ready")?.message ?? "", /0 of 2 relays have loaded the deletion/);
+    assert.ok((waiting.requeueAfterMs ?? Infinity) <= 2000, `looks again within seconds, not after the ${POLL_MS} ms poll (${waiting.requeueAfterMs})`);
+    // Both relays load the deletion and report at once; the site is not polled in between.
+    const later = new Date(deletedAt + 1000);
+    await world.report({ ...queueReport("relay-0", figures(1, 0, true), later), ...queueReport("relay-1", figures(1, 0, true), later) });
+    world.ageReports();
+    const done = await world.domains.reconcile("team-a/example");
+    assert.deepEqual(done, {});
+    assert.equal(world.getDomain(), undefined, "deletion complete");
+    const drained = world.mgmt.cache<Unstructured & { reason?: string }>(Resources.Event).list().map((e) => e.reason);
+    assert.deepEqual(drained.filter((r) => r === "Drained"), ["Drained"]);
+  });
+
+  it("waits for queued mail at the poll interval, and for a relay that has not loaded the deletion yet", async () => {
+    const world = await servedWorld(1);
+    await world.domains.reconcile("team-a/example");
+    await world.mgmt.delete(Resources.RelayDomain, "team-a", "example");
+    const later = new Date(Date.parse(world.getDomain()?.metadata.deletionTimestamp ?? "") + 1000);
+    // relay-1 still runs the configuration from before the deletion and takes mail for the domain.
+    await world.report({ ...queueReport("relay-0", figures(1, 0, true), later), ...queueReport("relay-1", figures(1, 0, false), later) });
+    world.ageReports();
+    await world.domains.reconcile("team-a/example");
+    assert.match(condition(world.getDomain(), "Ready")?.message ?? "", /1 of 2 relays have loaded the deletion/);
+    await world.report({ ...queueReport("relay-0", figures(1, 4, true), later), ...queueReport("relay-1", figures(1, 4, true), later) });
+    world.ageReports();
+    const queued = await world.domains.reconcile("team-a/example");
+    assert.equal(queued.requeueAfterMs, POLL_MS);
+    assert.equal(world.getDomain()?.status?.queuedMessages, 4);
   });
 });

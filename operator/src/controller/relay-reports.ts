@@ -64,17 +64,24 @@ export function domainAtSite(reports: SiteReports, mailDomain: string): DomainAt
   };
 }
 
+export interface DrainPending {
+  reason: string;
+  queued: number;
+  /** Waiting for the relays to load the deletion and report, which they do at once: worth looking again soon. */
+  awaitingRelays: boolean;
+}
+
 /**
  * What a deleted domain still waits for at one site, or undefined when the site is drained: every
  * live relay (at least as many as are ready) reported after the deletion with the domain retired
  * or gone, and the newest report holds no mail for it.
  */
-export function drainPending(reports: SiteReports, mailDomain: string, deletedAt: number, readyRelays: number): { reason: string; queued: number } | undefined {
+export function drainPending(reports: SiteReports, mailDomain: string, deletedAt: number, readyRelays: number): DrainPending | undefined {
   const relays = reports.live.length;
-  if (relays === 0) return { reason: "no relay has reported", queued: 0 };
+  if (relays === 0) return { reason: "no relay has reported", queued: 0, awaitingRelays: true };
   const retired = reports.live.filter(({ report }) => Date.parse(report.updatedAt) >= deletedAt && report.domains[mailDomain]?.retiring !== false).length;
   const needed = Math.max(relays, readyRelays);
-  if (retired < needed) return { reason: `${retired} of ${needed} relays have loaded the deletion`, queued: 0 };
+  if (retired < needed) return { reason: `${retired} of ${needed} relays have loaded the deletion`, queued: 0, awaitingRelays: true };
   const queued = reports.live[0]?.report.domains[mailDomain]?.queued ?? 0;
-  return queued > 0 ? { reason: `${queued} queued`, queued } : undefined;
+  return queued > 0 ? { reason: `${queued} queued`, queued, awaitingRelays: false } : undefined;
 }

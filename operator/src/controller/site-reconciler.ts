@@ -99,7 +99,7 @@ export class SiteReconciler {
     const reports = readSiteReports(reportMap.data, new Date());
     // Every pod of every rollout writes a key of its own: those of pods gone are removed here.
     if (reports.gone.length > 0) await connection.client.mergePatch(Resources.ConfigMap, namespace, STATUS_CONFIGMAP, { data: Object.fromEntries(reports.gone.map((key) => [key, null])) });
-    states.set(name, { reachable: true, readyRelays, reports, configHash: config.hash });
+    states.set(name, { reachable: true, readyRelays, reports, reportsReadAt: Date.now(), configHash: config.hash });
     this.deps.metrics.siteReadyRelays.set({ site: name }, readyRelays);
     const lagging = config.domains.filter((d) => domainAtSite(reports, d.spec.domain.toLowerCase()).appliedGeneration !== d.metadata.generation).length;
     this.deps.metrics.siteConfigGenerationLag.set({ site: name }, lagging);
@@ -151,7 +151,7 @@ export class SiteReconciler {
   private async unusable(site: RelaySite & Unstructured, reason: string, message: string): Promise<ReconcileOutcome> {
     const name = site.metadata.name;
     const previous = this.deps.states.get(name);
-    this.deps.states.set(name, { reachable: false, problem: { reason, message }, readyRelays: previous?.readyRelays ?? 0, reports: previous?.reports ?? { live: [], gone: [] } });
+    this.deps.states.set(name, { reachable: false, problem: { reason, message }, readyRelays: previous?.readyRelays ?? 0, reports: previous?.reports ?? { live: [], gone: [] }, reportsReadAt: previous?.reportsReadAt ?? 0 });
     const generation = site.metadata.generation ?? 0;
     const now = new Date();
     const wasReachable = site.status?.conditions?.find((c) => c.type === "ClusterReachable")?.status !== "False";

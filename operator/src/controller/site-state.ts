@@ -11,6 +11,8 @@ export interface SiteState {
   readyRelays: number;
   /** The relays' queue reports, as last read. */
   reports: SiteReports;
+  /** When they were read (Date.now()). */
+  reportsReadAt: number;
   configHash?: string;
 }
 
