@@ -7,21 +7,20 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createLogger } from "../../relay/src/log.ts";
 import { queueReportKey, type QueueReport } from "../../relay/src/status/queue-report.ts";
-import type { RelayDomain } from "../../operator/src/api/relay-domain.ts";
-import type { RelaySite } from "../../operator/src/api/relay-site.ts";
-import type { Condition } from "../../operator/src/api/conditions.ts";
 import type { Unstructured } from "../../operator/src/kube/api-client.ts";
 import { Resources } from "../../operator/src/kube/resources.ts";
 import { OperatorMetrics } from "../../operator/src/metrics.ts";
 import { DOMAIN_FINALIZER, DomainReconciler } from "../../operator/src/controller/domain-reconciler.ts";
-import { SITE_FINALIZER, SiteReconciler } from "../../operator/src/controller/site-reconciler.ts";
+import { SITE_FINALIZER, SiteReconciler, type SiteReconcilerDeps } from "../../operator/src/controller/site-reconciler.ts";
 import { SiteStates } from "../../operator/src/controller/site-state.ts";
 import { EventRecorder } from "../../operator/src/controller/events.ts";
 import type { SiteClient, SiteClients } from "../../operator/src/controller/site-connections.ts";
 import { FakeKubeClient } from "../harness/fake-kube-client.ts";
 
-type Site = RelaySite & Unstructured;
-type Domain = RelayDomain & Unstructured;
+// The resources as the reconcilers read them from their informers' caches.
+type Site = ReturnType<SiteReconcilerDeps["sites"]["list"]>[number];
+type Domain = ReturnType<SiteReconcilerDeps["domains"]["list"]>[number];
+type Condition = NonNullable<NonNullable<Domain["status"]>["conditions"]>[number];
 type ConfigMap = Unstructured & { data?: Record<string, string> };
 
 const RELAY_NS = "mxwarden";
@@ -49,11 +48,11 @@ class World {
     this.domains = new DomainReconciler({ ...common, dns: undefined });
   }
 
-  site(spec: Partial<RelaySite["spec"]> = {}): Site {
+  site(spec: Partial<Site["spec"]> = {}): Site {
     return this.mgmt.seed<Site>(Resources.RelaySite, { apiVersion: "mxwarden.io/v1alpha1", kind: "RelaySite", metadata: { name: "site-a" }, spec: { hostname: "mx-a.backup.test", replicas: 2, nats: { url: "nats://nats:4222", domain: "site-a" }, ...spec } });
   }
 
-  domain(name = "example", mailDomain = "example.com", meta: Partial<RelayDomain["metadata"]> = {}): Domain {
+  domain(name = "example", mailDomain = "example.com", meta: Partial<Domain["metadata"]> = {}): Domain {
     return this.mgmt.seed<Domain>(Resources.RelayDomain, { apiVersion: "mxwarden.io/v1alpha1", kind: "RelayDomain", metadata: { name, namespace: "team-a", ...meta }, spec: { domain: mailDomain } });
   }
 
