@@ -169,9 +169,13 @@ describe("operator: two clusters, real relays", () => {
       }));
       const args = deployment.spec.template.spec.containers[0]?.args ?? [];
       assert.ok(args.includes(`--site=${name}`) && args.includes(`--peer-sites=${name === "site-a" ? "site-b" : "site-a"}`), args.join(" "));
-      const reachable = await eventually(`${name} ClusterReachable`, async () => condition(await site(name), "ClusterReachable")?.status === "True" && (await site(name)));
+      // The ConfigMap is applied before the status is written: an earlier reconcile's status (no
+      // domain yet) may still be there, so wait for the status of the one that applied the domain.
+      const reachable = await eventually(`${name} ClusterReachable with the domain`, async () => {
+        const current = await site(name);
+        return condition(current, "ClusterReachable")?.status === "True" && current?.status?.domains === 1 && current;
+      });
       assert.equal(condition(reachable, "ConfigApplied")?.status, "True");
-      assert.equal(reachable.status?.domains, 1);
     }
     // The remote cluster got no CRDs: nothing of the management side leaks into it.
     await assert.rejects(b.list(Resources.RelaySite), (err: unknown) => isNotFound(err));
