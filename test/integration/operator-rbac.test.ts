@@ -149,7 +149,8 @@ describe("RBAC: the chart grants exactly what the operator uses", () => {
   it("drives a local RelaySite and a RelayDomain through their whole life with the chart's rights", async () => {
     await admin.create(Resources.RelaySite, {
       apiVersion: "mxwarden.io/v1alpha1", kind: "RelaySite", metadata: { name: "site-a" },
-      spec: { namespace: RELAY_NS, hostname: "mx-a.backup.test", replicas: 1, nats: { url: "nats://nats.mxwarden:4222", streamReplicas: 1 } },
+      // The TLS Secret is never created: the operator's check of it is one of the rights exercised.
+      spec: { namespace: RELAY_NS, hostname: "mx-a.backup.test", replicas: 1, tls: { secretName: "mx-a-tls" }, nats: { url: "nats://nats.mxwarden:4222", streamReplicas: 1 } },
     });
     await eventually("site-a applied", async () => (await get<WithConditions>(Resources.RelaySite, undefined, "site-a"))?.status?.conditions?.some((c) => c.type === "ConfigApplied" && c.status === "True"), 60_000);
     // Events about a cluster-scoped RelaySite can only live in "default" (the API server refuses others).

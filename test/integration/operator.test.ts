@@ -29,7 +29,7 @@ const DOMAIN = "example.test";
 
 type Site = RelaySite & Unstructured;
 type Domain = RelayDomain & Unstructured;
-type Deployment = Unstructured & { metadata: { generation?: number }; spec: { template: { spec: { containers: { args: string[] }[] } } } };
+type Deployment = Unstructured & { metadata: { generation?: number }; spec: { replicas?: number; template: { spec: { containers: { args: string[] }[] } } } };
 
 function condition(object: { status?: { conditions?: Condition[] } } | undefined, type: string): Condition | undefined {
   return object?.status?.conditions?.find((c) => c.type === type);
@@ -78,12 +78,13 @@ describe("operator: two clusters, real relays", () => {
     return map.data ?? {};
   }
 
-  /** Marks the relay Deployment available, as kube-controller-manager and the kubelet would. */
+  /** Marks every relay of the Deployment ready, as kube-controller-manager and the kubelet would. */
   async function markDeploymentReady(client: ApiClient): Promise<void> {
     const deployment = await client.get<Deployment>(Resources.Deployment, RELAY_NS, "mxwarden-relay");
+    const replicas = deployment.spec.replicas ?? 1;
     await client.replace(Resources.Deployment, {
       ...deployment,
-      status: { observedGeneration: deployment.metadata.generation, replicas: 1, readyReplicas: 1, availableReplicas: 1, updatedReplicas: 1 },
+      status: { observedGeneration: deployment.metadata.generation, replicas, readyReplicas: replicas, availableReplicas: replicas, updatedReplicas: replicas },
     }, { subresource: "status" });
   }
 
@@ -146,7 +147,8 @@ describe("operator: two clusters, real relays", () => {
     const spec = (name: string, host: string, remote: boolean): RelaySite["spec"] => ({
       ...(remote ? { cluster: { kubeconfigSecretRef: { name: "site-b-kubeconfig" } } } : {}),
       hostname: host,
-      replicas: 2,
+      // One relay process per site stands for the Deployment's pods: every ready relay must report.
+      replicas: 1,
       nats: { url: "nats://nats.mxwarden:4222", domain: name, streamReplicas: 1 },
       resolver: `127.0.0.1:${dns.port}`,
     });
@@ -167,9 +169,13 @@ describe("operator: two clusters, real relays", () => {
       }));
       const args = deployment.spec.template.spec.containers[0]?.args ?? [];
       assert.ok(args.includes(`--site=${name}`) && args.includes(`--peer-sites=${name === "site-a" ? "site-b" : "site-a"}`), args.join(" "));
-      const reachable = await eventually(`${name} ClusterReachable`, async () => condition(await site(name), "ClusterReachable")?.status === "True" && (await site(name)));
+      // The ConfigMap is applied before the status is written: an earlier reconcile's status (no
+      // domain yet) may still be there, so wait for the status of the one that applied the domain.
+      const reachable = await eventually(`${name} ClusterReachable with the domain`, async () => {
+        const current = await site(name);
+        return condition(current, "ClusterReachable")?.status === "True" && current?.status?.domains === 1 && current;
+      });
       assert.equal(condition(reachable, "ConfigApplied")?.status, "True");
-      assert.equal(reachable.status?.domains, 1);
     }
     // The remote cluster got no CRDs: nothing of the management side leaks into it.
     await assert.rejects(b.list(Resources.RelaySite), (err: unknown) => isNotFound(err));

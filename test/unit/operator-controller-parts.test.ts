@@ -6,6 +6,7 @@ import { judgeMxRecords } from "../../operator/src/controller/dns-check.ts";
 import { parseOperatorArgs, UsageError } from "../../operator/src/cli.ts";
 import { resourcePath } from "../../operator/src/kube/resources.ts";
 import { Resources } from "../../operator/src/kube/resources.ts";
+import { readSiteReports } from "../../operator/src/controller/relay-reports.ts";
 
 describe("WorkQueue", () => {
   it("holds a key once however often it is added", async () => {
@@ -112,5 +113,23 @@ describe("resourcePath", () => {
     assert.equal(resourcePath(Resources.ConfigMap, "ns", "cm"), "/api/v1/namespaces/ns/configmaps/cm");
     assert.equal(resourcePath(Resources.RelaySite, undefined, "a"), "/apis/mxwarden.io/v1alpha1/relaysites/a");
     assert.equal(resourcePath(Resources.RelayDomain), "/apis/mxwarden.io/v1alpha1/relaydomains");
+  });
+});
+
+describe("readSiteReports (one report per relay)", () => {
+  const now = new Date("2026-12-05T12:00:00Z");
+  const report = (ageMs: number, intervalMs?: number): string => JSON.stringify({ updatedAt: new Date(now.getTime() - ageMs).toISOString(), reporter: "r", ...(intervalMs ? { intervalMs } : {}), domains: {} });
+  it("keeps reports younger than three report intervals plus clock skew, newest first, and gives up the rest", () => {
+    const reports = readSiteReports({
+      "report.a.json": report(20_000, 10_000),
+      "report.b.json": report(5_000, 10_000),
+      "report.slow.json": report(100_000, 60_000),
+      "report.gone.json": report(61_000, 10_000),
+      // A relay from before per-relay reports: no interval, 10 s assumed.
+      "report.json": report(70_000),
+      "report.garbage.json": "{",
+    }, now);
+    assert.deepEqual(reports.live.map((r) => r.key), ["report.b.json", "report.a.json", "report.slow.json"]);
+    assert.deepEqual(reports.gone.sort(), ["report.garbage.json", "report.gone.json", "report.json"]);
   });
 });

@@ -113,6 +113,18 @@ describe("renderSite", () => {
     assert.deepEqual([...new Set(ports)].sort((x, y) => x - y), [25, 53, 443, 3310, 4222, 6443, 11333]);
   });
 
+  it("opens egress to the ports of the site's domains' primaries, whatever they are", () => {
+    const withPrimaries = siteDomainConfig(s, [
+      domain("submission", { domain: "submission.example", primary: { hosts: [{ host: "mail.submission.example", port: 587 }, { host: "mail2.submission.example" }] } }),
+      domain("high", { domain: "high.example", primary: { hosts: [{ host: "10.0.0.5", port: 2525 }] } }),
+      domain("elsewhere", { domain: "elsewhere.example", sites: ["site-b"], primary: { hosts: [{ host: "10.0.0.6", port: 10025 }] } }),
+    ]);
+    const policy = find(renderSite(s, withPrimaries, options), "NetworkPolicy") as unknown as { spec: { egress: { ports: { protocol: string; port: number }[] }[] } };
+    const tcp = policy.spec.egress.flatMap((rule) => rule.ports.filter((p) => p.protocol === "TCP").map((p) => p.port));
+    for (const port of [25, 587, 2525]) assert.ok(tcp.includes(port), `${port} in ${tcp.join(",")}`);
+    assert.ok(!tcp.includes(10025), "a domain of another site opens nothing here");
+  });
+
   it("owns namespaced objects by the RelaySite only when asked (the operator's own cluster)", () => {
     assert.ok(objects.every((o) => o.metadata.ownerReferences === undefined));
     const owned = renderSite(s, config, { ...options, owner: { apiVersion: "mxwarden.io/v1alpha1", kind: "RelaySite", name: "site-a", uid: "u-1" } });

@@ -6,26 +6,36 @@
 // spec.queue.deletionGracePeriod). Mail is never dropped silently.
 
 import type { Logger } from "../../../relay/src/log.ts";
-import { API_VERSION, domainKey, type DomainSiteStatus, type RelayDomain, type RelayDomainStatus } from "#api";
-import type { RelaySite } from "#api";
-import { setCondition, type Condition, type ConditionInput } from "#api";
-import { isNotFound, type ApiClient, type Unstructured } from "../kube/api-client.ts";
-import type { Informer } from "../kube/informer.ts";
+import { API_VERSION, domainKey, setCondition, type Condition, type ConditionInput, type DomainSiteStatus, type RelayDomain, type RelayDomainStatus, type RelaySite } from "#api";
+import { isNotFound, type Unstructured } from "../kube/api-client.ts";
+import type { KubeClient, ObjectCache } from "../kube/kube-client.ts";
 import { Resources } from "../kube/resources.ts";
 import { configKey, servesSite, validateForRelay } from "../render/domain-config.ts";
+import { siteNamespace, STATUS_CONFIGMAP } from "../render/site-objects.ts";
 import type { ReconcileOutcome } from "./controller-runner.ts";
 import type { DnsChecker } from "./dns-check.ts";
 import type { EventRecorder } from "./events.ts";
 import { setFinalizer } from "./finalizers.ts";
-import type { SiteStates } from "./site-state.ts";
+import { domainAtSite, drainPending, readSiteReports, type DomainAtSite, type SiteReports } from "./relay-reports.ts";
+import type { SiteClients } from "./site-connections.ts";
+import type { SiteState, SiteStates } from "./site-state.ts";
 
 export const DOMAIN_FINALIZER = "mxwarden.io/drain-queue";
+/**
+ * How soon a drain that waits only for the relays looks again. Relays report at once when they
+ * load the deletion; waiting for the next site poll (--poll-interval) added up to 15 s to every
+ * deletion, an empty queue's too.
+ */
+const DRAIN_RECHECK_MS = 2000;
+/** Relay reports read this recently serve every draining domain of a site: one read a second per site, however many domains drain. */
+const REPORTS_REUSE_MS = 1000;
 
 export interface DomainReconcilerDeps {
-  client: ApiClient;
-  sites: Informer<RelaySite & Unstructured>;
-  domains: Informer<RelayDomain & Unstructured>;
+  client: KubeClient;
+  sites: ObjectCache<RelaySite & Unstructured>;
+  domains: ObjectCache<RelayDomain & Unstructured>;
   states: SiteStates;
+  connections: SiteClients;
   events: EventRecorder;
   dns: DnsChecker | undefined;
   pollIntervalMs: number;
@@ -63,13 +73,14 @@ export class DomainReconciler {
     let readySites = 0;
     for (const site of sites) {
       const state = this.deps.states.get(site.metadata.name);
-      const figures = state?.report?.domains[mailDomain];
+      const atSite = state ? domainAtSite(state.reports, mailDomain) : undefined;
       siteFigures.push({
         name: site.metadata.name,
         readyRelays: state?.readyRelays ?? 0,
-        ...(figures ? { appliedGeneration: figures.generation, queuedMessages: figures.queued, oldestQueuedSeconds: figures.oldestQueuedSeconds } : {}),
+        ...(atSite?.appliedGeneration !== undefined ? { appliedGeneration: atSite.appliedGeneration } : {}),
+        ...(atSite?.queue ? { queuedMessages: atSite.queue.queued, oldestQueuedSeconds: atSite.queue.oldestQueuedSeconds } : {}),
       });
-      const verdict = siteVerdict(state, figures?.generation, generation, invalid ?? conflict);
+      const verdict = siteVerdict(state, atSite, generation, invalid ?? conflict);
       if (verdict.status === "True") readySites++;
       set({ type: siteConditionType(site.metadata.name), ...verdict });
     }
@@ -114,16 +125,17 @@ export class DomainReconciler {
     const deletedAt = Date.parse(domain.metadata.deletionTimestamp ?? "");
     const waiting: string[] = [];
     let queued = 0;
+    let awaitingRelays = false;
     if (!neverServed) {
       for (const site of sites) {
         const state = this.deps.states.get(site.metadata.name);
-        const figures = state?.report?.domains[mailDomain];
-        const reportedAfterDeletion = state?.report !== undefined && Date.parse(state.report.updatedAt) >= deletedAt;
-        if (!state?.reachable) waiting.push(`${site.metadata.name} (unreachable)`);
-        else if (!reportedAfterDeletion || (figures !== undefined && !figures.retiring)) waiting.push(`${site.metadata.name} (relays have not loaded the deletion yet)`);
-        else if (figures && figures.queued > 0) {
-          waiting.push(`${site.metadata.name} (${figures.queued} queued)`);
-          queued += figures.queued;
+        const pending = state?.reachable
+          ? drainPending(await this.currentReports(site, state), mailDomain, deletedAt, state.readyRelays)
+          : { reason: "unreachable", queued: 0, awaitingRelays: false };
+        if (pending) {
+          waiting.push(`${site.metadata.name} (${pending.reason})`);
+          queued += pending.queued;
+          awaitingRelays ||= pending.awaitingRelays;
         }
       }
     }
@@ -141,8 +153,27 @@ export class DomainReconciler {
     if (domain.status?.conditions?.find((c) => c.type === "Ready")?.reason !== "Draining") {
       await this.deps.events.record(domain, "Normal", "Draining", "Delete", `new mail for ${mailDomain} refused; draining the queue`);
     }
-    await this.writeStatus(domain, { ...(domain.status ?? {}), observedGeneration: generation, conditions, queuedMessages: queued });
-    return { requeueAfterMs: this.deps.pollIntervalMs };
+    const status = { ...(domain.status ?? {}), observedGeneration: generation, conditions, queuedMessages: queued };
+    // Rechecked every few seconds: write only what changed.
+    if (JSON.stringify(status) !== JSON.stringify(domain.status)) await this.writeStatus(domain, status);
+    return { requeueAfterMs: awaitingRelays ? Math.min(DRAIN_RECHECK_MS, this.deps.pollIntervalMs) : this.deps.pollIntervalMs };
+  }
+
+  /** The site's relay reports, re-read unless the last read is a moment old: a drain must not wait for the next site poll. */
+  private async currentReports(site: RelaySite, state: SiteState): Promise<SiteReports> {
+    if (Date.now() - state.reportsReadAt < REPORTS_REUSE_MS) return state.reports;
+    const connection = this.deps.connections.get(site.metadata.name);
+    if (!connection?.reachable) return state.reports;
+    try {
+      const map = await connection.client.get<Unstructured & { data?: Record<string, string> }>(Resources.ConfigMap, siteNamespace(site), STATUS_CONFIGMAP);
+      const reports = readSiteReports(map.data, new Date());
+      this.deps.states.set(site.metadata.name, { ...state, reports, reportsReadAt: Date.now() });
+      return reports;
+    } catch (err) {
+      // The site's health loop reports reachability; until the next read, what is known stands.
+      this.deps.log.debug("could not re-read the relays' reports", { site: site.metadata.name, error: err });
+      return state.reports;
+    }
   }
 
   private async writeStatus(domain: RelayDomain, status: RelayDomainStatus): Promise<void> {
@@ -158,12 +189,15 @@ export class DomainReconciler {
   }
 }
 
-function siteVerdict(state: { reachable: boolean; readyRelays: number; problem?: { reason: string; message: string } } | undefined, applied: number | undefined, wanted: number, blocked: string | undefined): Omit<ConditionInput, "type"> {
+function siteVerdict(state: SiteState | undefined, atSite: DomainAtSite | undefined, wanted: number, blocked: string | undefined): Omit<ConditionInput, "type"> {
   if (blocked) return { status: "False", reason: "NotServed", message: blocked };
-  if (!state) return { status: "Unknown", reason: "NotReconciled", message: "the site has not been reconciled yet" };
+  if (!state || !atSite) return { status: "Unknown", reason: "NotReconciled", message: "the site has not been reconciled yet" };
   if (!state.reachable) return { status: "False", reason: state.problem?.reason ?? "ClusterUnreachable", message: state.problem?.message ?? "the site's cluster does not answer" };
   if (state.readyRelays === 0) return { status: "False", reason: "NoReadyRelays", message: "no relay pod is ready" };
-  if (applied === undefined) return { status: "False", reason: "NotReported", message: "the relays have not reported this domain yet" };
-  if (applied !== wanted) return { status: "False", reason: "ConfigPending", message: `relays run generation ${applied}, want ${wanted}` };
-  return { status: "True", reason: "Serving", message: `${state.readyRelays} relay(s) serve generation ${wanted}` };
+  // A ready relay that has not reported yet may run anything: it must count before the site does.
+  if (atSite.relays < state.readyRelays) return { status: "False", reason: "NotReported", message: `${atSite.relays} of ${state.readyRelays} ready relays have reported` };
+  if (atSite.loaded === 0) return { status: "False", reason: "NotReported", message: "the relays have not reported this domain yet" };
+  if (atSite.appliedGeneration === undefined) return { status: "False", reason: "ConfigPending", message: `${atSite.loaded} of ${atSite.relays} relays have loaded this domain` };
+  if (atSite.appliedGeneration !== wanted) return { status: "False", reason: "ConfigPending", message: `a relay runs generation ${atSite.appliedGeneration}, want ${wanted}` };
+  return { status: "True", reason: "Serving", message: `${atSite.relays} relay(s) serve generation ${wanted}` };
 }

@@ -4,7 +4,7 @@
 // is about; for cluster-scoped objects (RelaySites) the API server accepts only "default".
 
 import type { Logger } from "../../../relay/src/log.ts";
-import type { ApiClient } from "../kube/api-client.ts";
+import type { KubeClient } from "../kube/kube-client.ts";
 import { Resources } from "../kube/resources.ts";
 
 export const CLUSTER_SCOPED_EVENT_NAMESPACE = "default";
@@ -16,11 +16,11 @@ export interface EventSubject {
 }
 
 export class EventRecorder {
-  private readonly client: ApiClient;
+  private readonly client: KubeClient;
   private readonly instance: string;
   private readonly log: Logger;
 
-  constructor(client: ApiClient, instance: string, log: Logger) {
+  constructor(client: KubeClient, instance: string, log: Logger) {
     this.client = client;
     this.instance = instance;
     this.log = log;

@@ -77,7 +77,7 @@ export class Operator {
       log,
     });
     const domainReconciler = new DomainReconciler({
-      client, sites: this.sites, domains: this.domains, states, events,
+      client, sites: this.sites, domains: this.domains, states, connections: this.connections, events,
       dns: options.dnsServers === null ? undefined : new DnsChecker(options.dnsServers, 5 * 60_000),
       pollIntervalMs: options.pollIntervalMs, log,
     });

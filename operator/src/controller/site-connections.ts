@@ -7,6 +7,7 @@ import { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "../../../relay/src/log.ts";
 import type { RelaySite } from "#api";
 import { ApiClient, isNotFound, type Unstructured } from "../kube/api-client.ts";
+import type { KubeClient } from "../kube/kube-client.ts";
 import { Resources } from "../kube/resources.ts";
 
 export interface SiteConnection {
@@ -18,6 +19,21 @@ export interface SiteConnection {
   prometheusOperator: boolean;
   /** kubeconfig Secret resourceVersion the client was built from ("" for the local cluster). */
   source: string;
+}
+
+/** What the reconcilers need of the per-site connections. */
+export interface SiteClients {
+  /** Builds or refreshes the connection for a site; throws when its kubeconfig Secret is unusable. */
+  ensure(site: RelaySite): Promise<SiteClient>;
+  get(siteName: string): SiteClient | undefined;
+  forget(siteName: string): void;
+}
+
+export interface SiteClient {
+  client: KubeClient;
+  reachable: boolean | undefined;
+  lastError?: string;
+  prometheusOperator: boolean;
 }
 
 export interface SiteConnectionsOptions {
@@ -32,7 +48,7 @@ export interface SiteConnectionsOptions {
 
 export const DEFAULT_KUBECONFIG_KEY = "kubeconfig";
 
-export class SiteConnections {
+export class SiteConnections implements SiteClients {
   private readonly connections = new Map<string, SiteConnection>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly options: SiteConnectionsOptions;
@@ -45,7 +61,6 @@ export class SiteConnections {
     return this.connections.get(siteName);
   }
 
-  /** Builds or refreshes the connection for a site; throws when its kubeconfig Secret is unusable. */
   async ensure(site: RelaySite): Promise<SiteConnection> {
     const ref = site.spec.cluster?.kubeconfigSecretRef;
     let client = this.options.localClient;

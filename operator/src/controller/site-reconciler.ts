@@ -4,12 +4,9 @@
 // reached gets ClusterReachable=False and is retried; its relays keep their last configuration.
 
 import type { Logger } from "../../../relay/src/log.ts";
-import { parseQueueReport, QUEUE_REPORT_KEY } from "../../../relay/src/status/queue-report.ts";
-import { API_VERSION, domainKey, type RelayDomain } from "#api";
-import type { RelaySite } from "#api";
-import { setCondition, type Condition } from "#api";
-import { ApiClient, isNotFound, type Unstructured } from "../kube/api-client.ts";
-import type { Informer } from "../kube/informer.ts";
+import { API_VERSION, DEFAULT_RELAY_REPLICAS, domainKey, setCondition, type Condition, type ConditionInput, type RelayDomain, type RelaySite } from "#api";
+import { ApiError, isNotFound, type Unstructured } from "../kube/api-client.ts";
+import type { KubeClient, ObjectCache } from "../kube/kube-client.ts";
 import { refForKind, Resources } from "../kube/resources.ts";
 import { siteDomainConfig } from "../render/domain-config.ts";
 import { DOMAINS_CONFIGMAP, METRICS_SERVICE, RELAY_NAME, renderSite, siteNamespace, SMTP_SERVICE, STATUS_CONFIGMAP } from "../render/site-objects.ts";
@@ -17,16 +14,17 @@ import type { OperatorMetrics } from "../metrics.ts";
 import type { ReconcileOutcome } from "./controller-runner.ts";
 import type { EventRecorder } from "./events.ts";
 import { setFinalizer } from "./finalizers.ts";
-import type { SiteConnections } from "./site-connections.ts";
+import { domainAtSite, readSiteReports } from "./relay-reports.ts";
+import type { SiteClients } from "./site-connections.ts";
 import type { SiteStates } from "./site-state.ts";
 
 export const SITE_FINALIZER = "mxwarden.io/site-cleanup";
 
 export interface SiteReconcilerDeps {
-  client: ApiClient;
-  sites: Informer<RelaySite & Unstructured>;
-  domains: Informer<RelayDomain & Unstructured>;
-  connections: SiteConnections;
+  client: KubeClient;
+  sites: ObjectCache<RelaySite & Unstructured>;
+  domains: ObjectCache<RelayDomain & Unstructured>;
+  connections: SiteClients;
   states: SiteStates;
   events: EventRecorder;
   metrics: OperatorMetrics;
@@ -48,6 +46,8 @@ const MONITORING: [kind: string, name: string][] = [["ServiceMonitor", RELAY_NAM
 
 export class SiteReconciler {
   private readonly deps: SiteReconcilerDeps;
+  /** Sites whose TLS Secret the operator may not read, warned about once. */
+  private readonly tlsUncheckable = new Set<string>();
 
   constructor(deps: SiteReconcilerDeps) {
     this.deps = deps;
@@ -94,10 +94,12 @@ export class SiteReconciler {
     const deployment = await connection.client.get<Unstructured & { status?: { readyReplicas?: number; replicas?: number } }>(Resources.Deployment, namespace, RELAY_NAME);
     const readyRelays = deployment.status?.readyReplicas ?? 0;
     const reportMap = await connection.client.get<Unstructured & { data?: Record<string, string> }>(Resources.ConfigMap, namespace, STATUS_CONFIGMAP);
-    const report = parseQueueReport(reportMap.data?.[QUEUE_REPORT_KEY]);
-    states.set(name, { reachable: true, readyRelays, ...(report ? { report } : {}), configHash: config.hash });
+    const reports = readSiteReports(reportMap.data, new Date());
+    // Every pod of every rollout writes a key of its own: those of pods gone are removed here.
+    if (reports.gone.length > 0) await connection.client.mergePatch(Resources.ConfigMap, namespace, STATUS_CONFIGMAP, { data: Object.fromEntries(reports.gone.map((key) => [key, null])) });
+    states.set(name, { reachable: true, readyRelays, reports, reportsReadAt: Date.now(), configHash: config.hash });
     this.deps.metrics.siteReadyRelays.set({ site: name }, readyRelays);
-    const lagging = config.domains.filter((d) => report?.domains[domainKey(d.spec.domain)]?.generation !== d.metadata.generation).length;
+    const lagging = config.domains.filter((d) => domainAtSite(reports, domainKey(d.spec.domain)).appliedGeneration !== d.metadata.generation).length;
     this.deps.metrics.siteConfigGenerationLag.set({ site: name }, lagging);
 
     if (site.status?.configHash !== config.hash) {
@@ -108,13 +110,14 @@ export class SiteReconciler {
     const now = new Date();
     conditions = setCondition(conditions, { type: "ClusterReachable", status: "True", reason: "Reachable", message: "the site's API server answers", observedGeneration: generation }, now);
     conditions = setCondition(conditions, { type: "ConfigApplied", status: "True", reason: "Applied", message: `configuration ${config.hash} with ${config.domains.length} domains applied`, observedGeneration: generation }, now);
-    conditions = setCondition(conditions, readyRelays > 0
-      ? { type: "Ready", status: "True", reason: "RelaysReady", message: `${readyRelays} relay(s) ready`, observedGeneration: generation }
-      : { type: "Ready", status: "False", reason: "NoReadyRelays", message: "no relay pod is ready yet", observedGeneration: generation }, now);
+    const wanted = site.spec.replicas ?? DEFAULT_RELAY_REPLICAS;
+    // A relay pod cannot start without its TLS Secret (it waits in ContainerCreating): name the cause.
+    const tlsProblem = site.spec.tls ? await this.tlsSecretProblem(name, connection.client, namespace, site.spec.tls.secretName) : undefined;
+    conditions = setCondition(conditions, { type: "Ready", ...(tlsProblem ?? relayReadiness(readyRelays, wanted)), observedGeneration: generation }, now);
     await this.writeStatus(site, {
       observedGeneration: generation,
       conditions,
-      replicas: site.spec.replicas ?? 2,
+      replicas: wanted,
       readyReplicas: readyRelays,
       domains: config.domains.length,
       configHash: config.hash,
@@ -123,10 +126,30 @@ export class SiteReconciler {
     return { requeueAfterMs: this.deps.pollIntervalMs };
   }
 
+  /** Why the site's TLS Secret cannot serve the relays, if it cannot; undefined when it can, or when the operator may not look. */
+  private async tlsSecretProblem(siteName: string, client: KubeClient, namespace: string, secretName: string): Promise<Omit<ConditionInput, "type"> | undefined> {
+    let secret: Unstructured & { data?: Record<string, string> };
+    try {
+      secret = await client.get(Resources.Secret, namespace, secretName);
+    } catch (err) {
+      if (isNotFound(err)) {
+        return { status: "False", reason: "TlsSecretMissing", message: `Secret ${namespace}/${secretName} (spec.tls.secretName) does not exist: relay pods cannot start until it is created in the relays' namespace` };
+      }
+      if (!(err instanceof ApiError && err.code === 403)) throw err;
+      // A site cluster whose siteAccess RBAC predates this check: the relays' readiness still tells.
+      if (!this.tlsUncheckable.has(siteName)) this.deps.log.warn("may not read the site's TLS Secret; upgrade the chart's siteAccess RBAC there", { site: siteName, secret: `${namespace}/${secretName}` });
+      this.tlsUncheckable.add(siteName);
+      return undefined;
+    }
+    const missing = ["tls.crt", "tls.key"].filter((key) => !secret.data?.[key]);
+    if (missing.length > 0) return { status: "False", reason: "TlsSecretInvalid", message: `Secret ${namespace}/${secretName} has no ${missing.join(" or ")}: it must be a kubernetes.io/tls Secret` };
+    return undefined;
+  }
+
   private async unusable(site: RelaySite & Unstructured, reason: string, message: string): Promise<ReconcileOutcome> {
     const name = site.metadata.name;
     const previous = this.deps.states.get(name);
-    this.deps.states.set(name, { reachable: false, problem: { reason, message }, readyRelays: previous?.readyRelays ?? 0, ...(previous?.report ? { report: previous.report } : {}) });
+    this.deps.states.set(name, { reachable: false, problem: { reason, message }, readyRelays: previous?.readyRelays ?? 0, reports: previous?.reports ?? { live: [], gone: [] }, reportsReadAt: previous?.reportsReadAt ?? 0 });
     const generation = site.metadata.generation ?? 0;
     const now = new Date();
     const wasReachable = site.status?.conditions?.find((c) => c.type === "ClusterReachable")?.status !== "False";
@@ -170,4 +193,14 @@ export class SiteReconciler {
       if (!isNotFound(err)) throw err;
     }
   }
+}
+
+/**
+ * The site's Ready condition from its relays: True only when every relay the site asks for is
+ * ready. One of two ready still takes mail, but with no redundancy left, which is not Ready.
+ */
+export function relayReadiness(readyRelays: number, wanted: number): Omit<ConditionInput, "type"> {
+  if (readyRelays === 0) return { status: "False", reason: "NoReadyRelays", message: "no relay pod is ready yet" };
+  if (readyRelays < wanted) return { status: "False", reason: "RelaysNotReady", message: `${readyRelays} of ${wanted} relays ready` };
+  return { status: "True", reason: "RelaysReady", message: `${readyRelays} of ${wanted} relays ready` };
 }

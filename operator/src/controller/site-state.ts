@@ -2,14 +2,17 @@
 // controller to write per-site figures into RelayDomain status. In memory only: every figure is
 // re-read from the sites' clusters within one polling interval after a restart.
 
-import type { QueueReport } from "../../../relay/src/status/queue-report.ts";
+import type { SiteReports } from "./relay-reports.ts";
 
 export interface SiteState {
   reachable: boolean;
   /** Why the site is not usable, as a condition reason. */
   problem?: { reason: string; message: string };
   readyRelays: number;
-  report?: QueueReport;
+  /** The relays' queue reports, as last read. */
+  reports: SiteReports;
+  /** When they were read (Date.now()). */
+  reportsReadAt: number;
   configHash?: string;
 }
 

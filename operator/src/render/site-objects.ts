@@ -12,6 +12,7 @@ export const STATUS_CONFIGMAP = "mxwarden-relay-status";
 export const SMTP_SERVICE = "mxwarden-smtp";
 export const METRICS_SERVICE = "mxwarden-relay-metrics";
 const DOMAINS_MOUNT = "/etc/mxwarden/domains";
+const SMTP_PORT = 25;
 const TLS_MOUNT = "/etc/mxwarden/tls";
 /** Long enough for the relay's SIGTERM drain (sessions finish, jobs go back to the queue). */
 const TERMINATION_GRACE_SECONDS = 60;
@@ -174,10 +175,16 @@ function smtpService(site: RelaySite, namespace: string): KubeObject {
   };
 }
 
-function networkPolicy(site: RelaySite, namespace: string): KubeObject {
+/** Ports of the domains' primaries: a primary may listen anywhere (587, 2525, ...), not only on 25. */
+function primaryPorts(config: SiteDomainConfig): number[] {
+  return config.domains.flatMap((domain) => (domain.spec.primary?.hosts ?? []).map((host) => host.port ?? SMTP_PORT));
+}
+
+function networkPolicy(site: RelaySite, namespace: string, config: SiteDomainConfig): KubeObject {
   const spec = site.spec;
   const tcp = (port: number): { protocol: string; port: number } => ({ protocol: "TCP", port });
-  const egressPorts = new Set<number>([25, 443, 6443, ...urlPorts(spec.nats.url, 4222)]);
+  // 25: primaries found through MX records, and bounces; 443 and 6443: the API server (status).
+  const egressPorts = new Set<number>([SMTP_PORT, 443, 6443, ...primaryPorts(config), ...urlPorts(spec.nats.url, 4222)]);
   if (spec.clamd) egressPorts.add(portOf(spec.clamd.address, 3310));
   if (spec.rspamd) for (const p of urlPorts(spec.rspamd.url, 11333)) egressPorts.add(p);
   const dnsPort = spec.resolver ? portOf(spec.resolver, 53) : 53;
@@ -193,7 +200,7 @@ function networkPolicy(site: RelaySite, namespace: string): KubeObject {
         { from: [{ namespaceSelector: {} }], ports: [tcp(RELAY_METRICS_PORT)] },
       ],
       egress: [
-        // DNS (MX, DNSBL, SPF/DKIM), the primaries (25), NATS, clamd, rspamd, the API server (status).
+        // DNS (MX, DNSBL, SPF/DKIM), the primaries, NATS, clamd, rspamd, the API server (status).
         { ports: [{ protocol: "UDP", port: dnsPort }, tcp(dnsPort)] },
         { ports: [...egressPorts].sort((a, b) => a - b).map(tcp) },
       ],
@@ -247,7 +254,7 @@ export function renderSite(site: RelaySite, config: SiteDomainConfig, options: R
       metadata: { name: RELAY_NAME, namespace, labels },
       spec: { maxUnavailable: 1, selector: { matchLabels: relayLabels(site) } },
     },
-    networkPolicy(site, namespace),
+    networkPolicy(site, namespace, config),
   ];
   if (options.prometheusOperator) {
     objects.push({

@@ -13,7 +13,10 @@ import { ConfigError, parseRelayDomain, type DomainPolicy } from "./relay-domain
 export interface DomainTable {
   /** Policy by lower-case ASCII domain. */
   readonly byDomain: ReadonlyMap<string, DomainPolicy>;
-  /** Increases with every reload that changed the table. */
+  /**
+   * 0 until the first successful load (of no documents, too: a site may serve no domain yet),
+   * then increases with every reload that changed the table.
+   */
   readonly generation: number;
 }
 
@@ -60,7 +63,8 @@ export async function loadDomainDocuments(path: string): Promise<{ policies: Dom
 
 export class DomainStore {
   private table: DomainTable = { byDomain: new Map(), generation: 0 };
-  private fingerprint = "";
+  /** Undefined until the first load: an empty directory fingerprints as "" and must still count. */
+  private fingerprint: string | undefined;
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private reloading: Promise<void> | undefined;

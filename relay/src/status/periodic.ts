@@ -1,8 +1,11 @@
 // Runs a task at once and then every interval, never two runs at a time: when NATS or an API
-// server is slow, runs are skipped rather than piled up. The timer does not keep the process alive.
+// server is slow, ticks are skipped rather than piled up. The timer does not keep the process alive.
 
 export interface PeriodicTask {
-  /** Run now (for a change that should not wait for the next tick); skipped if a run is going. */
+  /**
+   * Run now, for a change that should not wait for the next tick; while a run is going, once more
+   * right after it (that run may have read the state from before the change).
+   */
   runNow(): void;
   stop(): void;
 }
@@ -15,14 +18,34 @@ export function startPeriodic(
   intervalMs: number, task: () => Promise<void>, onError: (err: unknown) => void, everyTick?: () => void,
 ): PeriodicTask {
   let busy = false;
-  const runNow = (): void => {
-    everyTick?.();
-    if (busy) return;
+  let again = false;
+  let stopped = false;
+  const run = (): void => {
     busy = true;
-    task().catch(onError).finally(() => { busy = false; });
+    task().catch(onError).finally(() => {
+      busy = false;
+      if (again && !stopped) {
+        again = false;
+        run();
+      }
+    });
   };
-  runNow();
-  const timer = setInterval(runNow, intervalMs);
+  const tick = (): void => {
+    everyTick?.();
+    if (!busy) run();
+  };
+  tick();
+  const timer = setInterval(tick, intervalMs);
   timer.unref();
-  return { runNow, stop: () => clearInterval(timer) };
+  return {
+    runNow: () => {
+      everyTick?.();
+      if (busy) again = true;
+      else run();
+    },
+    stop: () => {
+      stopped = true;
+      clearInterval(timer);
+    },
+  };
 }

@@ -1,15 +1,15 @@
-// What the relays of one site tell the operator: per domain, the RelayDomain generation they have
-// loaded and how much mail waits for it. Relays write it into a ConfigMap of their namespace (the
-// only object they may write); the operator reads it through the site's API server, so it needs no
+// What each relay of a site tells the operator: per domain, the RelayDomain generation it has
+// loaded and how much mail waits for it. Each relay writes its own key of a ConfigMap of its
+// namespace (the only object relays may write), so that every relay's generation counts and not
+// only the last writer's; the operator reads them through the site's API server, so it needs no
 // network path to NATS or to the pods.
 
-export const QUEUE_REPORT_KEY = "report.json";
-
 export interface DomainQueueFigures {
-  /** metadata.generation of the RelayDomain document the relays have loaded. */
+  /** metadata.generation of the RelayDomain document the relay has loaded. */
   generation: number;
   /** The document carries a deletionTimestamp: no new mail, queue draining. */
   retiring: boolean;
+  /** From the site's shared queue: the same for every relay of the site, up to sampling time. */
   queued: number;
   oldestQueuedSeconds: number;
 }
@@ -19,8 +19,15 @@ export interface QueueReport {
   updatedAt: string;
   /** Pod that wrote the report. */
   reporter: string;
+  /** How often this relay writes its report: the operator takes a much older report for a relay that is gone. Absent from relays before per-relay reports. */
+  intervalMs?: number;
   /** By mail domain (lower-case ASCII). */
   domains: Record<string, DomainQueueFigures>;
+}
+
+/** The relay's own key in the status ConfigMap (keys allow only [-._a-zA-Z0-9]). */
+export function queueReportKey(reporter: string): string {
+  return `report.${reporter.replace(/[^-._a-zA-Z0-9]/g, "_")}.json`;
 }
 
 /** Parses a report; undefined when absent or malformed (a relay from another version, say). */

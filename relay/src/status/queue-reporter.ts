@@ -1,11 +1,12 @@
-// Writes the site's queue report (see queue-report.ts) into a ConfigMap every few seconds, with
-// server-side apply. Every relay of a site computes the same figures from the shared JetStream
-// queue, so whichever writes last is right; the relays share one field manager.
+// Writes this relay's queue report (see queue-report.ts) into its own key of a ConfigMap every few
+// seconds. A JSON merge patch of that one key: server-side apply with the relays' shared field
+// manager would remove the keys of the other relays, and a field manager per pod would pile up in
+// managedFields as pods come and go. The operator removes the keys of relays that are gone.
 
 import type { DomainStore } from "../config/domain-store.ts";
 import type { Logger } from "../log.ts";
 import { domainToken, nothingQueued, type QueueConnection, type QueueIndex } from "../queue/index.ts";
-import { QUEUE_REPORT_KEY, type DomainQueueFigures, type QueueReport } from "./queue-report.ts";
+import { queueReportKey, type DomainQueueFigures, type QueueReport } from "./queue-report.ts";
 import { startPeriodic } from "./periodic.ts";
 
 export interface ReportTarget {
@@ -37,14 +38,13 @@ export async function startQueueReporter(queue: QueueConnection, index: QueueInd
   const api = config.makeApiClient(CoreV1Api);
   const write = async (): Promise<void> => {
     if (!queue.isReady()) return;
-    const report = await collectQueueReport(index, store, reporter);
+    const report: QueueReport = { ...await collectQueueReport(index, store, reporter), intervalMs };
     await api.patchNamespacedConfigMap({
       name: target.name,
       namespace: target.namespace,
-      body: { apiVersion: "v1", kind: "ConfigMap", metadata: { name: target.name, namespace: target.namespace }, data: { [QUEUE_REPORT_KEY]: JSON.stringify(report) } },
+      body: { data: { [queueReportKey(reporter)]: JSON.stringify(report) } },
       fieldManager: "mxwarden-relay",
-      force: true,
-    }, setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply));
+    }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch));
   };
   const periodic = startPeriodic(intervalMs, write, (err) =>
     log.warn("could not write the queue report", { configMap: `${target.namespace}/${target.name}`, error: err }));

@@ -1,0 +1,308 @@
+// Reconcile decisions, driven through the reconcilers with an in-memory fake cluster
+// (test/harness/fake-kube-client.ts) for the management cluster and for one site's cluster: which
+// conditions, finalizers and objects follow from given resources and relay reports. Behaviour that
+// depends on a real API server (apply semantics, RBAC, watches) is in test/integration/operator*.
+
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { createLogger } from "../../relay/src/log.ts";
+import { queueReportKey, type QueueReport } from "../../relay/src/status/queue-report.ts";
+import type { Unstructured } from "../../operator/src/kube/api-client.ts";
+import { Resources } from "../../operator/src/kube/resources.ts";
+import { OperatorMetrics } from "../../operator/src/metrics.ts";
+import { DOMAIN_FINALIZER, DomainReconciler } from "../../operator/src/controller/domain-reconciler.ts";
+import { SITE_FINALIZER, SiteReconciler, type SiteReconcilerDeps } from "../../operator/src/controller/site-reconciler.ts";
+import { SiteStates } from "../../operator/src/controller/site-state.ts";
+import { EventRecorder } from "../../operator/src/controller/events.ts";
+import type { SiteClient, SiteClients } from "../../operator/src/controller/site-connections.ts";
+import { FakeKubeClient } from "../harness/fake-kube-client.ts";
+
+// The resources as the reconcilers read them from their informers' caches.
+type Site = ReturnType<SiteReconcilerDeps["sites"]["list"]>[number];
+type Domain = ReturnType<SiteReconcilerDeps["domains"]["list"]>[number];
+type Condition = NonNullable<NonNullable<Domain["status"]>["conditions"]>[number];
+type ConfigMap = Unstructured & { data?: Record<string, string> };
+
+const RELAY_NS = "mxwarden";
+const POLL_MS = 15_000;
+const log = createLogger({}, "error");
+
+function condition(object: { status?: { conditions?: Condition[] } } | undefined, type: string): Condition | undefined {
+  return object?.status?.conditions?.find((c) => c.type === type);
+}
+
+/** A management cluster and one site cluster, both fakes, with the two reconcilers wired as the operator wires them. */
+class World {
+  readonly mgmt = new FakeKubeClient();
+  readonly siteCluster = new FakeKubeClient();
+  readonly states = new SiteStates();
+  readonly connection: SiteClient = { client: this.siteCluster, reachable: true, prometheusOperator: false };
+  readonly sites: SiteReconciler;
+  readonly domains: DomainReconciler;
+
+  constructor() {
+    const connections: SiteClients = { ensure: async () => this.connection, get: () => this.connection, forget: () => {} };
+    const events = new EventRecorder(this.mgmt, "test", log);
+    const common = { client: this.mgmt, sites: this.mgmt.cache<Site>(Resources.RelaySite), domains: this.mgmt.cache<Domain>(Resources.RelayDomain), states: this.states, connections, events, pollIntervalMs: POLL_MS, log };
+    this.sites = new SiteReconciler({ ...common, metrics: new OperatorMetrics(), relayImage: "relay:1", prometheusRuleGroups: [], onSiteState: () => {} });
+    this.domains = new DomainReconciler({ ...common, dns: undefined });
+  }
+
+  site(spec: Partial<Site["spec"]> = {}): Site {
+    return this.mgmt.seed<Site>(Resources.RelaySite, { apiVersion: "mxwarden.io/v1alpha1", kind: "RelaySite", metadata: { name: "site-a" }, spec: { hostname: "mx-a.backup.test", replicas: 2, nats: { url: "nats://nats:4222", domain: "site-a" }, ...spec } });
+  }
+
+  domain(name = "example", mailDomain = "example.com", meta: Partial<Domain["metadata"]> = {}): Domain {
+    return this.mgmt.seed<Domain>(Resources.RelayDomain, { apiVersion: "mxwarden.io/v1alpha1", kind: "RelayDomain", metadata: { name, namespace: "team-a", ...meta }, spec: { domain: mailDomain } });
+  }
+
+  getSite(): Site | undefined {
+    return this.mgmt.peek<Site>(Resources.RelaySite, undefined, "site-a");
+  }
+
+  getDomain(name = "example"): Domain | undefined {
+    return this.mgmt.peek<Domain>(Resources.RelayDomain, "team-a", name);
+  }
+
+  /** What kube-controller-manager and the kubelets would write: the relay Deployment's readiness. */
+  async relaysReady(ready: number): Promise<void> {
+    await this.siteCluster.apply(Resources.Deployment, { apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "mxwarden-relay", namespace: RELAY_NS }, status: { replicas: 2, readyReplicas: ready } }, { subresource: "status" });
+  }
+
+  /** As if the site's reports were last read a while ago (the reconcilers reuse a read for a second). */
+  ageReports(): void {
+    const state = this.states.get("site-a");
+    assert.ok(state);
+    this.states.set("site-a", { ...state, reportsReadAt: 0 });
+  }
+
+  /** What the relays write into their status ConfigMap. */
+  async report(data: Record<string, string>): Promise<void> {
+    await this.siteCluster.mergePatch(Resources.ConfigMap, RELAY_NS, "mxwarden-relay-status", { data });
+  }
+}
+
+/** One relay's report, under its own key of the status ConfigMap, as the relay writes it. */
+function queueReport(reporter: string, domains: QueueReport["domains"], updatedAt = new Date()): Record<string, string> {
+  return { [queueReportKey(reporter)]: JSON.stringify({ updatedAt: updatedAt.toISOString(), reporter, intervalMs: 10_000, domains } satisfies QueueReport) };
+}
+
+function figures(generation: number, queued = 0, retiring = false): QueueReport["domains"] {
+  return { "example.com": { generation, retiring, queued, oldestQueuedSeconds: queued > 0 ? 60 : 0 } };
+}
+
+describe("site reconcile (fake clusters)", () => {
+  it("applies the relays' objects in the site's cluster, holds its finalizer, and reports the configuration applied", async () => {
+    const world = new World();
+    world.site();
+    world.domain();
+    const outcome = await world.sites.reconcile("site-a");
+    assert.equal(outcome.requeueAfterMs, POLL_MS, "polls the site for relay readiness and reports");
+    assert.deepEqual(world.getSite()?.metadata.finalizers, [SITE_FINALIZER]);
+    const domains = world.siteCluster.peek<ConfigMap>(Resources.ConfigMap, RELAY_NS, "mxwarden-domains");
+    assert.deepEqual(Object.keys(domains?.data ?? {}), ["team-a.example.yaml"]);
+    assert.ok(world.siteCluster.peek(Resources.Deployment, RELAY_NS, "mxwarden-relay"));
+    const site = world.getSite();
+    assert.equal(condition(site, "ConfigApplied")?.status, "True");
+    assert.equal(site?.status?.domains, 1);
+    assert.equal(condition(site, "Ready")?.reason, "NoReadyRelays");
+  });
+
+  it("is Ready only when every relay it asks for is ready", async () => {
+    const world = new World();
+    world.site({ replicas: 2 });
+    await world.sites.reconcile("site-a");
+    await world.relaysReady(1);
+    await world.sites.reconcile("site-a");
+    const half = condition(world.getSite(), "Ready");
+    assert.equal(half?.status, "False");
+    assert.equal(half?.reason, "RelaysNotReady");
+    assert.match(half?.message ?? "", /1 of 2/);
+    await world.relaysReady(2);
+    await world.sites.reconcile("site-a");
+    assert.equal(condition(world.getSite(), "Ready")?.status, "True");
+    assert.equal(world.getSite()?.status?.readyReplicas, 2);
+  });
+
+  it("names a missing or unusable TLS Secret as the reason it is not Ready", async () => {
+    const world = new World();
+    world.site({ tls: { secretName: "mx-a-tls" } });
+    await world.sites.reconcile("site-a");
+    await world.relaysReady(0);
+    await world.sites.reconcile("site-a");
+    let ready = condition(world.getSite(), "Ready");
+    assert.equal(ready?.reason, "TlsSecretMissing");
+    assert.match(ready?.message ?? "", /mxwarden\/mx-a-tls/);
+    world.siteCluster.seed(Resources.Secret, { apiVersion: "v1", kind: "Secret", metadata: { name: "mx-a-tls", namespace: RELAY_NS }, type: "Opaque", data: { "tls.crt": "Y2VydA==" } });
+    await world.sites.reconcile("site-a");
+    ready = condition(world.getSite(), "Ready");
+    assert.equal(ready?.reason, "TlsSecretInvalid");
+    assert.match(ready?.message ?? "", /tls\.key/);
+    await world.siteCluster.mergePatch(Resources.Secret, RELAY_NS, "mx-a-tls", { data: { "tls.key": "a2V5" } });
+    await world.relaysReady(2);
+    await world.sites.reconcile("site-a");
+    assert.equal(condition(world.getSite(), "Ready")?.reason, "RelaysReady");
+  });
+
+  it("does not fail the reconcile where its RBAC may not read the TLS Secret", async () => {
+    const world = new World();
+    world.site({ tls: { secretName: "mx-a-tls" } });
+    world.siteCluster.forbidden.add("secrets");
+    await world.sites.reconcile("site-a");
+    await world.relaysReady(2);
+    await world.sites.reconcile("site-a");
+    assert.equal(condition(world.getSite(), "Ready")?.reason, "RelaysReady");
+    assert.equal(condition(world.getSite(), "ConfigApplied")?.status, "True");
+  });
+
+  it("marks an unreachable site False and keeps what it knew of the relays", async () => {
+    const world = new World();
+    world.site();
+    world.connection.reachable = false;
+    world.connection.lastError = "connect ECONNREFUSED";
+    await world.sites.reconcile("site-a");
+    const site = world.getSite();
+    assert.equal(condition(site, "ClusterReachable")?.reason, "ClusterUnreachable");
+    assert.equal(condition(site, "Ready")?.status, "False");
+    assert.equal(world.states.get("site-a")?.reachable, false);
+    assert.equal(world.siteCluster.requests.length, 0, "nothing was sent to the cut-off cluster");
+  });
+});
+
+describe("domain reconcile (fake clusters)", () => {
+  async function servedWorld(generation: number): Promise<World> {
+    const world = new World();
+    world.site();
+    world.domain();
+    await world.sites.reconcile("site-a");
+    await world.relaysReady(2);
+    await world.report({ ...queueReport("relay-0", figures(generation)), ...queueReport("relay-1", figures(generation)) });
+    await world.sites.reconcile("site-a");
+    return world;
+  }
+
+  it("counts every relay's generation: two relays at different generations are ConfigPending until both run the new one", async () => {
+    const world = await servedWorld(1);
+    await world.domains.reconcile("team-a/example");
+    assert.equal(condition(world.getDomain(), "Ready")?.status, "True");
+    await world.mgmt.mergePatch(Resources.RelayDomain, "team-a", "example", { spec: { maxMessageSize: "1Mi" } });
+    const wanted = world.getDomain()?.metadata.generation as number;
+    assert.equal(wanted, 2);
+    // relay-1 has reloaded, relay-0 not yet; relay-1 wrote last, which alone used to decide.
+    await world.report(queueReport("relay-0", figures(1)));
+    await world.report(queueReport("relay-1", figures(2)));
+    await world.sites.reconcile("site-a");
+    await world.domains.reconcile("team-a/example");
+    let domain = world.getDomain();
+    assert.equal(condition(domain, "Ready")?.status, "False");
+    assert.equal(condition(domain, "site-a.sites.mxwarden.io/Ready")?.reason, "ConfigPending");
+    assert.equal(domain?.status?.sites?.[0]?.appliedGeneration, 1, "the lowest generation a relay runs");
+    await world.report(queueReport("relay-0", figures(2)));
+    await world.sites.reconcile("site-a");
+    await world.domains.reconcile("team-a/example");
+    domain = world.getDomain();
+    assert.equal(condition(domain, "Ready")?.status, "True");
+    assert.equal(domain?.status?.sites?.[0]?.appliedGeneration, 2);
+  });
+
+  it("ignores, and removes, the stale report of a relay that is gone", async () => {
+    const world = await servedWorld(1);
+    // A pod of an earlier rollout, at generation 0, last heard of ten minutes ago.
+    await world.report(queueReport("relay-old", figures(0), new Date(Date.now() - 600_000)));
+    await world.sites.reconcile("site-a");
+    await world.domains.reconcile("team-a/example");
+    assert.equal(condition(world.getDomain(), "Ready")?.status, "True");
+    const keys = Object.keys(world.siteCluster.peek<ConfigMap>(Resources.ConfigMap, RELAY_NS, "mxwarden-relay-status")?.data ?? {}).sort();
+    assert.deepEqual(keys, [queueReportKey("relay-0"), queueReportKey("relay-1")]);
+  });
+
+  it("waits for a ready relay that has not reported yet", async () => {
+    const world = await servedWorld(1);
+    await world.siteCluster.mergePatch(Resources.ConfigMap, RELAY_NS, "mxwarden-relay-status", { data: { [queueReportKey("relay-1")]: null } });
+    await world.sites.reconcile("site-a");
+    await world.domains.reconcile("team-a/example");
+    const site = condition(world.getDomain(), "site-a.sites.mxwarden.io/Ready");
+    assert.equal(site?.reason, "NotReported");
+    assert.match(site?.message ?? "", /1 of 2/);
+  });
+
+  it("is Ready once the site's relays run the domain's generation", async () => {
+    const world = await servedWorld(1);
+    await world.domains.reconcile("team-a/example");
+    const domain = world.getDomain();
+    assert.deepEqual(domain?.metadata.finalizers, [DOMAIN_FINALIZER]);
+    assert.equal(condition(domain, "Ready")?.reason, "AllSitesReady");
+    assert.equal(condition(domain, "site-a.sites.mxwarden.io/Ready")?.reason, "Serving");
+    assert.equal(domain?.status?.sitesReady, "1/1");
+  });
+
+  it("waits with ConfigPending while the relays run an older generation", async () => {
+    const world = await servedWorld(0);
+    await world.domains.reconcile("team-a/example");
+    const domain = world.getDomain();
+    assert.equal(condition(domain, "Ready")?.reason, "SitesNotReady");
+    assert.equal(condition(domain, "site-a.sites.mxwarden.io/Ready")?.reason, "ConfigPending");
+  });
+
+  it("refuses a younger claim on the same mail domain", async () => {
+    const world = await servedWorld(1);
+    world.domain("younger", "EXAMPLE.com", { creationTimestamp: "2099-01-01T00:00:00Z" });
+    await world.domains.reconcile("team-a/younger");
+    assert.equal(condition(world.getDomain("younger"), "Ready")?.reason, "DomainConflict");
+  });
+
+  it("keeps a deleted domain's finalizer while mail is queued, and lets it go once the relays report the queue empty", async () => {
+    const world = await servedWorld(1);
+    await world.domains.reconcile("team-a/example");
+    await world.mgmt.delete(Resources.RelayDomain, "team-a", "example");
+    const deletedAt = Date.parse(world.getDomain()?.metadata.deletionTimestamp ?? "");
+    const later = new Date(deletedAt + 2000);
+    await world.report({ ...queueReport("relay-0", figures(1, 3, true), later), ...queueReport("relay-1", figures(1, 3, true), later) });
+    await world.sites.reconcile("site-a");
+    const draining = await world.domains.reconcile("team-a/example");
+    assert.ok(draining.requeueAfterMs !== undefined);
+    assert.equal(condition(world.getDomain(), "Ready")?.reason, "Draining");
+    assert.equal(world.getDomain()?.status?.queuedMessages, 3);
+    await world.report({ ...queueReport("relay-0", figures(1, 0, true), later), ...queueReport("relay-1", figures(1, 0, true), later) });
+    await world.sites.reconcile("site-a");
+    await world.domains.reconcile("team-a/example");
+    assert.equal(world.getDomain(), undefined, "finalizer removed, deletion complete");
+  });
+
+  it("lets a deleted domain with an empty queue go as soon as its relays report the deletion, not at the next site poll", async () => {
+    const world = await servedWorld(1);
+    await world.domains.reconcile("team-a/example");
+    await world.mgmt.delete(Resources.RelayDomain, "team-a", "example");
+    const deletedAt = Date.parse(world.getDomain()?.metadata.deletionTimestamp ?? "");
+    world.ageReports();
+    const waiting = await world.domains.reconcile("team-a/example");
+    assert.match(condition(world.getDomain(), "Ready")?.message ?? "", /0 of 2 relays have loaded the deletion/);
+    assert.ok((waiting.requeueAfterMs ?? Infinity) <= 2000, `looks again within seconds, not after the ${POLL_MS} ms poll (${waiting.requeueAfterMs})`);
+    // Both relays load the deletion and report at once; the site is not polled in between.
+    const later = new Date(deletedAt + 1000);
+    await world.report({ ...queueReport("relay-0", figures(1, 0, true), later), ...queueReport("relay-1", figures(1, 0, true), later) });
+    world.ageReports();
+    const done = await world.domains.reconcile("team-a/example");
+    assert.deepEqual(done, {});
+    assert.equal(world.getDomain(), undefined, "deletion complete");
+    const drained = world.mgmt.cache<Unstructured & { reason?: string }>(Resources.Event).list().map((e) => e.reason);
+    assert.deepEqual(drained.filter((r) => r === "Drained"), ["Drained"]);
+  });
+
+  it("waits for queued mail at the poll interval, and for a relay that has not loaded the deletion yet", async () => {
+    const world = await servedWorld(1);
+    await world.domains.reconcile("team-a/example");
+    await world.mgmt.delete(Resources.RelayDomain, "team-a", "example");
+    const later = new Date(Date.parse(world.getDomain()?.metadata.deletionTimestamp ?? "") + 1000);
+    // relay-1 still runs the configuration from before the deletion and takes mail for the domain.
+    await world.report({ ...queueReport("relay-0", figures(1, 0, true), later), ...queueReport("relay-1", figures(1, 0, false), later) });
+    world.ageReports();
+    await world.domains.reconcile("team-a/example");
+    assert.match(condition(world.getDomain(), "Ready")?.message ?? "", /1 of 2 relays have loaded the deletion/);
+    await world.report({ ...queueReport("relay-0", figures(1, 4, true), later), ...queueReport("relay-1", figures(1, 4, true), later) });
+    world.ageReports();
+    const queued = await world.domains.reconcile("team-a/example");
+    assert.equal(queued.requeueAfterMs, POLL_MS);
+    assert.equal(world.getDomain()?.status?.queuedMessages, 4);
+  });
+});
