@@ -4,8 +4,7 @@
 import { readFileSync, existsSync } from "node:fs";
 import { KubeConfig } from "@kubernetes/client-node";
 import { parse } from "yaml";
-import { createLogger } from "../../relay/src/log.ts";
-import { startHealthServer } from "../../relay/src/health-server.ts";
+import { createLogger, startHealthServer } from "#relay";
 import { parseOperatorArgs, UsageError, USAGE } from "./cli.ts";
 import { ApiClient } from "./kube/api-client.ts";
 import { OperatorMetrics } from "./metrics.ts";

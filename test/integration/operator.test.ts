@@ -218,6 +218,30 @@ describe("operator: two clusters, real relays", () => {
     assert.equal(big.data?.code, 552);
   });
 
+  // The relays key their domains and reports by A-label; the RelayDomain may name the domain in
+  // Unicode. Both must be one domain to the operator, or the site never counts as up to date.
+  it("an IDN domain becomes Ready at both sites, with no generation lag, and its mail is relayed", async () => {
+    await a.create(Resources.RelayDomain, {
+      apiVersion: "mxwarden.io/v1alpha1", kind: "RelayDomain", metadata: { name: "buecher", namespace: "team-a" },
+      spec: { domain: "Bücher.test", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] } },
+    });
+    const ready = await eventually("IDN RelayDomain Ready", async () => {
+      const d = await domain("buecher");
+      return condition(d, "Ready")?.status === "True" && d;
+    }, 60_000);
+    assert.equal(ready.status?.sitesReady, "2/2");
+    for (const s of ready.status?.sites ?? []) assert.equal(s.appliedGeneration, ready.metadata.generation, `${s.name} runs the IDN domain's generation`);
+    const leader = operators[0] as OperatorProcess;
+    await eventually("no site lags behind a RelayDomain's generation", async () =>
+      (await leader.metric("mxwarden_operator_site_config_generation_lag", 'site="site-a"')) === 0 && (await leader.metric("mxwarden_operator_site_config_generation_lag", 'site="site-b"')) === 0);
+    const before = primary.messages.length;
+    const sent = await sendMail(relays.b?.smtpPort as number, { from: "alice@client.test", to: ["anna@xn--bcher-kva.test"], body: simpleMessage("to an IDN domain", "op-idn") });
+    assert.equal(sent.data?.code, 250);
+    await primary.waitForMessages(before + 1);
+    await a.delete(Resources.RelayDomain, "team-a", "buecher");
+    await eventually("the IDN RelayDomain is gone", async () => (await domain("buecher")) === undefined, 60_000);
+  });
+
   it("marks an unreachable site False on its own; the other site is unaffected and the cut-off one catches up", async () => {
     await clusterB.pause();
     try {
@@ -261,6 +285,7 @@ describe("operator: two clusters, real relays", () => {
   });
 
   it("deleting a domain refuses its new mail at once and completes only after its queue drained", async () => {
+    const deliveredBefore = primary.messages.length;
     await primary.close();
     const queued = await sendMail(relays.a?.smtpPort as number, { from: "alice@client.test", to: [`erin@${DOMAIN}`], body: simpleMessage("queued", "op-3") });
     assert.equal(queued.data?.code, 250);
@@ -274,7 +299,7 @@ describe("operator: two clusters, real relays", () => {
     assert.ok(draining?.metadata.deletionTimestamp, "still present while mail is queued");
     assert.equal(condition(draining, "Ready")?.reason, "Draining");
     await primary.listen();
-    const delivered = await primary.waitForMessages(2);
+    const delivered = await primary.waitForMessages(deliveredBefore + 1);
     assert.ok(delivered.some((m) => m.to.includes(`erin@${DOMAIN}`)));
     await eventually("deletion completes", async () => (await domain()) === undefined, 60_000);
     await eventually("relays no longer load the domain", async () => (await domainConfig(a))["team-a.example.yaml"] === undefined);

@@ -6,7 +6,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createLogger } from "../../relay/src/log.ts";
-import { queueReportKey, type QueueReport } from "../../relay/src/status/queue-report.ts";
+import { queueReportKey, type QueueReport } from "#api";
 import type { Unstructured } from "../../operator/src/kube/api-client.ts";
 import { Resources } from "../../operator/src/kube/resources.ts";
 import { OperatorMetrics } from "../../operator/src/metrics.ts";

@@ -2,7 +2,7 @@
 // and requeues: with backoff after an error, after `requeueAfterMs` when the reconcile asks to
 // poll, never otherwise (level-triggered: the next event brings the key back).
 
-import type { Logger } from "../../../relay/src/log.ts";
+import type { Logger } from "#relay";
 import type { OperatorMetrics } from "../metrics.ts";
 import { WorkQueue } from "../kube/work-queue.ts";
 

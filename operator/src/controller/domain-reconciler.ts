@@ -5,7 +5,7 @@
 // every site serving it reports its queue for the domain empty (delivered, or bounced after
 // spec.queue.deletionGracePeriod). Mail is never dropped silently.
 
-import type { Logger } from "../../../relay/src/log.ts";
+import type { Logger } from "#relay";
 import { API_VERSION, domainKey, setCondition, type Condition, type ConditionInput, type DomainSiteStatus, type RelayDomain, type RelayDomainStatus, type RelaySite } from "#api";
 import { isNotFound, type Unstructured } from "../kube/api-client.ts";
 import type { KubeClient, ObjectCache } from "../kube/kube-client.ts";

@@ -3,7 +3,7 @@
 // an event is never a reason to fail a reconcile. An Event lives in the namespace of the object it
 // is about; for cluster-scoped objects (RelaySites) the API server accepts only "default".
 
-import type { Logger } from "../../../relay/src/log.ts";
+import type { Logger } from "#relay";
 import type { KubeClient } from "../kube/kube-client.ts";
 import { Resources } from "../kube/resources.ts";
 

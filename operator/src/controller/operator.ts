@@ -2,7 +2,7 @@
 // in the management cluster, one work queue per controller, the per-site connections, and leader
 // election. Only the leader reconciles; every replica serves probes and metrics.
 
-import type { Logger } from "../../../relay/src/log.ts";
+import type { Logger } from "#relay";
 import type { RelayDomain } from "#api";
 import type { RelaySite } from "#api";
 import type { ApiClient, Unstructured } from "../kube/api-client.ts";

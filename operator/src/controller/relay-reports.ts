@@ -1,10 +1,10 @@
-// The queue reports of one site's relays, one per relay (relay/src/status/queue-report.ts), read
+// The queue reports of one site's relays, one per relay (api/queue-report.ts), read
 // together: a site runs a domain's generation only when every live relay has loaded it, and a
 // deleted domain is drained only when every live relay has loaded the deletion. A relay that
 // stopped writing (its pod is gone) no longer counts once its report is several report intervals
 // old, and its key is removed from the ConfigMap.
 
-import { parseQueueReport, type DomainQueueFigures, type QueueReport } from "../../../relay/src/status/queue-report.ts";
+import { parseQueueReport, type DomainQueueFigures, type QueueReport } from "#api";
 
 /** Report interval assumed for relays that do not say theirs (written before per-relay reports). */
 const DEFAULT_REPORT_INTERVAL_MS = 10_000;

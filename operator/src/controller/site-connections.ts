@@ -4,7 +4,7 @@
 // is brought up to date at once while an unreachable one never blocks the others.
 
 import { KubeConfig } from "@kubernetes/client-node";
-import type { Logger } from "../../../relay/src/log.ts";
+import type { Logger } from "#relay";
 import type { RelaySite } from "#api";
 import { ApiClient, isNotFound, type Unstructured } from "../kube/api-client.ts";
 import type { KubeClient } from "../kube/kube-client.ts";

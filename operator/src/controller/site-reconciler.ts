@@ -3,7 +3,7 @@
 // and the relays' queue report, and writes the RelaySite status. A site whose cluster cannot be
 // reached gets ClusterReachable=False and is retried; its relays keep their last configuration.
 
-import type { Logger } from "../../../relay/src/log.ts";
+import type { Logger } from "#relay";
 import { API_VERSION, DEFAULT_RELAY_REPLICAS, domainKey, setCondition, type Condition, type ConditionInput, type RelayDomain, type RelaySite } from "#api";
 import { ApiError, isNotFound, type Unstructured } from "../kube/api-client.ts";
 import type { KubeClient, ObjectCache } from "../kube/kube-client.ts";

@@ -8,7 +8,7 @@ import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
 import type { QueueConnection, QueueIndex } from "../queue/index.ts";
 import { collectQueueReport } from "./queue-reporter.ts";
-import type { DomainQueueFigures } from "./queue-report.ts";
+import type { DomainQueueFigures } from "#api";
 import { startPeriodic } from "./periodic.ts";
 
 /** The domains that get series: oldest mail first, then the longest queue, then by name (stable). */

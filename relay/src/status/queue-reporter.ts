@@ -1,4 +1,4 @@
-// Writes this relay's queue report (see queue-report.ts) into its own key of a ConfigMap every few
+// Writes this relay's queue report (see api/queue-report.ts) into its own key of a ConfigMap every few
 // seconds. A JSON merge patch of that one key: server-side apply with the relays' shared field
 // manager would remove the keys of the other relays, and a field manager per pod would pile up in
 // managedFields as pods come and go. The operator removes the keys of relays that are gone.
@@ -6,7 +6,7 @@
 import type { DomainStore } from "../config/domain-store.ts";
 import type { Logger } from "../log.ts";
 import { domainToken, nothingQueued, type QueueConnection, type QueueIndex } from "../queue/index.ts";
-import { queueReportKey, type DomainQueueFigures, type QueueReport } from "./queue-report.ts";
+import { queueReportKey, type DomainQueueFigures, type QueueReport } from "#api";
 import { startPeriodic } from "./periodic.ts";
 
 export interface ReportTarget {
