@@ -16,7 +16,7 @@
 import { FINISH_MARGIN_MS, IN_PLACE_MIN_MS, PULL_EXPIRES_MS } from "./delivery-timing.ts";
 import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import type { Logger } from "../log.ts";
-import { QUEUE_STREAM, ensureDrainConsumer, scheduledAt, type QueueConnection } from "../queue/index.ts";
+import { QUEUE_STREAM, ensureFlushConsumer, scheduledAt, type QueueConnection } from "../queue/index.ts";
 
 /** How the flush hands a job to the delivery worker's slots. */
 export interface DeliverySlots {
@@ -78,7 +78,7 @@ export class HeldMailFlush {
     const lastSeq = (await jsm.streams.info(QUEUE_STREAM)).state.last_seq;
     let name: string;
     try {
-      name = await ensureDrainConsumer(jsm, this.domain, queue.layout);
+      name = await ensureFlushConsumer(jsm, this.domain, queue.layout);
     } catch (err) {
       // E.g. the stream's consumer limit: the slower way, every held job moved back to ready.
       log.warn("no consumer for the domain's held mail; moving held jobs to the ready queue instead", { domain: this.domain, error: err });

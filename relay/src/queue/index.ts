@@ -15,5 +15,5 @@ export { newQueueId, queueIdOfSubject } from "./queue-id.ts";
 export type { QueuedSummary, QueueIndexSnapshot } from "./queue-index.ts";
 export { nothingQueued, QueueIndex } from "./queue-index.ts";
 export type { QueueLayoutOptions } from "./queue-setup.ts";
-export { ensureDrainConsumer } from "./queue-setup.ts";
+export { ensureFlushConsumer } from "./queue-setup.ts";
 export type { SpoolReader, SpoolWriter, StoredBody } from "./spool.ts";

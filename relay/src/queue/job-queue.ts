@@ -1,6 +1,6 @@
 // Publishing and re-scheduling delivery jobs. A job is "ready" (consumed by mxw-deliver) or
 // "deferred" (held by a JetStream message schedule until its retry time). Deferred jobs are not
-// pending on mxw-deliver (only, during a drain, on their own domain's drain consumer), so a large
+// pending on mxw-deliver (only, during a flush of held mail, on their own domain's flush consumer), so a large
 // backlog for one dead primary never blocks other domains.
 
 import {
@@ -69,7 +69,7 @@ export class JobQueue {
   /**
    * Make every deferred job of a domain ready now (its primary came back). Each move cancels the
    * schedule atomically and only if it is still the one we read, so a schedule that fires at the
-   * same moment, or another relay draining the same domain, never produces a second copy.
+   * same moment, or another relay flushing the same domain, never produces a second copy.
    */
   async releaseDeferred(domain: string): Promise<number> {
     const filter = deferFilterForDomain(domain);

@@ -10,7 +10,7 @@
 //   consumer   mxw-deliver            durable pull consumer on mxw.queue.ready.>, shared by all relays
 //   consumer   mxw-drain-<dom>        durable pull consumer on mxw.queue.defer.<dom>.>, created when
 //                                     the domain's primary comes back: its held jobs are delivered
-//                                     where they are (see deliver/drain.ts)
+//                                     where they are (see deliver/held-mail-flush.ts; the name predates "flush")
 
 export const SPOOL_STREAM = "MXW_SPOOL";
 export const QUEUE_STREAM = "MXW_QUEUE";
@@ -52,8 +52,8 @@ export function deferFilterForDomain(domain: string): string {
   return `mxw.queue.defer.${domainToken(domain)}.>`;
 }
 
-/** The consumer that drains a domain's held jobs; a domain token is a valid consumer name. */
-export function drainConsumerName(domain: string): string {
+/** The consumer that flushes a domain's held jobs; a domain token is a valid consumer name. */
+export function flushConsumerName(domain: string): string {
   return `mxw-drain-${domainToken(domain)}`;
 }
 

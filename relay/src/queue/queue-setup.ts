@@ -8,7 +8,7 @@ import {
 import { nanos } from "@nats-io/transport-node";
 import {
   DELIVER_CONSUMER, QUEUE_STREAM, QUEUE_SUBJECTS, READY_FILTER, SPOOL_STREAM, SPOOL_SUBJECTS,
-  deferFilterForDomain, drainConsumerName,
+  deferFilterForDomain, flushConsumerName,
 } from "./layout.ts";
 import { MAX_QUEUE_LIFETIME_MS } from "#api";
 
@@ -67,18 +67,18 @@ export async function ensureQueueLayout(jsm: JetStreamManager, options: QueueLay
   });
 }
 
-/** A drain consumer nobody has pulled from for this long is removed by the server. */
-const DRAIN_CONSUMER_IDLE_MS = 3_600_000;
+/** A flush consumer nobody has pulled from for this long is removed by the server. */
+const FLUSH_CONSUMER_IDLE_MS = 3_600_000;
 
 /**
  * The consumer through which relays deliver a domain's held jobs in place. Every relay that sees
  * the domain come back binds to the same one, so they share the work. Redelivery works as on
- * mxw-deliver: a relay that dies mid-delivery leaves its job to the others, or, when the drain
+ * mxw-deliver: a relay that dies mid-delivery leaves its job to the others, or, when the flush
  * is over, to the job's own retry schedule. The server removes it after an idle hour; it is
  * never deleted by a relay, because another relay may still be acknowledging through it.
  */
-export async function ensureDrainConsumer(jsm: JetStreamManager, domain: string, options: QueueLayoutOptions): Promise<string> {
-  const name = drainConsumerName(domain);
+export async function ensureFlushConsumer(jsm: JetStreamManager, domain: string, options: QueueLayoutOptions): Promise<string> {
+  const name = flushConsumerName(domain);
   const existing = await jsm.consumers.info(QUEUE_STREAM, name).catch(() => undefined);
   if (existing) return name;
   await jsm.consumers.add(QUEUE_STREAM, {
@@ -89,7 +89,7 @@ export async function ensureDrainConsumer(jsm: JetStreamManager, domain: string,
     ack_wait: nanos(options.ackWaitMs),
     max_deliver: -1,
     max_ack_pending: options.maxAckPending,
-    inactive_threshold: nanos(DRAIN_CONSUMER_IDLE_MS),
+    inactive_threshold: nanos(FLUSH_CONSUMER_IDLE_MS),
   });
   return name;
 }

@@ -1,7 +1,7 @@
 // nats-core 3.4 writes its outbound buffer to the socket at the microtask checkpoint after anything
 // was queued: under load, one write system call per publish, acknowledgement and pull request, since
 // each comes from its own I/O callback. Deferring that flush to setImmediate sends everything queued
-// within one event-loop turn in a single write, a millisecond later at most. The drain gains most
+// within one event-loop turn in a single write, a millisecond later at most. Flushing held mail gains most
 // from it; the bench's A/B figures are in docs/benchmarks.md, round 5.
 //
 // This reaches into the connection's protocol handler, which the package does not export; the

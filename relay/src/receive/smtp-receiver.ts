@@ -128,7 +128,8 @@ function senderOf(session: SMTPServerSession): string {
   return session.envelope.mailFrom ? session.envelope.mailFrom.address : "";
 }
 
-function drain(stream: Readable): Promise<void> {
+/** Reads the rest of a message that will not be stored, so the client gets its reply after the dot. */
+function discardRest(stream: Readable): Promise<void> {
   return new Promise((resolve) => {
     if (stream.readableEnded) return resolve();
     stream.on("end", resolve).on("error", () => resolve()).resume();
@@ -363,14 +364,14 @@ export class SmtpReceiver {
   private async prepare(stream: Readable, session: SMTPServerSession, state: SessionState): Promise<IncomingMessage> {
     const groups = recipientGroups(session, state.transaction);
     if (groups.length === 0) {
-      await drain(stream);
+      await discardRest(stream);
       throw this.refuse(replies.noRecipients, "messages");
     }
     let jobQueue: JobQueue;
     try {
       jobQueue = this.queue.jobs({ throughReplyInbox: true });
     } catch {
-      await drain(stream);
+      await discardRest(stream);
       throw this.failOnOurSide(state, "queue_unavailable", replies.queueUnavailable, "messages");
     }
     const queueIds = groups.map(() => newQueueId());
@@ -400,7 +401,7 @@ export class SmtpReceiver {
         bareNewline: this.options.bareNewline,
       });
     } catch (err) {
-      await drain(stream);
+      await discardRest(stream);
       log.warn("could not store message; answered 451", { error: err });
       await this.purgePartial(message);
       throw this.failOnOurSide(message.state, "queue_unavailable", replies.queueUnavailable, "messages");
