@@ -81,7 +81,7 @@ const ageColumn: PrinterColumn = { name: "Age", type: "date", jsonPath: ".metada
 export const relayDomainCrd = crd("RelayDomain", "relaydomains", "rdom", "Namespaced",
   "A mail domain served by mxwarden's backup MX relays", relayDomainSpecSchema, relayDomainStatusSchema, [
     { name: "Domain", type: "string", jsonPath: ".spec.domain", description: "Mail domain" },
-    { name: "Sites Ready", type: "string", jsonPath: ".status.sitesReady", description: "Ready sites out of those serving the domain" },
+    { name: "Sites", type: "string", jsonPath: ".status.sitesReady", description: "Ready sites out of those serving the domain" },
     { name: "Queued", type: "integer", jsonPath: ".status.queuedMessages", description: "Messages queued for the domain across sites" },
     readyColumn,
     ageColumn,
@@ -90,7 +90,7 @@ export const relayDomainCrd = crd("RelayDomain", "relaydomains", "rdom", "Namesp
 export const relaySiteCrd = crd("RelaySite", "relaysites", "rsite", "Cluster",
   "A site of mxwarden relays: one cluster, one NATS JetStream domain", relaySiteSpecSchema, relaySiteStatusSchema, [
     { name: "Hostname", type: "string", jsonPath: ".spec.hostname", description: "SMTP host name of the site" },
-    { name: "Ready Relays", type: "integer", jsonPath: ".status.readyReplicas", description: "Relay pods ready" },
+    { name: "Relays", type: "integer", jsonPath: ".status.readyReplicas", description: "Relay pods ready (one READY column: the Ready condition)" },
     { name: "Domains", type: "integer", jsonPath: ".status.domains", description: "Domains served" },
     readyColumn,
     { name: "Reachable", type: "string", jsonPath: ".status.conditions[?(@.type==\"ClusterReachable\")].status", description: "The site's cluster answers", priority: 1 },
