@@ -108,7 +108,7 @@ export function check(schema: TSchema, value: unknown, path: string): void {
         if (!Array.isArray(value)) return fail("must be a list");
         if (s.maxItems !== undefined && value.length > s.maxItems) fail(`must have at most ${s.maxItems} entries`);
         if (s.minItems !== undefined && value.length < s.minItems) fail(`must have at least ${s.minItems} entries`);
-        value.forEach((item, index) => check(s.items as TSchema, item, `${path}[${index}]`));
+        for (const [index, item] of value.entries()) check(s.items as TSchema, item, `${path}[${index}]`);
         break;
       }
       case "string": {

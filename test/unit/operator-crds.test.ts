@@ -106,7 +106,8 @@ describe("CRDs", () => {
         for (const [name, child] of Object.entries(schema.properties ?? {})) walk(child, `${path}.${name}`);
         if (schema.items) walk(schema.items, `${path}[]`);
       };
-      walk((crd.spec.versions[0]?.schema.openAPIV3Schema as Schema).properties?.spec as Schema, ".spec");
+      const root = crd.spec.versions[0]?.schema.openAPIV3Schema as Schema | undefined;
+      walk(root?.properties?.spec as Schema, ".spec");
     }
   });
 });

@@ -3,7 +3,7 @@
 // is generated from, defaults included) and turns it into a DomainPolicy in the relay's units, or
 // throws a ConfigError that names the offending field path.
 
-import { API_VERSION, ConfigError, MAX_QUEUE_LIFETIME_MS, isObject, normaliseDomain, withAllDefaults, parseByteSize, parseCidr, parseDuration, relayDomainSpecSchema, validate, type RelayDomainSpec } from "#api";
+import { API_VERSION, ConfigError, isObject, normaliseDomain, withAllDefaults, parseByteSize, parseCidr, parseDuration, relayDomainSpecSchema, validate, type RelayDomainSpec } from "#api";
 
 export { ConfigError };
 export const KIND = "RelayDomain";
