@@ -14,7 +14,7 @@ import type { BackupMx, BackupMxOptions } from "./servers/backup-mx.ts";
 import { HarakaBackupMx } from "./servers/haraka.ts";
 import { MxwardenBackupMx } from "./servers/mxwarden.ts";
 import { PostfixBackupMx } from "./servers/postfix.ts";
-import { smtpSource, type ConnectionUse } from "./smtp-source.ts";
+import { smtpSource, type ConnectionUse } from "../test/harness/postfix-tools.ts";
 
 export const SERVERS = ["mxwarden", "Postfix", "Haraka"] as const;
 export type ServerName = (typeof SERVERS)[number];

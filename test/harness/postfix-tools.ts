@@ -68,21 +68,30 @@ export class SmtpSink {
   }
 }
 
+/**
+ * How smtp-source uses its connections: a sending MTA with a queue for us keeps its connection for
+ * the next message ("reuse", -d); most of an MX's traffic is many senders with one message each.
+ */
+export type ConnectionUse = "reuse" | "per-message";
+
 export interface SourceOptions {
   port: number;
   messages: number;
+  /** SMTP sessions in parallel: with a new connection per message, concurrent senders. */
   sessions: number;
   /** Body length in bytes (headers excluded). */
   length: number;
   from: string;
   to: string;
+  /** Default "reuse". */
+  connection?: ConnectionUse;
 }
 
 /** Run smtp-source to completion; resolves with its wall time in milliseconds. */
 export function smtpSource(options: SourceOptions): Promise<number> {
   const started = performance.now();
   const args = [
-    "-d", // reuse each connection for the next message, like a real sending MTA
+    ...((options.connection ?? "reuse") === "reuse" ? ["-d"] : []),
     "-s", String(options.sessions), "-m", String(options.messages), "-l", String(options.length),
     "-f", options.from, "-t", options.to, "-M", "client.test", `127.0.0.1:${options.port}`,
   ];
