@@ -103,6 +103,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     socketTimeoutMs: 300_000,
     shutdownGraceMs: config.shutdownGraceMs,
     proxyProtocol: config.proxyProtocol,
+    postmasterDomain: config.postmasterDomain,
   }, store, queue, filters, metrics, log);
   await receiver.listen(config.listen.host, config.listen.port);
   const healthServer: Server = await startHealthServer(config.metrics.host, config.metrics.port, metrics, {

@@ -48,6 +48,8 @@ export interface ReceiverOptions {
   tarpitDelayMs: number;
   /** Trust a PROXY protocol header from these peers (a load balancer that hides client IPs). */
   proxyProtocol?: boolean | string[] | undefined;
+  /** Where a bare RCPT TO:<Postmaster> goes (A-label); without it, the first configured domain in A-label order. */
+  postmasterDomain?: string | undefined;
 }
 
 /** A recipient RCPT said 250 to, with the policy in force then. */
@@ -242,6 +244,17 @@ export class SmtpReceiver {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
+  /**
+   * The domain whose primary gets mail for the bare Postmaster. Without --postmaster-domain, the
+   * first domain in A-label order: the same at every relay and after every restart.
+   */
+  private postmasterDomain(): string | undefined {
+    if (this.options.postmasterDomain !== undefined) return this.options.postmasterDomain;
+    let first: string | undefined;
+    for (const domain of this.store.current().byDomain.keys()) if (first === undefined || domain < first) first = domain;
+    return first;
+  }
+
   private refuse(reply: SmtpReply, counter: "recipients" | "messages", reason = replyReason.get(reply)): Error {
     if (reason) (counter === "recipients" ? this.metrics.recipientsRejected : this.metrics.messagesRejected).inc({ reason });
     return replyError(reply);
@@ -323,7 +336,7 @@ export class SmtpReceiver {
   }
 
   private checkRcpt(address: SMTPServerAddress, session: SMTPServerSession, state: SessionState, callback: (err?: Error | null) => void): void {
-    const verdict = checkRecipient(address.address, (domain) => this.store.lookup(domain));
+    const verdict = checkRecipient(address.address, (domain) => this.store.lookup(domain), () => this.postmasterDomain());
     if (!verdict.accept) {
       this.log.info("recipient refused", { session: session.id, client: session.remoteAddress, recipient: address.address.slice(0, 320), reply: verdict.reply.code });
       return callback(this.refuse(verdict.reply, "recipients"));
