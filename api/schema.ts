@@ -186,6 +186,20 @@ export function hostname(description: string, message = "must be a DNS name such
   });
 }
 
+// A mail address as an envelope carries it: a local part of 1 to 64 characters without @ or white
+// space (no quoted forms), then a host name.
+const MAIL_ADDRESS_PATTERN = `^[^@\\s]{1,64}@${HOSTNAME_PATTERN.slice(1)}`;
+const mailAddressRegExp = new RegExp(MAIL_ADDRESS_PATTERN, "u");
+
+/** A mail address such as alice@example.com (IDN domain allowed). */
+export function mailAddress(description: string): Annotated<TString> {
+  const message = "must be a mail address such as alice@example.com";
+  return annotate(Type.String({ description, maxLength: 320 }), {
+    message,
+    rules: [rule<string>(`self.matches(${celString(MAIL_ADDRESS_PATTERN)})`, message, (self) => mailAddressRegExp.test(self) && isHostname(self.slice(self.lastIndexOf("@") + 1)))],
+  });
+}
+
 /** An IPv4 or IPv6 address, or a CIDR block. */
 export function addressOrCidr(description: string): Annotated<TString> {
   const message = "must be an address or CIDR such as 192.0.2.0/24";

@@ -3,6 +3,7 @@
 // first refusal wins; DATA-stage filters read the stored message at the same time, and their
 // verdicts are taken in this order.
 
+import { accessFilter } from "./access.ts";
 import { antispamFilter } from "./antispam.ts";
 import { antivirusFilter } from "./antivirus.ts";
 import { clientChecksFilter } from "./client-checks.ts";
@@ -14,6 +15,9 @@ import { recipientVerifyFilter } from "./recipient-verify.ts";
 import { senderAuthFilter } from "./sender-auth.ts";
 
 export const FILTERS: readonly FilterModule[] = [
+  // The domain's own block list refuses before anything is asked; its allow list must be known
+  // before the filters it lets mail past.
+  accessFilter,
   // Unknown recipients are refused before greylisting makes their sender retry in vain.
   recipientVerifyFilter,
   clientChecksFilter,

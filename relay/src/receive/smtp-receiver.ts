@@ -56,6 +56,8 @@ export interface ReceiverOptions {
 interface AcceptedRecipient {
   address: string;
   policy: DomainPolicy;
+  /** Accepted on the domain's allow list (spec.access.allow). */
+  allowed: boolean;
 }
 
 /** The transaction a MAIL FROM opened. */
@@ -81,6 +83,8 @@ interface SessionState {
 interface RecipientGroup {
   policy: DomainPolicy;
   recipients: string[];
+  /** Every recipient of the group was accepted on the domain's allow list. */
+  allowed: boolean;
 }
 
 /** One message in DATA, as the steps of onData hand it on. */
@@ -122,8 +126,9 @@ function recipientGroups(session: SMTPServerSession, transaction: Transaction | 
   for (const rcpt of session.envelope.rcptTo) {
     const entry = transaction?.recipients.get(rcpt.address);
     if (!entry) continue;
-    const group = byDomain.get(entry.policy.domain) ?? { policy: entry.policy, recipients: [] };
+    const group = byDomain.get(entry.policy.domain) ?? { policy: entry.policy, recipients: [], allowed: true };
     if (!group.recipients.includes(entry.address)) group.recipients.push(entry.address);
+    group.allowed &&= entry.allowed;
     byDomain.set(entry.policy.domain, group);
   }
   return [...byDomain.values()];
@@ -344,12 +349,12 @@ export class SmtpReceiver {
     const mailArgs = session.envelope.mailFrom ? session.envelope.mailFrom.args : false;
     const declared = mailArgs && typeof mailArgs.SIZE === "string" ? Number(mailArgs.SIZE) : 0;
     if (declared > verdict.policy.maxMessageBytes) return callback(this.refuse(replies.tooBigDeclared, "recipients"));
-    const accept = (): void => {
-      state.transaction?.recipients.set(address.address, { address: verdict.address, policy: verdict.policy });
+    const accept = (allowed: boolean): void => {
+      state.transaction?.recipients.set(address.address, { address: verdict.address, policy: verdict.policy, allowed });
       this.countTransaction(state);
       callback();
     };
-    if (!this.filters.hasRecipientFilters) return accept();
+    if (!this.filters.hasRecipientFilters) return accept(false);
     this.filters.runRcpt({
       clientAddress: plainAddress(session.remoteAddress),
       heloName: session.hostNameAppearsAs,
@@ -357,7 +362,7 @@ export class SmtpReceiver {
       recipient: verdict.address,
       domain: verdict.domain,
     }).then((filtered) => {
-      if (filtered.action === "continue") return accept();
+      if (filtered.action === "continue" || filtered.action === "allow") return accept(filtered.action === "allow");
       callback(this.refuse(filtered.reply, "recipients", filtered.action === "reject" ? "filter_reject" : "filter_tempfail"));
     }, (err: unknown) => {
       this.log.warn("recipient filter failed; answered 451", { error: err });
@@ -458,6 +463,7 @@ export class SmtpReceiver {
       if (!body) throw new Error("stored body not found");
       result = await this.filters.runData({
         queueId,
+        allowed: groups.every((g) => g.allowed),
         clientAddress: plainAddress(session.remoteAddress),
         heloName: session.hostNameAppearsAs,
         sender: senderOf(session),
