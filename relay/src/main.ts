@@ -13,6 +13,7 @@ import {
 } from "./deliver/delivery-timing.ts";
 import { DeliveryWorker } from "./deliver/delivery-worker.ts";
 import { DestinationHealth } from "./deliver/destination-health.ts";
+import { MaintenanceHolds } from "./deliver/maintenance-hold.ts";
 import { NextHopResolver } from "./deliver/next-hop.ts";
 import { OutboundSmtp } from "./deliver/outbound-smtp.ts";
 import { startHealthServer } from "./health-server.ts";
@@ -84,6 +85,10 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     progressIntervalMs: progressIntervalFor(config.ackWaitMs),
     fallbackRetry: { initialBackoffMs: DEFAULTS.initialBackoffMs, maxBackoffMs: DEFAULTS.maxBackoffMs },
   }, { queue, store, resolver: nextHops, outbound, health: destinations, metrics, log });
+
+  const holds = new MaintenanceHolds((domain) => worker.flushHeldMail(domain), log);
+  holds.update(store.current());
+  store.onChange((table) => holds.update(table));
 
   const filters = new FilterPipeline(await createFilters({
     config, resolver, queue, nextHops, policyFor: (domain) => store.lookup(domain), log,
@@ -157,6 +162,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     stopReporter();
     stopDomainMetrics();
     destinations.stop();
+    holds.stop();
     store.stop();
     await outbound.close();
     await queue.close();

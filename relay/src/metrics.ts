@@ -11,7 +11,7 @@ export type RejectReason =
   | "bare_newline" | "queue_unavailable" | "shutting_down" | "filter_reject" | "filter_tempfail" | "too_many_connections";
 /** Failures that are ours, not the sender's: what the acceptance SLO counts against the service. */
 export type TransactionFailure = "queue_unavailable" | "internal_error" | "filter_unavailable";
-export type DeliveryResult = "delivered" | "deferred" | "bounced" | "connection_failed" | "skipped_dead_host";
+export type DeliveryResult = "delivered" | "deferred" | "bounced" | "connection_failed" | "skipped_dead_host" | "held";
 
 export class RelayMetrics {
   readonly registry = new Registry();

@@ -403,3 +403,18 @@ describe("parseRelayDomain: spec.access", () => {
     assertConfigError(doc({ access: { deny: {} } }), "spec.access.deny", /not a known field/);
   });
 });
+
+describe("parseRelayDomain: spec.hold", () => {
+  it("has no hold by default", () => {
+    assert.equal(parseRelayDomain(doc({})).hold, undefined);
+  });
+  it("takes an RFC 3339 time with any zone", () => {
+    assert.deepEqual(parseRelayDomain(doc({ hold: { until: "2026-12-24T07:00:00.5+01:00" } })).hold, { untilMs: Date.parse("2026-12-24T06:00:00.500Z") });
+  });
+  it("refuses what is not an RFC 3339 time, and a hold without until", () => {
+    for (const until of ["2026-12-24", "2026-12-24 06:00:00Z", "2026-13-01T00:00:00Z", "2026-12-24T06:00:60Z", "tomorrow"]) {
+      assertConfigError(doc({ hold: { until } }), "spec.hold.until", /RFC 3339/);
+    }
+    assertConfigError(doc({ hold: {} }), "spec.hold.until", /required/);
+  });
+});

@@ -36,6 +36,8 @@ export interface DomainPolicy {
    */
   retiring?: { sinceMs: number; bounceAtMs: number } | undefined;
   retry: { initialBackoffMs: number; maxBackoffMs: number };
+  /** spec.hold: nothing is delivered before this time (deliver/maintenance-hold.ts caps it per message). */
+  hold?: { untilMs: number } | undefined;
   access: AccessPolicy;
   antivirus: AntivirusPolicy;
   antispam: AntispamPolicy;
@@ -206,6 +208,7 @@ export function parseRelayDomain(doc: unknown): DomainPolicy {
     queueLifetimeMs: ms(queue.lifetime),
     retiring: parseRetiring(metadata.deletionTimestamp, deletionGraceMs),
     retry: { initialBackoffMs, maxBackoffMs: retry.maxBackoff === undefined ? Math.max(DEFAULTS.maxBackoffMs, initialBackoffMs) : ms(retry.maxBackoff) },
+    hold: parseHold(spec.hold),
     access: { allow: parseAccessList(spec.access.allow), block: parseAccessList(spec.access.block) },
     antivirus: parseAntivirus(spec.antivirus as Section<"antivirus">),
     antispam: parseAntispam(spec.antispam as Section<"antispam">),
@@ -266,6 +269,11 @@ function parseGreylisting(grey: Section<"greylisting">): GreylistPolicy {
     allowClients: (grey.allowClients ?? []).map((cidr) => parseCidr(cidr) as string),
     allowSenderDomains: (grey.allowSenderDomains ?? []).map(domainName),
   };
+}
+
+/** withAllDefaults gives an absent hold as an empty object, without `until`. */
+function parseHold(hold: Partial<Section<"hold">>): DomainPolicy["hold"] {
+  return hold.until === undefined ? undefined : { untilMs: Date.parse(hold.until) };
 }
 
 function parseAccessList(list: NonNullable<Section<"access">["allow"]> | undefined): AccessList {
