@@ -1,6 +1,9 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import type { DomainTable } from "../../relay/src/config/domain-store.ts";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadDomainDocuments, type DomainTable } from "../../relay/src/config/domain-store.ts";
 import { parseRelayDomain, type DomainPolicy } from "../../relay/src/config/relay-domain.ts";
 import { HOLD_RELEASE_SPREAD_MS } from "../../relay/src/deliver/delivery-timing.ts";
 import { heldUntil, isHeld, MaintenanceHolds } from "../../relay/src/deliver/maintenance-hold.ts";
@@ -80,5 +83,21 @@ describe("MaintenanceHolds", () => {
     const record = JSON.parse(lines.find((line) => line.includes("reaches past the queue lifetime")) ?? "{}") as Record<string, unknown>;
     assert.equal(record.newMailReleasedBy, new Date(now + 4 * DAY).toISOString());
     holds.stop();
+  });
+});
+
+describe("a hold written in a domain file", () => {
+  it("reads an unquoted until as the string kubectl would send, not as a YAML 1.1 timestamp", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mxw-hold-"));
+    try {
+      const path = join(dir, "domains.yaml");
+      writeFileSync(path, "apiVersion: mxwarden.io/v1alpha1\nkind: RelayDomain\nmetadata: { name: example }\nspec:\n  domain: example.com\n  hold: { until: 2026-12-24T06:00:00Z }\n  antispam: { enabled: off }\n");
+      const { policies, problems } = await loadDomainDocuments(path);
+      assert.deepEqual(problems, []);
+      assert.deepEqual(policies[0]?.hold, { untilMs: Date.parse("2026-12-24T06:00:00Z") });
+      assert.equal(policies[0]?.antispam.enabled, false, "a plain off is still a boolean");
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
   });
 });
