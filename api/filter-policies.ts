@@ -13,6 +13,10 @@ const onError = (what: string) => oneOf(`${what} cannot answer: tempfail (451, f
 const zoneList = (description: string) => array(description, hostname("A DNS zone", "is not a valid DNS zone"), { maxItems: 32 });
 const score = (description: string) => number(description, { minimum: -1000, maximum: 1000, message: "must be a number (an rspamd score)" });
 
+export const acceptWhenPolicy = oneOf(
+  "always: accept whenever the relay can; primaryDown (monitoring mode): while the primary answers the relays' probes, RCPT gets 450 4.7.1 telling senders to use it",
+  ["always", "primaryDown"], "always");
+
 const accessList = (description: string) => object(description, {
   clients: Optional(array("Client addresses or networks (CIDR)", addressOrCidr("Address or CIDR"), { maxItems: 1000 })),
   senders: Optional(array("Envelope sender addresses (MAIL FROM), matched without regard to case", mailAddress("A sender address"), { maxItems: 1000 })),

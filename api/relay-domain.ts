@@ -5,7 +5,7 @@
 
 import { Type, type Static } from "@sinclair/typebox";
 import type { Condition } from "./conditions.ts";
-import { accessPolicy, antispamPolicy, antivirusPolicy, authenticationPolicy, clientChecksPolicy, dnsblPolicy, greylistingPolicy, rateLimitsPolicy } from "./filter-policies.ts";
+import { acceptWhenPolicy, accessPolicy, antispamPolicy, antivirusPolicy, authenticationPolicy, clientChecksPolicy, dnsblPolicy, greylistingPolicy, rateLimitsPolicy } from "./filter-policies.ts";
 import { MAX_MESSAGE_BYTES_LIMIT, MAX_QUEUE_LIFETIME_MS } from "./limits.ts";
 import { parseDuration } from "./quantities.ts";
 import { array, boolean, byteSize, celDurationMs, conditions, duration, hostname, integer, object, oneOf, port, rule, string } from "./schema.ts";
@@ -94,6 +94,7 @@ export const relayDomainSpecSchema = object("Desired backup MX service for one m
   maxMessageSize: Optional(byteSize("Largest message accepted (SIZE), from 1Ki to 200Mi", { default: "50Mi", min: 1024, max: MAX_MESSAGE_BYTES_LIMIT, message: `must be a size from 1Ki to 200Mi such as "25Mi"` })),
   queue: Optional(queueSchema),
   hold: Optional(holdSchema),
+  acceptWhen: Optional(acceptWhenPolicy),
   access: Optional(accessPolicy),
   antivirus: Optional(antivirusPolicy),
   antispam: Optional(antispamPolicy),

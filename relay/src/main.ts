@@ -91,7 +91,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
   store.onChange((table) => holds.update(table));
 
   const filters = new FilterPipeline(await createFilters({
-    config, resolver, queue, nextHops, policyFor: (domain) => store.lookup(domain), log,
+    config, resolver, queue, nextHops, policyFor: (domain) => store.lookup(domain), policies: () => store.current().byDomain.values(), log,
   }), metrics, log);
   let shuttingDown = false;
   const receiver = new SmtpReceiver({

@@ -48,6 +48,7 @@ const fullSpec = {
   maxMessageSize: "25Mi",
   queue: { lifetime: "5d", retry: { initialBackoff: "1m", maxBackoff: "1h" }, deletionGracePeriod: "2h" },
   hold: { until: "2026-12-24T06:00:00Z" },
+  acceptWhen: "primaryDown",
   access: {
     allow: { clients: ["198.51.100.0/24"], senders: ["partner@partner.example"], senderDomains: ["partner.example"] },
     block: { clients: ["203.0.113.0/24"], senders: ["spam@spam.example"], senderDomains: ["spam.example"] },

@@ -418,3 +418,13 @@ describe("parseRelayDomain: spec.hold", () => {
     assertConfigError(doc({ hold: {} }), "spec.hold.until", /required/);
   });
 });
+
+describe("parseRelayDomain: spec.acceptWhen", () => {
+  it("accepts always by default, and takes monitoring mode", () => {
+    assert.equal(parseRelayDomain(doc({})).acceptWhen, "always");
+    assert.equal(parseRelayDomain(doc({ acceptWhen: "primaryDown" })).acceptWhen, "primaryDown");
+  });
+  it("refuses another value", () => {
+    assertConfigError(doc({ acceptWhen: "never" }), "spec.acceptWhen", /always, primaryDown/);
+  });
+});

@@ -38,6 +38,8 @@ export interface DomainPolicy {
   retry: { initialBackoffMs: number; maxBackoffMs: number };
   /** spec.hold: nothing is delivered before this time (deliver/maintenance-hold.ts caps it per message). */
   hold?: { untilMs: number } | undefined;
+  /** spec.acceptWhen: primaryDown is monitoring mode, mail is refused for now while the primary answers probes. */
+  acceptWhen: "always" | "primaryDown";
   access: AccessPolicy;
   antivirus: AntivirusPolicy;
   antispam: AntispamPolicy;
@@ -209,6 +211,7 @@ export function parseRelayDomain(doc: unknown): DomainPolicy {
     retiring: parseRetiring(metadata.deletionTimestamp, deletionGraceMs),
     retry: { initialBackoffMs, maxBackoffMs: retry.maxBackoff === undefined ? Math.max(DEFAULTS.maxBackoffMs, initialBackoffMs) : ms(retry.maxBackoff) },
     hold: parseHold(spec.hold),
+    acceptWhen: spec.acceptWhen,
     access: { allow: parseAccessList(spec.access.allow), block: parseAccessList(spec.access.block) },
     antivirus: parseAntivirus(spec.antivirus as Section<"antivirus">),
     antispam: parseAntispam(spec.antispam as Section<"antispam">),

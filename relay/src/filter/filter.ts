@@ -84,6 +84,8 @@ export interface FilterContext {
   nextHops: NextHopResolver;
   /** The loaded policy of a domain (A-label), or undefined when the domain is not served. */
   policyFor(domain: string): DomainPolicy | undefined;
+  /** Every loaded domain policy, as of now (for filters that watch domains on their own schedule). */
+  policies(): Iterable<DomainPolicy>;
   log: Logger;
 }
 
