@@ -13,9 +13,9 @@ import { createLogger } from "../../relay/src/log.ts";
 const DAY = 86_400_000;
 const now = Date.parse("2026-12-05T12:00:00Z");
 
-function policy(hold?: string, domain = "example.com"): DomainPolicy {
+function policy(hold?: string, domain = "example.com", deletionTimestamp?: string): DomainPolicy {
   return parseRelayDomain({
-    apiVersion: "mxwarden.io/v1alpha1", kind: "RelayDomain", metadata: { name: domain },
+    apiVersion: "mxwarden.io/v1alpha1", kind: "RelayDomain", metadata: { name: domain, ...(deletionTimestamp ? { deletionTimestamp } : {}) },
     spec: { domain, queue: { lifetime: "5d" }, ...(hold ? { hold: { until: hold } } : {}) },
   });
 }
@@ -46,6 +46,12 @@ describe("maintenance hold of a job", () => {
     assert.equal(heldUntil(long, job(now - 4 * DAY), now), undefined);
   });
 
+  it("ends with the RelayDomain's deletion: its mail has the grace period to be delivered", () => {
+    const deleted = policy("2026-12-06T00:00:00Z", "example.com", "2026-12-05T11:00:00Z");
+    assert.equal(heldUntil(deleted, job(now), now), undefined);
+    assert.equal(isHeld(deleted, now), false);
+  });
+
   it("says whether a domain is under a hold now", () => {
     assert.equal(isHeld(policy("2026-12-06T00:00:00Z"), now), true);
     assert.equal(isHeld(policy("2026-12-05T12:00:00Z"), now), false);
@@ -62,6 +68,15 @@ describe("MaintenanceHolds", () => {
     const holds = new MaintenanceHolds((domain) => flushed.push(domain), log);
     holds.update(table(policy("2026-12-06T00:00:00Z"), policy("2026-12-07T00:00:00Z", "other.example")), now);
     holds.update(table(policy(), policy("2026-12-08T00:00:00Z", "other.example")), now);
+    assert.deepEqual(flushed, ["example.com"]);
+    holds.stop();
+  });
+
+  it("flushes at once when a held domain's RelayDomain is deleted", () => {
+    const flushed: string[] = [];
+    const holds = new MaintenanceHolds((domain) => flushed.push(domain), log);
+    holds.update(table(policy("2026-12-06T00:00:00Z")), now);
+    holds.update(table(policy("2026-12-06T00:00:00Z", "example.com", "2026-12-05T12:00:00Z")), now);
     assert.deepEqual(flushed, ["example.com"]);
     holds.stop();
   });

@@ -10,7 +10,8 @@
 //
 // Removing the hold, or moving `until` earlier, must not leave jobs waiting for the old end: the
 // domain's held mail is flushed (held-mail-flush.ts) when the new end comes, which re-holds what
-// is still before it and delivers the rest.
+// is still before it and delivers the rest. Deleting the RelayDomain ends its hold: its queued mail
+// has the deletion grace period to be delivered, and would otherwise be bounced at its end unsent.
 
 import type { DomainTable } from "../config/domain-store.ts";
 import type { DomainPolicy } from "../config/relay-domain.ts";
@@ -31,14 +32,14 @@ export function holdEnd(hold: NonNullable<DomainPolicy["hold"]>, acceptedAt: num
  * HOLD_RELEASE_SPREAD_MS. Undefined when the domain has no hold or it has ended for this job.
  */
 export function heldUntil(policy: DomainPolicy | undefined, job: DeliveryJob, now: number, random = Math.random): number | undefined {
-  if (!policy?.hold || job.kind !== "relay") return undefined;
+  if (!policy?.hold || policy.retiring || job.kind !== "relay") return undefined;
   const end = holdEnd(policy.hold, job.acceptedAt, job.expiresAt - job.acceptedAt);
   return now < end ? end + Math.floor(random() * HOLD_RELEASE_SPREAD_MS) : undefined;
 }
 
 /** Whether the domain is under a hold at `now` (mail accepted now is held). */
 export function isHeld(policy: DomainPolicy | undefined, now: number): boolean {
-  return policy?.hold !== undefined && now < policy.hold.untilMs;
+  return policy?.hold !== undefined && !policy.retiring && now < policy.hold.untilMs;
 }
 
 /**
@@ -61,7 +62,7 @@ export class MaintenanceHolds {
     const before = new Map(this.ends);
     this.ends.clear();
     for (const policy of table.byDomain.values()) {
-      if (!policy.hold) continue;
+      if (!policy.hold || policy.retiring) continue;
       const end = policy.hold.untilMs;
       this.ends.set(policy.domain, end);
       if (before.get(policy.domain) === end) continue;
