@@ -70,13 +70,13 @@ describe("monitoring mode (spec.acceptWhen: primaryDown)", () => {
       assert.match(reply.text, /primary/);
       assert.equal(await rcptCode(relay, "a@always.example"), 250);
     }
-    assert.ok(await relays[0]!.metric("mxwarden_filter_verdicts_total", 'filter="monitoring_mode",verdict="tempfail"') >= 2);
+    assert.ok(await (relays[0] as RelayProcess).metric("mxwarden_filter_verdicts_total", 'filter="monitoring_mode",verdict="tempfail"') >= 2);
   });
 
   it("accepts once the primary stops answering, refuses again when it is back, and delivers what it took", async () => {
     await primary.close();
     for (const relay of relays) await eventually("monitoring mode accepts", async () => (await rcptCode(relay, "a@watched.example")) === 250 || undefined, 30_000, 200);
-    const result = await sendMail(relays[1]!.smtpPort, { from: "s@client.test", to: ["a@watched.example"], body: simpleMessage("while-down", "while-down") });
+    const result = await sendMail((relays[1] as RelayProcess).smtpPort, { from: "s@client.test", to: ["a@watched.example"], body: simpleMessage("while-down", "while-down") });
     assert.equal(result.data?.code, 250, result.data?.text);
     await primary.listen();
     for (const relay of relays) await eventually("monitoring mode refuses again", async () => (await rcptCode(relay, "a@watched.example")) === 450 || undefined, 30_000, 200);

@@ -17,7 +17,7 @@
 import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
 import { acceptWhenPolicy } from "#api";
 import type { DomainPolicy } from "../config/relay-domain.ts";
-import { probeGreeting } from "../deliver/destination-health.ts";
+import { anyHopAnswers } from "../deliver/destination-health.ts";
 import type { NextHopResolver } from "../deliver/next-hop.ts";
 import type { Logger } from "../log.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
@@ -62,7 +62,6 @@ export class PrimaryWatch {
   private readonly verdicts = new Map<string, PrimaryStatus>();
   private bucket: Promise<KV> | undefined;
   private running = false;
-  private readonly timer: NodeJS.Timeout;
   private readonly options: PrimaryWatchOptions;
   private readonly queue: QueueConnection;
   private readonly nextHops: NextHopResolver;
@@ -75,8 +74,8 @@ export class PrimaryWatch {
     this.nextHops = nextHops;
     this.policies = policies;
     this.log = log.child({ component: "monitoring-mode" });
-    this.timer = setInterval(() => void this.round(), options.probeIntervalMs);
-    this.timer.unref();
+    // Unreferenced: the rounds end with the process, whose shutdown waits for nothing they do.
+    setInterval(() => void this.round(), options.probeIntervalMs).unref();
     void queue.whenReady().then(() => this.round()).catch(() => undefined);
   }
 
@@ -84,10 +83,6 @@ export class PrimaryWatch {
   isUp(domain: string, now = Date.now()): boolean {
     const status = this.verdicts.get(domain);
     return status?.up === true && now - status.checkedAt <= STALE_INTERVALS * this.options.probeIntervalMs;
-  }
-
-  stop(): void {
-    clearInterval(this.timer);
   }
 
   /** One pass over the watched domains; a pass still under way makes the next one wait. */
@@ -99,15 +94,20 @@ export class PrimaryWatch {
       if (watched.length === 0) return;
       const kv = await this.open();
       let next = 0;
+      let failed = 0;
+      let lastError: unknown;
       const worker = async (): Promise<void> => {
         while (next < watched.length) {
           const policy = watched[next++] as DomainPolicy;
+          // Probes do not throw: what fails here is the bucket, logged once per round below.
           await this.check(kv, policy).catch((err: unknown) => {
-            this.log.warn("primary status check failed", { domain: policy.domain, error: err });
+            failed++;
+            lastError = err;
           });
         }
       };
       await Promise.all(Array.from({ length: Math.min(PARALLEL_PROBES, watched.length) }, worker));
+      if (failed > 0) throw lastError;
     } catch (err) {
       this.bucket = undefined;
       this.log.warn("primary status bucket unavailable; monitoring mode accepts mail until it is back", { error: err });
@@ -140,14 +140,11 @@ export class PrimaryWatch {
 
   private async probe(policy: DomainPolicy): Promise<boolean> {
     try {
-      const route = await this.nextHops.forDomain(policy);
-      for (const hop of route.hops) {
-        if (await probeGreeting(hop, Math.min(10_000, this.options.probeIntervalMs * 2))) return true;
-      }
+      return await anyHopAnswers(await this.nextHops.forDomain(policy), this.options.probeIntervalMs);
     } catch (err) {
       this.log.debug("no route to the primary; counted as not answering", { domain: policy.domain, error: err });
+      return false;
     }
-    return false;
   }
 
   private open(): Promise<KV> {
