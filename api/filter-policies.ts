@@ -4,7 +4,7 @@
 
 import { Type } from "@sinclair/typebox";
 import { parseDuration } from "./quantities.ts";
-import { addressOrCidr, array, boolean, byteSize, celDurationMs, duration, hostname, number, object, oneOf, rate, rule } from "./schema.ts";
+import { addressOrCidr, array, boolean, byteSize, celDurationMs, duration, hostname, mailAddress, number, object, oneOf, rate, rule } from "./schema.ts";
 import { MAX_MESSAGE_BYTES_LIMIT, MAX_QUEUE_LIFETIME_MS } from "./limits.ts";
 
 const { Optional } = Type;
@@ -12,6 +12,21 @@ const ms = (text: string): number => parseDuration(text) ?? Number.NaN;
 const onError = (what: string) => oneOf(`${what} cannot answer: tempfail (451, fail closed) or accept (fail open)`, ["tempfail", "accept"], "tempfail");
 const zoneList = (description: string) => array(description, hostname("A DNS zone", "is not a valid DNS zone"), { maxItems: 32 });
 const score = (description: string) => number(description, { minimum: -1000, maximum: 1000, message: "must be a number (an rspamd score)" });
+
+export const acceptWhenPolicy = oneOf(
+  "always: accept whenever the relay can; primaryDown (monitoring mode): while the primary answers the relays' probes, RCPT gets 450 4.7.1 telling senders to use it",
+  ["always", "primaryDown"], "always");
+
+const accessList = (description: string) => object(description, {
+  clients: Optional(array("Client addresses or networks (CIDR)", addressOrCidr("Address or CIDR"), { maxItems: 1000 })),
+  senders: Optional(array("Envelope sender addresses (MAIL FROM), matched without regard to case", mailAddress("A sender address"), { maxItems: 1000 })),
+  senderDomains: Optional(array("Envelope sender domains; each also matches its subdomains", hostname("A domain", "is not a valid domain"), { maxItems: 1000 })),
+});
+
+export const accessPolicy = object("Allow and block lists of the domain, checked first at RCPT (a block wins over an allow)", {
+  allow: Optional(accessList("Listed clients and senders skip rspamd, SPF/DKIM/DMARC, DNS block lists and greylisting; antivirus still scans")),
+  block: Optional(accessList("Listed clients and senders are refused at RCPT with 550 5.7.1")),
+});
 
 export const antivirusPolicy = object("clamd scanning of this domain's mail (relays started with --clamd)", {
   enabled: Optional(boolean("Scan messages", true)),

@@ -6,7 +6,7 @@ export { API_VERSION, DEFAULT_DELETION_GRACE, GROUP, OPERATOR_ONLY_SPEC_FIELDS, 
 export type { DomainSiteStatus, ObjectMeta, RelayDomain, RelayDomainSpec, RelayDomainStatus } from "./relay-domain.ts";
 export { DEFAULT_RELAY_REPLICAS, DEFAULT_SITE_NAMESPACE, RELAY_CONTAINER_SMTP_PORT, RELAY_METRICS_PORT, relaySiteSpecSchema, relaySiteStatusSchema } from "./relay-site.ts";
 export type { RelaySite, RelaySiteSpec, RelaySiteStatus } from "./relay-site.ts";
-export { antispamPolicy, antivirusPolicy, authenticationPolicy, clientChecksPolicy, dnsblPolicy, greylistingPolicy, rateLimitsPolicy } from "./filter-policies.ts";
+export { acceptWhenPolicy, accessPolicy, antispamPolicy, antivirusPolicy, authenticationPolicy, clientChecksPolicy, dnsblPolicy, greylistingPolicy, rateLimitsPolicy } from "./filter-policies.ts";
 export { findCondition, setCondition } from "./conditions.ts";
 export type { Condition, ConditionInput, ConditionStatus } from "./conditions.ts";
 export { allCrds, relayDomainCrd, relaySiteCrd } from "./crds.ts";

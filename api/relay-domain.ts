@@ -5,7 +5,7 @@
 
 import { Type, type Static } from "@sinclair/typebox";
 import type { Condition } from "./conditions.ts";
-import { antispamPolicy, antivirusPolicy, authenticationPolicy, clientChecksPolicy, dnsblPolicy, greylistingPolicy, rateLimitsPolicy } from "./filter-policies.ts";
+import { acceptWhenPolicy, accessPolicy, antispamPolicy, antivirusPolicy, authenticationPolicy, clientChecksPolicy, dnsblPolicy, greylistingPolicy, rateLimitsPolicy } from "./filter-policies.ts";
 import { MAX_MESSAGE_BYTES_LIMIT, MAX_QUEUE_LIFETIME_MS } from "./limits.ts";
 import { parseDuration } from "./quantities.ts";
 import { array, boolean, byteSize, celDurationMs, conditions, duration, hostname, integer, object, oneOf, port, rule, string } from "./schema.ts";
@@ -73,12 +73,25 @@ const queueSchema = object("How long and how often delivery is retried", {
   deletionGracePeriod: Optional(duration("After the RelayDomain is deleted, queued mail is still delivered for this long, then bounced", { default: DEFAULT_DELETION_GRACE, maxMs: MAX_QUEUE_LIFETIME_MS })),
 });
 
+// RFC 3339 as the relay and the API server both read it: a full date and time with a zone. The
+// seconds stop at 59 (Date.parse has no leap second), and month and day ranges are checked here.
+const RFC3339_PATTERN = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$";
+
+const holdSchema = object("Maintenance hold: mail is accepted and queued as usual, but nothing is delivered before `until` or until the hold is removed", {
+  until: string("End of the hold, an RFC 3339 time such as 2026-12-24T06:00:00Z; a message is never held past four fifths of its queue lifetime", {
+    pattern: RFC3339_PATTERN, maxLength: 40, message: "must be an RFC 3339 time such as 2026-12-24T06:00:00Z",
+  }),
+});
+
 export const relayDomainSpecSchema = object("Desired backup MX service for one mail domain", {
   domain: hostname("The mail domain (IDN allowed); immutable", "is not a valid mail domain"),
   primary: Optional(primarySchema),
   recipients: Optional(recipientsPolicy),
   maxMessageSize: Optional(byteSize("Largest message accepted (SIZE), from 1Ki to 200Mi", { default: "50Mi", min: 1024, max: MAX_MESSAGE_BYTES_LIMIT, message: `must be a size from 1Ki to 200Mi such as "25Mi"` })),
   queue: Optional(queueSchema),
+  hold: Optional(holdSchema),
+  acceptWhen: Optional(acceptWhenPolicy),
+  access: Optional(accessPolicy),
   antivirus: Optional(antivirusPolicy),
   antispam: Optional(antispamPolicy),
   greylisting: Optional(greylistingPolicy),

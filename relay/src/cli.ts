@@ -2,7 +2,7 @@
 // separate from start-up so that every flag and its validation can be tested without a server.
 
 import { parseArgs } from "node:util";
-import { parseDuration } from "#api";
+import { normaliseDomain, parseDuration } from "#api";
 import type { BareNewlinePolicy } from "./smtp/index.ts";
 
 export interface HostPort {
@@ -29,6 +29,8 @@ export interface RelayConfig {
   mxPort: number;
   bounceRelay?: HostPort | undefined;
   bareNewline: BareNewlinePolicy;
+  /** Where mail for the bare RCPT TO:<Postmaster> goes (A-label); none: the first configured domain. */
+  postmasterDomain?: string | undefined;
   maxReceivedHeaders: number;
   maxClients: number;
   maxConnectionsPerClient: number;
@@ -79,6 +81,8 @@ export const USAGE = `Usage: mxwarden-relay --domains PATH [options]
   --mx-port PORT              port of MX-derived next hops (default 25)
   --bounce-relay HOST:PORT    send bounces through this host instead of the sender's MX
   --bare-newline normalize|reject  bare CR/LF in DATA (default normalize)
+  --postmaster-domain DOMAIN  a configured domain whose primary gets mail for the bare <Postmaster>
+                              (default: the first configured domain in A-label order)
   --max-received N            Received headers before a message is a loop (default 50)
   --max-clients N             concurrent SMTP sessions (default 1000)
   --max-connections-per-client N  sessions one client address may hold (default 50)
@@ -146,6 +150,12 @@ function list(value: string | undefined): string[] {
   return (value ?? "").split(",").map((item) => item.trim()).filter((item) => item !== "");
 }
 
+function postmasterDomain(value: string): string {
+  const domain = normaliseDomain(value);
+  if (domain === undefined) throw new UsageError(`--postmaster-domain: not a mail domain: "${value}"`);
+  return domain;
+}
+
 const JETSTREAM_DOMAIN = /^[A-Za-z0-9_-]{1,63}$/;
 
 function sites(self: string | undefined, peers: string[]): RelayConfig["sites"] {
@@ -192,6 +202,7 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
         "mx-port": { type: "string", default: "25" },
         "bounce-relay": { type: "string" },
         "bare-newline": { type: "string", default: "normalize" },
+        "postmaster-domain": { type: "string" },
         "max-received": { type: "string", default: "50" },
         "max-clients": { type: "string", default: "1000" },
         "max-connections-per-client": { type: "string", default: "50" },
@@ -249,6 +260,7 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
     mxPort: positiveInteger("mx-port", v["mx-port"], 65535),
     bounceRelay: v["bounce-relay"] ? hostPort("bounce-relay", v["bounce-relay"]) : undefined,
     bareNewline: v["bare-newline"],
+    postmasterDomain: v["postmaster-domain"] === undefined ? undefined : postmasterDomain(v["postmaster-domain"]),
     maxReceivedHeaders: positiveInteger("max-received", v["max-received"], 1000),
     maxClients: positiveInteger("max-clients", v["max-clients"], 100_000),
     maxConnectionsPerClient: positiveInteger("max-connections-per-client", v["max-connections-per-client"], 100_000),

@@ -13,6 +13,7 @@ import {
 } from "./deliver/delivery-timing.ts";
 import { DeliveryWorker } from "./deliver/delivery-worker.ts";
 import { DestinationHealth } from "./deliver/destination-health.ts";
+import { MaintenanceHolds } from "./deliver/maintenance-hold.ts";
 import { NextHopResolver } from "./deliver/next-hop.ts";
 import { OutboundSmtp } from "./deliver/outbound-smtp.ts";
 import { startHealthServer } from "./health-server.ts";
@@ -82,8 +83,12 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     fallbackRetry: { initialBackoffMs: DEFAULTS.initialBackoffMs, maxBackoffMs: DEFAULTS.maxBackoffMs },
   }, { queue, store, resolver: nextHops, outbound, health: destinations, metrics, log });
 
+  const holds = new MaintenanceHolds((domain) => worker.flushHeldMail(domain), log);
+  holds.update(store.current());
+  store.onChange((table) => holds.update(table));
+
   const filters = new FilterPipeline(await createFilters({
-    config, resolver, queue, nextHops, policyFor: (domain) => store.lookup(domain), log,
+    config, resolver, queue, nextHops, policyFor: (domain) => store.lookup(domain), policies: () => store.current().byDomain.values(), log,
   }), metrics, log);
   let shuttingDown = false;
   const receiver = new SmtpReceiver({
@@ -100,6 +105,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     socketTimeoutMs: 300_000,
     shutdownGraceMs: config.shutdownGraceMs,
     proxyProtocol: config.proxyProtocol,
+    postmasterDomain: config.postmasterDomain,
   }, store, queue, filters, metrics, log);
   await receiver.listen(config.listen.host, config.listen.port);
   const healthServer: Server = await startHealthServer(config.metrics.host, config.metrics.port, metrics, {
@@ -152,6 +158,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     stopReporter();
     stopDomainMetrics();
     destinations.stop();
+    holds.stop();
     store.stop();
     await outbound.close();
     await queue.close();

@@ -11,7 +11,7 @@ export type RejectReason =
   | "bare_newline" | "queue_unavailable" | "shutting_down" | "filter_reject" | "filter_tempfail" | "filter_error" | "too_many_connections";
 /** Failures that are ours, not the sender's: what the acceptance SLO counts against the service. */
 export type TransactionFailure = "queue_unavailable" | "internal_error" | "filter_unavailable" | "filter_error";
-export type DeliveryResult = "delivered" | "deferred" | "bounced" | "connection_failed" | "skipped_dead_host";
+export type DeliveryResult = "delivered" | "deferred" | "bounced" | "connection_failed" | "skipped_dead_host" | "held";
 
 export class RelayMetrics {
   readonly registry = new Registry();
@@ -66,7 +66,7 @@ export class RelayMetrics {
   readonly configGeneration = new Gauge({ name: "mxwarden_config_generation", help: "Reloads of the RelayDomain configuration that changed it", registers: [this.registry] });
   readonly configDomains = new Gauge({ name: "mxwarden_config_domains", help: "Domains configured", registers: [this.registry] });
   readonly configErrors = new Gauge({ name: "mxwarden_config_errors", help: "Invalid RelayDomain documents in the last load", registers: [this.registry] });
-  readonly filterVerdicts = new Counter({ name: "mxwarden_filter_verdicts_total", help: "Verdicts of the message filters, by filter and verdict (continue, tempfail, reject)", labelNames: ["filter", "verdict"] as const, registers: [this.registry] });
+  readonly filterVerdicts = new Counter({ name: "mxwarden_filter_verdicts_total", help: "Verdicts of the message filters, by filter and verdict (continue, tempfail, reject; allow from the access filter)", labelNames: ["filter", "verdict"] as const, registers: [this.registry] });
   readonly filterDuration = new Histogram({
     name: "mxwarden_filter_duration_seconds",
     help: "Time a filter took to judge a message",

@@ -35,6 +35,11 @@ describe("relay command line", () => {
     assert.equal(config.senderAuth, false);
     assert.equal(config.greetPauseMs, 0);
     assert.equal(config.maxConnectionsPerClient, 50);
+    assert.equal(config.postmasterDomain, undefined);
+  });
+
+  it("takes the postmaster domain in its A-label form", () => {
+    assert.equal(parse(["--domains", "d", "--postmaster-domain", "Bücher.Example"]).postmasterDomain, "xn--bcher-kva.example");
   });
 
   it("parses lists, IPv6 listeners and durations", () => {
@@ -71,6 +76,7 @@ describe("relay command line", () => {
     ["bad hostname", ["--domains", "d", "--hostname", "mx\r\nX-Evil: 1"], /--hostname/],
     ["peer sites without a site", ["--domains", "d", "--peer-sites", "b"], /--peer-sites needs --site/],
     ["a site that is not a JetStream domain", ["--domains", "d", "--site", "site.a"], /--site/],
+    ["a postmaster domain that is no mail domain", ["--domains", "d", "--postmaster-domain", "localhost"], /--postmaster-domain/],
     ["itself as a peer", ["--domains", "d", "--site", "a", "--peer-sites", "b,a"], /--peer-sites/],
   ];
   for (const [name, args, message] of invalid) {

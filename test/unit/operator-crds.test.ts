@@ -47,6 +47,12 @@ const fullSpec = {
   recipients: { mode: "verify", verify: { positiveTtl: "1d", negativeTtl: "1h", whenUnavailable: "accept" } },
   maxMessageSize: "25Mi",
   queue: { lifetime: "5d", retry: { initialBackoff: "1m", maxBackoff: "1h" }, deletionGracePeriod: "2h" },
+  hold: { until: "2026-12-24T06:00:00Z" },
+  acceptWhen: "primaryDown",
+  access: {
+    allow: { clients: ["198.51.100.0/24"], senders: ["partner@partner.example"], senderDomains: ["partner.example"] },
+    block: { clients: ["203.0.113.0/24"], senders: ["spam@spam.example"], senderDomains: ["spam.example"] },
+  },
   antivirus: { enabled: true, onError: "tempfail", maxScanSize: "20Mi", onOversize: "accept" },
   antispam: { enabled: true, onError: "accept", rejectScore: 15, addHeaderScore: 6 },
   greylisting: { enabled: true, delay: "5m", expiry: "2d", autoAllow: "35d", allowClients: ["192.0.2.0/24"], allowSenderDomains: ["partner.example"] },

@@ -66,7 +66,7 @@ const cases: Array<{ name: string; address: string; expect: Expectation }> = [
   { name: "single-label domain", address: "user@localhost", expect: { reply: replies.relayDenied } },
   { name: "empty label", address: "user@example..com", expect: { reply: replies.relayDenied } },
   // Address shape.
-  { name: "no @", address: "postmaster", expect: { reply: replies.badAddress } },
+  { name: "no @", address: "someone", expect: { reply: replies.badAddress } },
   { name: "empty local part", address: "@example.com", expect: { reply: replies.badAddress } },
   { name: "empty domain", address: "user@", expect: { reply: replies.badAddress } },
   { name: "local part of 65 characters", address: `${"a".repeat(65)}@example.com`, expect: { reply: replies.badAddress } },
@@ -148,6 +148,36 @@ describe("checkRecipient: a domain being deleted", () => {
     assert.equal(verdict.accept, false);
     assert.deepEqual(!verdict.accept && verdict.reply, replies.domainRetiring);
     assert.equal(replies.domainRetiring.code, 450);
+  });
+});
+
+describe("checkRecipient: Postmaster (RFC 5321 §4.5.1)", () => {
+  const lookup = (domain: string): DomainPolicy | undefined => byDomain.get(domain);
+
+  it("sends the bare Postmaster, in any case, to postmaster@ the postmaster domain", () => {
+    for (const address of ["Postmaster", "postmaster", "POSTMASTER"]) {
+      const verdict = checkRecipient(address, lookup, () => "list.example");
+      assert.equal(verdict.accept, true, address);
+      if (!verdict.accept) return;
+      assert.equal(verdict.address, "postmaster@list.example");
+      assert.equal(verdict.policy.name, "list-example");
+    }
+  });
+
+  it("answers 451 4.3.0 while there is no served domain to send it to", () => {
+    for (const domain of [undefined, "not-served.example"]) {
+      const verdict = checkRecipient("Postmaster", lookup, () => domain);
+      assert.equal(verdict.accept, false);
+      assert.deepEqual(!verdict.accept && verdict.reply, replies.postmasterUnavailable);
+    }
+    assert.equal(replies.postmasterUnavailable.code, 451);
+    assert.equal(replies.postmasterUnavailable.enhanced, "4.3.0");
+  });
+
+  it("accepts postmaster@ a domain whose recipient list leaves it out, and only postmaster", () => {
+    const verdict = checkRecipient("PostMaster@list.example", lookup);
+    assert.equal(verdict.accept, true);
+    assert.equal(checkRecipient("hostmaster@list.example", lookup).accept, false);
   });
 });
 

@@ -384,3 +384,47 @@ describe("parseRelayDomain: a domain being deleted", () => {
     assertConfigError(doc({ queue: { deletionGracePeriod: "31d" } }), "spec.queue.deletionGracePeriod", /30d/);
   });
 });
+
+describe("parseRelayDomain: spec.access", () => {
+  it("is empty by default", () => {
+    const empty = { clients: [], senders: [], senderDomains: [] };
+    assert.deepEqual(parseRelayDomain(doc({})).access, { allow: empty, block: empty });
+  });
+  it("normalises networks, addresses and domains for matching", () => {
+    const policy = parseRelayDomain(doc({ access: { allow: { clients: ["192.0.2.1", "2001:db8::/32"], senders: ["Alice@Bücher.Example"], senderDomains: ["Partner.Example"] } } }));
+    assert.deepEqual(policy.access.allow, { clients: ["192.0.2.1/32", "2001:db8::/32"], senders: ["alice@xn--bcher-kva.example"], senderDomains: ["partner.example"] });
+  });
+  it("refuses bad entries with their path", () => {
+    assertConfigError(doc({ access: { block: { clients: ["192.0.2.0/33"] } } }), "spec.access.block.clients[0]", /address or CIDR/);
+    assertConfigError(doc({ access: { block: { senders: ["no-at-sign.example"] } } }), "spec.access.block.senders[0]", /mail address/);
+    assertConfigError(doc({ access: { allow: { senders: ["a@b@example.com"] } } }), "spec.access.allow.senders[0]", /mail address/);
+    assertConfigError(doc({ access: { allow: { senders: [`${"a".repeat(65)}@example.com`] } } }), "spec.access.allow.senders[0]", /mail address/);
+    assertConfigError(doc({ access: { allow: { senderDomains: ["localhost"] } } }), "spec.access.allow.senderDomains[0]", /valid domain/);
+    assertConfigError(doc({ access: { deny: {} } }), "spec.access.deny", /not a known field/);
+  });
+});
+
+describe("parseRelayDomain: spec.hold", () => {
+  it("has no hold by default", () => {
+    assert.equal(parseRelayDomain(doc({})).hold, undefined);
+  });
+  it("takes an RFC 3339 time with any zone", () => {
+    assert.deepEqual(parseRelayDomain(doc({ hold: { until: "2026-12-24T07:00:00.5+01:00" } })).hold, { untilMs: Date.parse("2026-12-24T06:00:00.500Z") });
+  });
+  it("refuses what is not an RFC 3339 time, and a hold without until", () => {
+    for (const until of ["2026-12-24", "2026-12-24 06:00:00Z", "2026-13-01T00:00:00Z", "2026-12-24T06:00:60Z", "tomorrow"]) {
+      assertConfigError(doc({ hold: { until } }), "spec.hold.until", /RFC 3339/);
+    }
+    assertConfigError(doc({ hold: {} }), "spec.hold.until", /required/);
+  });
+});
+
+describe("parseRelayDomain: spec.acceptWhen", () => {
+  it("accepts always by default, and takes monitoring mode", () => {
+    assert.equal(parseRelayDomain(doc({})).acceptWhen, "always");
+    assert.equal(parseRelayDomain(doc({ acceptWhen: "primaryDown" })).acceptWhen, "primaryDown");
+  });
+  it("refuses another value", () => {
+    assertConfigError(doc({ acceptWhen: "never" }), "spec.acceptWhen", /always, primaryDown/);
+  });
+});

@@ -6,7 +6,7 @@
 import { readdir, readFile, stat } from "node:fs/promises";
 import { watch, type FSWatcher } from "node:fs";
 import { join } from "node:path";
-import { parseAllDocuments } from "yaml";
+import { parseAllDocuments, type Tags } from "yaml";
 import type { Logger } from "../log.ts";
 import { ConfigError, parseRelayDomain, type DomainPolicy } from "./relay-domain.ts";
 
@@ -27,6 +27,15 @@ export interface LoadProblem {
 
 const yamlFile = /\.(ya?ml)$/i;
 
+/**
+ * YAML 1.1 as kubectl reads it (sigs.k8s.io/yaml): a plain off is a boolean, but a plain
+ * 2026-12-24T06:00:00Z stays a string, as go-yaml keeps timestamps it decodes into no Go time.
+ */
+const YAML_AS_KUBECTL = {
+  version: "1.1",
+  customTags: (tags: Tags) => tags.filter((tag) => typeof tag === "string" || tag.tag !== "tag:yaml.org,2002:timestamp"),
+} as const;
+
 async function listSources(path: string): Promise<string[]> {
   const info = await stat(path);
   if (!info.isDirectory()) return [path];
@@ -43,7 +52,7 @@ export async function loadDomainDocuments(path: string): Promise<{ policies: Dom
   for (const source of await listSources(path)) {
     const text = await readFile(source, "utf8");
     texts.push(source, text);
-    for (const [index, doc] of parseAllDocuments(text, { version: "1.1" }).entries()) {
+    for (const [index, doc] of parseAllDocuments(text, YAML_AS_KUBECTL).entries()) {
       const where = `${source}#${index}`;
       if (doc.errors.length > 0) {
         problems.push({ source: where, message: doc.errors[0]?.message ?? "YAML error" });

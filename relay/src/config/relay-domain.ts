@@ -36,6 +36,11 @@ export interface DomainPolicy {
    */
   retiring?: { sinceMs: number; bounceAtMs: number } | undefined;
   retry: { initialBackoffMs: number; maxBackoffMs: number };
+  /** spec.hold: nothing is delivered before this time (deliver/maintenance-hold.ts caps it per message). */
+  hold?: { untilMs: number } | undefined;
+  /** spec.acceptWhen: primaryDown is monitoring mode, mail is refused for now while the primary answers probes. */
+  acceptWhen: "always" | "primaryDown";
+  access: AccessPolicy;
   antivirus: AntivirusPolicy;
   antispam: AntispamPolicy;
   greylisting: GreylistPolicy;
@@ -43,6 +48,22 @@ export interface DomainPolicy {
   authentication: SenderAuthPolicy;
   rateLimits: RateLimitPolicy;
   clientChecks: ClientCheckPolicy;
+}
+
+/** One list of spec.access, normalised for matching. */
+export interface AccessList {
+  /** Client networks as "address/bits". */
+  clients: string[];
+  /** Envelope senders in lower case, with A-label domains. */
+  senders: string[];
+  /** Envelope sender domains (A-labels); each also covers its subdomains. */
+  senderDomains: string[];
+}
+
+/** spec.access: who is refused at RCPT (block) and who skips the verdicts the allow list covers (allow). */
+export interface AccessPolicy {
+  allow: AccessList;
+  block: AccessList;
 }
 
 /** spec.clientChecks: what the client says about itself (HELO) and what DNS says about it. */
@@ -189,6 +210,9 @@ export function parseRelayDomain(doc: unknown): DomainPolicy {
     queueLifetimeMs: ms(queue.lifetime),
     retiring: parseRetiring(metadata.deletionTimestamp, deletionGraceMs),
     retry: { initialBackoffMs, maxBackoffMs: retry.maxBackoff === undefined ? Math.max(DEFAULTS.maxBackoffMs, initialBackoffMs) : ms(retry.maxBackoff) },
+    hold: parseHold(spec.hold),
+    acceptWhen: spec.acceptWhen,
+    access: { allow: parseAccessList(spec.access.allow), block: parseAccessList(spec.access.block) },
     antivirus: parseAntivirus(spec.antivirus as Section<"antivirus">),
     antispam: parseAntispam(spec.antispam as Section<"antispam">),
     greylisting: parseGreylisting(spec.greylisting as Section<"greylisting">),
@@ -248,6 +272,26 @@ function parseGreylisting(grey: Section<"greylisting">): GreylistPolicy {
     allowClients: (grey.allowClients ?? []).map((cidr) => parseCidr(cidr) as string),
     allowSenderDomains: (grey.allowSenderDomains ?? []).map(domainName),
   };
+}
+
+/** withAllDefaults gives an absent hold as an empty object, without `until`. */
+function parseHold(hold: Partial<Section<"hold">>): DomainPolicy["hold"] {
+  return hold.until === undefined ? undefined : { untilMs: Date.parse(hold.until) };
+}
+
+function parseAccessList(list: NonNullable<Section<"access">["allow"]> | undefined): AccessList {
+  return {
+    clients: (list?.clients ?? []).map((cidr) => parseCidr(cidr) as string),
+    senders: (list?.senders ?? []).map(senderAddress),
+    senderDomains: (list?.senderDomains ?? []).map(domainName),
+  };
+}
+
+/** An envelope sender as access lists compare it: lower case, with an A-label domain; "" (which no entry matches) for the null sender or a malformed one. */
+export function senderAddress(address: string): string {
+  const at = address.lastIndexOf("@");
+  const domain = normaliseDomain(address.slice(at + 1));
+  return at > 0 && domain !== undefined ? `${address.slice(0, at).toLowerCase()}@${domain}` : "";
 }
 
 function parseAntispam(antispam: Section<"antispam">): AntispamPolicy {

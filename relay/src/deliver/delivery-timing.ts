@@ -86,6 +86,13 @@ export const IN_PLACE_MIN_MS = FINISH_MARGIN_MS + MINUTE;
  */
 export const OUTAGE_HOLD_MS = 5 * MINUTE;
 
+/**
+ * When a maintenance hold ends (maintenance-hold.ts), its jobs become ready over this long rather
+ * than in one instant, and a job held twice gets a different schedule each time: its deferred
+ * record's message id carries the time, and an id seen in the last two minutes is not stored again.
+ */
+export const HOLD_RELEASE_SPREAD_MS = 5 * SECOND;
+
 // Bounces (bounce.ts).
 
 /**

@@ -18,6 +18,7 @@ import { queueBounce } from "./bounce.ts";
 import { PULL_EXPIRES_MS, SETTLE_BACKOFF_INITIAL_MS, SETTLE_BACKOFF_MAX_MS, SETTLE_RETRY_MS } from "./delivery-timing.ts";
 import type { DestinationHealth } from "./destination-health.ts";
 import { HeldMailFlush } from "./held-mail-flush.ts";
+import { heldUntil, isHeld } from "./maintenance-hold.ts";
 import type { FailedRecipient } from "./dsn.ts";
 import { RouteError, type DeliveryTarget, type NextHopResolver, type Route } from "./next-hop.ts";
 import type { DeliveryReport, OutboundSmtp } from "./outbound-smtp.ts";
@@ -176,6 +177,9 @@ export class DeliveryWorker {
   /** The domain's primary answers again: deliver its held mail now, in the background, one flush per domain at a time. */
   flushHeldMail(domain: string): void {
     if (this.flushes.has(domain) || !this.isRunning) return;
+    // Under a maintenance hold the held mail waits for the hold's end, not for the primary
+    // (MaintenanceHolds flushes it when the hold is lifted early).
+    if (isHeld(this.deps.store.lookup(domain), Date.now())) return;
     const flush = new HeldMailFlush(domain, {
       queue: this.deps.queue,
       slots: this,
@@ -231,6 +235,15 @@ export class DeliveryWorker {
       log.warn("queue lifetime expired; bouncing", { recipients: job.recipients.length, attempts: job.attempts });
       await this.bounce(job, failed, "expired", body);
       await this.finish(msg, spool, job);
+      return;
+    }
+
+    const holdEnd = heldUntil(policy, job, now);
+    if (holdEnd !== undefined) {
+      // A maintenance hold: the job waits for its end as it is, no attempt counted.
+      this.deps.metrics.deliveryAttempts.inc({ result: "held" });
+      log.debug("held for maintenance", { until: new Date(holdEnd).toISOString() });
+      await this.hold(msg, jobs, job, inline, holdEnd);
       return;
     }
 
@@ -307,8 +320,13 @@ export class DeliveryWorker {
     destinationDown = false,
   ): Promise<void> {
     // Computed once: a repeated publish must carry the same time, so its msg id deduplicates it.
-    const at = new Date(retryAt(Math.max(1, job.attempts), retry, now, job.expiresAt, destinationDown));
-    await this.persist(msg, () => jobs.defer(job, at, inline));
+    await this.hold(msg, jobs, job, inline, retryAt(Math.max(1, job.attempts), retry, now, job.expiresAt, destinationDown));
+  }
+
+  /** Store the job (and its inline body) under a schedule for `at`, then acknowledge the current copy. */
+  private async hold(msg: JsMsg, jobs: JobQueue, job: DeliveryJob, inline: Buffer | undefined, at: number): Promise<void> {
+    const when = new Date(at);
+    await this.persist(msg, () => jobs.defer(job, when, inline));
     await this.acknowledge(msg);
   }
 

@@ -48,6 +48,14 @@ export function probeGreeting(hop: NextHop, timeoutMs: number): Promise<boolean>
   });
 }
 
+/** Whether any hop of the route greets with 220, tried in order, each within a timeout fitted to the probe interval. */
+export async function anyHopAnswers(route: Route, probeIntervalMs: number): Promise<boolean> {
+  for (const hop of route.hops) {
+    if (await probeGreeting(hop, Math.min(10_000, probeIntervalMs * 2))) return true;
+  }
+  return false;
+}
+
 export class DestinationHealth {
   private readonly outages = new Map<string, Outage>();
   private readonly probeIntervalMs: number;
@@ -110,7 +118,7 @@ export class DestinationHealth {
         if (!destination || this.outages.has(destination.domain)) continue;
         try {
           const route = await destination.route();
-          if (await this.anyHopAnswers(route)) await this.onRecovered(destination.domain);
+          if (await anyHopAnswers(route, this.probeIntervalMs)) await this.onRecovered(destination.domain);
           else this.markUnreachable(destination.domain, route);
         } catch (err) {
           this.log.debug("start-up check of a destination failed", { domain: destination.domain, error: err });
@@ -118,13 +126,6 @@ export class DestinationHealth {
       }
     };
     await Promise.all(Array.from({ length: parallel }, worker));
-  }
-
-  private async anyHopAnswers(route: Route): Promise<boolean> {
-    for (const hop of route.hops) {
-      if (await probeGreeting(hop, Math.min(10_000, this.probeIntervalMs * 2))) return true;
-    }
-    return false;
   }
 
   stop(): void {
@@ -137,7 +138,7 @@ export class DestinationHealth {
     if (!outage || outage.probing) return;
     outage.probing = true;
     try {
-      if (await this.anyHopAnswers(outage.route)) {
+      if (await anyHopAnswers(outage.route, this.probeIntervalMs)) {
         this.endOutage(domain);
         await this.onRecovered(domain);
       }

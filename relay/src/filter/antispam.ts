@@ -22,6 +22,7 @@ function isRspamdReply(value: unknown): value is RspamdReply {
 export class RspamdFilter implements MessageFilter {
   readonly name = "antispam";
   readonly stage = "data" as const;
+  readonly bypassedByAllowList = true;
   private readonly url: URL;
   private readonly timeoutMs: number;
   private readonly policyFor: (domain: string) => AntispamPolicy | undefined;

@@ -27,6 +27,7 @@ export function isListing(answer: string): boolean {
 export class DnsListFilter implements RecipientFilter {
   readonly name = "dnsbl";
   readonly stage = "rcpt" as const;
+  readonly bypassedByAllowList = true;
   private readonly cache = new Map<string, { listed: boolean; until: number }>();
   private readonly resolver: Resolver;
   private readonly policyFor: (domain: string) => DnsListPolicy | undefined;

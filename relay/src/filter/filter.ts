@@ -22,9 +22,18 @@ export type Verdict =
   | { action: "tempfail"; reply: SmtpReply; reason: string; unavailable?: boolean }
   | { action: "reject"; reply: SmtpReply; reason: string };
 
+/**
+ * What a RCPT-stage filter may say: a Verdict, or `allow`: the domain's allow list (spec.access,
+ * access.ts) trusts the client or sender. The pipeline then skips every later filter that declares
+ * `bypassedByAllowList`, at RCPT and, when every recipient was allowed, at DATA.
+ */
+export type RecipientVerdict = Verdict | { action: "allow"; reason: string };
+
 /** The message as a DATA-stage filter sees it: already stored, readable as often as needed. */
 export interface MessageUnderScan {
   queueId: string;
+  /** Every recipient was accepted on its domain's allow list: filters that declare `bypassedByAllowList` are skipped. */
+  allowed: boolean;
   /** Plain client address: an IPv4-mapped IPv6 address is given as IPv4. */
   clientAddress: string;
   heloName: string;
@@ -41,6 +50,8 @@ export interface MessageFilter {
   /** Short name used in metrics labels, logs and the RelayDomain spec. */
   readonly name: string;
   readonly stage: "data";
+  /** The allow list (spec.access.allow) lets mail past this filter unjudged. */
+  readonly bypassedByAllowList?: boolean;
   check(message: MessageUnderScan): Promise<Verdict>;
 }
 
@@ -58,7 +69,9 @@ export interface RecipientUnderCheck {
 export interface RecipientFilter {
   readonly name: string;
   readonly stage: "rcpt";
-  check(recipient: RecipientUnderCheck): Promise<Verdict>;
+  /** The allow list (spec.access.allow) lets recipients past this filter unjudged. */
+  readonly bypassedByAllowList?: boolean;
+  check(recipient: RecipientUnderCheck): Promise<RecipientVerdict>;
 }
 
 export type AnyFilter = MessageFilter | RecipientFilter;
@@ -71,6 +84,8 @@ export interface FilterContext {
   nextHops: NextHopResolver;
   /** The loaded policy of a domain (A-label), or undefined when the domain is not served. */
   policyFor(domain: string): DomainPolicy | undefined;
+  /** Every loaded domain policy, as of now (for filters that watch domains on their own schedule). */
+  policies(): Iterable<DomainPolicy>;
   log: Logger;
 }
 

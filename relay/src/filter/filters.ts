@@ -3,17 +3,24 @@
 // first refusal wins; DATA-stage filters read the stored message at the same time, and their
 // verdicts are taken in this order.
 
+import { accessFilter } from "./access.ts";
 import { antispamFilter } from "./antispam.ts";
 import { antivirusFilter } from "./antivirus.ts";
 import { clientChecksFilter } from "./client-checks.ts";
 import { dnsblFilter } from "./dnsbl.ts";
 import type { AnyFilter, FilterContext, FilterModule } from "./filter.ts";
 import { greylistFilter } from "./greylist.ts";
+import { monitoringModeFilter } from "./monitoring-mode.ts";
 import { rateLimitFilter } from "./rate-limit.ts";
 import { recipientVerifyFilter } from "./recipient-verify.ts";
 import { senderAuthFilter } from "./sender-auth.ts";
 
 export const FILTERS: readonly FilterModule[] = [
+  // The domain's own block list refuses before anything is asked; its allow list must be known
+  // before the filters it lets mail past.
+  accessFilter,
+  // Monitoring mode sends senders to the primary before anyone asks it about recipients.
+  monitoringModeFilter,
   // Unknown recipients are refused before greylisting makes their sender retry in vain.
   recipientVerifyFilter,
   clientChecksFilter,

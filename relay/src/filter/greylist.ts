@@ -43,6 +43,7 @@ function seconds(ms: number): string {
 export class GreylistFilter implements RecipientFilter {
   readonly name = "greylist";
   readonly stage = "rcpt" as const;
+  readonly bypassedByAllowList = true;
   private readonly store: SharedBucket;
   private readonly allowLists = new WeakMap<GreylistPolicy, BlockList>();
   private readonly policyFor: (domain: string) => GreylistPolicy | undefined;

@@ -3,7 +3,7 @@
 
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
-import type { AnyFilter, MessageFilter, MessageUnderScan, RecipientUnderCheck, Verdict } from "./filter.ts";
+import type { AnyFilter, MessageFilter, MessageUnderScan, RecipientUnderCheck, RecipientVerdict, Verdict } from "./filter.ts";
 
 export interface PipelineResult {
   verdict: Verdict;
@@ -46,20 +46,26 @@ export class FilterPipeline {
     return this.filters.some((filter) => filter.stage === "rcpt");
   }
 
-  /** Judge one recipient at RCPT time; the first refusal wins. */
-  async runRcpt(recipient: RecipientUnderCheck): Promise<Verdict> {
+  /**
+   * Judge one recipient at RCPT time; the first refusal wins. After an `allow` verdict the filters
+   * the allow list covers are skipped, and the result is that `allow` (the receiver remembers it for DATA).
+   */
+  async runRcpt(recipient: RecipientUnderCheck): Promise<RecipientVerdict> {
+    let allowed: RecipientVerdict | undefined;
     for (const filter of this.filters) {
-      if (filter.stage !== "rcpt") continue;
+      if (filter.stage !== "rcpt" || (allowed && filter.bypassedByAllowList)) continue;
       const verdict = await this.timed(filter.name, () => filter.check(recipient));
-      if (verdict.action !== "continue") {
+      if (verdict.action === "allow") {
+        allowed ??= verdict;
+      } else if (verdict.action !== "continue") {
         this.log.info("recipient refused by a filter", { filter: filter.name, verdict: verdict.action, reason: verdict.reason, client: recipient.clientAddress, recipient: recipient.recipient });
         return verdict;
       }
     }
-    return { action: "continue" };
+    return allowed ?? { action: "continue" };
   }
 
-  private async timed(name: string, check: () => Promise<Verdict>): Promise<Verdict> {
+  private async timed<V extends RecipientVerdict>(name: string, check: () => Promise<V>): Promise<V> {
     const started = performance.now();
     const verdict = await check();
     this.metrics.filterDuration.observe({ filter: name }, (performance.now() - started) / 1000);
@@ -70,11 +76,12 @@ export class FilterPipeline {
   /**
    * Judge a stored message. The filters read it independently, so they run at the same time (the
    * message waits for the slowest, not for the sum); their verdicts are still taken in declared
-   * order, and the first refusal wins.
+   * order, and the first refusal wins. A message whose every recipient was allowed skips the
+   * filters the allow list covers.
    */
   async runData(message: MessageUnderScan): Promise<PipelineResult> {
     const running = this.filters
-      .filter((filter): filter is MessageFilter => filter.stage === "data")
+      .filter((filter): filter is MessageFilter => filter.stage === "data" && !(message.allowed && filter.bypassedByAllowList))
       .map((filter) => ({ name: filter.name, verdict: this.timed(filter.name, () => filter.check(message)) }));
     // A refusal returns before later verdicts are read: their failures must not go unhandled.
     for (const { verdict } of running) verdict.catch(() => undefined);

@@ -22,6 +22,7 @@ function fields(headers: string): Array<[string, string]> {
 export class SenderAuthFilter implements MessageFilter {
   readonly name = "sender_auth";
   readonly stage = "data" as const;
+  readonly bypassedByAllowList = true;
   private readonly hostname: string;
   private readonly resolver: Resolver;
   private readonly policyFor: (domain: string) => SenderAuthPolicy | undefined;

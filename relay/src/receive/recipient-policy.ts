@@ -2,6 +2,8 @@
 // configured domain pass (never an open relay), and addresses that ask an MTA to route onward
 // (the % hack, bang paths, quoted local parts holding @ or %) are refused like Postfix does with
 // allow_untrusted_routing = no, because the primary might honour the route and relay for us.
+// Postmaster is always accepted (RFC 5321 §4.5.1): the bare "Postmaster" becomes postmaster@ the
+// relay's postmaster domain, and postmaster@ any of our domains passes a recipient list.
 
 import { normaliseDomain } from "#api";
 import type { DomainPolicy } from "../config/relay-domain.ts";
@@ -20,7 +22,16 @@ export function splitAddress(address: string): { localPart: string; domain: stri
   return { localPart: address.slice(0, at), domain: address.slice(at + 1) };
 }
 
-export function checkRecipient(address: string, lookup: (domain: string) => DomainPolicy | undefined): RecipientVerdict {
+/**
+ * `postmasterDomain`: where a bare RCPT TO:<Postmaster> goes (--postmaster-domain, else the first
+ * configured domain); undefined when the relay serves no domain yet.
+ */
+export function checkRecipient(address: string, lookup: (domain: string) => DomainPolicy | undefined, postmasterDomain: () => string | undefined = () => undefined): RecipientVerdict {
+  if (address.toLowerCase() === "postmaster") {
+    const domain = postmasterDomain();
+    if (domain === undefined || !lookup(domain)) return { accept: false, reply: replies.postmasterUnavailable };
+    return checkRecipient(`postmaster@${domain}`, lookup);
+  }
   const parts = splitAddress(address);
   if (!parts) return { accept: false, reply: replies.badAddress };
   const { localPart, domain: rawDomain } = parts;
@@ -34,7 +45,8 @@ export function checkRecipient(address: string, lookup: (domain: string) => Doma
   if (policy.retiring) return { accept: false, reply: replies.domainRetiring };
   if (/[%!@"\\]/.test(localPart) || localPart.includes(":")) return { accept: false, reply: replies.routingDenied };
   if (!dotAtomLocal.test(localPart) || localPart.length > 64) return { accept: false, reply: replies.badAddress };
-  if (policy.recipients.mode === "list" && !policy.recipients.localParts.has(localPart.toLowerCase())) {
+  const local = localPart.toLowerCase();
+  if (policy.recipients.mode === "list" && local !== "postmaster" && !policy.recipients.localParts.has(local)) {
     return { accept: false, reply: replies.unknownUser };
   }
   return { accept: true, address: `${localPart}@${domain}`, localPart, domain, policy };

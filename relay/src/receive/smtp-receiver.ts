@@ -45,12 +45,16 @@ export interface ReceiverOptions {
   tarpitDelayMs: number;
   /** Trust a PROXY protocol header from these peers (a load balancer that hides client IPs). */
   proxyProtocol?: boolean | string[] | undefined;
+  /** Where a bare RCPT TO:<Postmaster> goes (A-label); without it, the first configured domain in A-label order. */
+  postmasterDomain?: string | undefined;
 }
 
 /** A recipient RCPT said 250 to, with the policy in force then. */
 interface AcceptedRecipient {
   address: string;
   policy: DomainPolicy;
+  /** Accepted on the domain's allow list (spec.access.allow). */
+  allowed: boolean;
 }
 
 /** The transaction a MAIL FROM opened. */
@@ -76,6 +80,8 @@ interface SessionState {
 interface RecipientGroup {
   policy: DomainPolicy;
   recipients: string[];
+  /** Every recipient of the group was accepted on the domain's allow list. */
+  allowed: boolean;
 }
 
 /** One message in DATA, as the steps of onData hand it on. */
@@ -117,8 +123,9 @@ function recipientGroups(session: SMTPServerSession, transaction: Transaction | 
   for (const rcpt of session.envelope.rcptTo) {
     const entry = transaction?.recipients.get(rcpt.address);
     if (!entry) continue;
-    const group = byDomain.get(entry.policy.domain) ?? { policy: entry.policy, recipients: [] };
+    const group = byDomain.get(entry.policy.domain) ?? { policy: entry.policy, recipients: [], allowed: true };
     if (!group.recipients.includes(entry.address)) group.recipients.push(entry.address);
+    group.allowed &&= entry.allowed;
     byDomain.set(entry.policy.domain, group);
   }
   return [...byDomain.values()];
@@ -240,6 +247,17 @@ export class SmtpReceiver {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
+  /**
+   * The domain whose primary gets mail for the bare Postmaster. Without --postmaster-domain, the
+   * first domain in A-label order: the same at every relay and after every restart.
+   */
+  private postmasterDomain(): string | undefined {
+    if (this.options.postmasterDomain !== undefined) return this.options.postmasterDomain;
+    let first: string | undefined;
+    for (const domain of this.store.current().byDomain.keys()) if (first === undefined || domain < first) first = domain;
+    return first;
+  }
+
   private refuse(reply: SmtpReply, counter: "recipients" | "messages", reason = replyReason.get(reply)): Error {
     if (reason) (counter === "recipients" ? this.metrics.recipientsRejected : this.metrics.messagesRejected).inc({ reason });
     return replyError(reply);
@@ -321,7 +339,7 @@ export class SmtpReceiver {
   }
 
   private checkRcpt(address: SMTPServerAddress, session: SMTPServerSession, state: SessionState, callback: (err?: Error | null) => void): void {
-    const verdict = checkRecipient(address.address, (domain) => this.store.lookup(domain));
+    const verdict = checkRecipient(address.address, (domain) => this.store.lookup(domain), () => this.postmasterDomain());
     if (!verdict.accept) {
       this.log.info("recipient refused", { session: session.id, client: session.remoteAddress, recipient: address.address.slice(0, 320), reply: verdict.reply.code });
       return callback(this.refuse(verdict.reply, "recipients"));
@@ -329,12 +347,12 @@ export class SmtpReceiver {
     const mailArgs = session.envelope.mailFrom ? session.envelope.mailFrom.args : false;
     const declared = mailArgs && typeof mailArgs.SIZE === "string" ? Number(mailArgs.SIZE) : 0;
     if (declared > verdict.policy.maxMessageBytes) return callback(this.refuse(replies.tooBigDeclared, "recipients"));
-    const accept = (): void => {
-      state.transaction?.recipients.set(address.address, { address: verdict.address, policy: verdict.policy });
+    const accept = (allowed: boolean): void => {
+      state.transaction?.recipients.set(address.address, { address: verdict.address, policy: verdict.policy, allowed });
       this.countTransaction(state);
       callback();
     };
-    if (!this.filters.hasRecipientFilters) return accept();
+    if (!this.filters.hasRecipientFilters) return accept(false);
     this.filters.runRcpt({
       clientAddress: plainAddress(session.remoteAddress),
       heloName: session.hostNameAppearsAs,
@@ -342,7 +360,7 @@ export class SmtpReceiver {
       recipient: verdict.address,
       domain: verdict.domain,
     }).then((filtered) => {
-      if (filtered.action === "continue") return accept();
+      if (filtered.action === "continue" || filtered.action === "allow") return accept(filtered.action === "allow");
       callback(this.refuse(filtered.reply, "recipients", filtered.action === "reject" ? "filter_reject" : "filter_tempfail"));
     }, (err: unknown) => {
       this.log.warn("recipient filter failed; answered 451", { error: err });
@@ -450,6 +468,7 @@ export class SmtpReceiver {
     try {
       result = await this.filters.runData({
         queueId,
+        allowed: groups.every((g) => g.allowed),
         clientAddress: plainAddress(session.remoteAddress),
         heloName: session.hostNameAppearsAs,
         sender: senderOf(session),

@@ -9,6 +9,8 @@ export const replies = {
   domainRetiring: { code: 450, enhanced: "4.7.1", text: "This backup MX no longer accepts mail for the domain; deliver to its primary" },
   routingDenied: { code: 550, enhanced: "5.7.1", text: "Sender-specified routing is not allowed" },
   badAddress: { code: 501, enhanced: "5.1.3", text: "Bad recipient address syntax" },
+  // Postmaster must be accepted (RFC 5321 §4.5.1): only a relay with no domain to send it to yet says no, and only for now.
+  postmasterUnavailable: { code: 451, enhanced: "4.3.0", text: "No postmaster domain is served here yet, try again later" },
   unknownUser: { code: 550, enhanced: "5.1.1", text: "Recipient address rejected: user unknown" },
   tooBigDeclared: { code: 552, enhanced: "5.3.4", text: "Message size exceeds the limit for this domain" },
   tooBig: { code: 552, enhanced: "5.3.4", text: "Message exceeds the maximum size" },
