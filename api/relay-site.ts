@@ -4,7 +4,7 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { array, boolean, conditions, hostname, integer, object, oneOf, port, rule, string, stringMap } from "./schema.ts";
 import type { Condition } from "./conditions.ts";
-import { API_VERSION, type ObjectMeta } from "./relay-domain.ts";
+import type { API_VERSION, ObjectMeta } from "./relay-domain.ts";
 
 export interface RelaySiteStatus {
   observedGeneration?: number;

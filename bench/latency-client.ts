@@ -28,7 +28,7 @@ export async function runPacedLoad(options: PacedLoadOptions): Promise<PacedLoad
   let notAccepted = 0;
   let late = 0;
   let next = 0;
-  const line = "x".repeat(76) + "\r\n";
+  const line = `${"x".repeat(76)}\r\n`;
   const body = `From: load@load.test\r\nSubject: latency\r\n\r\n${line.repeat(Math.max(1, Math.round(options.size / line.length)))}`;
   const started = performance.now();
   const session = async (index: number): Promise<void> => {

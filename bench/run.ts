@@ -266,7 +266,7 @@ console.log(`\n${machine.join("\n")}`);
 if (MARKDOWN) {
   const results = [
     "<!-- results:start (written by `make bench`) -->",
-    heading + ".",
+    `${heading}.`,
     "",
     markdownTable(figures),
     "",

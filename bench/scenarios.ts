@@ -168,7 +168,7 @@ export function latency(dir: string, start: (options: BackupMxOptions) => Promis
 /** Scenario 5b: peak RSS (MiB) of the receiving process after one message of `bytes`, accepted and delivered. */
 export function bigMessageRss(dir: string, start: (options: BackupMxOptions) => Promise<BackupMx>, bytes: number): Promise<number> {
   return withServer(dir, start, async (server, sink) => {
-    const line = "y".repeat(76) + "\r\n";
+    const line = `${"y".repeat(76)}\r\n`;
     const body = `From: big@client.test\r\nSubject: big\r\n\r\n${line.repeat(Math.ceil(bytes / line.length))}`;
     const { dialogue } = await SmtpDialogue.open(server.port);
     try {

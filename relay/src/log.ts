@@ -36,7 +36,7 @@ export function batchedLineWriter(out: { write(chunk: string): unknown } = proce
   process.once("exit", flush);
   return (line) => {
     if (pending.length === 0) setImmediate(flush);
-    pending.push(line + "\n");
+    pending.push(`${line}\n`);
   };
 }
 

@@ -85,7 +85,7 @@ export class TestProcess {
     if (this.lines.length > 20_000) this.lines.splice(0, 10_000);
     for (let i = this.watchers.length - 1; i >= 0; i--) {
       const watcher = this.watchers[i];
-      if (watcher && watcher.pattern.test(line)) {
+      if (watcher?.pattern.test(line)) {
         this.watchers.splice(i, 1);
         watcher.resolve(line);
       }

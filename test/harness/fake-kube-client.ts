@@ -118,7 +118,10 @@ export class FakeKubeClient implements KubeClient {
   private table(ref: ResourceRef): Map<string, Unstructured> {
     const resource = `${ref.group}/${ref.version}/${ref.plural}`;
     let table = this.objects.get(resource);
-    if (!table) this.objects.set(resource, table = new Map());
+    if (!table) {
+      table = new Map();
+      this.objects.set(resource, table);
+    }
     return table;
   }
 

@@ -26,7 +26,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const accepted = new Set<string>();
   let notAccepted = 0;
   let sequence = 0;
-  const line = "x".repeat(76) + "\r\n";
+  const line = `${"x".repeat(76)}\r\n`;
   const filler = line.repeat(Math.max(1, Math.floor(options.size / line.length)));
   const session = async (index: number): Promise<void> => {
     let opened;

@@ -12,12 +12,12 @@ export type RelayDomainSpec = ApiRelayDomainSpec & { name?: string };
 /** A RelayDomain document as a user would kubectl apply it (JSON is valid YAML). */
 export function relayDomainYaml(spec: RelayDomainSpec): string {
   const { name, ...rest } = spec;
-  return JSON.stringify({
+  return `${JSON.stringify({
     apiVersion: "mxwarden.io/v1alpha1",
     kind: "RelayDomain",
     metadata: { name: name ?? spec.domain.replace(/[^a-z0-9]+/g, "-") },
     spec: rest,
-  }, null, 2) + "\n";
+  }, null, 2)}\n`;
 }
 
 export function writeDomains(path: string, specs: RelayDomainSpec[]): void {

@@ -214,7 +214,7 @@ describe("operator: two clusters, real relays", () => {
     const afterChange = await a.get<Deployment>(Resources.Deployment, RELAY_NS, "mxwarden-relay");
     assert.equal(afterChange.metadata.generation, before.metadata.generation, "the Deployment (and so its pods) did not change");
     assert.equal(relays.a?.process.pid, pid);
-    const big = await sendMail(relays.a?.smtpPort as number, { from: "alice@client.test", to: [`bob@${DOMAIN}`], body: simpleMessage("big", "op-2", ("y".repeat(998) + "\r\n").repeat(1100)) });
+    const big = await sendMail(relays.a?.smtpPort as number, { from: "alice@client.test", to: [`bob@${DOMAIN}`], body: simpleMessage("big", "op-2", (`${"y".repeat(998)}\r\n`).repeat(1100)) });
     assert.equal(big.data?.code, 552);
   });
 

@@ -87,7 +87,7 @@ describe("queue durability", () => {
     const args = ["--probe-interval", "1s"];
     let relay = await RelayProcess.start({ dir, domainsPath, nats: nats.url, args });
     const nc = await connect({ servers: nats.url });
-    const line = "x".repeat(76) + "\r\n";
+    const line = `${"x".repeat(76)}\r\n`;
     const small = simpleMessage("small", "inline-small", line.repeat(50));
     const large = simpleMessage("large", "inline-large", line.repeat(4000));
     try {

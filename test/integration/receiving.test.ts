@@ -126,7 +126,7 @@ describe("receiving", () => {
     await dialogue.command("RSET");
     assert.equal((await dialogue.command("MAIL FROM:<s@client.test>")).code, 250);
     assert.equal((await dialogue.command("RCPT TO:<a@small.example>")).code, 250);
-    const big = await dialogue.data(simpleMessage("big", "big-1", "x".repeat(76) + "\r\n".repeat(1) + ("y".repeat(78) + "\r\n").repeat(200)));
+    const big = await dialogue.data(simpleMessage("big", "big-1", "x".repeat(76) + "\r\n".repeat(1) + (`${"y".repeat(78)}\r\n`).repeat(200)));
     assert.equal(big.code, 552);
     assert.equal(big.status, "5.3.4");
     // The session is still usable after the refusal.

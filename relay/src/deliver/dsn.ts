@@ -127,7 +127,7 @@ function field(name: string, value: string): string {
     }
   }
   lines.push(current);
-  return lines.join("\r\n") + "\r\n";
+  return `${lines.join("\r\n")}\r\n`;
 }
 
 /** A line of body text wrapped at spaces near 78 columns, continuation lines indented. ASCII only. */
@@ -142,7 +142,7 @@ function wrapText(line: string, indent = ""): string {
     current += (current.trim() !== "" ? " " : "") + word;
   }
   out.push(current);
-  return out.flatMap((l) => l.match(/.{1,990}/g) ?? [""]).join("\r\n") + "\r\n";
+  return `${out.flatMap((l) => l.match(/.{1,990}/g) ?? [""]).join("\r\n")}\r\n`;
 }
 
 /**
@@ -195,7 +195,7 @@ function explanation(input: DsnInput, reportingMta: string, queueId: string): st
     const remote = recipient.remoteMta ? ` (host ${hostName(recipient.remoteMta)})` : "";
     recipientLines.push(`<${address}>: status ${status}${remote}${diagnostic ? `: ${diagnostic}` : ""}`);
   }
-  return lines.map((line) => wrapText(line)).join("") + recipientLines.map((line) => wrapText(line, "    ")).join("") + "\r\n";
+  return `${lines.map((line) => wrapText(line)).join("") + recipientLines.map((line) => wrapText(line, "    ")).join("")}\r\n`;
 }
 
 function deliveryStatus(input: DsnInput, reportingMta: string): string {
@@ -227,7 +227,7 @@ export function buildDsn(input: DsnInput): Dsn {
   const status = Buffer.from(deliveryStatus(input, reportingMta), "latin1");
   const headerPart = originalHeaderPart(input.originalHeaders);
   const original = headerPart.length > 0 ? headerPart : null;
-  const eightBit = original !== null && original.some((byte) => byte > 0x7f);
+  const eightBit = original?.some((byte) => byte > 0x7f);
 
   // A fresh random boundary practically never collides; check anyway, the content is not ours.
   let boundary: string;

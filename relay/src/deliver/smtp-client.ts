@@ -177,7 +177,7 @@ export class SmtpClient {
   }
 
   private async pipelined(envelope: SmtpEnvelope, body: Readable): Promise<TransactionReplies> {
-    const commands = this.mailCommand(envelope) + envelope.recipients.map((r) => `RCPT TO:<${r}>\r\n`).join("") + "DATA\r\n";
+    const commands = `${this.mailCommand(envelope) + envelope.recipients.map((r) => `RCPT TO:<${r}>\r\n`).join("")}DATA\r\n`;
     this.write(commands);
     const mail = await this.reply();
     const recipients: SmtpReply[] = [];
