@@ -25,11 +25,11 @@ HARAKA_PREFIX := .tmp/bench/haraka
 # unzip unpacks helm and kubectl; prometheus brings promtool and the server the alerting tests run.
 APT_PACKAGES := unzip postfix swaks libnet-ssleay-perl libio-socket-ssl-perl openssl clamav-daemon rspamd prometheus
 
-.PHONY: help deps deps-npm deps-apt deps-run deps-tools deps-bench typecheck generate test test-unit test-integration run bench clean
+.PHONY: help deps deps-npm deps-apt deps-run lint format deps-tools deps-bench typecheck generate test test-unit test-integration run bench clean
 
 help:
 	@echo "make run    - start a local backup MX on 127.0.0.1:2525 with a stand-in primary"
-	@echo "make test   - install what the tests need, typecheck, run all tests"
+	@echo "make test   - install what the tests need, typecheck, lint, run all tests"
 	@echo "make deps   - only install dependencies (npm, Debian packages, pinned tools)"
 	@echo "make bench  - mxwarden, Postfix and Haraka under the same load; writes docs/benchmarks.md"
 
@@ -93,11 +93,19 @@ deps-run:
 typecheck: deps-npm
 	$(TSC) -p tsconfig.json
 
+# Formatting and lint rules (biome.jsonc); `make format` rewrites the sources the way `make lint` wants them.
+lint: deps-npm
+	$(CURDIR)/node_modules/.bin/biome ci --colors=off .
+
+format: deps-npm
+	$(CURDIR)/node_modules/.bin/biome format --write .
+	$(CURDIR)/node_modules/.bin/biome lint --write .
+
 # CRDs (crds/ and the chart's copies) from the TypeScript API in api/; a unit test fails when they are stale.
 generate: deps-npm
 	$(NODE) api/generate-crds.ts
 
-test: deps deps-bench typecheck
+test: deps deps-bench typecheck lint
 	$(NODE) --test --test-concurrency=1 --test-timeout=600000 'test/**/*.test.ts'
 
 # The local backup MX needs only Node and nats-server, not the Kubernetes test tools.

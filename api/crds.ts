@@ -41,7 +41,16 @@ export interface CustomResourceDefinition {
   };
 }
 
-function crd(kind: string, plural: string, shortName: string, scope: "Namespaced" | "Cluster", description: string, spec: TSchema, status: TSchema, columns: PrinterColumn[]): CustomResourceDefinition {
+function crd(
+  kind: string,
+  plural: string,
+  shortName: string,
+  scope: "Namespaced" | "Cluster",
+  description: string,
+  spec: TSchema,
+  status: TSchema,
+  columns: PrinterColumn[],
+): CustomResourceDefinition {
   return {
     apiVersion: "apiextensions.k8s.io/v1",
     kind: "CustomResourceDefinition",
@@ -50,51 +59,80 @@ function crd(kind: string, plural: string, shortName: string, scope: "Namespaced
       group: GROUP,
       scope,
       names: { kind, listKind: `${kind}List`, plural, singular: kind.toLowerCase(), shortNames: [shortName], categories: ["mxwarden"] },
-      versions: [{
-        name: VERSION,
-        served: true,
-        storage: true,
-        subresources: { status: {} },
-        additionalPrinterColumns: columns,
-        schema: {
-          openAPIV3Schema: {
-            type: "object",
-            description,
-            properties: {
-              apiVersion: { type: "string", description: "Versioned schema of this object" },
-              kind: { type: "string", description: "REST resource this object represents" },
-              metadata: { type: "object" },
-              spec: openApi(spec),
-              status: openApi(status),
+      versions: [
+        {
+          name: VERSION,
+          served: true,
+          storage: true,
+          subresources: { status: {} },
+          additionalPrinterColumns: columns,
+          schema: {
+            openAPIV3Schema: {
+              type: "object",
+              description,
+              properties: {
+                apiVersion: { type: "string", description: "Versioned schema of this object" },
+                kind: { type: "string", description: "REST resource this object represents" },
+                metadata: { type: "object" },
+                spec: openApi(spec),
+                status: openApi(status),
+              },
+              required: ["spec"],
             },
-            required: ["spec"],
           },
         },
-      }],
+      ],
     },
   };
 }
 
-const readyColumn: PrinterColumn = { name: "Ready", type: "string", jsonPath: ".status.conditions[?(@.type==\"Ready\")].status", description: "Summary Ready condition" };
+const readyColumn: PrinterColumn = {
+  name: "Ready",
+  type: "string",
+  jsonPath: '.status.conditions[?(@.type=="Ready")].status',
+  description: "Summary Ready condition",
+};
 const ageColumn: PrinterColumn = { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp", description: "Time since creation" };
 
-export const relayDomainCrd = crd("RelayDomain", "relaydomains", "rdom", "Namespaced",
-  "A mail domain served by mxwarden's backup MX relays", relayDomainSpecSchema, relayDomainStatusSchema, [
+export const relayDomainCrd = crd(
+  "RelayDomain",
+  "relaydomains",
+  "rdom",
+  "Namespaced",
+  "A mail domain served by mxwarden's backup MX relays",
+  relayDomainSpecSchema,
+  relayDomainStatusSchema,
+  [
     { name: "Domain", type: "string", jsonPath: ".spec.domain", description: "Mail domain" },
     { name: "Sites", type: "string", jsonPath: ".status.sitesReady", description: "Ready sites out of those serving the domain" },
     { name: "Queued", type: "integer", jsonPath: ".status.queuedMessages", description: "Messages queued for the domain across sites" },
     readyColumn,
     ageColumn,
-  ]);
+  ],
+);
 
-export const relaySiteCrd = crd("RelaySite", "relaysites", "rsite", "Cluster",
-  "A site of mxwarden relays: one cluster, one NATS JetStream domain", relaySiteSpecSchema, relaySiteStatusSchema, [
+export const relaySiteCrd = crd(
+  "RelaySite",
+  "relaysites",
+  "rsite",
+  "Cluster",
+  "A site of mxwarden relays: one cluster, one NATS JetStream domain",
+  relaySiteSpecSchema,
+  relaySiteStatusSchema,
+  [
     { name: "Hostname", type: "string", jsonPath: ".spec.hostname", description: "SMTP host name of the site" },
     { name: "Relays", type: "integer", jsonPath: ".status.readyReplicas", description: "Relay pods ready (one READY column: the Ready condition)" },
     { name: "Domains", type: "integer", jsonPath: ".status.domains", description: "Domains served" },
     readyColumn,
-    { name: "Reachable", type: "string", jsonPath: ".status.conditions[?(@.type==\"ClusterReachable\")].status", description: "The site's cluster answers", priority: 1 },
+    {
+      name: "Reachable",
+      type: "string",
+      jsonPath: '.status.conditions[?(@.type=="ClusterReachable")].status',
+      description: "The site's cluster answers",
+      priority: 1,
+    },
     ageColumn,
-  ]);
+  ],
+);
 
 export const allCrds = [relayDomainCrd, relaySiteCrd];

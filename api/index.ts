@@ -2,11 +2,37 @@
 // (types, CRD schemas, validation), the one domain key, and the quantities their specs use.
 // Import it as "#api" (package.json "imports"); nothing outside api/ reaches into its files.
 
-export { API_VERSION, DEFAULT_DELETION_GRACE, GROUP, OPERATOR_ONLY_SPEC_FIELDS, VERSION, recipientsPolicy, relayDomainSpecSchema, relayDomainStatusSchema } from "./relay-domain.ts";
+export {
+  API_VERSION,
+  DEFAULT_DELETION_GRACE,
+  GROUP,
+  OPERATOR_ONLY_SPEC_FIELDS,
+  VERSION,
+  recipientsPolicy,
+  relayDomainSpecSchema,
+  relayDomainStatusSchema,
+} from "./relay-domain.ts";
 export type { DomainSiteStatus, ObjectMeta, RelayDomain, RelayDomainSpec, RelayDomainStatus } from "./relay-domain.ts";
-export { DEFAULT_RELAY_REPLICAS, DEFAULT_SITE_NAMESPACE, RELAY_CONTAINER_SMTP_PORT, RELAY_METRICS_PORT, relaySiteSpecSchema, relaySiteStatusSchema } from "./relay-site.ts";
+export {
+  DEFAULT_RELAY_REPLICAS,
+  DEFAULT_SITE_NAMESPACE,
+  RELAY_CONTAINER_SMTP_PORT,
+  RELAY_METRICS_PORT,
+  relaySiteSpecSchema,
+  relaySiteStatusSchema,
+} from "./relay-site.ts";
 export type { RelaySite, RelaySiteSpec, RelaySiteStatus } from "./relay-site.ts";
-export { acceptWhenPolicy, accessPolicy, antispamPolicy, antivirusPolicy, authenticationPolicy, clientChecksPolicy, dnsblPolicy, greylistingPolicy, rateLimitsPolicy } from "./filter-policies.ts";
+export {
+  acceptWhenPolicy,
+  accessPolicy,
+  antispamPolicy,
+  antivirusPolicy,
+  authenticationPolicy,
+  clientChecksPolicy,
+  dnsblPolicy,
+  greylistingPolicy,
+  rateLimitsPolicy,
+} from "./filter-policies.ts";
 export { findCondition, setCondition } from "./conditions.ts";
 export type { Condition, ConditionInput, ConditionStatus } from "./conditions.ts";
 export { allCrds, relayDomainCrd, relaySiteCrd } from "./crds.ts";

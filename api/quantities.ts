@@ -15,7 +15,13 @@ export function parseDuration(text: string): number | undefined {
 }
 
 const sizeUnits: Record<string, number> = {
-  "": 1, k: 1e3, M: 1e6, G: 1e9, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3,
+  "": 1,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  Ki: 1024,
+  Mi: 1024 ** 2,
+  Gi: 1024 ** 3,
 };
 
 /** Bytes in a size such as 52428800, "50Mi" or "20M"; undefined when malformed. */

@@ -32,56 +32,95 @@ export const RELAY_METRICS_PORT = 9090;
 
 const { Optional } = Type;
 
-const secretKeyRef = (description: string) => object(description, {
-  name: string("Secret name (in the operator's namespace)", { maxLength: 253 }),
-  key: Optional(string("Key in the Secret", { maxLength: 253 })),
-});
+const secretKeyRef = (description: string) =>
+  object(description, {
+    name: string("Secret name (in the operator's namespace)", { maxLength: 253 }),
+    key: Optional(string("Key in the Secret", { maxLength: 253 })),
+  });
 
 const hostPort = "^[^\\s:/]+:[0-9]{1,5}$|^\\[[0-9a-fA-F:.]+\\]:[0-9]{1,5}$";
 
 export const relaySiteSpecSchema = object("Where and how one site's relays run", {
-  cluster: Optional(object("The cluster the relays run in; absent means the operator's own cluster", {
-    kubeconfigSecretRef: Optional(secretKeyRef("A Secret in the operator's namespace holding a kubeconfig for a remote cluster (key default: kubeconfig)")),
-  })),
+  cluster: Optional(
+    object("The cluster the relays run in; absent means the operator's own cluster", {
+      kubeconfigSecretRef: Optional(secretKeyRef("A Secret in the operator's namespace holding a kubeconfig for a remote cluster (key default: kubeconfig)")),
+    }),
+  ),
   namespace: Optional(string("Namespace of the relays in that cluster (default mxwarden)", { maxLength: 63, pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" })),
   hostname: hostname("The relays' SMTP host name (greeting, Received, loop detection); the MX host of this site"),
   mxNames: Optional(array("Other names of this site in MX records", hostname("A host name"), { maxItems: 16 })),
   replicas: Optional(integer("Relay pods (default 2; at least 2 for a PodDisruptionBudget to help)", { minimum: 1, maximum: 100 })),
   image: Optional(string("Relay image; default: the operator's --relay-image", { maxLength: 512 })),
-  resources: Optional(object("Relay container resources", {
-    requests: Optional(stringMap("Requests, such as cpu: 500m, memory: 256Mi")),
-    limits: Optional(stringMap("Limits, such as memory: 512Mi")),
-  })),
-  smtp: Optional(object("The SMTP Service on port 25", {
-    serviceType: Optional(oneOf("Service type", ["LoadBalancer", "NodePort", "ClusterIP"], "LoadBalancer")),
-    port: Optional(port("Service port", 25)),
-    externalTrafficPolicy: Optional(oneOf("Local keeps the client address (needed by SPF, DNSBL, greylisting, rate limits)", ["Local", "Cluster"], "Local")),
-    proxyProtocol: Optional(boolean("The load balancer sends a PROXY protocol v1 header; relays read the client address from it")),
-    loadBalancerIP: Optional(string("Requested load balancer address", { maxLength: 64 })),
-    annotations: Optional(stringMap("Annotations for the Service (cloud load balancer settings)")),
-  }, [
-    rule<{ externalTrafficPolicy?: string; proxyProtocol?: boolean }>("!has(self.externalTrafficPolicy) || self.externalTrafficPolicy == 'Local' || (has(self.proxyProtocol) && self.proxyProtocol)", "with externalTrafficPolicy Cluster the client address is lost: enable proxyProtocol or use Local",
-      (self) => self.externalTrafficPolicy !== "Cluster" || self.proxyProtocol === true, ".externalTrafficPolicy"),
-    rule<{ serviceType?: string; loadBalancerIP?: string }>("!has(self.serviceType) || self.serviceType != 'ClusterIP' || !has(self.loadBalancerIP)", "loadBalancerIP needs serviceType LoadBalancer",
-      (self) => self.serviceType !== "ClusterIP" || self.loadBalancerIP === undefined, ".loadBalancerIP"),
-  ])),
-  tls: Optional(object("STARTTLS certificate for the relays", {
-    secretName: string("A kubernetes.io/tls Secret in the relays' namespace", { maxLength: 253 }),
-  })),
+  resources: Optional(
+    object("Relay container resources", {
+      requests: Optional(stringMap("Requests, such as cpu: 500m, memory: 256Mi")),
+      limits: Optional(stringMap("Limits, such as memory: 512Mi")),
+    }),
+  ),
+  smtp: Optional(
+    object(
+      "The SMTP Service on port 25",
+      {
+        serviceType: Optional(oneOf("Service type", ["LoadBalancer", "NodePort", "ClusterIP"], "LoadBalancer")),
+        port: Optional(port("Service port", 25)),
+        externalTrafficPolicy: Optional(
+          oneOf("Local keeps the client address (needed by SPF, DNSBL, greylisting, rate limits)", ["Local", "Cluster"], "Local"),
+        ),
+        proxyProtocol: Optional(boolean("The load balancer sends a PROXY protocol v1 header; relays read the client address from it")),
+        loadBalancerIP: Optional(string("Requested load balancer address", { maxLength: 64 })),
+        annotations: Optional(stringMap("Annotations for the Service (cloud load balancer settings)")),
+      },
+      [
+        rule<{ externalTrafficPolicy?: string; proxyProtocol?: boolean }>(
+          "!has(self.externalTrafficPolicy) || self.externalTrafficPolicy == 'Local' || (has(self.proxyProtocol) && self.proxyProtocol)",
+          "with externalTrafficPolicy Cluster the client address is lost: enable proxyProtocol or use Local",
+          (self) => self.externalTrafficPolicy !== "Cluster" || self.proxyProtocol === true,
+          ".externalTrafficPolicy",
+        ),
+        rule<{ serviceType?: string; loadBalancerIP?: string }>(
+          "!has(self.serviceType) || self.serviceType != 'ClusterIP' || !has(self.loadBalancerIP)",
+          "loadBalancerIP needs serviceType LoadBalancer",
+          (self) => self.serviceType !== "ClusterIP" || self.loadBalancerIP === undefined,
+          ".loadBalancerIP",
+        ),
+      ],
+    ),
+  ),
+  tls: Optional(
+    object("STARTTLS certificate for the relays", {
+      secretName: string("A kubernetes.io/tls Secret in the relays' namespace", { maxLength: 253 }),
+    }),
+  ),
   nats: object("The site's NATS JetStream (three servers, R3, one JetStream domain per site)", {
     url: string("NATS URL(s), comma-separated, such as nats://nats.mxwarden:4222", { minLength: 1, maxLength: 1024, pattern: "^(nats|tls)://" }),
     streamReplicas: Optional(integer("Replicas of the queue streams: 3 for a three-server site (default), 1 for a single server", { minimum: 1, maximum: 5 })),
-    domain: Optional(string("This site's JetStream domain; set on every site to share greylisting and verification state between sites", { maxLength: 63, pattern: "^[A-Za-z0-9_-]+$" })),
+    domain: Optional(
+      string("This site's JetStream domain; set on every site to share greylisting and verification state between sites", {
+        maxLength: 63,
+        pattern: "^[A-Za-z0-9_-]+$",
+      }),
+    ),
   }),
-  clamd: Optional(object("clamd for antivirus scanning", {
-    address: string("host:port of clamd", { pattern: hostPort, maxLength: 260 }),
-  })),
-  rspamd: Optional(object("rspamd for content scoring", {
-    url: string("rspamd controller/normal worker URL such as http://rspamd:11333", { pattern: "^https?://", maxLength: 1024 }),
-  })),
-  resolver: Optional(string("DNS resolver host:port for DNSBL, SPF, DKIM and MX lookups (public resolvers are refused by large lists)", { pattern: hostPort, maxLength: 260 })),
+  clamd: Optional(
+    object("clamd for antivirus scanning", {
+      address: string("host:port of clamd", { pattern: hostPort, maxLength: 260 }),
+    }),
+  ),
+  rspamd: Optional(
+    object("rspamd for content scoring", {
+      url: string("rspamd controller/normal worker URL such as http://rspamd:11333", { pattern: "^https?://", maxLength: 1024 }),
+    }),
+  ),
+  resolver: Optional(
+    string("DNS resolver host:port for DNSBL, SPF, DKIM and MX lookups (public resolvers are refused by large lists)", { pattern: hostPort, maxLength: 260 }),
+  ),
   deliveryConcurrency: Optional(integer("Deliveries in flight per relay", { minimum: 1, maximum: 1000 })),
-  domainMetrics: Optional(integer("Export queue depth and oldest age per domain for at most this many domains, those with the oldest mail first (0: none, bounding metric cardinality)", { minimum: 0, maximum: 10000 })),
+  domainMetrics: Optional(
+    integer(
+      "Export queue depth and oldest age per domain for at most this many domains, those with the oldest mail first (0: none, bounding metric cardinality)",
+      { minimum: 0, maximum: 10000 },
+    ),
+  ),
 });
 
 export type RelaySiteSpec = Static<typeof relaySiteSpecSchema>;

@@ -6,7 +6,18 @@
 // and as a TypeScript predicate for the relay. test/integration/contract-parity.test.ts runs one
 // table of documents through kubectl and through the relay and fails when the two disagree.
 
-import { Type, type TSchema, type TString, type TUnsafe, type TBoolean, type TInteger, type TNumber, type TArray, type TObject, type TProperties } from "@sinclair/typebox";
+import {
+  Type,
+  type TSchema,
+  type TString,
+  type TUnsafe,
+  type TBoolean,
+  type TInteger,
+  type TNumber,
+  type TArray,
+  type TObject,
+  type TProperties,
+} from "@sinclair/typebox";
 import { normaliseDomain } from "./domain-name.ts";
 import { parseByteSize, parseDuration } from "./quantities.ts";
 
@@ -42,7 +53,10 @@ function annotate<T extends TSchema>(schema: T, checks: RelayChecks): Annotated<
   annotated[RELAY_CHECKS] = checks;
   if (checks.rules) {
     const cel = checks.rules.filter((rule) => !rule.relayOnly);
-    if (cel.length > 0) (annotated as TSchema)["x-kubernetes-validations"] = cel.map(({ rule, message, fieldPath }) => (fieldPath === undefined ? { rule, message } : { rule, message, fieldPath }));
+    if (cel.length > 0)
+      (annotated as TSchema)["x-kubernetes-validations"] = cel.map(({ rule, message, fieldPath }) =>
+        fieldPath === undefined ? { rule, message } : { rule, message, fieldPath },
+      );
   }
   return annotated;
 }
@@ -60,14 +74,18 @@ export function object<P extends TProperties>(description: string, properties: P
   return annotate(Type.Object(properties, { description }), { rules });
 }
 
-export function string(description: string, options: { pattern?: string; minLength?: number; maxLength?: number; format?: string; message?: string; rules?: Rule[] } = {}): Annotated<TString> {
+export function string(
+  description: string,
+  options: { pattern?: string; minLength?: number; maxLength?: number; format?: string; message?: string; rules?: Rule[] } = {},
+): Annotated<TString> {
   const { message, rules, ...schema } = options;
   return annotate(Type.String({ description, ...schema }), { ...(message === undefined ? {} : { message }), rules: rules ?? [] });
 }
 
 export function oneOf<const V extends readonly string[]>(description: string, values: V, defaultValue?: V[number]): Annotated<TUnsafe<V[number]>> {
   for (const value of values) {
-    if (YAML11_BOOLEAN_WORDS.has(value.toLowerCase())) throw new Error(`enum value ${JSON.stringify(value)} is a boolean in YAML 1.1: kubectl would read it as one`);
+    if (YAML11_BOOLEAN_WORDS.has(value.toLowerCase()))
+      throw new Error(`enum value ${JSON.stringify(value)} is a boolean in YAML 1.1: kubectl would read it as one`);
   }
   const schema = Type.Unsafe<V[number]>({ type: "string", description, enum: [...values], ...(defaultValue === undefined ? {} : { default: defaultValue }) });
   return annotate(schema, { message: `must be one of ${values.join(", ")}` });
@@ -78,7 +96,12 @@ export function boolean(description: string, defaultValue?: boolean): Annotated<
 }
 
 export function integer(description: string, options: { minimum?: number; maximum?: number; default?: number } = {}): Annotated<TInteger> {
-  const range = options.minimum !== undefined && options.maximum !== undefined ? ` from ${options.minimum} to ${options.maximum}` : options.minimum !== undefined ? ` of at least ${options.minimum}` : "";
+  const range =
+    options.minimum !== undefined && options.maximum !== undefined
+      ? ` from ${options.minimum} to ${options.maximum}`
+      : options.minimum !== undefined
+        ? ` of at least ${options.minimum}`
+        : "";
   return annotate(Type.Integer({ description, ...options }), { message: `must be an integer${range}` });
 }
 
@@ -91,18 +114,28 @@ export function port(description: string, defaultValue?: number): Annotated<TInt
   return integer(description, { minimum: 1, maximum: 65535, ...(defaultValue === undefined ? {} : { default: defaultValue }) });
 }
 
-export function array<T extends TSchema>(description: string, items: T, options: { maxItems?: number; minItems?: number; listType?: "atomic" | "set" | "map"; listMapKeys?: string[]; message?: string; rules?: Rule[] } = {}): Annotated<TArray<T>> {
+export function array<T extends TSchema>(
+  description: string,
+  items: T,
+  options: { maxItems?: number; minItems?: number; listType?: "atomic" | "set" | "map"; listMapKeys?: string[]; message?: string; rules?: Rule[] } = {},
+): Annotated<TArray<T>> {
   const { listType, listMapKeys, message, rules, ...schema } = options;
-  return annotate(Type.Array(items, {
-    description, ...schema,
-    ...(listType === undefined ? {} : { "x-kubernetes-list-type": listType }),
-    ...(listMapKeys === undefined ? {} : { "x-kubernetes-list-map-keys": listMapKeys }),
-  }), { message: message ?? "must be a list", rules: rules ?? [] });
+  return annotate(
+    Type.Array(items, {
+      description,
+      ...schema,
+      ...(listType === undefined ? {} : { "x-kubernetes-list-type": listType }),
+      ...(listMapKeys === undefined ? {} : { "x-kubernetes-list-map-keys": listMapKeys }),
+    }),
+    { message: message ?? "must be a list", rules: rules ?? [] },
+  );
 }
 
 export function stringMap(description: string): Annotated<TUnsafe<Record<string, string>>> {
   // additionalProperties, not TypeBox's Record (patternProperties): CRDs must be structural.
-  return annotate(Type.Unsafe<Record<string, string>>({ type: "object", description, additionalProperties: { type: "string" } }), { message: "must be a map of strings" });
+  return annotate(Type.Unsafe<Record<string, string>>({ type: "object", description, additionalProperties: { type: "string" } }), {
+    message: "must be a map of strings",
+  });
 }
 
 // --- Quantities ---------------------------------------------------------------------------------
@@ -118,7 +151,12 @@ export function celDurationMs(expression: string): string {
 
 /** A human duration for messages: whole days, hours, minutes or seconds. */
 export function formatDuration(ms: number): string {
-  for (const [unit, size] of [["d", DAY_MS], ["h", 3_600_000], ["m", 60_000], ["s", 1000]] as const) {
+  for (const [unit, size] of [
+    ["d", DAY_MS],
+    ["h", 3_600_000],
+    ["m", 60_000],
+    ["s", 1000],
+  ] as const) {
     if (ms % size === 0) return `${ms / size}${unit}`;
   }
   return `${ms}ms`;
@@ -133,7 +171,10 @@ export function duration(description: string, options: { default?: string; maxMs
     const max = options.maxMs;
     rules.push(rule<string>(`${celDurationMs("self")} <= ${max}`, `must be at most ${formatDuration(max)}`, (self) => durationMs(self) <= max));
   }
-  return annotate(Type.String({ description, pattern: DURATION_PATTERN, maxLength: 32, ...(options.default === undefined ? {} : { default: options.default }) }), { message, rules });
+  return annotate(
+    Type.String({ description, pattern: DURATION_PATTERN, maxLength: 32, ...(options.default === undefined ? {} : { default: options.default }) }),
+    { message, rules },
+  );
 }
 
 /** "100/1m": a count of 1 to 999,999,999 per window of 1s to 1d. */
@@ -147,7 +188,11 @@ export function rate(description: string): Annotated<TString> {
     message,
     rules: [
       rule<string>("int(self.split('/')[0]) >= 1", message, (self) => parts(self)[0] >= 1),
-      rule<string>(`${celDurationMs("self.split('/')[1]")} >= 1000 && ${celDurationMs("self.split('/')[1]")} <= ${DAY_MS}`, message, (self) => parts(self)[1] >= 1000 && parts(self)[1] <= DAY_MS),
+      rule<string>(
+        `${celDurationMs("self.split('/')[1]")} >= 1000 && ${celDurationMs("self.split('/')[1]")} <= ${DAY_MS}`,
+        message,
+        (self) => parts(self)[1] >= 1000 && parts(self)[1] <= DAY_MS,
+      ),
     ],
   });
 }
@@ -160,12 +205,20 @@ export function byteSize(description: string, options: { default?: string; min: 
   const cel = "(type(self) == int ? self : quantity(string(self)).asInteger())";
   // An int-or-string field: TypeBox has no such type, so its JSON Schema is written by hand.
   const schema = Type.Unsafe<string | number>({
-    description, "x-kubernetes-int-or-string": true, pattern: BYTE_SIZE_PATTERN,
+    description,
+    "x-kubernetes-int-or-string": true,
+    pattern: BYTE_SIZE_PATTERN,
     ...(options.default === undefined ? {} : { default: options.default }),
   });
   return annotate(schema, {
     message: options.message,
-    rules: [rule<unknown>(`${cel} >= ${options.min} && ${cel} <= ${options.max}`, options.message, (self) => bytes(self) >= options.min && bytes(self) <= options.max)],
+    rules: [
+      rule<unknown>(
+        `${cel} >= ${options.min} && ${cel} <= ${options.max}`,
+        options.message,
+        (self) => bytes(self) >= options.min && bytes(self) <= options.max,
+      ),
+    ],
   });
 }
 
@@ -240,13 +293,20 @@ function isIPAddress(text: string): 0 | 4 | 6 {
 
 /** The metav1.Condition shape, as status.conditions lists it. */
 export function conditions(): Annotated<TArray> {
-  return array("Observations of the object's state, keyed by type (Kubernetes API conventions)", Type.Object({
-    type: string("CamelCase condition type", { maxLength: 316 }),
-    // Written by the operator as JSON, never by users in YAML: Kubernetes' own True/False words.
-    status: Type.Unsafe<"True" | "False" | "Unknown">({ type: "string", description: "Whether the condition holds", enum: ["True", "False", "Unknown"] }),
-    reason: string("CamelCase reason for the last transition", { maxLength: 1024 }),
-    message: Type.Optional(string("Human-readable detail", { maxLength: 32768 })),
-    observedGeneration: Type.Optional(integer("metadata.generation this condition was computed from", { minimum: 0 })),
-    lastTransitionTime: string("When status last changed", { format: "date-time" }),
-  }, { description: "One condition" }), { listType: "map", listMapKeys: ["type"] });
+  return array(
+    "Observations of the object's state, keyed by type (Kubernetes API conventions)",
+    Type.Object(
+      {
+        type: string("CamelCase condition type", { maxLength: 316 }),
+        // Written by the operator as JSON, never by users in YAML: Kubernetes' own True/False words.
+        status: Type.Unsafe<"True" | "False" | "Unknown">({ type: "string", description: "Whether the condition holds", enum: ["True", "False", "Unknown"] }),
+        reason: string("CamelCase reason for the last transition", { maxLength: 1024 }),
+        message: Type.Optional(string("Human-readable detail", { maxLength: 32768 })),
+        observedGeneration: Type.Optional(integer("metadata.generation this condition was computed from", { minimum: 0 })),
+        lastTransitionTime: string("When status last changed", { format: "date-time" }),
+      },
+      { description: "One condition" },
+    ),
+    { listType: "map", listMapKeys: ["type"] },
+  );
 }

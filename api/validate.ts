@@ -103,7 +103,9 @@ export function check(schema: TSchema, value: unknown, path: string): void {
     if (!s.enum.includes(value)) fail(`must be one of ${s.enum.join(", ")}`);
   } else {
     switch (s.type) {
-      case "object": checkObject(s, value, path, fail); break;
+      case "object":
+        checkObject(s, value, path, fail);
+        break;
       case "array": {
         if (!Array.isArray(value)) return fail("must be a list");
         if (s.maxItems !== undefined && value.length > s.maxItems) fail(`must have at most ${s.maxItems} entries`);
@@ -114,17 +116,21 @@ export function check(schema: TSchema, value: unknown, path: string): void {
       case "string": {
         if (typeof value !== "string") return fail("must be a string");
         const length = [...value].length;
-        if ((s.minLength !== undefined && length < s.minLength) || (s.maxLength !== undefined && length > s.maxLength)) fail(`must be ${s.minLength ?? 0} to ${s.maxLength ?? "any number of"} characters long`);
+        if ((s.minLength !== undefined && length < s.minLength) || (s.maxLength !== undefined && length > s.maxLength))
+          fail(`must be ${s.minLength ?? 0} to ${s.maxLength ?? "any number of"} characters long`);
         if (s.pattern && !matches(s.pattern, value)) fail(`must match ${s.pattern}`);
         break;
       }
       case "integer":
       case "number": {
-        if (typeof value !== "number" || !Number.isFinite(value) || (s.type === "integer" && !Number.isInteger(value))) return fail(`must be ${s.type === "integer" ? "an integer" : "a number"}`);
+        if (typeof value !== "number" || !Number.isFinite(value) || (s.type === "integer" && !Number.isInteger(value)))
+          return fail(`must be ${s.type === "integer" ? "an integer" : "a number"}`);
         if ((s.minimum !== undefined && value < s.minimum) || (s.maximum !== undefined && value > s.maximum)) fail(`must be from ${s.minimum} to ${s.maximum}`);
         break;
       }
-      case "boolean": if (typeof value !== "boolean") fail("must be true or false"); break;
+      case "boolean":
+        if (typeof value !== "boolean") fail("must be true or false");
+        break;
     }
   }
   for (const rule of checks?.rules ?? []) {

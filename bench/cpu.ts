@@ -120,5 +120,7 @@ export function listeningPids(port: number): number[] {
       }
     });
   };
-  return readdirSync("/proc").filter((entry) => /^\d+$/.test(entry) && holdsListener(entry)).map(Number);
+  return readdirSync("/proc")
+    .filter((entry) => /^\d+$/.test(entry) && holdsListener(entry))
+    .map(Number);
 }

@@ -37,8 +37,18 @@ export interface BacklogResult {
 
 function job(domain: string, now: number): DeliveryJob {
   return {
-    v: 1, queueId: newQueueId(now), kind: "relay", domain, sender: "s@client.test", recipients: [`user@${domain}`],
-    size: 4096, eightBit: false, smtpUtf8: false, acceptedAt: now, expiresAt: now + 5 * 86_400_000, attempts: 1,
+    v: 1,
+    queueId: newQueueId(now),
+    kind: "relay",
+    domain,
+    sender: "s@client.test",
+    recipients: [`user@${domain}`],
+    size: 4096,
+    eightBit: false,
+    smtpUtf8: false,
+    acceptedAt: now,
+    expiresAt: now + 5 * 86_400_000,
+    attempts: 1,
   };
 }
 
@@ -71,9 +81,17 @@ export async function measureDeferredBacklog(total = 100_000, domains = 1000): P
     if (snapshot.site.queued !== total) throw new Error(`the subject index lists ${snapshot.site.queued} jobs, ${total} were deferred`);
 
     // The drain as a relay runs it, with delivery slots that acknowledge at once (no SMTP here).
-    const connection = new QueueConnection({
-      servers: [nats.url], name: "bench-backlog", publishTimeoutMs: 30_000, replicas: 1, maxAckPending: 10_000, ackWaitMs: 60_000,
-    }, createLogger({}, "error"));
+    const connection = new QueueConnection(
+      {
+        servers: [nats.url],
+        name: "bench-backlog",
+        publishTimeoutMs: 30_000,
+        replicas: 1,
+        maxAckPending: 10_000,
+        ackWaitMs: 60_000,
+      },
+      createLogger({}, "error"),
+    );
     connection.start();
     await connection.whenReady();
     let drainedJobs = 0;
@@ -87,7 +105,12 @@ export async function measureDeferredBacklog(total = 100_000, domains = 1000): P
     };
     const drainStart = performance.now();
     await new HeldMailFlush(`d${Math.floor(domains / 2)}.example`, {
-      queue: connection, slots, isUnreachable: () => false, concurrency: 20, log: createLogger({}, "error"), checkIntervalMs: 20,
+      queue: connection,
+      slots,
+      isUnreachable: () => false,
+      concurrency: 20,
+      log: createLogger({}, "error"),
+      checkIntervalMs: 20,
     }).run();
     const drainMs = performance.now() - drainStart;
     await connection.close();
@@ -105,7 +128,17 @@ export async function measureDeferredBacklog(total = 100_000, domains = 1000): P
       }
     }
     messages.stop();
-    return { deferred: total, domains, buildSeconds, consumerPendingWithBacklog, drainedJobs, drainMs, otherDomainReadyMs, indexReadMs, indexedDomains: snapshot.byDomainToken.size };
+    return {
+      deferred: total,
+      domains,
+      buildSeconds,
+      consumerPendingWithBacklog,
+      drainedJobs,
+      drainMs,
+      otherDomainReadyMs,
+      indexReadMs,
+      indexedDomains: snapshot.byDomainToken.size,
+    };
   } finally {
     await nc.drain();
     await nats.stop();

@@ -60,7 +60,9 @@ const HEADER = ["scenario", "figure", ...SERVERS, ...PEERS.map((peer) => `mxward
 export function textTable(figures: Figure[]): string {
   const all = [HEADER, ...rows(figures)];
   const widths = HEADER.map((_, column) => Math.max(...all.map((row) => (row[column] ?? "").length)));
-  return all.map((row) => row.map((cell, column) => column < 2 ? cell.padEnd(widths[column] ?? 0) : cell.padStart(widths[column] ?? 0)).join("  ")).join("\n");
+  return all
+    .map((row) => row.map((cell, column) => (column < 2 ? cell.padEnd(widths[column] ?? 0) : cell.padStart(widths[column] ?? 0))).join("  "))
+    .join("\n");
 }
 
 export function markdownTable(figures: Figure[]): string {

@@ -28,7 +28,18 @@ import { join } from "node:path";
 import { repoRoot } from "../test/harness/workspace.ts";
 import { measureDeferredBacklog } from "./deferred-backlog.ts";
 import { machineDescription, markdownTable, median, textTable, type Figure } from "./report.ts";
-import { bigMessageRss, connectionPerMessage, drain, filteredThroughput, latency, SERVERS, SESSIONS, startServer, throughput, type ServerName } from "./scenarios.ts";
+import {
+  bigMessageRss,
+  connectionPerMessage,
+  drain,
+  filteredThroughput,
+  latency,
+  SERVERS,
+  SESSIONS,
+  startServer,
+  throughput,
+  type ServerName,
+} from "./scenarios.ts";
 import { MxwardenBackupMx } from "./servers/mxwarden.ts";
 
 const quick = process.env.BENCH_QUICK === "1";
@@ -65,7 +76,11 @@ function record(target: Figure, server: ServerName, value: number): void {
 }
 
 /** Every repeat runs each server once, in turn, so that noise from the machine spreads over all. */
-async function eachRun(label: string, body: (server: ServerName, dir: string, repeat: number) => Promise<void>, servers: readonly ServerName[] = SERVERS_RUN): Promise<void> {
+async function eachRun(
+  label: string,
+  body: (server: ServerName, dir: string, repeat: number) => Promise<void>,
+  servers: readonly ServerName[] = SERVERS_RUN,
+): Promise<void> {
   for (let repeat = 1; repeat <= REPEATS; repeat++) {
     for (const server of servers) {
       log(`${label}: ${server}, run ${repeat}/${REPEATS}`);
@@ -110,10 +125,14 @@ if (SCENARIOS.has("1")) {
 
 if (SCENARIOS.has("fsync") && SERVERS_RUN.includes("mxwarden")) {
   const relaxed = figure("1: 4 KB", "end-to-end rate, nats-server default fsync (not durable)", "msg/s", "higher");
-  await eachRun("fsync", async (server, dir) => {
-    const result = await throughput(dir, (options) => MxwardenBackupMx.start({ ...options, syncAlways: false }), MESSAGES, 4096);
-    record(relaxed, server, result.endToEndPerSecond);
-  }, ["mxwarden"]);
+  await eachRun(
+    "fsync",
+    async (server, dir) => {
+      const result = await throughput(dir, (options) => MxwardenBackupMx.start({ ...options, syncAlways: false }), MESSAGES, 4096);
+      record(relaxed, server, result.endToEndPerSecond);
+    },
+    ["mxwarden"],
+  );
 }
 
 if (SCENARIOS.has("2")) {
@@ -139,7 +158,9 @@ if (SCENARIOS.has("3")) {
     record(drainRate, server, result.drainPerSecond);
     record(cpu, server, result.cpuMsPerMessage);
     if (result.unfinished > 0) {
-      notes.push(`Scenario 3, ${server} run ${repeat}: ${result.unfinished} of ${MESSAGES} messages were still queued ${DRAIN_WAIT_MS / 1000} s after the primary came back (drain time: unfinished, no rate).`);
+      notes.push(
+        `Scenario 3, ${server} run ${repeat}: ${result.unfinished} of ${MESSAGES} messages were still queued ${DRAIN_WAIT_MS / 1000} s after the primary came back (drain time: unfinished, no rate).`,
+      );
     }
   });
 }
@@ -157,7 +178,9 @@ if (SCENARIOS.has("4")) {
     record(p99, server, result.p99Ms);
     refused += result.notAccepted;
   });
-  notes.push(`Scenario 4 offers ${messages} messages at ${offeredRate.toFixed(0)} msg/s (half the lowest accept rate of scenario 1) to every server; ${refused} were not answered 250.`);
+  notes.push(
+    `Scenario 4 offers ${messages} messages at ${offeredRate.toFixed(0)} msg/s (half the lowest accept rate of scenario 1) to every server; ${refused} were not answered 250.`,
+  );
 
   // The target is set at half the server's own maximum: each server is offered half its own rate.
   if (Object.keys(ownHalfRates).length > 0) {
@@ -182,9 +205,13 @@ if (SCENARIOS.has("5")) {
   const rss = figure("5b: one 50 MB message", "peak RSS of the receiving process", "MiB", "lower");
   tracked.rssBig = rss;
   // Postfix receives in short-lived smtpd and cleanup processes that stream to the queue file: nothing comparable to measure.
-  await eachRun("s5", async (server, dir) => {
-    record(rss, server, await bigMessageRss(dir, startAs(server), BIG_MESSAGE));
-  }, SERVERS_RUN.filter((server) => server !== "Postfix"));
+  await eachRun(
+    "s5",
+    async (server, dir) => {
+      record(rss, server, await bigMessageRss(dir, startAs(server), BIG_MESSAGE));
+    },
+    SERVERS_RUN.filter((server) => server !== "Postfix"),
+  );
 }
 
 if (SCENARIOS.has("6") && SERVERS_RUN.includes("mxwarden")) {
@@ -194,13 +221,17 @@ if (SCENARIOS.has("6") && SERVERS_RUN.includes("mxwarden")) {
   const cpu = figure(`6: all filters, ${messages} × 4 KB`, "CPU per message, clamd and rspamd included", "ms", "lower");
   tracked.filtered = endToEnd;
   const filterMeans: Record<string, number[]> = {};
-  await eachRun("s6", async (server, dir) => {
-    const result = await filteredThroughput(dir, messages);
-    record(accept, server, result.acceptPerSecond);
-    record(endToEnd, server, result.endToEndPerSecond);
-    record(cpu, server, result.cpuMsPerMessage);
-    for (const [filter, ms] of Object.entries(result.filterMeanMs)) (filterMeans[filter] ??= []).push(ms);
-  }, ["mxwarden"]);
+  await eachRun(
+    "s6",
+    async (server, dir) => {
+      const result = await filteredThroughput(dir, messages);
+      record(accept, server, result.acceptPerSecond);
+      record(endToEnd, server, result.endToEndPerSecond);
+      record(cpu, server, result.cpuMsPerMessage);
+      for (const [filter, ms] of Object.entries(result.filterMeanMs)) (filterMeans[filter] ??= []).push(ms);
+    },
+    ["mxwarden"],
+  );
   const perFilter = Object.entries(filterMeans).map(([filter, runs]) => `${filter} ${median(runs).toFixed(1)} ms`);
   if (perFilter.length > 0) notes.push(`Scenario 6, mean time a message spends in each filter (median of runs): ${perFilter.join(", ")}.`);
 }
@@ -224,17 +255,20 @@ if (SCENARIOS.has("7")) {
 if (SCENARIOS.has("backlog")) {
   log("backlog: 100,000 deferred jobs");
   const backlog = await measureDeferredBacklog(Number(process.env.BENCH_DEFERRED ?? 100_000));
-  notes.push(`Deferred backlog (mxwarden's queue layout, no SMTP): ${backlog.deferred} jobs over ${backlog.domains} domains built in ${backlog.buildSeconds.toFixed(1)} s; ` +
-    `${backlog.consumerPendingWithBacklog} of them in the delivery consumer; one primary returns: its ${backlog.drainedJobs} held jobs handed out by its drain consumer and acknowledged in ${backlog.drainMs.toFixed(0)} ms; ` +
-    `a ready job of another domain reaches a relay in ${backlog.otherDomainReadyMs.toFixed(1)} ms; ` +
-    `one read of the queue's subject index (queue age, per-domain gauges, queue report) takes ${backlog.indexReadMs.toFixed(0)} ms for all ${backlog.indexedDomains} domains.`);
+  notes.push(
+    `Deferred backlog (mxwarden's queue layout, no SMTP): ${backlog.deferred} jobs over ${backlog.domains} domains built in ${backlog.buildSeconds.toFixed(1)} s; ` +
+      `${backlog.consumerPendingWithBacklog} of them in the delivery consumer; one primary returns: its ${backlog.drainedJobs} held jobs handed out by its drain consumer and acknowledged in ${backlog.drainMs.toFixed(0)} ms; ` +
+      `a ready job of another domain reaches a relay in ${backlog.otherDomainReadyMs.toFixed(1)} ms; ` +
+      `one read of the queue's subject index (queue age, per-domain gauges, queue report) takes ${backlog.indexReadMs.toFixed(0)} ms for all ${backlog.indexedDomains} domains.`,
+  );
 }
 
 const mine = (target: Figure | undefined): number => median(target?.runs.mxwarden ?? []);
 const versus = (target: Figure | undefined, peer: ServerName): number => mine(target) / median(target?.runs[peer] ?? []);
 const verdict = (met: boolean): string => (met ? "met" : "missed");
 /** A ratio against the target, or why there is none (a peer failed or did not finish). */
-const ratioVerdict = (ratio: number, target: number): string => (Number.isFinite(ratio) ? `${ratio.toFixed(2)}×, ${verdict(ratio >= target)}` : "no figure to compare");
+const ratioVerdict = (ratio: number, target: number): string =>
+  Number.isFinite(ratio) ? `${ratio.toFixed(2)}×, ${verdict(ratio >= target)}` : "no figure to compare";
 const targets: string[] = [];
 if (tracked.endToEnd) {
   const postfix = versus(tracked.endToEnd, "Postfix");
@@ -248,12 +282,18 @@ if (tracked.drainRate) {
 for (const [senders, endToEnd] of trackedPerConnection) {
   targets.push(`end-to-end rate, a new connection per message, ${senders} senders (7) ≥ 1.5× Postfix: ${ratioVerdict(versus(endToEnd, "Postfix"), 1.5)}`);
 }
-if (tracked.p99) targets.push(`p99 accept latency (4) < 50 ms at half the maximum rate: ${mine(tracked.p99).toFixed(1)} ms, ${verdict(mine(tracked.p99) < 50)}`);
-for (const [label, target] of [["under load (5a)", tracked.rssLoad], ["with one 50 MB message (5b)", tracked.rssBig]] as const) {
+if (tracked.p99)
+  targets.push(`p99 accept latency (4) < 50 ms at half the maximum rate: ${mine(tracked.p99).toFixed(1)} ms, ${verdict(mine(tracked.p99) < 50)}`);
+for (const [label, target] of [
+  ["under load (5a)", tracked.rssLoad],
+  ["with one 50 MB message (5b)", tracked.rssBig],
+] as const) {
   if (target) targets.push(`RSS < 200 MB ${label}: ${mine(target).toFixed(0)} MiB, ${verdict(mine(target) * 2 ** 20 < 200e6)}`);
 }
 if (tracked.filtered && tracked.endToEnd) {
-  notes.push(`With all filters (6), mxwarden's end-to-end rate is ${(100 * mine(tracked.filtered) / mine(tracked.endToEnd)).toFixed(0)}% of its rate without them (1).`);
+  notes.push(
+    `With all filters (6), mxwarden's end-to-end rate is ${((100 * mine(tracked.filtered)) / mine(tracked.endToEnd)).toFixed(0)}% of its rate without them (1).`,
+  );
 }
 
 const machine = machineDescription();

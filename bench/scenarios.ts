@@ -25,14 +25,21 @@ const MiB = 2 ** 20;
 
 export function startServer(name: ServerName, options: BackupMxOptions): Promise<BackupMx> {
   switch (name) {
-    case "mxwarden": return MxwardenBackupMx.start(options);
-    case "Postfix": return PostfixBackupMx.start(options);
-    case "Haraka": return HarakaBackupMx.start(options);
+    case "mxwarden":
+      return MxwardenBackupMx.start(options);
+    case "Postfix":
+      return PostfixBackupMx.start(options);
+    case "Haraka":
+      return HarakaBackupMx.start(options);
   }
 }
 
 /** Runs `body` with a primary and a server started in `dir`; removes `dir` when all went well. */
-async function withServer<T>(dir: string, start: (options: BackupMxOptions) => Promise<BackupMx>, body: (server: BackupMx, sink: CountingSink) => Promise<T>): Promise<T> {
+async function withServer<T>(
+  dir: string,
+  start: (options: BackupMxOptions) => Promise<BackupMx>,
+  body: (server: BackupMx, sink: CountingSink) => Promise<T>,
+): Promise<T> {
   mkdirSync(dir, { recursive: true });
   const sink = await CountingSink.start();
   let server: BackupMx | undefined;
@@ -85,7 +92,13 @@ function cpuMeter(server: BackupMx): (messages: number) => number {
  * Scenarios 1, 2, 6 and 7: smtp-source with 20 sessions, each keeping its connection unless `load`
  * says otherwise; accepted (smtp-source done) and delivered (all at the sink).
  */
-export function throughput(dir: string, start: (options: BackupMxOptions) => Promise<BackupMx>, messages: number, size: number, options: { load?: Load; afterRun?: (server: BackupMx) => Promise<void> } = {}): Promise<Throughput> {
+export function throughput(
+  dir: string,
+  start: (options: BackupMxOptions) => Promise<BackupMx>,
+  messages: number,
+  size: number,
+  options: { load?: Load; afterRun?: (server: BackupMx) => Promise<void> } = {},
+): Promise<Throughput> {
   return withServer(dir, start, async (server, sink) => {
     const cpu = cpuMeter(server);
     const started = performance.now();

@@ -44,8 +44,8 @@ export class HarakaBackupMx implements BackupMx {
     mkdirSync(join(home, "queue"), { recursive: true });
     const files: Record<string, string> = {
       "smtp.ini": `listen=127.0.0.1:${port}\n`,
-      "me": "haraka-backup.test\n",
-      "plugins": "relay\n",
+      me: "haraka-backup.test\n",
+      plugins: "relay\n",
       "relay.ini": "[relay]\nacl=false\nforce_routing=true\ndest_domains=true\n",
       "relay_dest_domains.ini": `[domains]\n${options.domain} = { "action": "accept", "nexthop": "127.0.0.1:${options.primaryPort}" }\n`,
       "outbound.ini": "enable_tls=false\n",
@@ -56,10 +56,15 @@ export class HarakaBackupMx implements BackupMx {
     writeFileSync(connectionIni, readFileSync(connectionIni, "utf8").replace(/^bytes=\d+$/m, `bytes=${60 * 2 ** 20}`));
     const child = new TestProcess(process.execPath, [join(HARAKA_DIR, "bin", "haraka"), "-c", home], { logFile: join(home, "haraka.log"), cwd: home });
     const haraka = new HarakaBackupMx(port, child);
-    await eventually("Haraka to listen", async () => {
-      if (!child.running) throw new Error(`Haraka exited: ${child.lines.slice(-10).join("\n")}`);
-      return portOpen(port);
-    }, 60_000, 100);
+    await eventually(
+      "Haraka to listen",
+      async () => {
+        if (!child.running) throw new Error(`Haraka exited: ${child.lines.slice(-10).join("\n")}`);
+        return portOpen(port);
+      },
+      60_000,
+      100,
+    );
     return haraka;
   }
 

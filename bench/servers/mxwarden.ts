@@ -37,12 +37,14 @@ export class MxwardenBackupMx implements BackupMx {
   static async start(options: MxwardenOptions): Promise<MxwardenBackupMx> {
     const nats = await TestNatsServer.start(join(options.dir, "nats"), { syncAlways: options.syncAlways ?? true });
     const domainsPath = join(options.dir, "domains.yaml");
-    writeDomains(domainsPath, [{
-      domain: options.domain,
-      primary: { hosts: [{ host: "127.0.0.1", port: options.primaryPort }] },
-      maxMessageSize: "60Mi",
-      ...options.spec,
-    }]);
+    writeDomains(domainsPath, [
+      {
+        domain: options.domain,
+        primary: { hosts: [{ host: "127.0.0.1", port: options.primaryPort }] },
+        maxMessageSize: "60Mi",
+        ...options.spec,
+      },
+    ]);
     // The primary is probed every second while down (default 5s), so that the drain measures
     // delivery rather than the wait for the next probe; the peers are told at once (flush()).
     const args = ["--probe-interval", "1s", ...(process.env.BENCH_RELAY_ARGS ?? "").split(" ").filter(Boolean), ...(options.args ?? [])];

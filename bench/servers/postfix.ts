@@ -15,7 +15,8 @@ import type { BackupMx, BackupMxOptions } from "./backup-mx.ts";
 const run = promisify(execFile);
 
 // The services a relay needs (pickup: postqueue -f checks it is up); nothing chrooted, so the instance needs no copies of /etc.
-const MASTER_CF = (port: number): string => `
+const MASTER_CF = (port: number): string =>
+  `
 127.0.0.1:${port} inet n - n - - smtpd
 pickup    unix  n - n 60 1 pickup
 cleanup   unix  n - n - 0 cleanup
@@ -40,7 +41,8 @@ postlog   unix-dgram n - n - 1 postlogd
 
 async function postfixUser(): Promise<{ uid: number; gid: number }> {
   const [uid, gid] = await Promise.all(["-u", "-g"].map(async (flag) => Number((await run("id", [flag, "postfix"])).stdout.trim())));
-  if (uid === undefined || gid === undefined || Number.isNaN(uid) || Number.isNaN(gid)) throw new Error("no postfix user; run 'make deps' (Debian package postfix)");
+  if (uid === undefined || gid === undefined || Number.isNaN(uid) || Number.isNaN(gid))
+    throw new Error("no postfix user; run 'make deps' (Debian package postfix)");
   return { uid, gid };
 }
 
@@ -75,32 +77,35 @@ export class PostfixBackupMx implements BackupMx {
     // The daemons run as the postfix user and keep their state (locks, caches) in the data directory.
     const owner = await postfixUser();
     if (process.getuid?.() === 0) chownSync(dataDir, owner.uid, owner.gid);
-    writeFileSync(join(configDir, "main.cf"), [
-      "compatibility_level = 3.6",
-      `queue_directory = ${queueDir}`,
-      `data_directory = ${dataDir}`,
-      `maillog_file = ${join(options.dir, "postfix", "maillog")}`,
-      `maillog_file_prefixes = ${options.dir}`,
-      "mail_owner = postfix",
-      "setgid_group = postdrop",
-      "inet_interfaces = loopback-only",
-      "inet_protocols = ipv4",
-      "myhostname = postfix-backup.test",
-      "mydestination =",
-      "mynetworks = 127.0.0.0/8",
-      "local_recipient_maps =",
-      `relay_domains = ${options.domain}`,
-      "relay_recipient_maps =",
-      `transport_maps = inline:{ { ${options.domain} = smtp:[127.0.0.1]:${options.primaryPort} } }`,
-      // No permit_mynetworks: the load comes from loopback, and must not be allowed to relay anywhere.
-      "smtpd_relay_restrictions = reject_unauth_destination",
-      "smtpd_recipient_restrictions = reject_unauth_destination",
-      `message_size_limit = ${60 * 2 ** 20}`,
-      "smtp_tls_security_level = none",
-      "smtpd_tls_security_level = none",
-      "biff = no",
-      "",
-    ].join("\n"));
+    writeFileSync(
+      join(configDir, "main.cf"),
+      [
+        "compatibility_level = 3.6",
+        `queue_directory = ${queueDir}`,
+        `data_directory = ${dataDir}`,
+        `maillog_file = ${join(options.dir, "postfix", "maillog")}`,
+        `maillog_file_prefixes = ${options.dir}`,
+        "mail_owner = postfix",
+        "setgid_group = postdrop",
+        "inet_interfaces = loopback-only",
+        "inet_protocols = ipv4",
+        "myhostname = postfix-backup.test",
+        "mydestination =",
+        "mynetworks = 127.0.0.0/8",
+        "local_recipient_maps =",
+        `relay_domains = ${options.domain}`,
+        "relay_recipient_maps =",
+        `transport_maps = inline:{ { ${options.domain} = smtp:[127.0.0.1]:${options.primaryPort} } }`,
+        // No permit_mynetworks: the load comes from loopback, and must not be allowed to relay anywhere.
+        "smtpd_relay_restrictions = reject_unauth_destination",
+        "smtpd_recipient_restrictions = reject_unauth_destination",
+        `message_size_limit = ${60 * 2 ** 20}`,
+        "smtp_tls_security_level = none",
+        "smtpd_tls_security_level = none",
+        "biff = no",
+        "",
+      ].join("\n"),
+    );
     writeFileSync(join(configDir, "master.cf"), MASTER_CF(port));
     const postfix = new PostfixBackupMx(port, configDir, queueDir, shortNames);
     try {

@@ -78,7 +78,15 @@ export function parseOperatorArgs(argv: string[], env: NodeJS.ProcessEnv): Opera
     metrics: { host: metricsMatch[1] as string, port: Number(metricsMatch[2]) },
     leaderElection: values["leader-election"] === "true",
     relayImage: values["relay-image"],
-    dnsServers: dns === "off" ? null : dns ? dns.split(",").map((s) => s.trim()).filter(Boolean) : undefined,
+    dnsServers:
+      dns === "off"
+        ? null
+        : dns
+          ? dns
+              .split(",")
+              .map((s) => s.trim())
+              .filter(Boolean)
+          : undefined,
     pollIntervalMs: duration("poll-interval", values["poll-interval"]),
     siteHealthIntervalMs: duration("site-health-interval", values["site-health-interval"]),
     monitoringRules: values["monitoring-rules"],

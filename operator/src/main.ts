@@ -57,7 +57,12 @@ async function main(): Promise<void> {
   const server = await startHealthServer(config.metrics.host, config.metrics.port, metrics, operator);
   const address = server.address();
   const metricsPort = typeof address === "object" && address ? address.port : config.metrics.port;
-  log.info("operator started", { namespace: config.namespace, identity: config.identity, metrics: `${config.metrics.host}:${metricsPort}`, leaderElection: config.leaderElection });
+  log.info("operator started", {
+    namespace: config.namespace,
+    identity: config.identity,
+    metrics: `${config.metrics.host}:${metricsPort}`,
+    leaderElection: config.leaderElection,
+  });
   let stopping = false;
   const shutdown = async (code: number): Promise<void> => {
     if (stopping) return;

@@ -8,8 +8,18 @@ export type ReconcileResult = "success" | "error" | "requeue" | "requeue_after";
 
 export class OperatorMetrics {
   readonly registry = new Registry();
-  readonly reconcileTotal = new Counter({ name: "mxwarden_operator_reconcile_total", help: "Reconciles by controller and result", labelNames: ["controller", "result"] as const, registers: [this.registry] });
-  readonly reconcileErrors = new Counter({ name: "mxwarden_operator_reconcile_errors_total", help: "Reconciles that failed, by controller", labelNames: ["controller"] as const, registers: [this.registry] });
+  readonly reconcileTotal = new Counter({
+    name: "mxwarden_operator_reconcile_total",
+    help: "Reconciles by controller and result",
+    labelNames: ["controller", "result"] as const,
+    registers: [this.registry],
+  });
+  readonly reconcileErrors = new Counter({
+    name: "mxwarden_operator_reconcile_errors_total",
+    help: "Reconciles that failed, by controller",
+    labelNames: ["controller"] as const,
+    registers: [this.registry],
+  });
   readonly reconcileTime = new Histogram({
     name: "mxwarden_operator_reconcile_time_seconds",
     help: "Time a reconcile took, by controller",
@@ -17,10 +27,30 @@ export class OperatorMetrics {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
     registers: [this.registry],
   });
-  readonly workqueueDepth = new Gauge({ name: "mxwarden_operator_workqueue_depth", help: "Keys waiting in the work queue, by controller", labelNames: ["controller"] as const, registers: [this.registry] });
-  readonly siteReachable = new Gauge({ name: "mxwarden_operator_site_reachable", help: "1 when the site's cluster API answers", labelNames: ["site"] as const, registers: [this.registry] });
-  readonly siteConfigGenerationLag = new Gauge({ name: "mxwarden_operator_site_config_generation_lag", help: "RelayDomains whose latest generation the site's relays have not loaded yet", labelNames: ["site"] as const, registers: [this.registry] });
-  readonly siteReadyRelays = new Gauge({ name: "mxwarden_operator_site_ready_relays", help: "Relay pods ready at the site", labelNames: ["site"] as const, registers: [this.registry] });
+  readonly workqueueDepth = new Gauge({
+    name: "mxwarden_operator_workqueue_depth",
+    help: "Keys waiting in the work queue, by controller",
+    labelNames: ["controller"] as const,
+    registers: [this.registry],
+  });
+  readonly siteReachable = new Gauge({
+    name: "mxwarden_operator_site_reachable",
+    help: "1 when the site's cluster API answers",
+    labelNames: ["site"] as const,
+    registers: [this.registry],
+  });
+  readonly siteConfigGenerationLag = new Gauge({
+    name: "mxwarden_operator_site_config_generation_lag",
+    help: "RelayDomains whose latest generation the site's relays have not loaded yet",
+    labelNames: ["site"] as const,
+    registers: [this.registry],
+  });
+  readonly siteReadyRelays = new Gauge({
+    name: "mxwarden_operator_site_ready_relays",
+    help: "Relay pods ready at the site",
+    labelNames: ["site"] as const,
+    registers: [this.registry],
+  });
   readonly leader = new Gauge({ name: "mxwarden_operator_leader", help: "1 while this replica holds the leader lease", registers: [this.registry] });
 
   constructor() {

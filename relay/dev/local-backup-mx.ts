@@ -28,8 +28,12 @@ function startStandInPrimary(): Promise<SMTPServer> {
         const headers = head.split("\r\n\r\n")[0] ?? "";
         process.stdout.write(
           `\n[primary] message from <${session.envelope.mailFrom ? session.envelope.mailFrom.address : ""}>` +
-          ` to ${session.envelope.rcptTo.map((r) => `<${r.address}>`).join(", ")}, ${size} bytes\n` +
-          headers.split("\r\n").map((line) => `[primary]   ${line}`).join("\n") + "\n",
+            ` to ${session.envelope.rcptTo.map((r) => `<${r.address}>`).join(", ")}, ${size} bytes\n` +
+            headers
+              .split("\r\n")
+              .map((line) => `[primary]   ${line}`)
+              .join("\n") +
+            "\n",
         );
         callback(null, "2.0.0 Ok: received by the stand-in primary");
       });
@@ -47,14 +51,24 @@ async function main(): Promise<void> {
   process.stdout.write(`[primary] stand-in primary for example.com listening on 127.0.0.1:${primaryPort}\n`);
 
   const logPath = join(dataDir, "relay.log");
-  const relay = spawn(join(root, "relay/bin/mxwarden-relay"), [
-    "--listen", "127.0.0.1:2525",
-    "--hostname", "backup-mx.localhost",
-    "--domains", join(root, "relay/dev/example-com.yaml"),
-    "--metrics", "127.0.0.1:9464",
-    "--data", dataDir,
-    "--probe-interval", "2s",
-  ], { stdio: ["ignore", "pipe", "inherit"] });
+  const relay = spawn(
+    join(root, "relay/bin/mxwarden-relay"),
+    [
+      "--listen",
+      "127.0.0.1:2525",
+      "--hostname",
+      "backup-mx.localhost",
+      "--domains",
+      join(root, "relay/dev/example-com.yaml"),
+      "--metrics",
+      "127.0.0.1:9464",
+      "--data",
+      dataDir,
+      "--probe-interval",
+      "2s",
+    ],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
   const log = createWriteStream(logPath, { flags: "a" });
   let partial = "";
   relay.stdout.setEncoding("utf8");
@@ -73,17 +87,19 @@ async function main(): Promise<void> {
       if (level === "debug") continue;
       process.stdout.write(`[relay] ${String(level)}: ${String(msg)} ${JSON.stringify(fields)}\n`);
       if (msg === "relay started") {
-        process.stdout.write([
-          "",
-          "Backup MX for example.com is up: SMTP on 127.0.0.1:2525, metrics on http://127.0.0.1:9464/metrics",
-          `Full relay log: ${logPath}`,
-          "Send a test message through it:",
-          "",
-          "  swaks --server 127.0.0.1:2525 --from you@client.example --to postmaster@example.com",
-          "",
-          "Press Ctrl-C to stop.",
-          "",
-        ].join("\n"));
+        process.stdout.write(
+          [
+            "",
+            "Backup MX for example.com is up: SMTP on 127.0.0.1:2525, metrics on http://127.0.0.1:9464/metrics",
+            `Full relay log: ${logPath}`,
+            "Send a test message through it:",
+            "",
+            "  swaks --server 127.0.0.1:2525 --from you@client.example --to postmaster@example.com",
+            "",
+            "Press Ctrl-C to stop.",
+            "",
+          ].join("\n"),
+        );
       }
     }
   });

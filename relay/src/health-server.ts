@@ -13,13 +13,16 @@ export function startHealthServer(host: string, port: number, metrics: { registr
   const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path === "/metrics") {
-      metrics.registry.metrics().then((body) => {
-        res.writeHead(200, { "content-type": metrics.registry.contentType });
-        res.end(body);
-      }, (err: unknown) => {
-        res.writeHead(500, { "content-type": "text/plain" });
-        res.end(String(err));
-      });
+      metrics.registry.metrics().then(
+        (body) => {
+          res.writeHead(200, { "content-type": metrics.registry.contentType });
+          res.end(body);
+        },
+        (err: unknown) => {
+          res.writeHead(500, { "content-type": "text/plain" });
+          res.end(String(err));
+        },
+      );
       return;
     }
     if (path === "/healthz") {

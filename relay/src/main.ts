@@ -8,8 +8,12 @@ import { parseRelayArgs, USAGE, UsageError, type RelayConfig } from "./cli.ts";
 import { DomainStore } from "./config/domain-store.ts";
 import { DEFAULTS } from "./config/relay-domain.ts";
 import {
-  DNS_TIMEOUT_MS, DNS_TRIES, OUTBOUND_CONNECT_TIMEOUT_MS, OUTBOUND_IDLE_TIMEOUT_MS,
-  OUTBOUND_SOCKET_TIMEOUT_MS, progressIntervalFor,
+  DNS_TIMEOUT_MS,
+  DNS_TRIES,
+  OUTBOUND_CONNECT_TIMEOUT_MS,
+  OUTBOUND_IDLE_TIMEOUT_MS,
+  OUTBOUND_SOCKET_TIMEOUT_MS,
+  progressIntervalFor,
 } from "./deliver/delivery-timing.ts";
 import { DeliveryWorker } from "./deliver/delivery-worker.ts";
 import { DestinationHealth } from "./deliver/destination-health.ts";
@@ -47,14 +51,17 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     embedded = new EmbeddedNats(config.dataDir, log);
     servers = [await embedded.start()];
   }
-  const queue = new QueueConnection({
-    servers,
-    name: `mxwarden-relay ${config.hostname} ${process.pid}`,
-    publishTimeoutMs: config.publishTimeoutMs,
-    replicas: config.replicas,
-    maxAckPending: MAX_ACK_PENDING,
-    ackWaitMs: config.ackWaitMs,
-  }, log);
+  const queue = new QueueConnection(
+    {
+      servers,
+      name: `mxwarden-relay ${config.hostname} ${process.pid}`,
+      publishTimeoutMs: config.publishTimeoutMs,
+      replicas: config.replicas,
+      maxAckPending: MAX_ACK_PENDING,
+      ackWaitMs: config.ackWaitMs,
+    },
+    log,
+  );
   queue.start();
 
   const resolver = new Resolver({ timeout: DNS_TIMEOUT_MS, tries: DNS_TRIES });
@@ -64,49 +71,77 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     mxPort: config.mxPort,
     bounceRelay: config.bounceRelay,
   });
-  const outbound = new OutboundSmtp({
-    hostname: config.hostname,
-    connectTimeoutMs: OUTBOUND_CONNECT_TIMEOUT_MS,
-    socketTimeoutMs: OUTBOUND_SOCKET_TIMEOUT_MS,
-    maxConnectionsPerHop: config.maxConnectionsPerHop,
-    idleTimeoutMs: OUTBOUND_IDLE_TIMEOUT_MS,
-  }, log);
+  const outbound = new OutboundSmtp(
+    {
+      hostname: config.hostname,
+      connectTimeoutMs: OUTBOUND_CONNECT_TIMEOUT_MS,
+      socketTimeoutMs: OUTBOUND_SOCKET_TIMEOUT_MS,
+      maxConnectionsPerHop: config.maxConnectionsPerHop,
+      idleTimeoutMs: OUTBOUND_IDLE_TIMEOUT_MS,
+    },
+    log,
+  );
   // The worker is created below; a destination can only recover once it runs.
-  const destinations = new DestinationHealth(config.probeIntervalMs, (domain) => {
-    worker.flushHeldMail(domain);
-    return Promise.resolve();
-  }, metrics, log);
-  const worker = new DeliveryWorker({
-    hostname: config.hostname,
-    concurrency: config.deliveryConcurrency,
-    progressIntervalMs: progressIntervalFor(config.ackWaitMs),
-    fallbackRetry: { initialBackoffMs: DEFAULTS.initialBackoffMs, maxBackoffMs: DEFAULTS.maxBackoffMs },
-  }, { queue, store, resolver: nextHops, outbound, health: destinations, metrics, log });
+  const destinations = new DestinationHealth(
+    config.probeIntervalMs,
+    (domain) => {
+      worker.flushHeldMail(domain);
+      return Promise.resolve();
+    },
+    metrics,
+    log,
+  );
+  const worker = new DeliveryWorker(
+    {
+      hostname: config.hostname,
+      concurrency: config.deliveryConcurrency,
+      progressIntervalMs: progressIntervalFor(config.ackWaitMs),
+      fallbackRetry: { initialBackoffMs: DEFAULTS.initialBackoffMs, maxBackoffMs: DEFAULTS.maxBackoffMs },
+    },
+    { queue, store, resolver: nextHops, outbound, health: destinations, metrics, log },
+  );
 
   const holds = new MaintenanceHolds((domain) => worker.flushHeldMail(domain), log);
   holds.update(store.current());
   store.onChange((table) => holds.update(table));
 
-  const filters = new FilterPipeline(await createFilters({
-    config, resolver, queue, nextHops, policyFor: (domain) => store.lookup(domain), policies: () => store.current().byDomain.values(), log,
-  }), metrics, log);
+  const filters = new FilterPipeline(
+    await createFilters({
+      config,
+      resolver,
+      queue,
+      nextHops,
+      policyFor: (domain) => store.lookup(domain),
+      policies: () => store.current().byDomain.values(),
+      log,
+    }),
+    metrics,
+    log,
+  );
   let shuttingDown = false;
-  const receiver = new SmtpReceiver({
-    hostname: config.hostname,
-    tls: config.tls,
-    maxClients: config.maxClients,
-    maxConnectionsPerClient: config.maxConnectionsPerClient,
-    greetPauseMs: config.greetPauseMs,
-    tarpitAfter: config.tarpitAfter,
-    tarpitDelayMs: config.tarpitDelayMs,
-    maxRecipients: 1000,
-    maxReceivedHeaders: config.maxReceivedHeaders,
-    bareNewline: config.bareNewline,
-    socketTimeoutMs: 300_000,
-    shutdownGraceMs: config.shutdownGraceMs,
-    proxyProtocol: config.proxyProtocol,
-    postmasterDomain: config.postmasterDomain,
-  }, store, queue, filters, metrics, log);
+  const receiver = new SmtpReceiver(
+    {
+      hostname: config.hostname,
+      tls: config.tls,
+      maxClients: config.maxClients,
+      maxConnectionsPerClient: config.maxConnectionsPerClient,
+      greetPauseMs: config.greetPauseMs,
+      tarpitAfter: config.tarpitAfter,
+      tarpitDelayMs: config.tarpitDelayMs,
+      maxRecipients: 1000,
+      maxReceivedHeaders: config.maxReceivedHeaders,
+      bareNewline: config.bareNewline,
+      socketTimeoutMs: 300_000,
+      shutdownGraceMs: config.shutdownGraceMs,
+      proxyProtocol: config.proxyProtocol,
+      postmasterDomain: config.postmasterDomain,
+    },
+    store,
+    queue,
+    filters,
+    metrics,
+    log,
+  );
   await receiver.listen(config.listen.host, config.listen.port);
   const healthServer: Server = await startHealthServer(config.metrics.host, config.metrics.port, metrics, {
     ready: () => {
@@ -126,13 +161,18 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     : () => {};
   const stopDomainMetrics = config.domainMetrics > 0 ? startDomainQueueMetrics(queue, queueIndex, store, metrics, config.domainMetrics, 5000, log) : () => {};
   worker.start();
-  void queue.whenReady().then(async () => {
-    if ((await queue.jobs().depth()).deferred === 0) return;
-    await destinations.recheck([...store.current().byDomain.values()].map((policy) => ({
-      domain: policy.domain,
-      route: () => nextHops.forDomain(policy),
-    })));
-  }).catch((err: unknown) => log.warn("start-up check of deferred mail failed; it waits for its retry times", { error: err }));
+  void queue
+    .whenReady()
+    .then(async () => {
+      if ((await queue.jobs().depth()).deferred === 0) return;
+      await destinations.recheck(
+        [...store.current().byDomain.values()].map((policy) => ({
+          domain: policy.domain,
+          route: () => nextHops.forDomain(policy),
+        })),
+      );
+    })
+    .catch((err: unknown) => log.warn("start-up check of deferred mail failed; it waits for its retry times", { error: err }));
 
   const smtp = receiver.address();
   const http = healthServer.address();

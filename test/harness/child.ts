@@ -52,13 +52,22 @@ export class TestProcess {
     const seen = this.lines.find((line) => pattern.test(line));
     if (seen !== undefined) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no line matching ${pattern} within ${timeoutMs} ms; last lines:\n${this.lines.slice(-15).join("\n")}`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`no line matching ${pattern} within ${timeoutMs} ms; last lines:\n${this.lines.slice(-15).join("\n")}`)),
+        timeoutMs,
+      );
       const onExit = (): void => {
         clearTimeout(timer);
         reject(new Error(`process exited before printing ${pattern}; last lines:\n${this.lines.slice(-15).join("\n")}`));
       };
       void this.exited.then(onExit);
-      this.watchers.push({ pattern, resolve: (line) => { clearTimeout(timer); resolve(line); } });
+      this.watchers.push({
+        pattern,
+        resolve: (line) => {
+          clearTimeout(timer);
+          resolve(line);
+        },
+      });
     });
   }
 

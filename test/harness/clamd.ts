@@ -23,7 +23,9 @@ function ping(port: number): Promise<boolean> {
     const socket = connect({ host: "127.0.0.1", port });
     let reply = "";
     socket.once("connect", () => socket.write("zPING\0"));
-    socket.on("data", (data) => { reply += data.toString(); });
+    socket.on("data", (data) => {
+      reply += data.toString();
+    });
     socket.once("close", () => resolve(reply.startsWith("PONG")));
     socket.once("error", () => resolve(false));
   });
@@ -47,25 +49,27 @@ export class TestClamd {
     const eicarMd5 = createHash("md5").update(EICAR).digest("hex");
     writeFileSync(join(db, "mxwarden-test.hdb"), `${eicarMd5}:${EICAR.length}:Eicar-Test-Signature\n`);
     // Body signatures (like ClamAV's own EICAR one) also match inside a text body, where a hash cannot.
-    writeFileSync(join(db, "mxwarden-test.ndb"), [
-      `Eicar-Test-Pattern:0:*:${Buffer.from(EICAR).toString("hex")}`,
-      `Mxwarden.Test.Pattern:0:*:${Buffer.from(TEST_PATTERN).toString("hex")}`,
-      "",
-    ].join("\n"));
+    writeFileSync(
+      join(db, "mxwarden-test.ndb"),
+      [`Eicar-Test-Pattern:0:*:${Buffer.from(EICAR).toString("hex")}`, `Mxwarden.Test.Pattern:0:*:${Buffer.from(TEST_PATTERN).toString("hex")}`, ""].join("\n"),
+    );
     const port = await freePort();
     const config = join(dir, "clamd.conf");
-    writeFileSync(config, [
-      "Foreground true",
-      `TCPSocket ${port}`,
-      "TCPAddr 127.0.0.1",
-      `DatabaseDirectory ${db}`,
-      `LogFile ${join(dir, "clamd.log")}`,
-      `PidFile ${join(dir, "clamd.pid")}`,
-      "StreamMaxLength 60M",
-      "ScanMail true",
-      "ScanArchive true",
-      "",
-    ].join("\n"));
+    writeFileSync(
+      config,
+      [
+        "Foreground true",
+        `TCPSocket ${port}`,
+        "TCPAddr 127.0.0.1",
+        `DatabaseDirectory ${db}`,
+        `LogFile ${join(dir, "clamd.log")}`,
+        `PidFile ${join(dir, "clamd.pid")}`,
+        "StreamMaxLength 60M",
+        "ScanMail true",
+        "ScanArchive true",
+        "",
+      ].join("\n"),
+    );
     const clamd = new TestClamd(port, dir, config);
     await clamd.resume();
     return clamd;

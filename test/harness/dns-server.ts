@@ -52,8 +52,17 @@ function typeName(type: number): string {
 
 function soaFor(name: string): Resource {
   return new Packet.Resource({
-    name, type: Packet.TYPE.SOA, class: Packet.CLASS.IN, ttl: TTL,
-    primary: "ns.test", admin: "hostmaster.test", serial: 1, refresh: 3600, retry: 600, expiration: 86_400, minimum: TTL,
+    name,
+    type: Packet.TYPE.SOA,
+    class: Packet.CLASS.IN,
+    ttl: TTL,
+    primary: "ns.test",
+    admin: "hostmaster.test",
+    serial: 1,
+    refresh: 3600,
+    retry: 600,
+    expiration: 86_400,
+    minimum: TTL,
   });
 }
 
@@ -61,8 +70,7 @@ function answersFor(name: string, type: number, records: NameRecords): Resource[
   const base = { name, class: Packet.CLASS.IN, ttl: TTL };
   switch (type) {
     case Packet.TYPE.MX:
-      return (records.mx ?? []).map(({ preference, exchange }) =>
-        new Packet.Resource({ ...base, type: Packet.TYPE.MX, priority: preference, exchange }));
+      return (records.mx ?? []).map(({ preference, exchange }) => new Packet.Resource({ ...base, type: Packet.TYPE.MX, priority: preference, exchange }));
     case Packet.TYPE.A:
       return (records.a ?? []).map((address) => new Packet.Resource({ ...base, type: Packet.TYPE.A, address }));
     case Packet.TYPE.AAAA:

@@ -43,7 +43,7 @@ export class FakeKubeClient implements KubeClient {
   /** The stored object, or undefined. */
   peek<T = Unstructured>(ref: ResourceRef, namespace: string | undefined, name: string): T | undefined {
     const found = this.table(ref).get(objectKey(ref, namespace, name));
-    return found === undefined ? undefined : structuredClone(found) as T;
+    return found === undefined ? undefined : (structuredClone(found) as T);
   }
 
   /** The stored objects of one resource, as an informer's cache would hold them (read at call time). */
@@ -51,7 +51,7 @@ export class FakeKubeClient implements KubeClient {
     return {
       get: (key) => {
         const found = this.table(ref).get(key);
-        return found === undefined ? undefined : structuredClone(found) as T;
+        return found === undefined ? undefined : (structuredClone(found) as T);
       },
       list: () => [...this.table(ref).values()].map((object) => structuredClone(object) as T),
     };
@@ -73,9 +73,7 @@ export class FakeKubeClient implements KubeClient {
     }
     const before = this.table(ref).get(objectKey(ref, namespace, name));
     const { metadata, status: _ignored, ...fields } = sent;
-    const merged: Unstructured = before
-      ? { ...before, ...fields, metadata: { ...before.metadata, ...metadata } }
-      : { ...fields, metadata };
+    const merged: Unstructured = before ? { ...before, ...fields, metadata: { ...before.metadata, ...metadata } } : { ...fields, metadata };
     return this.store(ref, merged, before) as T;
   }
 
@@ -106,7 +104,19 @@ export class FakeKubeClient implements KubeClient {
       return;
     }
     if (meta.deletionTimestamp === undefined) {
-      this.store(ref, { ...current, metadata: { ...current.metadata, deletionTimestamp: this.now().toISOString().replace(/\.\d+Z$/, "Z") } }, current);
+      this.store(
+        ref,
+        {
+          ...current,
+          metadata: {
+            ...current.metadata,
+            deletionTimestamp: this.now()
+              .toISOString()
+              .replace(/\.\d+Z$/, "Z"),
+          },
+        },
+        current,
+      );
     }
   }
 
@@ -148,8 +158,13 @@ export class FakeKubeClient implements KubeClient {
     next.metadata = {
       ...meta,
       uid: old?.uid ?? meta.uid ?? `uid-${++this.version}`,
-      creationTimestamp: old?.creationTimestamp ?? meta.creationTimestamp ?? this.now().toISOString().replace(/\.\d+Z$/, "Z"),
-      generation: old?.generation !== undefined ? old.generation + (specChanged ? 1 : 0) : meta.generation ?? 1,
+      creationTimestamp:
+        old?.creationTimestamp ??
+        meta.creationTimestamp ??
+        this.now()
+          .toISOString()
+          .replace(/\.\d+Z$/, "Z"),
+      generation: old?.generation !== undefined ? old.generation + (specChanged ? 1 : 0) : (meta.generation ?? 1),
       resourceVersion: String(++this.version),
     };
     return next;
@@ -163,7 +178,8 @@ function objectKey(ref: ResourceRef, namespace: string | undefined, name: string
 
 function mergePatch(target: unknown, patch: unknown): unknown {
   if (patch === null || typeof patch !== "object" || Array.isArray(patch)) return structuredClone(patch);
-  const out: Record<string, unknown> = target !== null && typeof target === "object" && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
+  const out: Record<string, unknown> =
+    target !== null && typeof target === "object" && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
   for (const [key, value] of Object.entries(patch as Record<string, unknown>)) {
     if (value === null) delete out[key];
     else out[key] = mergePatch(out[key], value);

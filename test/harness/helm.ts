@@ -37,7 +37,9 @@ export function helmTemplate(namespace: string, args: string[] = [], release = "
 }
 
 export function parseManifests(text: string): Unstructured[] {
-  return parseAllDocuments(text).map((doc) => doc.toJS() as Unstructured | null).filter((o): o is Unstructured => o !== null);
+  return parseAllDocuments(text)
+    .map((doc) => doc.toJS() as Unstructured | null)
+    .filter((o): o is Unstructured => o !== null);
 }
 
 export function findObject(objects: Unstructured[], kind: string, name?: string): Unstructured | undefined {

@@ -63,7 +63,10 @@ export class TestControlPlane {
     const plane = new TestControlPlane(options, tempDir(`kube-${options.name}`), [await freePort(), await freePort(), await freePort()]);
     plane.makeCertificates();
     if (plane.auditLogPath) {
-      writeFileSync(join(plane.dir, "audit-policy.yaml"), "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n  - level: Metadata\n");
+      writeFileSync(
+        join(plane.dir, "audit-policy.yaml"),
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n  - level: Metadata\n",
+      );
     }
     writeFileSync(plane.kubeconfigPath, plane.kubeconfigYaml());
     await plane.startEtcd();
@@ -96,9 +99,30 @@ export class TestControlPlane {
   kubeconfigYamlFor(user: string, groups: string[]): string {
     const file = `client-${++this.clientCertSerial}`;
     const subject = `/CN=${user}${groups.map((group) => `/O=${group}`).join("")}`;
-    openssl(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", `${file}.key`, "-out", `${file}.csr`, "-subj", subject], this.dir);
-    openssl(["x509", "-req", "-in", `${file}.csr`, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-out", `${file}.crt`,
-      "-extfile", "client-ext.cnf"], this.dir);
+    openssl(
+      ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", `${file}.key`, "-out", `${file}.csr`, "-subj", subject],
+      this.dir,
+    );
+    openssl(
+      [
+        "x509",
+        "-req",
+        "-in",
+        `${file}.csr`,
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        `${file}.crt`,
+        "-extfile",
+        "client-ext.cnf",
+      ],
+      this.dir,
+    );
     const b64 = (name: string): string => readFileSync(join(this.dir, name)).toString("base64");
     return [
       "apiVersion: v1",
@@ -138,7 +162,11 @@ export class TestControlPlane {
     }
     for (const name of names) {
       await eventually(`CRD ${name} established`, async () => {
-        const crd = await client.get<Unstructured & { status?: { conditions?: Array<{ type: string; status: string }> } }>(Resources.CustomResourceDefinition, undefined, name);
+        const crd = await client.get<Unstructured & { status?: { conditions?: Array<{ type: string; status: string }> } }>(
+          Resources.CustomResourceDefinition,
+          undefined,
+          name,
+        );
         return crd.status?.conditions?.some((c) => c.type === "Established" && c.status === "True") ?? false;
       });
     }
@@ -195,15 +223,22 @@ export class TestControlPlane {
       "--disable-admission-plugins=ServiceAccount",
       "--allow-privileged=true",
       "--v=0",
-      ...(this.auditLogPath ? [`--audit-log-path=${this.auditLogPath}`, `--audit-policy-file=${join(this.dir, "audit-policy.yaml")}`, "--audit-log-mode=blocking"] : []),
+      ...(this.auditLogPath
+        ? [`--audit-log-path=${this.auditLogPath}`, `--audit-policy-file=${join(this.dir, "audit-policy.yaml")}`, "--audit-log-mode=blocking"]
+        : []),
     ];
     this.apiServer = new TestProcess(tool("kube-apiserver"), args, { logFile: join(this.dir, "kube-apiserver.log") });
     const server = this.apiServer;
     const client = new ApiClient(this.kubeConfig());
-    await eventually(`kube-apiserver ${this.name} ready`, async () => {
-      if (!server.running) return "exited";
-      return (await client.rawGet("/readyz", 2000)).trim() === "ok" && "ready";
-    }, 120_000, 200).then((state) => exitedEarly("kube-apiserver", server, state));
+    await eventually(
+      `kube-apiserver ${this.name} ready`,
+      async () => {
+        if (!server.running) return "exited";
+        return (await client.rawGet("/readyz", 2000)).trim() === "ok" && "ready";
+      },
+      120_000,
+      200,
+    ).then((state) => exitedEarly("kube-apiserver", server, state));
   }
 
   async stop(): Promise<void> {
@@ -215,33 +250,96 @@ export class TestControlPlane {
   private async startEtcd(): Promise<void> {
     const clientUrl = `http://127.0.0.1:${this.etcdPort}`;
     const peerUrl = `http://127.0.0.1:${this.etcdPeerPort}`;
-    this.etcd = new TestProcess(tool("etcd"), [
-      "--name=default",
-      `--data-dir=${join(this.dir, "etcd")}`,
-      `--listen-client-urls=${clientUrl}`,
-      `--advertise-client-urls=${clientUrl}`,
-      `--listen-peer-urls=${peerUrl}`,
-      `--initial-advertise-peer-urls=${peerUrl}`,
-      `--initial-cluster=default=${peerUrl}`,
-      // Test data: fsync buys nothing here and costs seconds on a shared disk.
-      "--unsafe-no-fsync",
-      "--log-level=warn",
-    ], { logFile: join(this.dir, "etcd.log") });
+    this.etcd = new TestProcess(
+      tool("etcd"),
+      [
+        "--name=default",
+        `--data-dir=${join(this.dir, "etcd")}`,
+        `--listen-client-urls=${clientUrl}`,
+        `--advertise-client-urls=${clientUrl}`,
+        `--listen-peer-urls=${peerUrl}`,
+        `--initial-advertise-peer-urls=${peerUrl}`,
+        `--initial-cluster=default=${peerUrl}`,
+        // Test data: fsync buys nothing here and costs seconds on a shared disk.
+        "--unsafe-no-fsync",
+        "--log-level=warn",
+      ],
+      { logFile: join(this.dir, "etcd.log") },
+    );
     const etcd = this.etcd;
-    await eventually(`etcd ${this.name} healthy`, async () => {
-      if (!etcd.running) return "exited";
-      const response = await fetch(`${clientUrl}/health`);
-      return response.ok && ((await response.json()) as { health?: string }).health === "true" && "ready";
-    }, 60_000, 100).then((state) => exitedEarly("etcd", etcd, state));
+    await eventually(
+      `etcd ${this.name} healthy`,
+      async () => {
+        if (!etcd.running) return "exited";
+        const response = await fetch(`${clientUrl}/health`);
+        return response.ok && ((await response.json()) as { health?: string }).health === "true" && "ready";
+      },
+      60_000,
+      100,
+    ).then((state) => exitedEarly("etcd", etcd, state));
   }
 
   private makeCertificates(): void {
     writeFileSync(join(this.dir, "serving-ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n");
     writeFileSync(join(this.dir, "client-ext.cnf"), "extendedKeyUsage=clientAuth\n");
-    openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-      "-subj", `/CN=mxwarden-test-ca-${this.name}`], this.dir);
-    openssl(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "serving.key", "-out", "serving.csr", "-subj", "/CN=kube-apiserver"], this.dir);
-    openssl(["x509", "-req", "-in", "serving.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-out", "serving.crt", "-extfile", "serving-ext.cnf"], this.dir);
+    openssl(
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        `/CN=mxwarden-test-ca-${this.name}`,
+      ],
+      this.dir,
+    );
+    openssl(
+      [
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "serving.key",
+        "-out",
+        "serving.csr",
+        "-subj",
+        "/CN=kube-apiserver",
+      ],
+      this.dir,
+    );
+    openssl(
+      [
+        "x509",
+        "-req",
+        "-in",
+        "serving.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        "serving.crt",
+        "-extfile",
+        "serving-ext.cnf",
+      ],
+      this.dir,
+    );
     openssl(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "sa.key"], this.dir);
   }
 }

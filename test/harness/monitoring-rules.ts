@@ -62,4 +62,6 @@ export function dashboardExpressions(): string[] {
 }
 
 export const promtoolTestFiles = (): string[] =>
-  readdirSync(join(repoRoot, "test/promtool")).filter((name) => name.endsWith(".yaml")).map((name) => join(repoRoot, "test/promtool", name));
+  readdirSync(join(repoRoot, "test/promtool"))
+    .filter((name) => name.endsWith(".yaml"))
+    .map((name) => join(repoRoot, "test/promtool", name));

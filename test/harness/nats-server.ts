@@ -22,21 +22,27 @@ export class TestNatsServer {
    * `domain` makes the server one site's JetStream domain; `leafnodePort` lets other sites' servers
    * connect to it as leafnodes, and `leafnodeRemote` connects this one to such a server.
    */
-  static async start(dir: string, options: { syncAlways?: boolean; domain?: string; leafnodePort?: number; leafnodeRemote?: string } = {}): Promise<TestNatsServer> {
+  static async start(
+    dir: string,
+    options: { syncAlways?: boolean; domain?: string; leafnodePort?: number; leafnodeRemote?: string } = {},
+  ): Promise<TestNatsServer> {
     const server = new TestNatsServer(await freePort(), dir);
     mkdirSync(join(dir, "jetstream"), { recursive: true });
-    writeFileSync(join(dir, "nats.conf"), [
-      `server_name: ${options.domain ?? "nats"}-${server.port}`,
-      `listen: "127.0.0.1:${server.port}"`,
-      "jetstream {",
-      `  store_dir: "${join(dir, "jetstream")}"`,
-      ...(options.syncAlways === false ? [] : ["  sync_interval: always"]),
-      ...(options.domain ? [`  domain: ${options.domain}`] : []),
-      "}",
-      ...(options.leafnodePort ? [`leafnodes { listen: "127.0.0.1:${options.leafnodePort}" }`] : []),
-      ...(options.leafnodeRemote ? [`leafnodes { remotes: [ { url: "${options.leafnodeRemote}" } ] }`] : []),
-      "",
-    ].join("\n"));
+    writeFileSync(
+      join(dir, "nats.conf"),
+      [
+        `server_name: ${options.domain ?? "nats"}-${server.port}`,
+        `listen: "127.0.0.1:${server.port}"`,
+        "jetstream {",
+        `  store_dir: "${join(dir, "jetstream")}"`,
+        ...(options.syncAlways === false ? [] : ["  sync_interval: always"]),
+        ...(options.domain ? [`  domain: ${options.domain}`] : []),
+        "}",
+        ...(options.leafnodePort ? [`leafnodes { listen: "127.0.0.1:${options.leafnodePort}" }`] : []),
+        ...(options.leafnodeRemote ? [`leafnodes { remotes: [ { url: "${options.leafnodeRemote}" } ] }`] : []),
+        "",
+      ].join("\n"),
+    );
     await server.resume();
     return server;
   }
@@ -82,20 +88,23 @@ export class TestNatsCluster {
       const serverDir = join(dir, name);
       mkdirSync(join(serverDir, "jetstream"), { recursive: true });
       const config = join(serverDir, "nats.conf");
-      writeFileSync(config, [
-        `server_name: ${name}`,
-        `listen: "127.0.0.1:${port}"`,
-        "jetstream {",
-        `  store_dir: "${join(serverDir, "jetstream")}"`,
-        "  sync_interval: always",
-        "}",
-        "cluster {",
-        "  name: mxw-site",
-        `  listen: "127.0.0.1:${routePorts[i] ?? 0}"`,
-        `  routes: [${routes}]`,
-        "}",
-        "",
-      ].join("\n"));
+      writeFileSync(
+        config,
+        [
+          `server_name: ${name}`,
+          `listen: "127.0.0.1:${port}"`,
+          "jetstream {",
+          `  store_dir: "${join(serverDir, "jetstream")}"`,
+          "  sync_interval: always",
+          "}",
+          "cluster {",
+          "  name: mxw-site",
+          `  listen: "127.0.0.1:${routePorts[i] ?? 0}"`,
+          `  routes: [${routes}]`,
+          "}",
+          "",
+        ].join("\n"),
+      );
       return { name, port, process: undefined as TestProcess | undefined, config, dir: serverDir };
     });
     const cluster = new TestNatsCluster(servers);

@@ -22,17 +22,21 @@ export class OperatorProcess {
   }
 
   static async start(options: OperatorOptions): Promise<OperatorProcess> {
-    const child = new TestProcess(join(repoRoot, "operator/bin/mxwarden-operator"), [
-      `--namespace=${options.namespace}`,
-      `--kubeconfig=${options.kubeconfigPath}`,
-      "--metrics=127.0.0.1:0",
-      "--poll-interval=1s",
-      "--site-health-interval=1s",
-      ...(options.args ?? []),
-    ], {
-      logFile: join(options.dir, `operator-${options.identity}.log`),
-      env: { ...process.env, POD_NAME: options.identity },
-    });
+    const child = new TestProcess(
+      join(repoRoot, "operator/bin/mxwarden-operator"),
+      [
+        `--namespace=${options.namespace}`,
+        `--kubeconfig=${options.kubeconfigPath}`,
+        "--metrics=127.0.0.1:0",
+        "--poll-interval=1s",
+        "--site-health-interval=1s",
+        ...(options.args ?? []),
+      ],
+      {
+        logFile: join(options.dir, `operator-${options.identity}.log`),
+        env: { ...process.env, POD_NAME: options.identity },
+      },
+    );
     const started = JSON.parse(await child.waitForLine(/"msg":"operator started"/, 60_000)) as { metrics: string };
     return new OperatorProcess(child, Number(started.metrics.split(":").pop()));
   }

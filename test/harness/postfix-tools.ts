@@ -34,7 +34,7 @@ export class SmtpSink {
   static async start(port?: number, flags: string[] = []): Promise<SmtpSink> {
     // Under the system temp dir: when run as root, smtp-sink drops to "nobody", which must be
     // able to reach the dump directory (the test's own scratch dirs are private).
-    const sink = new SmtpSink(port ?? await freePort(), mkdtempSync(join(tmpdir(), "mxwarden-sink-")), flags);
+    const sink = new SmtpSink(port ?? (await freePort()), mkdtempSync(join(tmpdir(), "mxwarden-sink-")), flags);
     chmodSync(sink.dumpDir, 0o777);
     await sink.resume();
     return sink;
@@ -92,8 +92,19 @@ export function smtpSource(options: SourceOptions): Promise<number> {
   const started = performance.now();
   const args = [
     ...((options.connection ?? "reuse") === "reuse" ? ["-d"] : []),
-    "-s", String(options.sessions), "-m", String(options.messages), "-l", String(options.length),
-    "-f", options.from, "-t", options.to, "-M", "client.test", `127.0.0.1:${options.port}`,
+    "-s",
+    String(options.sessions),
+    "-m",
+    String(options.messages),
+    "-l",
+    String(options.length),
+    "-f",
+    options.from,
+    "-t",
+    options.to,
+    "-M",
+    "client.test",
+    `127.0.0.1:${options.port}`,
   ];
   return new Promise((resolve, reject) => {
     execFile(postfixTool("smtp-source"), args, { timeout: 600_000 }, (err, _stdout, stderr) => {

@@ -31,17 +31,24 @@ export class TestPrometheus {
     mkdirSync(join(dir, "data"), { recursive: true });
     const config = join(dir, "prometheus.yml");
     // JSON is YAML: no hand-written indentation to get wrong.
-    writeFileSync(config, JSON.stringify({
-      global: { scrape_interval: "1s", scrape_timeout: "900ms", evaluation_interval: "1s" },
-      rule_files: ruleFiles,
-      scrape_configs: Object.entries(jobs).map(([job, targets]) => ({ job_name: job, static_configs: [{ targets }] })),
-    }, null, 2));
+    writeFileSync(
+      config,
+      JSON.stringify(
+        {
+          global: { scrape_interval: "1s", scrape_timeout: "900ms", evaluation_interval: "1s" },
+          rule_files: ruleFiles,
+          scrape_configs: Object.entries(jobs).map(([job, targets]) => ({ job_name: job, static_configs: [{ targets }] })),
+        },
+        null,
+        2,
+      ),
+    );
     const port = await freePort();
-    const process = new TestProcess(prometheusBinary(), [
-      `--config.file=${config}`,
-      `--storage.tsdb.path=${join(dir, "data")}`,
-      `--web.listen-address=127.0.0.1:${port}`,
-    ], { logFile: join(dir, "prometheus.log") });
+    const process = new TestProcess(
+      prometheusBinary(),
+      [`--config.file=${config}`, `--storage.tsdb.path=${join(dir, "data")}`, `--web.listen-address=127.0.0.1:${port}`],
+      { logFile: join(dir, "prometheus.log") },
+    );
     const prometheus = new TestPrometheus(port, process);
     await eventually("prometheus to be ready", async () => (await fetch(`${prometheus.url}/-/ready`).catch(() => undefined))?.ok, 60_000, 200);
     return prometheus;
@@ -53,7 +60,7 @@ export class TestPrometheus {
 
   async alerts(): Promise<PrometheusAlert[]> {
     const response = await fetch(`${this.url}/api/v1/alerts`);
-    const body = await response.json() as { status: string; data: { alerts: PrometheusAlert[] } };
+    const body = (await response.json()) as { status: string; data: { alerts: PrometheusAlert[] } };
     if (body.status !== "success") throw new Error(`/api/v1/alerts answered ${body.status}`);
     return body.data.alerts;
   }
@@ -61,7 +68,7 @@ export class TestPrometheus {
   /** Instant query; the samples' values as numbers. */
   async query(expr: string): Promise<Array<{ metric: Record<string, string>; value: number }>> {
     const response = await fetch(`${this.url}/api/v1/query?query=${encodeURIComponent(expr)}`);
-    const body = await response.json() as { status: string; data: { result: Array<{ metric: Record<string, string>; value: [number, string] }> } };
+    const body = (await response.json()) as { status: string; data: { result: Array<{ metric: Record<string, string>; value: [number, string] }> } };
     if (body.status !== "success") throw new Error(`query ${expr} answered ${body.status}`);
     return body.data.result.map((sample) => ({ metric: sample.metric, value: Number(sample.value[1]) }));
   }

@@ -52,7 +52,7 @@ export function auditedRequests(auditLogPath: string, username: string): Audited
     requests.push({
       verb: event.verb ?? "",
       apiGroup: ref?.apiGroup ?? "",
-      resource: ref ? (ref.subresource ? `${ref.resource}/${ref.subresource}` : ref.resource ?? "") : "",
+      resource: ref ? (ref.subresource ? `${ref.resource}/${ref.subresource}` : (ref.resource ?? "")) : "",
       namespace: ref?.namespace,
       name: ref?.name,
       code: event.responseStatus?.code ?? 0,
@@ -77,7 +77,8 @@ export function ruleAllows(rule: PolicyRule, request: AuditedRequest): boolean {
 export function grants(rules: PolicyRule[]): Set<string> {
   const out = new Set<string>();
   for (const rule of rules) {
-    for (const verb of rule.verbs) for (const group of rule.apiGroups ?? [""]) for (const resource of rule.resources ?? []) out.add(`${verb} ${group}/${resource}`);
+    for (const verb of rule.verbs)
+      for (const group of rule.apiGroups ?? [""]) for (const resource of rule.resources ?? []) out.add(`${verb} ${group}/${resource}`);
   }
   return out;
 }

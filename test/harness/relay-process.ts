@@ -12,12 +12,16 @@ export type RelayDomainSpec = ApiRelayDomainSpec & { name?: string };
 /** A RelayDomain document as a user would kubectl apply it (JSON is valid YAML). */
 export function relayDomainYaml(spec: RelayDomainSpec): string {
   const { name, ...rest } = spec;
-  return `${JSON.stringify({
-    apiVersion: "mxwarden.io/v1alpha1",
-    kind: "RelayDomain",
-    metadata: { name: name ?? spec.domain.replace(/[^a-z0-9]+/g, "-") },
-    spec: rest,
-  }, null, 2)}\n`;
+  return `${JSON.stringify(
+    {
+      apiVersion: "mxwarden.io/v1alpha1",
+      kind: "RelayDomain",
+      metadata: { name: name ?? spec.domain.replace(/[^a-z0-9]+/g, "-") },
+      spec: rest,
+    },
+    null,
+    2,
+  )}\n`;
 }
 
 export function writeDomains(path: string, specs: RelayDomainSpec[]): void {
@@ -45,11 +49,16 @@ export class RelayProcess {
 
   static async start(options: RelayOptions): Promise<RelayProcess> {
     const args = [
-      "--listen", `127.0.0.1:${options.smtpPort ?? 0}`,
-      "--hostname", options.hostname ?? "backup-mx.test",
-      "--domains", options.domainsPath,
-      "--metrics", "127.0.0.1:0",
-      "--data", join(options.dir, "data"),
+      "--listen",
+      `127.0.0.1:${options.smtpPort ?? 0}`,
+      "--hostname",
+      options.hostname ?? "backup-mx.test",
+      "--domains",
+      options.domainsPath,
+      "--metrics",
+      "127.0.0.1:0",
+      "--data",
+      join(options.dir, "data"),
       ...(options.nats ? ["--nats", options.nats] : []),
       ...(options.args ?? []),
     ];
@@ -93,9 +102,7 @@ export class RelayProcess {
 
   /** Log records (JSON lines) whose msg matches. */
   logRecords(msg: string): Array<Record<string, unknown>> {
-    return this.process.lines
-      .filter((line) => line.includes(`"msg":"${msg}"`))
-      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    return this.process.lines.filter((line) => line.includes(`"msg":"${msg}"`)).map((line) => JSON.parse(line) as Record<string, unknown>);
   }
 
   stop(): Promise<void> {

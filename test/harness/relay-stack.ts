@@ -108,11 +108,31 @@ export async function startRelayStack<O extends PeerOptions>(options: O, relay?:
   const stop = stopper(handles, relays);
   try {
     const started = await Promise.allSettled([
-      options.nats ? TestNatsServer.start(join(dir, "nats")).then((nats) => { handles.nats = nats; }) : undefined,
-      options.clamd ? TestClamd.start(join(dir, "clamd")).then((clamd) => { handles.clamd = clamd; }) : undefined,
-      options.rspamd ? TestRspamd.start(join(dir, "rspamd")).then((rspamd) => { handles.rspamd = rspamd; }) : undefined,
-      options.dns ? startDnsServer(options.dns).then((dns) => { handles.dns = dns; }) : undefined,
-      options.primary ? TestPrimary.start().then((primary) => { handles.primary = primary; }) : undefined,
+      options.nats
+        ? TestNatsServer.start(join(dir, "nats")).then((nats) => {
+            handles.nats = nats;
+          })
+        : undefined,
+      options.clamd
+        ? TestClamd.start(join(dir, "clamd")).then((clamd) => {
+            handles.clamd = clamd;
+          })
+        : undefined,
+      options.rspamd
+        ? TestRspamd.start(join(dir, "rspamd")).then((rspamd) => {
+            handles.rspamd = rspamd;
+          })
+        : undefined,
+      options.dns
+        ? startDnsServer(options.dns).then((dns) => {
+            handles.dns = dns;
+          })
+        : undefined,
+      options.primary
+        ? TestPrimary.start().then((primary) => {
+            handles.primary = primary;
+          })
+        : undefined,
     ]);
     for (const result of started) if (result.status === "rejected") throw result.reason;
     // Sound because each peer is set exactly when the options asked for it (see Peers).

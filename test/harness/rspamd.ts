@@ -28,23 +28,26 @@ export class TestRspamd {
     mkdirSync(join(dir, "local.d"), { recursive: true });
     mkdirSync(join(dir, "db"), { recursive: true });
     const rspamd = new TestRspamd(await freePort(), dir);
-    writeFileSync(join(dir, "rspamd.conf"), [
-      '.include "$CONFDIR/common.conf"',
-      "options {",
-      `  pidfile = "${join(dir, "rspamd.pid")}";`,
-      '  .include "$CONFDIR/options.inc"',
-      "  disable_hyperscan = true;",
-      // Port 9 on loopback: every DNS query fails at once, offline and deterministic.
-      '  dns { nameserver = ["127.0.0.1:9"]; timeout = 0.2s; retransmits = 1; }',
-      "}",
-      `logging { type = "file"; filename = "${join(dir, "rspamd.log")}"; level = "warning"; }`,
-      'worker "normal" {',
-      `  bind_socket = "127.0.0.1:${rspamd.port}";`,
-      '  .include "$CONFDIR/worker-normal.inc"',
-      "  count = 1;",
-      "}",
-      "",
-    ].join("\n"));
+    writeFileSync(
+      join(dir, "rspamd.conf"),
+      [
+        '.include "$CONFDIR/common.conf"',
+        "options {",
+        `  pidfile = "${join(dir, "rspamd.pid")}";`,
+        '  .include "$CONFDIR/options.inc"',
+        "  disable_hyperscan = true;",
+        // Port 9 on loopback: every DNS query fails at once, offline and deterministic.
+        '  dns { nameserver = ["127.0.0.1:9"]; timeout = 0.2s; retransmits = 1; }',
+        "}",
+        `logging { type = "file"; filename = "${join(dir, "rspamd.log")}"; level = "warning"; }`,
+        'worker "normal" {',
+        `  bind_socket = "127.0.0.1:${rspamd.port}";`,
+        '  .include "$CONFDIR/worker-normal.inc"',
+        "  count = 1;",
+        "}",
+        "",
+      ].join("\n"),
+    );
     // Fixed thresholds (greylisting is mxwarden's own job, not rspamd's here).
     writeFileSync(join(dir, "local.d", "actions.conf"), "reject = 15;\nadd_header = 3;\ngreylist = null;\nrewrite_subject = null;\n");
     await rspamd.resume();
@@ -53,9 +56,13 @@ export class TestRspamd {
 
   async resume(): Promise<void> {
     const vars = [`CONFDIR=/etc/rspamd`, `LOCAL_CONFDIR=${this.dir}`, `DBDIR=${join(this.dir, "db")}`, `RUNDIR=${this.dir}`, `LOGDIR=${this.dir}`];
-    this.process = new TestProcess("rspamd", ["-f", "-i", "-u", "root", "-g", "root", "-c", join(this.dir, "rspamd.conf"), ...vars.flatMap((v) => ["--var", v])], {
-      logFile: join(this.dir, "rspamd.out"),
-    });
+    this.process = new TestProcess(
+      "rspamd",
+      ["-f", "-i", "-u", "root", "-g", "root", "-c", join(this.dir, "rspamd.conf"), ...vars.flatMap((v) => ["--var", v])],
+      {
+        logFile: join(this.dir, "rspamd.out"),
+      },
+    );
     // rspamd compiles its rules before it listens: tens of seconds on a small machine.
     await eventually("rspamd to listen", () => portOpen(this.port), 120_000, 200);
   }

@@ -61,7 +61,10 @@ export class SmtpDialogue {
       const match = /^((?:\d{3}-[^\n]*\n)*)(\d{3})(?: ([^\n]*))?\r?\n/.exec(this.buffered);
       if (!match) return;
       this.buffered = this.buffered.slice(match[0].length);
-      const lines = match[0].trimEnd().split(/\r?\n/).map((l) => l.slice(4).trimEnd());
+      const lines = match[0]
+        .trimEnd()
+        .split(/\r?\n/)
+        .map((l) => l.slice(4).trimEnd());
       const last = lines[lines.length - 1] ?? "";
       const reply: Reply = {
         code: Number(match[2]),
@@ -131,7 +134,10 @@ export class SmtpDialogue {
 }
 
 /** One complete transaction; returns every reply in order. */
-export async function sendMail(port: number, envelope: { from: string; to: string[]; body: string | Buffer; ehlo?: string }): Promise<{ mail: Reply; rcpts: Reply[]; data: Reply | undefined }> {
+export async function sendMail(
+  port: number,
+  envelope: { from: string; to: string[]; body: string | Buffer; ehlo?: string },
+): Promise<{ mail: Reply; rcpts: Reply[]; data: Reply | undefined }> {
   const { dialogue } = await SmtpDialogue.open(port);
   try {
     await dialogue.command(`EHLO ${envelope.ehlo ?? "client.test"}`);

@@ -93,7 +93,10 @@ export class TestPrimary {
       if (left <= 0) throw new Error(`primary received ${this.messages.length} of ${count} messages within ${timeoutMs} ms`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
-        this.waiters.push(() => { clearTimeout(timer); resolve(); });
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
       });
     }
     return this.messages;

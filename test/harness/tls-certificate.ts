@@ -16,9 +16,10 @@ export interface TestCertificate {
 export function selfSignedCertificate(dir: string, commonName: string, days: number): TestCertificate {
   const keyPath = join(dir, "key.pem");
   const certPath = join(dir, "cert.pem");
-  execFileSync("openssl", [
-    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", String(days), "-subj", `/CN=${commonName}`,
-    "-keyout", keyPath, "-out", certPath,
-  ], { stdio: "ignore" });
+  execFileSync(
+    "openssl",
+    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", String(days), "-subj", `/CN=${commonName}`, "-keyout", keyPath, "-out", certPath],
+    { stdio: "ignore" },
+  );
   return { keyPath, certPath, pem: { key: readFileSync(keyPath), cert: readFileSync(certPath) } };
 }

@@ -28,32 +28,40 @@ describe("allow and block lists (spec.access)", () => {
   let primary: TestPrimary;
   let relay: RelayProcess;
 
-  before(async () => {
-    dns = await startDnsServer({ [`${LISTED.split(".").reverse().join(".")}.bl.test`]: { a: ["127.0.0.2"] } });
-    nats = await TestNatsServer.start(join(dir.path, "nats"));
-    rspamd = await TestRspamd.start(join(dir.path, "rspamd"));
-    clamd = await TestClamd.start(join(dir.path, "clamd"));
-    primary = await TestPrimary.start();
-    const hosts = [{ host: "127.0.0.1", port: primary.port }];
-    writeDomains(join(dir.path, "domains.yaml"), [
-      {
-        domain: "example.com", primary: { hosts }, dnsbl: { zones: ["bl.test"] }, greylisting: { enabled: true },
-        access: {
-          allow: { clients: [LISTED], senders: ["Partner@Partner.Example"], senderDomains: ["trusted.example"] },
-          block: { clients: ["127.0.0.3"], senderDomains: ["spam.example"], senders: ["mallory@trusted.example"] },
+  before(
+    async () => {
+      dns = await startDnsServer({ [`${LISTED.split(".").reverse().join(".")}.bl.test`]: { a: ["127.0.0.2"] } });
+      nats = await TestNatsServer.start(join(dir.path, "nats"));
+      rspamd = await TestRspamd.start(join(dir.path, "rspamd"));
+      clamd = await TestClamd.start(join(dir.path, "clamd"));
+      primary = await TestPrimary.start();
+      const hosts = [{ host: "127.0.0.1", port: primary.port }];
+      writeDomains(join(dir.path, "domains.yaml"), [
+        {
+          domain: "example.com",
+          primary: { hosts },
+          dnsbl: { zones: ["bl.test"] },
+          greylisting: { enabled: true },
+          access: {
+            allow: { clients: [LISTED], senders: ["Partner@Partner.Example"], senderDomains: ["trusted.example"] },
+            block: { clients: ["127.0.0.3"], senderDomains: ["spam.example"], senders: ["mallory@trusted.example"] },
+          },
         },
-      },
-      // The same filters without lists, one at a time, to show what the allow list gets past.
-      { domain: "listed.example", primary: { hosts }, dnsbl: { zones: ["bl.test"] } },
-      { domain: "grey.example", primary: { hosts }, greylisting: { enabled: true } },
-      { domain: "scored.example", primary: { hosts } },
-    ]);
-    relay = await RelayProcess.start({
-      dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url,
-      args: ["--resolver", `127.0.0.1:${dns.port}`, "--rspamd", rspamd.url, "--clamd", `127.0.0.1:${clamd.port}`],
-    });
-    await relay.ready();
-  }, { timeout: 180_000 });
+        // The same filters without lists, one at a time, to show what the allow list gets past.
+        { domain: "listed.example", primary: { hosts }, dnsbl: { zones: ["bl.test"] } },
+        { domain: "grey.example", primary: { hosts }, greylisting: { enabled: true } },
+        { domain: "scored.example", primary: { hosts } },
+      ]);
+      relay = await RelayProcess.start({
+        dir: dir.path,
+        domainsPath: join(dir.path, "domains.yaml"),
+        nats: nats.url,
+        args: ["--resolver", `127.0.0.1:${dns.port}`, "--rspamd", rspamd.url, "--clamd", `127.0.0.1:${clamd.port}`],
+      });
+      await relay.ready();
+    },
+    { timeout: 180_000 },
+  );
 
   after(async () => {
     await relay?.stop();
@@ -114,7 +122,11 @@ describe("allow and block lists (spec.access)", () => {
   });
 
   it("refuses blocked clients, sender domains and senders at RCPT with 550 5.7.1, even when also allowed", async () => {
-    for (const [client, from] of [["127.0.0.3", "x@anywhere.example"], [PLAIN, "x@mx.spam.example"], [LISTED, "Mallory@trusted.example"]] as const) {
+    for (const [client, from] of [
+      ["127.0.0.3", "x@anywhere.example"],
+      [PLAIN, "x@mx.spam.example"],
+      [LISTED, "Mallory@trusted.example"],
+    ] as const) {
       const { rcpt } = await send(client, from, "a@example.com", "");
       assert.equal(rcpt.code, 550, `${client} ${from}: ${rcpt.text}`);
       assert.equal(rcpt.status, "5.7.1");

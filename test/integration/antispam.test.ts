@@ -20,19 +20,27 @@ describe("antispam (rspamd)", () => {
   let primary: TestPrimary;
   let relay: RelayProcess;
 
-  before(async () => {
-    ({ rspamd, primary, relay, stop: stopStack } = await startRelayStack({ dir: dir.path, nats: true, rspamd: true, primary: true }, (peers) => {
-      const hosts = [{ host: "127.0.0.1", port: peers.primary.port }];
-      return {
-        domains: [
-          { domain: "example.com", primary: { hosts } },
-          { domain: "strict.example", primary: { hosts }, antispam: { rejectScore: 3 } },
-          { domain: "off.example", primary: { hosts }, antispam: { enabled: false } },
-          { domain: "open.example", primary: { hosts }, antispam: { onError: "accept" } },
-        ],
-      };
-    }));
-  }, { timeout: 180_000 });
+  before(
+    async () => {
+      ({
+        rspamd,
+        primary,
+        relay,
+        stop: stopStack,
+      } = await startRelayStack({ dir: dir.path, nats: true, rspamd: true, primary: true }, (peers) => {
+        const hosts = [{ host: "127.0.0.1", port: peers.primary.port }];
+        return {
+          domains: [
+            { domain: "example.com", primary: { hosts } },
+            { domain: "strict.example", primary: { hosts }, antispam: { rejectScore: 3 } },
+            { domain: "off.example", primary: { hosts }, antispam: { enabled: false } },
+            { domain: "open.example", primary: { hosts }, antispam: { onError: "accept" } },
+          ],
+        };
+      }));
+    },
+    { timeout: 180_000 },
+  );
 
   after(() => stopStack?.());
 
@@ -66,7 +74,11 @@ describe("antispam (rspamd)", () => {
   });
 
   it("lets a domain switch scoring off", async () => {
-    const result = await sendMail(relay.smtpPort, { from: "s@client.test", to: ["a@off.example"], body: simpleMessage("unscored", "unscored", `${GTUBE}\r\n`) });
+    const result = await sendMail(relay.smtpPort, {
+      from: "s@client.test",
+      to: ["a@off.example"],
+      body: simpleMessage("unscored", "unscored", `${GTUBE}\r\n`),
+    });
     assert.equal(result.data?.code, 250);
     const message = await eventually("unscored message delivered", () => find("unscored"));
     assert.equal(headerValue(message.body, "X-Spam-Status"), undefined);

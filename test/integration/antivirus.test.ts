@@ -46,11 +46,25 @@ function zipOf(name: string, content: Buffer): Buffer {
 function withAttachment(id: string, fileName: string, content: Buffer): string {
   const base64 = content.toString("base64").replace(/.{76}/g, "$&\r\n");
   return [
-    "From: sender@client.test", "To: someone@example.com", `Message-ID: <${id}@client.test>`, "Subject: attachment",
-    "MIME-Version: 1.0", 'Content-Type: multipart/mixed; boundary="part"', "",
-    "--part", "Content-Type: text/plain; charset=us-ascii", "", "Please see the attachment.",
-    "--part", "Content-Type: application/octet-stream", `Content-Disposition: attachment; filename="${fileName}"`,
-    "Content-Transfer-Encoding: base64", "", base64, "--part--", "",
+    "From: sender@client.test",
+    "To: someone@example.com",
+    `Message-ID: <${id}@client.test>`,
+    "Subject: attachment",
+    "MIME-Version: 1.0",
+    'Content-Type: multipart/mixed; boundary="part"',
+    "",
+    "--part",
+    "Content-Type: text/plain; charset=us-ascii",
+    "",
+    "Please see the attachment.",
+    "--part",
+    "Content-Type: application/octet-stream",
+    `Content-Disposition: attachment; filename="${fileName}"`,
+    "Content-Transfer-Encoding: base64",
+    "",
+    base64,
+    "--part--",
+    "",
   ].join("\r\n");
 }
 
@@ -62,7 +76,12 @@ describe("antivirus (clamd)", () => {
   let relay: RelayProcess;
 
   before(async () => {
-    ({ clamd, primary, relay, stop: stopStack } = await startRelayStack({ dir: dir.path, nats: true, clamd: true, primary: true }, (peers) => {
+    ({
+      clamd,
+      primary,
+      relay,
+      stop: stopStack,
+    } = await startRelayStack({ dir: dir.path, nats: true, clamd: true, primary: true }, (peers) => {
       const hosts = [{ host: "127.0.0.1", port: peers.primary.port }];
       return {
         domains: [
@@ -109,13 +128,17 @@ describe("antivirus (clamd)", () => {
   });
 
   it("applies the domain's policy for messages above its scan limit", async () => {
-    const result = await sendMail(relay.smtpPort, { from: "s@client.test", to: ["a@small.example"], body: simpleMessage("big", "too-big-to-scan", "x".repeat(76).concat("\r\n").repeat(200)) });
+    const result = await sendMail(relay.smtpPort, {
+      from: "s@client.test",
+      to: ["a@small.example"],
+      body: simpleMessage("big", "too-big-to-scan", "x".repeat(76).concat("\r\n").repeat(200)),
+    });
     assert.equal(result.data?.code, 552);
     assert.equal(result.data?.status, "5.3.4");
   });
 
   it("answers 451 4.7.1 while clamd is down, unless the domain fails open", async () => {
-    assert.ok(await relay.metric("mxwarden_filter_verdicts_total", 'filter="antivirus",verdict="reject"') >= 4);
+    assert.ok((await relay.metric("mxwarden_filter_verdicts_total", 'filter="antivirus",verdict="reject"')) >= 4);
     await clamd.stop();
     try {
       const closed = await sendMail(relay.smtpPort, { from: "s@client.test", to: ["a@example.com"], body: simpleMessage("down", "clamd-down") });

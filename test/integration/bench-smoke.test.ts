@@ -17,7 +17,9 @@ const run = promisify(execFile);
 const ROWS: Array<[string, string]> = [
   ...["accept rate", "end-to-end rate", "CPU per message"].map((figure): [string, string] => ["1: 4 KB", figure]),
   ...["drain time", "drain rate", "CPU per message, accepted to drained"].map((figure): [string, string] => ["3: primary down, then up", figure]),
-  ...[20, 100].flatMap((senders) => ["accept rate", "end-to-end rate", "CPU per message"].map((figure): [string, string] => [`7: new connection per message, ${senders} senders`, figure])),
+  ...[20, 100].flatMap((senders) =>
+    ["accept rate", "end-to-end rate", "CPU per message"].map((figure): [string, string] => [`7: new connection per message, ${senders} senders`, figure]),
+  ),
 ];
 
 describe("bench smoke", () => {

@@ -21,20 +21,21 @@ describe("client checks: HELO and reverse DNS", () => {
       "mail.liar.test": { a: ["192.0.2.99"] },
     };
     const hosts = [{ host: "127.0.0.1", port: 9 }];
-    ({ relay, stop: stopStack } = await startRelayStack({ dir: dir.path, dns: zones, nats: true }, {
-      domains: [
-        { domain: "strict.example", primary: { hosts }, clientChecks: { rejectInvalidHelo: true, reverseDns: "reject" } },
-        { domain: "lax.example", primary: { hosts }, clientChecks: { rejectHeloOurName: false } },
-        { domain: "example.com", primary: { hosts } },
-      ],
-    }));
+    ({ relay, stop: stopStack } = await startRelayStack(
+      { dir: dir.path, dns: zones, nats: true },
+      {
+        domains: [
+          { domain: "strict.example", primary: { hosts }, clientChecks: { rejectInvalidHelo: true, reverseDns: "reject" } },
+          { domain: "lax.example", primary: { hosts }, clientChecks: { rejectHeloOurName: false } },
+          { domain: "example.com", primary: { hosts } },
+        ],
+      },
+    ));
   });
 
   after(() => stopStack?.());
 
-  const rcpt = (client: string, helo: string, to: string): Promise<Reply> =>
-    rcptReply(relay.smtpPort, { client, helo, from: "s@client.test", to });
-
+  const rcpt = (client: string, helo: string, to: string): Promise<Reply> => rcptReply(relay.smtpPort, { client, helo, from: "s@client.test", to });
 
   it("refuses a HELO with this relay's own name, unless the domain allows it", async () => {
     const forged = await rcpt("127.0.0.51", "backup-mx.test", "a@example.com");

@@ -15,10 +15,13 @@ describe("connection hygiene", () => {
   let relay: RelayProcess;
 
   before(async () => {
-    ({ relay, stop: stopStack } = await startRelayStack({ dir: dir.path, nats: true }, {
-      domains: [{ domain: "example.com", primary: { hosts: [{ host: "127.0.0.1", port: 9 }] } }],
-      args: ["--greet-pause", "1s", "--max-connections-per-client", "3", "--tarpit-after", "2", "--tarpit-delay", "1500ms"],
-    }));
+    ({ relay, stop: stopStack } = await startRelayStack(
+      { dir: dir.path, nats: true },
+      {
+        domains: [{ domain: "example.com", primary: { hosts: [{ host: "127.0.0.1", port: 9 }] } }],
+        args: ["--greet-pause", "1s", "--max-connections-per-client", "3", "--tarpit-after", "2", "--tarpit-delay", "1500ms"],
+      },
+    ));
   });
 
   after(() => stopStack?.());
@@ -29,7 +32,9 @@ describe("connection hygiene", () => {
       let text = "";
       socket.setEncoding("utf8");
       socket.on("connect", () => socket.write("EHLO impatient.test\r\nMAIL FROM:<spam@bot.test>\r\n"));
-      socket.on("data", (data: string) => { text += data; });
+      socket.on("data", (data: string) => {
+        text += data;
+      });
       socket.on("close", () => resolve(text));
     });
     assert.match(transcript, /^421 .*talk too soon/m);
@@ -55,7 +60,7 @@ describe("connection hygiene", () => {
     } finally {
       for (const { dialogue } of held) dialogue.destroy();
     }
-    assert.ok(await relay.metric("mxwarden_messages_rejected_total", 'reason="too_many_connections"') >= 1);
+    assert.ok((await relay.metric("mxwarden_messages_rejected_total", 'reason="too_many_connections"')) >= 1);
   });
 
   it("slows every reply once a session has collected refused recipients (tarpit)", async () => {

@@ -25,7 +25,11 @@ describe("delivery outcomes", () => {
 
   before(async () => {
     tlsPrimary = await TestPrimary.start(0, selfSignedCertificate(dir.path, "primary.test", 2).pem);
-    ({ primary, relay, stop: stopStack } = await startRelayStack({ dir: dir.path, nats: true, primary: true }, async (peers) => {
+    ({
+      primary,
+      relay,
+      stop: stopStack,
+    } = await startRelayStack({ dir: dir.path, nats: true, primary: true }, async (peers) => {
       peers.primary.recipientRule = (address) => {
         if (address.startsWith("bad@")) return { code: 550, message: "5.1.1 <bad@example.com>: Recipient address rejected: User unknown" };
         if (address.startsWith("later@") && temporaryFailures++ < 2) return { code: 451, message: "4.3.2 try again later" };
@@ -58,14 +62,21 @@ describe("delivery outcomes", () => {
   it("delivers two recipients and bounces the one the primary rejects with one DSN", async () => {
     const id = "three-rcpts";
     const result = await sendMail(relay.smtpPort, {
-      from: "sender@client.test", to: ["good1@example.com", "bad@example.com", "good2@example.com"], body: simpleMessage("three", id),
+      from: "sender@client.test",
+      to: ["good1@example.com", "bad@example.com", "good2@example.com"],
+      body: simpleMessage("three", id),
     });
     assert.equal(result.data?.code, 250);
     const original = `<${id}@client.test>`;
     const deliveries = () => primary.messages.filter((m) => headerValue(m.body, "Message-ID") === original);
     const dsns = () => primary.messages.filter((m) => isDsn(m) && m.body.toString("latin1").includes(original));
     await eventually("deliveries and the DSN", () => deliveries().flatMap((m) => m.to).length >= 2 && dsns().length >= 1, 30_000);
-    assert.deepEqual(deliveries().flatMap((m) => m.to).sort(), ["good1@example.com", "good2@example.com"]);
+    assert.deepEqual(
+      deliveries()
+        .flatMap((m) => m.to)
+        .sort(),
+      ["good1@example.com", "good2@example.com"],
+    );
     const [dsn, ...more] = dsns();
     assert.equal(more.length, 0, "exactly one DSN");
     assert.ok(dsn);
@@ -90,7 +101,7 @@ describe("delivery outcomes", () => {
       await primary.waitForMessages(primary.messages.length + 1, deadline - Date.now());
     }
     assert.equal(temporaryFailures, 3, "two 451 answers, then accepted");
-    assert.ok(await relay.metric("mxwarden_delivery_attempts_total", 'result="deferred"') >= 2);
+    assert.ok((await relay.metric("mxwarden_delivery_attempts_total", 'result="deferred"')) >= 2);
   });
 
   it("bounces with a 4.4.7 DSN when the queue lifetime runs out", async () => {
@@ -119,12 +130,19 @@ describe("delivery outcomes", () => {
   });
 
   it("delivers over STARTTLS when the domain requires it, and never in clear text", async () => {
-    const toTls = await sendMail(relay.smtpPort, { from: "sender@client.test", to: ["a@tls.example", "b@opportunistic.example"], body: simpleMessage("tls", "tls-required") });
+    const toTls = await sendMail(relay.smtpPort, {
+      from: "sender@client.test",
+      to: ["a@tls.example", "b@opportunistic.example"],
+      body: simpleMessage("tls", "tls-required"),
+    });
     assert.equal(toTls.data?.code, 250);
     const toPlain = await sendMail(relay.smtpPort, { from: "sender@client.test", to: ["a@plain.example"], body: simpleMessage("plain", "tls-refused") });
     assert.equal(toPlain.data?.code, 250);
     await eventually("both TLS deliveries", () => tlsPrimary.messages.length >= 2, 30_000);
-    assert.ok(tlsPrimary.messages.every((m) => m.secure), "every delivery to the TLS primary ran inside STARTTLS");
+    assert.ok(
+      tlsPrimary.messages.every((m) => m.secure),
+      "every delivery to the TLS primary ran inside STARTTLS",
+    );
     assert.deepEqual(tlsPrimary.messages.flatMap((m) => m.to).sort(), ["a@tls.example", "b@opportunistic.example"]);
     // The primary without STARTTLS never gets the message; it stays queued for a retry.
     const deferred = await relay.process.waitForLine(/"msg":"deferred".*"domain":"plain\.example"/, 30_000);

@@ -24,20 +24,26 @@ describe("DNS block and allow lists", () => {
       "1.0.0.127.broken.test": { servfail: true }, // a list that cannot answer
     };
     const hosts = [{ host: "127.0.0.1", port: 9 }];
-    ({ dns, relay, stop: stopStack } = await startRelayStack({ dir: dir.path, dns: zones, nats: true }, {
-      domains: [
-        { domain: "guarded.example", primary: { hosts }, dnsbl: { zones: ["bl.test"], allowZones: ["wl.test"] } },
-        { domain: "open.example", primary: { hosts } },
-        { domain: "careful.example", primary: { hosts }, dnsbl: { zones: ["broken.test"], onError: "tempfail" } },
-        { domain: "trusting.example", primary: { hosts }, dnsbl: { zones: ["broken.test"] } },
-      ],
-    }));
+    ({
+      dns,
+      relay,
+      stop: stopStack,
+    } = await startRelayStack(
+      { dir: dir.path, dns: zones, nats: true },
+      {
+        domains: [
+          { domain: "guarded.example", primary: { hosts }, dnsbl: { zones: ["bl.test"], allowZones: ["wl.test"] } },
+          { domain: "open.example", primary: { hosts } },
+          { domain: "careful.example", primary: { hosts }, dnsbl: { zones: ["broken.test"], onError: "tempfail" } },
+          { domain: "trusting.example", primary: { hosts }, dnsbl: { zones: ["broken.test"] } },
+        ],
+      },
+    ));
   });
 
   after(() => stopStack?.());
 
   const rcptFrom = (client: string, to: string): Promise<Reply> => rcptReply(relay.smtpPort, { client, from: "s@client.test", to });
-
 
   it("refuses a listed client with 554 5.7.1 naming the list", async () => {
     const reply = await rcptFrom("127.0.0.2", "a@guarded.example");

@@ -17,14 +17,17 @@ describe("per-domain queue metrics (--domain-metrics)", () => {
   before(async () => {
     // Nothing listens on the primaries' port: the mail stays queued.
     const hosts = [{ host: "127.0.0.1", port: await freePort() }];
-    ({ relay, stop: stopStack } = await startRelayStack({ dir: dir.path, nats: true }, {
-      domains: [
-        { domain: "older.example", primary: { hosts } },
-        { domain: "newer.example", primary: { hosts } },
-        { domain: "empty.example", primary: { hosts } },
-      ],
-      args: ["--domain-metrics", "2"],
-    }));
+    ({ relay, stop: stopStack } = await startRelayStack(
+      { dir: dir.path, nats: true },
+      {
+        domains: [
+          { domain: "older.example", primary: { hosts } },
+          { domain: "newer.example", primary: { hosts } },
+          { domain: "empty.example", primary: { hosts } },
+        ],
+        args: ["--domain-metrics", "2"],
+      },
+    ));
   });
 
   after(() => stopStack?.());
@@ -32,12 +35,22 @@ describe("per-domain queue metrics (--domain-metrics)", () => {
   it("exports the domains with the oldest mail, up to the cap, and counts the rest", async () => {
     const first = await sendMail(relay.smtpPort, { from: "a@client.test", to: ["x@older.example"], body: simpleMessage("first", "dm-1") });
     assert.equal(first.data?.code, 250);
-    await eventually("older.example's mail is a second old", async () => (await relay.metric("mxwarden_domain_queue_oldest_message_age_seconds", 'domain="older.example"')) >= 1, 30_000, 250);
+    await eventually(
+      "older.example's mail is a second old",
+      async () => (await relay.metric("mxwarden_domain_queue_oldest_message_age_seconds", 'domain="older.example"')) >= 1,
+      30_000,
+      250,
+    );
     for (const id of ["dm-2", "dm-3"]) {
       const later = await sendMail(relay.smtpPort, { from: "a@client.test", to: ["x@newer.example"], body: simpleMessage("later", id) });
       assert.equal(later.data?.code, 250);
     }
-    await eventually("newer.example's queue counted", async () => (await relay.metric("mxwarden_domain_queue_messages", 'domain="newer.example"')) === 2, 30_000, 250);
+    await eventually(
+      "newer.example's queue counted",
+      async () => (await relay.metric("mxwarden_domain_queue_messages", 'domain="newer.example"')) === 2,
+      30_000,
+      250,
+    );
     const text = await relay.metricsText();
     assert.match(text, /^mxwarden_domain_queue_messages\{domain="older\.example"\} 1$/m);
     assert.doesNotMatch(text, /domain="empty\.example"/);

@@ -26,31 +26,81 @@ interface Sample {
 }
 
 function mail(from: string, subject: string, body: string, extraHeaders = ""): string {
-  return `From: Sender <${from}>\r\nTo: <user@corp.example>\r\nSubject: ${subject}\r\nMessage-ID: <${subject.replace(/\W+/g, "-")}@${from.split("@")[1] ?? "x"}>\r\n` +
-    `Date: ${new Date().toUTCString()}\r\nMIME-Version: 1.0\r\n${extraHeaders}Content-Type: text/plain; charset=utf-8\r\n\r\n${body}`;
+  return (
+    `From: Sender <${from}>\r\nTo: <user@corp.example>\r\nSubject: ${subject}\r\nMessage-ID: <${subject.replace(/\W+/g, "-")}@${from.split("@")[1] ?? "x"}>\r\n` +
+    `Date: ${new Date().toUTCString()}\r\nMIME-Version: 1.0\r\n${extraHeaders}Content-Type: text/plain; charset=utf-8\r\n\r\n${body}`
+  );
 }
 
 const corpus: Sample[] = [
-  { name: "ham: signed newsletter", label: "ham", client: "127.0.0.7", sender: "letters@news.test", recipient: "alice@corp.example",
+  {
+    name: "ham: signed newsletter",
+    label: "ham",
+    client: "127.0.0.7",
+    sender: "letters@news.test",
+    recipient: "alice@corp.example",
     body: async () => {
       const unsigned = mail("letters@news.test", "Monthly update", "Hello Alice,\r\n\r\nHere is what happened this month.\r\n");
       const signed = await dkimSign(unsigned, { ...signingKey, signatureData: [signingKey] });
       return signed.signatures + unsigned;
-    } },
-  { name: "ham: colleague, SPF pass", label: "ham", client: "127.0.0.7", sender: "bob@news.test", recipient: "alice@corp.example",
-    body: async () => mail("bob@news.test", "Lunch on Friday", "Shall we meet at noon? Bob\r\n") },
-  { name: "ham: unauthenticated domain", label: "ham", client: "127.0.0.8", sender: "carol@plain.test", recipient: "alice@corp.example",
-    body: async () => mail("carol@plain.test", "Invoice 2026-11", "Please find the figures below.\r\n\r\nTotal: 120 EUR\r\n") },
-  { name: "spam: GTUBE", label: "bad", client: "127.0.0.8", sender: "promo@plain.test", recipient: "alice@corp.example",
-    body: async () => mail("promo@plain.test", "Offer", `${GTUBE}\r\n`) },
-  { name: "virus: EICAR attachment", label: "bad", client: "127.0.0.8", sender: "carol@plain.test", recipient: "alice@corp.example",
-    body: async () => mail("carol@plain.test", "Document", `${EICAR}\r\n`) },
-  { name: "spoofed: DMARC p=reject domain", label: "bad", client: "127.0.0.8", sender: "ceo@bank.test", recipient: "alice@corp.example",
-    body: async () => mail("ceo@bank.test", "Urgent transfer", "Please wire the money today.\r\n") },
-  { name: "listed client IP", label: "bad", client: "127.0.0.2", sender: "carol@plain.test", recipient: "alice@corp.example",
-    body: async () => mail("carol@plain.test", "Hello", "Hi.\r\n") },
-  { name: "unknown recipient", label: "bad", client: "127.0.0.8", sender: "carol@plain.test", recipient: "nobody@corp.example",
-    body: async () => mail("carol@plain.test", "Hello", "Hi.\r\n") },
+    },
+  },
+  {
+    name: "ham: colleague, SPF pass",
+    label: "ham",
+    client: "127.0.0.7",
+    sender: "bob@news.test",
+    recipient: "alice@corp.example",
+    body: async () => mail("bob@news.test", "Lunch on Friday", "Shall we meet at noon? Bob\r\n"),
+  },
+  {
+    name: "ham: unauthenticated domain",
+    label: "ham",
+    client: "127.0.0.8",
+    sender: "carol@plain.test",
+    recipient: "alice@corp.example",
+    body: async () => mail("carol@plain.test", "Invoice 2026-11", "Please find the figures below.\r\n\r\nTotal: 120 EUR\r\n"),
+  },
+  {
+    name: "spam: GTUBE",
+    label: "bad",
+    client: "127.0.0.8",
+    sender: "promo@plain.test",
+    recipient: "alice@corp.example",
+    body: async () => mail("promo@plain.test", "Offer", `${GTUBE}\r\n`),
+  },
+  {
+    name: "virus: EICAR attachment",
+    label: "bad",
+    client: "127.0.0.8",
+    sender: "carol@plain.test",
+    recipient: "alice@corp.example",
+    body: async () => mail("carol@plain.test", "Document", `${EICAR}\r\n`),
+  },
+  {
+    name: "spoofed: DMARC p=reject domain",
+    label: "bad",
+    client: "127.0.0.8",
+    sender: "ceo@bank.test",
+    recipient: "alice@corp.example",
+    body: async () => mail("ceo@bank.test", "Urgent transfer", "Please wire the money today.\r\n"),
+  },
+  {
+    name: "listed client IP",
+    label: "bad",
+    client: "127.0.0.2",
+    sender: "carol@plain.test",
+    recipient: "alice@corp.example",
+    body: async () => mail("carol@plain.test", "Hello", "Hi.\r\n"),
+  },
+  {
+    name: "unknown recipient",
+    label: "bad",
+    client: "127.0.0.8",
+    sender: "carol@plain.test",
+    recipient: "nobody@corp.example",
+    body: async () => mail("carol@plain.test", "Hello", "Hi.\r\n"),
+  },
 ];
 
 describe("filter corpus: every filter, real engines", () => {
@@ -58,27 +108,34 @@ describe("filter corpus: every filter, real engines", () => {
   let stopStack: RelayStack["stop"] | undefined;
   let relay: RelayProcess;
 
-  before(async () => {
-    const zones = {
-      "news.test": { txt: ["v=spf1 ip4:127.0.0.7 -all"] },
-      "s1._domainkey.news.test": { txt: [`v=DKIM1; k=rsa; p=${publicKey.export({ type: "spki", format: "der" }).toString("base64")}`] },
-      "_dmarc.news.test": { txt: ["v=DMARC1; p=reject"] },
-      "bank.test": { txt: ["v=spf1 ip4:192.0.2.10 -all"] },
-      "_dmarc.bank.test": { txt: ["v=DMARC1; p=reject"] },
-      "plain.test": { a: ["192.0.2.20"] },
-      "2.0.0.127.bl.test": { a: ["127.0.0.2"] },
-    };
-    ({ relay, stop: stopStack } = await startRelayStack({ dir: dir.path, dns: zones, nats: true, clamd: true, rspamd: true, primary: true }, (peers) => {
-      peers.primary.recipientRule = (address) => (address.startsWith("alice@") ? undefined : { code: 550, message: "5.1.1 User unknown" });
-      return {
-        domains: [{
-          domain: "corp.example", primary: { hosts: [{ host: "127.0.0.1", port: peers.primary.port }] },
-          recipients: { mode: "verify" }, dnsbl: { zones: ["bl.test"] },
-        }],
-        args: ["--sender-auth"],
+  before(
+    async () => {
+      const zones = {
+        "news.test": { txt: ["v=spf1 ip4:127.0.0.7 -all"] },
+        "s1._domainkey.news.test": { txt: [`v=DKIM1; k=rsa; p=${publicKey.export({ type: "spki", format: "der" }).toString("base64")}`] },
+        "_dmarc.news.test": { txt: ["v=DMARC1; p=reject"] },
+        "bank.test": { txt: ["v=spf1 ip4:192.0.2.10 -all"] },
+        "_dmarc.bank.test": { txt: ["v=DMARC1; p=reject"] },
+        "plain.test": { a: ["192.0.2.20"] },
+        "2.0.0.127.bl.test": { a: ["127.0.0.2"] },
       };
-    }));
-  }, { timeout: 180_000 });
+      ({ relay, stop: stopStack } = await startRelayStack({ dir: dir.path, dns: zones, nats: true, clamd: true, rspamd: true, primary: true }, (peers) => {
+        peers.primary.recipientRule = (address) => (address.startsWith("alice@") ? undefined : { code: 550, message: "5.1.1 User unknown" });
+        return {
+          domains: [
+            {
+              domain: "corp.example",
+              primary: { hosts: [{ host: "127.0.0.1", port: peers.primary.port }] },
+              recipients: { mode: "verify" },
+              dnsbl: { zones: ["bl.test"] },
+            },
+          ],
+          args: ["--sender-auth"],
+        };
+      }));
+    },
+    { timeout: 180_000 },
+  );
 
   after(() => stopStack?.());
 

@@ -21,7 +21,8 @@ import { tempDir } from "../harness/workspace.ts";
 const brokenAtRcpt: RecipientFilter = {
   name: "broken_rcpt",
   stage: "rcpt",
-  check: (recipient) => (recipient.recipient.startsWith("rcpt-crash@") ? Promise.reject(new Error("bug in a recipient filter")) : Promise.resolve({ action: "continue" })),
+  check: (recipient) =>
+    recipient.recipient.startsWith("rcpt-crash@") ? Promise.reject(new Error("bug in a recipient filter")) : Promise.resolve({ action: "continue" }),
 };
 
 const brokenAtData: MessageFilter = {
@@ -45,17 +46,36 @@ describe("a filter that fails", () => {
 
   before(async () => {
     nats = await TestNatsServer.start(join(work.path, "nats"));
-    queue = new QueueConnection({ servers: [nats.url], name: "filter-failure-test", publishTimeoutMs: 5000, replicas: 1, maxAckPending: 100, ackWaitMs: 60_000 }, log);
+    queue = new QueueConnection(
+      { servers: [nats.url], name: "filter-failure-test", publishTimeoutMs: 5000, replicas: 1, maxAckPending: 100, ackWaitMs: 60_000 },
+      log,
+    );
     queue.start();
     await queue.whenReady();
     const domains = join(work.path, "domains.yaml");
     writeFileSync(domains, "apiVersion: mxwarden.io/v1alpha1\nkind: RelayDomain\nmetadata: { name: team/a }\nspec: { domain: a.example }\n");
     store = new DomainStore(domains, log);
     await store.start(60_000);
-    receiver = new SmtpReceiver({
-      hostname: "relay.test", maxClients: 10, maxRecipients: 10, maxReceivedHeaders: 30, bareNewline: "normalize",
-      socketTimeoutMs: 30_000, shutdownGraceMs: 1000, maxConnectionsPerClient: 10, greetPauseMs: 0, tarpitAfter: 100, tarpitDelayMs: 0,
-    }, store, queue, new FilterPipeline([brokenAtRcpt, brokenAtData], metrics, log), metrics, log);
+    receiver = new SmtpReceiver(
+      {
+        hostname: "relay.test",
+        maxClients: 10,
+        maxRecipients: 10,
+        maxReceivedHeaders: 30,
+        bareNewline: "normalize",
+        socketTimeoutMs: 30_000,
+        shutdownGraceMs: 1000,
+        maxConnectionsPerClient: 10,
+        greetPauseMs: 0,
+        tarpitAfter: 100,
+        tarpitDelayMs: 0,
+      },
+      store,
+      queue,
+      new FilterPipeline([brokenAtRcpt, brokenAtData], metrics, log),
+      metrics,
+      log,
+    );
     await receiver.listen("127.0.0.1", 0);
     port = receiver.address().port;
   });

@@ -34,7 +34,9 @@ function talkFirst(port: number, lines: string): Promise<string> {
     let text = "";
     socket.setEncoding("utf8");
     socket.on("connect", () => socket.write(lines));
-    socket.on("data", (data: string) => { text += data; });
+    socket.on("data", (data: string) => {
+      text += data;
+    });
     socket.on("close", () => resolve(text));
   });
 }
@@ -76,7 +78,10 @@ describe("greeting", () => {
 
   it("without --greet-pause, answers a client that talks first in order, as if it had waited", async () => {
     const transcript = await talkFirst(prompt.smtpPort, "EHLO eager.test\r\nQUIT\r\n");
-    const codes = transcript.split("\r\n").filter((line) => /^\d{3} /.test(line)).map((line) => line.slice(0, 3));
+    const codes = transcript
+      .split("\r\n")
+      .filter((line) => /^\d{3} /.test(line))
+      .map((line) => line.slice(0, 3));
     assert.deepEqual(codes, ["220", "250", "221"], transcript);
   });
 

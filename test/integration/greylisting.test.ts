@@ -51,15 +51,20 @@ describe("greylisting (NATS KV, two relays)", () => {
     assert.match(first.text, /Greylisted/);
     // Relay B shares the triplet: too early there as well.
     assert.equal((await rcpt(relayB.smtpPort, "alice@sender.example", "bob@grey.example")).code, 451);
-    const retry = await eventually("the retry to pass on relay B", async () => {
-      const reply = await rcpt(relayB.smtpPort, "alice@sender.example", "bob@grey.example");
-      return reply.code === 250 ? reply : undefined;
-    }, 20_000, 250);
+    const retry = await eventually(
+      "the retry to pass on relay B",
+      async () => {
+        const reply = await rcpt(relayB.smtpPort, "alice@sender.example", "bob@grey.example");
+        return reply.code === 250 ? reply : undefined;
+      },
+      20_000,
+      250,
+    );
     assert.equal(retry.code, 250);
     assert.ok(Date.now() - firstAt >= 2000, "not before the delay");
     // Auto-allow: the same client network and sender domain now pass for other recipients, on either relay.
     assert.equal((await rcpt(relayA.smtpPort, "carol@sender.example", "dave@grey.example")).code, 250);
-    assert.ok(await relayA.metric("mxwarden_filter_verdicts_total", 'filter="greylist",verdict="tempfail"') >= 1);
+    assert.ok((await relayA.metric("mxwarden_filter_verdicts_total", 'filter="greylist",verdict="tempfail"')) >= 1);
   });
 
   it("never greylists allowed clients, allowed sender domains or domains without greylisting", async () => {
@@ -121,17 +126,30 @@ describe("greylisting shared between two sites (JetStream domains over a leafnod
     // Site A wrote the triplet into its own origin bucket; site B's view sources it over the leafnode.
     await eventually("site A's triplet in site B's view", async () => (await bucketKeys(natsB, GREYLIST_BUCKET)).some((key) => key.startsWith("t.")));
     assert.equal((await rcpt(relayB.smtpPort, "alice@sender.example", "bob@grey.example")).code, 451, "too early at site B as well");
-    const retry = await eventually("the retry to pass at site B", async () => {
-      const reply = await rcpt(relayB.smtpPort, "alice@sender.example", "bob@grey.example");
-      return reply.code === 250 ? reply : undefined;
-    }, 20_000, 250);
+    const retry = await eventually(
+      "the retry to pass at site B",
+      async () => {
+        const reply = await rcpt(relayB.smtpPort, "alice@sender.example", "bob@grey.example");
+        return reply.code === 250 ? reply : undefined;
+      },
+      20_000,
+      250,
+    );
     assert.equal(retry.code, 250);
     assert.ok(Date.now() - firstAt >= 2000, "not before the delay");
     // Site B judged by site A's first-seen time: it never stored a triplet of its own.
     const originB = await bucketKeys(natsB, `${GREYLIST_BUCKET}-site-b`);
-    assert.deepEqual(originB.filter((key) => key.startsWith("t.")), []);
+    assert.deepEqual(
+      originB.filter((key) => key.startsWith("t.")),
+      [],
+    );
     assert.equal(originB.filter((key) => key.startsWith("a.")).length, 1, "site B stored the auto-allow");
     // The auto-allow written at site B lets the sender's network pass at site A too.
-    await eventually("the auto-allow to reach site A", async () => (await rcpt(relayA.smtpPort, "carol@sender.example", "dave@grey.example")).code === 250, 20_000, 250);
+    await eventually(
+      "the auto-allow to reach site A",
+      async () => (await rcpt(relayA.smtpPort, "carol@sender.example", "dave@grey.example")).code === 250,
+      20_000,
+      250,
+    );
   });
 });

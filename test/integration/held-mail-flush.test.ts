@@ -17,8 +17,19 @@ import { tempDir } from "../harness/workspace.ts";
 
 function job(domain: string, now: number): DeliveryJob {
   return {
-    v: 1, queueId: newQueueId(now), kind: "relay", domain, sender: "s@client.test", recipients: [`user@${domain}`],
-    size: 23, eightBit: false, smtpUtf8: false, acceptedAt: now, expiresAt: now + 86_400_000, attempts: 1, inline: true,
+    v: 1,
+    queueId: newQueueId(now),
+    kind: "relay",
+    domain,
+    sender: "s@client.test",
+    recipients: [`user@${domain}`],
+    size: 23,
+    eightBit: false,
+    smtpUtf8: false,
+    acceptedAt: now,
+    expiresAt: now + 86_400_000,
+    attempts: 1,
+    inline: true,
   };
 }
 
@@ -30,9 +41,17 @@ describe("flushing held mail", () => {
 
   before(async () => {
     nats = await TestNatsServer.start(join(dir.path, "nats"));
-    queue = new QueueConnection({
-      servers: [nats.url], name: "flush-test", publishTimeoutMs: 5000, replicas: 1, maxAckPending: 1000, ackWaitMs: 30_000,
-    }, log);
+    queue = new QueueConnection(
+      {
+        servers: [nats.url],
+        name: "flush-test",
+        publishTimeoutMs: 5000,
+        replicas: 1,
+        maxAckPending: 1000,
+        ackWaitMs: 30_000,
+      },
+      log,
+    );
     queue.start();
     await queue.whenReady();
   });
@@ -77,11 +96,11 @@ describe("flushing held mail", () => {
     assert.deepEqual(delivered.sort(), [deferSubject("a.example", far1.queueId), deferSubject("a.example", far2.queueId)].sort());
     const info = await jsm.streams.info(QUEUE_STREAM, { subjects_filter: ">" });
     const subjects = Object.keys(info.state.subjects ?? {}).sort();
-    assert.deepEqual(subjects, [
-      deferSubject("a.example", late.queueId),
-      deferSubject("b.example", other.queueId),
-      readySubject("a.example", near.queueId),
-    ].sort(), "delivered records removed, the near job ready without its held copy, the rest untouched");
+    assert.deepEqual(
+      subjects,
+      [deferSubject("a.example", late.queueId), deferSubject("b.example", other.queueId), readySubject("a.example", near.queueId)].sort(),
+      "delivered records removed, the near job ready without its held copy, the rest untouched",
+    );
     const consumer = await jsm.consumers.info(QUEUE_STREAM, flushConsumerName("a.example"));
     // The late job was handed over and left: it stays held, and comes back after the ack wait.
     assert.equal(consumer.num_ack_pending, 1, "only the late job is left unacknowledged");

@@ -25,8 +25,23 @@ describe("chart manifests and examples in a real API server (server-side dry run
 
   /** kubectl apply --server-side --dry-run=server; returns kubectl's lines, one per object. */
   function dryRunApply(manifest: string, namespace: string): string[] {
-    const result = run(KUBECTL, ["--kubeconfig", plane.kubeconfigPath, "apply", "--server-side", "--dry-run=server", "--validate=strict",
-      "--field-manager=helm", "--namespace", namespace, "-f", "-"], manifest);
+    const result = run(
+      KUBECTL,
+      [
+        "--kubeconfig",
+        plane.kubeconfigPath,
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "--validate=strict",
+        "--field-manager=helm",
+        "--namespace",
+        namespace,
+        "-f",
+        "-",
+      ],
+      manifest,
+    );
     assert.equal(result.status, 0, `kubectl apply refused:\n${result.stderr}`);
     return result.stdout.trim().split("\n");
   }
@@ -40,7 +55,11 @@ describe("chart manifests and examples in a real API server (server-side dry run
   before(async () => {
     plane = await TestControlPlane.start({ name: "helm-apply" });
     admin = new ApiClient(plane.kubeConfig());
-    await plane.installCrds([join(CHART_DIR, "crds/relaydomains.mxwarden.io.yaml"), join(CHART_DIR, "crds/relaysites.mxwarden.io.yaml"), writeMonitoringCrds(work.path)]);
+    await plane.installCrds([
+      join(CHART_DIR, "crds/relaydomains.mxwarden.io.yaml"),
+      join(CHART_DIR, "crds/relaysites.mxwarden.io.yaml"),
+      writeMonitoringCrds(work.path),
+    ]);
     for (const name of [OPERATOR_NS, SITE_NS, TEAM_NS]) await admin.create(Resources.Namespace, { apiVersion: "v1", kind: "Namespace", metadata: { name } });
   });
   after(async () => {
@@ -50,7 +69,11 @@ describe("chart manifests and examples in a real API server (server-side dry run
 
   for (const [variant, namespace, args] of [
     ["default values", OPERATOR_NS, []],
-    ["every option, Prometheus Operator present", OPERATOR_NS, ["-f", join(CHART_DIR, "ci/all-options-values.yaml"), "--api-versions", "monitoring.coreos.com/v1"]],
+    [
+      "every option, Prometheus Operator present",
+      OPERATOR_NS,
+      ["-f", join(CHART_DIR, "ci/all-options-values.yaml"), "--api-versions", "monitoring.coreos.com/v1"],
+    ],
     ["siteAccess mode", SITE_NS, ["--set", "mode=siteAccess"]],
   ] as const) {
     it(`accepts every manifest rendered with ${variant}`, () => {
@@ -71,6 +94,9 @@ describe("chart manifests and examples in a real API server (server-side dry run
   it("installed nothing: a dry run leaves the cluster as it was", async () => {
     assert.deepEqual((await admin.list(Resources.RelaySite)).items, []);
     assert.deepEqual((await admin.list(Resources.RelayDomain, TEAM_NS)).items, []);
-    assert.deepEqual((await admin.list(Resources.ServiceAccount, OPERATOR_NS)).items.map((sa) => sa.metadata.name).filter((name) => name.startsWith("mxwarden")), []);
+    assert.deepEqual(
+      (await admin.list(Resources.ServiceAccount, OPERATOR_NS)).items.map((sa) => sa.metadata.name).filter((name) => name.startsWith("mxwarden")),
+      [],
+    );
   });
 });

@@ -41,17 +41,26 @@ describe("maintenance hold (spec.hold)", () => {
   });
 
   const deliveredTimes = (domain: string): number[] =>
-    relay.logRecords("delivered").filter((r) => r.domain === domain).map((r) => Date.parse(String(r.time)));
+    relay
+      .logRecords("delivered")
+      .filter((r) => r.domain === domain)
+      .map((r) => Date.parse(String(r.time)));
 
   it("logs the cap of a hold that reaches past four fifths of the queue lifetime", async () => {
-    const record = await eventually("cap logged", () => relay.logRecords("maintenance hold reaches past the queue lifetime: each message is held at most four fifths of its lifetime").find((r) => r.domain === "capped.example"));
+    const record = await eventually("cap logged", () =>
+      relay
+        .logRecords("maintenance hold reaches past the queue lifetime: each message is held at most four fifths of its lifetime")
+        .find((r) => r.domain === "capped.example"),
+    );
     assert.equal(record.until, tomorrow);
   });
 
   it("queues during the hold, delivers nothing before until and everything after", async () => {
     const until = new Date(Date.now() + 12_000);
     writeDomains(domainsPath, specs(until.toISOString(), false));
-    await eventually("new hold loaded", () => relay.logRecords("maintenance hold: mail is queued, nothing delivered before until").some((r) => r.until === until.toISOString()));
+    await eventually("new hold loaded", () =>
+      relay.logRecords("maintenance hold: mail is queued, nothing delivered before until").some((r) => r.until === until.toISOString()),
+    );
     for (let i = 0; i < 5; i++) {
       const result = await sendMail(relay.smtpPort, { from: "s@client.test", to: [`user${i}@held.example`], body: simpleMessage("held", `held-${i}`) });
       assert.equal(result.data?.code, 250, result.data?.text);
@@ -61,14 +70,17 @@ describe("maintenance hold (spec.hold)", () => {
     const times = deliveredTimes("held.example");
     assert.equal(times.length, 5);
     for (const time of times) assert.ok(time >= until.getTime(), `delivered at ${new Date(time).toISOString()}, before ${until.toISOString()}`);
-    assert.ok(await relay.metric("mxwarden_delivery_attempts_total", 'result="held"') >= 5);
+    assert.ok((await relay.metric("mxwarden_delivery_attempts_total", 'result="held"')) >= 5);
   });
 
   it("delivers at once when the hold is removed", async () => {
     const result = await sendMail(relay.smtpPort, { from: "s@client.test", to: ["user@lifted.example"], body: simpleMessage("lifted", "lifted-1") });
     assert.equal(result.data?.code, 250);
     await eventually("held for maintenance", async () => (await relay.metric("mxwarden_delivery_attempts_total", 'result="held"')) >= 6);
-    assert.equal(primary.messages.some((m) => headerValue(m.body, "Subject") === "lifted"), false);
+    assert.equal(
+      primary.messages.some((m) => headerValue(m.body, "Subject") === "lifted"),
+      false,
+    );
     writeDomains(domainsPath, specs(new Date(Date.now() - 1000).toISOString(), true));
     await eventually("delivered after the hold was lifted", () => primary.messages.some((m) => headerValue(m.body, "Subject") === "lifted"), 30_000);
   });

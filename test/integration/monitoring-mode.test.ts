@@ -48,7 +48,15 @@ describe("monitoring mode (spec.acceptWhen: primaryDown)", () => {
     ]);
     for (const name of ["relay-a", "relay-b"]) {
       mkdirSync(join(dir.path, name));
-      relays.push(await RelayProcess.start({ dir: join(dir.path, name), hostname: `${name}.backup-mx.test`, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url, args: ["--probe-interval", `${PROBE_INTERVAL_S}s`] }));
+      relays.push(
+        await RelayProcess.start({
+          dir: join(dir.path, name),
+          hostname: `${name}.backup-mx.test`,
+          domainsPath: join(dir.path, "domains.yaml"),
+          nats: nats.url,
+          args: ["--probe-interval", `${PROBE_INTERVAL_S}s`],
+        }),
+      );
     }
     await Promise.all(relays.map((relay) => relay.ready()));
   });
@@ -70,16 +78,22 @@ describe("monitoring mode (spec.acceptWhen: primaryDown)", () => {
       assert.match(reply.text, /primary/);
       assert.equal(await rcptCode(relay, "a@always.example"), 250);
     }
-    assert.ok(await (relays[0] as RelayProcess).metric("mxwarden_filter_verdicts_total", 'filter="monitoring_mode",verdict="tempfail"') >= 2);
+    assert.ok((await (relays[0] as RelayProcess).metric("mxwarden_filter_verdicts_total", 'filter="monitoring_mode",verdict="tempfail"')) >= 2);
   });
 
   it("accepts once the primary stops answering, refuses again when it is back, and delivers what it took", async () => {
     await primary.close();
-    for (const relay of relays) await eventually("monitoring mode accepts", async () => (await rcptCode(relay, "a@watched.example")) === 250 || undefined, 30_000, 200);
-    const result = await sendMail((relays[1] as RelayProcess).smtpPort, { from: "s@client.test", to: ["a@watched.example"], body: simpleMessage("while-down", "while-down") });
+    for (const relay of relays)
+      await eventually("monitoring mode accepts", async () => (await rcptCode(relay, "a@watched.example")) === 250 || undefined, 30_000, 200);
+    const result = await sendMail((relays[1] as RelayProcess).smtpPort, {
+      from: "s@client.test",
+      to: ["a@watched.example"],
+      body: simpleMessage("while-down", "while-down"),
+    });
     assert.equal(result.data?.code, 250, result.data?.text);
     await primary.listen();
-    for (const relay of relays) await eventually("monitoring mode refuses again", async () => (await rcptCode(relay, "a@watched.example")) === 450 || undefined, 30_000, 200);
+    for (const relay of relays)
+      await eventually("monitoring mode refuses again", async () => (await rcptCode(relay, "a@watched.example")) === 450 || undefined, 30_000, 200);
     const [message] = await primary.waitForMessages(1, 60_000);
     assert.equal(headerValue(message?.body ?? "", "Subject"), "while-down");
   });
@@ -91,6 +105,9 @@ describe("monitoring mode (spec.acceptWhen: primaryDown)", () => {
     await new Promise((resolve) => setTimeout(resolve, windowS * 1000));
     const probes = greeter.connections() - before;
     assert.ok(probes >= 2, `the primary was probed ${probes} times in ${windowS}s`);
-    assert.ok(probes <= windowS / PROBE_INTERVAL_S + 2, `the primary was probed ${probes} times in ${windowS}s by two relays; one relay alone probes ${windowS / PROBE_INTERVAL_S}`);
+    assert.ok(
+      probes <= windowS / PROBE_INTERVAL_S + 2,
+      `the primary was probed ${probes} times in ${windowS}s by two relays; one relay alone probes ${windowS / PROBE_INTERVAL_S}`,
+    );
   });
 });

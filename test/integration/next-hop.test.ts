@@ -23,22 +23,45 @@ const zones: Zones = {
   [ALIAS]: { a: ["192.0.2.2"] },
 
   // 1: one primary above us, one backup below us.
-  "one.test": { mx: [{ preference: 10, exchange: "primary.example.test" }, { preference: 20, exchange: US }, { preference: 30, exchange: "other-backup.test" }] },
+  "one.test": {
+    mx: [
+      { preference: 10, exchange: "primary.example.test" },
+      { preference: 20, exchange: US },
+      { preference: 30, exchange: "other-backup.test" },
+    ],
+  },
   "primary.example.test": { a: ["192.0.2.10"] },
   "other-backup.test": { a: ["192.0.2.30"] },
 
   // Two hosts above us at different preferences, listed out of order, us in upper case with a
   // trailing dot.
-  "ordered.test": { mx: [{ preference: 20, exchange: "second.ordered.test" }, { preference: 30, exchange: "BACKUP-MX.TEST." }, { preference: 10, exchange: "first.ordered.test" }] },
+  "ordered.test": {
+    mx: [
+      { preference: 20, exchange: "second.ordered.test" },
+      { preference: 30, exchange: "BACKUP-MX.TEST." },
+      { preference: 10, exchange: "first.ordered.test" },
+    ],
+  },
   "first.ordered.test": { a: ["192.0.2.41"], aaaa: ["2001:db8::41"] },
   "second.ordered.test": { a: ["192.0.2.42"] },
 
   // 2: we share the best preference with another host.
-  "tie-us.test": { mx: [{ preference: 10, exchange: US }, { preference: 10, exchange: "peer.tie-us.test" }] },
+  "tie-us.test": {
+    mx: [
+      { preference: 10, exchange: US },
+      { preference: 10, exchange: "peer.tie-us.test" },
+    ],
+  },
   "peer.tie-us.test": { a: ["192.0.2.11"] },
 
   // 3: two primaries at equal preference.
-  "two.test": { mx: [{ preference: 5, exchange: "p1.two.test" }, { preference: 5, exchange: "p2.two.test" }, { preference: 20, exchange: US }] },
+  "two.test": {
+    mx: [
+      { preference: 5, exchange: "p1.two.test" },
+      { preference: 5, exchange: "p2.two.test" },
+      { preference: 20, exchange: US },
+    ],
+  },
   "p1.two.test": { a: ["192.0.2.21"] },
   "p2.two.test": { a: ["192.0.2.22"] },
 
@@ -55,16 +78,32 @@ const zones: Zones = {
   "nomail.test": { mx: NULL_MX, a: ["192.0.2.62"] },
 
   // An MX host without addresses is skipped in favour of the next one.
-  "dead-first.test": { mx: [{ preference: 10, exchange: "gone.dead-first.test" }, { preference: 20, exchange: "alive.dead-first.test" }, { preference: 30, exchange: US }] },
+  "dead-first.test": {
+    mx: [
+      { preference: 10, exchange: "gone.dead-first.test" },
+      { preference: 20, exchange: "alive.dead-first.test" },
+      { preference: 30, exchange: US },
+    ],
+  },
   "alive.dead-first.test": { a: ["192.0.2.71"] },
 
   // The zone's servers fail.
   "broken.test": { servfail: true },
 
   // 8: our --mx-name alias in the MX set.
-  "alias.test": { mx: [{ preference: 10, exchange: "primary.alias.test" }, { preference: 20, exchange: ALIAS }] },
+  "alias.test": {
+    mx: [
+      { preference: 10, exchange: "primary.alias.test" },
+      { preference: 20, exchange: ALIAS },
+    ],
+  },
   "primary.alias.test": { a: ["192.0.2.81"] },
-  "alias-best.test": { mx: [{ preference: 10, exchange: ALIAS }, { preference: 20, exchange: "later.alias-best.test" }] },
+  "alias-best.test": {
+    mx: [
+      { preference: 10, exchange: ALIAS },
+      { preference: 20, exchange: "later.alias-best.test" },
+    ],
+  },
   "later.alias-best.test": { a: ["192.0.2.82"] },
 
   // 9: a bounce's sender domain and the configured bounce relay.
@@ -144,8 +183,7 @@ describe("NextHopResolver against an authoritative DNS server", () => {
       const orders = new Set<string>();
       for (let i = 0; i < 50; i++) {
         const { hops } = await resolverForTies.forDomain(policy("two.test"));
-        assert.deepEqual(new Set(hops.map((h) => `${h.host} ${h.address} ${h.port}`)),
-          new Set(["p1.two.test 192.0.2.21 2525", "p2.two.test 192.0.2.22 2525"]));
+        assert.deepEqual(new Set(hops.map((h) => `${h.host} ${h.address} ${h.port}`)), new Set(["p1.two.test 192.0.2.21 2525", "p2.two.test 192.0.2.22 2525"]));
         assert.equal(hops.length, 2);
         orders.add(hops.map((h) => h.host).join(","));
       }
@@ -182,8 +220,7 @@ describe("NextHopResolver against an authoritative DNS server", () => {
       assert.deepEqual((await withAlias.forDomain(policy("alias.test"))).hops, [hop("primary.alias.test", "192.0.2.81")]);
       // Without the alias the same MX set would hand mail to ourselves under the other name.
       const withoutAlias = nextHops();
-      assert.deepEqual((await withoutAlias.forDomain(policy("alias.test"))).hops,
-        [hop("primary.alias.test", "192.0.2.81"), hop(ALIAS, "192.0.2.2")]);
+      assert.deepEqual((await withoutAlias.forDomain(policy("alias.test"))).hops, [hop("primary.alias.test", "192.0.2.81"), hop(ALIAS, "192.0.2.2")]);
     });
 
     it("refuses when the alias is the best MX, ignoring hosts below it", async () => {
@@ -219,7 +256,12 @@ describe("NextHopResolver against an authoritative DNS server", () => {
     });
 
     it("skips a configured host without an address and uses the next one", async () => {
-      const domain = policy("explicit.test", { hosts: [{ host: "missing.explicit.test", port: 2526 }, { host: "mail2.explicit.test", port: 2527 }] });
+      const domain = policy("explicit.test", {
+        hosts: [
+          { host: "missing.explicit.test", port: 2526 },
+          { host: "mail2.explicit.test", port: 2527 },
+        ],
+      });
       const route = await nextHops().forDomain(domain);
       assert.deepEqual(route.hops, [hop("mail2.explicit.test", "192.0.2.52", 2527)]);
     });

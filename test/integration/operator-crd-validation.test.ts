@@ -19,10 +19,22 @@ describe("CRD validation in a real API server", () => {
     await plane.installCrds([join(repoRoot, "crds/relaydomains.mxwarden.io.yaml"), join(repoRoot, "crds/relaysites.mxwarden.io.yaml")]);
     await client.create(Resources.Namespace, { apiVersion: "v1", kind: "Namespace", metadata: { name: "team" } });
   });
-  after(async () => { await plane?.stop(); });
+  after(async () => {
+    await plane?.stop();
+  });
 
-  const domain = (name: string, spec: Record<string, unknown>) => ({ apiVersion: "mxwarden.io/v1alpha1", kind: "RelayDomain", metadata: { name, namespace: "team" }, spec });
-  const site = (name: string, spec: Record<string, unknown>) => ({ apiVersion: "mxwarden.io/v1alpha1", kind: "RelaySite", metadata: { name }, spec: { hostname: "mx.backup.test", nats: { url: "nats://nats:4222" }, ...spec } });
+  const domain = (name: string, spec: Record<string, unknown>) => ({
+    apiVersion: "mxwarden.io/v1alpha1",
+    kind: "RelayDomain",
+    metadata: { name, namespace: "team" },
+    spec,
+  });
+  const site = (name: string, spec: Record<string, unknown>) => ({
+    apiVersion: "mxwarden.io/v1alpha1",
+    kind: "RelaySite",
+    metadata: { name },
+    spec: { hostname: "mx.backup.test", nats: { url: "nats://nats:4222" }, ...spec },
+  });
 
   // 422 Invalid for schema and CEL failures; strict field validation answers 400 BadRequest.
   async function refused(create: Promise<unknown>, field: RegExp, code = 422): Promise<void> {
@@ -35,22 +47,45 @@ describe("CRD validation in a real API server", () => {
   }
 
   it("accepts a full RelayDomain and fills in schema defaults", async () => {
-    const created = await client.create<{ spec: { recipients: { mode: string }; primary: { hosts: { port: number }[] } } }>(Resources.RelayDomain, domain("ok", {
-      domain: "bücher.example", primary: { hosts: [{ host: "mx1.example.com" }] }, recipients: {},
-      antispam: { rejectScore: 15, addHeaderScore: 6 }, greylisting: { enabled: true, delay: "5m" }, sites: ["site-a"],
-    }));
+    const created = await client.create<{ spec: { recipients: { mode: string }; primary: { hosts: { port: number }[] } } }>(
+      Resources.RelayDomain,
+      domain("ok", {
+        domain: "bücher.example",
+        primary: { hosts: [{ host: "mx1.example.com" }] },
+        recipients: {},
+        antispam: { rejectScore: 15, addHeaderScore: 6 },
+        greylisting: { enabled: true, delay: "5m" },
+        sites: ["site-a"],
+      }),
+    );
     assert.equal(created.spec.recipients.mode, "any");
     assert.equal(created.spec.primary.hosts[0]?.port, 25);
   });
 
   it("refuses invalid RelayDomains with the field named", async () => {
     await refused(client.create(Resources.RelayDomain, domain("bad-domain", { domain: "not a domain" })), /spec\.domain/);
-    await refused(client.create(Resources.RelayDomain, domain("bad-scores", { domain: "a.example", antispam: { rejectScore: 5, addHeaderScore: 8 } })), /addHeaderScore/);
-    await refused(client.create(Resources.RelayDomain, domain("list-without-mode", { domain: "a.example", recipients: { mode: "any", list: ["x"] } })), /spec\.recipients\.list/);
-    await refused(client.create(Resources.RelayDomain, domain("verify-wrong-mode", { domain: "a.example", recipients: { mode: "list", list: ["x"], verify: {} } })), /spec\.recipients\.verify/);
-    await refused(client.create(Resources.RelayDomain, domain("bad-duration", { domain: "a.example", queue: { lifetime: "five days" } })), /spec\.queue\.lifetime/);
+    await refused(
+      client.create(Resources.RelayDomain, domain("bad-scores", { domain: "a.example", antispam: { rejectScore: 5, addHeaderScore: 8 } })),
+      /addHeaderScore/,
+    );
+    await refused(
+      client.create(Resources.RelayDomain, domain("list-without-mode", { domain: "a.example", recipients: { mode: "any", list: ["x"] } })),
+      /spec\.recipients\.list/,
+    );
+    await refused(
+      client.create(Resources.RelayDomain, domain("verify-wrong-mode", { domain: "a.example", recipients: { mode: "list", list: ["x"], verify: {} } })),
+      /spec\.recipients\.verify/,
+    );
+    await refused(
+      client.create(Resources.RelayDomain, domain("bad-duration", { domain: "a.example", queue: { lifetime: "five days" } })),
+      /spec\.queue\.lifetime/,
+    );
     await refused(client.create(Resources.RelayDomain, domain("bad-port", { domain: "a.example", primary: { hosts: [{ host: "mx", port: 70000 }] } })), /port/);
-    await refused(client.create(Resources.RelayDomain, domain("unknown-field", { domain: "a.example", antivirus: { scanEverything: true } })), /unknown field "spec\.antivirus\.scanEverything"/, 400);
+    await refused(
+      client.create(Resources.RelayDomain, domain("unknown-field", { domain: "a.example", antivirus: { scanEverything: true } })),
+      /unknown field "spec\.antivirus\.scanEverything"/,
+      400,
+    );
   });
 
   it("keeps spec.domain immutable", async () => {
@@ -60,7 +95,10 @@ describe("CRD validation in a real API server", () => {
   it("refuses RelaySites that would lose the client address or mix exclusive settings", async () => {
     await client.create(Resources.RelaySite, site("site-ok", { smtp: { externalTrafficPolicy: "Cluster", proxyProtocol: true } }));
     await refused(client.create(Resources.RelaySite, site("site-lossy", { smtp: { externalTrafficPolicy: "Cluster" } })), /client address/);
-    await refused(client.create(Resources.RelaySite, site("site-clusterip-lb", { smtp: { serviceType: "ClusterIP", loadBalancerIP: "192.0.2.1" } })), /loadBalancerIP/);
+    await refused(
+      client.create(Resources.RelaySite, site("site-clusterip-lb", { smtp: { serviceType: "ClusterIP", loadBalancerIP: "192.0.2.1" } })),
+      /loadBalancerIP/,
+    );
     await refused(client.create(Resources.RelaySite, site("site-no-nats", { nats: { url: "http://nats" } })), /spec\.nats\.url/);
     await refused(client.create(Resources.RelaySite, site("site-bad-host", { hostname: "-bad-" })), /spec\.hostname/);
   });

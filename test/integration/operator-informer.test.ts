@@ -21,7 +21,9 @@ describe("informer and REST client against a real API server", () => {
     client = new ApiClient(plane.kubeConfig());
     await client.create(Resources.Namespace, { apiVersion: "v1", kind: "Namespace", metadata: { name: "w" } });
   });
-  after(async () => { await plane?.stop(); });
+  after(async () => {
+    await plane?.stop();
+  });
 
   it("follows adds, updates and deletes across watch restarts without re-listing", async () => {
     const changed: string[] = [];
@@ -48,10 +50,17 @@ describe("informer and REST client against a real API server", () => {
   });
 
   it("re-lists after the API server restarts and learns what changed while it was away", async () => {
-    for (const name of ["keep", "gone"]) await client.apply(Resources.ConfigMap, { apiVersion: "v1", kind: "ConfigMap", metadata: { name, namespace: "w" }, data: {} });
+    for (const name of ["keep", "gone"])
+      await client.apply(Resources.ConfigMap, { apiVersion: "v1", kind: "ConfigMap", metadata: { name, namespace: "w" }, data: {} });
     const changed: string[] = [];
     const errors: unknown[] = [];
-    const informer = new Informer<ConfigMap>(client, Resources.ConfigMap, "w", (key) => changed.push(key), (err) => errors.push(err));
+    const informer = new Informer<ConfigMap>(
+      client,
+      Resources.ConfigMap,
+      "w",
+      (key) => changed.push(key),
+      (err) => errors.push(err),
+    );
     informer.start();
     await informer.waitForSync();
     try {
@@ -70,26 +79,42 @@ describe("informer and REST client against a real API server", () => {
       await client.apply(Resources.ConfigMap, { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "new", namespace: "w" }, data: {} });
       await eventually("watching again after the restart", () => informer.get("w/new") !== undefined);
       // What the informer met: its old resourceVersion is gone from the compacted history.
-      await assert.rejects(client.watch(Resources.ConfigMap, "w", before.resourceVersion, () => {}, new AbortController().signal, 5), (err: unknown) => {
-        assert.ok(err instanceof ApiError, String(err));
-        assert.equal(err.code, 410);
-        return true;
-      });
+      await assert.rejects(
+        client.watch(Resources.ConfigMap, "w", before.resourceVersion, () => {}, new AbortController().signal, 5),
+        (err: unknown) => {
+          assert.ok(err instanceof ApiError, String(err));
+          assert.equal(err.code, 410);
+          return true;
+        },
+      );
     } finally {
       await informer.stop();
     }
   });
 
   it("applies server-side with strict validation: unknown fields are refused, fields owned by others are kept", async () => {
-    await assert.rejects(client.apply(Resources.ConfigMap, { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "strict", namespace: "w" }, dataa: {} }), (err: unknown) => {
-      assert.ok(err instanceof ApiError, String(err));
-      // kube-apiserver 1.37 answers a strict apply of an undeclared field with 500, not 4xx.
-      assert.ok(err.code >= 400, err.message);
-      assert.match(err.message, /\.dataa: field not declared in schema/);
-      return true;
+    await assert.rejects(
+      client.apply(Resources.ConfigMap, { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "strict", namespace: "w" }, dataa: {} }),
+      (err: unknown) => {
+        assert.ok(err instanceof ApiError, String(err));
+        // kube-apiserver 1.37 answers a strict apply of an undeclared field with 500, not 4xx.
+        assert.ok(err.code >= 400, err.message);
+        assert.match(err.message, /\.dataa: field not declared in schema/);
+        return true;
+      },
+    );
+    await client.create(Resources.ConfigMap, {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "shared", namespace: "w", labels: { owner: "someone-else" } },
+      data: { theirs: "1" },
     });
-    await client.create(Resources.ConfigMap, { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "shared", namespace: "w", labels: { owner: "someone-else" } }, data: { theirs: "1" } });
-    const applied = await client.apply<ConfigMap>(Resources.ConfigMap, { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "shared", namespace: "w" }, data: { ours: "2" } });
+    const applied = await client.apply<ConfigMap>(Resources.ConfigMap, {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "shared", namespace: "w" },
+      data: { ours: "2" },
+    });
     assert.deepEqual(applied.data, { theirs: "1", ours: "2" });
     assert.equal((applied.metadata as { labels?: Record<string, string> }).labels?.owner, "someone-else");
   });

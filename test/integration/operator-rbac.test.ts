@@ -102,16 +102,24 @@ describe("RBAC: the chart grants exactly what the operator uses", () => {
   /** Marks the relay Deployment available, as kube-controller-manager and the kubelet would. */
   async function markDeploymentReady(): Promise<void> {
     const deployment = await admin.get<Deployment>(Resources.Deployment, RELAY_NS, "mxwarden-relay");
-    await admin.replace(Resources.Deployment, {
-      ...deployment,
-      status: { observedGeneration: deployment.metadata.generation, replicas: 1, readyReplicas: 1, availableReplicas: 1, updatedReplicas: 1 },
-    }, { subresource: "status" });
+    await admin.replace(
+      Resources.Deployment,
+      {
+        ...deployment,
+        status: { observedGeneration: deployment.metadata.generation, replicas: 1, readyReplicas: 1, availableReplicas: 1, updatedReplicas: 1 },
+      },
+      { subresource: "status" },
+    );
   }
 
   before(async () => {
     plane = await TestControlPlane.start({ name: "rbac", audit: true });
     admin = new ApiClient(plane.kubeConfig());
-    await plane.installCrds([join(CHART_DIR, "crds/relaydomains.mxwarden.io.yaml"), join(CHART_DIR, "crds/relaysites.mxwarden.io.yaml"), writeMonitoringCrds(work.path)]);
+    await plane.installCrds([
+      join(CHART_DIR, "crds/relaydomains.mxwarden.io.yaml"),
+      join(CHART_DIR, "crds/relaysites.mxwarden.io.yaml"),
+      writeMonitoringCrds(work.path),
+    ]);
     for (const ns of [OPERATOR_NS, DOMAIN_NS]) await admin.create(Resources.Namespace, { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
 
     // The chart's identity and rights, installed for real; nothing else is granted to it.
@@ -120,7 +128,9 @@ describe("RBAC: the chart grants exactly what the operator uses", () => {
       for (const object of rendered.filter((o) => o.kind === kind)) {
         await admin.apply(refOf(object), object);
         const rules = (object as Rbac).rules;
-        if (rules) for (const rule of rules) grants.push({ rule, namespace: kind === "Role" ? object.metadata.namespace : undefined, from: `${kind}/${object.metadata.name}` });
+        if (rules)
+          for (const rule of rules)
+            grants.push({ rule, namespace: kind === "Role" ? object.metadata.namespace : undefined, from: `${kind}/${object.metadata.name}` });
       }
     }
     const serviceAccount = findObject(rendered, "ServiceAccount");
@@ -130,11 +140,20 @@ describe("RBAC: the chart grants exactly what the operator uses", () => {
     }
 
     const kubeconfig = join(work.path, "operator.kubeconfig");
-    writeFileSync(kubeconfig, plane.kubeconfigYamlFor(OPERATOR_USER, ["system:serviceaccounts", `system:serviceaccounts:${OPERATOR_NS}`, "system:authenticated"]));
+    writeFileSync(
+      kubeconfig,
+      plane.kubeconfigYamlFor(OPERATOR_USER, ["system:serviceaccounts", `system:serviceaccounts:${OPERATOR_NS}`, "system:authenticated"]),
+    );
     // Alerting rules make the operator apply a PrometheusRule too, so that permission is exercised.
     const rules = join(work.path, "rules.yaml");
-    writeFileSync(rules, "groups:\n  - name: mxwarden-test\n    rules:\n      - alert: RelayDown\n        expr: up{job=\"mxwarden-relay\"} == 0\n");
-    operator = await OperatorProcess.start({ dir: work.path, kubeconfigPath: kubeconfig, namespace: OPERATOR_NS, identity: "operator-rbac", args: ["--dns-servers=off", `--monitoring-rules=${rules}`] });
+    writeFileSync(rules, 'groups:\n  - name: mxwarden-test\n    rules:\n      - alert: RelayDown\n        expr: up{job="mxwarden-relay"} == 0\n');
+    operator = await OperatorProcess.start({
+      dir: work.path,
+      kubeconfigPath: kubeconfig,
+      namespace: OPERATOR_NS,
+      identity: "operator-rbac",
+      args: ["--dns-servers=off", `--monitoring-rules=${rules}`],
+    });
     nats = await TestNatsServer.start(join(work.path, "nats"));
   });
 
@@ -148,23 +167,51 @@ describe("RBAC: the chart grants exactly what the operator uses", () => {
 
   it("drives a local RelaySite and a RelayDomain through their whole life with the chart's rights", async () => {
     await admin.create(Resources.RelaySite, {
-      apiVersion: "mxwarden.io/v1alpha1", kind: "RelaySite", metadata: { name: "site-a" },
+      apiVersion: "mxwarden.io/v1alpha1",
+      kind: "RelaySite",
+      metadata: { name: "site-a" },
       // The TLS Secret is never created: the operator's check of it is one of the rights exercised.
-      spec: { namespace: RELAY_NS, hostname: "mx-a.backup.test", replicas: 1, tls: { secretName: "mx-a-tls" }, nats: { url: "nats://nats.mxwarden:4222", streamReplicas: 1 } },
+      spec: {
+        namespace: RELAY_NS,
+        hostname: "mx-a.backup.test",
+        replicas: 1,
+        tls: { secretName: "mx-a-tls" },
+        nats: { url: "nats://nats.mxwarden:4222", streamReplicas: 1 },
+      },
     });
-    await eventually("site-a applied", async () => (await get<WithConditions>(Resources.RelaySite, undefined, "site-a"))?.status?.conditions?.some((c) => c.type === "ConfigApplied" && c.status === "True"), 60_000);
+    await eventually(
+      "site-a applied",
+      async () =>
+        (await get<WithConditions>(Resources.RelaySite, undefined, "site-a"))?.status?.conditions?.some(
+          (c) => c.type === "ConfigApplied" && c.status === "True",
+        ),
+      60_000,
+    );
     // Events about a cluster-scoped RelaySite can only live in "default" (the API server refuses others).
-    await eventually("ConfigApplied Event about site-a", async () => (await admin.list<Unstructured & { reason?: string; regarding?: { name?: string } }>(Resources.Event, "default")).items
-      .some((event) => event.reason === "ConfigApplied" && event.regarding?.name === "site-a"));
-    await eventually("ServiceMonitor and PrometheusRule applied", async () =>
-      (await get(Resources.ServiceMonitor, RELAY_NS, "mxwarden-relay")) !== undefined && (await get(Resources.PrometheusRule, RELAY_NS, "mxwarden-relay")) !== undefined);
+    await eventually("ConfigApplied Event about site-a", async () =>
+      (await admin.list<Unstructured & { reason?: string; regarding?: { name?: string } }>(Resources.Event, "default")).items.some(
+        (event) => event.reason === "ConfigApplied" && event.regarding?.name === "site-a",
+      ),
+    );
+    await eventually(
+      "ServiceMonitor and PrometheusRule applied",
+      async () =>
+        (await get(Resources.ServiceMonitor, RELAY_NS, "mxwarden-relay")) !== undefined &&
+        (await get(Resources.PrometheusRule, RELAY_NS, "mxwarden-relay")) !== undefined,
+    );
 
     // A relay is ready only with a configuration, so the domain comes first.
     await admin.create(Resources.RelayDomain, {
-      apiVersion: "mxwarden.io/v1alpha1", kind: "RelayDomain", metadata: { name: "example", namespace: DOMAIN_NS },
+      apiVersion: "mxwarden.io/v1alpha1",
+      kind: "RelayDomain",
+      metadata: { name: "example", namespace: DOMAIN_NS },
       spec: { domain: "example.test", primary: { hosts: [{ host: "127.0.0.1", port: 2600 }] }, queue: { deletionGracePeriod: "1h" } },
     });
-    await eventually("domain in the relays' ConfigMap", async () => (await admin.get<Unstructured & { data?: Record<string, string> }>(Resources.ConfigMap, RELAY_NS, "mxwarden-domains")).data?.["team-a.example.yaml"]);
+    await eventually(
+      "domain in the relays' ConfigMap",
+      async () =>
+        (await admin.get<Unstructured & { data?: Record<string, string> }>(Resources.ConfigMap, RELAY_NS, "mxwarden-domains")).data?.["team-a.example.yaml"],
+    );
 
     // A real relay loads what the operator wrote and reports through the Role the operator rendered.
     const dir = join(work.path, "relay");
@@ -176,8 +223,17 @@ describe("RBAC: the chart grants exactly what the operator uses", () => {
     const relayKubeconfig = join(dir, "relay.kubeconfig");
     writeFileSync(relayKubeconfig, plane.kubeconfigYamlFor(`system:serviceaccount:${RELAY_NS}:mxwarden-relay`, ["system:serviceaccounts"]));
     relay = await RelayProcess.start({
-      dir, domainsPath: domainsDir, hostname: "mx-a.backup.test", nats: nats?.url,
-      args: ["--status-configmap=mxwarden-relay-status", `--status-namespace=${RELAY_NS}`, `--kubeconfig=${relayKubeconfig}`, "--status-interval=1s", "--shutdown-grace=2s"],
+      dir,
+      domainsPath: domainsDir,
+      hostname: "mx-a.backup.test",
+      nats: nats?.url,
+      args: [
+        "--status-configmap=mxwarden-relay-status",
+        `--status-namespace=${RELAY_NS}`,
+        `--kubeconfig=${relayKubeconfig}`,
+        "--status-interval=1s",
+        "--shutdown-grace=2s",
+      ],
     });
     await relay.ready();
     await markDeploymentReady();
@@ -188,10 +244,18 @@ describe("RBAC: the chart grants exactly what the operator uses", () => {
     await admin.mergePatch(Resources.RelaySite, undefined, "site-a", { spec: { replicas: 2 } });
     await eventually("Deployment scaled", async () => (await admin.get<Deployment>(Resources.Deployment, RELAY_NS, "mxwarden-relay")).spec.replicas === 2);
     await admin.mergePatch(Resources.RelayDomain, DOMAIN_NS, "example", { spec: { maxMessageSize: "1Mi" } });
-    await eventually("new generation Ready", async () => {
-      const domain = await get<WithConditions & { metadata: { generation?: number }; status?: { observedGeneration?: number } }>(Resources.RelayDomain, DOMAIN_NS, "example");
-      return ready(domain) && domain?.status?.observedGeneration === domain?.metadata.generation && (domain?.metadata.generation ?? 0) > 1;
-    }, 60_000);
+    await eventually(
+      "new generation Ready",
+      async () => {
+        const domain = await get<WithConditions & { metadata: { generation?: number }; status?: { observedGeneration?: number } }>(
+          Resources.RelayDomain,
+          DOMAIN_NS,
+          "example",
+        );
+        return ready(domain) && domain?.status?.observedGeneration === domain?.metadata.generation && (domain?.metadata.generation ?? 0) > 1;
+      },
+      60_000,
+    );
 
     await admin.delete(Resources.RelayDomain, DOMAIN_NS, "example");
     await eventually("RelayDomain deletion completes", async () => (await get(Resources.RelayDomain, DOMAIN_NS, "example")) === undefined, 60_000);
@@ -210,12 +274,12 @@ describe("RBAC: the chart grants exactly what the operator uses", () => {
 
     const forbidden = requests.filter((r) => r.code === 403);
     assert.deepEqual(forbidden.map(describeRequest), [], "requests the chart's RBAC refused");
-    const uncovered = requests.filter((r) => r.path === undefined ? !grants.some((g) => allows(g, r)) : !PUBLIC_INFO.has(r.path));
+    const uncovered = requests.filter((r) => (r.path === undefined ? !grants.some((g) => allows(g, r)) : !PUBLIC_INFO.has(r.path)));
     assert.deepEqual(uncovered.map(describeRequest), [], "requests no rule of the chart allows");
 
     // A server-side apply that creates its object is one PATCH in the log (answered 201), which
     // the API server authorizes as patch and then as create: it uses both permissions.
-    const used = requests.flatMap((r) => r.verb === "patch" && r.code === 201 ? [r, { ...r, verb: "create" }] : [r]);
+    const used = requests.flatMap((r) => (r.verb === "patch" && r.code === 201 ? [r, { ...r, verb: "create" }] : [r]));
     const unused = grants.flatMap(atoms).filter((g) => !used.some((r) => allows(g, r)));
     const unexplained = unused.filter((g) => NOT_EXERCISED[atomKey(g)] === undefined).map((g) => `${atomKey(g)} (${g.from})`);
     assert.deepEqual(unexplained, [], "permissions the chart grants that the operator never used");

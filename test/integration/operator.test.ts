@@ -82,10 +82,20 @@ describe("operator: two clusters, real relays", () => {
   async function markDeploymentReady(client: ApiClient): Promise<void> {
     const deployment = await client.get<Deployment>(Resources.Deployment, RELAY_NS, "mxwarden-relay");
     const replicas = deployment.spec.replicas ?? 1;
-    await client.replace(Resources.Deployment, {
-      ...deployment,
-      status: { observedGeneration: deployment.metadata.generation, replicas, readyReplicas: replicas, availableReplicas: replicas, updatedReplicas: replicas },
-    }, { subresource: "status" });
+    await client.replace(
+      Resources.Deployment,
+      {
+        ...deployment,
+        status: {
+          observedGeneration: deployment.metadata.generation,
+          replicas,
+          readyReplicas: replicas,
+          availableReplicas: replicas,
+          updatedReplicas: replicas,
+        },
+      },
+      { subresource: "status" },
+    );
   }
 
   async function startRelay(siteName: string, client: ApiClient, plane: TestControlPlane, natsServer: TestNatsServer): Promise<RelayProcess> {
@@ -121,16 +131,32 @@ describe("operator: two clusters, real relays", () => {
     await clusterA.installCrds([join(repoRoot, "crds/relaydomains.mxwarden.io.yaml"), join(repoRoot, "crds/relaysites.mxwarden.io.yaml")]);
     primary = await TestPrimary.start();
     dns = await startDnsServer({
-      [DOMAIN]: { mx: [{ preference: 10, exchange: "mail.example.test" }, { preference: 20, exchange: "mx-a.backup.test" }, { preference: 30, exchange: "mx-b.backup.test" }] },
+      [DOMAIN]: {
+        mx: [
+          { preference: 10, exchange: "mail.example.test" },
+          { preference: 20, exchange: "mx-a.backup.test" },
+          { preference: 30, exchange: "mx-b.backup.test" },
+        ],
+      },
       "mail.example.test": { a: ["127.0.0.1"] },
     });
     nats.push(await TestNatsServer.start(join(work.path, "nats-a")), await TestNatsServer.start(join(work.path, "nats-b")));
     for (const ns of [OPERATOR_NS, "team-a"]) await a.create(Resources.Namespace, { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
     await a.create(Resources.Secret, {
-      apiVersion: "v1", kind: "Secret", metadata: { name: "site-b-kubeconfig", namespace: OPERATOR_NS },
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "site-b-kubeconfig", namespace: OPERATOR_NS },
       data: { kubeconfig: Buffer.from(clusterB.kubeconfigYaml()).toString("base64") },
     });
-    operators.push(await OperatorProcess.start({ dir: work.path, kubeconfigPath: clusterA.kubeconfigPath, namespace: OPERATOR_NS, identity: "operator-1", args: [`--dns-servers=127.0.0.1:${dns.port}`] }));
+    operators.push(
+      await OperatorProcess.start({
+        dir: work.path,
+        kubeconfigPath: clusterA.kubeconfigPath,
+        namespace: OPERATOR_NS,
+        identity: "operator-1",
+        args: [`--dns-servers=127.0.0.1:${dns.port}`],
+      }),
+    );
   });
 
   after(async () => {
@@ -152,21 +178,41 @@ describe("operator: two clusters, real relays", () => {
       nats: { url: "nats://nats.mxwarden:4222", domain: name, streamReplicas: 1 },
       resolver: `127.0.0.1:${dns.port}`,
     });
-    await a.create(Resources.RelaySite, { apiVersion: "mxwarden.io/v1alpha1", kind: "RelaySite", metadata: { name: "site-a" }, spec: spec("site-a", "mx-a.backup.test", false) });
-    await a.create(Resources.RelaySite, { apiVersion: "mxwarden.io/v1alpha1", kind: "RelaySite", metadata: { name: "site-b" }, spec: spec("site-b", "mx-b.backup.test", true) });
+    await a.create(Resources.RelaySite, {
+      apiVersion: "mxwarden.io/v1alpha1",
+      kind: "RelaySite",
+      metadata: { name: "site-a" },
+      spec: spec("site-a", "mx-a.backup.test", false),
+    });
+    await a.create(Resources.RelaySite, {
+      apiVersion: "mxwarden.io/v1alpha1",
+      kind: "RelaySite",
+      metadata: { name: "site-b" },
+      spec: spec("site-b", "mx-b.backup.test", true),
+    });
     await a.create(Resources.RelayDomain, {
-      apiVersion: "mxwarden.io/v1alpha1", kind: "RelayDomain", metadata: { name: "example", namespace: "team-a" },
+      apiVersion: "mxwarden.io/v1alpha1",
+      kind: "RelayDomain",
+      metadata: { name: "example", namespace: "team-a" },
       spec: { domain: DOMAIN, primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] }, queue: { deletionGracePeriod: "1h" } },
     });
-    for (const [name, client] of [["site-a", a], ["site-b", b]] as const) {
-      const config = await eventually(`${name} domain ConfigMap`, async () => (await domainConfig(client).catch(() => ({} as Record<string, string>)))["team-a.example.yaml"]);
+    for (const [name, client] of [
+      ["site-a", a],
+      ["site-b", b],
+    ] as const) {
+      const config = await eventually(
+        `${name} domain ConfigMap`,
+        async () => (await domainConfig(client).catch(() => ({}) as Record<string, string>))["team-a.example.yaml"],
+      );
       assert.match(config, /domain: example\.test/);
       assert.doesNotMatch(config, /sites:/);
       // The site's objects are applied one after the other: the ConfigMap may come before the Deployment.
-      const deployment = await eventually(`${name} relay Deployment`, () => client.get<Deployment>(Resources.Deployment, RELAY_NS, "mxwarden-relay").catch((err: unknown) => {
-        if (isNotFound(err)) return undefined;
-        throw err;
-      }));
+      const deployment = await eventually(`${name} relay Deployment`, () =>
+        client.get<Deployment>(Resources.Deployment, RELAY_NS, "mxwarden-relay").catch((err: unknown) => {
+          if (isNotFound(err)) return undefined;
+          throw err;
+        }),
+      );
       const args = deployment.spec.template.spec.containers[0]?.args ?? [];
       assert.ok(args.includes(`--site=${name}`) && args.includes(`--peer-sites=${name === "site-a" ? "site-b" : "site-a"}`), args.join(" "));
       // The ConfigMap is applied before the status is written: an earlier reconcile's status (no
@@ -186,10 +232,14 @@ describe("operator: two clusters, real relays", () => {
     relays.b = await startRelay("site-b", b, clusterB, nats[1] as TestNatsServer);
     await markDeploymentReady(a);
     await markDeploymentReady(b);
-    const ready = await eventually("RelayDomain Ready", async () => {
-      const d = await domain();
-      return condition(d, "Ready")?.status === "True" && d;
-    }, 60_000);
+    const ready = await eventually(
+      "RelayDomain Ready",
+      async () => {
+        const d = await domain();
+        return condition(d, "Ready")?.status === "True" && d;
+      },
+      60_000,
+    );
     assert.equal(ready.status?.sitesReady, "2/2");
     for (const s of ready.status?.sites ?? []) assert.equal(s.appliedGeneration, ready.metadata.generation);
     assert.equal(condition(ready, "site-a.sites.mxwarden.io/Ready")?.status, "True");
@@ -205,16 +255,24 @@ describe("operator: two clusters, real relays", () => {
     const changedAt = performance.now();
     await a.mergePatch(Resources.RelayDomain, "team-a", "example", { spec: { maxMessageSize: "1Mi" } });
     const generation = (await domain())?.metadata.generation as number;
-    await eventually("both sites run the new generation", async () => {
-      const d = await domain();
-      return d?.status?.sites?.length === 2 && d.status.sites.every((s) => s.appliedGeneration === generation) && condition(d, "Ready")?.status === "True";
-    }, 60_000);
+    await eventually(
+      "both sites run the new generation",
+      async () => {
+        const d = await domain();
+        return d?.status?.sites?.length === 2 && d.status.sites.every((s) => s.appliedGeneration === generation) && condition(d, "Ready")?.status === "True";
+      },
+      60_000,
+    );
     // Informational (the figure depends on the 1s poll and report intervals used here): apply to Ready in both clusters.
     t.diagnostic(`spec change to Ready in both clusters: ${Math.round(performance.now() - changedAt)} ms`);
     const afterChange = await a.get<Deployment>(Resources.Deployment, RELAY_NS, "mxwarden-relay");
     assert.equal(afterChange.metadata.generation, before.metadata.generation, "the Deployment (and so its pods) did not change");
     assert.equal(relays.a?.process.pid, pid);
-    const big = await sendMail(relays.a?.smtpPort as number, { from: "alice@client.test", to: [`bob@${DOMAIN}`], body: simpleMessage("big", "op-2", (`${"y".repeat(998)}\r\n`).repeat(1100)) });
+    const big = await sendMail(relays.a?.smtpPort as number, {
+      from: "alice@client.test",
+      to: [`bob@${DOMAIN}`],
+      body: simpleMessage("big", "op-2", `${"y".repeat(998)}\r\n`.repeat(1100)),
+    });
     assert.equal(big.data?.code, 552);
   });
 
@@ -222,20 +280,34 @@ describe("operator: two clusters, real relays", () => {
   // Unicode. Both must be one domain to the operator, or the site never counts as up to date.
   it("an IDN domain becomes Ready at both sites, with no generation lag, and its mail is relayed", async () => {
     await a.create(Resources.RelayDomain, {
-      apiVersion: "mxwarden.io/v1alpha1", kind: "RelayDomain", metadata: { name: "buecher", namespace: "team-a" },
+      apiVersion: "mxwarden.io/v1alpha1",
+      kind: "RelayDomain",
+      metadata: { name: "buecher", namespace: "team-a" },
       spec: { domain: "Bücher.test", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] } },
     });
-    const ready = await eventually("IDN RelayDomain Ready", async () => {
-      const d = await domain("buecher");
-      return condition(d, "Ready")?.status === "True" && d;
-    }, 60_000);
+    const ready = await eventually(
+      "IDN RelayDomain Ready",
+      async () => {
+        const d = await domain("buecher");
+        return condition(d, "Ready")?.status === "True" && d;
+      },
+      60_000,
+    );
     assert.equal(ready.status?.sitesReady, "2/2");
     for (const s of ready.status?.sites ?? []) assert.equal(s.appliedGeneration, ready.metadata.generation, `${s.name} runs the IDN domain's generation`);
     const leader = operators[0] as OperatorProcess;
-    await eventually("no site lags behind a RelayDomain's generation", async () =>
-      (await leader.metric("mxwarden_operator_site_config_generation_lag", 'site="site-a"')) === 0 && (await leader.metric("mxwarden_operator_site_config_generation_lag", 'site="site-b"')) === 0);
+    await eventually(
+      "no site lags behind a RelayDomain's generation",
+      async () =>
+        (await leader.metric("mxwarden_operator_site_config_generation_lag", 'site="site-a"')) === 0 &&
+        (await leader.metric("mxwarden_operator_site_config_generation_lag", 'site="site-b"')) === 0,
+    );
     const before = primary.messages.length;
-    const sent = await sendMail(relays.b?.smtpPort as number, { from: "alice@client.test", to: ["anna@xn--bcher-kva.test"], body: simpleMessage("to an IDN domain", "op-idn") });
+    const sent = await sendMail(relays.b?.smtpPort as number, {
+      from: "alice@client.test",
+      to: ["anna@xn--bcher-kva.test"],
+      body: simpleMessage("to an IDN domain", "op-idn"),
+    });
     assert.equal(sent.data?.code, 250);
     await primary.waitForMessages(before + 1);
     await a.delete(Resources.RelayDomain, "team-a", "buecher");
@@ -245,15 +317,21 @@ describe("operator: two clusters, real relays", () => {
   it("marks an unreachable site False on its own; the other site is unaffected and the cut-off one catches up", async () => {
     await clusterB.pause();
     try {
-      const cut = await eventually("site-b unreachable", async () => {
-        const s = await site("site-b");
-        return condition(s, "ClusterReachable")?.status === "False" && s;
-      }, 30_000);
+      const cut = await eventually(
+        "site-b unreachable",
+        async () => {
+          const s = await site("site-b");
+          return condition(s, "ClusterReachable")?.status === "False" && s;
+        },
+        30_000,
+      );
       assert.equal(condition(cut, "ClusterReachable")?.reason, "ClusterUnreachable");
       assert.equal(condition(cut, "Ready")?.status, "False");
       assert.equal(condition(await site("site-a"), "Ready")?.status, "True");
       await a.mergePatch(Resources.RelayDomain, "team-a", "example", { spec: { maxMessageSize: "2Mi" } });
-      await eventually("site-a gets the change while site-b is cut off", async () => /maxMessageSize: 2Mi/.test((await domainConfig(a))["team-a.example.yaml"] ?? ""));
+      await eventually("site-a gets the change while site-b is cut off", async () =>
+        /maxMessageSize: 2Mi/.test((await domainConfig(a))["team-a.example.yaml"] ?? ""),
+      );
       const d = await eventually("domain shows site-b unreachable", async () => {
         const current = await domain();
         return condition(current, "site-b.sites.mxwarden.io/Ready")?.reason === "ClusterUnreachable" && current;
@@ -265,19 +343,34 @@ describe("operator: two clusters, real relays", () => {
     } finally {
       await clusterB.resume();
     }
-    await eventually("site-b reachable again with the latest configuration", async () =>
-      condition(await site("site-b"), "ClusterReachable")?.status === "True" && /maxMessageSize: 2Mi/.test((await domainConfig(b))["team-a.example.yaml"] ?? ""), 60_000);
+    await eventually(
+      "site-b reachable again with the latest configuration",
+      async () =>
+        condition(await site("site-b"), "ClusterReachable")?.status === "True" &&
+        /maxMessageSize: 2Mi/.test((await domainConfig(b))["team-a.example.yaml"] ?? ""),
+      60_000,
+    );
   });
 
   it("keeps one leader among replicas; a standby takes over when the leader dies", async () => {
-    operators.push(await OperatorProcess.start({ dir: work.path, kubeconfigPath: clusterA.kubeconfigPath, namespace: OPERATOR_NS, identity: "operator-2", args: ["--dns-servers=off"] }));
+    operators.push(
+      await OperatorProcess.start({
+        dir: work.path,
+        kubeconfigPath: clusterA.kubeconfigPath,
+        namespace: OPERATOR_NS,
+        identity: "operator-2",
+        args: ["--dns-servers=off"],
+      }),
+    );
     const [first, second] = operators as [OperatorProcess, OperatorProcess];
     assert.equal(await first.metric("mxwarden_operator_leader"), 1);
     assert.equal(await second.metric("mxwarden_operator_leader"), 0);
     await first.kill9();
     await eventually("the standby leads", async () => (await second.metric("mxwarden_operator_leader")) === 1, 40_000);
     await a.create(Resources.RelayDomain, {
-      apiVersion: "mxwarden.io/v1alpha1", kind: "RelayDomain", metadata: { name: "second", namespace: "team-a" },
+      apiVersion: "mxwarden.io/v1alpha1",
+      kind: "RelayDomain",
+      metadata: { name: "second", namespace: "team-a" },
       spec: { domain: "second.test", sites: ["site-a"] },
     });
     await eventually("the new leader reconciles", async () => (await domainConfig(a))["team-a.second.yaml"] !== undefined);

@@ -31,7 +31,12 @@ describe("Postmaster", () => {
     for (const relay of ["default", "configured"]) mkdirSync(join(dir.path, relay));
     // Two relays of one site, configured differently: either may deliver the other's mail, and both send postmaster mail the same way.
     byDefault = await RelayProcess.start({ dir: join(dir.path, "default"), domainsPath: join(dir.path, "domains.yaml"), nats: nats.url });
-    configured = await RelayProcess.start({ dir: join(dir.path, "configured"), domainsPath: join(dir.path, "domains.yaml"), nats: nats.url, args: ["--postmaster-domain", "Zulu.Example"] });
+    configured = await RelayProcess.start({
+      dir: join(dir.path, "configured"),
+      domainsPath: join(dir.path, "domains.yaml"),
+      nats: nats.url,
+      args: ["--postmaster-domain", "Zulu.Example"],
+    });
     await Promise.all([byDefault.ready(), configured.ready()]);
   });
 
@@ -60,7 +65,11 @@ describe("Postmaster", () => {
   });
 
   it("accepts postmaster@ a list domain, still refusing unlisted local parts", async () => {
-    const result = await sendMail(byDefault.smtpPort, { from: "someone@client.test", to: ["PostMaster@zulu.example", "bob@zulu.example"], body: simpleMessage("listed", "pm3") });
+    const result = await sendMail(byDefault.smtpPort, {
+      from: "someone@client.test",
+      to: ["PostMaster@zulu.example", "bob@zulu.example"],
+      body: simpleMessage("listed", "pm3"),
+    });
     assert.equal(result.rcpts[0]?.code, 250);
     assert.equal(result.rcpts[1]?.code, 550);
     const messages = await chosen.waitForMessages(2);

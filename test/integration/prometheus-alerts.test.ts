@@ -48,7 +48,10 @@ describe("alerts in a real Prometheus", () => {
     const relayDir = join(dir.path, `relay${index}`);
     mkdirSync(relayDir, { recursive: true });
     const relay = await RelayProcess.start({
-      dir: relayDir, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url, smtpPort: ports.smtp,
+      dir: relayDir,
+      domainsPath: join(dir.path, "domains.yaml"),
+      nats: nats.url,
+      smtpPort: ports.smtp,
       hostname: `relay${index}.test`,
       // Fixed metrics ports: Prometheus's static targets must find a restarted relay again.
       args: ["--metrics", `127.0.0.1:${ports.metrics}`, "--probe-interval", "1s"],
@@ -82,9 +85,13 @@ describe("alerts in a real Prometheus", () => {
     for (let i = 0; i < 2; i++) relays.push(await startRelay(i));
     const rules = join(dir.path, "relay-rules.test-friendly.yaml");
     testFriendlyRules(rules);
-    prometheus = await TestPrometheus.start(join(dir.path, "prometheus"), {
-      [RELAY_JOB]: relayPorts.map((ports) => `127.0.0.1:${ports.metrics}`),
-    }, [rules]);
+    prometheus = await TestPrometheus.start(
+      join(dir.path, "prometheus"),
+      {
+        [RELAY_JOB]: relayPorts.map((ports) => `127.0.0.1:${ports.metrics}`),
+      },
+      [rules],
+    );
   });
 
   after(async () => {
@@ -96,8 +103,14 @@ describe("alerts in a real Prometheus", () => {
   it("scrapes both relays, loads the rules and raises nothing while all is well", async () => {
     await eventually("both relays scraped", async () => (await prometheus.query(`up{job="${RELAY_JOB}"} == 1`)).length === 2, 30_000, 250);
     // Recorded even without traffic (0/0 is NaN, not absent): the rules run against real metrics.
-    await eventually("the recording rules evaluated", async () => (await prometheus.query("mxwarden:acceptance_errors:ratio_rate5m")).length === 1
-      && (await prometheus.query("mxwarden:destinations_unreachable:max")).length === 1, 30_000, 250);
+    await eventually(
+      "the recording rules evaluated",
+      async () =>
+        (await prometheus.query("mxwarden:acceptance_errors:ratio_rate5m")).length === 1 &&
+        (await prometheus.query("mxwarden:destinations_unreachable:max")).length === 1,
+      30_000,
+      250,
+    );
     // Before the first scrape no relay existed for Prometheus: that pending alert clears itself.
     await eventually("start-up alerts cleared", async () => (await prometheus.alerts()).length === 0, 30_000, 250);
     // A few evaluations with everything up: no alert of ours may be pending or firing.
@@ -113,7 +126,7 @@ describe("alerts in a real Prometheus", () => {
     await primary.close();
     const sent = await sendMail(relays[0]?.smtpPort ?? 0, { from: "a@client.test", to: ["x@example.com"], body: simpleMessage("held", "held-1") });
     assert.equal(sent.data?.code, 250);
-    const [alert] = await eventually("MxwardenPrimaryUnreachable firing", () => firing("MxwardenPrimaryUnreachable"), 60_000, 200) ?? [];
+    const [alert] = (await eventually("MxwardenPrimaryUnreachable firing", () => firing("MxwardenPrimaryUnreachable"), 60_000, 200)) ?? [];
     assert.equal(alert?.labels.severity, "info");
     assert.match(alert?.annotations.runbook_url ?? "", /docs\/runbooks\/MxwardenPrimaryUnreachable\.md$/);
     assert.ok(seen.get("MxwardenPrimaryUnreachable")?.has("pending"), "went through pending first");

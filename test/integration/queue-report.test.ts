@@ -25,10 +25,13 @@ describe("queue report", () => {
     queue.start();
     await queue.whenReady();
     const domains = join(work.path, "domains.yaml");
-    writeFileSync(domains, [
-      "apiVersion: mxwarden.io/v1alpha1\nkind: RelayDomain\nmetadata: { name: team/a, generation: 7 }\nspec: { domain: a.example }\n",
-      "apiVersion: mxwarden.io/v1alpha1\nkind: RelayDomain\nmetadata: { name: team/b, generation: 2, deletionTimestamp: \"2026-11-23T00:00:00Z\" }\nspec: { domain: b.example }\n",
-    ].join("---\n"));
+    writeFileSync(
+      domains,
+      [
+        "apiVersion: mxwarden.io/v1alpha1\nkind: RelayDomain\nmetadata: { name: team/a, generation: 7 }\nspec: { domain: a.example }\n",
+        'apiVersion: mxwarden.io/v1alpha1\nkind: RelayDomain\nmetadata: { name: team/b, generation: 2, deletionTimestamp: "2026-11-23T00:00:00Z" }\nspec: { domain: b.example }\n',
+      ].join("---\n"),
+    );
     store = new DomainStore(domains, log);
     await store.start(60_000);
   });
@@ -40,7 +43,20 @@ describe("queue report", () => {
   });
 
   function job(domain: string, acceptedAt: number): DeliveryJob {
-    return { v: 1, queueId: newQueueId(acceptedAt), kind: "relay", domain, sender: "s@client.test", recipients: [`r@${domain}`], size: 10, eightBit: false, smtpUtf8: false, acceptedAt, expiresAt: acceptedAt + 86_400_000, attempts: 0 };
+    return {
+      v: 1,
+      queueId: newQueueId(acceptedAt),
+      kind: "relay",
+      domain,
+      sender: "s@client.test",
+      recipients: [`r@${domain}`],
+      size: 10,
+      eightBit: false,
+      smtpUtf8: false,
+      acceptedAt,
+      expiresAt: acceptedAt + 86_400_000,
+      attempts: 0,
+    };
   }
 
   it("counts ready and deferred jobs per domain, gives the oldest age, the loaded generation and retirement", async () => {
@@ -49,7 +65,11 @@ describe("queue report", () => {
     await jobs.defer(job("a.example", now - 120_000), new Date(now + 3_600_000));
     await jobs.defer(job("a.example", now - 30_000), new Date(now + 3_600_000));
     await jobs.defer(job("b.example", now - 5_000), new Date(now + 3_600_000));
-    const report = await collectQueueReport(QueueIndex.of(queue, 0, () => now), store, "relay-0");
+    const report = await collectQueueReport(
+      QueueIndex.of(queue, 0, () => now),
+      store,
+      "relay-0",
+    );
     assert.equal(report.reporter, "relay-0");
     assert.deepEqual(report.domains["a.example"], { generation: 7, retiring: false, queued: 2, oldestQueuedSeconds: 120 });
     assert.deepEqual(report.domains["b.example"], { generation: 2, retiring: true, queued: 1, oldestQueuedSeconds: 5 });

@@ -16,13 +16,16 @@ describe("rate limits (JetStream counters, two relays)", () => {
 
   before(async () => {
     const hosts = [{ host: "127.0.0.1", port: 9 }];
-    const stack = await startRelayStack({ dir: dir.path, nats: true }, {
-      domains: [
-        { domain: "limited.example", primary: { hosts }, rateLimits: { perClient: "3/1h" } },
-        { domain: "small.example", primary: { hosts }, rateLimits: { perDomain: "2/1h", perSenderDomain: "5/1h" } },
-        { domain: "free.example", primary: { hosts } },
-      ],
-    });
+    const stack = await startRelayStack(
+      { dir: dir.path, nats: true },
+      {
+        domains: [
+          { domain: "limited.example", primary: { hosts }, rateLimits: { perClient: "3/1h" } },
+          { domain: "small.example", primary: { hosts }, rateLimits: { perDomain: "2/1h", perSenderDomain: "5/1h" } },
+          { domain: "free.example", primary: { hosts } },
+        ],
+      },
+    );
     stopStack = stack.stop;
     relayA = stack.relay;
     relayB = await stack.addRelay();
@@ -30,9 +33,7 @@ describe("rate limits (JetStream counters, two relays)", () => {
 
   after(() => stopStack?.());
 
-  const rcpt = (relay: RelayProcess, client: string, to: string): Promise<Reply> =>
-    rcptReply(relay.smtpPort, { client, from: "s@sender.test", to });
-
+  const rcpt = (relay: RelayProcess, client: string, to: string): Promise<Reply> => rcptReply(relay.smtpPort, { client, from: "s@sender.test", to });
 
   it("counts one client's recipients across both relays", async () => {
     const codes = [

@@ -20,7 +20,11 @@ describe("receiving", () => {
 
   before(async () => {
     const tls = selfSignedCertificate(dir.path, "backup-mx.test", 2);
-    ({ primary, relay, stop: stopStack } = await startRelayStack({ dir: dir.path, nats: true, primary: true }, (peers) => {
+    ({
+      primary,
+      relay,
+      stop: stopStack,
+    } = await startRelayStack({ dir: dir.path, nats: true, primary: true }, (peers) => {
       const hosts = [{ host: "127.0.0.1", port: peers.primary.port }];
       return {
         domains: [
@@ -45,7 +49,10 @@ describe("receiving", () => {
     for (const ext of ["PIPELINING", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "STARTTLS"]) {
       assert.ok(ehlo.lines.includes(ext), `EHLO lacks ${ext}: ${ehlo.text}`);
     }
-    assert.ok(ehlo.lines.some((l) => /^SIZE \d+$/.test(l)), "SIZE with a limit");
+    assert.ok(
+      ehlo.lines.some((l) => /^SIZE \d+$/.test(l)),
+      "SIZE with a limit",
+    );
     assert.ok(!ehlo.lines.some((l) => l.startsWith("AUTH")), "no AUTH on an MX");
   });
 
@@ -90,7 +97,10 @@ describe("receiving", () => {
       to: ["a@example.com", "x@victim.org", "bob@list.example", "y%victim.org@example.com"],
       body: simpleMessage("mixed", id),
     });
-    assert.deepEqual(result.rcpts.map((r) => r.code), [250, 550, 250, 550]);
+    assert.deepEqual(
+      result.rcpts.map((r) => r.code),
+      [250, 550, 250, 550],
+    );
     assert.equal(result.data?.code, 250);
     const queueId = /queued as ([0-9A-Z]+)/.exec(result.data?.text ?? "")?.[1];
     assert.ok(queueId, result.data?.text);
@@ -126,13 +136,13 @@ describe("receiving", () => {
     await dialogue.command("RSET");
     assert.equal((await dialogue.command("MAIL FROM:<s@client.test>")).code, 250);
     assert.equal((await dialogue.command("RCPT TO:<a@small.example>")).code, 250);
-    const big = await dialogue.data(simpleMessage("big", "big-1", "x".repeat(76) + "\r\n".repeat(1) + (`${"y".repeat(78)}\r\n`).repeat(200)));
+    const big = await dialogue.data(simpleMessage("big", "big-1", "x".repeat(76) + "\r\n".repeat(1) + `${"y".repeat(78)}\r\n`.repeat(200)));
     assert.equal(big.code, 552);
     assert.equal(big.status, "5.3.4");
     // The session is still usable after the refusal.
     assert.equal((await dialogue.command("MAIL FROM:<s@client.test>")).code, 250);
     await dialogue.quit();
-    assert.ok(await relay.metric("mxwarden_messages_rejected_total", 'reason="size"') >= 1);
+    assert.ok((await relay.metric("mxwarden_messages_rejected_total", 'reason="size"')) >= 1);
   });
 
   it("refuses a mail loop with 554 5.4.6", async () => {
@@ -155,7 +165,10 @@ describe("receiving", () => {
     assert.ok(message);
     const text = message.body.toString("utf8");
     const trace = headerValue(message.body, "Received") ?? "";
-    assert.match(trace, /^from client\.test \(unknown \[127\.0\.0\.1\]\) by backup-mx\.test \(mxwarden\) with ESMTP id [0-9A-Z]+ for <only@example\.com>; \w{3}, \d{2} \w{3} \d{4}/);
+    assert.match(
+      trace,
+      /^from client\.test \(unknown \[127\.0\.0\.1\]\) by backup-mx\.test \(mxwarden\) with ESMTP id [0-9A-Z]+ for <only@example\.com>; \w{3}, \d{2} \w{3} \d{4}/,
+    );
     assert.ok(trace.includes(`id ${queueId}`));
     assert.ok(text.startsWith("Received: "), "Received is the first header");
     assert.ok(text.endsWith(body), "original message unchanged after the trace header");
@@ -164,8 +177,15 @@ describe("receiving", () => {
   it("offers STARTTLS with the configured certificate and records ESMTPS", async () => {
     const before = primary.messages.length;
     const result = await swaks([
-      "--server", `127.0.0.1:${relay.smtpPort}`, "--tls", "--ehlo", "client.test",
-      "--from", "s@client.test", "--to", "tls@example.com",
+      "--server",
+      `127.0.0.1:${relay.smtpPort}`,
+      "--tls",
+      "--ehlo",
+      "client.test",
+      "--from",
+      "s@client.test",
+      "--to",
+      "tls@example.com",
     ]);
     assert.equal(result.exitCode, 0, result.transcript);
     assert.match(result.transcript, /~> MAIL FROM/, "the transaction ran inside TLS");

@@ -18,7 +18,11 @@ describe("recipient verification (callout to the primary)", () => {
   const asked: string[] = [];
 
   before(async () => {
-    ({ primary, relay, stop: stopStack } = await startRelayStack({ dir: dir.path, nats: true, primary: true }, (peers) => {
+    ({
+      primary,
+      relay,
+      stop: stopStack,
+    } = await startRelayStack({ dir: dir.path, nats: true, primary: true }, (peers) => {
       peers.primary.recipientRule = (address) => {
         asked.push(address);
         const user = address.split("@")[0] ?? "";
@@ -38,14 +42,16 @@ describe("recipient verification (callout to the primary)", () => {
 
   const rcpts = (...addresses: string[]): Promise<Reply[]> => rcptReplies(relay.smtpPort, { from: "s@client.test", to: addresses });
 
-
   it("accepts known recipients and refuses unknown ones with 550 5.1.1, asking the primary once", async () => {
     const [alice, zed] = await rcpts("alice@verify.example", "zed@verify.example");
     assert.equal(alice?.code, 250);
     assert.equal(zed?.code, 550);
     assert.equal(zed?.status, "5.1.1");
     const again = await rcpts("alice@verify.example", "zed@verify.example");
-    assert.deepEqual(again.map((r) => r.code), [250, 550]);
+    assert.deepEqual(
+      again.map((r) => r.code),
+      [250, 550],
+    );
     assert.deepEqual(asked.sort(), ["alice@verify.example", "zed@verify.example"], "the second answers came from the cache");
     assert.equal(primary.messages.length, 0, "a callout delivers nothing");
   });

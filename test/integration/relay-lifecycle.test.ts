@@ -21,13 +21,18 @@ describe("relay lifecycle", () => {
     const dir = tempDir("large");
     const nats = await TestNatsServer.start(join(dir.path, "nats"));
     const primary = await DigestPrimary.start();
-    writeDomains(join(dir.path, "domains.yaml"), [{ domain: "example.com", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] }, maxMessageSize: "150Mi" }]);
+    writeDomains(join(dir.path, "domains.yaml"), [
+      { domain: "example.com", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] }, maxMessageSize: "150Mi" },
+    ]);
     const relay = await startWithInspector(() => RelayProcess.start({ dir: dir.path, domainsPath: join(dir.path, "domains.yaml"), nats: nats.url }));
     let inspector: RelayInspector | undefined;
     const line = Buffer.from("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/\r\n");
     const block = Buffer.concat(Array.from({ length: 13_000 }, () => line)); // 1,014,000 bytes
     /** What the relay holds at two points of one message: with all but its last block received, and half-way through its delivery. */
-    interface Held { receiving: number; delivering: number }
+    interface Held {
+      receiving: number;
+      delivering: number;
+    }
     /**
      * Send `blocks` MB through the relay and check it arrives unchanged; returns ms from final dot
      * to 250, and with `probe` what the relay held while receiving and while delivering.
@@ -72,7 +77,10 @@ describe("relay lifecycle", () => {
     const bound = 32 * 2 ** 20;
     try {
       const unread = socketBufferBytes();
-      assert.ok(119 * block.length - unread > bound, `the sockets can buffer ${mib(unread)} MiB: the relay need not have read enough of the message for this test to see it held`);
+      assert.ok(
+        119 * block.length - unread > bound,
+        `the sockets can buffer ${mib(unread)} MiB: the relay need not have read enough of the message for this test to see it held`,
+      );
       await relay.ready();
       inspector = await RelayInspector.connect(relay);
       // A 5 MB message first: it takes the relay to its working memory (buffers, heap, pools).
@@ -81,7 +89,9 @@ describe("relay lifecycle", () => {
       const { acceptMs } = await relayLarge(50);
       const { held } = await relayLarge(120, inspector);
       assert.ok(held);
-      t.diagnostic(`held after a full GC: idle ${mib(idle)} MiB; 120 MB message: receiving ${mib(held.receiving)} MiB, delivering ${mib(held.delivering)} MiB; final dot to 250 for 50 MB: ${acceptMs.toFixed(0)} ms`);
+      t.diagnostic(
+        `held after a full GC: idle ${mib(idle)} MiB; 120 MB message: receiving ${mib(held.receiving)} MiB, delivering ${mib(held.delivering)} MiB; final dot to 250 for 50 MB: ${acceptMs.toFixed(0)} ms`,
+      );
       assert.ok(held.receiving - idle < bound, `the relay held ${mib(held.receiving - idle)} MiB more than idle while receiving a 120 MB message`);
       assert.ok(held.delivering - idle < bound, `the relay held ${mib(held.delivering - idle)} MiB more than idle while delivering a 120 MB message`);
     } finally {
@@ -109,13 +119,16 @@ describe("relay lifecycle", () => {
 
       const generation = await relay.metric("mxwarden_config_generation");
       writeFileSync(join(domainsDir, "new-example.yaml"), relayDomainYaml({ domain: "new.example", primary: { hosts } }));
-      await eventually("new domain loaded", async () => await relay.metric("mxwarden_config_generation") > generation, 15_000);
+      await eventually("new domain loaded", async () => (await relay.metric("mxwarden_config_generation")) > generation, 15_000);
       // The same session, opened before the reload, now reaches the new domain.
       assert.equal((await dialogue.command("RCPT TO:<a@new.example>")).code, 250);
 
       // An invalid document is reported and the last good configuration stays in force.
-      writeFileSync(join(domainsDir, "new-example.yaml"), "apiVersion: mxwarden.io/v1alpha1\nkind: RelayDomain\nmetadata: {name: x}\nspec: {domain: 'not a domain'}\n");
-      await eventually("invalid document reported", async () => await relay.metric("mxwarden_config_errors") > 0, 15_000);
+      writeFileSync(
+        join(domainsDir, "new-example.yaml"),
+        "apiVersion: mxwarden.io/v1alpha1\nkind: RelayDomain\nmetadata: {name: x}\nspec: {domain: 'not a domain'}\n",
+      );
+      await eventually("invalid document reported", async () => (await relay.metric("mxwarden_config_errors")) > 0, 15_000);
       assert.equal((await dialogue.command("RCPT TO:<b@new.example>")).code, 250);
       assert.equal((await dialogue.data(simpleMessage("reload", "reload-1"))).code, 250);
       await dialogue.quit();
@@ -237,7 +250,9 @@ class RelayInspector {
   /** JavaScript heap and buffers (external memory, ArrayBuffers included) still in use after a full collection. */
   async liveBytes(): Promise<number> {
     await this.call("HeapProfiler.collectGarbage");
-    const evaluated = await this.call("Runtime.evaluate", { expression: "JSON.stringify(process.memoryUsage())", returnByValue: true }) as { result: { value: string } };
+    const evaluated = (await this.call("Runtime.evaluate", { expression: "JSON.stringify(process.memoryUsage())", returnByValue: true })) as {
+      result: { value: string };
+    };
     const usage = JSON.parse(evaluated.result.value) as { heapUsed: number; external: number };
     return usage.heapUsed + usage.external;
   }

@@ -41,7 +41,13 @@ describe("relay metrics for the SLOs", () => {
     const tls = selfSignedCertificate(dir.path, "backup-mx.test", 20);
     // A real clamd, and an rspamd address where nothing listens: one engine up, one down.
     const deadRspamd = `http://127.0.0.1:${await freePort()}`;
-    ({ nats, clamd, primary, relay, stop: stopStack } = await startRelayStack({ dir: dir.path, nats: true, clamd: true, primary: true }, (peers) => {
+    ({
+      nats,
+      clamd,
+      primary,
+      relay,
+      stop: stopStack,
+    } = await startRelayStack({ dir: dir.path, nats: true, clamd: true, primary: true }, (peers) => {
       const hosts = [{ host: "127.0.0.1", port: peers.primary.port }];
       return {
         domains: [
@@ -88,11 +94,12 @@ describe("relay metrics for the SLOs", () => {
     await primary.waitForMessages(1);
     const sum = async (name: string): Promise<number> => {
       let total = 0;
-      for (const line of (await relay.metricsText()).split("\n")) if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) total += Number(line.slice(line.lastIndexOf(" ") + 1));
+      for (const line of (await relay.metricsText()).split("\n"))
+        if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) total += Number(line.slice(line.lastIndexOf(" ") + 1));
       return total;
     };
     await eventually("the identity to balance with an empty queue", async () => {
-      const accepted = await relay.metric("mxwarden_messages_accepted_total") + await relay.metric("mxwarden_dsns_queued_total");
+      const accepted = (await relay.metric("mxwarden_messages_accepted_total")) + (await relay.metric("mxwarden_dsns_queued_total"));
       const completed = await sum("mxwarden_queue_jobs_completed_total");
       const queued = await sum("mxwarden_queue_messages");
       return accepted === 1 && completed === 1 && queued === 0;
@@ -101,11 +108,14 @@ describe("relay metrics for the SLOs", () => {
   });
 
   it("probes NATS, clamd and rspamd and publishes whether each answers and how fast", async () => {
-    await eventually("nats and clamd up, rspamd down", async () =>
-      await relay.metric("mxwarden_dependency_up", 'dependency="nats"') === 1 &&
-      await relay.metric("mxwarden_dependency_up", 'dependency="clamd"') === 1 &&
-      (await relay.metricsText()).includes('mxwarden_dependency_up{dependency="rspamd"} 0'));
-    assert.ok(await relay.metric("mxwarden_dependency_check_duration_seconds_count", 'dependency="clamd"') >= 1);
+    await eventually(
+      "nats and clamd up, rspamd down",
+      async () =>
+        (await relay.metric("mxwarden_dependency_up", 'dependency="nats"')) === 1 &&
+        (await relay.metric("mxwarden_dependency_up", 'dependency="clamd"')) === 1 &&
+        (await relay.metricsText()).includes('mxwarden_dependency_up{dependency="rspamd"} 0'),
+    );
+    assert.ok((await relay.metric("mxwarden_dependency_check_duration_seconds_count", 'dependency="clamd"')) >= 1);
     await clamd.stop();
     await eventually("clamd down", async () => (await relay.metricsText()).includes('mxwarden_dependency_up{dependency="clamd"} 0'), 20_000);
   });
@@ -123,13 +133,13 @@ describe("relay metrics for the SLOs", () => {
     assert.equal((await good.dialogue.startTls("backup-mx.test")).code, 220);
     assert.equal((await good.dialogue.command("EHLO client.test")).code, 250);
     await good.dialogue.quit();
-    await eventually("one handshake counted as a success", async () => await relay.metric("mxwarden_tls_handshakes_total", 'result="success"') === 1);
+    await eventually("one handshake counted as a success", async () => (await relay.metric("mxwarden_tls_handshakes_total", 'result="success"')) === 1);
     // A client that says STARTTLS and then speaks plain text.
     const bad = await SmtpDialogue.open(relay.smtpPort);
     await bad.dialogue.command("EHLO client.test");
     assert.equal((await bad.dialogue.command("STARTTLS")).code, 220);
     bad.dialogue.write("this is not a TLS ClientHello\r\n".repeat(4));
-    await eventually("one handshake counted as a failure", async () => await relay.metric("mxwarden_tls_handshakes_total", 'result="failure"') === 1);
+    await eventually("one handshake counted as a failure", async () => (await relay.metric("mxwarden_tls_handshakes_total", 'result="failure"')) === 1);
     bad.dialogue.destroy();
     assert.equal(await relay.metric("mxwarden_tls_handshakes_total", 'result="success"'), 1);
   });

@@ -57,8 +57,16 @@ describe("reply inbox", () => {
     assert.equal(info.num_ack_pending, 0);
     assert.equal(info.num_pending, 0);
     // The server removes the acknowledged record right after it answered the ack.
-    await eventually("the acknowledged work-queue record removed", async () =>
-      await jsm.streams.getMessage("INBOX_TEST", { seq: msg.seq }).then((stored) => stored === null, () => true), 5000, 20);
+    await eventually(
+      "the acknowledged work-queue record removed",
+      async () =>
+        await jsm.streams.getMessage("INBOX_TEST", { seq: msg.seq }).then(
+          (stored) => stored === null,
+          () => true,
+        ),
+      5000,
+      20,
+    );
   });
 
   it("reports no responders when no stream takes the subject, and a timeout when a listener never answers", async () => {

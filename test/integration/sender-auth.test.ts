@@ -35,7 +35,11 @@ describe("sender authentication (SPF, DKIM, DMARC)", () => {
       "relaxed.test": { txt: ["v=spf1 ip4:192.0.2.1 -all"] },
       "_dmarc.relaxed.test": { txt: ["v=DMARC1; p=none"] },
     };
-    ({ primary, relay, stop: stopStack } = await startRelayStack({ dir: dir.path, dns: zones, nats: true, primary: true }, (peers) => {
+    ({
+      primary,
+      relay,
+      stop: stopStack,
+    } = await startRelayStack({ dir: dir.path, dns: zones, nats: true, primary: true }, (peers) => {
       const hosts = [{ host: "127.0.0.1", port: peers.primary.port }];
       return {
         domains: [

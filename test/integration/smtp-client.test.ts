@@ -12,8 +12,14 @@ import { selfSignedCertificate } from "../harness/tls-certificate.ts";
 import { eventually, tempDir } from "../harness/workspace.ts";
 
 const options = (port: number, tls: SmtpClientOptions["tls"] = "opportunistic"): SmtpClientOptions => ({
-  host: "127.0.0.1", port, name: "relay.test", servername: undefined, tls, verifyCertificate: false,
-  connectTimeoutMs: 5000, socketTimeoutMs: 10_000,
+  host: "127.0.0.1",
+  port,
+  name: "relay.test",
+  servername: undefined,
+  tls,
+  verifyCertificate: false,
+  connectTimeoutMs: 5000,
+  socketTimeoutMs: 10_000,
 });
 
 const envelope = (recipients: string[], size = 100) => ({ sender: "sender@client.test", recipients, size, eightBit: false });
@@ -47,8 +53,14 @@ describe("outbound SMTP client", () => {
     const { chunks, text } = body("pipelined");
     const replies = await client.send(envelope(["a@example.com", "bad@example.com", "b@example.com"]), Readable.from(chunks));
     assert.equal(replies.mail.code, 250);
-    assert.deepEqual(replies.recipients.map((r) => r.code), [250, 550, 250]);
-    assert.deepEqual(replies.recipients[1] && { enhanced: replies.recipients[1].enhanced, text: replies.recipients[1].text }, { enhanced: "5.1.1", text: "user unknown" });
+    assert.deepEqual(
+      replies.recipients.map((r) => r.code),
+      [250, 550, 250],
+    );
+    assert.deepEqual(replies.recipients[1] && { enhanced: replies.recipients[1].enhanced, text: replies.recipients[1].text }, {
+      enhanced: "5.1.1",
+      text: "user unknown",
+    });
     assert.equal(replies.data?.code, 250);
     const received = primary.messages.at(-1);
     assert.deepEqual(received?.to, ["a@example.com", "b@example.com"]);
@@ -83,7 +95,11 @@ describe("outbound SMTP client", () => {
     const next = await SmtpClient.open(options(primary.port));
     const replies = await next.send({ ...envelope(["in-time@example.com"]), finishBy: Date.now() + 60_000 }, Readable.from(body("in-time").chunks));
     assert.equal(replies.data?.code, 250);
-    assert.deepEqual(primary.messages.slice(before).map((m) => m.to), [["in-time@example.com"]], "only the message sent in time arrived");
+    assert.deepEqual(
+      primary.messages.slice(before).map((m) => m.to),
+      [["in-time@example.com"]],
+      "only the message sent in time arrived",
+    );
     next.quit();
   });
 
@@ -110,7 +126,10 @@ describe("outbound SMTP client", () => {
     await new Promise<void>((resolve) => injecting.listen(0, "127.0.0.1", resolve));
     try {
       const port = (injecting.address() as AddressInfo).port;
-      await assert.rejects(SmtpClient.open(options(port)), (err: unknown) => err instanceof SmtpConnectionError && err.code === "ETLS" && /after its STARTTLS reply/.test(err.message));
+      await assert.rejects(
+        SmtpClient.open(options(port)),
+        (err: unknown) => err instanceof SmtpConnectionError && err.code === "ETLS" && /after its STARTTLS reply/.test(err.message),
+      );
     } finally {
       injecting.close();
     }

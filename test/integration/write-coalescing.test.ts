@@ -24,12 +24,18 @@ function countWrites(nc: NatsConnection): () => number {
 
 /** Publishes `count` messages, each from its own callback, all in the same event-loop turn. */
 async function publishFromSeparateCallbacks(nc: NatsConnection, subject: string, count: number): Promise<void> {
-  await Promise.all(Array.from({ length: count }, (_, i) => new Promise<void>((resolve) => {
-    setImmediate(() => {
-      nc.publish(subject, `m${i}`);
-      resolve();
-    });
-  })));
+  await Promise.all(
+    Array.from(
+      { length: count },
+      (_, i) =>
+        new Promise<void>((resolve) => {
+          setImmediate(() => {
+            nc.publish(subject, `m${i}`);
+            resolve();
+          });
+        }),
+    ),
+  );
 }
 
 async function collect(nc: NatsConnection, subject: string, count: number): Promise<() => Promise<string[]>> {
@@ -86,6 +92,9 @@ describe("coalesced NATS writes", () => {
     const received = await collect(listener, "closing", 20);
     for (let i = 0; i < 20; i++) nc.publish("closing", `c${i}`);
     await nc.close();
-    assert.deepEqual(await received(), Array.from({ length: 20 }, (_, i) => `c${i}`));
+    assert.deepEqual(
+      await received(),
+      Array.from({ length: 20 }, (_, i) => `c${i}`),
+    );
   });
 });

@@ -21,7 +21,13 @@ const policy: DomainPolicy = parseRelayDomain({
   },
 });
 
-const rcpt = (clientAddress: string, sender: string): RecipientUnderCheck => ({ clientAddress, heloName: "client.test", sender, recipient: "a@example.com", domain: "example.com" });
+const rcpt = (clientAddress: string, sender: string): RecipientUnderCheck => ({
+  clientAddress,
+  heloName: "client.test",
+  sender,
+  recipient: "a@example.com",
+  domain: "example.com",
+});
 const access = new AccessFilter((domain) => (domain === "example.com" ? policy.access : undefined));
 
 describe("access filter (spec.access)", () => {
@@ -59,14 +65,24 @@ describe("access filter (spec.access)", () => {
 describe("the pipeline and the allow verdict", () => {
   const calls: string[] = [];
   const rcptFilter = (name: string, action: "continue" | "allow" | "reject", bypassedByAllowList?: boolean): AnyFilter => ({
-    name, stage: "rcpt", ...(bypassedByAllowList ? { bypassedByAllowList } : {}),
+    name,
+    stage: "rcpt",
+    ...(bypassedByAllowList ? { bypassedByAllowList } : {}),
     check: () => {
       calls.push(name);
-      return Promise.resolve(action === "reject" ? { action, reason: name, reply: { code: 554, enhanced: "5.7.1", text: name } } : action === "allow" ? { action, reason: name } : { action });
+      return Promise.resolve(
+        action === "reject"
+          ? { action, reason: name, reply: { code: 554, enhanced: "5.7.1", text: name } }
+          : action === "allow"
+            ? { action, reason: name }
+            : { action },
+      );
     },
   });
   const dataFilter = (name: string, bypassedByAllowList?: boolean): AnyFilter => ({
-    name, stage: "data", ...(bypassedByAllowList ? { bypassedByAllowList } : {}),
+    name,
+    stage: "data",
+    ...(bypassedByAllowList ? { bypassedByAllowList } : {}),
     check: () => {
       calls.push(name);
       return Promise.resolve({ action: "reject", reason: name, reply: { code: 554, enhanced: "5.7.1", text: name } });
@@ -74,7 +90,14 @@ describe("the pipeline and the allow verdict", () => {
   });
   const log = createLogger({}, "error", () => undefined);
   const message = (allowed: boolean): MessageUnderScan => ({
-    queueId: "q", allowed, clientAddress: "198.51.100.7", heloName: "h", sender: "s@x.example", recipients: ["a@example.com"], domains: ["example.com"], size: 1,
+    queueId: "q",
+    allowed,
+    clientAddress: "198.51.100.7",
+    heloName: "h",
+    sender: "s@x.example",
+    recipients: ["a@example.com"],
+    domains: ["example.com"],
+    size: 1,
     open: () => Readable.from([]),
   });
 

@@ -12,7 +12,11 @@ import { operatorRulesFile, promtoolTestFiles, relayRulesFile, rulesOf } from ".
 import { repoRoot } from "../harness/workspace.ts";
 
 const ruleFiles = [relayRulesFile, operatorRulesFile];
-const alerts = ruleFiles.flatMap((file) => rulesOf(file).filter((rule) => rule.alert !== undefined).map((rule) => ({ ...rule, file })));
+const alerts = ruleFiles.flatMap((file) =>
+  rulesOf(file)
+    .filter((rule) => rule.alert !== undefined)
+    .map((rule) => ({ ...rule, file })),
+);
 
 function promtool(args: string[]): string {
   try {

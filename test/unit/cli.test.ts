@@ -11,8 +11,18 @@ function parse(args: string[]): RelayConfig {
 describe("relay command line", () => {
   it("accepts the documented contract and fills in defaults", () => {
     const config = parse([
-      "--listen", "127.0.0.1:2525", "--hostname", "Backup-MX.test", "--domains", "/etc/mxwarden/domains",
-      "--nats", "nats://127.0.0.1:4222", "--metrics", "127.0.0.1:9464", "--data", "/var/lib/mxwarden",
+      "--listen",
+      "127.0.0.1:2525",
+      "--hostname",
+      "Backup-MX.test",
+      "--domains",
+      "/etc/mxwarden/domains",
+      "--nats",
+      "nats://127.0.0.1:4222",
+      "--metrics",
+      "127.0.0.1:9464",
+      "--data",
+      "/var/lib/mxwarden",
     ]);
     assert.deepEqual(config.listen, { host: "127.0.0.1", port: 2525 });
     assert.equal(config.hostname, "backup-mx.test");
@@ -44,9 +54,25 @@ describe("relay command line", () => {
 
   it("parses lists, IPv6 listeners and durations", () => {
     const config = parse([
-      "--domains", "d", "--listen", "[::1]:25", "--nats", "nats://a:4222, nats://b:4222", "--replicas", "3",
-      "--mx-name", "MX2.example.net,mx3.example.net", "--probe-interval", "1m30s", "--bounce-relay", "smarthost.test:587",
-      "--clamd", "127.0.0.1:3310", "--rspamd", "http://127.0.0.1:11333", "--sender-auth",
+      "--domains",
+      "d",
+      "--listen",
+      "[::1]:25",
+      "--nats",
+      "nats://a:4222, nats://b:4222",
+      "--replicas",
+      "3",
+      "--mx-name",
+      "MX2.example.net,mx3.example.net",
+      "--probe-interval",
+      "1m30s",
+      "--bounce-relay",
+      "smarthost.test:587",
+      "--clamd",
+      "127.0.0.1:3310",
+      "--rspamd",
+      "http://127.0.0.1:11333",
+      "--sender-auth",
     ]);
     assert.equal(config.senderAuth, true);
     assert.equal(config.rspamd?.href, "http://127.0.0.1:11333/");
@@ -81,7 +107,10 @@ describe("relay command line", () => {
   ];
   for (const [name, args, message] of invalid) {
     it(`refuses ${name}`, () => {
-      assert.throws(() => parseRelayArgs(args, "h.test"), (err: unknown) => err instanceof UsageError && message.test(err.message));
+      assert.throws(
+        () => parseRelayArgs(args, "h.test"),
+        (err: unknown) => err instanceof UsageError && message.test(err.message),
+      );
     });
   }
 

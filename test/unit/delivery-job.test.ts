@@ -3,8 +3,18 @@ import { describe, it } from "node:test";
 import { decodeJob, decodeJobRecord, encodeJob, InvalidJobError, type DeliveryJob } from "../../relay/src/queue/delivery-job.ts";
 
 const job: DeliveryJob = {
-  v: 1, queueId: "0MWSIQ00000000000000000001", kind: "relay", domain: "example.com", sender: "s@client.test",
-  recipients: ["a@example.com"], size: 100, eightBit: false, smtpUtf8: false, acceptedAt: 1, expiresAt: 2, attempts: 0,
+  v: 1,
+  queueId: "0MWSIQ00000000000000000001",
+  kind: "relay",
+  domain: "example.com",
+  sender: "s@client.test",
+  recipients: ["a@example.com"],
+  size: 100,
+  eightBit: false,
+  smtpUtf8: false,
+  acceptedAt: 1,
+  expiresAt: 2,
+  attempts: 0,
 };
 
 describe("delivery jobs", () => {

@@ -7,9 +7,22 @@ import { describe, it } from "node:test";
 import { parseRelayArgs } from "../../relay/src/cli.ts";
 import { parseRelayDomain } from "../../relay/src/config/relay-domain.ts";
 import {
-  BOUNCE_LIFETIME_MS, CALLOUT_TIMEOUT_MS, CLAMD_TIMEOUT_MS, DNS_TIMEOUT_MS, DNS_TRIES, FINISH_MARGIN_MS, IN_PLACE_MIN_MS,
-  OUTAGE_HOLD_MS, OUTBOUND_CONNECT_TIMEOUT_MS, OUTBOUND_IDLE_TIMEOUT_MS, OUTBOUND_SOCKET_TIMEOUT_MS, RSPAMD_TIMEOUT_MS,
-  SETTLE_BACKOFF_INITIAL_MS, SETTLE_BACKOFF_MAX_MS, SETTLE_RETRY_MS, progressIntervalFor,
+  BOUNCE_LIFETIME_MS,
+  CALLOUT_TIMEOUT_MS,
+  CLAMD_TIMEOUT_MS,
+  DNS_TIMEOUT_MS,
+  DNS_TRIES,
+  FINISH_MARGIN_MS,
+  IN_PLACE_MIN_MS,
+  OUTAGE_HOLD_MS,
+  OUTBOUND_CONNECT_TIMEOUT_MS,
+  OUTBOUND_IDLE_TIMEOUT_MS,
+  OUTBOUND_SOCKET_TIMEOUT_MS,
+  RSPAMD_TIMEOUT_MS,
+  SETTLE_BACKOFF_INITIAL_MS,
+  SETTLE_BACKOFF_MAX_MS,
+  SETTLE_RETRY_MS,
+  progressIntervalFor,
 } from "../../relay/src/deliver/delivery-timing.ts";
 import { retryAt } from "../../relay/src/deliver/retry-policy.ts";
 
@@ -45,8 +58,10 @@ describe("delivery timing", () => {
     const now = 1_700_000_000_000;
     const shortestHold = retryAt(1, retry, now, now + 86_400_000, true, () => 0) - now;
     assert.equal(shortestHold, OUTAGE_HOLD_MS);
-    assert.ok(OUTAGE_HOLD_MS >= IN_PLACE_MIN_MS + defaults.probeIntervalMs,
-      `OUTAGE_HOLD_MS ${OUTAGE_HOLD_MS} < IN_PLACE_MIN_MS ${IN_PLACE_MIN_MS} + probe interval ${defaults.probeIntervalMs}`);
+    assert.ok(
+      OUTAGE_HOLD_MS >= IN_PLACE_MIN_MS + defaults.probeIntervalMs,
+      `OUTAGE_HOLD_MS ${OUTAGE_HOLD_MS} < IN_PLACE_MIN_MS ${IN_PLACE_MIN_MS} + probe interval ${defaults.probeIntervalMs}`,
+    );
   });
 
   it("settling writes are repeated throughout their window, and keep the job from being handed to another relay", () => {

@@ -16,11 +16,19 @@ interface Instruction {
 
 /** Instructions of a Dockerfile: comments dropped, backslash continuations joined. */
 function instructions(text: string): Instruction[] {
-  const joined = text.split("\n").filter((line) => !/^\s*#/.test(line)).join("\n").replace(/\\\n/g, " ");
-  return joined.split("\n").map((line) => line.trim()).filter(Boolean).map((line) => {
-    const [keyword = "", ...rest] = line.split(/\s+/);
-    return { keyword: keyword.toUpperCase(), args: rest.join(" ") };
-  });
+  const joined = text
+    .split("\n")
+    .filter((line) => !/^\s*#/.test(line))
+    .join("\n")
+    .replace(/\\\n/g, " ");
+  return joined
+    .split("\n")
+    .map((line) => line.trim())
+    .filter(Boolean)
+    .map((line) => {
+      const [keyword = "", ...rest] = line.split(/\s+/);
+      return { keyword: keyword.toUpperCase(), args: rest.join(" ") };
+    });
 }
 
 /** Image and stage name of each FROM, in order. */
@@ -37,7 +45,10 @@ function stages(list: Instruction[]): { image: string; name?: string; body: Inst
   return out;
 }
 
-for (const [component, dockerfile] of [["relay", "relay/Dockerfile"], ["operator", "operator/Dockerfile"]] as const) {
+for (const [component, dockerfile] of [
+  ["relay", "relay/Dockerfile"],
+  ["operator", "operator/Dockerfile"],
+] as const) {
   describe(`${component} Dockerfile`, () => {
     const list = instructions(readFileSync(join(repoRoot, dockerfile), "utf8"));
     const parts = stages(list);
@@ -47,7 +58,10 @@ for (const [component, dockerfile] of [["relay", "relay/Dockerfile"], ["operator
       assert.ok(parts.length >= 2, "at least a build stage and a runtime stage");
       for (const stage of parts) assert.match(stage.image, /^node:24([.-]|$)/, `FROM ${stage.image}`);
       const builders = parts.slice(0, -1);
-      assert.ok(builders.some((stage) => stage.body.some((i) => i.keyword === "RUN" && /\bnpm ci\b.*--omit=dev/.test(i.args))), "npm ci --omit=dev in a build stage");
+      assert.ok(
+        builders.some((stage) => stage.body.some((i) => i.keyword === "RUN" && /\bnpm ci\b.*--omit=dev/.test(i.args))),
+        "npm ci --omit=dev in a build stage",
+      );
       const names = new Set(builders.map((stage) => stage.name));
       const copiesFrom = final?.body.filter((i) => i.keyword === "COPY" && i.args.includes("--from=")) ?? [];
       assert.ok(copiesFrom.length > 0, "the runtime stage copies from a build stage");
@@ -73,7 +87,10 @@ for (const [component, dockerfile] of [["relay", "relay/Dockerfile"], ["operator
       assert.equal(inRepo, `${component}/bin/mxwarden-${component}`);
       assert.ok(existsSync(join(repoRoot, inRepo)), `${inRepo} exists`);
       const copied = final?.body.filter((i) => i.keyword === "COPY" && !i.args.includes("--from=")).map((i) => i.args.split(/\s+/)[0]) ?? [];
-      assert.ok(copied.some((source) => source !== undefined && inRepo.startsWith(`${source.replace(/\/$/, "")}/`)), `${inRepo} is copied (${copied.join(", ")})`);
+      assert.ok(
+        copied.some((source) => source !== undefined && inRepo.startsWith(`${source.replace(/\/$/, "")}/`)),
+        `${inRepo} is copied (${copied.join(", ")})`,
+      );
       assert.ok(copied.includes(`${component}/src`), `${component}/src is copied`);
       assert.ok(copied.includes("api"), "the shared API (#api in package.json) is copied");
     });
@@ -82,7 +99,10 @@ for (const [component, dockerfile] of [["relay", "relay/Dockerfile"], ["operator
 
 describe(".dockerignore", () => {
   it("keeps the local node_modules and tools out of the build context", () => {
-    const lines = readFileSync(join(repoRoot, ".dockerignore"), "utf8").split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
+    const lines = readFileSync(join(repoRoot, ".dockerignore"), "utf8")
+      .split("\n")
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith("#"));
     assert.equal(lines[0], "*", "everything is excluded unless listed");
     assert.ok(!lines.some((l) => /node_modules|\.tools/.test(l) && l.startsWith("!")));
   });

@@ -15,7 +15,13 @@ describe("domainsToExport", () => {
       "b.example": figures(3, 30),
       "a.example": figures(3, 30),
     };
-    assert.deepEqual(domainsToExport(domains, 3).map(([name]) => name), ["stuck.example", "busy.example", "a.example"]);
-    assert.deepEqual(domainsToExport(domains, 10).map(([name]) => name), ["stuck.example", "busy.example", "a.example", "b.example", "idle.example"]);
+    assert.deepEqual(
+      domainsToExport(domains, 3).map(([name]) => name),
+      ["stuck.example", "busy.example", "a.example"],
+    );
+    assert.deepEqual(
+      domainsToExport(domains, 10).map(([name]) => name),
+      ["stuck.example", "busy.example", "a.example", "b.example", "idle.example"],
+    );
   });
 });

@@ -21,7 +21,10 @@ describe("DomainStore", () => {
       assert.equal(store.current().generation, 1, "loaded, with nothing in it");
       assert.equal(store.current().byDomain.size, 0);
       const file = join(work.path, "team-a.example.yaml");
-      writeFileSync(file, "apiVersion: mxwarden.io/v1alpha1\nkind: RelayDomain\nmetadata: { name: team-a/example, generation: 1 }\nspec: { domain: example.com }\n");
+      writeFileSync(
+        file,
+        "apiVersion: mxwarden.io/v1alpha1\nkind: RelayDomain\nmetadata: { name: team-a/example, generation: 1 }\nspec: { domain: example.com }\n",
+      );
       await store.reload();
       assert.equal(store.current().generation, 2);
       assert.ok(store.lookup("example.com"));

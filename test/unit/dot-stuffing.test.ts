@@ -9,7 +9,10 @@ function unstuff(data: Buffer): string {
   const lines = text.split("\r\n");
   const end = lines.indexOf(".");
   assert.equal(end, lines.length - 2, "the only lone dot is the terminator");
-  return lines.slice(0, end).map((line) => (line.startsWith(".") ? line.slice(1) : line)).join("\r\n");
+  return lines
+    .slice(0, end)
+    .map((line) => (line.startsWith(".") ? line.slice(1) : line))
+    .join("\r\n");
 }
 
 function encode(chunks: string[]): Buffer {
@@ -49,7 +52,7 @@ describe("DATA encoding (dot-stuffing)", () => {
       let body = "";
       for (let i = random(60); i > 0; i--) body += alphabet[random(alphabet.length)];
       const chunks: string[] = [];
-      for (let at = 0; at < body.length;) {
+      for (let at = 0; at < body.length; ) {
         const size = 1 + random(8);
         chunks.push(body.slice(at, at + size));
         at += size;

@@ -6,16 +6,22 @@ const now = new Date(Date.UTC(2026, 10, 22, 10, 0, 0));
 const arrival = new Date(Date.UTC(2026, 10, 21, 9, 30, 5));
 const originalHeaders = Buffer.from(
   "Received: from mail.client.test by mx2.example.com\r\n" +
-  "From: Sender <sender@client.test>\r\n" +
-  "To: bad@example.com, gone@example.com\r\n" +
-  "Subject: hello\r\n" +
-  "Message-ID: <orig-1@client.test>\r\n",
+    "From: Sender <sender@client.test>\r\n" +
+    "To: bad@example.com, gone@example.com\r\n" +
+    "Subject: hello\r\n" +
+    "Message-ID: <orig-1@client.test>\r\n",
   "latin1",
 );
 
 function recipients(): FailedRecipient[] {
   return [
-    { address: "bad@example.com", status: "5.1.1", diagnostic: "550 5.1.1 <bad@example.com>: no such user", remoteMta: "mx1.example.com", lastAttempt: new Date(Date.UTC(2026, 10, 22, 9, 59, 0)) },
+    {
+      address: "bad@example.com",
+      status: "5.1.1",
+      diagnostic: "550 5.1.1 <bad@example.com>: no such user",
+      remoteMta: "mx1.example.com",
+      lastAttempt: new Date(Date.UTC(2026, 10, 22, 9, 59, 0)),
+    },
     { address: "gone@example.com", status: "5.2.1", diagnostic: "550 5.2.1 mailbox disabled", remoteMta: "mx1.example.com" },
   ];
 }
@@ -34,8 +40,15 @@ function input(overrides: Partial<DsnInput> = {}): DsnInput {
   };
 }
 
-interface Part { headers: Map<string, string>; body: Buffer }
-interface Parsed { headers: Map<string, string>; rawHead: string; parts: Part[] }
+interface Part {
+  headers: Map<string, string>;
+  body: Buffer;
+}
+interface Parsed {
+  headers: Map<string, string>;
+  rawHead: string;
+  parts: Part[];
+}
 
 /** Header section → lower-cased field name to unfolded value (last wins; enough for these tests). */
 function parseHeaders(section: string): Map<string, string> {
@@ -74,7 +87,10 @@ function parse(message: Buffer): Parsed {
 /** message/delivery-status body → per-message fields, then one map per recipient block. */
 function statusBlocks(part: Part): Map<string, string>[] {
   const text = part.body.toString("latin1");
-  return text.split(/\r\n\r\n/).filter((block) => block.trim() !== "").map((block) => parseHeaders(`${block}\r\n`));
+  return text
+    .split(/\r\n\r\n/)
+    .filter((block) => block.trim() !== "")
+    .map((block) => parseHeaders(`${block}\r\n`));
 }
 
 function contentType(part: Part | undefined): string {
@@ -169,13 +185,20 @@ describe("buildDsn", () => {
   });
 
   it("does not let a hostile diagnostic or address inject header lines", () => {
-    const dsn = buildDsn(input({
-      originalSender: "sender@client.test>\r\nBcc: victim@x",
-      failed: [
-        { address: "bad@example.com\r\nBcc: victim@x", status: "5.1.1", diagnostic: "550 no\r\nBcc: victim@x\r\n\r\nInjected body", remoteMta: "mx1.example.com\r\nBcc: victim@x" },
-        { address: "other@example.com", status: "5.1.1\nX-Evil: 1", diagnostic: "550\u2028Bcc: victim@x\x00\x1b[0m" },
-      ],
-    }));
+    const dsn = buildDsn(
+      input({
+        originalSender: "sender@client.test>\r\nBcc: victim@x",
+        failed: [
+          {
+            address: "bad@example.com\r\nBcc: victim@x",
+            status: "5.1.1",
+            diagnostic: "550 no\r\nBcc: victim@x\r\n\r\nInjected body",
+            remoteMta: "mx1.example.com\r\nBcc: victim@x",
+          },
+          { address: "other@example.com", status: "5.1.1\nX-Evil: 1", diagnostic: "550\u2028Bcc: victim@x\x00\x1b[0m" },
+        ],
+      }),
+    );
     assertNoBareLineBreaks(dsn.message);
     const text = dsn.message.toString("latin1");
     assert.doesNotMatch(text, /(^|\r\n)Bcc:/i);
@@ -197,10 +220,12 @@ describe("buildDsn", () => {
   });
 
   it("says the queue lifetime expired in the subject and the text", () => {
-    const dsn = buildDsn(input({
-      reason: "expired",
-      failed: [{ address: "later@example.com", status: "4.4.7", diagnostic: "451 4.3.0 try again later", lastAttempt: now }],
-    }));
+    const dsn = buildDsn(
+      input({
+        reason: "expired",
+        failed: [{ address: "later@example.com", status: "4.4.7", diagnostic: "451 4.3.0 try again later", lastAttempt: now }],
+      }),
+    );
     const { headers, parts } = parse(dsn.message);
     assert.equal(headers.get("subject"), "Undelivered Mail Returned to Sender (queue lifetime expired)");
     const explanation = (parts[0]?.body.toString("latin1") ?? "").replace(/\r\n(?=\S)/g, " ");
@@ -214,13 +239,15 @@ describe("buildDsn", () => {
   it("keeps every line within 998 octets and truncates a 5000-character diagnostic", () => {
     const long = `550 ${"x".repeat(5000)}`;
     const spaced = `550 ${"word ".repeat(1000)}`;
-    const dsn = buildDsn(input({
-      failed: [
-        { address: "bad@example.com", status: "5.1.1", diagnostic: long },
-        { address: "gone@example.com", status: "5.1.1", diagnostic: spaced },
-      ],
-      originalHeaders: Buffer.from(`Subject: ${"y".repeat(3000)}\r\nX-Ok: 1\r\n`, "latin1"),
-    }));
+    const dsn = buildDsn(
+      input({
+        failed: [
+          { address: "bad@example.com", status: "5.1.1", diagnostic: long },
+          { address: "gone@example.com", status: "5.1.1", diagnostic: spaced },
+        ],
+        originalHeaders: Buffer.from(`Subject: ${"y".repeat(3000)}\r\nX-Ok: 1\r\n`, "latin1"),
+      }),
+    );
     assertLineLimit(dsn.message);
     assertNoBareLineBreaks(dsn.message);
     const { parts } = parse(dsn.message);
@@ -243,13 +270,21 @@ describe("buildDsn", () => {
   });
 
   it("writes a non-ASCII recipient as an RFC 6533 utf-8 address in 7-bit", () => {
-    const dsn = buildDsn(input({
-      failed: [{ address: "jösé+tag@exämple.com", status: "5.1.1", diagnostic: "550 unknown user jösé" }],
-    }));
+    const dsn = buildDsn(
+      input({
+        failed: [{ address: "jösé+tag@exämple.com", status: "5.1.1", diagnostic: "550 unknown user jösé" }],
+      }),
+    );
     const { parts } = parse(dsn.message);
     const status = parts[1]?.body ?? Buffer.alloc(0);
-    assert.ok(status.every((byte) => byte < 0x80), "delivery-status part is 7-bit");
-    assert.ok((parts[0]?.body ?? Buffer.alloc(0)).every((byte) => byte < 0x80), "notification is 7-bit");
+    assert.ok(
+      status.every((byte) => byte < 0x80),
+      "delivery-status part is 7-bit",
+    );
+    assert.ok(
+      (parts[0]?.body ?? Buffer.alloc(0)).every((byte) => byte < 0x80),
+      "notification is 7-bit",
+    );
     const [, block] = statusBlocks(parts[1] as Part);
     assert.equal(block?.get("final-recipient"), "utf-8; j\\x{F6}s\\x{E9}\\x{2B}tag@ex\\x{E4}mple.com");
     assert.equal(block?.get("diagnostic-code"), "smtp; 550 unknown user j?s?");

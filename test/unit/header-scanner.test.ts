@@ -59,14 +59,14 @@ describe("HeaderScanner", () => {
   it("counts Received: case-insensitively, only at line starts, not X-Received or folded lines", () => {
     const s = feed([
       "received: from a\r\n" +
-      "RECEIVED: from b\r\n" +
-      "ReCeIvEd:from c\r\n" +
-      "X-Received: from d\r\n" +
-      "Subject: Received: in a value\r\n" +
-      "Comments: folded\r\n Received: continuation line\r\n" +
-      "Received-SPF: pass\r\n" +
-      "\r\n" +
-      "Received: in the body\r\n",
+        "RECEIVED: from b\r\n" +
+        "ReCeIvEd:from c\r\n" +
+        "X-Received: from d\r\n" +
+        "Subject: Received: in a value\r\n" +
+        "Comments: folded\r\n Received: continuation line\r\n" +
+        "Received-SPF: pass\r\n" +
+        "\r\n" +
+        "Received: in the body\r\n",
     ]);
     assert.equal(s.complete, true);
     assert.equal(s.receivedCount(), 3);

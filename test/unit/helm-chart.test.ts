@@ -85,12 +85,17 @@ describe("Helm chart", () => {
   it("renders the operator, its RBAC, metrics Service and PDB with default values, and no RelaySite", () => {
     const objects = helmTemplate(NS);
     assert.deepEqual(kinds(objects), [
-      "ClusterRole/mxwarden-operator", "ClusterRole/mxwarden-operator-sites",
-      "ClusterRoleBinding/mxwarden-operator", "ClusterRoleBinding/mxwarden-operator-sites",
+      "ClusterRole/mxwarden-operator",
+      "ClusterRole/mxwarden-operator-sites",
+      "ClusterRoleBinding/mxwarden-operator",
+      "ClusterRoleBinding/mxwarden-operator-sites",
       "ConfigMap/mxwarden-operator-relay-rules",
-      "Deployment/mxwarden-operator", "PodDisruptionBudget/mxwarden-operator",
-      "Role/mxwarden-operator", "RoleBinding/mxwarden-operator",
-      "Service/mxwarden-operator-metrics", "ServiceAccount/mxwarden-operator",
+      "Deployment/mxwarden-operator",
+      "PodDisruptionBudget/mxwarden-operator",
+      "Role/mxwarden-operator",
+      "RoleBinding/mxwarden-operator",
+      "Service/mxwarden-operator-metrics",
+      "ServiceAccount/mxwarden-operator",
     ]);
     for (const object of objects.filter((o) => o.metadata.namespace !== undefined)) assert.equal(object.metadata.namespace, NS);
     const deployment = operatorDeployment(objects);
@@ -106,7 +111,11 @@ describe("Helm chart", () => {
   it("values.yaml and the all-options file set the same keys, and the schema leaves no object open", () => {
     const defaults = keyPaths(parse(readFileSync(join(CHART_DIR, "values.yaml"), "utf8")));
     const all = keyPaths(parse(readFileSync(ALL_OPTIONS, "utf8")));
-    assert.deepEqual(defaults.filter((key) => !all.some((set) => set === key || set.startsWith(`${key}.`))), [], "options the all-options file misses");
+    assert.deepEqual(
+      defaults.filter((key) => !all.some((set) => set === key || set.startsWith(`${key}.`))),
+      [],
+      "options the all-options file misses",
+    );
     const schema = JSON.parse(readFileSync(join(CHART_DIR, "values.schema.json"), "utf8")) as JsonSchema;
     assert.deepEqual(openObjects(schema, "$"), []);
     for (const reserved of ["prometheusRule", "grafanaDashboard"]) {
@@ -131,16 +140,26 @@ describe("Helm chart", () => {
     assert.equal(config.siteHealthIntervalMs, 5_000);
     assert.equal(config.logLevel, "debug");
     const rulesMount = container.volumeMounts?.find((m) => m.mountPath === "/etc/mxwarden/monitoring");
-    assert.ok(rulesMount && config.monitoringRules === "/etc/mxwarden/monitoring/relay-rules.yaml", "the relay rules are mounted where --monitoring-rules points");
+    assert.ok(
+      rulesMount && config.monitoringRules === "/etc/mxwarden/monitoring/relay-rules.yaml",
+      "the relay rules are mounted where --monitoring-rules points",
+    );
     assert.equal((findObject(objects, "ServiceMonitor")?.metadata.labels as Record<string, string> | undefined)?.release, "kube-prometheus-stack");
     const sites = objects.filter((o) => o.kind === "RelaySite").map((o) => o.metadata.name);
     assert.deepEqual(sites, ["site-a", "site-b"]);
     const service = findObject(objects, "Service") as Unstructured & { spec: { ports: { port: number; targetPort: string }[] } };
-    assert.deepEqual(service.spec.ports.map((p) => [p.port, p.targetPort]), [[8443, "metrics"]]);
+    assert.deepEqual(
+      service.spec.ports.map((p) => [p.port, p.targetPort]),
+      [[8443, "metrics"]],
+    );
   });
 
   it("refuses unknown keys with a message naming them", () => {
-    for (const [args, key] of [[["--set", "replica=3"], "replica"], [["--set", "operator.pollIntervall=5s"], "pollIntervall"], [["--set", "sites[0].name=a", "--set", "sites[0].spec.hostname=x", "--set", "sites[0].clusterName=b"], "clusterName"]] as const) {
+    for (const [args, key] of [
+      [["--set", "replica=3"], "replica"],
+      [["--set", "operator.pollIntervall=5s"], "pollIntervall"],
+      [["--set", "sites[0].name=a", "--set", "sites[0].spec.hostname=x", "--set", "sites[0].clusterName=b"], "clusterName"],
+    ] as const) {
       const result = helm(["template", "mxwarden", CHART_DIR, ...args]);
       assert.notEqual(result.status, 0, `${args.join(" ")} was accepted`);
       assert.match(result.stderr, new RegExp(`additional properties '${key}' not allowed`));
@@ -157,10 +176,16 @@ describe("Helm chart", () => {
     assert.ok(Number(pod.securityContext.runAsUser) > 0);
     const container = pod.containers[0] as Container;
     assert.deepEqual(container.securityContext, {
-      allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true,
-      capabilities: { drop: ["ALL"] }, seccompProfile: { type: "RuntimeDefault" },
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      runAsNonRoot: true,
+      capabilities: { drop: ["ALL"] },
+      seccompProfile: { type: "RuntimeDefault" },
     });
-    assert.deepEqual(container.ports.map((p) => p.name), ["metrics"]);
+    assert.deepEqual(
+      container.ports.map((p) => p.name),
+      ["metrics"],
+    );
     assert.deepEqual(container.livenessProbe.httpGet, { path: "/healthz", port: "metrics" });
     assert.deepEqual(container.readinessProbe.httpGet, { path: "/readyz", port: "metrics" });
     const fieldPaths = Object.fromEntries(container.env.map((e) => [e.name, e.valueFrom?.fieldRef?.fieldPath]));
@@ -171,8 +196,13 @@ describe("Helm chart", () => {
   it("renders the ServiceMonitor only when asked for and the cluster serves monitoring.coreos.com/v1", () => {
     assert.equal(findObject(helmTemplate(NS, ["--set", "serviceMonitor.enabled=true"]), "ServiceMonitor"), undefined);
     assert.equal(findObject(helmTemplate(NS, MONITORING), "ServiceMonitor"), undefined);
-    const monitor = findObject(helmTemplate(NS, ["--set", "serviceMonitor.enabled=true", ...MONITORING]), "ServiceMonitor") as Unstructured & { spec: { endpoints: { port: string }[] } } | undefined;
-    assert.deepEqual(monitor?.spec.endpoints.map((e) => e.port), ["metrics"]);
+    const monitor = findObject(helmTemplate(NS, ["--set", "serviceMonitor.enabled=true", ...MONITORING]), "ServiceMonitor") as
+      | (Unstructured & { spec: { endpoints: { port: string }[] } })
+      | undefined;
+    assert.deepEqual(
+      monitor?.spec.endpoints.map((e) => e.port),
+      ["metrics"],
+    );
   });
 
   it("grants the Lease only with leader election, and site rights only where relays run", () => {
@@ -183,10 +213,15 @@ describe("Helm chart", () => {
     assert.equal(findObject(remoteOnly, "ClusterRole", "mxwarden-operator-sites"), undefined);
     const siteAccess = helmTemplate("mxwarden", ["--set", "mode=siteAccess"]);
     assert.deepEqual(kinds(siteAccess), [
-      "ClusterRole/mxwarden-operator-sites", "ClusterRoleBinding/mxwarden-operator-sites",
-      "Secret/mxwarden-operator-token", "ServiceAccount/mxwarden-operator",
+      "ClusterRole/mxwarden-operator-sites",
+      "ClusterRoleBinding/mxwarden-operator-sites",
+      "Secret/mxwarden-operator-token",
+      "ServiceAccount/mxwarden-operator",
     ]);
     // The same rules in both places: what the operator does in a remote site is what it does locally.
-    assert.deepEqual((findObject(siteAccess, "ClusterRole") as Rbac).rules, (findObject(helmTemplate(NS), "ClusterRole", "mxwarden-operator-sites") as Rbac).rules);
+    assert.deepEqual(
+      (findObject(siteAccess, "ClusterRole") as Rbac).rules,
+      (findObject(helmTemplate(NS), "ClusterRole", "mxwarden-operator-sites") as Rbac).rules,
+    );
   });
 });

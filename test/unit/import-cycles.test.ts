@@ -108,8 +108,29 @@ describe("relay/src folder dependencies", () => {
       for (const [from, to] of edges) g.set(from, (g.get(from) ?? new Map<string, string>()).set(to, ""));
       return g;
     };
-    assert.deepEqual(findCycle(graph([["receive", "filter"], ["filter", "deliver"], ["deliver", "receive"], ["deliver", "queue"]])), ["receive", "filter", "deliver", "receive"]);
-    assert.equal(findCycle(graph([["receive", "filter"], ["receive", "queue"], ["filter", "queue"], ["deliver", "queue"], ["queue", "smtp"]])), undefined);
+    assert.deepEqual(
+      findCycle(
+        graph([
+          ["receive", "filter"],
+          ["filter", "deliver"],
+          ["deliver", "receive"],
+          ["deliver", "queue"],
+        ]),
+      ),
+      ["receive", "filter", "deliver", "receive"],
+    );
+    assert.equal(
+      findCycle(
+        graph([
+          ["receive", "filter"],
+          ["receive", "queue"],
+          ["filter", "queue"],
+          ["deliver", "queue"],
+          ["queue", "smtp"],
+        ]),
+      ),
+      undefined,
+    );
   });
 
   it("has no import cycle between folders", () => {
@@ -117,6 +138,14 @@ describe("relay/src folder dependencies", () => {
     // The relay has a few hundred imports; far fewer means the reader above stopped seeing them.
     assert.ok(imports > 150, `only ${imports} imports read from relay/src`);
     const cycle = findCycle(graph);
-    assert.equal(cycle, undefined, cycle && `folder cycle ${cycle.join(" → ")}:\n${cycle.slice(1).map((to, i) => `  ${graph.get(cycle[i] as string)?.get(to)}`).join("\n")}`);
+    assert.equal(
+      cycle,
+      undefined,
+      cycle &&
+        `folder cycle ${cycle.join(" → ")}:\n${cycle
+          .slice(1)
+          .map((to, i) => `  ${graph.get(cycle[i] as string)?.get(to)}`)
+          .join("\n")}`,
+    );
   });
 });

@@ -15,7 +15,10 @@ describe("log lines", () => {
     assert.equal(writes.length, 1);
     const lines = (writes[0] as string).split("\n");
     assert.equal(lines.pop(), "", "every line ends with a newline");
-    assert.deepEqual(lines.map((line) => (JSON.parse(line) as { msg: string }).msg), ["queued", "delivered"]);
+    assert.deepEqual(
+      lines.map((line) => (JSON.parse(line) as { msg: string }).msg),
+      ["queued", "delivered"],
+    );
     log.warn("next turn", { error: new Error("boom") });
     await nextTurn();
     assert.equal(writes.length, 2);

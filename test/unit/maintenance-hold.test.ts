@@ -15,21 +15,39 @@ const now = Date.parse("2026-12-05T12:00:00Z");
 
 function policy(hold?: string, domain = "example.com", deletionTimestamp?: string): DomainPolicy {
   return parseRelayDomain({
-    apiVersion: "mxwarden.io/v1alpha1", kind: "RelayDomain", metadata: { name: domain, ...(deletionTimestamp ? { deletionTimestamp } : {}) },
+    apiVersion: "mxwarden.io/v1alpha1",
+    kind: "RelayDomain",
+    metadata: { name: domain, ...(deletionTimestamp ? { deletionTimestamp } : {}) },
     spec: { domain, queue: { lifetime: "5d" }, ...(hold ? { hold: { until: hold } } : {}) },
   });
 }
 
 const job = (acceptedAt: number, kind: DeliveryJob["kind"] = "relay"): DeliveryJob => ({
-  v: 1, queueId: "q", kind, domain: "example.com", sender: "s@x.example", recipients: ["a@example.com"], size: 1,
-  eightBit: false, smtpUtf8: false, acceptedAt, expiresAt: acceptedAt + 5 * DAY, attempts: 0,
+  v: 1,
+  queueId: "q",
+  kind,
+  domain: "example.com",
+  sender: "s@x.example",
+  recipients: ["a@example.com"],
+  size: 1,
+  eightBit: false,
+  smtpUtf8: false,
+  acceptedAt,
+  expiresAt: acceptedAt + 5 * DAY,
+  attempts: 0,
 });
 
 describe("maintenance hold of a job", () => {
   it("holds until the hold's end, released within the spread after it", () => {
     const held = policy("2026-12-06T00:00:00Z");
-    assert.equal(heldUntil(held, job(now), now, () => 0), Date.parse("2026-12-06T00:00:00Z"));
-    assert.equal(heldUntil(held, job(now), now, () => 0.999), Date.parse("2026-12-06T00:00:00Z") + Math.floor(0.999 * HOLD_RELEASE_SPREAD_MS));
+    assert.equal(
+      heldUntil(held, job(now), now, () => 0),
+      Date.parse("2026-12-06T00:00:00Z"),
+    );
+    assert.equal(
+      heldUntil(held, job(now), now, () => 0.999),
+      Date.parse("2026-12-06T00:00:00Z") + Math.floor(0.999 * HOLD_RELEASE_SPREAD_MS),
+    );
   });
 
   it("does not hold once the end has passed, nor bounces, nor domains without a hold", () => {
@@ -41,7 +59,10 @@ describe("maintenance hold of a job", () => {
 
   it("never holds a message past four fifths of its queue lifetime", () => {
     const long = policy("2027-01-01T00:00:00Z");
-    assert.equal(heldUntil(long, job(now), now, () => 0), now + 4 * DAY);
+    assert.equal(
+      heldUntil(long, job(now), now, () => 0),
+      now + 4 * DAY,
+    );
     // Accepted four days ago: its share is used up, it is delivered now.
     assert.equal(heldUntil(long, job(now - 4 * DAY), now), undefined);
   });
@@ -93,7 +114,10 @@ describe("MaintenanceHolds", () => {
 
   it("logs the cap when a hold reaches past four fifths of the queue lifetime", () => {
     const lines: string[] = [];
-    const holds = new MaintenanceHolds(() => undefined, createLogger({}, "info", (line) => lines.push(line)));
+    const holds = new MaintenanceHolds(
+      () => undefined,
+      createLogger({}, "info", (line) => lines.push(line)),
+    );
     holds.update(table(policy("2027-01-01T00:00:00Z")), now);
     const record = JSON.parse(lines.find((line) => line.includes("reaches past the queue lifetime")) ?? "{}") as Record<string, unknown>;
     assert.equal(record.newMailReleasedBy, new Date(now + 4 * DAY).toISOString());
@@ -106,7 +130,10 @@ describe("a hold written in a domain file", () => {
     const dir = mkdtempSync(join(tmpdir(), "mxw-hold-"));
     try {
       const path = join(dir, "domains.yaml");
-      writeFileSync(path, "apiVersion: mxwarden.io/v1alpha1\nkind: RelayDomain\nmetadata: { name: example }\nspec:\n  domain: example.com\n  hold: { until: 2026-12-24T06:00:00Z }\n  antispam: { enabled: off }\n");
+      writeFileSync(
+        path,
+        "apiVersion: mxwarden.io/v1alpha1\nkind: RelayDomain\nmetadata: { name: example }\nspec:\n  domain: example.com\n  hold: { until: 2026-12-24T06:00:00Z }\n  antispam: { enabled: off }\n",
+      );
       const { policies, problems } = await loadDomainDocuments(path);
       assert.deepEqual(problems, []);
       assert.deepEqual(policies[0]?.hold, { untilMs: Date.parse("2026-12-24T06:00:00Z") });

@@ -8,7 +8,15 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { parse, parseAllDocuments } from "yaml";
-import { dashboardExpressions, dashboardFile, operatorRulesFile, readRuleGroups, recordingNames, relayRulesFile, rulesOf } from "../harness/monitoring-rules.ts";
+import {
+  dashboardExpressions,
+  dashboardFile,
+  operatorRulesFile,
+  readRuleGroups,
+  recordingNames,
+  relayRulesFile,
+  rulesOf,
+} from "../harness/monitoring-rules.ts";
 import { repoRoot } from "../harness/workspace.ts";
 
 interface Rendered {
@@ -20,7 +28,9 @@ interface Rendered {
 
 function helmTemplate(args: string[]): Rendered[] {
   const out = execFileSync(join(repoRoot, ".tools/bin/helm"), ["template", "mxw", join(repoRoot, "charts/mxwarden"), ...args], { encoding: "utf8" });
-  return parseAllDocuments(out).map((doc) => doc.toJS() as Rendered | null).filter((doc): doc is Rendered => doc !== null);
+  return parseAllDocuments(out)
+    .map((doc) => doc.toJS() as Rendered | null)
+    .filter((doc): doc is Rendered => doc !== null);
 }
 
 const both = ["--set", "prometheusRule.enabled=true", "--set", "grafanaDashboard.enabled=true", "--set", "serviceMonitor.enabled=true"];
@@ -58,7 +68,13 @@ describe("monitoring in the chart", () => {
   });
 
   it("has a dashboard that reads only recording rules the rule files define", () => {
-    const recorded = new Set([relayRulesFile, operatorRulesFile].flatMap((file) => rulesOf(file).map((rule) => rule.record).filter((name) => name !== undefined)));
+    const recorded = new Set(
+      [relayRulesFile, operatorRulesFile].flatMap((file) =>
+        rulesOf(file)
+          .map((rule) => rule.record)
+          .filter((name) => name !== undefined),
+      ),
+    );
     const used = dashboardExpressions().flatMap(recordingNames);
     assert.ok(used.length > 0);
     for (const name of used) assert.ok(recorded.has(name), `dashboard reads ${name}, which no rule records`);

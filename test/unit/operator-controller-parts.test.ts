@@ -11,7 +11,9 @@ import { readSiteReports } from "../../operator/src/controller/relay-reports.ts"
 describe("WorkQueue", () => {
   it("holds a key once however often it is added", async () => {
     const queue = new WorkQueue();
-    queue.add("a"); queue.add("b"); queue.add("a");
+    queue.add("a");
+    queue.add("b");
+    queue.add("a");
     assert.equal(queue.depth, 2);
     assert.equal(await queue.get(), "a");
     assert.equal(await queue.get(), "b");
@@ -21,7 +23,8 @@ describe("WorkQueue", () => {
     const queue = new WorkQueue();
     queue.add("a");
     const key = await queue.get();
-    queue.add("a"); queue.add("a");
+    queue.add("a");
+    queue.add("a");
     assert.equal(queue.depth, 0);
     queue.done(key as string);
     assert.equal(queue.depth, 1);
@@ -46,11 +49,13 @@ describe("WorkQueue", () => {
     const queue = new WorkQueue({ baseDelayMs: 0, ratePerSecond: 1, burst: 2 });
     for (const key of ["a", "b", "c"]) queue.addRateLimited(key);
     // a and b fit the burst (due at once, next tick); c waits about a second.
-    return new Promise<void>((resolve) => setTimeout(() => {
-      assert.equal(queue.depth, 2);
-      queue.shutDown();
-      resolve();
-    }, 100));
+    return new Promise<void>((resolve) =>
+      setTimeout(() => {
+        assert.equal(queue.depth, 2);
+        queue.shutDown();
+        resolve();
+      }, 100),
+    );
   });
 
   it("returns undefined to waiting workers after shutDown", async () => {
@@ -78,14 +83,59 @@ describe("setCondition", () => {
 describe("judgeMxRecords (DNSConfigured)", () => {
   const ours = ["mx-a.backup.example", "mx-b.backup.example"];
   it("is True when our sites are listed below the primary", () => {
-    const verdict = judgeMxRecords([{ exchange: "mail.example.com", priority: 10 }, { exchange: "MX-A.backup.example.", priority: 20 }, { exchange: "mx-b.backup.example", priority: 30 }], ours);
+    const verdict = judgeMxRecords(
+      [
+        { exchange: "mail.example.com", priority: 10 },
+        { exchange: "MX-A.backup.example.", priority: 20 },
+        { exchange: "mx-b.backup.example", priority: 30 },
+      ],
+      ours,
+    );
     assert.equal(verdict.status, "True");
   });
   it("is False when a site is missing, preferred over the primary, or there is no primary", () => {
-    assert.equal(judgeMxRecords([{ exchange: "mail.example.com", priority: 10 }, { exchange: "mx-a.backup.example", priority: 20 }], ours).reason, "SitesNotInMX");
-    assert.equal(judgeMxRecords([{ exchange: "mail.example.com", priority: 10 }, { exchange: "mx-a.backup.example", priority: 5 }, { exchange: "mx-b.backup.example", priority: 20 }], ours).reason, "BackupPreferredOverPrimary");
-    assert.equal(judgeMxRecords([{ exchange: "mail.example.com", priority: 10 }, { exchange: "mx-a.backup.example", priority: 10 }, { exchange: "mx-b.backup.example", priority: 20 }], ours).reason, "BackupPreferredOverPrimary");
-    assert.equal(judgeMxRecords([{ exchange: "mx-a.backup.example", priority: 10 }, { exchange: "mx-b.backup.example", priority: 20 }], ours).reason, "NoPrimaryMX");
+    assert.equal(
+      judgeMxRecords(
+        [
+          { exchange: "mail.example.com", priority: 10 },
+          { exchange: "mx-a.backup.example", priority: 20 },
+        ],
+        ours,
+      ).reason,
+      "SitesNotInMX",
+    );
+    assert.equal(
+      judgeMxRecords(
+        [
+          { exchange: "mail.example.com", priority: 10 },
+          { exchange: "mx-a.backup.example", priority: 5 },
+          { exchange: "mx-b.backup.example", priority: 20 },
+        ],
+        ours,
+      ).reason,
+      "BackupPreferredOverPrimary",
+    );
+    assert.equal(
+      judgeMxRecords(
+        [
+          { exchange: "mail.example.com", priority: 10 },
+          { exchange: "mx-a.backup.example", priority: 10 },
+          { exchange: "mx-b.backup.example", priority: 20 },
+        ],
+        ours,
+      ).reason,
+      "BackupPreferredOverPrimary",
+    );
+    assert.equal(
+      judgeMxRecords(
+        [
+          { exchange: "mx-a.backup.example", priority: 10 },
+          { exchange: "mx-b.backup.example", priority: 20 },
+        ],
+        ours,
+      ).reason,
+      "NoPrimaryMX",
+    );
   });
 });
 
@@ -118,18 +168,25 @@ describe("resourcePath", () => {
 
 describe("readSiteReports (one report per relay)", () => {
   const now = new Date("2026-12-05T12:00:00Z");
-  const report = (ageMs: number, intervalMs?: number): string => JSON.stringify({ updatedAt: new Date(now.getTime() - ageMs).toISOString(), reporter: "r", ...(intervalMs ? { intervalMs } : {}), domains: {} });
+  const report = (ageMs: number, intervalMs?: number): string =>
+    JSON.stringify({ updatedAt: new Date(now.getTime() - ageMs).toISOString(), reporter: "r", ...(intervalMs ? { intervalMs } : {}), domains: {} });
   it("keeps reports younger than three report intervals plus clock skew, newest first, and gives up the rest", () => {
-    const reports = readSiteReports({
-      "report.a.json": report(20_000, 10_000),
-      "report.b.json": report(5_000, 10_000),
-      "report.slow.json": report(100_000, 60_000),
-      "report.gone.json": report(61_000, 10_000),
-      // A relay from before per-relay reports: no interval, 10 s assumed.
-      "report.json": report(70_000),
-      "report.garbage.json": "{",
-    }, now);
-    assert.deepEqual(reports.live.map((r) => r.key), ["report.b.json", "report.a.json", "report.slow.json"]);
+    const reports = readSiteReports(
+      {
+        "report.a.json": report(20_000, 10_000),
+        "report.b.json": report(5_000, 10_000),
+        "report.slow.json": report(100_000, 60_000),
+        "report.gone.json": report(61_000, 10_000),
+        // A relay from before per-relay reports: no interval, 10 s assumed.
+        "report.json": report(70_000),
+        "report.garbage.json": "{",
+      },
+      now,
+    );
+    assert.deepEqual(
+      reports.live.map((r) => r.key),
+      ["report.b.json", "report.a.json", "report.slow.json"],
+    );
     assert.deepEqual(reports.gone.sort(), ["report.garbage.json", "report.gone.json", "report.json"]);
   });
 });

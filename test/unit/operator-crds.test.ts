@@ -80,7 +80,12 @@ describe("CRDs", () => {
     // recipients.list is exclusive with verify; check it separately below.
     assert.deepEqual(schemaPaths.filter((p) => p !== "recipients.list").sort(), [...new Set(examplePaths)].sort());
     parseRelayDomain({ apiVersion: "mxwarden.io/v1alpha1", kind: "RelayDomain", metadata: { name: "full" }, spec: fullSpec });
-    parseRelayDomain({ apiVersion: "mxwarden.io/v1alpha1", kind: "RelayDomain", metadata: { name: "list" }, spec: { domain: "example.com", recipients: { mode: "list", list: ["alice"] } } });
+    parseRelayDomain({
+      apiVersion: "mxwarden.io/v1alpha1",
+      kind: "RelayDomain",
+      metadata: { name: "list" },
+      spec: { domain: "example.com", recipients: { mode: "list", list: ["alice"] } },
+    });
   });
 
   it("is structural: every property has a type, or is int-or-string", () => {

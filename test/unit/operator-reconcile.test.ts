@@ -43,17 +43,36 @@ class World {
   constructor() {
     const connections: SiteClients = { ensure: async () => this.connection, get: () => this.connection, forget: () => {} };
     const events = new EventRecorder(this.mgmt, "test", log);
-    const common = { client: this.mgmt, sites: this.mgmt.cache<Site>(Resources.RelaySite), domains: this.mgmt.cache<Domain>(Resources.RelayDomain), states: this.states, connections, events, pollIntervalMs: POLL_MS, log };
+    const common = {
+      client: this.mgmt,
+      sites: this.mgmt.cache<Site>(Resources.RelaySite),
+      domains: this.mgmt.cache<Domain>(Resources.RelayDomain),
+      states: this.states,
+      connections,
+      events,
+      pollIntervalMs: POLL_MS,
+      log,
+    };
     this.sites = new SiteReconciler({ ...common, metrics: new OperatorMetrics(), relayImage: "relay:1", prometheusRuleGroups: [], onSiteState: () => {} });
     this.domains = new DomainReconciler({ ...common, dns: undefined });
   }
 
   site(spec: Partial<Site["spec"]> = {}): Site {
-    return this.mgmt.seed<Site>(Resources.RelaySite, { apiVersion: "mxwarden.io/v1alpha1", kind: "RelaySite", metadata: { name: "site-a" }, spec: { hostname: "mx-a.backup.test", replicas: 2, nats: { url: "nats://nats:4222", domain: "site-a" }, ...spec } });
+    return this.mgmt.seed<Site>(Resources.RelaySite, {
+      apiVersion: "mxwarden.io/v1alpha1",
+      kind: "RelaySite",
+      metadata: { name: "site-a" },
+      spec: { hostname: "mx-a.backup.test", replicas: 2, nats: { url: "nats://nats:4222", domain: "site-a" }, ...spec },
+    });
   }
 
   domain(name = "example", mailDomain = "example.com", meta: Partial<Domain["metadata"]> = {}): Domain {
-    return this.mgmt.seed<Domain>(Resources.RelayDomain, { apiVersion: "mxwarden.io/v1alpha1", kind: "RelayDomain", metadata: { name, namespace: "team-a", ...meta }, spec: { domain: mailDomain } });
+    return this.mgmt.seed<Domain>(Resources.RelayDomain, {
+      apiVersion: "mxwarden.io/v1alpha1",
+      kind: "RelayDomain",
+      metadata: { name, namespace: "team-a", ...meta },
+      spec: { domain: mailDomain },
+    });
   }
 
   getSite(): Site | undefined {
@@ -66,7 +85,11 @@ class World {
 
   /** What kube-controller-manager and the kubelets would write: the relay Deployment's readiness. */
   async relaysReady(ready: number): Promise<void> {
-    await this.siteCluster.apply(Resources.Deployment, { apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "mxwarden-relay", namespace: RELAY_NS }, status: { replicas: 2, readyReplicas: ready } }, { subresource: "status" });
+    await this.siteCluster.apply(
+      Resources.Deployment,
+      { apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "mxwarden-relay", namespace: RELAY_NS }, status: { replicas: 2, readyReplicas: ready } },
+      { subresource: "status" },
+    );
   }
 
   /** As if the site's reports were last read a while ago (the reconcilers reuse a read for a second). */
@@ -133,7 +156,13 @@ describe("site reconcile (fake clusters)", () => {
     let ready = condition(world.getSite(), "Ready");
     assert.equal(ready?.reason, "TlsSecretMissing");
     assert.match(ready?.message ?? "", /mxwarden\/mx-a-tls/);
-    world.siteCluster.seed(Resources.Secret, { apiVersion: "v1", kind: "Secret", metadata: { name: "mx-a-tls", namespace: RELAY_NS }, type: "Opaque", data: { "tls.crt": "Y2VydA==" } });
+    world.siteCluster.seed(Resources.Secret, {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "mx-a-tls", namespace: RELAY_NS },
+      type: "Opaque",
+      data: { "tls.crt": "Y2VydA==" },
+    });
     await world.sites.reconcile("site-a");
     ready = condition(world.getSite(), "Ready");
     assert.equal(ready?.reason, "TlsSecretInvalid");
@@ -285,8 +314,14 @@ describe("domain reconcile (fake clusters)", () => {
     const done = await world.domains.reconcile("team-a/example");
     assert.deepEqual(done, {});
     assert.equal(world.getDomain(), undefined, "deletion complete");
-    const drained = world.mgmt.cache<Unstructured & { reason?: string }>(Resources.Event).list().map((e) => e.reason);
-    assert.deepEqual(drained.filter((r) => r === "Drained"), ["Drained"]);
+    const drained = world.mgmt
+      .cache<Unstructured & { reason?: string }>(Resources.Event)
+      .list()
+      .map((e) => e.reason);
+    assert.deepEqual(
+      drained.filter((r) => r === "Drained"),
+      ["Drained"],
+    );
   });
 
   it("waits for queued mail at the poll interval, and for a relay that has not loaded the deletion yet", async () => {

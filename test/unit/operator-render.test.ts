@@ -9,11 +9,21 @@ import { renderSite, type RenderOptions } from "../../operator/src/render/site-o
 import type { KubeObject } from "../../operator/src/render/kube-object.ts";
 
 function site(name: string, spec: Partial<RelaySite["spec"]> = {}): RelaySite {
-  return { apiVersion: "mxwarden.io/v1alpha1", kind: "RelaySite", metadata: { name, generation: 1 }, spec: { hostname: `${name}.mx.example.net`, nats: { url: "nats://nats:4222", domain: name }, ...spec } };
+  return {
+    apiVersion: "mxwarden.io/v1alpha1",
+    kind: "RelaySite",
+    metadata: { name, generation: 1 },
+    spec: { hostname: `${name}.mx.example.net`, nats: { url: "nats://nats:4222", domain: name }, ...spec },
+  };
 }
 
 function domain(name: string, spec: Partial<RelayDomain["spec"]> & { domain: string }, meta: Partial<RelayDomain["metadata"]> = {}): RelayDomain {
-  return { apiVersion: "mxwarden.io/v1alpha1", kind: "RelayDomain", metadata: { name, namespace: "team-a", generation: 3, creationTimestamp: "2026-11-01T00:00:00Z", ...meta }, spec };
+  return {
+    apiVersion: "mxwarden.io/v1alpha1",
+    kind: "RelayDomain",
+    metadata: { name, namespace: "team-a", generation: 3, creationTimestamp: "2026-11-01T00:00:00Z", ...meta },
+    spec,
+  };
 }
 
 const options: RenderOptions = { relayImage: "relay:1", peerJetStreamDomains: ["site-b"], prometheusOperator: false };
@@ -70,19 +80,42 @@ describe("site domain configuration", () => {
 });
 
 describe("renderSite", () => {
-  const s = site("site-a", { tls: { secretName: "mx-cert" }, clamd: { address: "clamd:3310" }, rspamd: { url: "http://rspamd:11333" }, mxNames: ["mx2.example.net", "backup.example.net"], domainMetrics: 100 });
+  const s = site("site-a", {
+    tls: { secretName: "mx-cert" },
+    clamd: { address: "clamd:3310" },
+    rspamd: { url: "http://rspamd:11333" },
+    mxNames: ["mx2.example.net", "backup.example.net"],
+    domainMetrics: 100,
+  });
   const config = siteDomainConfig(s, [domain("example", { domain: "example.com" })]);
   const objects = renderSite(s, config, options);
 
   it("runs relays non-root with a read-only root filesystem and no capabilities", () => {
     const c = container(objects);
-    assert.deepEqual(c.securityContext, { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true, capabilities: { drop: ["ALL"] }, seccompProfile: { type: "RuntimeDefault" } });
+    assert.deepEqual(c.securityContext, {
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      runAsNonRoot: true,
+      capabilities: { drop: ["ALL"] },
+      seccompProfile: { type: "RuntimeDefault" },
+    });
     assert.equal(find(objects, "Namespace").metadata.labels?.["pod-security.kubernetes.io/enforce"], "restricted");
   });
 
   it("passes the site's settings as the relay's flags", () => {
     const args = container(objects).args;
-    for (const expected of ["--hostname=site-a.mx.example.net", "--nats=nats://nats:4222", "--clamd=clamd:3310", "--rspamd=http://rspamd:11333", "--site=site-a", "--peer-sites=site-b", "--mx-name=mx2.example.net,backup.example.net", "--tls-cert=/etc/mxwarden/tls/tls.crt", "--replicas=3", "--domain-metrics=100"]) {
+    for (const expected of [
+      "--hostname=site-a.mx.example.net",
+      "--nats=nats://nats:4222",
+      "--clamd=clamd:3310",
+      "--rspamd=http://rspamd:11333",
+      "--site=site-a",
+      "--peer-sites=site-b",
+      "--mx-name=mx2.example.net,backup.example.net",
+      "--tls-cert=/etc/mxwarden/tls/tls.crt",
+      "--replicas=3",
+      "--domain-metrics=100",
+    ]) {
       assert.ok(args.includes(expected), `${expected} in ${args.join(" ")}`);
     }
     assert.equal(container(objects).image, "relay:1");
@@ -96,10 +129,15 @@ describe("renderSite", () => {
   });
 
   it("keeps the client address: externalTrafficPolicy Local on port 25 to the relay's 2525", () => {
-    const svc = find(objects, "Service", "mxwarden-smtp") as unknown as { spec: { type: string; externalTrafficPolicy: string; ports: { port: number; targetPort: string }[] } };
+    const svc = find(objects, "Service", "mxwarden-smtp") as unknown as {
+      spec: { type: string; externalTrafficPolicy: string; ports: { port: number; targetPort: string }[] };
+    };
     assert.equal(svc.spec.type, "LoadBalancer");
     assert.equal(svc.spec.externalTrafficPolicy, "Local");
-    assert.deepEqual(svc.spec.ports.map((p) => [p.port, p.targetPort]), [[25, "smtp"]]);
+    assert.deepEqual(
+      svc.spec.ports.map((p) => [p.port, p.targetPort]),
+      [[25, "smtp"]],
+    );
   });
 
   it("lets relays write only their status ConfigMap", () => {
@@ -110,16 +148,24 @@ describe("renderSite", () => {
   it("opens egress only for DNS, SMTP, NATS, clamd, rspamd and the API server", () => {
     const policy = find(objects, "NetworkPolicy") as unknown as { spec: { egress: { ports: { port: number }[] }[] } };
     const ports = policy.spec.egress.flatMap((rule) => rule.ports.map((p) => p.port));
-    assert.deepEqual([...new Set(ports)].sort((x, y) => x - y), [25, 53, 443, 3310, 4222, 6443, 11333]);
+    assert.deepEqual(
+      [...new Set(ports)].sort((x, y) => x - y),
+      [25, 53, 443, 3310, 4222, 6443, 11333],
+    );
   });
 
   it("opens egress to the ports of the site's domains' primaries, whatever they are", () => {
     const withPrimaries = siteDomainConfig(s, [
-      domain("submission", { domain: "submission.example", primary: { hosts: [{ host: "mail.submission.example", port: 587 }, { host: "mail2.submission.example" }] } }),
+      domain("submission", {
+        domain: "submission.example",
+        primary: { hosts: [{ host: "mail.submission.example", port: 587 }, { host: "mail2.submission.example" }] },
+      }),
       domain("high", { domain: "high.example", primary: { hosts: [{ host: "10.0.0.5", port: 2525 }] } }),
       domain("elsewhere", { domain: "elsewhere.example", sites: ["site-b"], primary: { hosts: [{ host: "10.0.0.6", port: 10025 }] } }),
     ]);
-    const policy = find(renderSite(s, withPrimaries, options), "NetworkPolicy") as unknown as { spec: { egress: { ports: { protocol: string; port: number }[] }[] } };
+    const policy = find(renderSite(s, withPrimaries, options), "NetworkPolicy") as unknown as {
+      spec: { egress: { ports: { protocol: string; port: number }[] }[] };
+    };
     const tcp = policy.spec.egress.flatMap((rule) => rule.ports.filter((p) => p.protocol === "TCP").map((p) => p.port));
     for (const port of [25, 587, 2525]) assert.ok(tcp.includes(port), `${port} in ${tcp.join(",")}`);
     assert.ok(!tcp.includes(10025), "a domain of another site opens nothing here");
@@ -129,11 +175,18 @@ describe("renderSite", () => {
     assert.ok(objects.every((o) => o.metadata.ownerReferences === undefined));
     const owned = renderSite(s, config, { ...options, owner: { apiVersion: "mxwarden.io/v1alpha1", kind: "RelaySite", name: "site-a", uid: "u-1" } });
     assert.equal(owned.find((o) => o.kind === "Namespace")?.metadata.ownerReferences, undefined);
-    assert.ok(owned.filter((o) => o.kind !== "Namespace").every((o) => o.metadata.ownerReferences?.[0]?.uid === "u-1" && o.metadata.ownerReferences[0].controller === true));
+    assert.ok(
+      owned
+        .filter((o) => o.kind !== "Namespace")
+        .every((o) => o.metadata.ownerReferences?.[0]?.uid === "u-1" && o.metadata.ownerReferences[0].controller === true),
+    );
   });
 
   it("adds a ServiceMonitor and PrometheusRule only where the Prometheus Operator is installed", () => {
-    assert.equal(objects.some((o) => o.kind === "ServiceMonitor"), false);
+    assert.equal(
+      objects.some((o) => o.kind === "ServiceMonitor"),
+      false,
+    );
     const withMonitoring = renderSite(s, config, { ...options, prometheusOperator: true, prometheusRuleGroups: [{ name: "g", rules: [] }] });
     assert.ok(withMonitoring.some((o) => o.kind === "ServiceMonitor"));
     assert.ok(withMonitoring.some((o) => o.kind === "PrometheusRule"));

@@ -10,11 +10,18 @@ describe("periodic tasks", () => {
     let release: (() => void) | undefined;
     const errors: unknown[] = [];
     // An hour between ticks: only runNow() drives the task in this test.
-    const periodic = startPeriodic(3_600_000, async () => {
-      runs++;
-      await new Promise<void>((resolve) => { release = resolve; });
-      if (runs === 2) throw new Error("second run fails");
-    }, (err) => errors.push(err), () => ticks++);
+    const periodic = startPeriodic(
+      3_600_000,
+      async () => {
+        runs++;
+        await new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        if (runs === 2) throw new Error("second run fails");
+      },
+      (err) => errors.push(err),
+      () => ticks++,
+    );
     try {
       assert.equal(runs, 1, "the first run starts at once");
       release?.();
@@ -39,10 +46,17 @@ describe("periodic tasks", () => {
     let runs = 0;
     let ticks = 0;
     let release: (() => void) | undefined;
-    const periodic = startPeriodic(3_600_000, async () => {
-      runs++;
-      await new Promise<void>((resolve) => { release = resolve; });
-    }, () => {}, () => ticks++);
+    const periodic = startPeriodic(
+      3_600_000,
+      async () => {
+        runs++;
+        await new Promise<void>((resolve) => {
+          release = resolve;
+        });
+      },
+      () => {},
+      () => ticks++,
+    );
     try {
       periodic.runNow();
       periodic.runNow();

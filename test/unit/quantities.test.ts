@@ -50,8 +50,24 @@ describe("parseByteSize", () => {
   }
 
   const invalid: Array<number | string> = [
-    -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53,
-    "1Ti", "", "Mi", "-1", "1.5Mi", "50mi", "50 Mi", "50MB", "1K", "1e6", " 1", "0x10", "50Mi\n",
+    -1,
+    1.5,
+    Number.NaN,
+    Number.POSITIVE_INFINITY,
+    2 ** 53,
+    "1Ti",
+    "",
+    "Mi",
+    "-1",
+    "1.5Mi",
+    "50mi",
+    "50 Mi",
+    "50MB",
+    "1K",
+    "1e6",
+    " 1",
+    "0x10",
+    "50Mi\n",
   ];
   for (const value of invalid) {
     it(`refuses ${typeof value === "number" ? String(value) : JSON.stringify(value)}`, () => {

@@ -22,8 +22,10 @@ describe("PubAck parsing", () => {
   });
 
   it("turns a JetStream API error into PublishRejectedError with its codes", () => {
-    assert.throws(() => parsePubAck(Buffer.from('{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 3"}}')),
-      (err: unknown) => err instanceof PublishRejectedError && err.code === 400 && err.errCode === 10071 && /wrong last sequence/.test(err.message));
+    assert.throws(
+      () => parsePubAck(Buffer.from('{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 3"}}')),
+      (err: unknown) => err instanceof PublishRejectedError && err.code === 400 && err.errCode === 10071 && /wrong last sequence/.test(err.message),
+    );
   });
 
   it("refuses replies that are not a PubAck", () => {

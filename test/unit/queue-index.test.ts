@@ -37,11 +37,17 @@ describe("queue index snapshots", () => {
     let clock = now;
     let reads = 0;
     let release: () => void = () => {};
-    const index = new QueueIndex(async () => {
-      reads++;
-      await new Promise<void>((resolve) => { release = resolve; });
-      return { [`mxw.queue.ready.a_example.${newQueueId(now - 1000)}`]: reads };
-    }, 1000, () => clock);
+    const index = new QueueIndex(
+      async () => {
+        reads++;
+        await new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        return { [`mxw.queue.ready.a_example.${newQueueId(now - 1000)}`]: reads };
+      },
+      1000,
+      () => clock,
+    );
     const concurrent = [index.snapshot(), index.snapshot()];
     release();
     const [first, second] = await Promise.all(concurrent);
@@ -58,10 +64,14 @@ describe("queue index snapshots", () => {
 
   it("reads again after a failed read", async () => {
     let fail = true;
-    const index = new QueueIndex(async () => {
-      if (fail) throw new Error("queue unavailable");
-      return {};
-    }, 60_000, () => now);
+    const index = new QueueIndex(
+      async () => {
+        if (fail) throw new Error("queue unavailable");
+        return {};
+      },
+      60_000,
+      () => now,
+    );
     await assert.rejects(index.snapshot(), /queue unavailable/);
     fail = false;
     assert.equal((await index.snapshot()).site.queued, 0);

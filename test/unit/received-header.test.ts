@@ -36,9 +36,9 @@ describe("receivedHeader", () => {
     assert.equal(
       header,
       "Received: from mail.sender.example (mail.sender.example [192.0.2.10])\r\n" +
-      "\tby mx2.example.com (mxwarden) with ESMTP id 01JQ7Z8X9Y\r\n" +
-      "\tfor <alice@example.com>;\r\n" +
-      "\tSun, 22 Nov 2026 23:09:07 +0000\r\n",
+        "\tby mx2.example.com (mxwarden) with ESMTP id 01JQ7Z8X9Y\r\n" +
+        "\tfor <alice@example.com>;\r\n" +
+        "\tSun, 22 Nov 2026 23:09:07 +0000\r\n",
     );
     assertSingleHeaderField(header);
   });
@@ -80,12 +80,14 @@ describe("receivedHeader", () => {
   });
 
   it("replaces tabs, NUL, DEL and non-ASCII in every client-supplied value", () => {
-    const header = receivedHeader(info({
-      heloName: "a\tb\u0000c\u007fd",
-      clientHostname: "bücher.example",
-      clientAddress: "192.0.2.10\r\n",
-      recipients: ["al ice\r\n@example.com"],
-    }));
+    const header = receivedHeader(
+      info({
+        heloName: "a\tb\u0000c\u007fd",
+        clientHostname: "bücher.example",
+        clientAddress: "192.0.2.10\r\n",
+        recipients: ["al ice\r\n@example.com"],
+      }),
+    );
     assert.match(header, /from a\?b\?c\?d \(b\?cher\.example \[192\.0\.2\.10\?\?\]\)/);
     assert.match(header, /\tfor <al\?ice\?\?@example\.com>;/);
     assert.doesNotMatch(header, /[^\x20-\x7e\r\n\t]/, "only printable ASCII and folds");
@@ -102,19 +104,26 @@ describe("receivedHeader", () => {
     assert.equal(
       header,
       "Received: from mail.sender.example (mail.sender.example [192.0.2.10])\r\n" +
-      "\tby mx2.example.com (mxwarden) with ESMTPS id 01JQ7Z8X9Y\r\n" +
-      "\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)\r\n" +
-      "\tfor <alice@example.com>;\r\n" +
-      "\tSun, 22 Nov 2026 23:09:07 +0000\r\n",
+        "\tby mx2.example.com (mxwarden) with ESMTPS id 01JQ7Z8X9Y\r\n" +
+        "\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)\r\n" +
+        "\tfor <alice@example.com>;\r\n" +
+        "\tSun, 22 Nov 2026 23:09:07 +0000\r\n",
     );
     assertSingleHeaderField(header);
   });
 
   it("names the protocol version, then the cipher, of what node:tls reports", () => {
     // What TLSSocket#getCipher() returns for a TLS 1.3 and a TLS 1.2 session.
-    const tls13 = receivedHeader(info({ protocol: "ESMTPS", tls: receivedTls({ name: "TLS_AES_256_GCM_SHA384", standardName: "TLS_AES_256_GCM_SHA384", version: "TLSv1.3" }) }));
+    const tls13 = receivedHeader(
+      info({ protocol: "ESMTPS", tls: receivedTls({ name: "TLS_AES_256_GCM_SHA384", standardName: "TLS_AES_256_GCM_SHA384", version: "TLSv1.3" }) }),
+    );
     assert.match(tls13, /\r\n\t\(using TLSv1\.3 with cipher TLS_AES_256_GCM_SHA384\)\r\n/);
-    const tls12 = receivedHeader(info({ protocol: "ESMTPS", tls: receivedTls({ name: "ECDHE-RSA-AES256-GCM-SHA384", standardName: "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", version: "TLSv1.2" }) }));
+    const tls12 = receivedHeader(
+      info({
+        protocol: "ESMTPS",
+        tls: receivedTls({ name: "ECDHE-RSA-AES256-GCM-SHA384", standardName: "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", version: "TLSv1.2" }),
+      }),
+    );
     assert.match(tls12, /\r\n\t\(using TLSv1\.2 with cipher ECDHE-RSA-AES256-GCM-SHA384\)\r\n/);
   });
 

@@ -28,12 +28,16 @@ const byDomain = new Map(configured.map((p) => [p.domain, p]));
 /** A lookup like the domain store's: exact match on the normalised domain; records what it was asked. */
 function recordingLookup(): { lookup: (domain: string) => DomainPolicy | undefined; asked: string[] } {
   const asked: string[] = [];
-  return { asked, lookup: (domain) => { asked.push(domain); return byDomain.get(domain); } };
+  return {
+    asked,
+    lookup: (domain) => {
+      asked.push(domain);
+      return byDomain.get(domain);
+    },
+  };
 }
 
-type Expectation =
-  | { reply: SmtpReply }
-  | { accept: { address: string; localPart: string; domain: string; policy: string } };
+type Expectation = { reply: SmtpReply } | { accept: { address: string; localPart: string; domain: string; policy: string } };
 
 const cases: Array<{ name: string; address: string; expect: Expectation }> = [
   // Sender-specified routing inside a configured domain: the primary might honour it.
@@ -51,11 +55,31 @@ const cases: Array<{ name: string; address: string; expect: Expectation }> = [
   { name: "source route via another host to us, unstripped", address: "@victim.org:user@example.com", expect: { reply: replies.routingDenied } },
   // Domain syntax and normalisation.
   { name: "trailing dot", address: "user@example.com.", expect: { reply: replies.badAddress } },
-  { name: "upper-case domain", address: "user@EXAMPLE.COM", expect: { accept: { address: "user@example.com", localPart: "user", domain: "example.com", policy: "example-com" } } },
-  { name: "local part case is kept", address: "User.Name@Example.Com", expect: { accept: { address: "User.Name@example.com", localPart: "User.Name", domain: "example.com", policy: "example-com" } } },
-  { name: "IDN A-label", address: "user@xn--bcher-kva.example", expect: { accept: { address: "user@xn--bcher-kva.example", localPart: "user", domain: "xn--bcher-kva.example", policy: "buecher" } } },
-  { name: "IDN U-label", address: "user@bücher.example", expect: { accept: { address: "user@xn--bcher-kva.example", localPart: "user", domain: "xn--bcher-kva.example", policy: "buecher" } } },
-  { name: "IDN U-label upper case", address: "user@BÜCHER.example", expect: { accept: { address: "user@xn--bcher-kva.example", localPart: "user", domain: "xn--bcher-kva.example", policy: "buecher" } } },
+  {
+    name: "upper-case domain",
+    address: "user@EXAMPLE.COM",
+    expect: { accept: { address: "user@example.com", localPart: "user", domain: "example.com", policy: "example-com" } },
+  },
+  {
+    name: "local part case is kept",
+    address: "User.Name@Example.Com",
+    expect: { accept: { address: "User.Name@example.com", localPart: "User.Name", domain: "example.com", policy: "example-com" } },
+  },
+  {
+    name: "IDN A-label",
+    address: "user@xn--bcher-kva.example",
+    expect: { accept: { address: "user@xn--bcher-kva.example", localPart: "user", domain: "xn--bcher-kva.example", policy: "buecher" } },
+  },
+  {
+    name: "IDN U-label",
+    address: "user@bücher.example",
+    expect: { accept: { address: "user@xn--bcher-kva.example", localPart: "user", domain: "xn--bcher-kva.example", policy: "buecher" } },
+  },
+  {
+    name: "IDN U-label upper case",
+    address: "user@BÜCHER.example",
+    expect: { accept: { address: "user@xn--bcher-kva.example", localPart: "user", domain: "xn--bcher-kva.example", policy: "buecher" } },
+  },
   { name: "look-alike dot (U+3002) is not a dot", address: "user@example\u3002com", expect: { reply: replies.relayDenied } },
   { name: "configured domain as prefix of a foreign one", address: "user@example.com.victim.org", expect: { reply: replies.relayDenied } },
   { name: "foreign domain", address: "user@victim.org", expect: { reply: replies.relayDenied } },
@@ -70,16 +94,36 @@ const cases: Array<{ name: string; address: string; expect: Expectation }> = [
   { name: "empty local part", address: "@example.com", expect: { reply: replies.badAddress } },
   { name: "empty domain", address: "user@", expect: { reply: replies.badAddress } },
   { name: "local part of 65 characters", address: `${"a".repeat(65)}@example.com`, expect: { reply: replies.badAddress } },
-  { name: "local part of 64 characters", address: `${"a".repeat(64)}@example.com`, expect: { accept: { address: `${"a".repeat(64)}@example.com`, localPart: "a".repeat(64), domain: "example.com", policy: "example-com" } } },
+  {
+    name: "local part of 64 characters",
+    address: `${"a".repeat(64)}@example.com`,
+    expect: { accept: { address: `${"a".repeat(64)}@example.com`, localPart: "a".repeat(64), domain: "example.com", policy: "example-com" } },
+  },
   { name: "leading dot in local part", address: ".user@example.com", expect: { reply: replies.badAddress } },
   { name: "double dot in local part", address: "us..er@example.com", expect: { reply: replies.badAddress } },
   { name: "space in local part", address: "us er@example.com", expect: { reply: replies.badAddress } },
   // Recipient lists: matched case-insensitively on the local part.
-  { name: "listed recipient", address: "alice@list.example", expect: { accept: { address: "alice@list.example", localPart: "alice", domain: "list.example", policy: "list-example" } } },
-  { name: "listed recipient, upper case", address: "ALICE@list.example", expect: { accept: { address: "ALICE@list.example", localPart: "ALICE", domain: "list.example", policy: "list-example" } } },
-  { name: "list entry with capitals matches lower case", address: "bob@list.example", expect: { accept: { address: "bob@list.example", localPart: "bob", domain: "list.example", policy: "list-example" } } },
+  {
+    name: "listed recipient",
+    address: "alice@list.example",
+    expect: { accept: { address: "alice@list.example", localPart: "alice", domain: "list.example", policy: "list-example" } },
+  },
+  {
+    name: "listed recipient, upper case",
+    address: "ALICE@list.example",
+    expect: { accept: { address: "ALICE@list.example", localPart: "ALICE", domain: "list.example", policy: "list-example" } },
+  },
+  {
+    name: "list entry with capitals matches lower case",
+    address: "bob@list.example",
+    expect: { accept: { address: "bob@list.example", localPart: "bob", domain: "list.example", policy: "list-example" } },
+  },
   { name: "unlisted recipient", address: "carol@list.example", expect: { reply: replies.unknownUser } },
-  { name: "listed name used in a mode-any domain is irrelevant", address: "carol@example.com", expect: { accept: { address: "carol@example.com", localPart: "carol", domain: "example.com", policy: "example-com" } } },
+  {
+    name: "listed name used in a mode-any domain is irrelevant",
+    address: "carol@example.com",
+    expect: { accept: { address: "carol@example.com", localPart: "carol", domain: "example.com", policy: "example-com" } },
+  },
   { name: "routing trick in a list domain is refused before the list", address: "alice%victim.org@list.example", expect: { reply: replies.routingDenied } },
 ];
 
@@ -140,7 +184,8 @@ describe("checkRecipient: open-relay tricks and domain policy", () => {
 describe("checkRecipient: a domain being deleted", () => {
   it("answers 450 4.7.1 so senders keep the mail for the primary", () => {
     const retiring = parseRelayDomain({
-      apiVersion: "mxwarden.io/v1alpha1", kind: "RelayDomain",
+      apiVersion: "mxwarden.io/v1alpha1",
+      kind: "RelayDomain",
       metadata: { name: "gone", deletionTimestamp: new Date().toISOString() },
       spec: { domain: "gone.example" },
     });

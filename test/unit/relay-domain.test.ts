@@ -11,14 +11,17 @@ function doc(spec: Doc, extra: Doc = {}): Doc {
 
 /** Asserts that parsing throws a ConfigError for `path`, optionally with a message fragment. */
 function assertConfigError(input: unknown, path: string, message?: RegExp): void {
-  assert.throws(() => parseRelayDomain(input), (err: unknown) => {
-    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
-    assert.equal(err.path, path);
-    assert.equal(err.name, "ConfigError");
-    assert.ok(err.message.startsWith(`${path}: `), `message ${JSON.stringify(err.message)} names the path`);
-    if (message) assert.match(err.message, message);
-    return true;
-  });
+  assert.throws(
+    () => parseRelayDomain(input),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
+      assert.equal(err.path, path);
+      assert.equal(err.name, "ConfigError");
+      assert.ok(err.message.startsWith(`${path}: `), `message ${JSON.stringify(err.message)} names the path`);
+      if (message) assert.match(err.message, message);
+      return true;
+    },
+  );
 }
 
 describe("parseRelayDomain: defaults", () => {
@@ -39,12 +42,18 @@ describe("parseRelayDomain: defaults", () => {
 
   it("defaults a host's port to 25 and lower-cases the host", () => {
     const policy = parseRelayDomain(doc({ primary: { hosts: [{ host: "MX1.Example.COM" }, { host: "10.0.0.5", port: 2525 }] } }));
-    assert.deepEqual(policy.primaryHosts, [{ host: "mx1.example.com", port: 25 }, { host: "10.0.0.5", port: 2525 }]);
+    assert.deepEqual(policy.primaryHosts, [
+      { host: "mx1.example.com", port: 25 },
+      { host: "10.0.0.5", port: 2525 },
+    ]);
   });
 
   it("tls mode required verifies certificates by default", () => {
     assert.deepEqual(parseRelayDomain(doc({ primary: { tls: { mode: "required" } } })).outboundTls, { mode: "required", verifyCertificate: true });
-    assert.deepEqual(parseRelayDomain(doc({ primary: { tls: { mode: "required", verifyCertificate: false } } })).outboundTls, { mode: "required", verifyCertificate: false });
+    assert.deepEqual(parseRelayDomain(doc({ primary: { tls: { mode: "required", verifyCertificate: false } } })).outboundTls, {
+      mode: "required",
+      verifyCertificate: false,
+    });
     assert.deepEqual(parseRelayDomain(doc({ primary: { tls: { verifyCertificate: true } } })).outboundTls, { mode: "opportunistic", verifyCertificate: true });
   });
 
@@ -108,7 +117,19 @@ describe("parseRelayDomain: unknown keys", () => {
 });
 
 describe("parseRelayDomain: domain and hosts", () => {
-  for (const bad of ["", "localhost", "example.com.", "-bad.example", "bad-.example", "exa_mple.com", "exa mple.com", "a..example", `${"a".repeat(64)}.example`, "[127.0.0.1]", "user@example.com"]) {
+  for (const bad of [
+    "",
+    "localhost",
+    "example.com.",
+    "-bad.example",
+    "bad-.example",
+    "exa_mple.com",
+    "exa mple.com",
+    "a..example",
+    `${"a".repeat(64)}.example`,
+    "[127.0.0.1]",
+    "user@example.com",
+  ]) {
     it(`refuses spec.domain ${JSON.stringify(bad)}`, () => assertConfigError(doc({ domain: bad }), "spec.domain", /not a valid mail domain/));
   }
   it("requires spec.domain as a string", () => {
@@ -128,8 +149,20 @@ describe("parseRelayDomain: domain and hosts", () => {
     assert.equal(parseRelayDomain(doc({ primary: { hosts: [{ host: "mx.example.com", port: null }] } })).primaryHosts[0]?.port, 25);
   });
   it("accepts the port range ends", () => {
-    const policy = parseRelayDomain(doc({ primary: { hosts: [{ host: "a.example", port: 1 }, { host: "b.example", port: 65535 }] } }));
-    assert.deepEqual(policy.primaryHosts.map((h) => h.port), [1, 65535]);
+    const policy = parseRelayDomain(
+      doc({
+        primary: {
+          hosts: [
+            { host: "a.example", port: 1 },
+            { host: "b.example", port: 65535 },
+          ],
+        },
+      }),
+    );
+    assert.deepEqual(
+      policy.primaryHosts.map((h) => h.port),
+      [1, 65535],
+    );
   });
   it("refuses bad hosts", () => {
     assertConfigError(doc({ primary: { hosts: [{ host: "" }] } }), "spec.primary.hosts[0].host");
@@ -168,7 +201,11 @@ describe("parseRelayDomain: recipients", () => {
     assertConfigError(doc({ recipients: { list: ["alice"] } }), "spec.recipients.list", /only valid with mode: list/);
   });
   it("mode verify takes callout cache lifetimes and what to do when the primary cannot answer", () => {
-    assert.deepEqual(parseRelayDomain(doc({ recipients: { mode: "verify" } })).recipients.verify, { positiveTtlMs: 86_400_000, negativeTtlMs: 3_600_000, whenUnavailable: "tempfail" });
+    assert.deepEqual(parseRelayDomain(doc({ recipients: { mode: "verify" } })).recipients.verify, {
+      positiveTtlMs: 86_400_000,
+      negativeTtlMs: 3_600_000,
+      whenUnavailable: "tempfail",
+    });
     const policy = parseRelayDomain(doc({ recipients: { mode: "verify", verify: { positiveTtl: "7d", negativeTtl: "10m", whenUnavailable: "accept" } } }));
     assert.equal(policy.recipients.mode, "verify");
     assert.deepEqual(policy.recipients.verify, { positiveTtlMs: 7 * 86_400_000, negativeTtlMs: 600_000, whenUnavailable: "accept" });
@@ -206,10 +243,16 @@ describe("parseRelayDomain: sizes and durations", () => {
   });
 
   it("parses retry backoffs", () => {
-    assert.deepEqual(parseRelayDomain(doc({ queue: { retry: { initialBackoff: "30s", maxBackoff: "10m" } } })).retry, { initialBackoffMs: 30_000, maxBackoffMs: 600_000 });
+    assert.deepEqual(parseRelayDomain(doc({ queue: { retry: { initialBackoff: "30s", maxBackoff: "10m" } } })).retry, {
+      initialBackoffMs: 30_000,
+      maxBackoffMs: 600_000,
+    });
     assert.deepEqual(parseRelayDomain(doc({ queue: { retry: { initialBackoff: "5m" } } })).retry, { initialBackoffMs: 300_000, maxBackoffMs: 3_600_000 });
     assert.deepEqual(parseRelayDomain(doc({ queue: { retry: { maxBackoff: "2h" } } })).retry, { initialBackoffMs: 60_000, maxBackoffMs: 7_200_000 });
-    assert.deepEqual(parseRelayDomain(doc({ queue: { retry: { initialBackoff: "1m", maxBackoff: "1m" } } })).retry, { initialBackoffMs: 60_000, maxBackoffMs: 60_000 });
+    assert.deepEqual(parseRelayDomain(doc({ queue: { retry: { initialBackoff: "1m", maxBackoff: "1m" } } })).retry, {
+      initialBackoffMs: 60_000,
+      maxBackoffMs: 60_000,
+    });
   });
   it("an initialBackoff above the default maximum raises the maximum with it", () => {
     assert.deepEqual(parseRelayDomain(doc({ queue: { retry: { initialBackoff: "2h" } } })).retry, { initialBackoffMs: 7_200_000, maxBackoffMs: 7_200_000 });
@@ -257,7 +300,10 @@ describe("normaliseDomain", () => {
 describe("parseRelayDomain: spec.antivirus", () => {
   it("scans by default, fails closed and accepts what is too large to scan", () => {
     assert.deepEqual(parseRelayDomain(doc({})).antivirus, {
-      enabled: true, onError: "tempfail", maxScanBytes: 25 * 1024 * 1024, onOversize: "accept",
+      enabled: true,
+      onError: "tempfail",
+      maxScanBytes: 25 * 1024 * 1024,
+      onOversize: "accept",
     });
   });
   it("takes every setting", () => {
@@ -292,16 +338,34 @@ describe("parseRelayDomain: spec.antispam", () => {
 describe("parseRelayDomain: spec.greylisting", () => {
   it("is off by default with Postgrey's timings", () => {
     assert.deepEqual(parseRelayDomain(doc({})).greylisting, {
-      enabled: false, delayMs: 300_000, expiryMs: 2 * 86_400_000, autoAllowMs: 35 * 86_400_000, allowClients: [], allowSenderDomains: [],
+      enabled: false,
+      delayMs: 300_000,
+      expiryMs: 2 * 86_400_000,
+      autoAllowMs: 35 * 86_400_000,
+      allowClients: [],
+      allowSenderDomains: [],
     });
   });
   it("takes timings and allowlists, normalised", () => {
-    const policy = parseRelayDomain(doc({ greylisting: {
-      enabled: true, delay: "2m", expiry: "1d", autoAllow: "7d", allowClients: ["192.0.2.0/24", "2001:db8::/32", "198.51.100.7"], allowSenderDomains: ["Partner.Example"],
-    } }));
+    const policy = parseRelayDomain(
+      doc({
+        greylisting: {
+          enabled: true,
+          delay: "2m",
+          expiry: "1d",
+          autoAllow: "7d",
+          allowClients: ["192.0.2.0/24", "2001:db8::/32", "198.51.100.7"],
+          allowSenderDomains: ["Partner.Example"],
+        },
+      }),
+    );
     assert.deepEqual(policy.greylisting, {
-      enabled: true, delayMs: 120_000, expiryMs: 86_400_000, autoAllowMs: 7 * 86_400_000,
-      allowClients: ["192.0.2.0/24", "2001:db8::/32", "198.51.100.7/32"], allowSenderDomains: ["partner.example"],
+      enabled: true,
+      delayMs: 120_000,
+      expiryMs: 86_400_000,
+      autoAllowMs: 7 * 86_400_000,
+      allowClients: ["192.0.2.0/24", "2001:db8::/32", "198.51.100.7/32"],
+      allowSenderDomains: ["partner.example"],
     });
   });
   it("refuses bad networks, domains and timings with their path", () => {
@@ -317,7 +381,9 @@ describe("parseRelayDomain: spec.dnsbl", () => {
   it("has no lists by default and takes normalised zones", () => {
     assert.deepEqual(parseRelayDomain(doc({})).dnsbl, { zones: [], allowZones: [], onError: "accept" });
     assert.deepEqual(parseRelayDomain(doc({ dnsbl: { zones: ["ZEN.Spamhaus.org"], allowZones: ["list.dnswl.org"], onError: "tempfail" } })).dnsbl, {
-      zones: ["zen.spamhaus.org"], allowZones: ["list.dnswl.org"], onError: "tempfail",
+      zones: ["zen.spamhaus.org"],
+      allowZones: ["list.dnswl.org"],
+      onError: "tempfail",
     });
   });
   it("refuses what is not a zone", () => {
@@ -332,7 +398,9 @@ describe("parseRelayDomain: spec.authentication", () => {
   it("honours DMARC p=reject and leaves SPF fails to DMARC by default", () => {
     assert.deepEqual(parseRelayDomain(doc({})).authentication, { enabled: true, rejectDmarcReject: true, rejectSpfFail: false });
     assert.deepEqual(parseRelayDomain(doc({ authentication: { rejectSpfFail: true, rejectDmarcReject: false } })).authentication, {
-      enabled: true, rejectDmarcReject: false, rejectSpfFail: true,
+      enabled: true,
+      rejectDmarcReject: false,
+      rejectSpfFail: true,
     });
   });
   it("refuses non-boolean switches and unknown fields", () => {
@@ -345,7 +413,9 @@ describe("parseRelayDomain: spec.rateLimits", () => {
   it("has no limits by default and parses recipients per window", () => {
     assert.deepEqual(parseRelayDomain(doc({})).rateLimits, { perClient: undefined, perSenderDomain: undefined, perDomain: undefined });
     assert.deepEqual(parseRelayDomain(doc({ rateLimits: { perClient: "100/1m", perDomain: "50000/1d" } })).rateLimits, {
-      perClient: { count: 100, windowMs: 60_000 }, perSenderDomain: undefined, perDomain: { count: 50_000, windowMs: 86_400_000 },
+      perClient: { count: 100, windowMs: 60_000 },
+      perSenderDomain: undefined,
+      perDomain: { count: 50_000, windowMs: 86_400_000 },
     });
   });
   it("refuses malformed rates", () => {
@@ -362,7 +432,9 @@ describe("parseRelayDomain: spec.clientChecks", () => {
   });
   it("takes every setting and refuses bad ones", () => {
     assert.deepEqual(parseRelayDomain(doc({ clientChecks: { rejectHeloOurName: false, rejectInvalidHelo: true, reverseDns: "tempfail" } })).clientChecks, {
-      rejectHeloOurName: false, rejectInvalidHelo: true, reverseDns: "tempfail",
+      rejectHeloOurName: false,
+      rejectInvalidHelo: true,
+      reverseDns: "tempfail",
     });
     assertConfigError(doc({ clientChecks: { reverseDns: "strict" } }), "spec.clientChecks.reverseDns");
     assertConfigError(doc({ clientChecks: { fcrdns: true } }), "spec.clientChecks.fcrdns", /not a known field/);
@@ -371,7 +443,9 @@ describe("parseRelayDomain: spec.clientChecks", () => {
 
 describe("parseRelayDomain: a domain being deleted", () => {
   it("is retiring from metadata.deletionTimestamp, bounced after the grace period", () => {
-    const policy = parseRelayDomain(doc({ queue: { deletionGracePeriod: "2h" } }, { metadata: { name: "example", deletionTimestamp: "2026-11-23T10:00:00Z" } }));
+    const policy = parseRelayDomain(
+      doc({ queue: { deletionGracePeriod: "2h" } }, { metadata: { name: "example", deletionTimestamp: "2026-11-23T10:00:00Z" } }),
+    );
     assert.deepEqual(policy.retiring, { sinceMs: Date.parse("2026-11-23T10:00:00Z"), bounceAtMs: Date.parse("2026-11-23T12:00:00Z") });
   });
   it("defaults the grace period to one day and is not retiring without a deletionTimestamp", () => {
@@ -391,8 +465,14 @@ describe("parseRelayDomain: spec.access", () => {
     assert.deepEqual(parseRelayDomain(doc({})).access, { allow: empty, block: empty });
   });
   it("normalises networks, addresses and domains for matching", () => {
-    const policy = parseRelayDomain(doc({ access: { allow: { clients: ["192.0.2.1", "2001:db8::/32"], senders: ["Alice@Bücher.Example"], senderDomains: ["Partner.Example"] } } }));
-    assert.deepEqual(policy.access.allow, { clients: ["192.0.2.1/32", "2001:db8::/32"], senders: ["alice@xn--bcher-kva.example"], senderDomains: ["partner.example"] });
+    const policy = parseRelayDomain(
+      doc({ access: { allow: { clients: ["192.0.2.1", "2001:db8::/32"], senders: ["Alice@Bücher.Example"], senderDomains: ["Partner.Example"] } } }),
+    );
+    assert.deepEqual(policy.access.allow, {
+      clients: ["192.0.2.1/32", "2001:db8::/32"],
+      senders: ["alice@xn--bcher-kva.example"],
+      senderDomains: ["partner.example"],
+    });
   });
   it("refuses bad entries with their path", () => {
     assertConfigError(doc({ access: { block: { clients: ["192.0.2.0/33"] } } }), "spec.access.block.clients[0]", /address or CIDR/);

@@ -33,17 +33,32 @@ describe("nextRetryAt", () => {
   });
 
   it("jitter: random() = 0 gives -10%", () => {
-    assert.equal(nextRetryAt(1, retry, now, far, () => 0), now + 54_000);
-    assert.equal(nextRetryAt(20, retry, now, far, () => 0), now + 3_240_000);
+    assert.equal(
+      nextRetryAt(1, retry, now, far, () => 0),
+      now + 54_000,
+    );
+    assert.equal(
+      nextRetryAt(20, retry, now, far, () => 0),
+      now + 3_240_000,
+    );
   });
 
   it("jitter: random() approaching 1 approaches +10% without reaching it", () => {
     // random() returns [0, 1); 1 itself is the supremum and gives exactly +10%.
-    assert.equal(nextRetryAt(1, retry, now, far, () => 1), now + 66_000);
-    assert.equal(nextRetryAt(1, retry, 0, far, () => 0.999), 65_988);
+    assert.equal(
+      nextRetryAt(1, retry, now, far, () => 1),
+      now + 66_000,
+    );
+    assert.equal(
+      nextRetryAt(1, retry, 0, far, () => 0.999),
+      65_988,
+    );
     const almostOne = 1 - Number.EPSILON;
     assert.ok(nextRetryAt(1, retry, now, far, () => almostOne) - now <= 66_000);
-    assert.equal(nextRetryAt(20, retry, now, far, () => 1), now + 3_960_000);
+    assert.equal(
+      nextRetryAt(20, retry, now, far, () => 1),
+      now + 3_960_000,
+    );
   });
 
   it("jitter stays within ±10% of the base for many draws, and uses random()", () => {
@@ -77,8 +92,15 @@ describe("nextRetryAt", () => {
   it("never schedules after expiresAt", () => {
     const expiresAt = now + 100_000;
     assert.equal(nextRetryAt(2, retry, now, expiresAt, middle), expiresAt, "120s backoff pulled in to expiry");
-    assert.equal(nextRetryAt(1, retry, now, expiresAt, () => 1), now + 66_000, "before expiry it is left alone");
-    assert.equal(nextRetryAt(1, retry, now, now + 60_000, () => 1), now + 60_000);
+    assert.equal(
+      nextRetryAt(1, retry, now, expiresAt, () => 1),
+      now + 66_000,
+      "before expiry it is left alone",
+    );
+    assert.equal(
+      nextRetryAt(1, retry, now, now + 60_000, () => 1),
+      now + 60_000,
+    );
     for (let attempts = 1; attempts <= 20; attempts++) {
       for (const r of [0, 0.25, 0.5, 0.75, 0.999]) {
         assert.ok(nextRetryAt(attempts, retry, now, expiresAt, () => r) <= expiresAt);
@@ -98,8 +120,14 @@ describe("retryAt", () => {
   });
 
   it("waits at least OUTAGE_HOLD_MS, with up to a fifth more, while the destination is down", () => {
-    assert.equal(retryAt(1, retry, now, far, true, () => 0), now + OUTAGE_HOLD_MS);
-    assert.equal(retryAt(1, retry, now, far, true, () => 1), now + OUTAGE_HOLD_MS * 1.2);
+    assert.equal(
+      retryAt(1, retry, now, far, true, () => 0),
+      now + OUTAGE_HOLD_MS,
+    );
+    assert.equal(
+      retryAt(1, retry, now, far, true, () => 1),
+      now + OUTAGE_HOLD_MS * 1.2,
+    );
     assert.equal(retryAt(7, retry, now, far, true, middle), now + 3_600_000, "a longer backoff stays");
   });
 

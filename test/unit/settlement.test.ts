@@ -10,9 +10,20 @@ import type { DeliveryJob } from "../../relay/src/queue/delivery-job.ts";
 const acceptedAt = 1_700_000_000_000;
 const now = acceptedAt + 90_000;
 const job: DeliveryJob = {
-  v: 1, queueId: "0000000000000abcdef012345", kind: "relay", domain: "example.com", sender: "s@client.test",
-  recipients: ["a@example.com", "b@example.com", "c@example.com"], size: 1234, eightBit: false, smtpUtf8: false,
-  acceptedAt, expiresAt: acceptedAt + 5 * 86_400_000, attempts: 2, lastError: "451 4.3.0 earlier", lastRemoteMta: "old.example.com",
+  v: 1,
+  queueId: "0000000000000abcdef012345",
+  kind: "relay",
+  domain: "example.com",
+  sender: "s@client.test",
+  recipients: ["a@example.com", "b@example.com", "c@example.com"],
+  size: 1234,
+  eightBit: false,
+  smtpUtf8: false,
+  acceptedAt,
+  expiresAt: acceptedAt + 5 * 86_400_000,
+  attempts: 2,
+  lastError: "451 4.3.0 earlier",
+  lastRemoteMta: "old.example.com",
 };
 
 const replies: Record<RecipientResult, { reply: string; status: string }> = {
@@ -61,9 +72,15 @@ const cases: Array<{ name: string; input: Omit<SettlementInput, "job" | "now">; 
     name: "no hop reached: connection failed, the previous remote MTA kept, the outage passed on",
     input: {
       outcomes: job.recipients.map((recipient) => ({ recipient, result: "temporary", reply: connectionError, status: "4.4.1" })),
-      remoteMta: undefined, destinationDown: true,
+      remoteMta: undefined,
+      destinationDown: true,
     },
-    plan: { attemptResult: "connection_failed", delivered: undefined, bounce: undefined, next: defer(job.recipients, connectionError, "old.example.com", true) },
+    plan: {
+      attemptResult: "connection_failed",
+      delivered: undefined,
+      bounce: undefined,
+      next: defer(job.recipients, connectionError, "old.example.com", true),
+    },
   },
   {
     name: "some accepted, some to try again: defer only those",
@@ -79,7 +96,9 @@ const cases: Array<{ name: string; input: Omit<SettlementInput, "job" | "now">; 
     name: "refused and to try again without a remote MTA: deferred, not a connection failure",
     input: { outcomes: outcomes("permanent", "temporary", "temporary"), remoteMta: undefined, destinationDown: false },
     plan: {
-      attemptResult: "deferred", delivered: undefined, bounce: bounce(["a@example.com"], undefined),
+      attemptResult: "deferred",
+      delivered: undefined,
+      bounce: bounce(["a@example.com"], undefined),
       next: defer(["b@example.com", "c@example.com"], replies.temporary.reply, "old.example.com"),
     },
   },
@@ -87,7 +106,9 @@ const cases: Array<{ name: string; input: Omit<SettlementInput, "job" | "now">; 
     name: "one of each: bounce one, defer one",
     input: { outcomes: outcomes("temporary", "permanent", "delivered"), remoteMta: primary, destinationDown: false },
     plan: {
-      attemptResult: "deferred", delivered: delivered(1, primary), bounce: bounce(["b@example.com"], primary),
+      attemptResult: "deferred",
+      delivered: delivered(1, primary),
+      bounce: bounce(["b@example.com"], primary),
       next: defer(["a@example.com"], replies.temporary.reply, primary),
     },
   },

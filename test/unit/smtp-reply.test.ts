@@ -14,7 +14,11 @@ interface Case {
 }
 
 const cases: Case[] = [
-  { name: "one line with an enhanced code", chunks: ["550 5.1.1 <a@b.example>: user unknown\r\n"], replies: [{ code: 550, enhanced: "5.1.1", text: "<a@b.example>: user unknown" }] },
+  {
+    name: "one line with an enhanced code",
+    chunks: ["550 5.1.1 <a@b.example>: user unknown\r\n"],
+    replies: [{ code: 550, enhanced: "5.1.1", text: "<a@b.example>: user unknown" }],
+  },
   { name: "one line without an enhanced code", chunks: ["220 mx.example ESMTP\r\n"], replies: [{ code: 220, text: "mx.example ESMTP" }] },
   { name: "a code alone", chunks: ["250\r\n"], replies: [{ code: 250, text: "" }] },
   { name: "a code and an enhanced code alone", chunks: ["250 2.0.0\r\n"], replies: [{ code: 250, enhanced: "2.0.0", text: "" }] },
@@ -36,7 +40,11 @@ const cases: Case[] = [
   {
     name: "a reply split anywhere across chunks, and pipelined replies in one chunk",
     chunks: ["250-first\r", "\n25", "0 second\r\n250 2.1.0 Ok\r\n354 go ahead\r\n"],
-    replies: [{ code: 250, text: "first\nsecond" }, { code: 250, enhanced: "2.1.0", text: "Ok" }, { code: 354, text: "go ahead" }],
+    replies: [
+      { code: 250, text: "first\nsecond" },
+      { code: 250, enhanced: "2.1.0", text: "Ok" },
+      { code: 354, text: "go ahead" },
+    ],
   },
   { name: "bare LF line ends", chunks: ["250-a\n250 b\n"], replies: [{ code: 250, text: "a\nb" }] },
   { name: "an incomplete reply waits for more", chunks: ["250-a\r\n250 b"], replies: [] },
@@ -44,7 +52,11 @@ const cases: Case[] = [
   {
     name: "something like an enhanced code that is not one stays text",
     chunks: ["550 5.1.1x no\r\n550 6.1.1 no\r\n250 2.0.0.1 no\r\n"],
-    replies: [{ code: 550, text: "5.1.1x no" }, { code: 550, text: "6.1.1 no" }, { code: 250, text: "2.0.0.1 no" }],
+    replies: [
+      { code: 550, text: "5.1.1x no" },
+      { code: 550, text: "6.1.1 no" },
+      { code: 250, text: "2.0.0.1 no" },
+    ],
   },
   { name: "malformed: not a reply code", chunks: ["250 Ok\r\n+OK POP3 ready\r\n"], replies: [{ code: 250, text: "Ok" }], then: "malformed" },
   { name: "malformed: a code outside RFC 5321's grammar", chunks: ["650 what\r\n"], replies: [], then: "malformed" },
@@ -55,16 +67,22 @@ const cases: Case[] = [
   { name: "oversized: a complete line over the limit", chunks: [`250 ${"x".repeat(100)}\r\n`], replies: [], then: "too-long", maxLength: 64 },
   {
     name: "oversized: a multi-line reply whose lines fit but whose whole does not",
-    chunks: [Array.from({ length: 10 }, () => "250-xxxxxxxxxx\r\n").join("")], replies: [], then: "too-long", maxLength: 64,
+    chunks: [Array.from({ length: 10 }, () => "250-xxxxxxxxxx\r\n").join("")],
+    replies: [],
+    then: "too-long",
+    maxLength: 64,
   },
   {
     name: "a reply exactly at the limit is read",
-    chunks: [`250 ${"x".repeat(58)}\r\n`], replies: [{ code: 250, text: "x".repeat(58) }], maxLength: 64,
+    chunks: [`250 ${"x".repeat(58)}\r\n`],
+    replies: [{ code: 250, text: "x".repeat(58) }],
+    maxLength: 64,
   },
   {
     name: "the limit is per reply: many small replies are fine",
     chunks: [Array.from({ length: 10 }, () => "250 2.1.5 Ok\r\n").join("")],
-    replies: Array.from({ length: 10 }, () => ({ code: 250, enhanced: "2.1.5", text: "Ok" })), maxLength: 64,
+    replies: Array.from({ length: 10 }, () => ({ code: 250, enhanced: "2.1.5", text: "Ok" })),
+    maxLength: 64,
   },
 ];
 
@@ -102,7 +120,14 @@ describe("SMTP reply reader (RFC 5321 §4.2, RFC 3463 enhanced codes)", () => {
 
 describe("formatReply", () => {
   it("gives back the reply as the server wrote it", () => {
-    for (const wire of ["550 5.1.1 <a@b.example>: user unknown", "250-mx.example\n250-PIPELINING\n250 SIZE 100", "451-4.3.0 a\n451-4.3.0\n451 4.3.0 b", "250", "250 2.0.0", "250-a\n250"]) {
+    for (const wire of [
+      "550 5.1.1 <a@b.example>: user unknown",
+      "250-mx.example\n250-PIPELINING\n250 SIZE 100",
+      "451-4.3.0 a\n451-4.3.0\n451 4.3.0 b",
+      "250",
+      "250 2.0.0",
+      "250-a\n250",
+    ]) {
       const [reply] = read([`${wire.replace(/\n/g, "\r\n")}\r\n`]).replies;
       assert.ok(reply, wire);
       assert.equal(formatReply(reply), wire);

@@ -15,7 +15,8 @@ function normalised(source: string): string {
 
 /** The pinned smtp-server's originals (3.21.6), whitespace collapsed. */
 const pinned = {
-  connect: "connect(socket, socketOptions) { let connection = new SMTPConnection(this, socket, socketOptions); this.connections.add(connection); connection.on('error', err => this._onError(err)); connection.on('connect', data => this._onClientConnect(data)); connection.init(); }",
+  connect:
+    "connect(socket, socketOptions) { let connection = new SMTPConnection(this, socket, socketOptions); this.connections.add(connection); connection.on('error', err => this._onError(err)); connection.on('connect', data => this._onClientConnect(data)); connection.init(); }",
   init: "init() { // Setup event handlers for the socket this._setListeners(() => { // Check that connection limit is not exceeded if (this._server.options.maxClients && this._server.connections.size > this._server.options.maxClients) { return this.send(421, this.name + ' Too many connected clients, try again in a moment', false); } // Keep a small delay for detecting early talkers let readyTimer = setTimeout(() => this.connectionReady(), 100); // Unref timer so connection init delay doesn't prevent process exit readyTimer.unref(); }); }",
 };
 

@@ -21,7 +21,11 @@ export function judgeMxRecords(records: { exchange: string; priority: number }[]
   const best = Math.min(...primaries.map((p) => p.priority));
   const tooHigh = backups.filter((b) => b.priority <= best);
   if (tooHigh.length > 0) {
-    return { status: "False", reason: "BackupPreferredOverPrimary", message: `${tooHigh.map((b) => `${b.host} (${b.priority})`).join(", ")} must have a larger preference than the primary's ${best}` };
+    return {
+      status: "False",
+      reason: "BackupPreferredOverPrimary",
+      message: `${tooHigh.map((b) => `${b.host} (${b.priority})`).join(", ")} must have a larger preference than the primary's ${best}`,
+    };
   }
   return { status: "True", reason: "MXListsSites", message: `primary preference ${best}; our sites at ${backups.map((b) => b.priority).join(", ")}` };
 }
@@ -45,9 +49,10 @@ export class DnsChecker {
       verdict = judgeMxRecords(await this.resolver.resolveMx(domain), ourHosts);
     } catch (err) {
       const code = (err as { code?: string }).code ?? "";
-      verdict = code === "ENOTFOUND" || code === "ENODATA"
-        ? { status: "False", reason: "NoMXRecords", message: `${domain} publishes no MX records` }
-        : { status: "Unknown", reason: "LookupFailed", message: `MX lookup failed: ${code || String(err)}` };
+      verdict =
+        code === "ENOTFOUND" || code === "ENODATA"
+          ? { status: "False", reason: "NoMXRecords", message: `${domain} publishes no MX records` }
+          : { status: "Unknown", reason: "LookupFailed", message: `MX lookup failed: ${code || String(err)}` };
     }
     this.cache.set(key, { at: Date.now(), verdict });
     return verdict;

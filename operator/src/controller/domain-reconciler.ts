@@ -6,7 +6,17 @@
 // spec.queue.deletionGracePeriod). Mail is never dropped silently.
 
 import type { Logger } from "#relay";
-import { API_VERSION, domainKey, setCondition, type Condition, type ConditionInput, type DomainSiteStatus, type RelayDomain, type RelayDomainStatus, type RelaySite } from "#api";
+import {
+  API_VERSION,
+  domainKey,
+  setCondition,
+  type Condition,
+  type ConditionInput,
+  type DomainSiteStatus,
+  type RelayDomain,
+  type RelayDomainStatus,
+  type RelaySite,
+} from "#api";
 import { isNotFound, type Unstructured } from "../kube/api-client.ts";
 import type { KubeClient, ObjectCache } from "../kube/kube-client.ts";
 import { Resources } from "../kube/resources.ts";
@@ -68,8 +78,12 @@ export class DomainReconciler {
     const generation = domain.metadata.generation ?? 0;
     const now = new Date();
     const siteFigures: DomainSiteStatus[] = [];
-    let conditions: Condition[] = (domain.status?.conditions ?? []).filter((c) => !c.type.endsWith(".sites.mxwarden.io/Ready") || sites.some((s) => c.type === siteConditionType(s.metadata.name)));
-    const set = (input: ConditionInput): void => { conditions = setCondition(conditions, { ...input, observedGeneration: generation }, now); };
+    let conditions: Condition[] = (domain.status?.conditions ?? []).filter(
+      (c) => !c.type.endsWith(".sites.mxwarden.io/Ready") || sites.some((s) => c.type === siteConditionType(s.metadata.name)),
+    );
+    const set = (input: ConditionInput): void => {
+      conditions = setCondition(conditions, { ...input, observedGeneration: generation }, now);
+    };
     let readySites = 0;
     for (const site of sites) {
       const state = this.deps.states.get(site.metadata.name);
@@ -86,14 +100,20 @@ export class DomainReconciler {
     }
 
     if (invalid) set({ type: "Ready", status: "False", reason: "InvalidSpec", message: invalid, observedGeneration: generation });
-    else if (conflict) set({ type: "Ready", status: "False", reason: "DomainConflict", message: `${conflict} already serves ${mailDomain}`, observedGeneration: generation });
-    else if (sites.length === 0) set({ type: "Ready", status: "False", reason: "NoSites", message: "no RelaySite serves this domain", observedGeneration: generation });
-    else if (readySites < sites.length) set({ type: "Ready", status: "False", reason: "SitesNotReady", message: `${readySites} of ${sites.length} sites ready`, observedGeneration: generation });
+    else if (conflict)
+      set({ type: "Ready", status: "False", reason: "DomainConflict", message: `${conflict} already serves ${mailDomain}`, observedGeneration: generation });
+    else if (sites.length === 0)
+      set({ type: "Ready", status: "False", reason: "NoSites", message: "no RelaySite serves this domain", observedGeneration: generation });
+    else if (readySites < sites.length)
+      set({ type: "Ready", status: "False", reason: "SitesNotReady", message: `${readySites} of ${sites.length} sites ready`, observedGeneration: generation });
     else set({ type: "Ready", status: "True", reason: "AllSitesReady", message: `${readySites} sites serve ${mailDomain}`, observedGeneration: generation });
 
     if (this.deps.dns) {
       const ourHosts = sites.flatMap((s) => [s.spec.hostname]);
-      const verdict = ourHosts.length > 0 ? await this.deps.dns.check(mailDomain, ourHosts) : { status: "Unknown" as const, reason: "NoSites", message: "no site serves this domain" };
+      const verdict =
+        ourHosts.length > 0
+          ? await this.deps.dns.check(mailDomain, ourHosts)
+          : { status: "Unknown" as const, reason: "NoSites", message: "no site serves this domain" };
       set({ type: "DNSConfigured", ...verdict, observedGeneration: generation });
     }
 
@@ -145,11 +165,17 @@ export class DomainReconciler {
       return {};
     }
     const generation = domain.metadata.generation ?? 0;
-    const conditions = setCondition(domain.status?.conditions, {
-      type: "Ready", status: "False", reason: "Draining",
-      message: `new mail refused; waiting for ${waiting.join(", ")}; queued mail is delivered or bounced after the deletion grace period`,
-      observedGeneration: generation,
-    }, new Date());
+    const conditions = setCondition(
+      domain.status?.conditions,
+      {
+        type: "Ready",
+        status: "False",
+        reason: "Draining",
+        message: `new mail refused; waiting for ${waiting.join(", ")}; queued mail is delivered or bounced after the deletion grace period`,
+        observedGeneration: generation,
+      },
+      new Date(),
+    );
     if (domain.status?.conditions?.find((c) => c.type === "Ready")?.reason !== "Draining") {
       await this.deps.events.record(domain, "Normal", "Draining", "Delete", `new mail for ${mailDomain} refused; draining the queue`);
     }
@@ -178,26 +204,40 @@ export class DomainReconciler {
 
   private async writeStatus(domain: RelayDomain, status: RelayDomainStatus): Promise<void> {
     try {
-      await this.deps.client.apply(Resources.RelayDomain, {
-        apiVersion: API_VERSION, kind: "RelayDomain",
-        metadata: { name: domain.metadata.name, namespace: domain.metadata.namespace as string },
-        status,
-      }, { subresource: "status" });
+      await this.deps.client.apply(
+        Resources.RelayDomain,
+        {
+          apiVersion: API_VERSION,
+          kind: "RelayDomain",
+          metadata: { name: domain.metadata.name, namespace: domain.metadata.namespace as string },
+          status,
+        },
+        { subresource: "status" },
+      );
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
   }
 }
 
-function siteVerdict(state: SiteState | undefined, atSite: DomainAtSite | undefined, wanted: number, blocked: string | undefined): Omit<ConditionInput, "type"> {
+function siteVerdict(
+  state: SiteState | undefined,
+  atSite: DomainAtSite | undefined,
+  wanted: number,
+  blocked: string | undefined,
+): Omit<ConditionInput, "type"> {
   if (blocked) return { status: "False", reason: "NotServed", message: blocked };
   if (!state || !atSite) return { status: "Unknown", reason: "NotReconciled", message: "the site has not been reconciled yet" };
-  if (!state.reachable) return { status: "False", reason: state.problem?.reason ?? "ClusterUnreachable", message: state.problem?.message ?? "the site's cluster does not answer" };
+  if (!state.reachable)
+    return { status: "False", reason: state.problem?.reason ?? "ClusterUnreachable", message: state.problem?.message ?? "the site's cluster does not answer" };
   if (state.readyRelays === 0) return { status: "False", reason: "NoReadyRelays", message: "no relay pod is ready" };
   // A ready relay that has not reported yet may run anything: it must count before the site does.
-  if (atSite.relays < state.readyRelays) return { status: "False", reason: "NotReported", message: `${atSite.relays} of ${state.readyRelays} ready relays have reported` };
+  if (atSite.relays < state.readyRelays)
+    return { status: "False", reason: "NotReported", message: `${atSite.relays} of ${state.readyRelays} ready relays have reported` };
   if (atSite.loaded === 0) return { status: "False", reason: "NotReported", message: "the relays have not reported this domain yet" };
-  if (atSite.appliedGeneration === undefined) return { status: "False", reason: "ConfigPending", message: `${atSite.loaded} of ${atSite.relays} relays have loaded this domain` };
-  if (atSite.appliedGeneration !== wanted) return { status: "False", reason: "ConfigPending", message: `a relay runs generation ${atSite.appliedGeneration}, want ${wanted}` };
+  if (atSite.appliedGeneration === undefined)
+    return { status: "False", reason: "ConfigPending", message: `${atSite.loaded} of ${atSite.relays} relays have loaded this domain` };
+  if (atSite.appliedGeneration !== wanted)
+    return { status: "False", reason: "ConfigPending", message: `a relay runs generation ${atSite.appliedGeneration}, want ${wanted}` };
   return { status: "True", reason: "Serving", message: `${atSite.relays} relay(s) serve generation ${wanted}` };
 }

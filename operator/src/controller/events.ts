@@ -41,7 +41,13 @@ export class EventRecorder {
         reason,
         type,
         note: note.slice(0, 1000),
-        regarding: { apiVersion: subject.apiVersion, kind: subject.kind, name: subject.metadata.name, ...(subject.metadata.namespace ? { namespace: subject.metadata.namespace } : {}), ...(subject.metadata.uid ? { uid: subject.metadata.uid } : {}) },
+        regarding: {
+          apiVersion: subject.apiVersion,
+          kind: subject.kind,
+          name: subject.metadata.name,
+          ...(subject.metadata.namespace ? { namespace: subject.metadata.namespace } : {}),
+          ...(subject.metadata.uid ? { uid: subject.metadata.uid } : {}),
+        },
       });
     } catch (err) {
       this.log.warn("could not record event", { reason, error: err });

@@ -58,9 +58,27 @@ export class Operator {
     const { client, log, metrics } = options;
     const states = new SiteStates();
     const events = new EventRecorder(client, options.identity, log);
-    this.sites = new Informer<SiteObject>(client, Resources.RelaySite, undefined, (key) => this.onSiteEvent(key), (err) => log.warn("RelaySite watch failed; re-listing", { error: err }));
-    this.domains = new Informer<DomainObject>(client, Resources.RelayDomain, undefined, (key) => this.onDomainEvent(key), (err) => log.warn("RelayDomain watch failed; re-listing", { error: err }));
-    this.secrets = new Informer<Unstructured>(client, Resources.Secret, options.namespace, (key) => this.onSecretEvent(key), (err) => log.warn("Secret watch failed; re-listing", { error: err }));
+    this.sites = new Informer<SiteObject>(
+      client,
+      Resources.RelaySite,
+      undefined,
+      (key) => this.onSiteEvent(key),
+      (err) => log.warn("RelaySite watch failed; re-listing", { error: err }),
+    );
+    this.domains = new Informer<DomainObject>(
+      client,
+      Resources.RelayDomain,
+      undefined,
+      (key) => this.onDomainEvent(key),
+      (err) => log.warn("RelayDomain watch failed; re-listing", { error: err }),
+    );
+    this.secrets = new Informer<Unstructured>(
+      client,
+      Resources.Secret,
+      options.namespace,
+      (key) => this.onSecretEvent(key),
+      (err) => log.warn("Secret watch failed; re-listing", { error: err }),
+    );
     this.connections = new SiteConnections({
       localClient: client,
       operatorNamespace: options.namespace,
@@ -71,25 +89,43 @@ export class Operator {
       log,
     });
     const siteReconciler = new SiteReconciler({
-      client, sites: this.sites, domains: this.domains, connections: this.connections, states, events, metrics,
-      relayImage: options.relayImage, prometheusRuleGroups: options.prometheusRuleGroups, pollIntervalMs: options.pollIntervalMs,
-      onSiteState: () => { for (const domain of this.domains.list()) this.domainController.enqueue(objectKeyOf(domain)); },
+      client,
+      sites: this.sites,
+      domains: this.domains,
+      connections: this.connections,
+      states,
+      events,
+      metrics,
+      relayImage: options.relayImage,
+      prometheusRuleGroups: options.prometheusRuleGroups,
+      pollIntervalMs: options.pollIntervalMs,
+      onSiteState: () => {
+        for (const domain of this.domains.list()) this.domainController.enqueue(objectKeyOf(domain));
+      },
       log,
     });
     const domainReconciler = new DomainReconciler({
-      client, sites: this.sites, domains: this.domains, states, connections: this.connections, events,
+      client,
+      sites: this.sites,
+      domains: this.domains,
+      states,
+      connections: this.connections,
+      events,
       dns: options.dnsServers === null ? undefined : new DnsChecker(options.dnsServers, 5 * 60_000),
-      pollIntervalMs: options.pollIntervalMs, log,
+      pollIntervalMs: options.pollIntervalMs,
+      log,
     });
     this.siteController = new ControllerRunner("relaysite", (key) => siteReconciler.reconcile(key), metrics, log);
     this.domainController = new ControllerRunner("relaydomain", (key) => domainReconciler.reconcile(key), metrics, log);
     this.elector = options.leaderElection
       ? new LeaderElector(client, {
-        namespace: options.namespace, name: "mxwarden-operator", identity: options.identity,
-        ...(options.leaseDurationMs ? { leaseDurationMs: options.leaseDurationMs } : {}),
-        ...(options.renewDeadlineMs ? { renewDeadlineMs: options.renewDeadlineMs } : {}),
-        ...(options.retryPeriodMs ? { retryPeriodMs: options.retryPeriodMs } : {}),
-      })
+          namespace: options.namespace,
+          name: "mxwarden-operator",
+          identity: options.identity,
+          ...(options.leaseDurationMs ? { leaseDurationMs: options.leaseDurationMs } : {}),
+          ...(options.renewDeadlineMs ? { renewDeadlineMs: options.renewDeadlineMs } : {}),
+          ...(options.retryPeriodMs ? { retryPeriodMs: options.retryPeriodMs } : {}),
+        })
       : undefined;
   }
 
@@ -110,11 +146,14 @@ export class Operator {
       void this.startLeading();
       return;
     }
-    this.electionDone = this.elector.run(() => void this.startLeading(), () => {
-      if (this.stopped) return;
-      this.options.log.error("lost the leader lease; exiting so a fresh replica takes over");
-      onLostLeadership();
-    });
+    this.electionDone = this.elector.run(
+      () => void this.startLeading(),
+      () => {
+        if (this.stopped) return;
+        this.options.log.error("lost the leader lease; exiting so a fresh replica takes over");
+        onLostLeadership();
+      },
+    );
   }
 
   async stop(): Promise<void> {

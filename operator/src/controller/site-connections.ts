@@ -66,7 +66,11 @@ export class SiteConnections implements SiteClients {
     let client = this.options.localClient;
     let source = "";
     if (ref) {
-      const secret = await this.options.localClient.get<Unstructured & { data?: Record<string, string> }>(Resources.Secret, this.options.operatorNamespace, ref.name);
+      const secret = await this.options.localClient.get<Unstructured & { data?: Record<string, string> }>(
+        Resources.Secret,
+        this.options.operatorNamespace,
+        ref.name,
+      );
       const encoded = secret.data?.[ref.key ?? DEFAULT_KUBECONFIG_KEY];
       if (!encoded) throw new Error(`Secret ${this.options.operatorNamespace}/${ref.name} has no key ${ref.key ?? DEFAULT_KUBECONFIG_KEY}`);
       source = secret.metadata.resourceVersion ?? "?";

@@ -38,11 +38,21 @@ export interface SiteReconcilerDeps {
 
 /** Everything renderSite may create, deleted when the site goes away (namespaces are left: they may hold the user's Secrets). */
 const CLEANUP: [kind: string, name: string][] = [
-  ["Deployment", RELAY_NAME], ["Service", SMTP_SERVICE], ["Service", METRICS_SERVICE], ["PodDisruptionBudget", RELAY_NAME],
-  ["NetworkPolicy", RELAY_NAME], ["ConfigMap", DOMAINS_CONFIGMAP], ["ConfigMap", STATUS_CONFIGMAP], ["RoleBinding", RELAY_NAME],
-  ["Role", RELAY_NAME], ["ServiceAccount", RELAY_NAME],
+  ["Deployment", RELAY_NAME],
+  ["Service", SMTP_SERVICE],
+  ["Service", METRICS_SERVICE],
+  ["PodDisruptionBudget", RELAY_NAME],
+  ["NetworkPolicy", RELAY_NAME],
+  ["ConfigMap", DOMAINS_CONFIGMAP],
+  ["ConfigMap", STATUS_CONFIGMAP],
+  ["RoleBinding", RELAY_NAME],
+  ["Role", RELAY_NAME],
+  ["ServiceAccount", RELAY_NAME],
 ];
-const MONITORING: [kind: string, name: string][] = [["ServiceMonitor", RELAY_NAME], ["PrometheusRule", RELAY_NAME]];
+const MONITORING: [kind: string, name: string][] = [
+  ["ServiceMonitor", RELAY_NAME],
+  ["PrometheusRule", RELAY_NAME],
+];
 
 export class SiteReconciler {
   private readonly deps: SiteReconcilerDeps;
@@ -76,7 +86,8 @@ export class SiteReconciler {
     if (!connection.reachable) return await this.unusable(site, "ClusterUnreachable", connection.lastError ?? "the site's API server does not answer");
 
     const config = siteDomainConfig(site, this.deps.domains.list());
-    const peerJetStreamDomains = sites.list()
+    const peerJetStreamDomains = sites
+      .list()
       .filter((other) => other.metadata.name !== name && !other.metadata.deletionTimestamp && other.spec.nats.domain)
       .map((other) => other.spec.nats.domain as string)
       .sort();
@@ -85,31 +96,60 @@ export class SiteReconciler {
       peerJetStreamDomains,
       prometheusOperator: connection.prometheusOperator,
       prometheusRuleGroups: this.deps.prometheusRuleGroups,
-      owner: site.spec.cluster?.kubeconfigSecretRef || !site.metadata.uid ? undefined : { apiVersion: API_VERSION, kind: "RelaySite", name, uid: site.metadata.uid },
+      owner:
+        site.spec.cluster?.kubeconfigSecretRef || !site.metadata.uid ? undefined : { apiVersion: API_VERSION, kind: "RelaySite", name, uid: site.metadata.uid },
     });
     for (const object of objects) await connection.client.apply(refForKind(object.kind), object as Unstructured);
     const namespace = siteNamespace(site);
-    if (connection.prometheusOperator && this.deps.prometheusRuleGroups.length === 0) await connection.client.delete(Resources.PrometheusRule, namespace, RELAY_NAME);
+    if (connection.prometheusOperator && this.deps.prometheusRuleGroups.length === 0)
+      await connection.client.delete(Resources.PrometheusRule, namespace, RELAY_NAME);
 
-    const deployment = await connection.client.get<Unstructured & { status?: { readyReplicas?: number; replicas?: number } }>(Resources.Deployment, namespace, RELAY_NAME);
+    const deployment = await connection.client.get<Unstructured & { status?: { readyReplicas?: number; replicas?: number } }>(
+      Resources.Deployment,
+      namespace,
+      RELAY_NAME,
+    );
     const readyRelays = deployment.status?.readyReplicas ?? 0;
     const reportMap = await connection.client.get<Unstructured & { data?: Record<string, string> }>(Resources.ConfigMap, namespace, STATUS_CONFIGMAP);
     const reports = readSiteReports(reportMap.data, new Date());
     // Every pod of every rollout writes a key of its own: those of pods gone are removed here.
-    if (reports.gone.length > 0) await connection.client.mergePatch(Resources.ConfigMap, namespace, STATUS_CONFIGMAP, { data: Object.fromEntries(reports.gone.map((key) => [key, null])) });
+    if (reports.gone.length > 0)
+      await connection.client.mergePatch(Resources.ConfigMap, namespace, STATUS_CONFIGMAP, {
+        data: Object.fromEntries(reports.gone.map((key) => [key, null])),
+      });
     states.set(name, { reachable: true, readyRelays, reports, reportsReadAt: Date.now(), configHash: config.hash });
     this.deps.metrics.siteReadyRelays.set({ site: name }, readyRelays);
     const lagging = config.domains.filter((d) => domainAtSite(reports, domainKey(d.spec.domain)).appliedGeneration !== d.metadata.generation).length;
     this.deps.metrics.siteConfigGenerationLag.set({ site: name }, lagging);
 
     if (site.status?.configHash !== config.hash) {
-      await this.deps.events.record(site, "Normal", "ConfigApplied", "Apply", `domain configuration ${config.hash} (${config.domains.length} domains) applied to namespace ${namespace}`);
+      await this.deps.events.record(
+        site,
+        "Normal",
+        "ConfigApplied",
+        "Apply",
+        `domain configuration ${config.hash} (${config.domains.length} domains) applied to namespace ${namespace}`,
+      );
     }
     const generation = site.metadata.generation ?? 0;
     let conditions: Condition[] = site.status?.conditions ?? [];
     const now = new Date();
-    conditions = setCondition(conditions, { type: "ClusterReachable", status: "True", reason: "Reachable", message: "the site's API server answers", observedGeneration: generation }, now);
-    conditions = setCondition(conditions, { type: "ConfigApplied", status: "True", reason: "Applied", message: `configuration ${config.hash} with ${config.domains.length} domains applied`, observedGeneration: generation }, now);
+    conditions = setCondition(
+      conditions,
+      { type: "ClusterReachable", status: "True", reason: "Reachable", message: "the site's API server answers", observedGeneration: generation },
+      now,
+    );
+    conditions = setCondition(
+      conditions,
+      {
+        type: "ConfigApplied",
+        status: "True",
+        reason: "Applied",
+        message: `configuration ${config.hash} with ${config.domains.length} domains applied`,
+        observedGeneration: generation,
+      },
+      now,
+    );
     const wanted = site.spec.replicas ?? DEFAULT_RELAY_REPLICAS;
     // A relay pod cannot start without its TLS Secret (it waits in ContainerCreating): name the cause.
     const tlsProblem = site.spec.tls ? await this.tlsSecretProblem(name, connection.client, namespace, site.spec.tls.secretName) : undefined;
@@ -127,34 +167,62 @@ export class SiteReconciler {
   }
 
   /** Why the site's TLS Secret cannot serve the relays, if it cannot; undefined when it can, or when the operator may not look. */
-  private async tlsSecretProblem(siteName: string, client: KubeClient, namespace: string, secretName: string): Promise<Omit<ConditionInput, "type"> | undefined> {
+  private async tlsSecretProblem(
+    siteName: string,
+    client: KubeClient,
+    namespace: string,
+    secretName: string,
+  ): Promise<Omit<ConditionInput, "type"> | undefined> {
     let secret: Unstructured & { data?: Record<string, string> };
     try {
       secret = await client.get(Resources.Secret, namespace, secretName);
     } catch (err) {
       if (isNotFound(err)) {
-        return { status: "False", reason: "TlsSecretMissing", message: `Secret ${namespace}/${secretName} (spec.tls.secretName) does not exist: relay pods cannot start until it is created in the relays' namespace` };
+        return {
+          status: "False",
+          reason: "TlsSecretMissing",
+          message: `Secret ${namespace}/${secretName} (spec.tls.secretName) does not exist: relay pods cannot start until it is created in the relays' namespace`,
+        };
       }
       if (!(err instanceof ApiError && err.code === 403)) throw err;
       // A site cluster whose siteAccess RBAC predates this check: the relays' readiness still tells.
-      if (!this.tlsUncheckable.has(siteName)) this.deps.log.warn("may not read the site's TLS Secret; upgrade the chart's siteAccess RBAC there", { site: siteName, secret: `${namespace}/${secretName}` });
+      if (!this.tlsUncheckable.has(siteName))
+        this.deps.log.warn("may not read the site's TLS Secret; upgrade the chart's siteAccess RBAC there", {
+          site: siteName,
+          secret: `${namespace}/${secretName}`,
+        });
       this.tlsUncheckable.add(siteName);
       return undefined;
     }
     const missing = ["tls.crt", "tls.key"].filter((key) => !secret.data?.[key]);
-    if (missing.length > 0) return { status: "False", reason: "TlsSecretInvalid", message: `Secret ${namespace}/${secretName} has no ${missing.join(" or ")}: it must be a kubernetes.io/tls Secret` };
+    if (missing.length > 0)
+      return {
+        status: "False",
+        reason: "TlsSecretInvalid",
+        message: `Secret ${namespace}/${secretName} has no ${missing.join(" or ")}: it must be a kubernetes.io/tls Secret`,
+      };
     return undefined;
   }
 
   private async unusable(site: RelaySite & Unstructured, reason: string, message: string): Promise<ReconcileOutcome> {
     const name = site.metadata.name;
     const previous = this.deps.states.get(name);
-    this.deps.states.set(name, { reachable: false, problem: { reason, message }, readyRelays: previous?.readyRelays ?? 0, reports: previous?.reports ?? { live: [], gone: [] }, reportsReadAt: previous?.reportsReadAt ?? 0 });
+    this.deps.states.set(name, {
+      reachable: false,
+      problem: { reason, message },
+      readyRelays: previous?.readyRelays ?? 0,
+      reports: previous?.reports ?? { live: [], gone: [] },
+      reportsReadAt: previous?.reportsReadAt ?? 0,
+    });
     const generation = site.metadata.generation ?? 0;
     const now = new Date();
     const wasReachable = site.status?.conditions?.find((c) => c.type === "ClusterReachable")?.status !== "False";
     let conditions = setCondition(site.status?.conditions, { type: "ClusterReachable", status: "False", reason, message, observedGeneration: generation }, now);
-    conditions = setCondition(conditions, { type: "Ready", status: "False", reason, message: `relays keep serving with their last configuration; ${message}`, observedGeneration: generation }, now);
+    conditions = setCondition(
+      conditions,
+      { type: "Ready", status: "False", reason, message: `relays keep serving with their last configuration; ${message}`, observedGeneration: generation },
+      now,
+    );
     if (wasReachable) await this.deps.events.record(site, "Warning", reason, "Connect", message);
     await this.writeStatus(site, { ...(site.status ?? {}), observedGeneration: generation, conditions });
     this.deps.onSiteState(name);
@@ -188,7 +256,11 @@ export class SiteReconciler {
 
   private async writeStatus(site: RelaySite, status: RelaySite["status"]): Promise<void> {
     try {
-      await this.deps.client.apply(Resources.RelaySite, { apiVersion: API_VERSION, kind: "RelaySite", metadata: { name: site.metadata.name }, status }, { subresource: "status" });
+      await this.deps.client.apply(
+        Resources.RelaySite,
+        { apiVersion: API_VERSION, kind: "RelaySite", metadata: { name: site.metadata.name }, status },
+        { subresource: "status" },
+      );
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }

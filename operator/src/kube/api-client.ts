@@ -76,12 +76,20 @@ export class ApiClient {
     return await this.call<T>({ method: "GET", path: resourcePath(ref, namespace, name) });
   }
 
-  async list<T = Unstructured>(ref: ResourceRef, namespace?: string, query: Record<string, string | number | boolean | undefined> = {}): Promise<{ items: T[]; metadata: KubeListMeta }> {
+  async list<T = Unstructured>(
+    ref: ResourceRef,
+    namespace?: string,
+    query: Record<string, string | number | boolean | undefined> = {},
+  ): Promise<{ items: T[]; metadata: KubeListMeta }> {
     const items: T[] = [];
     let token: string | undefined;
     let metadata: KubeListMeta = { resourceVersion: "" };
     do {
-      const page = await this.call<{ items: T[] | null; metadata: KubeListMeta }>({ method: "GET", path: resourcePath(ref, namespace), query: { ...query, limit: 500, continue: token } });
+      const page = await this.call<{ items: T[] | null; metadata: KubeListMeta }>({
+        method: "GET",
+        path: resourcePath(ref, namespace),
+        query: { ...query, limit: 500, continue: token },
+      });
       items.push(...(page.items ?? []));
       metadata = page.metadata;
       token = page.metadata.continue || undefined;
@@ -103,7 +111,13 @@ export class ApiClient {
 
   /** JSON merge patch, for small changes such as the finalizer list guarded by resourceVersion. */
   async mergePatch<T = Unstructured>(ref: ResourceRef, namespace: string | undefined, name: string, patch: unknown): Promise<T> {
-    return await this.call<T>({ method: "PATCH", path: resourcePath(ref, namespace, name), body: patch, contentType: "application/merge-patch+json", query: { fieldValidation: "Strict" } });
+    return await this.call<T>({
+      method: "PATCH",
+      path: resourcePath(ref, namespace, name),
+      body: patch,
+      contentType: "application/merge-patch+json",
+      query: { fieldValidation: "Strict" },
+    });
   }
 
   async create<T = Unstructured>(ref: ResourceRef, object: Unstructured): Promise<T> {
@@ -133,7 +147,14 @@ export class ApiClient {
    * Watches from `resourceVersion` until the server closes the stream (returns normally), the
    * signal aborts, or an error happens (throws; a 410 Gone is an ApiError with code 410).
    */
-  async watch<T>(ref: ResourceRef, namespace: string | undefined, resourceVersion: string, onEvent: (event: WatchEvent<T>) => void, signal: AbortSignal, timeoutSeconds = 300): Promise<void> {
+  async watch<T>(
+    ref: ResourceRef,
+    namespace: string | undefined,
+    resourceVersion: string,
+    onEvent: (event: WatchEvent<T>) => void,
+    signal: AbortSignal,
+    timeoutSeconds = 300,
+  ): Promise<void> {
     const options = await this.requestOptions({
       method: "GET",
       path: resourcePath(ref, namespace),
@@ -173,7 +194,10 @@ export class ApiClient {
       req.on("error", reject);
       // A silent connection (cut network) must not hang the watch forever.
       req.setTimeout((timeoutSeconds + 30) * 1000, () => req.destroy(new Error("watch stalled")));
-      const abort = (): void => { req.destroy(); resolve(); };
+      const abort = (): void => {
+        req.destroy();
+        resolve();
+      };
       if (signal.aborted) abort();
       else signal.addEventListener("abort", abort, { once: true });
       req.end();

@@ -71,14 +71,21 @@ export class Informer<T extends Unstructured> {
     while (!this.abort.signal.aborted) {
       try {
         if (resourceVersion === "") resourceVersion = await this.relist();
-        await this.client.watch<T>(this.resource, this.namespace, resourceVersion, (event) => {
-          resourceVersion = event.object.metadata.resourceVersion ?? resourceVersion;
-          if (event.type === "BOOKMARK") return;
-          const key = objectKeyOf(event.object);
-          if (event.type === "DELETED") this.cache.delete(key);
-          else this.cache.set(key, event.object);
-          this.onChange(key);
-        }, this.abort.signal, this.watchTimeoutSeconds);
+        await this.client.watch<T>(
+          this.resource,
+          this.namespace,
+          resourceVersion,
+          (event) => {
+            resourceVersion = event.object.metadata.resourceVersion ?? resourceVersion;
+            if (event.type === "BOOKMARK") return;
+            const key = objectKeyOf(event.object);
+            if (event.type === "DELETED") this.cache.delete(key);
+            else this.cache.set(key, event.object);
+            this.onChange(key);
+          },
+          this.abort.signal,
+          this.watchTimeoutSeconds,
+        );
         failures = 0;
       } catch (err) {
         if (this.abort.signal.aborted) break;
@@ -121,6 +128,13 @@ export class Informer<T extends Unstructured> {
 export function delay(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => { clearTimeout(timer); resolve(); }, { once: true });
+    signal?.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
   });
 }

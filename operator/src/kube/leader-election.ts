@@ -89,8 +89,16 @@ export class LeaderElector {
       } catch (err) {
         if (!isNotFound(err)) throw err;
         await this.client.create(Resources.Lease, {
-          apiVersion: "coordination.k8s.io/v1", kind: "Lease", metadata: { name, namespace },
-          spec: { holderIdentity: identity, leaseDurationSeconds: Math.ceil(this.leaseMs / 1000), acquireTime: microTime(now), renewTime: microTime(now), leaseTransitions: 0 },
+          apiVersion: "coordination.k8s.io/v1",
+          kind: "Lease",
+          metadata: { name, namespace },
+          spec: {
+            holderIdentity: identity,
+            leaseDurationSeconds: Math.ceil(this.leaseMs / 1000),
+            acquireTime: microTime(now),
+            renewTime: microTime(now),
+            leaseTransitions: 0,
+          },
         });
         return true;
       }

@@ -9,7 +9,7 @@ export interface ResourceRef {
 }
 
 function ref(apiVersion: string, plural: string, namespaced: boolean): ResourceRef {
-  const [group, version] = apiVersion.includes("/") ? apiVersion.split("/") as [string, string] : ["", apiVersion];
+  const [group, version] = apiVersion.includes("/") ? (apiVersion.split("/") as [string, string]) : ["", apiVersion];
   return { group, version, plural, namespaced };
 }
 

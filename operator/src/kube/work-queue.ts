@@ -48,7 +48,13 @@ export class WorkQueue {
   /** Adds the key after `ms`; an earlier pending timer for it wins. */
   addAfter(key: string, ms: number): void {
     if (this.shuttingDown || this.timers.has(key)) return;
-    this.timers.set(key, setTimeout(() => { this.timers.delete(key); this.add(key); }, ms).unref());
+    this.timers.set(
+      key,
+      setTimeout(() => {
+        this.timers.delete(key);
+        this.add(key);
+      }, ms).unref(),
+    );
   }
 
   /** After a failure: back off per key and by the overall rate limit, whichever is later. */

@@ -5,7 +5,17 @@
 
 import { createHash } from "node:crypto";
 import { stringify } from "yaml";
-import { API_VERSION, ConfigError, OPERATOR_ONLY_SPEC_FIELDS, domainKey, relayDomainSpecSchema, validate, type RelayDomain, type RelayDomainSpec, type RelaySite } from "#api";
+import {
+  API_VERSION,
+  ConfigError,
+  OPERATOR_ONLY_SPEC_FIELDS,
+  domainKey,
+  relayDomainSpecSchema,
+  validate,
+  type RelayDomain,
+  type RelayDomainSpec,
+  type RelaySite,
+} from "#api";
 
 export function servesSite(domain: RelayDomain, site: RelaySite): boolean {
   return domain.spec.sites === undefined || domain.spec.sites.includes(site.metadata.name);
@@ -55,7 +65,9 @@ export interface SiteDomainConfig {
 /** Valid domains serving `site`, one file each; two resources claiming one mail domain: the older wins. */
 export function siteDomainConfig(site: RelaySite, domains: readonly RelayDomain[]): SiteDomainConfig {
   const chosen = new Map<string, RelayDomain>();
-  const ordered = [...domains].sort((a, b) => (a.metadata.creationTimestamp ?? "").localeCompare(b.metadata.creationTimestamp ?? "") || configKey(a).localeCompare(configKey(b)));
+  const ordered = [...domains].sort(
+    (a, b) => (a.metadata.creationTimestamp ?? "").localeCompare(b.metadata.creationTimestamp ?? "") || configKey(a).localeCompare(configKey(b)),
+  );
   for (const domain of ordered) {
     if (!servesSite(domain, site) || validateForRelay(domain) !== undefined) continue;
     const mailDomain = domainKey(domain.spec.domain);

@@ -42,7 +42,12 @@ export function relayLabels(site: RelaySite): Record<string, string> {
 }
 
 function commonLabels(site: RelaySite): Record<string, string> {
-  return { ...relayLabels(site), "app.kubernetes.io/part-of": "mxwarden", "app.kubernetes.io/managed-by": "mxwarden-operator", "mxwarden.io/site": site.metadata.name };
+  return {
+    ...relayLabels(site),
+    "app.kubernetes.io/part-of": "mxwarden",
+    "app.kubernetes.io/managed-by": "mxwarden-operator",
+    "mxwarden.io/site": site.metadata.name,
+  };
 }
 
 function portOf(address: string, fallback: number): number {
@@ -123,33 +128,35 @@ function deployment(site: RelaySite, namespace: string, options: RenderOptions):
             { maxSkew: 1, topologyKey: "topology.kubernetes.io/zone", whenUnsatisfiable: "ScheduleAnyway", labelSelector: { matchLabels: selector } },
             { maxSkew: 1, topologyKey: "kubernetes.io/hostname", whenUnsatisfiable: "ScheduleAnyway", labelSelector: { matchLabels: selector } },
           ],
-          containers: [{
-            name: "relay",
-            image: spec.image ?? options.relayImage,
-            args: relayArgs(site, options),
-            env: [
-              { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
-              { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
-            ],
-            ports: [
-              { name: "smtp", containerPort: RELAY_CONTAINER_SMTP_PORT, protocol: "TCP" },
-              { name: "metrics", containerPort: RELAY_METRICS_PORT, protocol: "TCP" },
-            ],
-            readinessProbe: { httpGet: { path: "/readyz", port: "metrics" }, periodSeconds: 5, failureThreshold: 2 },
-            livenessProbe: { httpGet: { path: "/healthz", port: "metrics" }, periodSeconds: 10, failureThreshold: 6 },
-            resources: {
-              requests: { cpu: "250m", memory: "256Mi", ...(spec.resources?.requests ?? {}) },
-              limits: { memory: "512Mi", ...(spec.resources?.limits ?? {}) },
+          containers: [
+            {
+              name: "relay",
+              image: spec.image ?? options.relayImage,
+              args: relayArgs(site, options),
+              env: [
+                { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+                { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+              ],
+              ports: [
+                { name: "smtp", containerPort: RELAY_CONTAINER_SMTP_PORT, protocol: "TCP" },
+                { name: "metrics", containerPort: RELAY_METRICS_PORT, protocol: "TCP" },
+              ],
+              readinessProbe: { httpGet: { path: "/readyz", port: "metrics" }, periodSeconds: 5, failureThreshold: 2 },
+              livenessProbe: { httpGet: { path: "/healthz", port: "metrics" }, periodSeconds: 10, failureThreshold: 6 },
+              resources: {
+                requests: { cpu: "250m", memory: "256Mi", ...(spec.resources?.requests ?? {}) },
+                limits: { memory: "512Mi", ...(spec.resources?.limits ?? {}) },
+              },
+              securityContext: {
+                allowPrivilegeEscalation: false,
+                readOnlyRootFilesystem: true,
+                runAsNonRoot: true,
+                capabilities: { drop: ["ALL"] },
+                seccompProfile: { type: "RuntimeDefault" },
+              },
+              volumeMounts: mounts,
             },
-            securityContext: {
-              allowPrivilegeEscalation: false,
-              readOnlyRootFilesystem: true,
-              runAsNonRoot: true,
-              capabilities: { drop: ["ALL"] },
-              seccompProfile: { type: "RuntimeDefault" },
-            },
-            volumeMounts: mounts,
-          }],
+          ],
           volumes,
         },
       },
@@ -195,10 +202,7 @@ function networkPolicy(site: RelaySite, namespace: string, config: SiteDomainCon
     spec: {
       podSelector: { matchLabels: relayLabels(site) },
       policyTypes: ["Ingress", "Egress"],
-      ingress: [
-        { ports: [tcp(RELAY_CONTAINER_SMTP_PORT)] },
-        { from: [{ namespaceSelector: {} }], ports: [tcp(RELAY_METRICS_PORT)] },
-      ],
+      ingress: [{ ports: [tcp(RELAY_CONTAINER_SMTP_PORT)] }, { from: [{ namespaceSelector: {} }], ports: [tcp(RELAY_METRICS_PORT)] }],
       egress: [
         // DNS (MX, DNSBL, SPF/DKIM), the primaries, NATS, clamd, rspamd, the API server (status).
         { ports: [{ protocol: "UDP", port: dnsPort }, tcp(dnsPort)] },

@@ -42,7 +42,10 @@ async function listSources(path: string): Promise<string[]> {
   // Kubernetes mounts ConfigMaps as symlinks into a "..data" directory; skip the dot entries
   // and read the visible names, which always point at the current version.
   const entries = await readdir(path);
-  return entries.filter((name) => !name.startsWith(".") && yamlFile.test(name)).sort().map((name) => join(path, name));
+  return entries
+    .filter((name) => !name.startsWith(".") && yamlFile.test(name))
+    .sort()
+    .map((name) => join(path, name));
 }
 
 export async function loadDomainDocuments(path: string): Promise<{ policies: DomainPolicy[]; problems: LoadProblem[]; fingerprint: string }> {
@@ -118,7 +121,9 @@ export class DomainStore {
 
   /** Re-read the documents; concurrent calls share one read. */
   reload(): Promise<void> {
-    this.reloading ??= this.readAndApply().finally(() => { this.reloading = undefined; });
+    this.reloading ??= this.readAndApply().finally(() => {
+      this.reloading = undefined;
+    });
     return this.reloading;
   }
 

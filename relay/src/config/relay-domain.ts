@@ -3,7 +3,19 @@
 // is generated from, defaults included) and turns it into a DomainPolicy in the relay's units, or
 // throws a ConfigError that names the offending field path.
 
-import { API_VERSION, ConfigError, isObject, normaliseDomain, withAllDefaults, parseByteSize, parseCidr, parseDuration, relayDomainSpecSchema, validate, type RelayDomainSpec } from "#api";
+import {
+  API_VERSION,
+  ConfigError,
+  isObject,
+  normaliseDomain,
+  withAllDefaults,
+  parseByteSize,
+  parseCidr,
+  parseDuration,
+  relayDomainSpecSchema,
+  validate,
+  type RelayDomainSpec,
+} from "#api";
 
 export { ConfigError };
 export const KIND = "RelayDomain";
@@ -233,7 +245,7 @@ function withoutOperatorFields(spec: unknown): unknown {
 function parseRecipients(recipients: Section<"recipients">): DomainPolicy["recipients"] {
   const verify = recipients.verify as Required<NonNullable<Section<"recipients">["verify"]>>;
   const localParts = new Set<string>();
-  for (const entry of recipients.mode === "list" ? recipients.list ?? [] : []) {
+  for (const entry of recipients.mode === "list" ? (recipients.list ?? []) : []) {
     const atSign = entry.lastIndexOf("@");
     localParts.add((atSign === -1 ? entry : entry.slice(0, atSign)).toLowerCase());
   }

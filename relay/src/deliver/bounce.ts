@@ -26,7 +26,11 @@ function headerSection(head: Buffer): Buffer {
 
 /** Queue a DSN for `failed`; returns false when none may be sent (null sender, bad address). */
 export async function queueBounce(
-  context: BounceContext, job: DeliveryJob, failed: FailedRecipient[], reason: "rejected" | "expired", body: StoredBody | null,
+  context: BounceContext,
+  job: DeliveryJob,
+  failed: FailedRecipient[],
+  reason: "rejected" | "expired",
+  body: StoredBody | null,
 ): Promise<boolean> {
   const reasonLabel = reason === "expired" ? "expired" : "rejected";
   context.metrics.recipientsBounced.inc({ reason: reasonLabel }, failed.length);
@@ -56,22 +60,25 @@ export async function queueBounce(
   const writer = context.queue.spoolWriter([queueId]);
   await writer.write(dsn.message);
   const inline = await writer.finish();
-  await context.jobs.enqueue({
-    v: 1,
-    queueId,
-    kind: "dsn",
-    domain: senderDomain,
-    sender: "",
-    recipients: [dsn.recipient],
-    size: dsn.message.length,
-    // Part 3 carries the original header section as it came, which may hold 8-bit text.
-    eightBit: dsn.message.some((byte) => byte > 0x7f),
-    smtpUtf8: /[^\x00-\x7f]/.test(job.sender),
-    acceptedAt: now.getTime(),
-    expiresAt: now.getTime() + BOUNCE_LIFETIME_MS,
-    attempts: 0,
-    ...(inline ? { inline: true as const } : {}),
-  }, inline);
+  await context.jobs.enqueue(
+    {
+      v: 1,
+      queueId,
+      kind: "dsn",
+      domain: senderDomain,
+      sender: "",
+      recipients: [dsn.recipient],
+      size: dsn.message.length,
+      // Part 3 carries the original header section as it came, which may hold 8-bit text.
+      eightBit: dsn.message.some((byte) => byte > 0x7f),
+      smtpUtf8: /[^\x00-\x7f]/.test(job.sender),
+      acceptedAt: now.getTime(),
+      expiresAt: now.getTime() + BOUNCE_LIFETIME_MS,
+      attempts: 0,
+      ...(inline ? { inline: true as const } : {}),
+    },
+    inline,
+  );
   context.metrics.dsnsSent.inc();
   log.info("bounce queued", { dsnQueueId: queueId, to: job.sender, recipients: failed.length, reason });
   return true;

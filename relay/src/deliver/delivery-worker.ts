@@ -11,8 +11,17 @@ import type { DomainPolicy } from "../config/relay-domain.ts";
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
 import {
-  DELIVER_CONSUMER, QUEUE_STREAM, decodeJobRecord, InvalidJobError, queueIdOfSubject,
-  type DeliveryJob, type JobQueue, type JobRecord, type QueueConnection, type SpoolReader, type StoredBody,
+  DELIVER_CONSUMER,
+  QUEUE_STREAM,
+  decodeJobRecord,
+  InvalidJobError,
+  queueIdOfSubject,
+  type DeliveryJob,
+  type JobQueue,
+  type JobRecord,
+  type QueueConnection,
+  type SpoolReader,
+  type StoredBody,
 } from "../queue/index.ts";
 import { queueBounce } from "./bounce.ts";
 import { PULL_EXPIRES_MS, SETTLE_BACKOFF_INITIAL_MS, SETTLE_BACKOFF_MAX_MS, SETTLE_RETRY_MS } from "./delivery-timing.ts";
@@ -28,10 +37,13 @@ import { planSettlement, type SettlementPlan } from "./settlement.ts";
 /** The stored message with the filters' header lines in front of it. */
 function withHeaders(headers: string | undefined, body: Readable): Readable {
   if (!headers) return body;
-  return Readable.from((async function* () {
-    yield Buffer.from(headers, "utf8");
-    yield* body;
-  })(), { objectMode: false });
+  return Readable.from(
+    (async function* () {
+      yield Buffer.from(headers, "utf8");
+      yield* body;
+    })(),
+    { objectMode: false },
+  );
 }
 
 const ACK = Buffer.from("+ACK");
@@ -162,10 +174,12 @@ export class DeliveryWorker {
       return Promise.resolve();
     }
     this.delivering.add(queueId);
-    const task = this.handle(msg, finishBy).finally(() => this.delivering.delete(queueId)).catch((err: unknown) => {
-      this.log.error("delivery task failed; the job will be retried", { error: err });
-      msg.nak(5000);
-    });
+    const task = this.handle(msg, finishBy)
+      .finally(() => this.delivering.delete(queueId))
+      .catch((err: unknown) => {
+        this.log.error("delivery task failed; the job will be retried", { error: err });
+        msg.nak(5000);
+      });
     this.inFlight.add(task);
     void task.finally(() => {
       this.inFlight.delete(task);
@@ -189,11 +203,17 @@ export class DeliveryWorker {
     });
     this.flushes.set(domain, flush);
     const started = Date.now();
-    void flush.run().then((result) => {
-      this.log.info("held mail flushed", { domain, ...result, ms: Date.now() - started });
-    }, (err: unknown) => {
-      this.log.warn("flushing held mail failed; it waits for its retry time", { domain, error: err });
-    }).finally(() => this.flushes.delete(domain));
+    void flush
+      .run()
+      .then(
+        (result) => {
+          this.log.info("held mail flushed", { domain, ...result, ms: Date.now() - started });
+        },
+        (err: unknown) => {
+          this.log.warn("flushing held mail failed; it waits for its retry time", { domain, error: err });
+        },
+      )
+      .finally(() => this.flushes.delete(domain));
   }
 
   waitForSlot(): Promise<void> {
@@ -230,7 +250,7 @@ export class DeliveryWorker {
 
     const retiredOut = policy?.retiring !== undefined && now >= policy.retiring.bounceAtMs;
     if (now >= job.expiresAt || retiredOut) {
-      const diagnostic = retiredOut ? "the domain was removed from this backup MX and its grace period ended" : job.lastError ?? "queue lifetime expired";
+      const diagnostic = retiredOut ? "the domain was removed from this backup MX and its grace period ended" : (job.lastError ?? "queue lifetime expired");
       const failed = job.recipients.map((address) => ({ address, status: "4.4.7", diagnostic, remoteMta: job.lastRemoteMta }));
       log.warn("queue lifetime expired; bouncing", { recipients: job.recipients.length, attempts: job.attempts });
       await this.bounce(job, failed, "expired", body);
@@ -249,14 +269,18 @@ export class DeliveryWorker {
 
     let route: Route;
     try {
-      route = job.kind === "dsn"
-        ? await this.deps.resolver.forBounce(job.domain)
-        : await this.deps.resolver.forDomain(policy ?? this.unconfiguredTarget(job.domain));
+      route =
+        job.kind === "dsn" ? await this.deps.resolver.forBounce(job.domain) : await this.deps.resolver.forDomain(policy ?? this.unconfiguredTarget(job.domain));
     } catch (err) {
       if (!(err instanceof RouteError)) throw err;
       if (err.permanent) {
         log.warn("no route; bouncing", { error: err.message });
-        await this.bounce(job, job.recipients.map((address) => ({ address, status: "5.1.2", diagnostic: err.message })), "rejected", body);
+        await this.bounce(
+          job,
+          job.recipients.map((address) => ({ address, status: "5.1.2", diagnostic: err.message })),
+          "rejected",
+          body,
+        );
         await this.finish(msg, spool, job);
       } else {
         log.info("no route yet; deferring", { error: err.message });
@@ -275,9 +299,17 @@ export class DeliveryWorker {
     const progress = setInterval(() => msg.working(), this.options.progressIntervalMs);
     let report: DeliveryReport;
     try {
-      report = await this.deps.outbound.deliver(route, {
-        sender: job.sender, recipients: job.recipients, size: job.size + Buffer.byteLength(job.headers ?? ""), eightBit: job.eightBit, finishBy,
-      }, () => withHeaders(job.headers, body.open()));
+      report = await this.deps.outbound.deliver(
+        route,
+        {
+          sender: job.sender,
+          recipients: job.recipients,
+          size: job.size + Buffer.byteLength(job.headers ?? ""),
+          eightBit: job.eightBit,
+          finishBy,
+        },
+        () => withHeaders(job.headers, body.open()),
+      );
       if (report.unreachable) this.deps.health.markUnreachable(job.domain, route);
       else this.deps.health.markReachable(job.domain);
     } finally {
@@ -295,7 +327,12 @@ export class DeliveryWorker {
       metrics.recipientsDelivered.inc(plan.delivered.recipients);
       metrics.bytesDelivered.inc(job.size);
       metrics.deliveryLatency.observe(plan.delivered.latencyMs / 1000);
-      log.info("delivered", { recipients: plan.delivered.recipients, remoteMta: plan.delivered.remoteMta, reply: plan.delivered.reply, attempts: plan.delivered.attempt });
+      log.info("delivered", {
+        recipients: plan.delivered.recipients,
+        remoteMta: plan.delivered.remoteMta,
+        reply: plan.delivered.reply,
+        attempts: plan.delivered.attempt,
+      });
     }
     metrics.deliveryAttempts.inc({ result: plan.attemptResult });
     if (plan.bounce) {
@@ -316,7 +353,12 @@ export class DeliveryWorker {
    * copy. While its destination is down the job waits at least OUTAGE_HOLD_MS (delivery-timing.ts).
    */
   private async retryLater(
-    msg: JsMsg, jobs: JobQueue, job: DeliveryJob, inline: Buffer | undefined, retry: DomainPolicy["retry"], now: number,
+    msg: JsMsg,
+    jobs: JobQueue,
+    job: DeliveryJob,
+    inline: Buffer | undefined,
+    retry: DomainPolicy["retry"],
+    now: number,
     destinationDown = false,
   ): Promise<void> {
     // Computed once: a repeated publish must carry the same time, so its msg id deduplicates it.
@@ -377,13 +419,19 @@ export class DeliveryWorker {
   }
 
   private async bounce(job: DeliveryJob, failed: FailedRecipient[], reason: "rejected" | "expired", body: StoredBody): Promise<void> {
-    await queueBounce({
-      queue: this.deps.queue,
-      jobs: this.deps.queue.jobs(),
-      hostname: this.options.hostname,
-      metrics: this.deps.metrics,
-      log: this.log,
-    }, job, failed, reason, body);
+    await queueBounce(
+      {
+        queue: this.deps.queue,
+        jobs: this.deps.queue.jobs(),
+        hostname: this.options.hostname,
+        metrics: this.deps.metrics,
+        log: this.log,
+      },
+      job,
+      failed,
+      reason,
+      body,
+    );
   }
 
   /** A domain removed from the configuration still gets its queued mail, through its MX. */

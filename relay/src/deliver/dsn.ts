@@ -59,7 +59,9 @@ function oneLine(value: string, limit: number): string {
 
 /** One line of printable US-ASCII: as `oneLine`, with every other character replaced by "?". */
 function asciiLine(value: string, limit: number): string {
-  return oneLine(value, Number.MAX_SAFE_INTEGER).replace(/[^\x20-\x7e]/gu, "?").slice(0, limit);
+  return oneLine(value, Number.MAX_SAFE_INTEGER)
+    .replace(/[^\x20-\x7e]/gu, "?")
+    .slice(0, limit);
 }
 
 /** A host name for "dns;" fields, the From address and the Message-ID: no spaces or specials. */
@@ -78,9 +80,8 @@ function addressForReport(address: string): { type: "rfc822" | "utf-8"; value: s
   let out = "";
   for (const char of clean) {
     const code = char.codePointAt(0) ?? 0;
-    const piece = code > 0x7e || code <= 0x20 || char === "\\" || char === "+" || char === "="
-      ? `\\x{${code.toString(16).toUpperCase().padStart(2, "0")}}`
-      : char;
+    const piece =
+      code > 0x7e || code <= 0x20 || char === "\\" || char === "+" || char === "=" ? `\\x{${code.toString(16).toUpperCase().padStart(2, "0")}}` : char;
     if (out.length + piece.length > MAX_REPORT_ADDRESS) break;
     out += piece;
   }
@@ -151,7 +152,10 @@ function wrapText(line: string, indent = ""): string {
  */
 function originalHeaderPart(headers: Buffer): Buffer {
   // latin1 maps bytes to characters one to one, so lengths below are octets and 8-bit bytes survive.
-  const lines = headers.toString("latin1").replace(/\x00/g, "").split(/\r\n|\r|\n/);
+  const lines = headers
+    .toString("latin1")
+    .replace(/\x00/g, "")
+    .split(/\r\n|\r|\n/);
   if (lines.at(-1) === "") lines.pop();
   let text = "";
   for (const line of lines) {
@@ -219,9 +223,7 @@ export function buildDsn(input: DsnInput): Dsn {
   const reportingMta = hostName(input.reportingMta);
   const queueId = asciiLine(input.queueId, 64).replace(/[^A-Za-z0-9._-]/g, "") || "unknown";
   const messageId = `<${queueId}.dsn.${randomBytes(6).toString("hex")}@${reportingMta}>`;
-  const subject = input.reason === "expired"
-    ? "Undelivered Mail Returned to Sender (queue lifetime expired)"
-    : "Undelivered Mail Returned to Sender";
+  const subject = input.reason === "expired" ? "Undelivered Mail Returned to Sender (queue lifetime expired)" : "Undelivered Mail Returned to Sender";
 
   const text = Buffer.from(explanation(input, reportingMta, queueId), "latin1");
   const status = Buffer.from(deliveryStatus(input, reportingMta), "latin1");
@@ -256,11 +258,13 @@ export function buildDsn(input: DsnInput): Dsn {
     status,
   ];
   if (original !== null) {
-    parts.push(Buffer.from(
-      `\r\n--${boundary}\r\nContent-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n` +
-      `${eightBit ? "Content-Transfer-Encoding: 8bit\r\n" : ""}\r\n`,
-      "latin1",
-    ));
+    parts.push(
+      Buffer.from(
+        `\r\n--${boundary}\r\nContent-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n` +
+          `${eightBit ? "Content-Transfer-Encoding: 8bit\r\n" : ""}\r\n`,
+        "latin1",
+      ),
+    );
     parts.push(original);
   }
   parts.push(Buffer.from(`\r\n--${boundary}--\r\n`, "latin1"));

@@ -95,13 +95,21 @@ export class HeldMailFlush {
     const check = setInterval(() => {
       if (checking) return;
       checking = true;
-      consumer.info().then((info) => {
-        const finished = info.num_pending === 0 && settling.size === 0;
-        if (finished || this.deps.isUnreachable(this.domain) || !slots.running) messages.stop();
-      }, (err: unknown) => {
-        log.warn("flush progress check failed; stopping the flush, held jobs keep their schedules", { domain: this.domain, error: err });
-        messages.stop();
-      }).finally(() => { checking = false; });
+      consumer
+        .info()
+        .then(
+          (info) => {
+            const finished = info.num_pending === 0 && settling.size === 0;
+            if (finished || this.deps.isUnreachable(this.domain) || !slots.running) messages.stop();
+          },
+          (err: unknown) => {
+            log.warn("flush progress check failed; stopping the flush, held jobs keep their schedules", { domain: this.domain, error: err });
+            messages.stop();
+          },
+        )
+        .finally(() => {
+          checking = false;
+        });
     }, this.deps.checkIntervalMs ?? 1000);
     check.unref();
     try {
@@ -113,7 +121,9 @@ export class HeldMailFlush {
         const due = scheduledAt(msg.headers);
         if (due !== undefined && due - Date.now() >= IN_PLACE_MIN_MS) {
           await slots.waitForSlot();
-          const task = slots.deliver(msg, due - FINISH_MARGIN_MS).then(() => { result.inPlace++; });
+          const task = slots.deliver(msg, due - FINISH_MARGIN_MS).then(() => {
+            result.inPlace++;
+          });
           settling.add(task);
           void task.finally(() => settling.delete(task));
         } else {

@@ -69,7 +69,9 @@ export class MaintenanceHolds {
       const capped = holdEnd(policy.hold, now, policy.queueLifetimeMs);
       if (capped < end) {
         this.log.warn("maintenance hold reaches past the queue lifetime: each message is held at most four fifths of its lifetime", {
-          domain: policy.domain, until: new Date(end).toISOString(), newMailReleasedBy: new Date(capped).toISOString(),
+          domain: policy.domain,
+          until: new Date(end).toISOString(),
+          newMailReleasedBy: new Date(capped).toISOString(),
         });
       } else if (end > now) {
         this.log.info("maintenance hold: mail is queued, nothing delivered before until", { domain: policy.domain, until: new Date(end).toISOString() });
@@ -79,7 +81,8 @@ export class MaintenanceHolds {
       const newEnd = this.ends.get(domain);
       if (oldEnd <= now || (newEnd !== undefined && newEnd >= oldEnd)) continue;
       this.log.info(newEnd === undefined ? "maintenance hold removed: delivering held mail" : "maintenance hold brought forward", {
-        domain, ...(newEnd === undefined ? {} : { until: new Date(newEnd).toISOString() }),
+        domain,
+        ...(newEnd === undefined ? {} : { until: new Date(newEnd).toISOString() }),
       });
       this.flushAt(domain, newEnd ?? now, now);
     }
@@ -90,10 +93,13 @@ export class MaintenanceHolds {
     clearTimeout(this.timers.get(domain));
     this.timers.delete(domain);
     if (at <= now) return this.flush(domain);
-    const timer = setTimeout(() => {
-      this.timers.delete(domain);
-      this.flush(domain);
-    }, Math.min(at - now, 2 ** 31 - 1));
+    const timer = setTimeout(
+      () => {
+        this.timers.delete(domain);
+        this.flush(domain);
+      },
+      Math.min(at - now, 2 ** 31 - 1),
+    );
     timer.unref();
     this.timers.set(domain, timer);
   }

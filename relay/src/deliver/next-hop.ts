@@ -74,7 +74,7 @@ export class NextHopResolver {
       const hops: NextHop[] = [];
       for (const { host, port } of policy.primaryHosts) {
         try {
-          hops.push(...await this.addresses(host, port));
+          hops.push(...(await this.addresses(host, port)));
         } catch (err) {
           // A configured host without an address must not hide the ones after it.
           if (!(err instanceof RouteError)) throw err;
@@ -100,7 +100,8 @@ export class NextHopResolver {
       records = await this.resolver.resolveMx(domain);
     } catch (err) {
       const code = dnsCode(err);
-      if (code === "ENODATA") records = [{ exchange: domain, priority: 0 }]; // implicit MX (§5.1)
+      if (code === "ENODATA")
+        records = [{ exchange: domain, priority: 0 }]; // implicit MX (§5.1)
       else if (code === "ENOTFOUND") throw new RouteError(`domain ${domain} does not exist`, !relayed);
       else throw new RouteError(`MX lookup for ${domain} failed: ${code ?? String(err)}`, false);
     }
@@ -116,7 +117,7 @@ export class NextHopResolver {
     const hops: NextHop[] = [];
     for (const record of better) {
       try {
-        hops.push(...await this.addresses(record.exchange, this.options.mxPort));
+        hops.push(...(await this.addresses(record.exchange, this.options.mxPort)));
       } catch {
         // An MX host without addresses is skipped; the next one may work.
       }
@@ -127,10 +128,7 @@ export class NextHopResolver {
 
   private async addresses(host: string, port: number): Promise<NextHop[]> {
     if (isIP(host)) return [{ host, address: host, port }];
-    const [v4, v6] = await Promise.all([
-      this.resolver.resolve4(host).catch(() => [] as string[]),
-      this.resolver.resolve6(host).catch(() => [] as string[]),
-    ]);
+    const [v4, v6] = await Promise.all([this.resolver.resolve4(host).catch(() => [] as string[]), this.resolver.resolve6(host).catch(() => [] as string[])]);
     const found = [...v4, ...v6];
     if (found.length === 0) throw new RouteError(`host ${host} has no address`, false);
     return found.map((address) => ({ host, address, port }));

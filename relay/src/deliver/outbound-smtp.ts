@@ -151,7 +151,10 @@ export class OutboundSmtp {
       remoteMta: undefined,
       unreachable: tlsFailure === undefined,
       outcomes: envelope.recipients.map((recipient) => ({
-        recipient, result: "temporary", reply: tlsFailure ?? lastError, status: tlsFailure ? "4.7.5" : "4.4.1",
+        recipient,
+        result: "temporary",
+        reply: tlsFailure ?? lastError,
+        status: tlsFailure ? "4.7.5" : "4.4.1",
       })),
     };
   }
@@ -211,7 +214,12 @@ export class OutboundSmtp {
     }
   }
 
-  private async send(pooled: PooledConnection, hop: NextHop, envelope: OutboundEnvelope, body: () => Readable): Promise<DeliveryReport & { staleConnection: boolean }> {
+  private async send(
+    pooled: PooledConnection,
+    hop: NextHop,
+    envelope: OutboundEnvelope,
+    body: () => Readable,
+  ): Promise<DeliveryReport & { staleConnection: boolean }> {
     const remoteMta = hop.host;
     const client = pooled.connection;
     const reused = client.transactions > 0;
@@ -222,7 +230,12 @@ export class OutboundSmtp {
       return { remoteMta, unreachable: false, staleConnection: false, outcomes: outcomesOf(envelope.recipients, replies) };
     } catch (err) {
       if (!(err instanceof SmtpConnectionError)) {
-        return { remoteMta, unreachable: false, staleConnection: false, outcomes: all("temporary", `reading the queued body failed: ${describe(err)}`, "4.3.0") };
+        return {
+          remoteMta,
+          unreachable: false,
+          staleConnection: false,
+          outcomes: all("temporary", `reading the queued body failed: ${describe(err)}`, "4.3.0"),
+        };
       }
       // A reused connection the server had already dropped: it never answered this transaction,
       // so nothing of the message was accepted.

@@ -15,7 +15,12 @@ export function nextRetryAt(attempts: number, retry: DomainPolicy["retry"], now:
 
 /** When to try a job again: its backoff, and while its destination is down at least OUTAGE_HOLD_MS (delivery-timing.ts). */
 export function retryAt(
-  attempts: number, retry: DomainPolicy["retry"], now: number, expiresAt: number, destinationDown: boolean, random = Math.random,
+  attempts: number,
+  retry: DomainPolicy["retry"],
+  now: number,
+  expiresAt: number,
+  destinationDown: boolean,
+  random = Math.random,
 ): number {
   const backoff = nextRetryAt(attempts, retry, now, expiresAt, random);
   if (!destinationDown) return backoff;

@@ -48,23 +48,40 @@ export function planSettlement(input: SettlementInput): SettlementPlan {
   const permanent = outcomes.filter((o) => o.result === "permanent");
   return {
     attemptResult: attemptResult(delivered.length, temporary.length, permanent.length, remoteMta),
-    delivered: delivered.length === 0 ? undefined : {
-      recipients: delivered.length, reply: delivered[0]?.reply, remoteMta, latencyMs: now - job.acceptedAt, attempt: job.attempts + 1,
-    },
-    bounce: permanent.length === 0 ? undefined : permanent.map((p) => ({
-      address: p.recipient, status: p.status, diagnostic: p.reply, remoteMta, lastAttempt: new Date(now),
-    })),
-    next: temporary.length === 0 ? { kind: "finish" } : {
-      kind: "defer",
-      job: {
-        ...job,
-        recipients: temporary.map((t) => t.recipient),
-        attempts: job.attempts + 1,
-        lastError: temporary[0]?.reply,
-        lastRemoteMta: remoteMta ?? job.lastRemoteMta,
-      },
-      destinationDown: input.destinationDown,
-      failedAt: now,
-    },
+    delivered:
+      delivered.length === 0
+        ? undefined
+        : {
+            recipients: delivered.length,
+            reply: delivered[0]?.reply,
+            remoteMta,
+            latencyMs: now - job.acceptedAt,
+            attempt: job.attempts + 1,
+          },
+    bounce:
+      permanent.length === 0
+        ? undefined
+        : permanent.map((p) => ({
+            address: p.recipient,
+            status: p.status,
+            diagnostic: p.reply,
+            remoteMta,
+            lastAttempt: new Date(now),
+          })),
+    next:
+      temporary.length === 0
+        ? { kind: "finish" }
+        : {
+            kind: "defer",
+            job: {
+              ...job,
+              recipients: temporary.map((t) => t.recipient),
+              attempts: job.attempts + 1,
+              lastError: temporary[0]?.reply,
+              lastRemoteMta: remoteMta ?? job.lastRemoteMta,
+            },
+            destinationDown: input.destinationDown,
+            failedAt: now,
+          },
   };
 }

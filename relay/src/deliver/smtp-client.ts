@@ -68,7 +68,12 @@ export interface TransactionReplies {
 const WRITE_BATCH_BYTES = 64 * 1024;
 
 /** Resolves with `socket` once it emits `ready` within `timeoutMs`; otherwise destroys it and rejects with `failure(err)`. */
-function whenSocket<T extends Socket>(socket: T, ready: "connect" | "secureConnect", timeoutMs: number, failure: (err?: Error) => SmtpConnectionError): Promise<T> {
+function whenSocket<T extends Socket>(
+  socket: T,
+  ready: "connect" | "secureConnect",
+  timeoutMs: number,
+  failure: (err?: Error) => SmtpConnectionError,
+): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       socket.destroy();
@@ -112,9 +117,11 @@ export class SmtpClient {
 
   /** Connect, read the greeting, introduce ourselves and start TLS as the options ask. */
   static async open(options: SmtpClientOptions): Promise<SmtpClient> {
-    const socket = await whenSocket(connectTcp({ host: options.host, port: options.port }), "connect", options.connectTimeoutMs, (err) => (err
-      ? new SmtpConnectionError("ECONNECTION", err.message)
-      : new SmtpConnectionError("ETIMEDOUT", `connection timed out after ${options.connectTimeoutMs} ms`)));
+    const socket = await whenSocket(connectTcp({ host: options.host, port: options.port }), "connect", options.connectTimeoutMs, (err) =>
+      err
+        ? new SmtpConnectionError("ECONNECTION", err.message)
+        : new SmtpConnectionError("ETIMEDOUT", `connection timed out after ${options.connectTimeoutMs} ms`),
+    );
     const client = new SmtpClient(socket, options);
     try {
       const greeting = await client.read(options.connectTimeoutMs);
@@ -289,12 +296,17 @@ export class SmtpClient {
     plain.removeAllListeners("timeout");
     plain.removeAllListeners("error");
     plain.setTimeout(0);
-    const secure = await whenSocket(connectTls({
-      socket: plain,
-      servername: this.options.servername,
-      rejectUnauthorized: this.options.verifyCertificate,
-      minVersion: "TLSv1.2",
-    }), "secureConnect", this.options.connectTimeoutMs, (err) => new SmtpConnectionError("ETLS", err ? `TLS handshake failed: ${err.message}` : "TLS handshake timed out"));
+    const secure = await whenSocket(
+      connectTls({
+        socket: plain,
+        servername: this.options.servername,
+        rejectUnauthorized: this.options.verifyCertificate,
+        minVersion: "TLSv1.2",
+      }),
+      "secureConnect",
+      this.options.connectTimeoutMs,
+      (err) => new SmtpConnectionError("ETLS", err ? `TLS handshake failed: ${err.message}` : "TLS handshake timed out"),
+    );
     this.socket = secure;
     this.attach(secure);
     // RFC 3207: forget what the server said before TLS and ask again.

@@ -34,7 +34,9 @@ export class AccessFilter implements RecipientFilter {
     if (!policy) return Promise.resolve({ action: "continue" });
     const blocked = this.match(policy.block, rcpt);
     if (blocked) {
-      const text = blocked.startsWith("client") ? `Client host [${rcpt.clientAddress}] blocked by the recipient domain's policy` : "Sender address blocked by the recipient domain's policy";
+      const text = blocked.startsWith("client")
+        ? `Client host [${rcpt.clientAddress}] blocked by the recipient domain's policy`
+        : "Sender address blocked by the recipient domain's policy";
       return Promise.resolve({ action: "reject", reason: `block list: ${blocked}`, reply: { code: 550, enhanced: "5.7.1", text } });
     }
     const allowed = this.match(policy.allow, rcpt);

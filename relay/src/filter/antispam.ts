@@ -15,8 +15,7 @@ interface RspamdReply {
 }
 
 function isRspamdReply(value: unknown): value is RspamdReply {
-  return typeof value === "object" && value !== null &&
-    typeof (value as RspamdReply).score === "number" && typeof (value as RspamdReply).action === "string";
+  return typeof value === "object" && value !== null && typeof (value as RspamdReply).score === "number" && typeof (value as RspamdReply).action === "string";
 }
 
 export class RspamdFilter implements MessageFilter {
@@ -42,22 +41,31 @@ export class RspamdFilter implements MessageFilter {
     } catch (err) {
       if (policies.some((p) => p.onError === "tempfail")) {
         const problem = err instanceof Error ? err.message : String(err);
-        return { action: "tempfail", unavailable: true, reason: `rspamd failed: ${problem}`, reply: { code: 451, enhanced: "4.7.1", text: "Content filter unavailable, try again later" } };
+        return {
+          action: "tempfail",
+          unavailable: true,
+          reason: `rspamd failed: ${problem}`,
+          reply: { code: 451, enhanced: "4.7.1", text: "Content filter unavailable, try again later" },
+        };
       }
       return { action: "continue", headers: [["X-Spam-Status", "Unknown, content filter unavailable"]] };
     }
     const score = Math.round(reply.score * 100) / 100;
     // A domain's own thresholds replace rspamd's actions; the strictest domain of the message wins.
-    const rejects = policies.some((p) => p.rejectScore !== undefined ? score >= p.rejectScore : reply.action === "reject");
+    const rejects = policies.some((p) => (p.rejectScore !== undefined ? score >= p.rejectScore : reply.action === "reject"));
     if (rejects) {
       return { action: "reject", reason: `spam score ${score} (${reply.action})`, reply: { code: 554, enhanced: "5.7.1", text: "Message rejected as spam" } };
     }
     if (reply.action === "soft reject") {
-      return { action: "tempfail", reason: `rspamd soft reject, score ${score}`, reply: { code: 451, enhanced: "4.7.1", text: "Message deferred by the content filter, try again later" } };
+      return {
+        action: "tempfail",
+        reason: `rspamd soft reject, score ${score}`,
+        reply: { code: 451, enhanced: "4.7.1", text: "Message deferred by the content filter, try again later" },
+      };
     }
-    const marked = policies.some((p) => p.addHeaderScore !== undefined
-      ? score >= p.addHeaderScore
-      : reply.action === "add header" || reply.action === "rewrite subject");
+    const marked = policies.some((p) =>
+      p.addHeaderScore !== undefined ? score >= p.addHeaderScore : reply.action === "add header" || reply.action === "rewrite subject",
+    );
     return {
       action: "continue",
       headers: [["X-Spam-Status", `${marked ? "Yes" : "No"}, score=${score} action=${reply.action}`]],
@@ -66,33 +74,37 @@ export class RspamdFilter implements MessageFilter {
 
   private ask(message: MessageUnderScan): Promise<RspamdReply> {
     return new Promise((resolve, reject) => {
-      const req = request(this.url, {
-        method: "POST",
-        timeout: this.timeoutMs,
-        headers: {
-          "Content-Length": String(message.size),
-          IP: message.clientAddress,
-          Helo: message.heloName || "unknown",
-          From: message.sender,
-          Rcpt: [...message.recipients],
-          "Queue-Id": message.queueId,
+      const req = request(
+        this.url,
+        {
+          method: "POST",
+          timeout: this.timeoutMs,
+          headers: {
+            "Content-Length": String(message.size),
+            IP: message.clientAddress,
+            Helo: message.heloName || "unknown",
+            From: message.sender,
+            Rcpt: [...message.recipients],
+            "Queue-Id": message.queueId,
+          },
         },
-      }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (chunk: Buffer) => chunks.push(chunk));
-        res.on("end", () => {
-          if (res.statusCode !== 200) return reject(new Error(`rspamd answered HTTP ${res.statusCode ?? "?"}`));
-          let parsed: unknown;
-          try {
-            parsed = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-          } catch {
-            return reject(new Error("rspamd answered something other than JSON"));
-          }
-          if (!isRspamdReply(parsed)) return reject(new Error("rspamd reply lacks score or action"));
-          resolve(parsed);
-        });
-        res.on("error", reject);
-      });
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (chunk: Buffer) => chunks.push(chunk));
+          res.on("end", () => {
+            if (res.statusCode !== 200) return reject(new Error(`rspamd answered HTTP ${res.statusCode ?? "?"}`));
+            let parsed: unknown;
+            try {
+              parsed = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+            } catch {
+              return reject(new Error("rspamd answered something other than JSON"));
+            }
+            if (!isRspamdReply(parsed)) return reject(new Error("rspamd reply lacks score or action"));
+            resolve(parsed);
+          });
+          res.on("error", reject);
+        },
+      );
       req.on("timeout", () => req.destroy(new Error(`rspamd did not answer within ${this.timeoutMs} ms`)));
       req.on("error", reject);
       const body = message.open();

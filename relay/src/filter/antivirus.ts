@@ -38,9 +38,18 @@ export class ClamdFilter implements MessageFilter {
     const policies = message.domains.map(this.policyFor).filter((p): p is AntivirusPolicy => p?.enabled === true);
     if (policies.length === 0) return { action: "continue" };
     if (message.size > Math.min(...policies.map((p) => p.maxScanBytes))) {
-      const choice = strictest(policies.map((p) => p.onOversize), ["reject", "tempfail", "accept"] as const);
-      if (choice === "reject") return { action: "reject", reason: "too_large_to_scan", reply: { code: 552, enhanced: "5.3.4", text: "Message too large to be scanned for viruses" } };
-      if (choice === "tempfail") return { action: "tempfail", reason: "too_large_to_scan", reply: { code: 452, enhanced: "4.3.4", text: "Message too large to be scanned for viruses now" } };
+      const choice = strictest(
+        policies.map((p) => p.onOversize),
+        ["reject", "tempfail", "accept"] as const,
+      );
+      if (choice === "reject")
+        return { action: "reject", reason: "too_large_to_scan", reply: { code: 552, enhanced: "5.3.4", text: "Message too large to be scanned for viruses" } };
+      if (choice === "tempfail")
+        return {
+          action: "tempfail",
+          reason: "too_large_to_scan",
+          reply: { code: 452, enhanced: "4.3.4", text: "Message too large to be scanned for viruses now" },
+        };
       return { action: "continue" };
     }
     let reply: string;
@@ -60,7 +69,12 @@ export class ClamdFilter implements MessageFilter {
 
   private scannerFailed(policies: AntivirusPolicy[], problem: string): Verdict {
     if (policies.some((p) => p.onError === "tempfail")) {
-      return { action: "tempfail", unavailable: true, reason: `scanner failed: ${problem}`, reply: { code: 451, enhanced: "4.7.1", text: "Virus scanner unavailable, try again later" } };
+      return {
+        action: "tempfail",
+        unavailable: true,
+        reason: `scanner failed: ${problem}`,
+        reply: { code: 451, enhanced: "4.7.1", text: "Virus scanner unavailable, try again later" },
+      };
     }
     return { action: "continue" };
   }

@@ -36,15 +36,24 @@ export class ClientCheckFilter implements RecipientFilter {
     if (!policy) return { action: "continue" };
     const helo = rcpt.heloName.toLowerCase().replace(/\.$/, "");
     if (policy.rejectHeloOurName && this.ourNames.has(helo)) {
-      return { action: "reject", reason: "HELO claims to be this relay", reply: { code: 550, enhanced: "5.7.1", text: "Helo command rejected: you are not me" } };
+      return {
+        action: "reject",
+        reason: "HELO claims to be this relay",
+        reply: { code: 550, enhanced: "5.7.1", text: "Helo command rejected: you are not me" },
+      };
     }
     if (policy.rejectInvalidHelo && !isValidHelo(rcpt.heloName)) {
-      return { action: "reject", reason: "invalid HELO", reply: { code: 550, enhanced: "5.7.1", text: "Helo command rejected: need a fully qualified host name" } };
+      return {
+        action: "reject",
+        reason: "invalid HELO",
+        reply: { code: 550, enhanced: "5.7.1", text: "Helo command rejected: need a fully qualified host name" },
+      };
     }
-    if (policy.reverseDns !== "disabled" && !await this.forwardConfirmed(rcpt.clientAddress)) {
-      const reply = policy.reverseDns === "reject"
-        ? { code: 550, enhanced: "5.7.25", text: "Client host rejected: cannot find your reverse hostname" }
-        : { code: 450, enhanced: "4.7.25", text: "Client host rejected: cannot find your reverse hostname" };
+    if (policy.reverseDns !== "disabled" && !(await this.forwardConfirmed(rcpt.clientAddress))) {
+      const reply =
+        policy.reverseDns === "reject"
+          ? { code: 550, enhanced: "5.7.25", text: "Client host rejected: cannot find your reverse hostname" }
+          : { code: 450, enhanced: "4.7.25", text: "Client host rejected: cannot find your reverse hostname" };
       return { action: policy.reverseDns === "reject" ? "reject" : "tempfail", reason: "no forward-confirmed reverse DNS", reply };
     }
     return { action: "continue" };
@@ -75,5 +84,6 @@ export const clientChecksFilter: FilterModule = {
   name: "client_checks",
   stage: "rcpt",
   spec: { field: "clientChecks", schema: clientChecksPolicy },
-  create: ({ config, resolver, policyFor }) => new ClientCheckFilter([config.hostname, ...config.mxNames], resolver, (domain) => policyFor(domain)?.clientChecks),
+  create: ({ config, resolver, policyFor }) =>
+    new ClientCheckFilter([config.hostname, ...config.mxNames], resolver, (domain) => policyFor(domain)?.clientChecks),
 };

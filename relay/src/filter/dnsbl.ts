@@ -16,7 +16,12 @@ const CACHE_MS = 300_000;
 export function reversedAddress(address: string): string {
   const plain = plainAddress(address);
   if (!isIPv6(plain)) return plain.split(".").reverse().join(".");
-  return ipv6Groups(plain).map((g) => g.padStart(4, "0")).join("").split("").reverse().join(".");
+  return ipv6Groups(plain)
+    .map((g) => g.padStart(4, "0"))
+    .join("")
+    .split("")
+    .reverse()
+    .join(".");
 }
 
 /** A DNS list answer that means "listed" (not an error code of the list). */
@@ -51,14 +56,16 @@ export class DnsListFilter implements RecipientFilter {
       if (listed === undefined) unanswered ??= zone;
       if (listed) {
         return {
-          action: "reject", reason: `client listed in ${zone}`,
+          action: "reject",
+          reason: `client listed in ${zone}`,
           reply: { code: 554, enhanced: "5.7.1", text: `Client host [${rcpt.clientAddress}] blocked using ${zone}` },
         };
       }
     }
     if (unanswered && policy.onError === "tempfail") {
       return {
-        action: "tempfail", reason: `${unanswered} could not be asked`,
+        action: "tempfail",
+        reason: `${unanswered} could not be asked`,
         reply: { code: 451, enhanced: "4.7.1", text: "Client host check unavailable, try again later" },
       };
     }

@@ -22,7 +22,10 @@ const BUCKET_MAX_AGE_MS = 61 * 86_400_000;
 export function clientNetwork(address: string): string {
   const plain = plainAddress(address);
   if (isIPv6(plain)) {
-    return `${ipv6Groups(plain).slice(0, 4).map((g) => Number.parseInt(g, 16).toString(16)).join(":")}::/64`;
+    return `${ipv6Groups(plain)
+      .slice(0, 4)
+      .map((g) => Number.parseInt(g, 16).toString(16))
+      .join(":")}::/64`;
   }
   return `${plain.split(".").slice(0, 3).join(".")}.0/24`;
 }

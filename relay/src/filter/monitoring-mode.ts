@@ -76,7 +76,10 @@ export class PrimaryWatch {
     this.log = log.child({ component: "monitoring-mode" });
     // Unreferenced: the rounds end with the process, whose shutdown waits for nothing they do.
     setInterval(() => void this.round(), options.probeIntervalMs).unref();
-    void queue.whenReady().then(() => this.round()).catch(() => undefined);
+    void queue
+      .whenReady()
+      .then(() => this.round())
+      .catch(() => undefined);
   }
 
   /** The primary answers probes, by a verdict recent enough to trust. */
@@ -135,7 +138,9 @@ export class PrimaryWatch {
     this.verdicts.set(policy.domain, result);
     if (result.up === claim.up) return;
     await kv.put(key, JSON.stringify(result));
-    this.log.info(result.up ? "primary answers: monitoring mode refuses mail for now" : "primary does not answer: monitoring mode accepts mail", { domain: policy.domain });
+    this.log.info(result.up ? "primary answers: monitoring mode refuses mail for now" : "primary does not answer: monitoring mode accepts mail", {
+      domain: policy.domain,
+    });
   }
 
   private async probe(policy: DomainPolicy): Promise<boolean> {
@@ -149,7 +154,10 @@ export class PrimaryWatch {
 
   private open(): Promise<KV> {
     this.bucket ??= new Kvm(this.queue.get().js).create(PRIMARY_STATUS_BUCKET, {
-      history: 1, replicas: this.options.replicas, ttl: BUCKET_MAX_AGE_MS, storage: "memory",
+      history: 1,
+      replicas: this.options.replicas,
+      ttl: BUCKET_MAX_AGE_MS,
+      storage: "memory",
     });
     return this.bucket;
   }
@@ -169,7 +177,8 @@ export class MonitoringModeFilter implements RecipientFilter {
   check(rcpt: RecipientUnderCheck): Promise<Verdict> {
     if (this.policyFor(rcpt.domain)?.acceptWhen !== "primaryDown" || !this.watch.isUp(rcpt.domain)) return Promise.resolve({ action: "continue" });
     return Promise.resolve({
-      action: "tempfail", reason: "monitoring mode: the primary answers",
+      action: "tempfail",
+      reason: "monitoring mode: the primary answers",
       reply: { code: 450, enhanced: "4.7.1", text: `This backup MX takes mail for ${rcpt.domain} only while its primary is down; deliver to the primary MX` },
     });
   }
@@ -179,8 +188,9 @@ export const monitoringModeFilter: FilterModule = {
   name: "monitoring_mode",
   stage: "rcpt",
   spec: { field: "acceptWhen", schema: acceptWhenPolicy },
-  create: ({ config, queue, nextHops, policyFor, policies, log }) => new MonitoringModeFilter(
-    new PrimaryWatch({ hostname: config.hostname, probeIntervalMs: config.probeIntervalMs, replicas: config.replicas }, queue, nextHops, policies, log),
-    policyFor,
-  ),
+  create: ({ config, queue, nextHops, policyFor, policies, log }) =>
+    new MonitoringModeFilter(
+      new PrimaryWatch({ hostname: config.hostname, probeIntervalMs: config.probeIntervalMs, replicas: config.replicas }, queue, nextHops, policies, log),
+      policyFor,
+    ),
 };

@@ -21,7 +21,10 @@ function renderHeaders(fields: ReadonlyArray<readonly [string, string]>): string
   return fields
     .filter(([name]) => /^[!-9;-~]{1,76}$/.test(name))
     .map(([name, value]) => {
-      const folded = value.replace(/\r\n(?=[ \t])/g, "\u0000").replace(/[\x01-\x1f\x7f]+/g, " ").split("\u0000");
+      const folded = value
+        .replace(/\r\n(?=[ \t])/g, "\u0000")
+        .replace(/[\x01-\x1f\x7f]+/g, " ")
+        .split("\u0000");
       return `${name}: ${folded.map((line) => line.slice(0, 990)).join("\r\n")}\r\n`;
     })
     .join("");
@@ -58,7 +61,13 @@ export class FilterPipeline {
       if (verdict.action === "allow") {
         allowed ??= verdict;
       } else if (verdict.action !== "continue") {
-        this.log.info("recipient refused by a filter", { filter: filter.name, verdict: verdict.action, reason: verdict.reason, client: recipient.clientAddress, recipient: recipient.recipient });
+        this.log.info("recipient refused by a filter", {
+          filter: filter.name,
+          verdict: verdict.action,
+          reason: verdict.reason,
+          client: recipient.clientAddress,
+          recipient: recipient.recipient,
+        });
         return verdict;
       }
     }
@@ -89,7 +98,13 @@ export class FilterPipeline {
     for (const { name, verdict: pending } of running) {
       const verdict = await pending;
       if (verdict.action !== "continue") {
-        this.log.info("message refused by a filter", { queueId: message.queueId, filter: name, verdict: verdict.action, reason: verdict.reason, client: message.clientAddress });
+        this.log.info("message refused by a filter", {
+          queueId: message.queueId,
+          filter: name,
+          verdict: verdict.action,
+          reason: verdict.reason,
+          client: message.clientAddress,
+        });
         return { verdict, filter: name, headers: "" };
       }
       added.push(...(verdict.headers ?? []));

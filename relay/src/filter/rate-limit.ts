@@ -48,7 +48,8 @@ export class RateLimitFilter implements RecipientFilter {
       const count = await this.count(kind, subject, limit);
       if (count > limit.count) {
         return {
-          action: "tempfail", reason: `${kind} rate limit (${limit.count} per ${limit.windowMs / 1000}s)`,
+          action: "tempfail",
+          reason: `${kind} rate limit (${limit.count} per ${limit.windowMs / 1000}s)`,
           reply: { code: 451, enhanced: "4.7.0", text: "Rate limit exceeded, try again later" },
         };
       }
@@ -65,7 +66,7 @@ export class RateLimitFilter implements RecipientFilter {
       const increment = headers();
       increment.set("Nats-Incr", "+1");
       // The PubAck of a counter stream carries the new total as "val".
-      const ack = await js.publish(counter, new Uint8Array(), { headers: increment }) as { val?: string };
+      const ack = (await js.publish(counter, new Uint8Array(), { headers: increment })) as { val?: string };
       return Number(ack.val ?? 0);
     } catch (err) {
       // Rate limits protect against floods; without their store they step aside rather than refuse mail.
@@ -79,8 +80,14 @@ export class RateLimitFilter implements RecipientFilter {
     this.ready ??= (async () => {
       const { js, jsm } = this.queue.get();
       const config: Partial<StreamConfig> & { name: string; allow_msg_counter: boolean } = {
-        name: RATE_LIMIT_STREAM, subjects: [RATE_SUBJECTS], retention: RetentionPolicy.Limits, storage: StorageType.File,
-        num_replicas: this.replicas, max_age: MAX_AGE_MS * 1_000_000, discard: DiscardPolicy.Old, allow_msg_counter: true,
+        name: RATE_LIMIT_STREAM,
+        subjects: [RATE_SUBJECTS],
+        retention: RetentionPolicy.Limits,
+        storage: StorageType.File,
+        num_replicas: this.replicas,
+        max_age: MAX_AGE_MS * 1_000_000,
+        discard: DiscardPolicy.Old,
+        allow_msg_counter: true,
       };
       await jsm.streams.info(RATE_LIMIT_STREAM).catch(() => jsm.streams.add(config));
       return js;

@@ -64,7 +64,13 @@ export class RecipientVerifyFilter implements RecipientFilter {
   private readonly policyFor: (domain: string) => DomainPolicy | undefined;
   private readonly log: Logger;
 
-  constructor(options: RecipientVerifyOptions, queue: QueueConnection, routes: NextHopResolver, policyFor: (domain: string) => DomainPolicy | undefined, log: Logger) {
+  constructor(
+    options: RecipientVerifyOptions,
+    queue: QueueConnection,
+    routes: NextHopResolver,
+    policyFor: (domain: string) => DomainPolicy | undefined,
+    log: Logger,
+  ) {
     this.options = options;
     this.cache = new SharedBucket(queue, RECIPIENT_CACHE_BUCKET, options.replicas, BUCKET_MAX_AGE_MS, options.sites);
     this.routes = routes;
@@ -87,14 +93,16 @@ export class RecipientVerifyFilter implements RecipientFilter {
       this.log.info("recipient could not be verified", { recipient: rcpt.recipient, detail: result.detail });
       if (verify.whenUnavailable === "accept") return { action: "continue" };
       return {
-        action: "tempfail", reason: `verification unavailable: ${result.detail}`,
+        action: "tempfail",
+        reason: `verification unavailable: ${result.detail}`,
         reply: { code: 451, enhanced: "4.4.3", text: "Recipient verification unavailable, try again later" },
       };
     }
     const ttlMs = result.answer === "exists" ? verify.positiveTtlMs : verify.negativeTtlMs;
     // An expired answer leaves a delete marker; purge makes room for the fresh one and its TTL.
     await this.cache.purge(cacheKey).catch(() => undefined);
-    await this.cache.create(cacheKey, result.answer === "exists" ? EXISTS : UNKNOWN, `${Math.ceil(ttlMs / 1000)}s`)
+    await this.cache
+      .create(cacheKey, result.answer === "exists" ? EXISTS : UNKNOWN, `${Math.ceil(ttlMs / 1000)}s`)
       .catch((err: unknown) => this.log.debug("could not cache a callout answer", { error: err }));
     return this.answer(result.answer);
   }
@@ -102,7 +110,8 @@ export class RecipientVerifyFilter implements RecipientFilter {
   private answer(answer: "exists" | "unknown"): Verdict {
     if (answer === "exists") return { action: "continue" };
     return {
-      action: "reject", reason: "unknown recipient (verified with the primary)",
+      action: "reject",
+      reason: "unknown recipient (verified with the primary)",
       reply: { code: 550, enhanced: "5.1.1", text: "Recipient address rejected: user unknown" },
     };
   }
@@ -127,7 +136,19 @@ export const recipientVerifyFilter: FilterModule = {
   name: "recipient_verify",
   stage: "rcpt",
   spec: { field: "recipients", schema: recipientsPolicy },
-  create: ({ config, queue, nextHops, policyFor, log }) => new RecipientVerifyFilter({
-    hostname: config.hostname, calloutTimeoutMs: CALLOUT_TIMEOUT_MS, replicas: config.replicas, calloutRate: 5, calloutBurst: 20, sites: config.sites,
-  }, queue, nextHops, policyFor, log),
+  create: ({ config, queue, nextHops, policyFor, log }) =>
+    new RecipientVerifyFilter(
+      {
+        hostname: config.hostname,
+        calloutTimeoutMs: CALLOUT_TIMEOUT_MS,
+        replicas: config.replicas,
+        calloutRate: 5,
+        calloutBurst: 20,
+        sites: config.sites,
+      },
+      queue,
+      nextHops,
+      policyFor,
+      log,
+    ),
 };

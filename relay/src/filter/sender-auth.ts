@@ -14,7 +14,14 @@ function fields(headers: string): Array<[string, string]> {
   const result: Array<[string, string]> = [];
   for (const field of headers.split(/\r?\n(?![ \t])/)) {
     const colon = field.indexOf(":");
-    if (colon > 0) result.push([field.slice(0, colon), field.slice(colon + 1).trim().replace(/\r?\n/g, "\r\n")]);
+    if (colon > 0)
+      result.push([
+        field.slice(0, colon),
+        field
+          .slice(colon + 1)
+          .trim()
+          .replace(/\r?\n/g, "\r\n"),
+      ]);
   }
   return result;
 }
@@ -50,14 +57,16 @@ export class SenderAuthFilter implements MessageFilter {
     if (dmarc && dmarc.status.result === "fail" && dmarc.policy === "reject" && !dmarc.testMode && policies.some((p) => p.rejectDmarcReject)) {
       const domain = dmarc.status.header?.from ?? "the sender domain";
       return {
-        action: "reject", reason: `DMARC fail, p=reject for ${domain}`,
+        action: "reject",
+        reason: `DMARC fail, p=reject for ${domain}`,
         reply: { code: 550, enhanced: "5.7.1", text: `Message rejected: DMARC policy of ${domain} says reject` },
       };
     }
     const spf = result.spf;
     if (spf && spf.status.result === "fail" && policies.some((p) => p.rejectSpfFail)) {
       return {
-        action: "reject", reason: `SPF fail for ${spf.domain}`,
+        action: "reject",
+        reason: `SPF fail for ${spf.domain}`,
         reply: { code: 550, enhanced: "5.7.23", text: `Message rejected: SPF of ${spf.domain} does not permit this host` },
       };
     }

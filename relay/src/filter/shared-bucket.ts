@@ -41,7 +41,10 @@ export class SharedBucket {
     this.sites = sites;
     // Open (and create) the buckets as soon as the queue is up, not at the first message: a site's
     // view then starts sourcing its peers' state before this relay has to judge anything by it.
-    void queue.whenReady().then(() => this.open()).catch(() => undefined);
+    void queue
+      .whenReady()
+      .then(() => this.open())
+      .catch(() => undefined);
   }
 
   /** The current entry of `key` (from any site), or null. */

@@ -96,9 +96,16 @@ export function decodeJob(data: Uint8Array): DeliveryJob {
   }
   const job = parsed as Partial<DeliveryJob>;
   if (
-    typeof job !== "object" || job === null || job.v !== 1 || typeof job.queueId !== "string" ||
-    typeof job.domain !== "string" || typeof job.sender !== "string" || !Array.isArray(job.recipients) ||
-    typeof job.acceptedAt !== "number" || typeof job.expiresAt !== "number" || typeof job.attempts !== "number"
+    typeof job !== "object" ||
+    job === null ||
+    job.v !== 1 ||
+    typeof job.queueId !== "string" ||
+    typeof job.domain !== "string" ||
+    typeof job.sender !== "string" ||
+    !Array.isArray(job.recipients) ||
+    typeof job.acceptedAt !== "number" ||
+    typeof job.expiresAt !== "number" ||
+    typeof job.attempts !== "number"
   ) {
     throw new InvalidJobError("job lacks required fields");
   }

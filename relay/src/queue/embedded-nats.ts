@@ -96,7 +96,7 @@ export class EmbeddedNats {
     if (!command.includes("nats-server") || !command.includes(this.dir)) return;
     this.log.warn("stopping a nats-server left behind by a previous relay", { pid });
     process.kill(pid, "SIGTERM");
-    if (!await waitForExit(pid, 15_000)) process.kill(pid, "SIGKILL");
+    if (!(await waitForExit(pid, 15_000))) process.kill(pid, "SIGKILL");
     await waitForExit(pid, 5000);
   }
 
@@ -112,7 +112,9 @@ export class EmbeddedNats {
     child.on("exit", (code, signal) => {
       if (this.stopping) return;
       this.log.error("embedded nats-server exited; restarting", { code, signal });
-      setTimeout(() => { if (!this.stopping) this.spawnServer(); }, 1000).unref();
+      setTimeout(() => {
+        if (!this.stopping) this.spawnServer();
+      }, 1000).unref();
     });
   }
 
@@ -121,6 +123,6 @@ export class EmbeddedNats {
     const child = this.child;
     if (!child || child.exitCode !== null || child.pid === undefined) return;
     child.kill("SIGTERM");
-    if (!await waitForExit(child.pid, 15_000)) child.kill("SIGKILL");
+    if (!(await waitForExit(child.pid, 15_000))) child.kill("SIGKILL");
   }
 }

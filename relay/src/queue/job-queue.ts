@@ -3,13 +3,9 @@
 // pending on mxw-deliver (only, during a flush of held mail, on their own domain's flush consumer), so a large
 // backlog for one dead primary never blocks other domains.
 
-import {
-  JetStreamApiError, JetStreamError, PubHeaders, type JetStreamClient, type JetStreamManager, type StoredMsg,
-} from "@nats-io/jetstream";
+import { JetStreamApiError, JetStreamError, PubHeaders, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import type { MsgHdrs, QueuedIterator } from "@nats-io/transport-node";
-import {
-  DELIVER_CONSUMER, QUEUE_STREAM, deferFilterForDomain, deferSubject, readySubject,
-} from "./layout.ts";
+import { DELIVER_CONSUMER, QUEUE_STREAM, deferFilterForDomain, deferSubject, readySubject } from "./layout.ts";
 import { decodeJobRecord, encodeJob, type DeliveryJob } from "./delivery-job.ts";
 import type { ReplyInbox } from "./reply-inbox.ts";
 
@@ -87,7 +83,11 @@ export class JobQueue {
       for (const stored of await collectBatch(batch)) {
         received++;
         nextSeq = stored.seq + 1;
-        moves.push(this.release(stored).then((moved) => { if (moved) released++; }));
+        moves.push(
+          this.release(stored).then((moved) => {
+            if (moved) released++;
+          }),
+        );
       }
       await Promise.all(moves);
       if (received === 0) break;
@@ -123,10 +123,7 @@ export class JobQueue {
 
   /** Queue depth for metrics: ready from the consumer, deferred as the rest of the stream. */
   async depth(): Promise<QueueDepth> {
-    const [stream, consumer] = await Promise.all([
-      this.jsm.streams.info(QUEUE_STREAM),
-      this.jsm.consumers.info(QUEUE_STREAM, DELIVER_CONSUMER),
-    ]);
+    const [stream, consumer] = await Promise.all([this.jsm.streams.info(QUEUE_STREAM), this.jsm.consumers.info(QUEUE_STREAM, DELIVER_CONSUMER)]);
     const ready = consumer.num_pending + consumer.num_ack_pending;
     return { ready, deferred: Math.max(0, stream.state.messages - ready) };
   }

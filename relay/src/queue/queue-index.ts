@@ -69,10 +69,14 @@ export class QueueIndex {
 
   /** Reads the relay's queue stream through its live connection. */
   static of(queue: QueueConnection, maxAgeMs: number, clock: () => number = Date.now): QueueIndex {
-    return new QueueIndex(async () => {
-      const info = await queue.get().jsm.streams.info(QUEUE_STREAM, { subjects_filter: QUEUE_SUBJECTS });
-      return info.state.subjects ?? {};
-    }, maxAgeMs, clock);
+    return new QueueIndex(
+      async () => {
+        const info = await queue.get().jsm.streams.info(QUEUE_STREAM, { subjects_filter: QUEUE_SUBJECTS });
+        return info.state.subjects ?? {};
+      },
+      maxAgeMs,
+      clock,
+    );
   }
 
   snapshot(): Promise<QueueIndexSnapshot> {
@@ -80,7 +84,9 @@ export class QueueIndex {
     if (last && this.clock() - last.takenAt < this.maxAgeMs) return Promise.resolve(last);
     this.reading ??= this.readSubjects()
       .then((subjects) => (this.last = summariseQueueIndex(subjects, this.clock())))
-      .finally(() => { this.reading = undefined; });
+      .finally(() => {
+        this.reading = undefined;
+      });
     return this.reading;
   }
 }

@@ -2,13 +2,25 @@
 // it on start and after each reconnect.
 
 import {
-  AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType,
-  type ConsumerConfig, type JetStreamManager, type StreamConfig,
+  AckPolicy,
+  DeliverPolicy,
+  DiscardPolicy,
+  RetentionPolicy,
+  StorageType,
+  type ConsumerConfig,
+  type JetStreamManager,
+  type StreamConfig,
 } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
 import {
-  DELIVER_CONSUMER, QUEUE_STREAM, QUEUE_SUBJECTS, READY_FILTER, SPOOL_STREAM, SPOOL_SUBJECTS,
-  deferFilterForDomain, flushConsumerName,
+  DELIVER_CONSUMER,
+  QUEUE_STREAM,
+  QUEUE_SUBJECTS,
+  READY_FILTER,
+  SPOOL_STREAM,
+  SPOOL_SUBJECTS,
+  deferFilterForDomain,
+  flushConsumerName,
 } from "./layout.ts";
 import { MAX_QUEUE_LIFETIME_MS } from "#api";
 
@@ -118,7 +130,6 @@ async function upsertStream(jsm: JetStreamManager, config: StreamSettings): Prom
     return;
   }
   const current = existing.config;
-  const drifted = (Object.keys(config) as Array<keyof StreamSettings>)
-    .some((key) => JSON.stringify(current[key]) !== JSON.stringify(config[key]));
+  const drifted = (Object.keys(config) as Array<keyof StreamSettings>).some((key) => JSON.stringify(current[key]) !== JSON.stringify(config[key]));
   if (drifted) await jsm.streams.update(name, { ...current, ...config });
 }

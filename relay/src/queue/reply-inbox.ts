@@ -57,7 +57,11 @@ export class ReplyInbox {
     this.nc = nc;
     this.prefix = `${createInbox()}.`;
     // nats.js subscribes again by itself after a reconnect.
-    this.subscription = nc.subscribe(`${this.prefix}*`, { callback: (err, msg) => { if (!err) this.onReply(msg); } });
+    this.subscription = nc.subscribe(`${this.prefix}*`, {
+      callback: (err, msg) => {
+        if (!err) this.onReply(msg);
+      },
+    });
   }
 
   /** Requests waiting for their reply. */

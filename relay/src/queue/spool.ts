@@ -86,8 +86,9 @@ export class SpoolWriter {
   private async storeChunk(chunk: Buffer): Promise<void> {
     const index = ++this.chunksWritten;
     this.wrote = true;
-    await Promise.all(this.queueIds.map((queueId) =>
-      this.js.publish(spoolChunkSubject(queueId, index), chunk, { msgID: `${queueId}.c${index}`, timeout: this.timeoutMs })));
+    await Promise.all(
+      this.queueIds.map((queueId) => this.js.publish(spoolChunkSubject(queueId, index), chunk, { msgID: `${queueId}.c${index}`, timeout: this.timeoutMs })),
+    );
   }
 
   /**
@@ -107,12 +108,14 @@ export class SpoolWriter {
       unchunked = Buffer.alloc(0);
     }
     const chunks = this.chunksWritten;
-    await Promise.all(this.queueIds.map((queueId) => {
-      const h = headers();
-      h.set(CHUNKS_HEADER, String(chunks));
-      h.set(SIZE_HEADER, String(this.totalBytes));
-      return this.js.publish(spoolMessageSubject(queueId), unchunked, { msgID: `${queueId}.m`, headers: h, timeout: this.timeoutMs });
-    }));
+    await Promise.all(
+      this.queueIds.map((queueId) => {
+        const h = headers();
+        h.set(CHUNKS_HEADER, String(chunks));
+        h.set(SIZE_HEADER, String(this.totalBytes));
+        return this.js.publish(spoolMessageSubject(queueId), unchunked, { msgID: `${queueId}.m`, headers: h, timeout: this.timeoutMs });
+      }),
+    );
     return undefined;
   }
 }
@@ -169,9 +172,12 @@ export class SpoolReader {
       size,
       open(): Readable {
         if (chunks === 0) return Readable.from([unchunked], { objectMode: false });
-        return Readable.from((async function* () {
-          for (let index = 1; index <= chunks; index++) yield await fetchChunk(index);
-        })(), { objectMode: false });
+        return Readable.from(
+          (async function* () {
+            for (let index = 1; index <= chunks; index++) yield await fetchChunk(index);
+          })(),
+          { objectMode: false },
+        );
       },
       async head(maxBytes: number): Promise<Buffer> {
         const first = chunks === 0 ? unchunked : await fetchChunk(1);

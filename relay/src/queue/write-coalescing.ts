@@ -20,8 +20,12 @@ function isProtocol(value: unknown): value is ProtocolInternals {
   if (typeof value !== "object" || value === null) return false;
   const candidate = value as Partial<Record<keyof ProtocolInternals, unknown>>;
   const outbound = candidate.outbound as { size?: unknown } | undefined;
-  return typeof candidate.flushPending === "function" && typeof candidate.close === "function"
-    && typeof candidate.pendingLimit === "number" && typeof outbound?.size === "function";
+  return (
+    typeof candidate.flushPending === "function" &&
+    typeof candidate.close === "function" &&
+    typeof candidate.pendingLimit === "number" &&
+    typeof outbound?.size === "function"
+  );
 }
 
 /** Coalesce the connection's socket writes per event-loop turn; false when the internals are not there. */

@@ -21,10 +21,15 @@ export interface IntakeLimits {
 
 export type IntakeOutcome =
   | {
-    stored: true; size: number; header: Buffer; bareNewlines: number; eightBit: boolean; forgedAuthResults: number;
-    /** The whole body when it was kept for its job instead of the spool (SpoolWriter.finish). */
-    inlineBody: Buffer | undefined;
-  }
+      stored: true;
+      size: number;
+      header: Buffer;
+      bareNewlines: number;
+      eightBit: boolean;
+      forgedAuthResults: number;
+      /** The whole body when it was kept for its job instead of the spool (SpoolWriter.finish). */
+      inlineBody: Buffer | undefined;
+    }
   | { stored: false; reply: SmtpReply; size: number; reason: "size" | "loop" | "bare-newline" };
 
 /** A byte above 0x7F anywhere in the chunk. Native (SIMD) scan: a JavaScript loop over every byte showed in the relay's CPU profile with large messages (docs/benchmarks.md, round 4). */

@@ -10,9 +10,7 @@ import type { DomainPolicy } from "../config/relay-domain.ts";
 import type { SmtpReply } from "../smtp/index.ts";
 import { replies } from "./smtp-reply.ts";
 
-export type RecipientVerdict =
-  | { accept: true; address: string; localPart: string; domain: string; policy: DomainPolicy }
-  | { accept: false; reply: SmtpReply };
+export type RecipientVerdict = { accept: true; address: string; localPart: string; domain: string; policy: DomainPolicy } | { accept: false; reply: SmtpReply };
 
 const dotAtomLocal = /^[A-Za-z0-9!#$&'*+/=?^_`{|}~\x80-\uffff-]+(?:\.[A-Za-z0-9!#$&'*+/=?^_`{|}~\x80-\uffff-]+)*$/;
 
@@ -26,7 +24,11 @@ export function splitAddress(address: string): { localPart: string; domain: stri
  * `postmasterDomain`: where a bare RCPT TO:<Postmaster> goes (--postmaster-domain, else the first
  * configured domain); undefined when the relay serves no domain yet.
  */
-export function checkRecipient(address: string, lookup: (domain: string) => DomainPolicy | undefined, postmasterDomain: () => string | undefined = () => undefined): RecipientVerdict {
+export function checkRecipient(
+  address: string,
+  lookup: (domain: string) => DomainPolicy | undefined,
+  postmasterDomain: () => string | undefined = () => undefined,
+): RecipientVerdict {
   if (address.toLowerCase() === "postmaster") {
     const domain = postmasterDomain();
     if (domain === undefined || !lookup(domain)) return { accept: false, reply: replies.postmasterUnavailable };

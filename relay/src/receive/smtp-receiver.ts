@@ -101,9 +101,18 @@ interface IncomingMessage {
 type StoredMessage = Extract<IntakeOutcome, { stored: true }>;
 
 const replyReason = new Map<SmtpReply, RejectReason>([
-  [replies.relayDenied, "relay_denied"], [replies.routingDenied, "routing_denied"], [replies.badAddress, "bad_address"],
-  [replies.unknownUser, "unknown_user"], [replies.tooBigDeclared, "size"], [replies.tooBig, "size"], [replies.headerTooBig, "size"], [replies.loop, "loop"],
-  [replies.bareNewline, "bare_newline"], [replies.queueUnavailable, "queue_unavailable"], [replies.filterFailed, "filter_error"], [replies.shuttingDown, "shutting_down"],
+  [replies.relayDenied, "relay_denied"],
+  [replies.routingDenied, "routing_denied"],
+  [replies.badAddress, "bad_address"],
+  [replies.unknownUser, "unknown_user"],
+  [replies.tooBigDeclared, "size"],
+  [replies.tooBig, "size"],
+  [replies.headerTooBig, "size"],
+  [replies.loop, "loop"],
+  [replies.bareNewline, "bare_newline"],
+  [replies.queueUnavailable, "queue_unavailable"],
+  [replies.filterFailed, "filter_error"],
+  [replies.shuttingDown, "shutting_down"],
   [replies.tooManyFromHost, "too_many_connections"],
 ]);
 
@@ -139,7 +148,10 @@ function senderOf(session: SMTPServerSession): string {
 function discardRest(stream: Readable): Promise<void> {
   return new Promise((resolve) => {
     if (stream.readableEnded) return resolve();
-    stream.on("end", resolve).on("error", () => resolve()).resume();
+    stream
+      .on("end", resolve)
+      .on("error", () => resolve())
+      .resume();
   });
 }
 
@@ -166,9 +178,7 @@ export class SmtpReceiver {
     this.metrics = metrics;
     this.log = log.child({ component: "smtp" });
     installEnhancedReplies();
-    const tls = options.tls
-      ? { key: readFileSync(options.tls.keyFile), cert: readFileSync(options.tls.certFile) }
-      : undefined;
+    const tls = options.tls ? { key: readFileSync(options.tls.keyFile), cert: readFileSync(options.tls.certFile) } : undefined;
     // Senders fall back to plain text or give up on an expired certificate: alert before it does.
     if (tls) this.metrics.tlsCertificateExpiry.set(Date.parse(new X509Certificate(tls.cert).validTo) / 1000);
     this.server = new PromptGreetingServer({
@@ -198,7 +208,10 @@ export class SmtpReceiver {
       onMailFrom: (address, session, callback) => this.onMailFrom(address, session, callback),
       onRcptTo: (address, session, callback) => this.onRcptTo(address, session, callback),
       onData: (stream, session, callback) => {
-        this.onData(stream, session).then((message) => callback(null, message), (err: Error) => callback(err));
+        this.onData(stream, session).then(
+          (message) => callback(null, message),
+          (err: Error) => callback(err),
+        );
       },
     });
     // smtp-server reports a failed handshake twice (the TLS socket's 'error' and '_tlsError'),
@@ -240,7 +253,10 @@ export class SmtpReceiver {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, this.options.shutdownGraceMs);
         timer.unref();
-        this.idleWaiters.push(() => { clearTimeout(timer); resolve(); });
+        this.idleWaiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
       });
     }
     (this.server.options as { closeTimeout?: number }).closeTimeout = 1;
@@ -339,9 +355,18 @@ export class SmtpReceiver {
   }
 
   private checkRcpt(address: SMTPServerAddress, session: SMTPServerSession, state: SessionState, callback: (err?: Error | null) => void): void {
-    const verdict = checkRecipient(address.address, (domain) => this.store.lookup(domain), () => this.postmasterDomain());
+    const verdict = checkRecipient(
+      address.address,
+      (domain) => this.store.lookup(domain),
+      () => this.postmasterDomain(),
+    );
     if (!verdict.accept) {
-      this.log.info("recipient refused", { session: session.id, client: session.remoteAddress, recipient: address.address.slice(0, 320), reply: verdict.reply.code });
+      this.log.info("recipient refused", {
+        session: session.id,
+        client: session.remoteAddress,
+        recipient: address.address.slice(0, 320),
+        reply: verdict.reply.code,
+      });
       return callback(this.refuse(verdict.reply, "recipients"));
     }
     const mailArgs = session.envelope.mailFrom ? session.envelope.mailFrom.args : false;
@@ -353,19 +378,24 @@ export class SmtpReceiver {
       callback();
     };
     if (!this.filters.hasRecipientFilters) return accept(false);
-    this.filters.runRcpt({
-      clientAddress: plainAddress(session.remoteAddress),
-      heloName: session.hostNameAppearsAs,
-      sender: senderOf(session),
-      recipient: verdict.address,
-      domain: verdict.domain,
-    }).then((filtered) => {
-      if (filtered.action === "continue" || filtered.action === "allow") return accept(filtered.action === "allow");
-      callback(this.refuse(filtered.reply, "recipients", filtered.action === "reject" ? "filter_reject" : "filter_tempfail"));
-    }, (err: unknown) => {
-      this.log.warn("recipient filter failed; answered 451", { error: err });
-      callback(this.failOnOurSide(state, "filter_error", replies.filterFailed, "recipients"));
-    });
+    this.filters
+      .runRcpt({
+        clientAddress: plainAddress(session.remoteAddress),
+        heloName: session.hostNameAppearsAs,
+        sender: senderOf(session),
+        recipient: verdict.address,
+        domain: verdict.domain,
+      })
+      .then(
+        (filtered) => {
+          if (filtered.action === "continue" || filtered.action === "allow") return accept(filtered.action === "allow");
+          callback(this.refuse(filtered.reply, "recipients", filtered.action === "reject" ? "filter_reject" : "filter_tempfail"));
+        },
+        (err: unknown) => {
+          this.log.warn("recipient filter failed; answered 451", { error: err });
+          callback(this.failOnOurSide(state, "filter_error", replies.filterFailed, "recipients"));
+        },
+      );
   }
 
   /** DATA in steps: who it is for, read and store it, filter, commit to the queue, answer. */
@@ -430,7 +460,8 @@ export class SmtpReceiver {
       throw this.refuse(outcome.reply, "messages");
     }
     if (outcome.bareNewlines > 0) this.metrics.bareNewlines.inc();
-    if (outcome.forgedAuthResults > 0) log.info("removed Authentication-Results that claimed this relay's name", { fields: outcome.forgedAuthResults, client: session.remoteAddress });
+    if (outcome.forgedAuthResults > 0)
+      log.info("removed Authentication-Results that claimed this relay's name", { fields: outcome.forgedAuthResults, client: session.remoteAddress });
     return outcome;
   }
 
@@ -438,17 +469,20 @@ export class SmtpReceiver {
   private traceHeader({ session, queueId }: IncomingMessage): Buffer {
     const secure = session.secure;
     const utf8 = Boolean(session.envelope.smtpUtf8);
-    return Buffer.from(receivedHeader({
-      heloName: session.hostNameAppearsAs,
-      clientHostname: session.clientHostname,
-      clientAddress: session.remoteAddress,
-      byHostname: this.options.hostname,
-      protocol: `${utf8 ? "UTF8SMTP" : "ESMTP"}${secure ? "S" : ""}` as "ESMTP",
-      queueId,
-      recipients: session.envelope.rcptTo.map((r) => r.address),
-      tls: secure && session.tlsOptions ? receivedTls(session.tlsOptions) : undefined,
-      date: new Date(),
-    }), "utf8");
+    return Buffer.from(
+      receivedHeader({
+        heloName: session.hostNameAppearsAs,
+        clientHostname: session.clientHostname,
+        clientAddress: session.remoteAddress,
+        byHostname: this.options.hostname,
+        protocol: `${utf8 ? "UTF8SMTP" : "ESMTP"}${secure ? "S" : ""}` as "ESMTP",
+        queueId,
+        recipients: session.envelope.rcptTo.map((r) => r.address),
+        tls: secure && session.tlsOptions ? receivedTls(session.tlsOptions) : undefined,
+        date: new Date(),
+      }),
+      "utf8",
+    );
   }
 
   /** Runs the DATA-stage filters on the stored message; returns the header fields they add. */
@@ -531,7 +565,14 @@ export class SmtpReceiver {
     this.metrics.bytesAccepted.inc(message.writer.size * jobs.length);
     this.metrics.acceptLatency.observe((performance.now() - started) / 1000);
     for (const job of jobs) {
-      message.log.info("message queued", { queueId: job.queueId, domain: job.domain, sender: job.sender, recipients: job.recipients.length, size: job.size, client: message.session.remoteAddress });
+      message.log.info("message queued", {
+        queueId: job.queueId,
+        domain: job.domain,
+        sender: job.sender,
+        recipients: job.recipients.length,
+        size: job.size,
+        client: message.session.remoteAddress,
+      });
     }
     return `Ok: queued as ${message.queueId}`;
   }

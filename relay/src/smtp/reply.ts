@@ -14,11 +14,13 @@ export interface SmtpReply {
 /** The reply as it was on the wire, lines joined by "\n" (e.g. "550 5.1.1 user unknown"). */
 export function formatReply(reply: SmtpReply): string {
   const lines = reply.text.split("\n");
-  return lines.map((line, index) => {
-    const text = reply.enhanced ? (line ? `${reply.enhanced} ${line}` : reply.enhanced) : line;
-    const separator = index === lines.length - 1 ? " " : "-";
-    return text ? `${reply.code}${separator}${text}` : `${reply.code}${separator.trim()}`;
-  }).join("\n");
+  return lines
+    .map((line, index) => {
+      const text = reply.enhanced ? (line ? `${reply.enhanced} ${line}` : reply.enhanced) : line;
+      const separator = index === lines.length - 1 ? " " : "-";
+      return text ? `${reply.code}${separator}${text}` : `${reply.code}${separator.trim()}`;
+    })
+    .join("\n");
 }
 
 export type SmtpReplyErrorKind = "malformed" | "too-long";

@@ -18,7 +18,15 @@ export function domainsToExport(domains: Record<string, DomainQueueFigures>, lim
     .slice(0, limit);
 }
 
-export function startDomainQueueMetrics(queue: QueueConnection, index: QueueIndex, store: DomainStore, metrics: RelayMetrics, limit: number, intervalMs: number, log: Logger): () => void {
+export function startDomainQueueMetrics(
+  queue: QueueConnection,
+  index: QueueIndex,
+  store: DomainStore,
+  metrics: RelayMetrics,
+  limit: number,
+  intervalMs: number,
+  log: Logger,
+): () => void {
   const sample = async (): Promise<void> => {
     if (!queue.isReady()) return;
     const report = await collectQueueReport(index, store, "metrics");

@@ -14,21 +14,21 @@ export interface PeriodicTask {
  * `everyTick` runs on every tick, even while a run is still going: for a cheap figure that must
  * stay current while a slow run waits on a server that went away.
  */
-export function startPeriodic(
-  intervalMs: number, task: () => Promise<void>, onError: (err: unknown) => void, everyTick?: () => void,
-): PeriodicTask {
+export function startPeriodic(intervalMs: number, task: () => Promise<void>, onError: (err: unknown) => void, everyTick?: () => void): PeriodicTask {
   let busy = false;
   let again = false;
   let stopped = false;
   const run = (): void => {
     busy = true;
-    task().catch(onError).finally(() => {
-      busy = false;
-      if (again && !stopped) {
-        again = false;
-        run();
-      }
-    });
+    task()
+      .catch(onError)
+      .finally(() => {
+        busy = false;
+        if (again && !stopped) {
+          again = false;
+          run();
+        }
+      });
   };
   const tick = (): void => {
     everyTick?.();

@@ -17,6 +17,8 @@ export function startQueueMonitor(queue: QueueConnection, index: QueueIndex, met
     const { site, takenAt } = await index.snapshot();
     metrics.queueOldestAge.set(Math.max(0, (takenAt - site.oldestAcceptedAt) / 1000));
   };
-  const reportUp = (): void => { metrics.queueUp.set(queue.isReady() ? 1 : 0); };
+  const reportUp = (): void => {
+    metrics.queueUp.set(queue.isReady() ? 1 : 0);
+  };
   return startPeriodic(intervalMs, sample, (err) => log.debug("queue sample failed", { error: err }), reportUp).stop;
 }

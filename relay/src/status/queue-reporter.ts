@@ -28,7 +28,15 @@ export async function collectQueueReport(index: QueueIndex, store: DomainStore, 
   return { updatedAt: new Date(snapshot.takenAt).toISOString(), reporter, domains };
 }
 
-export async function startQueueReporter(queue: QueueConnection, index: QueueIndex, store: DomainStore, target: ReportTarget, reporter: string, intervalMs: number, log: Logger): Promise<() => void> {
+export async function startQueueReporter(
+  queue: QueueConnection,
+  index: QueueIndex,
+  store: DomainStore,
+  target: ReportTarget,
+  reporter: string,
+  intervalMs: number,
+  log: Logger,
+): Promise<() => void> {
   // Loaded only when a report is configured: the Kubernetes client alone is a large part of the
   // relay's idle resident memory (measured by `make bench`, docs/benchmarks.md).
   const { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } = await import("@kubernetes/client-node");
@@ -38,16 +46,20 @@ export async function startQueueReporter(queue: QueueConnection, index: QueueInd
   const api = config.makeApiClient(CoreV1Api);
   const write = async (): Promise<void> => {
     if (!queue.isReady()) return;
-    const report: QueueReport = { ...await collectQueueReport(index, store, reporter), intervalMs };
-    await api.patchNamespacedConfigMap({
-      name: target.name,
-      namespace: target.namespace,
-      body: { data: { [queueReportKey(reporter)]: JSON.stringify(report) } },
-      fieldManager: "mxwarden-relay",
-    }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch));
+    const report: QueueReport = { ...(await collectQueueReport(index, store, reporter)), intervalMs };
+    await api.patchNamespacedConfigMap(
+      {
+        name: target.name,
+        namespace: target.namespace,
+        body: { data: { [queueReportKey(reporter)]: JSON.stringify(report) } },
+        fieldManager: "mxwarden-relay",
+      },
+      setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+    );
   };
   const periodic = startPeriodic(intervalMs, write, (err) =>
-    log.warn("could not write the queue report", { configMap: `${target.namespace}/${target.name}`, error: err }));
+    log.warn("could not write the queue report", { configMap: `${target.namespace}/${target.name}`, error: err }),
+  );
   // A configuration change (a domain deleted, say) is reported at once, not one interval later.
   store.onChange(() => periodic.runNow());
   return periodic.stop;
