@@ -43,4 +43,4 @@ export { parseByteSize, parseDuration } from "./quantities.ts";
 export { parseCidr, YAML11_BOOLEAN_WORDS } from "./schema.ts";
 export { ConfigError, isObject, validate, withAllDefaults } from "./validate.ts";
 export { parseQueueReport, queueReportKey } from "./queue-report.ts";
-export type { DomainQueueFigures, QueueReport } from "./queue-report.ts";
+export type { DomainPrimaryFigures, DomainQueueFigures, QueueReport } from "./queue-report.ts";

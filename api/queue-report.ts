@@ -4,7 +4,20 @@
 // only the last writer's; the operator reads them through the site's API server, so it needs no
 // network path to NATS or to the pods.
 
-export interface DomainQueueFigures {
+/**
+ * What one relay last learned of the domain's primary, by delivering to it or by the
+ * monitoring-mode probe. All absent when the relay has done neither (or predates these fields).
+ */
+export interface DomainPrimaryFigures {
+  /** A hop of the primary answered the last delivery or probe. */
+  primaryReachable?: boolean;
+  /** When unreachable: what the last attempt met, short. */
+  primaryError?: string;
+  /** When unreachable: since when (RFC 3339). */
+  primaryDownSince?: string;
+}
+
+export interface DomainQueueFigures extends DomainPrimaryFigures {
   /** metadata.generation of the RelayDomain document the relay has loaded. */
   generation: number;
   /** The document carries a deletionTimestamp: no new mail, queue draining. */

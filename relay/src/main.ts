@@ -25,6 +25,7 @@ import { createLogger, type Logger } from "./log.ts";
 import { RelayMetrics } from "./metrics.ts";
 import { EmbeddedNats, QueueConnection, QueueIndex } from "./queue/index.ts";
 import { startQueueMonitor } from "./status/queue-monitor.ts";
+import { PrimaryReachability } from "./status/primary-reachability.ts";
 import { startQueueReporter } from "./status/queue-reporter.ts";
 import { startDomainQueueMetrics } from "./status/domain-queue-metrics.ts";
 import { startDependencyProbe } from "./status/dependency-probe.ts";
@@ -81,6 +82,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     },
     log,
   );
+  const primaries = new PrimaryReachability();
   // The worker is created below; a destination can only recover once it runs.
   const destinations = new DestinationHealth(
     config.probeIntervalMs,
@@ -89,6 +91,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
       return Promise.resolve();
     },
     metrics,
+    primaries,
     log,
   );
   const worker = new DeliveryWorker(
@@ -113,6 +116,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
       nextHops,
       policyFor: (domain) => store.lookup(domain),
       policies: () => store.current().byDomain.values(),
+      primaries,
       log,
     }),
     metrics,
@@ -157,7 +161,16 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
   const stopMonitor = startQueueMonitor(queue, queueIndex, metrics, log, 5000);
   const stopProbe = startDependencyProbe({ queue, clamd: config.clamd, rspamd: config.rspamd }, metrics, log, 5000);
   const stopReporter = config.statusReport
-    ? await startQueueReporter(queue, queueIndex, store, config.statusReport, process.env.POD_NAME ?? config.hostname, config.statusReport.intervalMs, log)
+    ? await startQueueReporter(
+        queue,
+        queueIndex,
+        store,
+        config.statusReport,
+        process.env.POD_NAME ?? config.hostname,
+        config.statusReport.intervalMs,
+        primaries,
+        log,
+      )
     : () => {};
   const stopDomainMetrics = config.domainMetrics > 0 ? startDomainQueueMetrics(queue, queueIndex, store, metrics, config.domainMetrics, 5000, log) : () => {};
   worker.start();

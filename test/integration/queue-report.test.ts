@@ -10,6 +10,7 @@ import { tempDir } from "../harness/workspace.ts";
 import { createLogger } from "../../relay/src/log.ts";
 import { DomainStore } from "../../relay/src/config/domain-store.ts";
 import { QueueConnection, QueueIndex, newQueueId, type DeliveryJob } from "../../relay/src/queue/index.ts";
+import { PrimaryReachability } from "../../relay/src/status/primary-reachability.ts";
 import { collectQueueReport } from "../../relay/src/status/queue-reporter.ts";
 
 describe("queue report", () => {
@@ -73,5 +74,15 @@ describe("queue report", () => {
     assert.equal(report.reporter, "relay-0");
     assert.deepEqual(report.domains["a.example"], { generation: 7, retiring: false, queued: 2, oldestQueuedSeconds: 120 });
     assert.deepEqual(report.domains["b.example"], { generation: 2, retiring: true, queued: 1, oldestQueuedSeconds: 5 });
+  });
+
+  it("adds what the relay knows of each primary, and nothing for a primary it never tried", async () => {
+    const primaries = new PrimaryReachability();
+    primaries.unreachable("a.example", "connect ECONNREFUSED 192.0.2.1:25", Date.parse("2026-12-05T10:00:00Z"));
+    const report = await collectQueueReport(QueueIndex.of(queue, 0), store, "relay-0", primaries);
+    assert.equal(report.domains["a.example"]?.primaryReachable, false);
+    assert.equal(report.domains["a.example"]?.primaryError, "connect ECONNREFUSED 192.0.2.1:25");
+    assert.equal(report.domains["a.example"]?.primaryDownSince, "2026-12-05T10:00:00.000Z");
+    assert.equal(report.domains["b.example"]?.primaryReachable, undefined);
   });
 });

@@ -25,7 +25,7 @@ import {
 } from "../queue/index.ts";
 import { queueBounce } from "./bounce.ts";
 import { PULL_EXPIRES_MS, SETTLE_BACKOFF_INITIAL_MS, SETTLE_BACKOFF_MAX_MS, SETTLE_RETRY_MS } from "./delivery-timing.ts";
-import type { DestinationHealth } from "./destination-health.ts";
+import { noGreeting, type DestinationHealth } from "./destination-health.ts";
 import { HeldMailFlush } from "./held-mail-flush.ts";
 import { heldUntil, isHeld } from "./maintenance-hold.ts";
 import type { FailedRecipient } from "./dsn.ts";
@@ -310,7 +310,7 @@ export class DeliveryWorker {
         },
         () => withHeaders(job.headers, body.open()),
       );
-      if (report.unreachable) this.deps.health.markUnreachable(job.domain, route);
+      if (report.unreachable) this.deps.health.markUnreachable(job.domain, route, report.outcomes[0]?.reply ?? noGreeting(route));
       else this.deps.health.markReachable(job.domain);
     } finally {
       clearInterval(progress);

@@ -8,6 +8,7 @@ import { connect } from "node:net";
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
 import { SmtpReplyReader } from "../smtp/index.ts";
+import type { PrimaryReachability } from "../status/primary-reachability.ts";
 import type { NextHop, Route } from "./next-hop.ts";
 
 interface Outage {
@@ -56,17 +57,24 @@ export async function anyHopAnswers(route: Route, probeIntervalMs: number): Prom
   return false;
 }
 
+/** What a probe that found no hop answering says, for the queue report. */
+export function noGreeting(route: Route): string {
+  return `no 220 greeting from ${route.hops.map((h) => `${h.host}:${h.port}`).join(", ")}`;
+}
+
 export class DestinationHealth {
   private readonly outages = new Map<string, Outage>();
   private readonly probeIntervalMs: number;
   private readonly onRecovered: (domain: string) => Promise<void>;
   private readonly metrics: RelayMetrics;
+  private readonly primaries: PrimaryReachability;
   private readonly log: Logger;
 
-  constructor(probeIntervalMs: number, onRecovered: (domain: string) => Promise<void>, metrics: RelayMetrics, log: Logger) {
+  constructor(probeIntervalMs: number, onRecovered: (domain: string) => Promise<void>, metrics: RelayMetrics, primaries: PrimaryReachability, log: Logger) {
     this.probeIntervalMs = probeIntervalMs;
     this.onRecovered = onRecovered;
     this.metrics = metrics;
+    this.primaries = primaries;
     this.log = log.child({ component: "destination-health" });
   }
 
@@ -74,7 +82,9 @@ export class DestinationHealth {
     return this.outages.has(domain);
   }
 
-  markUnreachable(domain: string, route: Route): void {
+  /** No hop of the route answered; `error` is what the last attempt met, for the queue report (absent: the primary did answer, the flush after it failed). */
+  markUnreachable(domain: string, route: Route, error?: string): void {
+    if (error !== undefined) this.primaries.unreachable(domain, error);
     const existing = this.outages.get(domain);
     if (existing) {
       existing.route = route;
@@ -89,6 +99,7 @@ export class DestinationHealth {
 
   /** A delivery got through: end the outage and flush the domain's held mail. */
   markReachable(domain: string): void {
+    this.primaries.reachable(domain);
     if (!this.endOutage(domain)) return;
     this.onRecovered(domain).catch((err: unknown) => {
       this.log.warn("flushing held mail failed; it waits for its retry time", { domain, error: err });
@@ -100,6 +111,7 @@ export class DestinationHealth {
     if (!outage) return false;
     clearInterval(outage.timer);
     this.outages.delete(domain);
+    this.primaries.reachable(domain);
     this.metrics.deadDestinations.set(this.outages.size);
     this.log.info("destination reachable again", { domain, downForMs: Date.now() - outage.since });
     return true;
@@ -118,8 +130,10 @@ export class DestinationHealth {
         if (!destination || this.outages.has(destination.domain)) continue;
         try {
           const route = await destination.route();
-          if (await anyHopAnswers(route, this.probeIntervalMs)) await this.onRecovered(destination.domain);
-          else this.markUnreachable(destination.domain, route);
+          if (await anyHopAnswers(route, this.probeIntervalMs)) {
+            this.primaries.reachable(destination.domain);
+            await this.onRecovered(destination.domain);
+          } else this.markUnreachable(destination.domain, route, noGreeting(route));
         } catch (err) {
           this.log.debug("start-up check of a destination failed", { domain: destination.domain, error: err });
         }

@@ -11,6 +11,7 @@ import type { NextHopResolver } from "../deliver/next-hop.ts";
 import type { Logger } from "../log.ts";
 import type { QueueConnection } from "../queue/index.ts";
 import type { SmtpReply } from "../smtp/index.ts";
+import type { PrimaryReachability } from "../status/primary-reachability.ts";
 
 export type FilterStage = "rcpt" | "data";
 
@@ -86,6 +87,8 @@ export interface FilterContext {
   policyFor(domain: string): DomainPolicy | undefined;
   /** Every loaded domain policy, as of now (for filters that watch domains on their own schedule). */
   policies(): Iterable<DomainPolicy>;
+  /** What the relay learns of each domain's primary, for the queue report. */
+  primaries: PrimaryReachability;
   log: Logger;
 }
 

@@ -17,11 +17,12 @@
 import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
 import { acceptWhenPolicy } from "#api";
 import type { DomainPolicy } from "../config/relay-domain.ts";
-import { anyHopAnswers } from "../deliver/destination-health.ts";
+import { anyHopAnswers, noGreeting } from "../deliver/destination-health.ts";
 import type { NextHopResolver } from "../deliver/next-hop.ts";
 import type { Logger } from "../log.ts";
 import type { QueueConnection } from "../queue/queue-connection.ts";
 import { domainToken } from "../queue/layout.ts";
+import type { PrimaryReachability } from "../status/primary-reachability.ts";
 import type { FilterModule, RecipientFilter, RecipientUnderCheck, Verdict } from "./filter.ts";
 
 export const PRIMARY_STATUS_BUCKET = "mxw-primary-status";
@@ -66,13 +67,22 @@ export class PrimaryWatch {
   private readonly queue: QueueConnection;
   private readonly nextHops: NextHopResolver;
   private readonly policies: () => Iterable<DomainPolicy>;
+  private readonly primaries: PrimaryReachability;
   private readonly log: Logger;
 
-  constructor(options: PrimaryWatchOptions, queue: QueueConnection, nextHops: NextHopResolver, policies: () => Iterable<DomainPolicy>, log: Logger) {
+  constructor(
+    options: PrimaryWatchOptions,
+    queue: QueueConnection,
+    nextHops: NextHopResolver,
+    policies: () => Iterable<DomainPolicy>,
+    primaries: PrimaryReachability,
+    log: Logger,
+  ) {
     this.options = options;
     this.queue = queue;
     this.nextHops = nextHops;
     this.policies = policies;
+    this.primaries = primaries;
     this.log = log.child({ component: "monitoring-mode" });
     // Unreferenced: the rounds end with the process, whose shutdown waits for nothing they do.
     setInterval(() => void this.round(), options.probeIntervalMs).unref();
@@ -123,7 +133,13 @@ export class PrimaryWatch {
     const key = domainToken(policy.domain);
     const entry = await kv.get(key);
     const shared = parseStatus(entry);
-    if (shared) this.verdicts.set(policy.domain, shared);
+    if (shared) {
+      this.verdicts.set(policy.domain, shared);
+      // Another relay's verdict: every relay of the site reports the same. Our own came with its error.
+      if (shared.by !== this.options.hostname && shared.up === true) this.primaries.reachable(policy.domain);
+      else if (shared.by !== this.options.hostname && shared.up === false)
+        this.primaries.unreachable(policy.domain, `no 220 greeting to the probe of ${shared.by}`);
+    }
     const now = Date.now();
     if (shared && now - shared.checkedAt < this.options.probeIntervalMs) return;
     const claim: PrimaryStatus = { up: shared?.up ?? null, checkedAt: now, by: this.options.hostname };
@@ -134,8 +150,11 @@ export class PrimaryWatch {
       // Another relay claimed this probe a moment ago: its verdict arrives with the next round.
       return;
     }
-    const result: PrimaryStatus = { up: await this.probe(policy), checkedAt: now, by: this.options.hostname };
+    const probed = await this.probe(policy);
+    const result: PrimaryStatus = { up: probed.error === undefined, checkedAt: now, by: this.options.hostname };
     this.verdicts.set(policy.domain, result);
+    if (probed.error === undefined) this.primaries.reachable(policy.domain);
+    else this.primaries.unreachable(policy.domain, probed.error);
     if (result.up === claim.up) return;
     await kv.put(key, JSON.stringify(result));
     this.log.info(result.up ? "primary answers: monitoring mode refuses mail for now" : "primary does not answer: monitoring mode accepts mail", {
@@ -143,12 +162,14 @@ export class PrimaryWatch {
     });
   }
 
-  private async probe(policy: DomainPolicy): Promise<boolean> {
+  /** Whether a hop of the primary greets; `error` says why not. */
+  private async probe(policy: DomainPolicy): Promise<{ error?: string }> {
     try {
-      return await anyHopAnswers(await this.nextHops.forDomain(policy), this.options.probeIntervalMs);
+      const route = await this.nextHops.forDomain(policy);
+      return (await anyHopAnswers(route, this.options.probeIntervalMs)) ? {} : { error: noGreeting(route) };
     } catch (err) {
       this.log.debug("no route to the primary; counted as not answering", { domain: policy.domain, error: err });
-      return false;
+      return { error: err instanceof Error ? err.message : String(err) };
     }
   }
 
@@ -188,9 +209,16 @@ export const monitoringModeFilter: FilterModule = {
   name: "monitoring_mode",
   stage: "rcpt",
   spec: { field: "acceptWhen", schema: acceptWhenPolicy },
-  create: ({ config, queue, nextHops, policyFor, policies, log }) =>
+  create: ({ config, queue, nextHops, policyFor, policies, primaries, log }) =>
     new MonitoringModeFilter(
-      new PrimaryWatch({ hostname: config.hostname, probeIntervalMs: config.probeIntervalMs, replicas: config.replicas }, queue, nextHops, policies, log),
+      new PrimaryWatch(
+        { hostname: config.hostname, probeIntervalMs: config.probeIntervalMs, replicas: config.replicas },
+        queue,
+        nextHops,
+        policies,
+        primaries,
+        log,
+      ),
       policyFor,
     ),
 };

@@ -8,6 +8,7 @@ import type { Logger } from "../log.ts";
 import { domainToken, nothingQueued, type QueueConnection, type QueueIndex } from "../queue/index.ts";
 import { queueReportKey, type DomainQueueFigures, type QueueReport } from "#api";
 import { startPeriodic } from "./periodic.ts";
+import type { PrimaryReachability } from "./primary-reachability.ts";
 
 export interface ReportTarget {
   namespace: string;
@@ -16,14 +17,16 @@ export interface ReportTarget {
   kubeconfig?: string | undefined;
 }
 
-/** Counts and oldest job per configured domain, from one snapshot of the queue's subject index. */
-export async function collectQueueReport(index: QueueIndex, store: DomainStore, reporter: string): Promise<QueueReport> {
+/** Counts and oldest job per configured domain, from one snapshot of the queue's subject index, and what this relay knows of its primary. */
+export async function collectQueueReport(index: QueueIndex, store: DomainStore, reporter: string, primaries?: PrimaryReachability): Promise<QueueReport> {
   const snapshot = await index.snapshot();
   const domains: Record<string, DomainQueueFigures> = {};
-  for (const [domain, policy] of store.current().byDomain) {
+  const served = store.current().byDomain;
+  primaries?.retain(served);
+  for (const [domain, policy] of served) {
     const { queued, oldestAcceptedAt } = snapshot.byDomainToken.get(domainToken(domain)) ?? nothingQueued(snapshot);
     const oldestQueuedSeconds = Math.max(0, Math.round((snapshot.takenAt - oldestAcceptedAt) / 1000));
-    domains[domain] = { generation: policy.generation, retiring: policy.retiring !== undefined, queued, oldestQueuedSeconds };
+    domains[domain] = { generation: policy.generation, retiring: policy.retiring !== undefined, queued, oldestQueuedSeconds, ...primaries?.figures(domain) };
   }
   return { updatedAt: new Date(snapshot.takenAt).toISOString(), reporter, domains };
 }
@@ -35,6 +38,7 @@ export async function startQueueReporter(
   target: ReportTarget,
   reporter: string,
   intervalMs: number,
+  primaries: PrimaryReachability,
   log: Logger,
 ): Promise<() => void> {
   // Loaded only when a report is configured: the Kubernetes client alone is a large part of the
@@ -46,7 +50,7 @@ export async function startQueueReporter(
   const api = config.makeApiClient(CoreV1Api);
   const write = async (): Promise<void> => {
     if (!queue.isReady()) return;
-    const report: QueueReport = { ...(await collectQueueReport(index, store, reporter)), intervalMs };
+    const report: QueueReport = { ...(await collectQueueReport(index, store, reporter, primaries)), intervalMs };
     await api.patchNamespacedConfigMap(
       {
         name: target.name,
