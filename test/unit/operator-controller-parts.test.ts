@@ -6,7 +6,8 @@ import { judgeMxRecords } from "../../operator/src/controller/dns-check.ts";
 import { parseOperatorArgs, UsageError } from "../../operator/src/cli.ts";
 import { resourcePath } from "../../operator/src/kube/resources.ts";
 import { Resources } from "../../operator/src/kube/resources.ts";
-import { readSiteReports } from "../../operator/src/controller/relay-reports.ts";
+import { primaryAtSite, readSiteReports } from "../../operator/src/controller/relay-reports.ts";
+import { primaryEvent, primaryReachableCondition } from "../../operator/src/controller/primary-condition.ts";
 
 describe("WorkQueue", () => {
   it("holds a key once however often it is added", async () => {
@@ -188,5 +189,61 @@ describe("readSiteReports (one report per relay)", () => {
       ["report.b.json", "report.a.json", "report.slow.json"],
     );
     assert.deepEqual(reports.gone.sort(), ["report.garbage.json", "report.gone.json", "report.json"]);
+  });
+});
+
+describe("PrimaryReachable (sites combined)", () => {
+  const report = (reporter: string, figures: Record<string, unknown>) => ({
+    key: reporter,
+    report: {
+      updatedAt: new Date().toISOString(),
+      reporter,
+      domains: { "a.example": { generation: 1, retiring: false, queued: 0, oldestQueuedSeconds: 0, ...figures } },
+    },
+  });
+
+  it("takes, within a site, the relay whose outage began first, and ignores relays that know nothing", () => {
+    const reports = {
+      live: [
+        report("r0", { primaryReachable: true }),
+        report("r1", { primaryReachable: false, primaryError: "later", primaryDownSince: "2026-12-05T10:05:00Z" }),
+        report("r2", { primaryReachable: false, primaryError: "first", primaryDownSince: "2026-12-05T10:00:00Z" }),
+        report("r3", {}),
+      ],
+      gone: [],
+    };
+    assert.deepEqual(primaryAtSite(reports, "a.example"), { reachable: false, error: "first", since: "2026-12-05T10:00:00Z" });
+    assert.deepEqual(primaryAtSite({ live: [report("r0", { primaryReachable: true }), report("r3", {})], gone: [] }, "a.example"), { reachable: true });
+    assert.equal(primaryAtSite({ live: [report("r3", {})], gone: [] }, "a.example"), undefined);
+  });
+
+  it("is False when any site cannot reach the primary, naming only those sites; True when one reaches it and none fails; else Unknown", () => {
+    const mixed = primaryReachableCondition([
+      { site: "site-a", primary: { reachable: false, error: "connect ETIMEDOUT", since: "2026-12-05T10:00:00Z" } },
+      { site: "site-b", primary: { reachable: true } },
+    ]);
+    assert.equal(mixed.status, "False");
+    assert.equal(mixed.reason, "PrimaryUnreachable");
+    assert.match(mixed.message, /site-a: connect ETIMEDOUT since 2026-12-05T10:00:00Z/);
+    assert.doesNotMatch(mixed.message, /site-b/);
+    const up = primaryReachableCondition([
+      { site: "site-a", primary: undefined },
+      { site: "site-b", primary: { reachable: true } },
+    ]);
+    assert.deepEqual([up.status, up.reason], ["True", "PrimaryAnswers"]);
+    assert.deepEqual(primaryReachableCondition([{ site: "site-a", primary: undefined }]).reason, "NotObserved");
+    assert.deepEqual(primaryReachableCondition([]).reason, "NoReachableSites");
+  });
+
+  it("records an Event when the status turns True or False, not into Unknown and not when unchanged", () => {
+    const down = primaryReachableCondition([{ site: "site-a", primary: { reachable: false, error: "x" } }]);
+    const up = primaryReachableCondition([{ site: "site-a", primary: { reachable: true } }]);
+    const unknown = primaryReachableCondition([]);
+    assert.equal(primaryEvent("True", down, "a.example")?.type, "Warning");
+    assert.equal(primaryEvent(undefined, down, "a.example")?.reason, "PrimaryUnreachable");
+    assert.equal(primaryEvent("False", down, "a.example"), undefined);
+    assert.equal(primaryEvent("False", up, "a.example")?.type, "Normal");
+    assert.equal(primaryEvent("Unknown", up, "a.example")?.reason, "PrimaryReachable");
+    assert.equal(primaryEvent("False", unknown, "a.example"), undefined);
   });
 });

@@ -6,7 +6,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createLogger } from "../../relay/src/log.ts";
-import { queueReportKey, type QueueReport } from "#api";
+import { queueReportKey, type DomainPrimaryFigures, type QueueReport } from "#api";
 import type { Unstructured } from "../../operator/src/kube/api-client.ts";
 import { Resources } from "../../operator/src/kube/resources.ts";
 import { OperatorMetrics } from "../../operator/src/metrics.ts";
@@ -110,8 +110,8 @@ function queueReport(reporter: string, domains: QueueReport["domains"], updatedA
   return { [queueReportKey(reporter)]: JSON.stringify({ updatedAt: updatedAt.toISOString(), reporter, intervalMs: 10_000, domains } satisfies QueueReport) };
 }
 
-function figures(generation: number, queued = 0, retiring = false): QueueReport["domains"] {
-  return { "example.com": { generation, retiring, queued, oldestQueuedSeconds: queued > 0 ? 60 : 0 } };
+function figures(generation: number, queued = 0, retiring = false, primary: DomainPrimaryFigures = {}): QueueReport["domains"] {
+  return { "example.com": { generation, retiring, queued, oldestQueuedSeconds: queued > 0 ? 60 : 0, ...primary } };
 }
 
 describe("site reconcile (fake clusters)", () => {
@@ -339,5 +339,76 @@ describe("domain reconcile (fake clusters)", () => {
     const queued = await world.domains.reconcile("team-a/example");
     assert.equal(queued.requeueAfterMs, POLL_MS);
     assert.equal(world.getDomain()?.status?.queuedMessages, 4);
+  });
+
+  it("sets PrimaryReachable from the relays' reports: Unknown before any delivery, False when any relay cannot reach it, with the site and error, True again after", async () => {
+    const world = await servedWorld(1);
+    const events = () =>
+      world.mgmt
+        .cache<Unstructured & { reason?: string; type?: string; note?: string; metadata: { namespace?: string } }>(Resources.Event)
+        .list()
+        .filter((e) => e.reason?.startsWith("Primary"));
+    await world.domains.reconcile("team-a/example");
+    assert.equal(condition(world.getDomain(), "PrimaryReachable")?.status, "Unknown");
+    assert.equal(condition(world.getDomain(), "PrimaryReachable")?.reason, "NotObserved");
+    assert.deepEqual(events(), [], "nothing known is no news");
+
+    // relay-0 got through a moment ago; relay-1 has found no hop answering since 10:00.
+    const down = figures(1, 0, false, {
+      primaryReachable: false,
+      primaryError: "connect ECONNREFUSED 192.0.2.1:25",
+      primaryDownSince: "2026-12-05T10:00:00.000Z",
+    });
+    const up = figures(1, 0, false, { primaryReachable: true });
+    await world.report({ ...queueReport("relay-0", up), ...queueReport("relay-1", down) });
+    await world.sites.reconcile("site-a");
+    await world.domains.reconcile("team-a/example");
+    let primary = condition(world.getDomain(), "PrimaryReachable");
+    assert.equal(primary?.status, "False");
+    assert.equal(primary?.reason, "PrimaryUnreachable");
+    assert.match(primary?.message ?? "", /site-a: connect ECONNREFUSED 192\.0\.2\.1:25 since 2026-12-05T10:00:00\.000Z/);
+    assert.equal(primary?.observedGeneration, 1);
+    const since = primary?.lastTransitionTime;
+    let recorded = events();
+    assert.equal(recorded.length, 1);
+    assert.equal(recorded[0]?.type, "Warning");
+    assert.equal(recorded[0]?.reason, "PrimaryUnreachable");
+    assert.equal(recorded[0]?.metadata.namespace, "team-a");
+    assert.match(recorded[0]?.note ?? "", /example\.com: .*ECONNREFUSED/);
+
+    // Unchanged on the next poll: no second Event, the transition time stays.
+    await world.sites.reconcile("site-a");
+    await world.domains.reconcile("team-a/example");
+    assert.equal(condition(world.getDomain(), "PrimaryReachable")?.lastTransitionTime, since);
+    assert.equal(events().length, 1);
+
+    await world.report({ ...queueReport("relay-0", up), ...queueReport("relay-1", up) });
+    await world.sites.reconcile("site-a");
+    await world.domains.reconcile("team-a/example");
+    primary = condition(world.getDomain(), "PrimaryReachable");
+    assert.equal(primary?.status, "True");
+    assert.equal(primary?.reason, "PrimaryAnswers");
+    recorded = events();
+    assert.deepEqual(
+      recorded.map((e) => [e.type, e.reason]),
+      [
+        ["Warning", "PrimaryUnreachable"],
+        ["Normal", "PrimaryReachable"],
+      ],
+    );
+  });
+
+  it("leaves a site whose cluster cannot be reached out of PrimaryReachable", async () => {
+    const world = await servedWorld(1);
+    const down = figures(1, 0, false, { primaryReachable: false, primaryError: "timed out" });
+    await world.report({ ...queueReport("relay-0", down), ...queueReport("relay-1", down) });
+    await world.sites.reconcile("site-a");
+    await world.domains.reconcile("team-a/example");
+    assert.equal(condition(world.getDomain(), "PrimaryReachable")?.status, "False");
+    world.connection.reachable = false;
+    await world.sites.reconcile("site-a");
+    await world.domains.reconcile("team-a/example");
+    assert.equal(condition(world.getDomain(), "PrimaryReachable")?.status, "Unknown");
+    assert.equal(condition(world.getDomain(), "PrimaryReachable")?.reason, "NoReachableSites");
   });
 });

@@ -9,6 +9,7 @@ import type { Logger } from "#relay";
 import {
   API_VERSION,
   domainKey,
+  findCondition,
   setCondition,
   type Condition,
   type ConditionInput,
@@ -26,7 +27,8 @@ import type { ReconcileOutcome } from "./controller-runner.ts";
 import type { DnsChecker } from "./dns-check.ts";
 import type { EventRecorder } from "./events.ts";
 import { setFinalizer } from "./finalizers.ts";
-import { domainAtSite, drainPending, readSiteReports, type DomainAtSite, type SiteReports } from "./relay-reports.ts";
+import { PRIMARY_REACHABLE, primaryEvent, primaryReachableCondition, type SitePrimary } from "./primary-condition.ts";
+import { domainAtSite, drainPending, primaryAtSite, readSiteReports, type DomainAtSite, type SiteReports } from "./relay-reports.ts";
 import type { SiteClients } from "./site-connections.ts";
 import type { SiteState, SiteStates } from "./site-state.ts";
 
@@ -85,9 +87,11 @@ export class DomainReconciler {
       conditions = setCondition(conditions, { ...input, observedGeneration: generation }, now);
     };
     let readySites = 0;
+    const primaries: SitePrimary[] = [];
     for (const site of sites) {
       const state = this.deps.states.get(site.metadata.name);
       const atSite = state ? domainAtSite(state.reports, mailDomain) : undefined;
+      if (state?.reachable) primaries.push({ site: site.metadata.name, primary: primaryAtSite(state.reports, mailDomain) });
       siteFigures.push({
         name: site.metadata.name,
         readyRelays: state?.readyRelays ?? 0,
@@ -108,6 +112,10 @@ export class DomainReconciler {
       set({ type: "Ready", status: "False", reason: "SitesNotReady", message: `${readySites} of ${sites.length} sites ready`, observedGeneration: generation });
     else set({ type: "Ready", status: "True", reason: "AllSitesReady", message: `${readySites} sites serve ${mailDomain}`, observedGeneration: generation });
 
+    const primary = primaryReachableCondition(primaries);
+    const event = primaryEvent(findCondition(domain.status?.conditions, PRIMARY_REACHABLE)?.status, primary, mailDomain);
+    set(primary);
+
     if (this.deps.dns) {
       const ourHosts = sites.flatMap((s) => [s.spec.hostname]);
       const verdict =
@@ -124,6 +132,8 @@ export class DomainReconciler {
       sitesReady: `${readySites}/${sites.length}`,
       queuedMessages: siteFigures.reduce((sum, s) => sum + (s.queuedMessages ?? 0), 0),
     });
+    // After the status write: an Event for a change the status does not show yet would be recorded again.
+    if (event) await this.deps.events.record(domain, event.type, event.reason, "CheckPrimary", event.note);
     return {};
   }
 

@@ -85,3 +85,32 @@ export function drainPending(reports: SiteReports, mailDomain: string, deletedAt
   const queued = reports.live[0]?.report.domains[mailDomain]?.queued ?? 0;
   return queued > 0 ? { reason: `${queued} queued`, queued, awaitingRelays: false } : undefined;
 }
+
+/** The domain's primary as the live relays of one site last saw it. */
+export interface PrimaryAtSite {
+  reachable: boolean;
+  /** When unreachable: the last error of the relay whose outage began first. */
+  error?: string;
+  /** When unreachable: when that outage began (RFC 3339). */
+  since?: string;
+}
+
+/**
+ * Unreachable when any live relay of the site says so (a relay in an outage probes every few
+ * seconds, so its verdict is current), reachable when some say reachable and none unreachable,
+ * undefined when no relay has delivered to or probed the primary.
+ */
+export function primaryAtSite(reports: SiteReports, mailDomain: string): PrimaryAtSite | undefined {
+  const seen = reports.live.map((r) => r.report.domains[mailDomain]).filter((f) => typeof f?.primaryReachable === "boolean");
+  if (seen.length === 0) return undefined;
+  const down = seen
+    .filter((f) => f?.primaryReachable === false)
+    .sort((a, b) => (Date.parse(a?.primaryDownSince ?? "") || Number.POSITIVE_INFINITY) - (Date.parse(b?.primaryDownSince ?? "") || Number.POSITIVE_INFINITY));
+  const first = down[0];
+  if (!first) return { reachable: true };
+  return {
+    reachable: false,
+    ...(first.primaryError ? { error: first.primaryError } : {}),
+    ...(first.primaryDownSince ? { since: first.primaryDownSince } : {}),
+  };
+}
