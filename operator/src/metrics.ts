@@ -1,6 +1,6 @@
 // The operator's metrics registry. Names follow controller-runtime's (reconcile totals, errors,
 // durations, work queue depth) under the mxwarden_operator_ prefix; labels are bounded by the
-// number of controllers and sites.
+// number of controllers, sites and RelayDomains (never by addresses or messages).
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
@@ -51,7 +51,44 @@ export class OperatorMetrics {
     labelNames: ["site"] as const,
     registers: [this.registry],
   });
+  // Per RelayDomain, labelled with its namespace so that Alertmanager routes to the team owning it.
+  readonly domainPrimaryReachable = new Gauge({
+    name: "mxwarden_operator_domain_primary_reachable",
+    help: "1 when the RelayDomain's primary answers the relays, 0 when a site's relays cannot reach it (condition PrimaryReachable); absent while Unknown",
+    labelNames: ["namespace", "name"] as const,
+    registers: [this.registry],
+  });
+  readonly domainQueuedMessages = new Gauge({
+    name: "mxwarden_operator_domain_queued_messages",
+    help: "Messages queued for the RelayDomain, summed over the sites serving it",
+    labelNames: ["namespace", "name"] as const,
+    registers: [this.registry],
+  });
+  readonly domainOldestQueuedSeconds = new Gauge({
+    name: "mxwarden_operator_domain_oldest_queued_seconds",
+    help: "Age of the oldest message queued for the RelayDomain at any site serving it (0 when none is)",
+    labelNames: ["namespace", "name"] as const,
+    registers: [this.registry],
+  });
   readonly leader = new Gauge({ name: "mxwarden_operator_leader", help: "1 while this replica holds the leader lease", registers: [this.registry] });
+
+  /** Sets the RelayDomain's series; `primaryReachable` undefined (Unknown) removes that one. */
+  setDomain(
+    labels: { namespace: string; name: string },
+    figures: { primaryReachable: boolean | undefined; queued: number; oldestQueuedSeconds: number },
+  ): void {
+    if (figures.primaryReachable === undefined) this.domainPrimaryReachable.remove(labels);
+    else this.domainPrimaryReachable.set(labels, figures.primaryReachable ? 1 : 0);
+    this.domainQueuedMessages.set(labels, figures.queued);
+    this.domainOldestQueuedSeconds.set(labels, figures.oldestQueuedSeconds);
+  }
+
+  /** A RelayDomain that is gone takes its series with it. */
+  removeDomain(labels: { namespace: string; name: string }): void {
+    this.domainPrimaryReachable.remove(labels);
+    this.domainQueuedMessages.remove(labels);
+    this.domainOldestQueuedSeconds.remove(labels);
+  }
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "mxwarden_operator_" });

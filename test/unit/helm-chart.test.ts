@@ -197,12 +197,13 @@ describe("Helm chart", () => {
     assert.equal(findObject(helmTemplate(NS, ["--set", "serviceMonitor.enabled=true"]), "ServiceMonitor"), undefined);
     assert.equal(findObject(helmTemplate(NS, MONITORING), "ServiceMonitor"), undefined);
     const monitor = findObject(helmTemplate(NS, ["--set", "serviceMonitor.enabled=true", ...MONITORING]), "ServiceMonitor") as
-      | (Unstructured & { spec: { endpoints: { port: string }[] } })
+      | (Unstructured & { spec: { endpoints: { port: string; honorLabels?: boolean }[] } })
       | undefined;
     assert.deepEqual(
       monitor?.spec.endpoints.map((e) => e.port),
       ["metrics"],
     );
+    assert.equal(monitor?.spec.endpoints[0]?.honorLabels, true, "the RelayDomain series keep their namespace label");
   });
 
   it("grants the Lease only with leader election, and site rights only where relays run", () => {

@@ -27,6 +27,16 @@ const RELAY_NS = "mxwarden";
 const POLL_MS = 15_000;
 const log = createLogger({}, "error");
 
+/** The operator's per-RelayDomain series, as "namespace/name" → value. */
+async function domainSeries(metrics: OperatorMetrics): Promise<Record<string, Record<string, number>>> {
+  const out: Record<string, Record<string, number>> = {};
+  for (const gauge of [metrics.domainPrimaryReachable, metrics.domainQueuedMessages, metrics.domainOldestQueuedSeconds]) {
+    const { name, values } = await gauge.get();
+    for (const { labels, value } of values) (out[name] ??= {})[`${labels.namespace}/${labels.name}`] = value;
+  }
+  return out;
+}
+
 function condition(object: { status?: { conditions?: Condition[] } } | undefined, type: string): Condition | undefined {
   return object?.status?.conditions?.find((c) => c.type === type);
 }
@@ -36,6 +46,7 @@ class World {
   readonly mgmt = new FakeKubeClient();
   readonly siteCluster = new FakeKubeClient();
   readonly states = new SiteStates();
+  readonly metrics = new OperatorMetrics();
   readonly connection: SiteClient = { client: this.siteCluster, reachable: true, prometheusOperator: false };
   readonly sites: SiteReconciler;
   readonly domains: DomainReconciler;
@@ -54,7 +65,7 @@ class World {
       log,
     };
     this.sites = new SiteReconciler({ ...common, metrics: new OperatorMetrics(), relayImage: "relay:1", prometheusRuleGroups: [], onSiteState: () => {} });
-    this.domains = new DomainReconciler({ ...common, dns: undefined });
+    this.domains = new DomainReconciler({ ...common, metrics: this.metrics, dns: undefined });
   }
 
   site(spec: Partial<Site["spec"]> = {}): Site {
@@ -314,6 +325,7 @@ describe("domain reconcile (fake clusters)", () => {
     const done = await world.domains.reconcile("team-a/example");
     assert.deepEqual(done, {});
     assert.equal(world.getDomain(), undefined, "deletion complete");
+    assert.deepEqual(await domainSeries(world.metrics), {}, "a deleted RelayDomain's series are gone");
     const drained = world.mgmt
       .cache<Unstructured & { reason?: string }>(Resources.Event)
       .list()
@@ -339,6 +351,9 @@ describe("domain reconcile (fake clusters)", () => {
     const queued = await world.domains.reconcile("team-a/example");
     assert.equal(queued.requeueAfterMs, POLL_MS);
     assert.equal(world.getDomain()?.status?.queuedMessages, 4);
+    const series = await domainSeries(world.metrics);
+    assert.equal(series.mxwarden_operator_domain_queued_messages?.["team-a/example"], 4, "a draining domain's queue is still shown");
+    assert.equal(series.mxwarden_operator_domain_oldest_queued_seconds?.["team-a/example"], 60);
   });
 
   it("sets PrimaryReachable from the relays' reports: Unknown before any delivery, False when any relay cannot reach it, with the site and error, True again after", async () => {
@@ -352,6 +367,10 @@ describe("domain reconcile (fake clusters)", () => {
     assert.equal(condition(world.getDomain(), "PrimaryReachable")?.status, "Unknown");
     assert.equal(condition(world.getDomain(), "PrimaryReachable")?.reason, "NotObserved");
     assert.deepEqual(events(), [], "nothing known is no news");
+    assert.deepEqual(await domainSeries(world.metrics), {
+      mxwarden_operator_domain_queued_messages: { "team-a/example": 0 },
+      mxwarden_operator_domain_oldest_queued_seconds: { "team-a/example": 0 },
+    });
 
     // relay-0 got through a moment ago; relay-1 has found no hop answering since 10:00.
     const down = figures(1, 0, false, {
@@ -375,6 +394,7 @@ describe("domain reconcile (fake clusters)", () => {
     assert.equal(recorded[0]?.reason, "PrimaryUnreachable");
     assert.equal(recorded[0]?.metadata.namespace, "team-a");
     assert.match(recorded[0]?.note ?? "", /example\.com: .*ECONNREFUSED/);
+    assert.equal((await domainSeries(world.metrics)).mxwarden_operator_domain_primary_reachable?.["team-a/example"], 0);
 
     // Unchanged on the next poll: no second Event, the transition time stays.
     await world.sites.reconcile("site-a");
@@ -388,6 +408,7 @@ describe("domain reconcile (fake clusters)", () => {
     primary = condition(world.getDomain(), "PrimaryReachable");
     assert.equal(primary?.status, "True");
     assert.equal(primary?.reason, "PrimaryAnswers");
+    assert.equal((await domainSeries(world.metrics)).mxwarden_operator_domain_primary_reachable?.["team-a/example"], 1);
     recorded = events();
     assert.deepEqual(
       recorded.map((e) => [e.type, e.reason]),
@@ -410,5 +431,22 @@ describe("domain reconcile (fake clusters)", () => {
     await world.domains.reconcile("team-a/example");
     assert.equal(condition(world.getDomain(), "PrimaryReachable")?.status, "Unknown");
     assert.equal(condition(world.getDomain(), "PrimaryReachable")?.reason, "NoReachableSites");
+  });
+
+  it("exports queued messages summed and the oldest age as the maximum over the sites, and forgets a RelayDomain that is gone", async () => {
+    const world = await servedWorld(1);
+    await world.report({ ...queueReport("relay-0", figures(1, 7)), ...queueReport("relay-1", figures(1, 7)) });
+    await world.sites.reconcile("site-a");
+    await world.domains.reconcile("team-a/example");
+    let series = await domainSeries(world.metrics);
+    assert.equal(series.mxwarden_operator_domain_queued_messages?.["team-a/example"], 7);
+    assert.equal(series.mxwarden_operator_domain_oldest_queued_seconds?.["team-a/example"], 60);
+    // Gone without this operator seeing the drain (its finalizer removed by hand, say).
+    await world.mgmt.mergePatch(Resources.RelayDomain, "team-a", "example", { metadata: { finalizers: null } });
+    await world.mgmt.delete(Resources.RelayDomain, "team-a", "example");
+    assert.equal(world.getDomain(), undefined);
+    await world.domains.reconcile("team-a/example");
+    series = await domainSeries(world.metrics);
+    assert.deepEqual(series, {});
   });
 });

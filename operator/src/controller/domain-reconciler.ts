@@ -21,6 +21,7 @@ import {
 import { isNotFound, type Unstructured } from "../kube/api-client.ts";
 import type { KubeClient, ObjectCache } from "../kube/kube-client.ts";
 import { Resources } from "../kube/resources.ts";
+import type { OperatorMetrics } from "../metrics.ts";
 import { configKey, servesSite, validateForRelay } from "../render/domain-config.ts";
 import { siteNamespace, STATUS_CONFIGMAP } from "../render/site-objects.ts";
 import type { ReconcileOutcome } from "./controller-runner.ts";
@@ -49,9 +50,16 @@ export interface DomainReconcilerDeps {
   states: SiteStates;
   connections: SiteClients;
   events: EventRecorder;
+  metrics: OperatorMetrics;
   dns: DnsChecker | undefined;
   pollIntervalMs: number;
   log: Logger;
+}
+
+/** The metric labels of the RelayDomain with work queue key "namespace/name". */
+function domainLabels(key: string): { namespace: string; name: string } {
+  const slash = key.indexOf("/");
+  return { namespace: key.slice(0, slash), name: key.slice(slash + 1) };
 }
 
 /** Condition type of one site's readiness for a domain, e.g. "site-a.sites.mxwarden.io/Ready". */
@@ -68,13 +76,16 @@ export class DomainReconciler {
 
   async reconcile(key: string): Promise<ReconcileOutcome> {
     const domain = this.deps.domains.get(key);
-    if (!domain) return {};
+    if (!domain) {
+      this.deps.metrics.removeDomain(domainLabels(key));
+      return {};
+    }
     const mailDomain = domainKey(domain.spec.domain);
     const sites = this.deps.sites.list().filter((site) => !site.metadata.deletionTimestamp && servesSite(domain, site));
     const invalid = validateForRelay(domain);
     const conflict = invalid ? undefined : this.olderClaim(domain, mailDomain);
 
-    if (domain.metadata.deletionTimestamp) return await this.drain(domain, mailDomain, sites, invalid !== undefined || conflict !== undefined);
+    if (domain.metadata.deletionTimestamp) return await this.drain(key, domain, mailDomain, sites, invalid !== undefined || conflict !== undefined);
     await setFinalizer(this.deps.client, Resources.RelayDomain, domain.metadata, DOMAIN_FINALIZER, true);
 
     const generation = domain.metadata.generation ?? 0;
@@ -115,6 +126,12 @@ export class DomainReconciler {
     const primary = primaryReachableCondition(primaries);
     const event = primaryEvent(findCondition(domain.status?.conditions, PRIMARY_REACHABLE)?.status, primary, mailDomain);
     set(primary);
+    const queuedMessages = siteFigures.reduce((sum, s) => sum + (s.queuedMessages ?? 0), 0);
+    this.deps.metrics.setDomain(domainLabels(key), {
+      primaryReachable: primary.status === "Unknown" ? undefined : primary.status === "True",
+      queued: queuedMessages,
+      oldestQueuedSeconds: Math.max(0, ...siteFigures.map((s) => s.oldestQueuedSeconds ?? 0)),
+    });
 
     if (this.deps.dns) {
       const ourHosts = sites.flatMap((s) => [s.spec.hostname]);
@@ -130,7 +147,7 @@ export class DomainReconciler {
       conditions,
       sites: siteFigures,
       sitesReady: `${readySites}/${sites.length}`,
-      queuedMessages: siteFigures.reduce((sum, s) => sum + (s.queuedMessages ?? 0), 0),
+      queuedMessages,
     });
     // After the status write: an Event for a change the status does not show yet would be recorded again.
     if (event) await this.deps.events.record(domain, event.type, event.reason, "CheckPrimary", event.note);
@@ -150,18 +167,26 @@ export class DomainReconciler {
     return undefined;
   }
 
-  private async drain(domain: RelayDomain & Unstructured, mailDomain: string, sites: RelaySite[], neverServed: boolean): Promise<ReconcileOutcome> {
+  private async drain(
+    key: string,
+    domain: RelayDomain & Unstructured,
+    mailDomain: string,
+    sites: RelaySite[],
+    neverServed: boolean,
+  ): Promise<ReconcileOutcome> {
     if (!(domain.metadata.finalizers ?? []).includes(DOMAIN_FINALIZER)) return {};
     const deletedAt = Date.parse(domain.metadata.deletionTimestamp ?? "");
     const waiting: string[] = [];
     let queued = 0;
     let awaitingRelays = false;
+    let oldestQueuedSeconds = 0;
     if (!neverServed) {
       for (const site of sites) {
         const state = this.deps.states.get(site.metadata.name);
-        const pending = state?.reachable
-          ? drainPending(await this.currentReports(site, state), mailDomain, deletedAt, state.readyRelays)
-          : { reason: "unreachable", queued: 0, awaitingRelays: false };
+        const reports = state?.reachable ? await this.currentReports(site, state) : undefined;
+        oldestQueuedSeconds = Math.max(oldestQueuedSeconds, (reports && domainAtSite(reports, mailDomain).queue?.oldestQueuedSeconds) || 0);
+        const pending =
+          state && reports ? drainPending(reports, mailDomain, deletedAt, state.readyRelays) : { reason: "unreachable", queued: 0, awaitingRelays: false };
         if (pending) {
           waiting.push(`${site.metadata.name} (${pending.reason})`);
           queued += pending.queued;
@@ -172,8 +197,12 @@ export class DomainReconciler {
     if (waiting.length === 0) {
       await this.deps.events.record(domain, "Normal", "Drained", "Finalize", `no mail for ${mailDomain} is queued at any site; deletion completes`);
       await setFinalizer(this.deps.client, Resources.RelayDomain, domain.metadata, DOMAIN_FINALIZER, false);
+      this.deps.metrics.removeDomain(domainLabels(key));
       return {};
     }
+    // The primary's series stays as last known: a draining domain's relays still deliver to it.
+    this.deps.metrics.domainQueuedMessages.set(domainLabels(key), queued);
+    this.deps.metrics.domainOldestQueuedSeconds.set(domainLabels(key), queued > 0 ? oldestQueuedSeconds : 0);
     const generation = domain.metadata.generation ?? 0;
     const conditions = setCondition(
       domain.status?.conditions,

@@ -111,6 +111,7 @@ export class Operator {
       states,
       connections: this.connections,
       events,
+      metrics,
       dns: options.dnsServers === null ? undefined : new DnsChecker(options.dnsServers, 5 * 60_000),
       pollIntervalMs: options.pollIntervalMs,
       log,
