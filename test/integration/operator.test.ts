@@ -2,7 +2,8 @@
 // also site A, and a remote cluster for site B reached through a kubeconfig Secret. Real relay
 // processes run with the container arguments the operator rendered, load the ConfigMap it wrote
 // (copied into files by ConfigMapSync, which stands in for the kubelet a test control plane does
-// not have) and report their queue back through the API server with the Role it rendered.
+// not have) and report their queue, and what they know of the primary, back through the API
+// server with the Role it rendered.
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -377,6 +378,61 @@ describe("operator: two clusters, real relays", () => {
     assert.equal((await domainConfig(b))["team-a.second.yaml"], undefined, "spec.sites limits the domain to site-a");
   });
 
+  it("tells the domain's owners when its primary stops answering and when it is back: condition, Events, metrics", async () => {
+    const leader = operators[1] as OperatorProcess;
+    type Event = Unstructured & { type?: string; reason?: string; note?: string; regarding?: { kind?: string; name?: string } };
+    const about = async (): Promise<Event[]> =>
+      (await a.list<Event>(Resources.Event, "team-a")).items.filter(
+        (e) => e.regarding?.kind === "RelayDomain" && e.regarding.name === "example" && e.reason?.startsWith("Primary"),
+      );
+    // The first delivery already made it True (a Normal Event): only what follows counts here.
+    const earlier = new Set((await about()).map((e) => e.metadata.name));
+    const primaryEvents = async (): Promise<Event[]> => (await about()).filter((e) => !earlier.has(e.metadata.name));
+    const reachableSeries = async (): Promise<string | undefined> =>
+      /^mxwarden_operator_domain_primary_reachable\{namespace="team-a",name="example"\} (\S+)$/m.exec(await leader.metricsText())?.[1];
+    const deliveredBefore = primary.messages.length;
+    await primary.close();
+    try {
+      const sent = await sendMail(relays.a?.smtpPort as number, {
+        from: "alice@client.test",
+        to: [`gina@${DOMAIN}`],
+        body: simpleMessage("while down", "op-down"),
+      });
+      assert.equal(sent.data?.code, 250);
+      const down = await eventually(
+        "PrimaryReachable False",
+        async () => {
+          const d = await domain();
+          return condition(d, "PrimaryReachable")?.status === "False" && d;
+        },
+        60_000,
+      );
+      const primaryDown = condition(down, "PrimaryReachable");
+      assert.equal(primaryDown?.reason, "PrimaryUnreachable");
+      // The site whose relay met the closed port, its error (the hop and what the connection met) and since when.
+      assert.match(primaryDown?.message ?? "", /site-a: 127\.0\.0\.1\[127\.0\.0\.1\]:\d+: .+ since \d{4}-\d\d-\d\dT/);
+      const warning = await eventually("a Warning Event on the RelayDomain", async () =>
+        (await primaryEvents()).find((e) => e.reason === "PrimaryUnreachable"),
+      );
+      assert.equal(warning.type, "Warning");
+      assert.match(warning.note ?? "", /example\.test: .*site-a/);
+      await eventually("the primary series is 0", async () => (await reachableSeries()) === "0");
+      // The queue figure comes from the site's queue index, sampled on its own schedule.
+      await eventually(
+        "the queued message in the queue series",
+        async () => (await leader.metric("mxwarden_operator_domain_queued_messages", 'namespace="team-a",name="example"')) >= 1,
+      );
+    } finally {
+      await primary.listen();
+    }
+    await primary.waitForMessages(deliveredBefore + 1);
+    await eventually("PrimaryReachable True again", async () => condition(await domain(), "PrimaryReachable")?.status === "True", 60_000);
+    const normal = await eventually("a Normal Event on the RelayDomain", async () => (await primaryEvents()).find((e) => e.reason === "PrimaryReachable"));
+    assert.equal(normal.type, "Normal");
+    await eventually("the primary series is 1", async () => (await reachableSeries()) === "1");
+    assert.equal((await primaryEvents()).filter((e) => e.reason === "PrimaryUnreachable").length, 1, "one Event per change, not one per poll");
+  });
+
   it("deleting a domain refuses its new mail at once and completes only after its queue drained", async () => {
     const deliveredBefore = primary.messages.length;
     await primary.close();
@@ -395,6 +451,10 @@ describe("operator: two clusters, real relays", () => {
     const delivered = await primary.waitForMessages(deliveredBefore + 1);
     assert.ok(delivered.some((m) => m.to.includes(`erin@${DOMAIN}`)));
     await eventually("deletion completes", async () => (await domain()) === undefined, 60_000);
+    await eventually(
+      "the deleted RelayDomain's series are gone",
+      async () => !/^mxwarden_operator_domain_\w+\{namespace="team-a",name="example"\}/m.test(await (operators[1] as OperatorProcess).metricsText()),
+    );
     await eventually("relays no longer load the domain", async () => (await domainConfig(a))["team-a.example.yaml"] === undefined);
   });
 
