@@ -1,7 +1,8 @@
 // Monitoring mode (spec.acceptWhen: primaryDown) with two real relays of one site and a real
 // primary: RCPT gets 450 4.7.1 while the primary answers probes, mail is accepted once it stops,
 // and refused again when it is back (the mail taken meanwhile is delivered). The relays share the
-// probe results through NATS, so a primary is probed about once per interval, not once per relay.
+// probe results through NATS, so a primary is probed about once per interval, not once per relay,
+// and what the probe finds feeds the primary fields of the queue report.
 
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
@@ -13,6 +14,13 @@ import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
 import { rcptReply, sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
 import { TestPrimary, headerValue } from "../harness/test-primary.ts";
 import { eventually, tempDir } from "../harness/workspace.ts";
+import { Resolver } from "node:dns/promises";
+import { DomainStore } from "../../relay/src/config/domain-store.ts";
+import { NextHopResolver } from "../../relay/src/deliver/next-hop.ts";
+import { PrimaryWatch } from "../../relay/src/filter/monitoring-mode.ts";
+import { createLogger } from "../../relay/src/log.ts";
+import { QueueConnection } from "../../relay/src/queue/index.ts";
+import { PrimaryReachability } from "../../relay/src/status/primary-reachability.ts";
 
 const PROBE_INTERVAL_S = 1;
 
@@ -96,6 +104,49 @@ describe("monitoring mode (spec.acceptWhen: primaryDown)", () => {
       await eventually("monitoring mode refuses again", async () => (await rcptCode(relay, "a@watched.example")) === 450 || undefined, 30_000, 200);
     const [message] = await primary.waitForMessages(1, 60_000);
     assert.equal(headerValue(message?.body ?? "", "Subject"), "while-down");
+  });
+
+  it("feeds the queue report's primary fields: unreachable with the probe's error, reachable (probed, or shared by the site's relays)", async () => {
+    const log = createLogger({}, "error");
+    const queue = new QueueConnection(
+      { servers: [nats.url], name: "report-watch", publishTimeoutMs: 5000, replicas: 1, maxAckPending: 100, ackWaitMs: 60_000 },
+      log,
+    );
+    queue.start();
+    const domainsPath = join(dir.path, "watch-domains.yaml");
+    // down.example only this watch probes (nothing listens on port 1); watched.example the relays probe too.
+    writeDomains(domainsPath, [
+      { domain: "down.example", acceptWhen: "primaryDown", primary: { hosts: [{ host: "127.0.0.1", port: 1 }] } },
+      { domain: "watched.example", acceptWhen: "primaryDown", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] } },
+    ]);
+    const store = new DomainStore(domainsPath, log);
+    await store.start(60_000);
+    try {
+      await queue.whenReady();
+      const primaries = new PrimaryReachability();
+      const watch = new PrimaryWatch(
+        { hostname: "report-watch.backup-mx.test", probeIntervalMs: PROBE_INTERVAL_S * 1000, replicas: 1 },
+        queue,
+        new NextHopResolver(new Resolver(), { ourNames: ["report-watch.backup-mx.test"], mxPort: 25 }),
+        () => store.current().byDomain.values(),
+        primaries,
+        log,
+      );
+      const down = await eventually("down.example reported unreachable", async () => {
+        await watch.round();
+        const figures = primaries.figures("down.example");
+        return figures.primaryReachable === false && figures;
+      });
+      assert.equal(down.primaryError, "no 220 greeting from 127.0.0.1:1");
+      assert.ok(Date.parse(down.primaryDownSince ?? "") <= Date.now());
+      await eventually("watched.example reported reachable", async () => {
+        await watch.round();
+        return primaries.figures("watched.example").primaryReachable === true;
+      });
+    } finally {
+      store.stop();
+      await queue.close();
+    }
   });
 
   it("probes a primary about once per interval for the whole site, not once per relay", async () => {
