@@ -34,6 +34,9 @@ help:
 	@echo "make test   - install what the tests need, typecheck, run all tests"
 	@echo "make deps   - only install dependencies (npm, Debian packages, pinned tools)"
 	@echo "make bench  - mxwarden, Postfix and Haraka under the same load; writes docs/benchmarks.md"
+	@echo "make images - the relay and operator images (podman, no registry needed)"
+	@echo "make cluster / cluster-down - a real single-node Kubernetes on this machine (root)"
+	@echo "make test-cluster - helm, kubectl and mail end to end on that cluster"
 
 deps: deps-npm deps-apt deps-tools
 
@@ -155,7 +158,6 @@ IMAGES_DIR := $(CURDIR)/.data/images
 
 deps-cluster-apt:
 	$(call apt_install,$(CLUSTER_APT_PACKAGES))
-	@sysctl -q -w net.ipv4.ip_forward=1 >/dev/null
 
 deps-cluster: deps deps-cluster-apt deps-cluster-tools images
 
@@ -209,7 +211,7 @@ cluster-down:
 
 # The end-to-end tests on that cluster, with helm, kubectl and swaks (not part of `make test`: see docs/install.md).
 test-cluster: deps deps-cluster typecheck
-	$(NODE) --test --test-concurrency=1 --test-timeout=1200000 'test/integration/cluster-*.test.ts'
+	MXWARDEN_CLUSTER_TESTS=1 $(NODE) --test --test-concurrency=1 --test-timeout=1200000 'test/integration/cluster-*.test.ts'
 
 clean:
 	rm -rf .data .tmp
