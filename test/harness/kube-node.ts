@@ -340,6 +340,7 @@ export class KubeNode {
     if (existsSync(this.runDir)) {
       // kube-proxy's iptables chains, the pods' cgroups and the bridge (its veths went with the netns).
       if (existsSync(join(TOOLS_BIN, "kube-proxy"))) sh(join(TOOLS_BIN, "kube-proxy"), ["--cleanup"], { allowFail: true });
+      removeKubeChains();
       for (const controller of readdirSync("/sys/fs/cgroup")) removeCgroupTree(join("/sys/fs/cgroup", controller, "kubepods"));
       sh("ip", ["link", "delete", BRIDGE], { allowFail: true });
       this.restoreKernelTunables();
@@ -557,6 +558,26 @@ oomScoreAdj: 0
     cache 5
 }
 `);
+  }
+}
+
+/**
+ * The chains the kubelet itself creates (KUBE-FIREWALL, KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT),
+ * which `kube-proxy --cleanup` leaves: the jumps into them, then the chains. Only KUBE-* chains.
+ */
+function removeKubeChains(): void {
+  for (const [save, tables] of [["iptables-save", "iptables"], ["ip6tables-save", "ip6tables"]] as const) {
+    let table = "";
+    const jumps: Array<[string, string]> = [];
+    const chains: Array<[string, string]> = [];
+    for (const line of sh(save, [], { allowFail: true }).split("\n")) {
+      if (line.startsWith("*")) table = line.slice(1);
+      else if (line.startsWith(":KUBE-")) chains.push([table, line.slice(1).split(" ")[0] ?? ""]);
+      else if (/^-A (?!KUBE-)\S+ .*-j KUBE-/.test(line)) jumps.push([table, line.slice(3)]);
+    }
+    for (const [t, rule] of jumps) sh(tables, ["-t", t, "-D", ...(rule.match(/"[^"]*"|\S+/g) ?? []).map((w) => w.replace(/^"(.*)"$/, "$1"))], { allowFail: true });
+    for (const [t, chain] of chains) sh(tables, ["-t", t, "-F", chain], { allowFail: true });
+    for (const [t, chain] of chains) sh(tables, ["-t", t, "-X", chain], { allowFail: true });
   }
 }
 
