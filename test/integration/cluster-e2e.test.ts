@@ -12,6 +12,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { KubeNode, NODE_IP, forwardToHost } from "../harness/kube-node.ts";
 import { projectImages, relayDomainManifest, relaySiteManifest, singleNatsManifest } from "../harness/cluster-manifests.ts";
@@ -19,7 +20,7 @@ import { CHART_DIR, HELM } from "../harness/helm.ts";
 import { TestPrimary } from "../harness/test-primary.ts";
 import { swaks } from "../harness/swaks.ts";
 import { SmtpDialogue } from "../harness/smtp-dialogue.ts";
-import { eventually, tempDir } from "../harness/workspace.ts";
+import { eventually, repoRoot, tempDir } from "../harness/workspace.ts";
 
 const ENABLED = process.env.MXWARDEN_CLUSTER_TESTS === "1";
 const OPERATOR_NS = "mxwarden-system";
@@ -190,9 +191,21 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", { skip
   });
 
   it("helm uninstall removes the operator (after the user deleted the domains and sites, as docs/install.md says)", () => {
+    // The pods' logs stay for a post-mortem (.tmp/cluster-e2e-logs/).
+    const logs = join(repoRoot, ".tmp/cluster-e2e-logs");
+    mkdirSync(logs, { recursive: true });
+    for (const [file, ns, selector] of [["relays.log", SITE_NS, "app.kubernetes.io/name=mxwarden-relay"], ["operator.log", OPERATOR_NS, "app.kubernetes.io/name=mxwarden"], ["nats.log", SITE_NS, "app.kubernetes.io/name=nats"]] as const) {
+      writeFileSync(join(logs, file), node.kubectl(["-n", ns, "logs", "-l", selector, "--prefix", "--tail=-1", "--all-containers"], { allowFail: true }));
+    }
+    let t = Date.now();
     kubectl(["delete", "relaydomain", "example-com", "-n", TEAM_NS, "--timeout=180s"]);
+    figures.deleteRelayDomainSeconds = seconds(Date.now() - t);
+    t = Date.now();
     kubectl(["delete", "relaysite", "site-a", "--timeout=180s"]);
+    figures.deleteRelaySiteSeconds = seconds(Date.now() - t);
+    t = Date.now();
     helm(["uninstall", "mxwarden", "-n", OPERATOR_NS, "--wait", "--timeout", "2m"]);
+    figures.helmUninstallSeconds = seconds(Date.now() - t);
     released = true;
     assert.equal(kubectl(["-n", OPERATOR_NS, "get", "deployments", "-o", "name"]).trim(), "");
   });
