@@ -36,6 +36,8 @@ export const PAUSE_IMAGE = "localhost/mxwarden/pause:local";
 
 const TOOLS_BIN = join(repoRoot, ".tools/bin");
 const DEFAULT_STATE_DIR = join(repoRoot, ".data/cluster");
+/** Which state directory's cluster owns the bridge on this machine. */
+const HOST_OWNER_FILE = "/run/mxwarden-local-cluster.owner";
 const CNI_BIN_DIR = "/usr/lib/cni";
 /** What the node changes: forwarding for the bridge, and what the kubelet sets when protectKernelDefaults is off (pkg/kubelet/cm: setupKernelTunables). */
 const KUBELET_TUNABLES = ["net/ipv4/ip_forward", "net/bridge/bridge-nf-call-iptables", "vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops", "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes"];
@@ -155,6 +157,7 @@ export class KubeNode {
       this.timings[phase] = Math.round((Date.now() - since) / 100) / 10;
       return Date.now();
     };
+    this.claimHost();
     await this.stop();
     let t = mark("cleanup", t0);
     for (const name of ["kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "coredns", "kubectl", "pause"]) tool(name);
@@ -337,7 +340,7 @@ export class KubeNode {
     this.killStrayShims();
     this.unmountUnder(this.runDir);
     this.unmountUnder(this.containerdRoot);
-    if (existsSync(this.runDir)) {
+    if (existsSync(this.runDir) && !this.hostOwnedByAnother()) {
       // kube-proxy's iptables chains, the pods' cgroups and the bridge (its veths went with the netns).
       if (existsSync(join(TOOLS_BIN, "kube-proxy"))) sh(join(TOOLS_BIN, "kube-proxy"), ["--cleanup"], { allowFail: true });
       removeKubeChains();
@@ -373,6 +376,26 @@ export class KubeNode {
       .filter((point): point is string => point !== undefined && (point === dir || point.startsWith(`${dir}/`)))
       .sort((a, b) => b.length - a.length);
     for (const point of mounts) sh("umount", ["-l", point], { allowFail: true });
+  }
+
+  private hostOwnedByAnother(): boolean {
+    try {
+      const other = readFileSync(HOST_OWNER_FILE, "utf8").trim();
+      return other !== "" && other !== this.stateDir && new KubeNode({ stateDir: other }).livePid("kube-apiserver") !== undefined;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * One such cluster per machine: the bridge, its address and port 6443 are fixed. Another
+   * checkout's cluster that still runs is not torn down from here; starting fails instead.
+   */
+  private claimHost(): void {
+    if (this.hostOwnedByAnother()) {
+      throw new Error(`another local cluster runs from ${readFileSync(HOST_OWNER_FILE, "utf8").trim()} (it owns ${BRIDGE}/${NODE_IP}); stop it there first (make cluster-down)`);
+    }
+    writeFileSync(HOST_OWNER_FILE, `${this.stateDir}\n`);
   }
 
   /**
