@@ -101,7 +101,12 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", { skip
     kubectl(["apply", "-f", "-"], singleNatsManifest(SITE_NS, "site-a"));
     kubectl(["-n", SITE_NS, "rollout", "status", "statefulset/nats", "--timeout=120s"]);
     kubectl(["apply", "-f", "-"], relaySiteManifest());
+    // A site serving no domain yet is Ready (docs/install.md shows it so), its relays too.
+    await eventually("RelaySite site-a Ready with no domains", () =>
+      kubectl(["get", "relaysite", "site-a", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]) === "True", 300_000, 500);
+    figures.helmInstallToEmptySiteReadySeconds = seconds(Date.now() - helmInstalledAt);
     kubectl(["create", "namespace", TEAM_NS]);
+    const domainApplied = Date.now();
     kubectl(["apply", "-n", TEAM_NS, "-f", "-"], relayDomainManifest(NODE_IP, forward.port));
 
     await eventually("RelayDomain example-com Ready", () => {
@@ -109,6 +114,7 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", { skip
       return status === "True";
     }, 300_000, 500);
     figures.helmInstallToFirstReadyRelayDomainSeconds = seconds(Date.now() - helmInstalledAt);
+    figures.newDomainToReadySeconds = seconds(Date.now() - domainApplied);
     const table = kubectl(["get", "relaydomains", "-n", TEAM_NS]);
     console.log(`# kubectl get relaydomains -n ${TEAM_NS}\n${table.replace(/^/gm, "# ")}`);
     assert.match(table, /example-com\s+example\.com\s+1\/1\s+\d+\s+True/);
@@ -148,6 +154,15 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", { skip
     assert.deepEqual(message?.to, ["alice@example.com"]);
     assert.match(message?.body.toString("utf8") ?? "", /hello from the host/);
     assert.match(message?.body.toString("utf8") ?? "", /Received: from client\.example\.org/);
+
+    // Again with STARTTLS (the site's certificate from the Secret): the Received header names the
+    // protocol version and the cipher.
+    const tls = await swaks(["--server", NODE_IP, "--port", nodePort, "--tls", "--ehlo", "client.example.org", "--from", "sender@example.org",
+      "--to", "bob@example.com", "--header", "Subject: with STARTTLS", "--body", "hello over TLS"]);
+    assert.equal(tls.exitCode, 0, tls.transcript);
+    await eventually("the TLS message at the primary", () => primary.messages.some((m) => m.to.includes("bob@example.com")), 120_000, 200);
+    const received = /Received: from client\.example\.org[^]*?;/.exec(primary.messages.find((m) => m.to.includes("bob@example.com"))?.body.toString("utf8") ?? "")?.[0] ?? "";
+    assert.match(received, /using TLSv1\.[23] with cipher \S+/, received);
   });
 
   it("a RelayDomain change reaches the running relays without a restart", async () => {
