@@ -105,6 +105,9 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", { skip
     await eventually("RelaySite site-a Ready with no domains", () =>
       kubectl(["get", "relaysite", "site-a", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]) === "True", 300_000, 500);
     figures.helmInstallToEmptySiteReadySeconds = seconds(Date.now() - helmInstalledAt);
+    // Ready means every relay the site asks for, not the first one.
+    assert.equal(kubectl(["get", "relaysite", "site-a", "-o", "jsonpath={.status.readyReplicas}"]), "2");
+    assert.equal(relayPods().filter(ready).length, 2);
     kubectl(["create", "namespace", TEAM_NS]);
     const domainApplied = Date.now();
     kubectl(["apply", "-n", TEAM_NS, "-f", "-"], relayDomainManifest(NODE_IP, forward.port));
