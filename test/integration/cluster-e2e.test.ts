@@ -239,7 +239,8 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", {
     assert.equal(tls.exitCode, 0, tls.transcript);
     await eventually("the TLS message at the primary", () => primary.messages.some((m) => m.to.includes("bob@example.com")), 120_000, 200);
     const received =
-      /Received: from client\.example\.org[\s\S]*?;/.exec(primary.messages.find((m) => m.to.includes("bob@example.com"))?.body.toString("utf8") ?? "")?.[0] ?? "";
+      /Received: from client\.example\.org[\s\S]*?;/.exec(primary.messages.find((m) => m.to.includes("bob@example.com"))?.body.toString("utf8") ?? "")?.[0] ??
+      "";
     assert.match(received, /using TLSv1\.[23] with cipher \S+/, received);
   });
 
