@@ -128,8 +128,9 @@ format: deps-npm
 generate: deps-npm
 	$(NODE) api/generate-crds.ts
 
-test: deps deps-bench typecheck lint
-	$(NODE) --test --test-concurrency=1 --test-timeout=600000 'test/**/*.test.ts'
+# Everything, the end-to-end run on a real single-node cluster included (root, and `make deps-cluster`).
+test: deps deps-bench deps-cluster typecheck lint
+	MXWARDEN_CLUSTER_TESTS=1 $(NODE) --test --test-concurrency=1 --test-timeout=1200000 'test/**/*.test.ts'
 
 # The local backup MX needs only Node and nats-server, not the Kubernetes test tools.
 run: deps-npm deps-run $(TOOLS_BIN)/nats-server
@@ -217,7 +218,7 @@ cluster: deps-cluster-apt deps-cluster-tools images
 cluster-down:
 	$(NODE) test/harness/cluster-cli.ts down
 
-# The end-to-end tests on that cluster, with helm, kubectl and swaks (not part of `make test`: see docs/install.md).
+# The end-to-end tests on that cluster alone, with helm, kubectl and swaks (`make test` runs them too).
 test-cluster: deps deps-cluster typecheck
 	MXWARDEN_CLUSTER_TESTS=1 $(NODE) --test --test-concurrency=1 --test-timeout=1200000 'test/integration/cluster-*.test.ts'
 
