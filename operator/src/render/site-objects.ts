@@ -226,8 +226,9 @@ export function renderSite(site: RelaySite, config: SiteDomainConfig, options: R
       apiVersion: "rbac.authorization.k8s.io/v1",
       kind: "Role",
       metadata: { name: RELAY_NAME, namespace, labels },
-      // The relays write their queue figures into one ConfigMap and may touch nothing else.
-      rules: [{ apiGroups: [""], resources: ["configmaps"], resourceNames: [STATUS_CONFIGMAP], verbs: ["get", "patch"] }],
+      // The relays write their queue figures into one ConfigMap (a merge patch of their own key) and
+      // may touch nothing else: not even read it.
+      rules: [{ apiGroups: [""], resources: ["configmaps"], resourceNames: [STATUS_CONFIGMAP], verbs: ["patch"] }],
     },
     {
       apiVersion: "rbac.authorization.k8s.io/v1",
