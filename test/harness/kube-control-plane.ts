@@ -8,12 +8,13 @@
 // cut a "cluster" away and bring it back. With `audit: true` every request is written to an audit
 // log (level Metadata), which the RBAC least-privilege test reads.
 
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
 import { TestProcess } from "./child.ts";
+import { CLIENT_AUTH, SERVER_AUTH, issue, selfSigned, serviceAccountKey } from "./pki.ts";
 import { eventually, freePort, repoRoot, tempDir } from "./workspace.ts";
 import { ApiClient, type Unstructured } from "../../operator/src/kube/api-client.ts";
 import { Resources } from "../../operator/src/kube/resources.ts";
@@ -32,10 +33,6 @@ function tool(name: string): string {
   const path = join(TOOLS_BIN, name);
   if (!existsSync(path)) throw new Error(`${path} is missing: run \`make deps\` (it builds ${name} from its pinned Go module)`);
   return path;
-}
-
-function openssl(args: string[], cwd: string): void {
-  execFileSync("openssl", args, { cwd, stdio: ["ignore", "ignore", "pipe"] });
 }
 
 export class TestControlPlane {
@@ -98,31 +95,7 @@ export class TestControlPlane {
   /** A kubeconfig whose client certificate names `user` in `groups`: RBAC decides what it may do. */
   kubeconfigYamlFor(user: string, groups: string[]): string {
     const file = `client-${++this.clientCertSerial}`;
-    const subject = `/CN=${user}${groups.map((group) => `/O=${group}`).join("")}`;
-    openssl(
-      ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", `${file}.key`, "-out", `${file}.csr`, "-subj", subject],
-      this.dir,
-    );
-    openssl(
-      [
-        "x509",
-        "-req",
-        "-in",
-        `${file}.csr`,
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-out",
-        `${file}.crt`,
-        "-extfile",
-        "client-ext.cnf",
-      ],
-      this.dir,
-    );
+    issue(this.dir, file, `/CN=${user}${groups.map((group) => `/O=${group}`).join("")}`, 2, CLIENT_AUTH);
     const b64 = (name: string): string => readFileSync(join(this.dir, name)).toString("base64");
     return [
       "apiVersion: v1",
@@ -280,67 +253,9 @@ export class TestControlPlane {
   }
 
   private makeCertificates(): void {
-    writeFileSync(join(this.dir, "serving-ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n");
-    writeFileSync(join(this.dir, "client-ext.cnf"), "extendedKeyUsage=clientAuth\n");
-    openssl(
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        `/CN=mxwarden-test-ca-${this.name}`,
-      ],
-      this.dir,
-    );
-    openssl(
-      [
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "serving.key",
-        "-out",
-        "serving.csr",
-        "-subj",
-        "/CN=kube-apiserver",
-      ],
-      this.dir,
-    );
-    openssl(
-      [
-        "x509",
-        "-req",
-        "-in",
-        "serving.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-out",
-        "serving.crt",
-        "-extfile",
-        "serving-ext.cnf",
-      ],
-      this.dir,
-    );
-    openssl(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "sa.key"], this.dir);
+    selfSigned(this.dir, "ca", `/CN=mxwarden-test-ca-${this.name}`, 2);
+    issue(this.dir, "serving", "/CN=kube-apiserver", 2, `subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n${SERVER_AUTH}`);
+    serviceAccountKey(this.dir);
   }
 }
 

@@ -22,7 +22,9 @@ import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { createServer, connect, type Server } from "node:net";
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { repoRoot } from "./workspace.ts";
+import { setTimeout as sleep } from "node:timers/promises";
+import { CLIENT_AUTH, SERVER_AUTH, issue as issueCertificate, selfSigned, serviceAccountKey } from "./pki.ts";
+import { StopWaiting, eventually, repoRoot } from "./workspace.ts";
 
 export const NODE_NAME = "mxwarden-node";
 export const NODE_IP = "10.244.0.1";
@@ -72,24 +74,6 @@ function sh(command: string, args: string[], options: { input?: string | Buffer;
   if (result.error && !options.allowFail) throw result.error;
   if (result.status !== 0 && !options.allowFail) throw new Error(`${command} ${args.join(" ")} failed (${result.status}): ${result.stderr}`);
   return result.stdout ?? "";
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number, intervalMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined && value !== false) return value;
-    } catch (err) {
-      if (err instanceof FatalError) throw err;
-      lastError = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ""}`);
-    await sleep(intervalMs);
-  }
 }
 
 /** The command line of a live process, or undefined. */
@@ -194,7 +178,7 @@ export class KubeNode {
       "--unsafe-no-fsync",
       "--log-level=warn",
     ]);
-    await until(
+    await eventually(
       "etcd healthy",
       async () => {
         this.assertAlive("etcd");
@@ -230,7 +214,7 @@ export class KubeNode {
       "--profiling=false",
       "--v=0",
     ]);
-    await until(
+    await eventually(
       "kube-apiserver ready",
       () => {
         this.assertAlive("kube-apiserver");
@@ -282,7 +266,7 @@ export class KubeNode {
     ]);
     this.spawn("kube-proxy", tool("kube-proxy"), [`--config=${join(this.runDir, "kube-proxy.yaml")}`, `--hostname-override=${NODE_NAME}`, "--v=0"]);
     this.spawn("coredns", tool("coredns"), ["-conf", join(this.runDir, "Corefile")]);
-    await until(
+    await eventually(
       "node Ready",
       () => {
         for (const component of COMPONENTS) this.assertAlive(component);
@@ -293,8 +277,8 @@ export class KubeNode {
     );
     t = mark("nodeReady", t);
     // DNS answers for Services, and new namespaces get their ServiceAccount and root CA (pods need both).
-    await until("cluster DNS", () => dnsQueryA(NODE_IP, `kubernetes.default.svc.${CLUSTER_DOMAIN}`) === "10.96.0.1", 60_000, 250);
-    await until(
+    await eventually("cluster DNS", () => dnsQueryA(NODE_IP, `kubernetes.default.svc.${CLUSTER_DOMAIN}`) === "10.96.0.1", 60_000, 250);
+    await eventually(
       "default ServiceAccount and kube-root-ca.crt",
       () =>
         this.kubectl(["-n", "default", "get", "serviceaccount/default", "configmap/kube-root-ca.crt", "-o", "name"], { allowFail: true }).trim().split("\n")
@@ -343,7 +327,7 @@ export class KubeNode {
   }
 
   private async waitForContainerd(): Promise<void> {
-    await until(
+    await eventually(
       "containerd",
       () => {
         this.assertAlive("containerd");
@@ -362,7 +346,7 @@ export class KubeNode {
       } catch {
         /* no log */
       }
-      throw new FatalError(`${component} exited; last lines of ${this.logFile(component)}:\n${tail}`);
+      throw new StopWaiting(`${component} exited; last lines of ${this.logFile(component)}:\n${tail}`);
     }
   }
 
@@ -522,69 +506,16 @@ export class KubeNode {
   private makeCertificates(): void {
     const dir = join(this.runDir, "pki");
     mkdirSync(dir, { recursive: true });
-    const openssl = (args: string[]): void => {
-      execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
-    };
-    openssl([
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-keyout",
-      "ca.key",
-      "-out",
-      "ca.crt",
-      "-days",
-      "30",
-      "-subj",
-      "/CN=mxwarden-local-cluster-ca",
-    ]);
-    openssl(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "sa.key"]);
-    const issue = (name: string, subject: string, ext: string): void => {
-      writeFileSync(join(dir, `${name}.ext`), ext);
-      openssl([
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        `${name}.key`,
-        "-out",
-        `${name}.csr`,
-        "-subj",
-        subject,
-      ]);
-      openssl([
-        "x509",
-        "-req",
-        "-in",
-        `${name}.csr`,
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "30",
-        "-out",
-        `${name}.crt`,
-        "-extfile",
-        `${name}.ext`,
-      ]);
-    };
-    const client = "extendedKeyUsage=clientAuth\n";
+    selfSigned(dir, "ca", "/CN=mxwarden-local-cluster-ca", 30);
+    serviceAccountKey(dir);
+    const issue = (name: string, subject: string, ext: string): void => issueCertificate(dir, name, subject, 30, ext);
+    const client = CLIENT_AUTH;
     issue(
       "apiserver",
       "/CN=kube-apiserver",
-      `subjectAltName=IP:${NODE_IP},IP:10.96.0.1,IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.${CLUSTER_DOMAIN}\nextendedKeyUsage=serverAuth\n`,
+      `subjectAltName=IP:${NODE_IP},IP:10.96.0.1,IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.${CLUSTER_DOMAIN}\n${SERVER_AUTH}`,
     );
-    issue("kubelet-serving", `/CN=system:node:${NODE_NAME}/O=system:nodes`, `subjectAltName=IP:${NODE_IP},DNS:${NODE_NAME}\nextendedKeyUsage=serverAuth\n`);
+    issue("kubelet-serving", `/CN=system:node:${NODE_NAME}/O=system:nodes`, `subjectAltName=IP:${NODE_IP},DNS:${NODE_NAME}\n${SERVER_AUTH}`);
     issue("admin", "/CN=admin/O=system:masters", client);
     issue("apiserver-kubelet-client", "/CN=kube-apiserver-kubelet-client/O=system:masters", client);
     issue("kubelet", `/CN=system:node:${NODE_NAME}/O=system:nodes`, client);
@@ -792,7 +723,6 @@ function removeKubeChains(): void {
 }
 
 /** A failure that no amount of waiting fixes (a component died). */
-class FatalError extends Error {}
 
 function removeCgroupTree(path: string): void {
   if (!existsSync(path)) return;

@@ -35,6 +35,9 @@ export function peakRss(pid: number): number {
   return Number(match?.[1] ?? 0) * 1024;
 }
 
+/** Thrown by an `eventually` check when waiting longer cannot help (a process it waits for died). */
+export class StopWaiting extends Error {}
+
 /** Poll `check` until it returns a value other than undefined/false, or fail after `timeoutMs`. */
 export async function eventually<T>(
   what: string,
@@ -49,6 +52,7 @@ export async function eventually<T>(
       const value = await check();
       if (value !== undefined && value !== false) return value;
     } catch (err) {
+      if (err instanceof StopWaiting) throw err;
       lastError = err;
     }
     if (Date.now() > deadline) {

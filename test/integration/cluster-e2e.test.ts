@@ -15,6 +15,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { KubeNode, NODE_IP, forwardToHost } from "../harness/kube-node.ts";
+import { selfSigned } from "../harness/pki.ts";
 import { projectImages, relayDomainManifest, relaySiteManifest, singleNatsManifest } from "../harness/cluster-manifests.ts";
 import { CHART_DIR, HELM } from "../harness/helm.ts";
 import { TestPrimary } from "../harness/test-primary.ts";
@@ -105,29 +106,7 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", {
   it("a site and a domain as docs/install.md shows: relay pods Ready under the chart's security context, the RelayDomain Ready", async () => {
     kubectl(["create", "namespace", SITE_NS]);
     // The site's TLS certificate (self-signed here) and its NATS, in the relays' namespace.
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "tls.key",
-        "-out",
-        "tls.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=mx-a.backup.example.net",
-        "-addext",
-        "subjectAltName=DNS:mx-a.backup.example.net",
-      ],
-      { cwd: work.path, stdio: "ignore" },
-    );
+    selfSigned(work.path, "tls", "/CN=mx-a.backup.example.net", 2, ["subjectAltName=DNS:mx-a.backup.example.net"]);
     kubectl(["-n", SITE_NS, "create", "secret", "tls", "mx-a-tls", `--cert=${join(work.path, "tls.crt")}`, `--key=${join(work.path, "tls.key")}`]);
     kubectl(["apply", "-f", "-"], singleNatsManifest(SITE_NS, "site-a"));
     kubectl(["-n", SITE_NS, "rollout", "status", "statefulset/nats", "--timeout=120s"]);
