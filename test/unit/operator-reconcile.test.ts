@@ -125,6 +125,18 @@ function figures(generation: number, queued = 0, retiring = false, primary: Doma
   return { "example.com": { generation, retiring, queued, oldestQueuedSeconds: queued > 0 ? 60 : 0, ...primary } };
 }
 
+/** A site whose two relays are ready and report the domain at `generation`. */
+async function servedWorld(generation: number): Promise<World> {
+  const world = new World();
+  world.site();
+  world.domain();
+  await world.sites.reconcile("site-a");
+  await world.relaysReady(2);
+  await world.report({ ...queueReport("relay-0", figures(generation)), ...queueReport("relay-1", figures(generation)) });
+  await world.sites.reconcile("site-a");
+  return world;
+}
+
 describe("site reconcile (fake clusters)", () => {
   it("applies the relays' objects in the site's cluster, holds its finalizer, and reports the configuration applied", async () => {
     const world = new World();
@@ -210,17 +222,6 @@ describe("site reconcile (fake clusters)", () => {
 });
 
 describe("domain reconcile (fake clusters)", () => {
-  async function servedWorld(generation: number): Promise<World> {
-    const world = new World();
-    world.site();
-    world.domain();
-    await world.sites.reconcile("site-a");
-    await world.relaysReady(2);
-    await world.report({ ...queueReport("relay-0", figures(generation)), ...queueReport("relay-1", figures(generation)) });
-    await world.sites.reconcile("site-a");
-    return world;
-  }
-
   it("counts every relay's generation: two relays at different generations are ConfigPending until both run the new one", async () => {
     const world = await servedWorld(1);
     await world.domains.reconcile("team-a/example");
@@ -458,17 +459,6 @@ describe("maintenance hold in the domain's status (fake clusters)", () => {
   async function heldWorld(spec: Partial<Domain["spec"]>): Promise<World> {
     const world = await servedWorld(1);
     await world.mgmt.mergePatch(Resources.RelayDomain, "team-a", "example", { spec });
-    return world;
-  }
-
-  async function servedWorld(generation: number): Promise<World> {
-    const world = new World();
-    world.site();
-    world.domain();
-    await world.sites.reconcile("site-a");
-    await world.relaysReady(2);
-    await world.report({ ...queueReport("relay-0", figures(generation)), ...queueReport("relay-1", figures(generation)) });
-    await world.sites.reconcile("site-a");
     return world;
   }
 
