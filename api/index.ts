@@ -5,6 +5,7 @@
 export {
   API_VERSION,
   DEFAULT_DELETION_GRACE,
+  DEFAULT_QUEUE_LIFETIME,
   GROUP,
   OPERATOR_ONLY_SPEC_FIELDS,
   VERSION,
@@ -38,9 +39,10 @@ export type { Condition, ConditionInput, ConditionStatus } from "./conditions.ts
 export { allCrds, relayDomainCrd, relaySiteCrd } from "./crds.ts";
 export type { CustomResourceDefinition, Schema } from "./crds.ts";
 export { domainKey, normaliseDomain } from "./domain-name.ts";
+export { HOLD_MAX_SHARE_OF_LIFETIME, holdEnd, maxHoldMs } from "./hold.ts";
 export { MAX_MESSAGE_BYTES_LIMIT, MAX_QUEUE_LIFETIME_MS } from "./limits.ts";
 export { parseByteSize, parseDuration } from "./quantities.ts";
-export { parseCidr, YAML11_BOOLEAN_WORDS } from "./schema.ts";
+export { formatDuration, parseCidr, YAML11_BOOLEAN_WORDS } from "./schema.ts";
 export { ConfigError, isObject, validate, withAllDefaults } from "./validate.ts";
 export { parseQueueReport, queueReportKey } from "./queue-report.ts";
 export type { DomainPrimaryFigures, DomainQueueFigures, QueueReport } from "./queue-report.ts";

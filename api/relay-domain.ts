@@ -37,6 +37,8 @@ export interface ObjectMeta {
   creationTimestamp?: string;
 }
 
+/** Default spec.queue.lifetime. */
+export const DEFAULT_QUEUE_LIFETIME = "5d";
 /** Default time queued mail of a deleted domain still gets before it is bounced. */
 export const DEFAULT_DELETION_GRACE = "1d";
 
@@ -113,7 +115,9 @@ export const recipientsPolicy = object(
 );
 
 const queueSchema = object("How long and how often delivery is retried", {
-  lifetime: Optional(duration("Time after which undeliverable mail is bounced (at most 30d)", { default: "5d", maxMs: MAX_QUEUE_LIFETIME_MS })),
+  lifetime: Optional(
+    duration("Time after which undeliverable mail is bounced (at most 30d)", { default: DEFAULT_QUEUE_LIFETIME, maxMs: MAX_QUEUE_LIFETIME_MS }),
+  ),
   retry: Optional(
     object(
       "Exponential backoff between attempts",
@@ -204,6 +208,13 @@ export const relayDomainStatusSchema = object("Observed state, written by the op
   observedGeneration: Optional(integer("metadata.generation the status reflects", { minimum: 0 })),
   conditions: Optional(conditions()),
   sitesReady: Optional(string("Ready sites out of the sites serving this domain")),
+  hold: Optional(
+    object("The maintenance hold as the relays apply it (spec.hold), while it lasts", {
+      until: string("spec.hold.until, in UTC"),
+      maxHold: string("The longest any one message is held: four fifths of spec.queue.lifetime, counted from when the message is accepted"),
+      capped: boolean("until is more than maxHold away: mail accepted now is released maxHold after it arrived, before until"),
+    }),
+  ),
   queuedMessages: Optional(integer("Messages queued for this domain across all sites", { minimum: 0 })),
   sites: Optional(
     array(

@@ -8,6 +8,9 @@ import { resourcePath } from "../../operator/src/kube/resources.ts";
 import { Resources } from "../../operator/src/kube/resources.ts";
 import { primaryAtSite, readSiteReports } from "../../operator/src/controller/relay-reports.ts";
 import { primaryEvent, primaryReachableCondition } from "../../operator/src/controller/primary-condition.ts";
+import { holdView } from "../../operator/src/controller/hold-status.ts";
+import { heldUntil } from "../../relay/src/deliver/maintenance-hold.ts";
+import type { DeliveryJob } from "../../relay/src/queue/delivery-job.ts";
 
 describe("WorkQueue", () => {
   it("holds a key once however often it is added", async () => {
@@ -245,5 +248,49 @@ describe("PrimaryReachable (sites combined)", () => {
     assert.equal(primaryEvent("False", up, "a.example")?.type, "Normal");
     assert.equal(primaryEvent("Unknown", up, "a.example")?.reason, "PrimaryReachable");
     assert.equal(primaryEvent("False", unknown, "a.example"), undefined);
+  });
+});
+
+describe("holdView: the maintenance hold as a RelayDomain's status shows it", () => {
+  const HOUR = 3_600_000;
+  const now = Date.parse("2026-12-05T10:00:00Z");
+  const spec = (until: string, lifetime?: string) => ({ domain: "example.com", hold: { until }, ...(lifetime ? { queue: { lifetime } } : {}) });
+
+  it("is capped exactly when the relay would release mail accepted now before until, and says when that stops", () => {
+    // lifetime 1h: at most 48m. until 48m away is not capped; a millisecond more is.
+    const edge = new Date(now + 48 * 60_000).toISOString();
+    assert.deepEqual(holdView(spec(edge, "1h"), now)?.status, { until: edge, maxHold: "48m", capped: false });
+    assert.equal(holdView(spec(edge, "1h"), now)?.changesAtMs, now + 48 * 60_000, "looked at again when the hold ends");
+    const past = new Date(now + 48 * 60_000 + 1).toISOString();
+    const capped = holdView(spec(past, "1h"), now);
+    assert.equal(capped?.status.capped, true);
+    assert.equal(capped?.condition.reason, "HoldCapped");
+    assert.equal(capped?.changesAtMs, now + 1, "from then on new mail is held in full");
+    // The relay's own decision for a message accepted now agrees.
+    const policy = { domain: "example.com", hold: { untilMs: Date.parse(past) }, retiring: false } as unknown as Parameters<typeof heldUntil>[0];
+    const job = { kind: "relay", acceptedAt: now, expiresAt: now + HOUR } as DeliveryJob;
+    assert.equal(
+      heldUntil(policy, job, now, () => 0),
+      now + 48 * 60_000,
+      "released after 48m, before until",
+    );
+  });
+
+  it("uses the default lifetime of 5d and writes until in UTC", () => {
+    const view = holdView(spec("2026-12-12T12:00:00+02:00"), now);
+    assert.deepEqual(view?.status, { until: "2026-12-12T10:00:00.000Z", maxHold: "4d", capped: true });
+    assert.deepEqual(holdView(spec("2026-12-08T10:00:00Z"), now)?.condition, {
+      type: "Held",
+      status: "True",
+      reason: "Holding",
+      message: "mail is queued and nothing is delivered before 2026-12-08T10:00:00.000Z",
+    });
+  });
+
+  it("is nothing without a hold, at or after until, or for a time that does not parse", () => {
+    assert.equal(holdView({ domain: "example.com" }, now), undefined);
+    assert.equal(holdView(spec("2026-12-05T10:00:00Z"), now), undefined);
+    assert.equal(holdView(spec("2026-12-05T09:00:00Z"), now), undefined);
+    assert.equal(holdView(spec("not a time"), now), undefined);
   });
 });

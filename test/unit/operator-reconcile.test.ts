@@ -6,7 +6,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createLogger } from "../../relay/src/log.ts";
-import { queueReportKey, type DomainPrimaryFigures, type QueueReport } from "#api";
+import { holdEnd, queueReportKey, type DomainPrimaryFigures, type QueueReport } from "#api";
 import type { Unstructured } from "../../operator/src/kube/api-client.ts";
 import { Resources } from "../../operator/src/kube/resources.ts";
 import { OperatorMetrics } from "../../operator/src/metrics.ts";
@@ -125,6 +125,18 @@ function figures(generation: number, queued = 0, retiring = false, primary: Doma
   return { "example.com": { generation, retiring, queued, oldestQueuedSeconds: queued > 0 ? 60 : 0, ...primary } };
 }
 
+/** A site whose two relays are ready and report the domain at `generation`. */
+async function servedWorld(generation: number): Promise<World> {
+  const world = new World();
+  world.site();
+  world.domain();
+  await world.sites.reconcile("site-a");
+  await world.relaysReady(2);
+  await world.report({ ...queueReport("relay-0", figures(generation)), ...queueReport("relay-1", figures(generation)) });
+  await world.sites.reconcile("site-a");
+  return world;
+}
+
 describe("site reconcile (fake clusters)", () => {
   it("applies the relays' objects in the site's cluster, holds its finalizer, and reports the configuration applied", async () => {
     const world = new World();
@@ -210,17 +222,6 @@ describe("site reconcile (fake clusters)", () => {
 });
 
 describe("domain reconcile (fake clusters)", () => {
-  async function servedWorld(generation: number): Promise<World> {
-    const world = new World();
-    world.site();
-    world.domain();
-    await world.sites.reconcile("site-a");
-    await world.relaysReady(2);
-    await world.report({ ...queueReport("relay-0", figures(generation)), ...queueReport("relay-1", figures(generation)) });
-    await world.sites.reconcile("site-a");
-    return world;
-  }
-
   it("counts every relay's generation: two relays at different generations are ConfigPending until both run the new one", async () => {
     const world = await servedWorld(1);
     await world.domains.reconcile("team-a/example");
@@ -448,5 +449,96 @@ describe("domain reconcile (fake clusters)", () => {
     await world.domains.reconcile("team-a/example");
     series = await domainSeries(world.metrics);
     assert.deepEqual(series, {});
+  });
+});
+
+describe("maintenance hold in the domain's status (fake clusters)", () => {
+  const HOUR = 3_600_000;
+  const DAY = 24 * HOUR;
+
+  async function heldWorld(spec: Partial<Domain["spec"]>): Promise<World> {
+    const world = await servedWorld(1);
+    await world.mgmt.mergePatch(Resources.RelayDomain, "team-a", "example", { spec });
+    return world;
+  }
+
+  it("shows a hold within four fifths of the queue lifetime as Holding, uncapped, and looks again by the next poll", async () => {
+    const until = new Date(Date.now() + HOUR).toISOString();
+    const world = await heldWorld({ hold: { until } });
+    const outcome = await world.domains.reconcile("team-a/example");
+    const domain = world.getDomain();
+    assert.deepEqual(domain?.status?.hold, { until, maxHold: "4d", capped: false });
+    const held = condition(domain, "Held");
+    assert.equal(held?.status, "True");
+    assert.equal(held?.reason, "Holding");
+    assert.match(held?.message ?? "", new RegExp(until.replace(/\./g, "\\.")));
+    assert.ok(outcome.requeueAfterMs !== undefined && outcome.requeueAfterMs <= POLL_MS);
+  });
+
+  it("shows the cap when until is further away than four fifths of the queue lifetime, with the same rule as the relay", async () => {
+    const untilMs = Date.now() + 2 * HOUR;
+    const world = await heldWorld({ hold: { until: new Date(untilMs).toISOString().replace("Z", "+00:00") }, queue: { lifetime: "1h" } });
+    await world.domains.reconcile("team-a/example");
+    const domain = world.getDomain();
+    const until = new Date(untilMs).toISOString();
+    assert.deepEqual(domain?.status?.hold, { until, maxHold: "48m", capped: true }, "until in UTC; the cap is four fifths of 1h");
+    assert.equal(holdEnd(untilMs, Date.now(), HOUR) < untilMs, true, "the relay would release mail accepted now before until");
+    const held = condition(domain, "Held");
+    assert.equal(held?.status, "True");
+    assert.equal(held?.reason, "HoldCapped");
+    const fullFrom = new Date(untilMs - 48 * 60_000).toISOString();
+    assert.match(held?.message ?? "", /held at most 48m after it is accepted/);
+    assert.ok(held?.message.includes(`mail accepted before ${fullFrom} is released before ${until}`), held?.message);
+  });
+
+  it("caps at four fifths of the default lifetime of 5d", async () => {
+    const world = await heldWorld({ hold: { until: new Date(Date.now() + 6 * DAY).toISOString() } });
+    await world.domains.reconcile("team-a/example");
+    assert.equal(world.getDomain()?.status?.hold?.maxHold, "4d");
+    assert.equal(world.getDomain()?.status?.hold?.capped, true);
+  });
+
+  it("removes the status and the condition when the hold is removed", async () => {
+    const world = await heldWorld({ hold: { until: new Date(Date.now() + HOUR).toISOString() } });
+    await world.domains.reconcile("team-a/example");
+    assert.ok(world.getDomain()?.status?.hold);
+    await world.mgmt.mergePatch(Resources.RelayDomain, "team-a", "example", { spec: { hold: null } });
+    assert.equal(world.getDomain()?.spec.hold, undefined);
+    const outcome = await world.domains.reconcile("team-a/example");
+    assert.equal(world.getDomain()?.status?.hold, undefined);
+    assert.equal(condition(world.getDomain(), "Held"), undefined);
+    assert.equal(outcome.requeueAfterMs, undefined, "no hold, nothing to look at again");
+  });
+
+  it("shows nothing for a hold whose until has passed, and removes what it showed once the hold ends", async () => {
+    const past = await heldWorld({ hold: { until: new Date(Date.now() - 60_000).toISOString() } });
+    await past.domains.reconcile("team-a/example");
+    assert.equal(past.getDomain()?.status?.hold, undefined);
+    assert.equal(condition(past.getDomain(), "Held"), undefined);
+
+    const ending = await heldWorld({ hold: { until: new Date(Date.now() + HOUR).toISOString() } });
+    await ending.domains.reconcile("team-a/example");
+    assert.equal(condition(ending.getDomain(), "Held")?.reason, "Holding");
+    // The same spec an hour and more later: the hold has ended.
+    const until = ending.getDomain()?.spec.hold?.until ?? "";
+    await ending.mgmt.mergePatch(Resources.RelayDomain, "team-a", "example", {
+      spec: { hold: { until: new Date(Date.parse(until) - 2 * HOUR).toISOString() } },
+    });
+    await ending.domains.reconcile("team-a/example");
+    assert.equal(ending.getDomain()?.status?.hold, undefined);
+    assert.equal(condition(ending.getDomain(), "Held"), undefined);
+  });
+
+  it("drops the hold from a deleted domain's status: the relays no longer hold its mail", async () => {
+    const world = await heldWorld({ hold: { until: new Date(Date.now() + HOUR).toISOString() } });
+    await world.domains.reconcile("team-a/example");
+    await world.mgmt.delete(Resources.RelayDomain, "team-a", "example");
+    const later = new Date(Date.parse(world.getDomain()?.metadata.deletionTimestamp ?? "") + 2000);
+    await world.report({ ...queueReport("relay-0", figures(1, 3, true), later), ...queueReport("relay-1", figures(1, 3, true), later) });
+    await world.sites.reconcile("site-a");
+    await world.domains.reconcile("team-a/example");
+    assert.equal(condition(world.getDomain(), "Ready")?.reason, "Draining");
+    assert.equal(world.getDomain()?.status?.hold, undefined);
+    assert.equal(condition(world.getDomain(), "Held"), undefined);
   });
 });

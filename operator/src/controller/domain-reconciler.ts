@@ -28,6 +28,7 @@ import type { ReconcileOutcome } from "./controller-runner.ts";
 import type { DnsChecker } from "./dns-check.ts";
 import type { EventRecorder } from "./events.ts";
 import { setFinalizer } from "./finalizers.ts";
+import { HELD, holdView } from "./hold-status.ts";
 import { PRIMARY_REACHABLE, primaryEvent, primaryReachableCondition, type SitePrimary } from "./primary-condition.ts";
 import { domainAtSite, drainPending, primaryAtSite, readSiteReports, type DomainAtSite, type SiteReports } from "./relay-reports.ts";
 import type { SiteClients } from "./site-connections.ts";
@@ -123,6 +124,10 @@ export class DomainReconciler {
       set({ type: "Ready", status: "False", reason: "SitesNotReady", message: `${readySites} of ${sites.length} sites ready`, observedGeneration: generation });
     else set({ type: "Ready", status: "True", reason: "AllSitesReady", message: `${readySites} sites serve ${mailDomain}`, observedGeneration: generation });
 
+    const hold = invalid ? undefined : holdView(domain.spec, now.getTime());
+    if (hold) set(hold.condition);
+    else conditions = conditions.filter((c) => c.type !== HELD);
+
     const primary = primaryReachableCondition(primaries);
     const event = primaryEvent(findCondition(domain.status?.conditions, PRIMARY_REACHABLE)?.status, primary, mailDomain);
     set(primary);
@@ -147,11 +152,13 @@ export class DomainReconciler {
       conditions,
       sites: siteFigures,
       sitesReady: `${readySites}/${sites.length}`,
+      ...(hold ? { hold: hold.status } : {}),
       queuedMessages,
     });
     // After the status write: an Event for a change the status does not show yet would be recorded again.
     if (event) await this.deps.events.record(domain, event.type, event.reason, "CheckPrimary", event.note);
-    return {};
+    // A hold's status changes with time alone: look again when it does (site polls come sooner).
+    return hold ? { requeueAfterMs: Math.max(0, Math.min(hold.changesAtMs - now.getTime() + 1, this.deps.pollIntervalMs)) } : {};
   }
 
   /** The oldest other RelayDomain claiming the same mail domain, as namespace/name. */
@@ -204,8 +211,10 @@ export class DomainReconciler {
     this.deps.metrics.domainQueuedMessages.set(domainLabels(key), queued);
     this.deps.metrics.domainOldestQueuedSeconds.set(domainLabels(key), queued > 0 ? oldestQueuedSeconds : 0);
     const generation = domain.metadata.generation ?? 0;
+    // A deleted domain's hold has ended: the relays deliver its mail within the grace period.
+    const { hold: _ended, ...kept } = domain.status ?? {};
     const conditions = setCondition(
-      domain.status?.conditions,
+      domain.status?.conditions?.filter((c) => c.type !== HELD),
       {
         type: "Ready",
         status: "False",
@@ -218,7 +227,7 @@ export class DomainReconciler {
     if (domain.status?.conditions?.find((c) => c.type === "Ready")?.reason !== "Draining") {
       await this.deps.events.record(domain, "Normal", "Draining", "Delete", `new mail for ${mailDomain} refused; draining the queue`);
     }
-    const status = { ...(domain.status ?? {}), observedGeneration: generation, conditions, queuedMessages: queued };
+    const status = { ...kept, observedGeneration: generation, conditions, queuedMessages: queued };
     // Rechecked every few seconds: write only what changed.
     if (JSON.stringify(status) !== JSON.stringify(domain.status)) await this.writeStatus(domain, status);
     return { requeueAfterMs: awaitingRelays ? Math.min(DRAIN_RECHECK_MS, this.deps.pollIntervalMs) : this.deps.pollIntervalMs };

@@ -4,27 +4,25 @@
 // moment the schedules make every held job ready at once, and delivery goes on as after an outage.
 //
 // A hold never outlives the queue lifetime: a message is held at most HOLD_MAX_SHARE_OF_LIFETIME
-// of its own lifetime, so that the rest (a day of the default five) is left for delivery before
-// it would bounce. The cap is per message because each message's lifetime starts when it is
-// accepted; the relay logs it when a hold reaches past it for mail accepted now.
+// of its own lifetime (the rule is api/hold.ts, which the operator shows in the RelayDomain's
+// status). The cap is per message because each message's lifetime starts when it is accepted; the
+// relay logs it when a hold reaches past it for mail accepted now.
 //
 // Removing the hold, or moving `until` earlier, must not leave jobs waiting for the old end: the
 // domain's held mail is flushed (held-mail-flush.ts) when the new end comes, which re-holds what
 // is still before it and delivers the rest. Deleting the RelayDomain ends its hold: its queued mail
 // has the deletion grace period to be delivered, and would otherwise be bounced at its end unsent.
 
+import { holdEnd as cappedHoldEnd } from "#api";
 import type { DomainTable } from "../config/domain-store.ts";
 import type { DomainPolicy } from "../config/relay-domain.ts";
 import type { DeliveryJob } from "../queue/delivery-job.ts";
 import type { Logger } from "../log.ts";
 import { HOLD_RELEASE_SPREAD_MS } from "./delivery-timing.ts";
 
-/** The longest share of a message's queue lifetime that a hold may keep it. */
-export const HOLD_MAX_SHARE_OF_LIFETIME = 0.8;
-
 /** When a message accepted at `acceptedAt` with this lifetime is released from `hold` at the latest. */
 export function holdEnd(hold: NonNullable<DomainPolicy["hold"]>, acceptedAt: number, lifetimeMs: number): number {
-  return Math.min(hold.untilMs, acceptedAt + Math.floor(lifetimeMs * HOLD_MAX_SHARE_OF_LIFETIME));
+  return cappedHoldEnd(hold.untilMs, acceptedAt, lifetimeMs);
 }
 
 /**
