@@ -2,8 +2,9 @@
 // the duration sends exactly one RFC 3464 "delayed" DSN to its sender's domain (here a second
 // test primary, through --bounce-relay), however often it is deferred afterwards, and the message
 // itself is still delivered once its primary comes back. First the primary is down (the job is
-// re-deferred without an attempt while the domain is marked down), then it answers 451 a few
-// times (deferrals after an attempt, with 1-2 s backoffs), then it accepts.
+// re-deferred without an attempt while the domain is marked down), then it answers 451 twice per
+// recipient (deferrals after an attempt, with 1-2 s backoffs), then it accepts. A message from
+// the null sender, deferred as long, gets no warning.
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -25,14 +26,15 @@ describe("delay warning", () => {
   /** The recipient domain's primary: down at first, then deferring, then accepting. */
   let recipientPrimary: TestPrimary;
   let relay: RelayProcess;
-  let accepting = false;
-  let deferredRcpts = 0;
+  /** 451 answers per recipient address so far: two each, then accepted. */
+  const deferrals = new Map<string, number>();
 
   before(async () => {
     recipientPrimary = await TestPrimary.start();
-    recipientPrimary.recipientRule = () => {
-      if (accepting) return undefined;
-      deferredRcpts++;
+    recipientPrimary.recipientRule = (address) => {
+      const count = deferrals.get(address) ?? 0;
+      if (count >= 2) return undefined;
+      deferrals.set(address, count + 1);
       return { code: 451, message: "4.3.2 primary busy, try again later" };
     };
     await recipientPrimary.close();
@@ -62,6 +64,9 @@ describe("delay warning", () => {
     const original = `<${id}@client.test>`;
     const result = await sendMail(relay.smtpPort, { from: "sender@client.test", to: ["user@delayed.example"], body: simpleMessage("delayed", id) });
     assert.equal(result.data?.code, 250);
+    const nullId = `<delayed-null@client.test>`;
+    const fromNull = await sendMail(relay.smtpPort, { from: "", to: ["other@delayed.example"], body: simpleMessage("null", "delayed-null") });
+    assert.equal(fromNull.data?.code, 250);
     const warnings = () => senderMx.messages.filter((m) => isDsn(m) && m.body.toString("latin1").includes(original));
 
     // The primary is down: the warning goes out from a deferral without an attempt.
@@ -82,13 +87,14 @@ describe("delay warning", () => {
       false,
     );
 
-    // The primary answers again, but defers: several more deferrals, each one after an attempt.
+    // The primary answers again, but defers each recipient twice, each time after an attempt.
     await recipientPrimary.listen();
-    await eventually("three deferrals at the primary", () => deferredRcpts >= 3, 90_000);
-    accepting = true;
-    await eventually("the delivery", () => recipientPrimary.messages.some((m) => headerValue(m.body, "Message-ID") === original), 90_000);
+    const delivered = (messageId: string) => recipientPrimary.messages.some((m) => headerValue(m.body, "Message-ID") === messageId);
+    await eventually("both deliveries", () => delivered(original) && delivered(nullId), 90_000);
+    assert.deepEqual([...deferrals.values()], [2, 2], "each recipient deferred twice after the primary came back");
 
     assert.equal(warnings().length, 1, "exactly one DSN about the message");
+    assert.equal(senderMx.messages.filter(isDsn).length, 1, "none about the null sender's message");
     assert.equal(await relay.metric("mxwarden_delay_warnings_queued_total"), 1);
     assert.equal(await relay.metric("mxwarden_dsns_queued_total"), 1);
     assert.equal(await relay.metric("mxwarden_recipients_bounced_total", 'reason="expired"'), 0);
