@@ -1,7 +1,9 @@
 // What to do with a job once its next hop has answered for each recipient, decided without doing
 // any of it: the delivery worker carries the plan out (queue writes, metrics, logs). A delivery
 // can end all three ways at once: some recipients accepted, some refused (a bounce), some to try
-// again (the job is deferred for them); the job is finished only when none is left to try.
+// again (the job is deferred for them); the job is finished only when none is left to try. A
+// deferral may also owe the sender its one delay warning (spec.queue.delayWarning): planDeferral
+// decides that, here for an attempt and in the worker for deferrals made without one.
 
 import type { DeliveryJob } from "../queue/index.ts";
 import type { FailedRecipient } from "./dsn.ts";
