@@ -114,34 +114,50 @@ export const recipientsPolicy = object(
   ],
 );
 
-const queueSchema = object("How long and how often delivery is retried", {
-  lifetime: Optional(
-    duration("Time after which undeliverable mail is bounced (at most 30d)", { default: DEFAULT_QUEUE_LIFETIME, maxMs: MAX_QUEUE_LIFETIME_MS }),
-  ),
-  retry: Optional(
-    object(
-      "Exponential backoff between attempts",
-      {
-        initialBackoff: Optional(duration("First retry delay", { default: "1m" })),
-        maxBackoff: Optional(duration("Longest retry delay (default 1h, or initialBackoff when that is longer)")),
-      },
-      [
-        rule<{ initialBackoff: string; maxBackoff?: string }>(
-          `!has(self.maxBackoff) || ${celDurationMs("self.maxBackoff")} >= ${celDurationMs("self.initialBackoff")}`,
-          "must not be shorter than initialBackoff",
-          (self) => self.maxBackoff === undefined || ms(self.maxBackoff) >= ms(self.initialBackoff),
-          ".maxBackoff",
-        ),
-      ],
+const queueSchema = object(
+  "How long and how often delivery is retried",
+  {
+    lifetime: Optional(
+      duration("Time after which undeliverable mail is bounced (at most 30d)", { default: DEFAULT_QUEUE_LIFETIME, maxMs: MAX_QUEUE_LIFETIME_MS }),
     ),
-  ),
-  deletionGracePeriod: Optional(
-    duration("After the RelayDomain is deleted, queued mail is still delivered for this long, then bounced", {
-      default: DEFAULT_DELETION_GRACE,
-      maxMs: MAX_QUEUE_LIFETIME_MS,
-    }),
-  ),
-});
+    delayWarning: Optional(
+      duration(
+        "Tell the sender once, with an RFC 3464 delayed DSN, when a message is still queued this long after it was accepted (Postfix's delay_warning_time); absent means never. Shorter than lifetime",
+      ),
+    ),
+    retry: Optional(
+      object(
+        "Exponential backoff between attempts",
+        {
+          initialBackoff: Optional(duration("First retry delay", { default: "1m" })),
+          maxBackoff: Optional(duration("Longest retry delay (default 1h, or initialBackoff when that is longer)")),
+        },
+        [
+          rule<{ initialBackoff: string; maxBackoff?: string }>(
+            `!has(self.maxBackoff) || ${celDurationMs("self.maxBackoff")} >= ${celDurationMs("self.initialBackoff")}`,
+            "must not be shorter than initialBackoff",
+            (self) => self.maxBackoff === undefined || ms(self.maxBackoff) >= ms(self.initialBackoff),
+            ".maxBackoff",
+          ),
+        ],
+      ),
+    ),
+    deletionGracePeriod: Optional(
+      duration("After the RelayDomain is deleted, queued mail is still delivered for this long, then bounced", {
+        default: DEFAULT_DELETION_GRACE,
+        maxMs: MAX_QUEUE_LIFETIME_MS,
+      }),
+    ),
+  },
+  [
+    rule<{ lifetime: string; delayWarning?: string }>(
+      `!has(self.delayWarning) || ${celDurationMs("self.delayWarning")} < ${celDurationMs("self.lifetime")}`,
+      "must be shorter than lifetime",
+      (self) => self.delayWarning === undefined || ms(self.delayWarning) < ms(self.lifetime),
+      ".delayWarning",
+    ),
+  ],
+);
 
 // RFC 3339 as the relay and the API server both read it: a full date and time with a zone. The
 // seconds stop at 59 (Date.parse has no leap second), and month and day ranges are checked here.

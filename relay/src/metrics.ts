@@ -134,6 +134,12 @@ export class RelayMetrics {
     registers: [this.registry],
   });
   readonly dsnsSent = new Counter({ name: "mxwarden_dsns_queued_total", help: "Delivery status notifications queued to senders", registers: [this.registry] });
+  // Also counted in dsns_queued_total: each is a DSN job like a bounce.
+  readonly delayWarningsSent = new Counter({
+    name: "mxwarden_delay_warnings_queued_total",
+    help: "Delayed DSNs (spec.queue.delayWarning) queued to senders, at most one per message",
+    registers: [this.registry],
+  });
   readonly bytesDelivered = new Counter({ name: "mxwarden_delivered_bytes_total", help: "Octets of delivered messages", registers: [this.registry] });
   readonly deliveryLatency = new Histogram({
     name: "mxwarden_delivery_latency_seconds",

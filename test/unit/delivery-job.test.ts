@@ -28,6 +28,12 @@ describe("delivery jobs", () => {
     assert.throws(() => decodeJob(encodeJob({ ...job, v: 2 } as unknown as DeliveryJob)), InvalidJobError);
   });
 
+  it("keep the time the delay warning was sent through a re-publish, and refuse one that is not a time", () => {
+    const warned = { ...job, delayWarnedAt: 1_700_000_014_400 };
+    assert.deepEqual(decodeJobRecord(encodeJob(warned)).job, warned);
+    assert.throws(() => decodeJob(encodeJob({ ...job, delayWarnedAt: "yes" } as unknown as DeliveryJob)), InvalidJobError);
+  });
+
   it("refuse header text that would not be header lines (no injected body or bare LF)", () => {
     for (const headers of ["X-A: 1\r\n\r\nbody", "X-A: 1\n", "no colon\r\n", "X-A: 1"]) {
       assert.throws(() => decodeJob(encodeJob({ ...job, headers })), InvalidJobError, JSON.stringify(headers));

@@ -236,6 +236,57 @@ describe("buildDsn", () => {
     assert.equal(block?.get("action"), "failed");
   });
 
+  it("a delay warning: Action delayed, a 4.x.x Status, the last error as Diagnostic-Code and Will-Retry-Until", () => {
+    const retryUntil = new Date(Date.UTC(2026, 10, 26, 9, 30, 5));
+    const dsn = buildDsn(
+      input({
+        reason: "delayed",
+        willRetryUntil: retryUntil,
+        failed: [
+          { address: "later@example.com", status: "4.4.1", diagnostic: "connect ECONNREFUSED 192.0.2.1:25", lastAttempt: now },
+          { address: "full@example.com", status: "4.2.2", diagnostic: "452 4.2.2 mailbox full", remoteMta: "mx1.example.com" },
+          // A delay is never permanent: any other status is reported as 4.0.0.
+          { address: "odd@example.com", status: "5.1.1", diagnostic: "451 odd" },
+        ],
+      }),
+    );
+    assert.equal(dsn.envelopeSender, "", "sent from the null sender, like every DSN");
+    assert.equal(dsn.recipient, "sender@client.test");
+    const { headers, parts } = parse(dsn.message);
+    assert.equal(headers.get("subject"), "Delayed Mail (still being retried)");
+    assert.match(headers.get("content-type") ?? "", /^multipart\/report; report-type=delivery-status; boundary="[^"]+"$/);
+    assert.deepEqual(parts.map(contentType), ["text/plain", "message/delivery-status", "text/rfc822-headers"]);
+    const explanation = (parts[0]?.body.toString("latin1") ?? "").replace(/\r\n(?=\S)/g, " ");
+    assert.match(explanation, /THIS IS A WARNING ONLY\. YOU DO NOT NEED TO RESEND YOUR MESSAGE\./);
+    assert.match(explanation, /until Thu, 26 Nov 2026 09:30:05 \+0000/);
+    assert.doesNotMatch(explanation, /could not be delivered to one or more recipients/);
+    assert.doesNotMatch(explanation, /failed/);
+    const [perMessage, later, full, odd, ...rest] = statusBlocks(parts[1] as Part);
+    assert.equal(rest.length, 0);
+    assert.equal(perMessage?.get("arrival-date"), "Sat, 21 Nov 2026 09:30:05 +0000");
+    assert.equal(later?.get("final-recipient"), "rfc822; later@example.com");
+    assert.equal(later?.get("action"), "delayed");
+    assert.equal(later?.get("status"), "4.4.1");
+    assert.equal(later?.get("diagnostic-code"), "smtp; connect ECONNREFUSED 192.0.2.1:25");
+    assert.equal(later?.get("last-attempt-date"), "Sun, 22 Nov 2026 10:00:00 +0000");
+    assert.equal(later?.get("will-retry-until"), "Thu, 26 Nov 2026 09:30:05 +0000");
+    assert.equal(full?.get("action"), "delayed");
+    assert.equal(full?.get("status"), "4.2.2");
+    assert.equal(full?.get("remote-mta"), "dns; mx1.example.com");
+    assert.equal(full?.get("diagnostic-code"), "smtp; 452 4.2.2 mailbox full");
+    assert.equal(odd?.get("status"), "4.0.0");
+    assert.equal(parts[2]?.headers.get("content-description"), "Delayed Message Headers");
+    assert.equal(parts[2]?.body.toString("latin1"), originalHeaders.toString("latin1"));
+    assertNoBareLineBreaks(dsn.message);
+    assertLineLimit(dsn.message);
+  });
+
+  it("a failure report has no Will-Retry-Until", () => {
+    const { parts } = parse(buildDsn(input({ willRetryUntil: now })).message);
+    for (const block of statusBlocks(parts[1] as Part)) assert.equal(block.has("will-retry-until"), false);
+    assert.equal(parts[2]?.headers.get("content-description"), "Undelivered Message Headers");
+  });
+
   it("keeps every line within 998 octets and truncates a 5000-character diagnostic", () => {
     const long = `550 ${"x".repeat(5000)}`;
     const spaced = `550 ${"word ".repeat(1000)}`;

@@ -46,7 +46,7 @@ const fullSpec = {
   primary: { hosts: [{ host: "mx1.example.com", port: 25 }], tls: { mode: "required", verifyCertificate: true } },
   recipients: { mode: "verify", verify: { positiveTtl: "1d", negativeTtl: "1h", whenUnavailable: "accept" } },
   maxMessageSize: "25Mi",
-  queue: { lifetime: "5d", retry: { initialBackoff: "1m", maxBackoff: "1h" }, deletionGracePeriod: "2h" },
+  queue: { lifetime: "5d", delayWarning: "4h", retry: { initialBackoff: "1m", maxBackoff: "1h" }, deletionGracePeriod: "2h" },
   hold: { until: "2026-12-24T06:00:00Z" },
   acceptWhen: "primaryDown",
   access: {

@@ -242,6 +242,17 @@ describe("parseRelayDomain: sizes and durations", () => {
     for (const lifetime of ["5", "0d", "", 5, "1.5d"]) assertConfigError(doc({ queue: { lifetime } }), "spec.queue.lifetime", /duration/);
   });
 
+  it("delay warnings are off unless spec.queue.delayWarning is set", () => {
+    assert.equal(parseRelayDomain(doc({})).delayWarningMs, undefined);
+    assert.equal(parseRelayDomain(doc({ queue: { lifetime: "1d" } })).delayWarningMs, undefined);
+    assert.equal(parseRelayDomain(doc({ queue: { delayWarning: "4h" } })).delayWarningMs, 4 * 3_600_000);
+  });
+  it("refuses a delayWarning that is not shorter than the queue lifetime, or not a duration", () => {
+    assertConfigError(doc({ queue: { lifetime: "1d", delayWarning: "1d" } }), "spec.queue.delayWarning", /shorter than lifetime/);
+    assertConfigError(doc({ queue: { delayWarning: "6d" } }), "spec.queue.delayWarning", /shorter than lifetime/);
+    for (const delayWarning of ["0s", "4", "", 4]) assertConfigError(doc({ queue: { delayWarning } }), "spec.queue.delayWarning", /duration/);
+  });
+
   it("parses retry backoffs", () => {
     assert.deepEqual(parseRelayDomain(doc({ queue: { retry: { initialBackoff: "30s", maxBackoff: "10m" } } })).retry, {
       initialBackoffMs: 30_000,

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { RecipientOutcome, RecipientResult } from "../../relay/src/deliver/outbound-smtp.ts";
-import { planSettlement, type SettlementInput, type SettlementPlan } from "../../relay/src/deliver/settlement.ts";
+import { delayWarningDueAt, planDeferral, planSettlement, type SettlementInput, type SettlementPlan } from "../../relay/src/deliver/settlement.ts";
 import type { DeliveryJob } from "../../relay/src/queue/delivery-job.ts";
 
 const acceptedAt = 1_700_000_000_000;
@@ -56,17 +56,23 @@ const cases: Array<{ name: string; input: Omit<SettlementInput, "job" | "now">; 
   {
     name: "every recipient accepted: finish",
     input: { outcomes: outcomes("delivered", "delivered", "delivered"), remoteMta: primary, destinationDown: false },
-    plan: { attemptResult: "delivered", delivered: delivered(3, primary), bounce: undefined, next: { kind: "finish" } },
+    plan: { attemptResult: "delivered", delivered: delivered(3, primary), bounce: undefined, delayWarning: undefined, next: { kind: "finish" } },
   },
   {
     name: "every recipient refused: one bounce for all, finish",
     input: { outcomes: outcomes("permanent", "permanent", "permanent"), remoteMta: primary, destinationDown: false },
-    plan: { attemptResult: "bounced", delivered: undefined, bounce: bounce(job.recipients, primary), next: { kind: "finish" } },
+    plan: { attemptResult: "bounced", delivered: undefined, bounce: bounce(job.recipients, primary), delayWarning: undefined, next: { kind: "finish" } },
   },
   {
     name: "every recipient to try again at a primary that answered: defer all",
     input: { outcomes: outcomes("temporary", "temporary", "temporary"), remoteMta: primary, destinationDown: false },
-    plan: { attemptResult: "deferred", delivered: undefined, bounce: undefined, next: defer(job.recipients, replies.temporary.reply, primary) },
+    plan: {
+      attemptResult: "deferred",
+      delivered: undefined,
+      bounce: undefined,
+      delayWarning: undefined,
+      next: defer(job.recipients, replies.temporary.reply, primary),
+    },
   },
   {
     name: "no hop reached: connection failed, the previous remote MTA kept, the outage passed on",
@@ -79,18 +85,31 @@ const cases: Array<{ name: string; input: Omit<SettlementInput, "job" | "now">; 
       attemptResult: "connection_failed",
       delivered: undefined,
       bounce: undefined,
+      delayWarning: undefined,
       next: defer(job.recipients, connectionError, "old.example.com", true),
     },
   },
   {
     name: "some accepted, some to try again: defer only those",
     input: { outcomes: outcomes("delivered", "temporary", "delivered"), remoteMta: primary, destinationDown: false },
-    plan: { attemptResult: "deferred", delivered: delivered(2, primary), bounce: undefined, next: defer(["b@example.com"], replies.temporary.reply, primary) },
+    plan: {
+      attemptResult: "deferred",
+      delivered: delivered(2, primary),
+      bounce: undefined,
+      delayWarning: undefined,
+      next: defer(["b@example.com"], replies.temporary.reply, primary),
+    },
   },
   {
     name: "some accepted, some refused: bounce those, finish",
     input: { outcomes: outcomes("permanent", "delivered", "delivered"), remoteMta: primary, destinationDown: false },
-    plan: { attemptResult: "bounced", delivered: delivered(2, primary), bounce: bounce(["a@example.com"], primary), next: { kind: "finish" } },
+    plan: {
+      attemptResult: "bounced",
+      delivered: delivered(2, primary),
+      bounce: bounce(["a@example.com"], primary),
+      delayWarning: undefined,
+      next: { kind: "finish" },
+    },
   },
   {
     name: "refused and to try again without a remote MTA: deferred, not a connection failure",
@@ -99,6 +118,7 @@ const cases: Array<{ name: string; input: Omit<SettlementInput, "job" | "now">; 
       attemptResult: "deferred",
       delivered: undefined,
       bounce: bounce(["a@example.com"], undefined),
+      delayWarning: undefined,
       next: defer(["b@example.com", "c@example.com"], replies.temporary.reply, "old.example.com"),
     },
   },
@@ -109,13 +129,14 @@ const cases: Array<{ name: string; input: Omit<SettlementInput, "job" | "now">; 
       attemptResult: "deferred",
       delivered: delivered(1, primary),
       bounce: bounce(["b@example.com"], primary),
+      delayWarning: undefined,
       next: defer(["a@example.com"], replies.temporary.reply, primary),
     },
   },
   {
     name: "no outcomes at all: counted as delivered, finish",
     input: { outcomes: [], remoteMta: undefined, destinationDown: false },
-    plan: { attemptResult: "delivered", delivered: undefined, bounce: undefined, next: { kind: "finish" } },
+    plan: { attemptResult: "delivered", delivered: undefined, bounce: undefined, delayWarning: undefined, next: { kind: "finish" } },
   },
 ];
 
@@ -142,5 +163,73 @@ describe("planSettlement", () => {
     planSettlement({ job, outcomes: input, remoteMta: primary, destinationDown: false, now });
     assert.deepEqual(job, before);
     assert.deepEqual(input, copy);
+  });
+});
+
+describe("delay warning (spec.queue.delayWarning)", () => {
+  const fourHours = 4 * 3_600_000;
+  const late = acceptedAt + fourHours;
+  const allTemporary = () => outcomes("temporary", "temporary", "temporary");
+  const plan = (overrides: Partial<SettlementInput>) =>
+    planSettlement({ job, outcomes: allTemporary(), remoteMta: primary, destinationDown: false, delayWarningMs: fourHours, now: late, ...overrides });
+
+  it("warns once when a deferral comes at or after the duration: a delayed DSN for the recipients left, recorded in the deferred job", () => {
+    const { delayWarning, next } = plan({ outcomes: outcomes("delivered", "temporary", "permanent") });
+    assert.deepEqual(delayWarning, [
+      { address: "b@example.com", status: "4.3.2", diagnostic: replies.temporary.reply, remoteMta: primary, lastAttempt: new Date(late) },
+    ]);
+    assert.equal(next.kind, "defer");
+    assert.equal(next.kind === "defer" ? next.job.delayWarnedAt : undefined, late);
+  });
+
+  it("not before the duration, and the job still owes it", () => {
+    const { delayWarning, next } = plan({ now: late - 1 });
+    assert.equal(delayWarning, undefined);
+    assert.equal(next.kind === "defer" ? next.job.delayWarnedAt : "finished", undefined);
+    assert.equal(delayWarningDueAt(job, fourHours), late);
+  });
+
+  it("not twice: a job that records its warning never gets another", () => {
+    const first = plan({});
+    assert.ok(first.delayWarning);
+    assert.equal(first.next.kind, "defer");
+    if (first.next.kind !== "defer") return;
+    const warned = first.next.job;
+    const second = plan({ job: warned, outcomes: outcomes("temporary"), now: late + 3_600_000 });
+    assert.equal(second.delayWarning, undefined);
+    assert.equal(second.next.kind === "defer" ? second.next.job.delayWarnedAt : undefined, late, "the first warning's time is kept");
+    assert.equal(delayWarningDueAt(warned, fourHours), undefined);
+  });
+
+  it("never for the null sender", () => {
+    const fromNull = { ...job, sender: "" };
+    assert.equal(plan({ job: fromNull }).delayWarning, undefined);
+    assert.equal(delayWarningDueAt(fromNull, fourHours), undefined);
+  });
+
+  it("never about a DSN", () => {
+    const dsn = { ...job, kind: "dsn" as const, sender: "" };
+    assert.equal(plan({ job: dsn }).delayWarning, undefined);
+    assert.equal(plan({ job: { ...job, kind: "dsn" } }).delayWarning, undefined);
+    assert.equal(delayWarningDueAt({ ...job, kind: "dsn" }, fourHours), undefined);
+  });
+
+  it("never when off, nor when the delivery finishes", () => {
+    assert.equal(plan({ delayWarningMs: undefined }).delayWarning, undefined);
+    assert.equal(plan({ outcomes: outcomes("delivered", "delivered", "permanent") }).delayWarning, undefined);
+    assert.equal(delayWarningDueAt(job, undefined), undefined);
+  });
+
+  it("a deferral without an attempt (destination known down) warns with the last error's status, else the fallback", () => {
+    const down = { ...job, lastError: "connect ECONNREFUSED 192.0.2.1:25" };
+    const { job: deferred, delayWarning } = planDeferral(down, fourHours, late, { fallbackStatus: "4.4.1" });
+    assert.equal(deferred.delayWarnedAt, late);
+    assert.deepEqual(
+      delayWarning?.map((w) => [w.address, w.status, w.diagnostic, w.lastAttempt]),
+      job.recipients.map((address) => [address, "4.4.1", down.lastError, undefined]),
+    );
+    assert.equal(planDeferral(job, fourHours, late).delayWarning?.[0]?.status, "4.3.0", "from the last error, 451 4.3.0 earlier");
+    assert.equal(planDeferral(job, fourHours, late - 1).delayWarning, undefined);
+    assert.equal(planDeferral({ ...job, delayWarnedAt: late }, fourHours, late + 1).delayWarning, undefined);
   });
 });

@@ -42,6 +42,8 @@ export interface DomainPolicy {
   recipients: { mode: RecipientMode; localParts: Set<string>; verify: RecipientVerifyPolicy };
   maxMessageBytes: number;
   queueLifetimeMs: number;
+  /** spec.queue.delayWarning: one delayed DSN to the sender when a message is still queued this long after acceptance; undefined is off. */
+  delayWarningMs?: number | undefined;
   /**
    * Set while the RelayDomain is being deleted (metadata.deletionTimestamp, copied by the
    * operator): new mail is refused at once, queued mail is still delivered until bounceAtMs.
@@ -220,6 +222,7 @@ export function parseRelayDomain(doc: unknown): DomainPolicy {
     recipients: parseRecipients(spec.recipients as Section<"recipients">),
     maxMessageBytes: bytes(spec.maxMessageSize as string | number),
     queueLifetimeMs: ms(queue.lifetime),
+    delayWarningMs: queue.delayWarning === undefined ? undefined : ms(queue.delayWarning),
     retiring: parseRetiring(metadata.deletionTimestamp, deletionGraceMs),
     retry: { initialBackoffMs, maxBackoffMs: retry.maxBackoff === undefined ? Math.max(DEFAULTS.maxBackoffMs, initialBackoffMs) : ms(retry.maxBackoff) },
     hold: parseHold(spec.hold),

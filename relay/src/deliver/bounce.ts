@@ -1,11 +1,13 @@
 // Turns permanently failed recipients into a bounce (an RFC 3464 DSN) queued like any other mail,
-// addressed to the envelope sender. Never to the null sender: no bounces about bounces.
+// addressed to the envelope sender; and, the same way, recipients still being retried into the one
+// delay warning (spec.queue.delayWarning, Action: delayed). Never to the null sender: no bounces
+// about bounces.
 
 import { normaliseDomain } from "#api";
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
 import { newQueueId, type DeliveryJob, type JobQueue, type QueueConnection, type StoredBody } from "../queue/index.ts";
-import { buildDsn, type FailedRecipient } from "./dsn.ts";
+import { buildDsn, type DsnReason, type FailedRecipient } from "./dsn.ts";
 import { BOUNCE_LIFETIME_MS } from "./delivery-timing.ts";
 
 const HEADER_SECTION_LIMIT = 64 * 1024;
@@ -24,16 +26,16 @@ function headerSection(head: Buffer): Buffer {
   return end === -1 ? head : head.subarray(0, end + 2);
 }
 
-/** Queue a DSN for `failed`; returns false when none may be sent (null sender, bad address). */
+/** Queue a DSN for `failed` (or, for "delayed", the recipients still retried); returns false when none may be sent (null sender, bad address). */
 export async function queueBounce(
   context: BounceContext,
   job: DeliveryJob,
   failed: FailedRecipient[],
-  reason: "rejected" | "expired",
+  reason: DsnReason,
   body: StoredBody | null,
 ): Promise<boolean> {
-  const reasonLabel = reason === "expired" ? "expired" : "rejected";
-  context.metrics.recipientsBounced.inc({ reason: reasonLabel }, failed.length);
+  // A delayed recipient is not given up on: it is not a bounce.
+  if (reason !== "delayed") context.metrics.recipientsBounced.inc({ reason }, failed.length);
   const log = context.log.child({ queueId: job.queueId });
   if (job.sender === "") {
     log.warn("recipients failed for a message from the null sender; no bounce is sent", { recipients: failed.map((f) => f.address), reason });
@@ -53,6 +55,7 @@ export async function queueBounce(
     arrivalDate: new Date(job.acceptedAt),
     failed,
     reason,
+    willRetryUntil: reason === "delayed" ? new Date(job.expiresAt) : undefined,
     originalHeaders: body ? headerSection(await body.head(HEADER_SECTION_LIMIT)) : Buffer.alloc(0),
     now,
   });
@@ -80,6 +83,7 @@ export async function queueBounce(
     inline,
   );
   context.metrics.dsnsSent.inc();
-  log.info("bounce queued", { dsnQueueId: queueId, to: job.sender, recipients: failed.length, reason });
+  if (reason === "delayed") context.metrics.delayWarningsSent.inc();
+  log.info(reason === "delayed" ? "delay warning queued" : "bounce queued", { dsnQueueId: queueId, to: job.sender, recipients: failed.length, reason });
   return true;
 }

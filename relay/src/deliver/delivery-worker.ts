@@ -28,11 +28,11 @@ import { PULL_EXPIRES_MS, SETTLE_BACKOFF_INITIAL_MS, SETTLE_BACKOFF_MAX_MS, SETT
 import { noGreeting, type DestinationHealth } from "./destination-health.ts";
 import { HeldMailFlush } from "./held-mail-flush.ts";
 import { heldUntil, isHeld } from "./maintenance-hold.ts";
-import type { FailedRecipient } from "./dsn.ts";
+import type { DsnReason, FailedRecipient } from "./dsn.ts";
 import { RouteError, type DeliveryTarget, type NextHopResolver, type Route } from "./next-hop.ts";
 import type { DeliveryReport, OutboundSmtp } from "./outbound-smtp.ts";
 import { retryAt } from "./retry-policy.ts";
-import { planSettlement, type SettlementPlan } from "./settlement.ts";
+import { delayWarningDueAt, planDeferral, planSettlement, type SettlementPlan } from "./settlement.ts";
 
 /** The stored message with the filters' header lines in front of it. */
 function withHeaders(headers: string | undefined, body: Readable): Readable {
@@ -73,6 +73,8 @@ interface SettleContext {
   inline: Buffer | undefined;
   body: StoredBody;
   retry: DomainPolicy["retry"];
+  /** The domain's spec.queue.delayWarning in ms, undefined when off. */
+  delayWarningMs: number | undefined;
   log: Logger;
 }
 
@@ -247,6 +249,8 @@ export class DeliveryWorker {
     const now = Date.now();
     const policy = job.kind === "relay" ? this.deps.store.lookup(job.domain) : undefined;
     const retry = policy?.retry ?? this.options.fallbackRetry;
+    const delayWarningMs = policy?.delayWarningMs;
+    const context: SettleContext = { msg, jobs, spool, job, inline, body, retry, delayWarningMs, log };
 
     const retiredOut = policy?.retiring !== undefined && now >= policy.retiring.bounceAtMs;
     if (now >= job.expiresAt || retiredOut) {
@@ -284,7 +288,7 @@ export class DeliveryWorker {
         await this.finish(msg, spool, job);
       } else {
         log.info("no route yet; deferring", { error: err.message });
-        await this.retryLater(msg, jobs, { ...job, attempts: job.attempts + 1, lastError: err.message }, inline, retry, now);
+        await this.deferWithWarning(context, { ...job, attempts: job.attempts + 1, lastError: err.message }, now, false);
       }
       return;
     }
@@ -292,7 +296,7 @@ export class DeliveryWorker {
     if (this.deps.health.isUnreachable(job.domain)) {
       // Known down: do not spend a connection timeout per message. The probe flushes it early.
       this.deps.metrics.deliveryAttempts.inc({ result: "skipped_dead_host" });
-      await this.retryLater(msg, jobs, job, inline, retry, now, true);
+      await this.deferWithWarning(context, job, now, true);
       return;
     }
 
@@ -315,8 +319,15 @@ export class DeliveryWorker {
     } finally {
       clearInterval(progress);
     }
-    const plan = planSettlement({ job, outcomes: report.outcomes, remoteMta: report.remoteMta, destinationDown: report.unreachable, now: Date.now() });
-    await this.settle(plan, { msg, jobs, spool, job, inline, body, retry, log });
+    const plan = planSettlement({
+      job,
+      outcomes: report.outcomes,
+      remoteMta: report.remoteMta,
+      destinationDown: report.unreachable,
+      delayWarningMs,
+      now: Date.now(),
+    });
+    await this.settle(plan, context);
   }
 
   /** Carry out `plan` (settlement.ts) for the job in `msg`: metrics and logs, the bounce, then the deferred job or the end of the job. */
@@ -339,30 +350,44 @@ export class DeliveryWorker {
       log.warn("recipients rejected by the next hop; bouncing", { recipients: plan.bounce.map((f) => f.address), reply: plan.bounce[0]?.diagnostic });
       await this.bounce(job, plan.bounce, "rejected", context.body);
     }
+    if (plan.delayWarning) {
+      log.info("still queued after the domain's delayWarning; warning the sender", { recipients: plan.delayWarning.length });
+      await this.bounce(job, plan.delayWarning, "delayed", context.body);
+    }
     if (plan.next.kind === "defer") {
       const next = plan.next.job;
       log.info("deferred", { recipients: next.recipients.length, reply: next.lastError, attempts: next.attempts });
-      await this.retryLater(msg, context.jobs, next, context.inline, context.retry, plan.next.failedAt, plan.next.destinationDown);
+      await this.retryLater(context, next, plan.next.failedAt, plan.next.destinationDown);
       return;
     }
     await this.finish(msg, context.spool, job);
   }
 
   /**
+   * Defer `job` without a delivery attempt's plan (no route yet, destination known down): the
+   * delay warning it is due now goes out first (settlement.ts decides), then the job, which
+   * records it, is held for its retry.
+   */
+  private async deferWithWarning(context: SettleContext, job: DeliveryJob, now: number, destinationDown: boolean): Promise<void> {
+    const deferral = planDeferral(job, context.delayWarningMs, now, { fallbackStatus: destinationDown ? "4.4.1" : "4.4.3" });
+    if (deferral.delayWarning) {
+      context.log.info("still queued after the domain's delayWarning; warning the sender", { recipients: deferral.delayWarning.length });
+      await this.bounce(job, deferral.delayWarning, "delayed", context.body);
+    }
+    await this.retryLater(context, deferral.job, now, destinationDown);
+  }
+
+  /**
    * Hold the job (and its inline body) until its next retry time, then acknowledge the current
    * copy. While its destination is down the job waits at least OUTAGE_HOLD_MS (delivery-timing.ts).
+   * A job still owed its delay warning comes back no later than the warning is due, so that the
+   * warning is not late by up to a backoff or an outage hold.
    */
-  private async retryLater(
-    msg: JsMsg,
-    jobs: JobQueue,
-    job: DeliveryJob,
-    inline: Buffer | undefined,
-    retry: DomainPolicy["retry"],
-    now: number,
-    destinationDown = false,
-  ): Promise<void> {
+  private async retryLater(context: SettleContext, job: DeliveryJob, now: number, destinationDown = false): Promise<void> {
     // Computed once: a repeated publish must carry the same time, so its msg id deduplicates it.
-    await this.hold(msg, jobs, job, inline, retryAt(Math.max(1, job.attempts), retry, now, job.expiresAt, destinationDown));
+    const at = retryAt(Math.max(1, job.attempts), context.retry, now, job.expiresAt, destinationDown);
+    const warnAt = delayWarningDueAt(job, context.delayWarningMs);
+    await this.hold(context.msg, context.jobs, job, context.inline, warnAt !== undefined && warnAt > now ? Math.min(at, warnAt) : at);
   }
 
   /** Store the job (and its inline body) under a schedule for `at`, then acknowledge the current copy. */
@@ -418,7 +443,7 @@ export class DeliveryWorker {
     }
   }
 
-  private async bounce(job: DeliveryJob, failed: FailedRecipient[], reason: "rejected" | "expired", body: StoredBody): Promise<void> {
+  private async bounce(job: DeliveryJob, failed: FailedRecipient[], reason: DsnReason, body: StoredBody): Promise<void> {
     await queueBounce(
       {
         queue: this.deps.queue,

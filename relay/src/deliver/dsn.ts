@@ -7,6 +7,8 @@
 import { randomBytes } from "node:crypto";
 import { rfc5322Date } from "../smtp/index.ts";
 
+export type DsnReason = "rejected" | "expired" | "delayed";
+
 export interface FailedRecipient {
   address: string;
   /** Enhanced status code (RFC 3463), such as "5.1.1" or "4.4.7". */
@@ -22,8 +24,12 @@ export interface DsnInput {
   originalSender: string;
   queueId: string;
   arrivalDate: Date;
+  /** The recipients the report is about: failed, or for "delayed" still being retried. */
   failed: FailedRecipient[];
-  reason: "rejected" | "expired";
+  /** rejected and expired report a failure (Action: failed); delayed is the one warning that delivery is still being retried (Action: delayed). */
+  reason: DsnReason;
+  /** For "delayed": when the relay gives up (the job's expiry), as Will-Retry-Until. */
+  willRetryUntil?: Date | undefined;
   /** Header section of the original message including its final CRLF; may be empty. */
   originalHeaders: Buffer;
   now: Date;
@@ -170,25 +176,49 @@ function validDate(date: Date | undefined): date is Date {
   return date instanceof Date && !Number.isNaN(date.getTime());
 }
 
-function statusCode(status: string, reason: DsnInput["reason"]): string {
+function statusCode(status: string, reason: DsnReason): string {
   const clean = asciiLine(status, 16);
+  // A delay is transient by definition (RFC 3464 2.3.4): only a 4.x.x status goes with it.
+  if (reason === "delayed") return /^4\.\d{1,3}\.\d{1,3}$/.test(clean) ? clean : "4.0.0";
   if (/^[245]\.\d{1,3}\.\d{1,3}$/.test(clean)) return clean;
   return reason === "expired" ? "4.4.7" : "5.0.0";
+}
+
+function summary(input: DsnInput): string[] {
+  switch (input.reason) {
+    case "delayed":
+      return [
+        "####################################################################",
+        "# THIS IS A WARNING ONLY. YOU DO NOT NEED TO RESEND YOUR MESSAGE. #",
+        "####################################################################",
+        "",
+        "Your message could not be delivered yet to one or more recipients. The relay keeps " +
+          "retrying" +
+          (validDate(input.willRetryUntil) ? ` until ${rfc5322Date(input.willRetryUntil)}` : "") +
+          ", and you will be told again only if it gives up.",
+      ];
+    case "expired":
+      return [
+        "I'm sorry to have to inform you that your message could not be delivered to one or more " +
+          "recipients. The relay kept retrying until the queue lifetime expired and has now given up.",
+      ];
+    default:
+      return [
+        "I'm sorry to have to inform you that your message could not be delivered to one or more " +
+          "recipients: the receiving server refused them permanently.",
+      ];
+  }
 }
 
 function explanation(input: DsnInput, reportingMta: string, queueId: string): string {
   const lines = [
     `This is the mail system at host ${reportingMta}.`,
     "",
-    input.reason === "expired"
-      ? "I'm sorry to have to inform you that your message could not be delivered to one or more " +
-        "recipients. The relay kept retrying until the queue lifetime expired and has now given up."
-      : "I'm sorry to have to inform you that your message could not be delivered to one or more " +
-        "recipients: the receiving server refused them permanently.",
+    ...summary(input),
     "",
     `Queue ID: ${queueId}`,
     "",
-    "The following recipients failed:",
+    input.reason === "delayed" ? "Delivery is delayed to the following recipients:" : "The following recipients failed:",
     "",
   ];
   const recipientLines: string[] = [];
@@ -209,12 +239,13 @@ function deliveryStatus(input: DsnInput, reportingMta: string): string {
     const address = addressForReport(recipient.address);
     status += "\r\n";
     status += field("Final-Recipient", `${address.type}; ${address.value}`);
-    status += field("Action", "failed");
+    status += field("Action", input.reason === "delayed" ? "delayed" : "failed");
     status += field("Status", statusCode(recipient.status, input.reason));
     if (recipient.remoteMta) status += field("Remote-MTA", `dns; ${hostName(recipient.remoteMta)}`);
     const diagnostic = recipient.diagnostic ? asciiLine(recipient.diagnostic, MAX_DIAGNOSTIC) : "";
     if (diagnostic) status += field("Diagnostic-Code", `smtp; ${diagnostic}`);
     if (validDate(recipient.lastAttempt)) status += field("Last-Attempt-Date", rfc5322Date(recipient.lastAttempt));
+    if (input.reason === "delayed" && validDate(input.willRetryUntil)) status += field("Will-Retry-Until", rfc5322Date(input.willRetryUntil));
   }
   return status;
 }
@@ -223,7 +254,12 @@ export function buildDsn(input: DsnInput): Dsn {
   const reportingMta = hostName(input.reportingMta);
   const queueId = asciiLine(input.queueId, 64).replace(/[^A-Za-z0-9._-]/g, "") || "unknown";
   const messageId = `<${queueId}.dsn.${randomBytes(6).toString("hex")}@${reportingMta}>`;
-  const subject = input.reason === "expired" ? "Undelivered Mail Returned to Sender (queue lifetime expired)" : "Undelivered Mail Returned to Sender";
+  const subject =
+    input.reason === "delayed"
+      ? "Delayed Mail (still being retried)"
+      : input.reason === "expired"
+        ? "Undelivered Mail Returned to Sender (queue lifetime expired)"
+        : "Undelivered Mail Returned to Sender";
 
   const text = Buffer.from(explanation(input, reportingMta, queueId), "latin1");
   const status = Buffer.from(deliveryStatus(input, reportingMta), "latin1");
@@ -260,7 +296,7 @@ export function buildDsn(input: DsnInput): Dsn {
   if (original !== null) {
     parts.push(
       Buffer.from(
-        `\r\n--${boundary}\r\nContent-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n` +
+        `\r\n--${boundary}\r\nContent-Description: ${input.reason === "delayed" ? "Delayed" : "Undelivered"} Message Headers\r\nContent-Type: text/rfc822-headers\r\n` +
           `${eightBit ? "Content-Transfer-Encoding: 8bit\r\n" : ""}\r\n`,
         "latin1",
       ),

@@ -38,6 +38,11 @@ export interface DeliveryJob {
   /** The last temporary failure, for logs and the final bounce. */
   lastError?: string;
   lastRemoteMta?: string;
+  /**
+   * When the delay warning (spec.queue.delayWarning) was queued for this message, epoch ms. Kept
+   * with every deferral, so no retry, restart or other relay sends a second one.
+   */
+  delayWarnedAt?: number;
 }
 
 export class InvalidJobError extends Error {
@@ -110,6 +115,7 @@ export function decodeJob(data: Uint8Array): DeliveryJob {
     throw new InvalidJobError("job lacks required fields");
   }
   if (job.inline !== undefined && job.inline !== true) throw new InvalidJobError("job inline flag is not true");
+  if (job.delayWarnedAt !== undefined && typeof job.delayWarnedAt !== "number") throw new InvalidJobError("job delayWarnedAt is not a time");
   if (job.headers !== undefined && (typeof job.headers !== "string" || !/^(?:[!-9;-~]+:[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*)*$/.test(job.headers))) {
     throw new InvalidJobError("job headers are not header lines");
   }
