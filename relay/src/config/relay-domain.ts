@@ -8,6 +8,7 @@ import {
   ConfigError,
   isObject,
   normaliseDomain,
+  OPERATOR_ONLY_SPEC_FIELDS,
   withAllDefaults,
   parseByteSize,
   parseCidr,
@@ -241,7 +242,8 @@ export function parseRelayDomain(doc: unknown): DomainPolicy {
 /** The operator strips its own fields (`sites`) from what relays load; a hand-written file may still carry them. */
 function withoutOperatorFields(spec: unknown): unknown {
   if (!isObject(spec)) return spec;
-  const { sites: _sites, ...rest } = spec;
+  const rest = { ...spec };
+  for (const field of OPERATOR_ONLY_SPEC_FIELDS) delete rest[field];
   return rest;
 }
 
