@@ -6,7 +6,7 @@
 export type { DeliveryJob, JobKind, JobRecord } from "./delivery-job.ts";
 export { decodeJobRecord, InvalidJobError } from "./delivery-job.ts";
 export { EmbeddedNats, findNatsServer, freeLoopbackPort } from "./embedded-nats.ts";
-export type { HeldJob, JobQueue, QueueDepth } from "./job-queue.ts";
+export type { HeldJob, QueueDepth } from "./job-queue.ts";
 export { scheduledAt } from "./job-queue.ts";
 export { DELIVER_CONSUMER, QUEUE_STREAM, domainToken } from "./layout.ts";
 export type { QueueConnectionOptions, QueueHandles } from "./queue-connection.ts";
@@ -16,4 +16,21 @@ export type { QueuedSummary, QueueIndexSnapshot } from "./queue-index.ts";
 export { nothingQueued, QueueIndex } from "./queue-index.ts";
 export type { QueueLayoutOptions } from "./queue-setup.ts";
 export { ensureFlushConsumer } from "./queue-setup.ts";
-export type { SpoolReader, SpoolWriter, StoredBody } from "./spool.ts";
+export type { StoredBody } from "./spool.ts";
+export { SpoolReader, SpoolWriter, chunkSizeFor, inlineBodyMaxFor } from "./spool.ts";
+export { JobQueue } from "./job-queue.ts";
+export { isQueueId } from "./queue-id.ts";
+export type { StoredTrackingRecord, TrackingEvent, TrackingOutcome, TrackingRecord, TrackingUpdate } from "./tracking.ts";
+export { TrackingStore } from "./tracking.ts";
+export {
+  deferSubject,
+  domainTokenOfQueueSubject,
+  flushConsumerName,
+  heldSubject,
+  queueFilterForDomainToken,
+  queueFilterForQueueId,
+  deferFilterForDomain,
+  readySubject,
+  spoolAllSubjects,
+  stateOfQueueSubject,
+} from "./layout.ts";

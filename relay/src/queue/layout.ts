@@ -7,6 +7,10 @@
 //                                                                   its body when that is small)
 //                                     mxw.queue.defer.<dom>.<qid>   the same job held by a message
 //                                                                   schedule (@at) until its retry time
+//                                     mxw.queue.held.<dom>.<qid>    the same job held by an administrator
+//                                                                   (mxwarden-queue hold): no consumer reads
+//                                                                   it; its schedule (@at its expiry) makes it
+//                                                                   ready when its queue lifetime ends, to bounce
 //   consumer   mxw-deliver            durable pull consumer on mxw.queue.ready.>, shared by all relays
 //   consumer   mxw-drain-<dom>        durable pull consumer on mxw.queue.defer.<dom>.>, created when
 //                                     the domain's primary comes back: its held jobs are delivered
@@ -47,6 +51,29 @@ export function readySubject(domain: string, queueId: string): string {
 export function deferSubject(domain: string, queueId: string): string {
   return `mxw.queue.defer.${domainToken(domain)}.${queueId}`;
 }
+
+/** Where an administrator's hold keeps a job (admin/): no consumer reads it. */
+export function heldSubject(domain: string, queueId: string): string {
+  return `mxw.queue.held.${domainToken(domain)}.${queueId}`;
+}
+
+/** The queue's jobs, optionally of one domain (token) only: ready, deferred and held. */
+export function queueFilterForDomainToken(token: string | undefined): string {
+  return token === undefined ? QUEUE_SUBJECTS : `mxw.queue.*.${token}.*`;
+}
+
+/** Wherever a queue id's job is (ready, deferred or held, any domain): for finding it by id. */
+export function queueFilterForQueueId(queueId: string): string {
+  return `mxw.queue.*.*.${queueId}`;
+}
+
+/** The state token of a queue subject (mxw.queue.<state>.<domain token>.<qid>): ready, defer or held. */
+export function stateOfQueueSubject(subject: string): string | undefined {
+  return subject.split(".")[2];
+}
+
+/** Message tracking (admin/, mxwarden-queue find): one record per queue id, kept for --tracking-retention. */
+export const TRACKING_BUCKET = "mxw-tracking";
 
 export function deferFilterForDomain(domain: string): string {
   return `mxw.queue.defer.${domainToken(domain)}.>`;
