@@ -19,7 +19,9 @@ import {
   type DeliveryJob,
   type JobQueue,
   type JobRecord,
+  type MessageTracking,
   type QueueConnection,
+  type TrackingOutcome,
   type SpoolReader,
   type StoredBody,
 } from "../queue/index.ts";
@@ -86,6 +88,8 @@ export interface DeliveryDeps {
   health: DestinationHealth;
   metrics: RelayMetrics;
   log: Logger;
+  /** Message tracking (mxwarden-queue find): each relay message's outcome, written in the background. */
+  tracking?: MessageTracking | undefined;
 }
 
 export class DeliveryWorker {
@@ -259,6 +263,7 @@ export class DeliveryWorker {
       log.warn("queue lifetime expired; bouncing", { recipients: job.recipients.length, attempts: job.attempts });
       await this.bounce(job, failed, "expired", body);
       await this.finish(msg, spool, job);
+      this.track(job, "expired", diagnostic);
       return;
     }
 
@@ -286,6 +291,7 @@ export class DeliveryWorker {
           body,
         );
         await this.finish(msg, spool, job);
+        this.track(job, "bounced", err.message);
       } else {
         log.info("no route yet; deferring", { error: err.message });
         await this.deferWithWarning(context, { ...job, attempts: job.attempts + 1, lastError: err.message }, now, false);
@@ -358,9 +364,34 @@ export class DeliveryWorker {
       const next = plan.next.job;
       log.info("deferred", { recipients: next.recipients.length, reply: next.lastError, attempts: next.attempts });
       await this.retryLater(context, next, plan.next.failedAt, plan.next.destinationDown);
+      this.track(
+        job,
+        undefined,
+        next.lastError,
+        `attempt ${next.attempts} deferred${plan.delivered ? ` (${plan.delivered.recipients} recipients delivered)` : ""}`,
+      );
       return;
     }
     await this.finish(msg, context.spool, job);
+    const reply = plan.delivered?.reply ?? plan.bounce?.[0]?.diagnostic;
+    this.track(job, plan.delivered ? "delivered" : "bounced", reply, plan.delivered?.remoteMta ? `by ${plan.delivered.remoteMta}` : undefined);
+  }
+
+  /** Record what became of a relay message in its tracking record, after the queue writes (never before: a crash repeats the delivery). */
+  private track(job: DeliveryJob, outcome: TrackingOutcome | undefined, reply: string | undefined, detail?: string): void {
+    if (job.kind !== "relay" || !this.deps.tracking) return;
+    this.deps.tracking.record(
+      {
+        queueId: job.queueId,
+        sender: job.sender,
+        recipients: job.recipients,
+        domain: job.domain,
+        arrivedAt: new Date(job.acceptedAt).toISOString(),
+        ...(outcome ? { outcome } : {}),
+        ...(reply !== undefined ? { remoteReply: reply } : {}),
+      },
+      { event: outcome ?? "deferred", ...(detail || reply ? { detail: [detail, reply].filter(Boolean).join(": ") } : {}) },
+    );
   }
 
   /**

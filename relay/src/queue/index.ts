@@ -21,7 +21,7 @@ export { SpoolReader, SpoolWriter, chunkSizeFor, inlineBodyMaxFor } from "./spoo
 export { JobQueue } from "./job-queue.ts";
 export { isQueueId } from "./queue-id.ts";
 export type { StoredTrackingRecord, TrackingEvent, TrackingOutcome, TrackingRecord, TrackingUpdate } from "./tracking.ts";
-export { TrackingStore } from "./tracking.ts";
+export { MessageTracking, TrackingStore } from "./tracking.ts";
 export {
   deferSubject,
   domainTokenOfQueueSubject,

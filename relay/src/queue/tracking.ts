@@ -11,7 +11,9 @@
 
 import { JetStreamApiError, type JetStreamClient } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
+import type { Logger } from "../log.ts";
 import { TRACKING_BUCKET } from "./layout.ts";
+import type { QueueConnection } from "./queue-connection.ts";
 
 export type TrackingOutcome = "queued" | "delivered" | "bounced" | "deleted" | "expired";
 
@@ -42,6 +44,7 @@ export interface StoredTrackingRecord extends TrackingRecord {
 
 /** At most this many events per record: a message retried for five days stays one small record. */
 const MAX_EVENTS = 50;
+const ENVELOPE_FIELDS = new Set(["sender", "recipients", "domain", "arrivedAt", "messageId", "client", "site"]);
 const CONFLICT_RETRIES = 5;
 
 /** What is known of a message at some point: the fields to merge into its record. */
@@ -58,14 +61,18 @@ function merge(current: StoredTrackingRecord | undefined, update: TrackingUpdate
     updatedAt: now.toISOString(),
   };
   const next: StoredTrackingRecord = { ...base };
+  // The acceptance (outcome "queued") knows the envelope as it arrived; later writers only fill in
+  // what is missing (a retried job names only the recipients still to do).
+  const accepting = update.outcome === "queued";
   for (const [key, value] of Object.entries(update)) {
     if (value === undefined) continue;
     // The acceptance write may arrive after the outcome: it must not turn a finished message back to queued.
-    if (key === "outcome" && value === "queued" && base.outcome !== "queued") continue;
+    if (key === "outcome" && accepting && base.outcome !== "queued") continue;
+    if (ENVELOPE_FIELDS.has(key) && !accepting && current && (current as unknown as Record<string, unknown>)[key] !== undefined) continue;
     (next as unknown as Record<string, unknown>)[key] = value;
   }
   next.updatedAt = now.toISOString();
-  if (event) next.history = [...(base.history ?? []), event].slice(-MAX_EVENTS);
+  if (event) next.history = [...(base.history ?? []), event].sort((a, b) => a.at.localeCompare(b.at)).slice(-MAX_EVENTS);
   return next;
 }
 
@@ -117,12 +124,12 @@ export class TrackingStore {
   }
 
   /** Merge `update` (and `event`) into the record of its queue id, creating it if needed. */
-  async record(update: TrackingUpdate, event?: Omit<TrackingEvent, "at">): Promise<StoredTrackingRecord> {
+  async record(update: TrackingUpdate, event?: Omit<TrackingEvent, "at"> & { at?: string }): Promise<StoredTrackingRecord> {
     for (let attempt = 0; ; attempt++) {
       const entry = await this.kv.get(update.queueId);
       const current = entry && entry.operation === "PUT" ? decodeTrackingRecord(entry.value) : undefined;
       const now = new Date();
-      const next = merge(current, update, event ? { at: now.toISOString(), ...event } : undefined, now);
+      const next = merge(current, update, event ? { ...event, at: event.at ?? now.toISOString() } : undefined, now);
       try {
         await this.js.publish(`$KV.${TRACKING_BUCKET}.${update.queueId}`, encoder.encode(JSON.stringify(next)), {
           ttl: this.ttl,
@@ -144,5 +151,38 @@ export class TrackingStore {
       const record = await this.get(key);
       if (record) yield record;
     }
+  }
+}
+
+/**
+ * The relay's writer of tracking records: opens the bucket once the queue is ready and writes in
+ * the background. A failed write is logged with the queue id and never delays mail.
+ */
+export class MessageTracking {
+  private store: Promise<TrackingStore> | undefined;
+  private readonly queue: QueueConnection;
+  private readonly options: { replicas: number; retentionMs: number; site?: string | undefined };
+  private readonly log: Logger;
+
+  constructor(queue: QueueConnection, options: { replicas: number; retentionMs: number; site?: string | undefined }, log: Logger) {
+    this.queue = queue;
+    this.options = options;
+    this.log = log.child({ component: "tracking" });
+  }
+
+  /** Merge `update` into the message's record in the background. */
+  record(update: TrackingUpdate, event?: Omit<TrackingEvent, "at"> & { at?: string }): void {
+    const site = this.options.site;
+    void this.open()
+      .then((store) => store.record(site !== undefined ? { site, ...update } : update, event))
+      .catch((err: unknown) => {
+        this.store = undefined;
+        this.log.warn("tracking record not written; the message itself is unaffected", { queueId: update.queueId, outcome: update.outcome, error: err });
+      });
+  }
+
+  private open(): Promise<TrackingStore> {
+    this.store ??= TrackingStore.open(this.queue.get().js, this.options);
+    return this.store;
   }
 }
