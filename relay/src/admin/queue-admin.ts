@@ -17,8 +17,6 @@ import { hostname as osHostname } from "node:os";
 import { readFileSync } from "node:fs";
 import { connect, credsAuthenticator, headers as natsHeaders, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import {
-  AckPolicy,
-  DeliverPolicy,
   JetStreamApiError,
   JetStreamError,
   PubHeaders,
@@ -29,7 +27,6 @@ import {
   type JetStreamManager,
   type StoredMsg,
 } from "@nats-io/jetstream";
-import { nanos } from "@nats-io/transport-node";
 import { queueBounce } from "../deliver/bounce.ts";
 import { createLogger, type Logger } from "../log.ts";
 import {
@@ -41,18 +38,17 @@ import {
   TrackingStore,
   chunkSizeFor,
   decodeJobRecord,
-  domainToken,
+  ensureFlushConsumer,
   flushConsumerName,
-  heldSubject,
   inlineBodyMaxFor,
   isQueueId,
-  queueFilterForDomainToken,
-  queueFilterForQueueId,
-  deferFilterForDomain,
-  readySubject,
   scheduledAt,
   stateOfQueueSubject,
+  QueueLayout,
+  SHADOW_STREAM,
+  ShadowCopies,
   type DeliveryJob,
+  type RetiredBecause,
   type TrackingRecord,
 } from "../queue/index.ts";
 import type {
@@ -171,6 +167,21 @@ function toStoredJob(m: StoredMsg): StoredJob | undefined {
   }
 }
 
+/**
+ * The subjects the site's relays use: scoped by the site (its JetStream domain) when the queue
+ * stream holds the scoped subjects, unscoped otherwise; and, for a site that got its name after
+ * running without one, both (layout.ts, "legacy").
+ */
+async function siteLayout(jsm: JetStreamManager): Promise<QueueLayout> {
+  const info = await jsm.streams.info(QUEUE_STREAM);
+  const subjects = info.config.subjects ?? [];
+  const domain = (await jsm.getAccountInfo()).domain;
+  const scoped = domain ? new QueueLayout(domain) : undefined;
+  if (!scoped || !subjects.includes(scoped.queueSubjects)) return new QueueLayout();
+  scoped.keepsUnscoped = scoped.legacy !== undefined && subjects.includes(scoped.legacy.queueSubjects);
+  return scoped;
+}
+
 const NO_METRICS = {
   recipientsBounced: { inc: () => undefined },
   dsnsSent: { inc: () => undefined },
@@ -183,14 +194,29 @@ export class QueueAdmin {
   private readonly jsm: JetStreamManager;
   private readonly options: QueueAdminOptions;
   private readonly log: Logger;
+  /** The site's subjects, as its relays use them (layout.ts). */
+  private readonly layout: QueueLayout;
+  /** The site's shadow copies (issue 16), when it keeps them: a deleted or bounced message's copy is retired. */
+  private readonly shadow: ShadowCopies | undefined;
   private tracking: TrackingStore | undefined | null = null;
 
-  private constructor(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager, options: QueueAdminOptions, log: Logger) {
+  private constructor(
+    nc: NatsConnection,
+    js: JetStreamClient,
+    jsm: JetStreamManager,
+    layout: QueueLayout,
+    shadow: boolean,
+    options: QueueAdminOptions,
+    log: Logger,
+  ) {
     this.nc = nc;
     this.js = js;
     this.jsm = jsm;
+    this.layout = layout;
     this.options = options;
     this.log = log;
+    // retire() publishes through js alone; the relay's reply inbox has no use here.
+    this.shadow = shadow && layout.site !== undefined ? new ShadowCopies(layout, [], () => ({ nc, js, jsm, inbox: undefined as never }), log) : undefined;
   }
 
   static async connect(options: QueueAdminOptions, log?: Logger): Promise<QueueAdmin> {
@@ -211,13 +237,19 @@ export class QueueAdmin {
     }
     const js = jetstream(nc, { timeout });
     const jsm = await jetstreamManager(nc, { timeout });
+    let layout: QueueLayout;
+    let shadow = false;
     try {
-      await jsm.streams.info(QUEUE_STREAM);
+      layout = await siteLayout(jsm);
+      shadow = await jsm.streams.info(SHADOW_STREAM).then(
+        () => true,
+        () => false,
+      );
     } catch (err) {
       await nc.close();
       throw new QueueAdminError(`no mail queue on this NATS (stream ${QUEUE_STREAM}): ${(err as Error).message}`);
     }
-    return new QueueAdmin(nc, js, jsm, options, log ?? createLogger({ service: "mxwarden-queue" }, "warn"));
+    return new QueueAdmin(nc, js, jsm, layout, shadow, options, log ?? createLogger({ service: "mxwarden-queue" }, "warn"));
   }
 
   async close(): Promise<void> {
@@ -237,7 +269,11 @@ export class QueueAdmin {
       }
       return found;
     }
-    const filter = queueFilterForDomainToken(selector.domain ? domainToken(selector.domain.toLowerCase()) : undefined);
+    for (const layout of this.layout.storedUnder) await this.readUnder(layout.queueFilter(selector.domain?.toLowerCase()), selector, now, found);
+    return found.sort((a, b) => a.job.acceptedAt - b.job.acceptedAt || a.job.queueId.localeCompare(b.job.queueId));
+  }
+
+  private async readUnder(filter: string, selector: QueueSelector, now: number, found: StoredJob[]): Promise<void> {
     let nextSeq = 1;
     for (;;) {
       // Direct batch gets read jobs without a consumer (a work-queue stream allows no second
@@ -250,17 +286,19 @@ export class QueueAdmin {
         if (stored && matches(stored, selector, now)) found.push(stored);
       }
     }
-    return found.sort((a, b) => a.job.acceptedAt - b.job.acceptedAt || a.job.queueId.localeCompare(b.job.queueId));
   }
 
   /** Where a queue id's job is now, read from the stream leader; undefined when it is not queued. */
   private async locate(queueId: string): Promise<StoredJob | undefined> {
     if (!isQueueId(queueId)) return undefined;
     // The subject index finds the domain; the leader confirms the record (a direct get may lag).
-    const hit = await this.jsm.direct.getMessage(QUEUE_STREAM, { seq: 1, next_by_subj: queueFilterForQueueId(queueId) });
-    if (!hit) return undefined;
-    const leader = await this.jsm.streams.getMessage(QUEUE_STREAM, { last_by_subj: hit.subject }).catch(() => null);
-    return leader ? toStoredJob(leader) : undefined;
+    for (const layout of this.layout.storedUnder) {
+      const hit = await this.jsm.direct.getMessage(QUEUE_STREAM, { seq: 1, next_by_subj: layout.queueIdFilter(queueId) });
+      if (!hit) continue;
+      const leader = await this.jsm.streams.getMessage(QUEUE_STREAM, { last_by_subj: hit.subject }).catch(() => null);
+      return leader ? toStoredJob(leader) : undefined;
+    }
+    return undefined;
   }
 
   async list(selector: QueueSelector): Promise<QueuedMessage[]> {
@@ -286,7 +324,7 @@ export class QueueAdmin {
     const result: ShownMessage = { message, history };
     if (options.headers) {
       const { body } = decodeJobRecord(stored.data);
-      const spooled = await new SpoolReader(this.jsm).get(queueId, body);
+      const spooled = await new SpoolReader(this.jsm, this.layout).get(queueId, body);
       const head = spooled ? await spooled.head(HEADER_LIMIT) : Buffer.alloc(0);
       const end = head.indexOf("\r\n\r\n");
       result.headers = (stored.job.headers ?? "") + (end === -1 ? head : head.subarray(0, end + 2)).toString("utf8");
@@ -312,7 +350,8 @@ export class QueueAdmin {
   }
 
   private async trackingStore(): Promise<TrackingStore | undefined> {
-    if (this.tracking === null) this.tracking = await TrackingStore.bind(this.js, ADMIN_TRACKING_RETENTION_MS).catch(() => undefined);
+    if (this.tracking === null)
+      this.tracking = await TrackingStore.bind(this.js, this.layout.trackingBucket, ADMIN_TRACKING_RETENTION_MS).catch(() => undefined);
     return this.tracking;
   }
 
@@ -380,24 +419,12 @@ export class QueueAdmin {
       await this.jsm.consumers.pause(QUEUE_STREAM, name, until);
     } catch (err) {
       if (domain === undefined || !(err instanceof JetStreamApiError)) throw err;
+      // The relays' settings (--ack-wait, the ack-pending cap) as mxw-deliver has them.
       const deliver = await this.jsm.consumers.info(QUEUE_STREAM, DELIVER_CONSUMER);
-      // The settings queue-setup.ts's ensureFlushConsumer gives it, read from mxw-deliver (the relays' --ack-wait).
-      await this.jsm.consumers
-        .add(QUEUE_STREAM, {
-          durable_name: name,
-          filter_subject: deferFilterForDomain(domain),
-          ack_policy: AckPolicy.Explicit,
-          deliver_policy: DeliverPolicy.All,
-          ack_wait: deliver.config.ack_wait,
-          max_deliver: -1,
-          max_ack_pending: deliver.config.max_ack_pending,
-          inactive_threshold: nanos(3_600_000),
-          pause_until: until.toISOString(),
-        })
-        .catch(async () => {
-          // A relay created it meanwhile: pause that one.
-          await this.jsm.consumers.pause(QUEUE_STREAM, name, until);
-        });
+      const settings = { replicas: 1, ackWaitMs: Math.round((deliver.config.ack_wait ?? 30e9) / 1e6), maxAckPending: deliver.config.max_ack_pending ?? 1000 };
+      await ensureFlushConsumer(this.jsm, this.layout, domain, settings, until);
+      // Created paused by us; or created by a relay meanwhile, and paused now.
+      await this.jsm.consumers.pause(QUEUE_STREAM, name, until);
     }
   }
 
@@ -458,7 +485,7 @@ export class QueueAdmin {
         await this.hold(stored);
         return true;
       case "delete":
-        await this.remove(stored);
+        await this.remove(stored, "deleted");
         return true;
       case "bounce":
         return this.bounce(stored);
@@ -468,7 +495,7 @@ export class QueueAdmin {
   /** Deferred or held → ready, cancelling its schedule, in one write that only succeeds if the record is still `stored`. */
   private async moveToReady(stored: StoredJob): Promise<void> {
     const { job } = stored;
-    await this.js.publish(readySubject(job.domain, job.queueId), stored.data, {
+    await this.js.publish(this.layout.readySubject(job.domain, job.queueId), stored.data, {
       msgID: `${job.queueId}.x${stored.seq}`,
       cancelSchedule: { scheduleSubject: stored.subject },
       expect: { lastSubjectSequence: stored.seq, lastSubjectSequenceSubject: stored.subject },
@@ -486,7 +513,7 @@ export class QueueAdmin {
     const { job } = stored;
     const h = natsHeaders();
     h.set(PubHeaders.Schedule, `@at ${new Date(Math.max(job.expiresAt, Date.now() + 1000)).toISOString()}`);
-    h.set(PubHeaders.ScheduleTarget, readySubject(job.domain, job.queueId));
+    h.set(PubHeaders.ScheduleTarget, this.layout.readySubject(job.domain, job.queueId));
     h.set(PubHeaders.ExpectedLastSubjectSequenceHdr, String(stored.seq));
     h.set(PubHeaders.ExpectedLastSubjectSequenceSubjectHdr, stored.subject);
     h.set(PubHeaders.MsgIdHdr, `${job.queueId}.h${stored.seq}`);
@@ -494,7 +521,7 @@ export class QueueAdmin {
       h.set(PubHeaders.Scheduler, stored.subject);
       h.set(PubHeaders.ScheduleNext, "purge");
     }
-    await this.js.publish(heldSubject(job.domain, job.queueId), stored.data, { headers: h });
+    await this.js.publish(this.layout.heldSubject(job.domain, job.queueId), stored.data, { headers: h });
     if (stored.state === "ready") await this.deleteRecord(stored.seq);
   }
 
@@ -507,13 +534,17 @@ export class QueueAdmin {
     }
   }
 
-  /** Remove the job (its exact record) and then its spooled body. */
-  private async remove(stored: StoredJob): Promise<void> {
+  /** Remove the job (its exact record), then its spooled body and its shadow copy. */
+  private async remove(stored: StoredJob, because: RetiredBecause): Promise<void> {
+    const { queueId } = stored.job;
     await this.deleteRecord(stored.seq);
-    if (!stored.job.inline)
-      await new SpoolReader(this.jsm)
-        .purge(stored.job.queueId)
-        .catch((err: unknown) => this.log.warn("body not purged; the spool ages it out", { queueId: stored.job.queueId, error: err }));
+    if (!stored.job.inline) {
+      await new SpoolReader(this.jsm, this.layout)
+        .purge(queueId)
+        .catch((err: unknown) => this.log.warn("body not purged; the spool ages it out", { queueId, error: err }));
+    }
+    // A peer site that took over this site's mail would otherwise deliver the copy.
+    await this.shadow?.retire(queueId, because).catch((err: unknown) => this.log.warn("shadow copy not retired", { queueId, error: err }));
   }
 
   /** An RFC 3464 DSN to the sender, then the job's removal. */
@@ -521,15 +552,15 @@ export class QueueAdmin {
     const { job } = stored;
     if (job.sender === "") return "from the null sender: no bounce can be sent (use delete)";
     const { body: inline } = decodeJobRecord(stored.data);
-    const spool = new SpoolReader(this.jsm);
+    const spool = new SpoolReader(this.jsm, this.layout);
     const body = await spool.get(job.queueId, inline);
     const maxPayload = this.nc.info?.max_payload ?? 1024 * 1024;
     const timeout = this.options.timeoutMs ?? 10_000;
     const diagnostic = `returned to the sender by the mail administrator of ${this.hostname()}${job.lastError ? `; last error: ${job.lastError}` : ""}`;
     const sent = await queueBounce(
       {
-        queue: { spoolWriter: (ids) => new SpoolWriter(this.js, ids, chunkSizeFor(maxPayload), timeout, inlineBodyMaxFor(maxPayload)) },
-        jobs: new JobQueue(this.js, this.jsm, timeout),
+        queue: { spoolWriter: (ids) => new SpoolWriter(this.js, this.layout, ids, chunkSizeFor(maxPayload), timeout, inlineBodyMaxFor(maxPayload)) },
+        jobs: new JobQueue(this.js, this.jsm, this.layout, timeout),
         hostname: this.hostname(),
         metrics: NO_METRICS,
         log: this.log,
@@ -540,7 +571,7 @@ export class QueueAdmin {
       body,
     );
     if (!sent) return "the sender's address cannot receive a bounce (use delete)";
-    await this.remove(stored);
+    await this.remove(stored, "bounced");
     return true;
   }
 

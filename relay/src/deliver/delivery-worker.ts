@@ -21,6 +21,7 @@ import {
   type JobRecord,
   type MessageTracking,
   type QueueConnection,
+  type RetiredBecause,
   type TrackingOutcome,
   type SpoolReader,
   type StoredBody,
@@ -262,8 +263,19 @@ export class DeliveryWorker {
       const failed = job.recipients.map((address) => ({ address, status: "4.4.7", diagnostic, remoteMta: job.lastRemoteMta }));
       log.warn("queue lifetime expired; bouncing", { recipients: job.recipients.length, attempts: job.attempts });
       await this.bounce(job, failed, "expired", body);
-      await this.finish(msg, spool, job);
+      await this.finish(msg, spool, job, "expired");
       this.track(job, "expired", diagnostic);
+      return;
+    }
+
+    // A peer site took this message over while this site was cut off or down: it is the peer's to
+    // deliver now (deliver/takeover.ts), and delivering it here too would be a second copy.
+    const takenOverBy = job.kind === "relay" ? await this.deps.queue.shadow?.takenOverBy(job.queueId) : undefined;
+    if (takenOverBy !== undefined) {
+      log.info("taken over by a peer site; not delivered here", { peer: takenOverBy });
+      this.deps.metrics.deliveryAttempts.inc({ result: "taken_over_by_peer" });
+      await this.finish(msg, spool, job, "taken-over");
+      this.track(job, undefined, undefined, `by the peer site ${takenOverBy}`, "taken over");
       return;
     }
 
@@ -290,7 +302,7 @@ export class DeliveryWorker {
           "rejected",
           body,
         );
-        await this.finish(msg, spool, job);
+        await this.finish(msg, spool, job, "bounced");
         this.track(job, "bounced", err.message);
       } else {
         log.info("no route yet; deferring", { error: err.message });
@@ -372,13 +384,13 @@ export class DeliveryWorker {
       );
       return;
     }
-    await this.finish(msg, context.spool, job);
+    await this.finish(msg, context.spool, job, plan.delivered ? "delivered" : "bounced");
     const reply = plan.delivered?.reply ?? plan.bounce?.[0]?.diagnostic;
     this.track(job, plan.delivered ? "delivered" : "bounced", reply, plan.delivered?.remoteMta ? `by ${plan.delivered.remoteMta}` : undefined);
   }
 
   /** Record what became of a relay message in its tracking record, after the queue writes (never before: a crash repeats the delivery). */
-  private track(job: DeliveryJob, outcome: TrackingOutcome | undefined, reply: string | undefined, detail?: string): void {
+  private track(job: DeliveryJob, outcome: TrackingOutcome | undefined, reply: string | undefined, detail?: string, event = outcome ?? "deferred"): void {
     if (job.kind !== "relay" || !this.deps.tracking) return;
     this.deps.tracking.record(
       {
@@ -390,7 +402,7 @@ export class DeliveryWorker {
         ...(outcome ? { outcome } : {}),
         ...(reply !== undefined ? { remoteReply: reply } : {}),
       },
-      { event: outcome ?? "deferred", ...(detail || reply ? { detail: [detail, reply].filter(Boolean).join(": ") } : {}) },
+      { event, ...(detail || reply ? { detail: [detail, reply].filter(Boolean).join(": ") } : {}) },
     );
   }
 
@@ -429,8 +441,15 @@ export class DeliveryWorker {
   }
 
   /** Nothing left to do for this job: drop the body (unless it travels in the job), then the job. */
-  private async finish(msg: JsMsg, spool: SpoolReader, job: DeliveryJob): Promise<void> {
+  private async finish(msg: JsMsg, spool: SpoolReader, job: DeliveryJob, because: RetiredBecause = "delivered"): Promise<void> {
     if (!job.inline) await this.persist(msg, () => spool.purge(job.queueId));
+    // The peers' copies go too. Not awaited by the ack: a lost retirement leaves a copy that a
+    // takeover would deliver a second time, which is what the copies' lag bounds anyway.
+    if (job.kind === "relay" && this.deps.queue.shadow) {
+      this.deps.queue.shadow
+        .retire(job.queueId, because)
+        .catch((err: unknown) => this.log.warn("shadow copy not retired", { queueId: job.queueId, error: err }));
+    }
     this.deps.metrics.jobsCompleted.inc({ kind: job.kind });
     await this.acknowledge(msg);
   }

@@ -8,7 +8,7 @@ export { decodeJobRecord, InvalidJobError } from "./delivery-job.ts";
 export { EmbeddedNats, findNatsServer, freeLoopbackPort } from "./embedded-nats.ts";
 export type { HeldJob, QueueDepth } from "./job-queue.ts";
 export { scheduledAt } from "./job-queue.ts";
-export { DELIVER_CONSUMER, QUEUE_STREAM, domainToken } from "./layout.ts";
+export { DELIVER_CONSUMER, QUEUE_STREAM, QueueLayout, RATE_LIMIT_STREAM, RESERVED_SITE_NAMES, domainToken } from "./layout.ts";
 export type { QueueConnectionOptions, QueueHandles } from "./queue-connection.ts";
 export { QueueConnection, QueueUnavailableError } from "./queue-connection.ts";
 export { newQueueId, queueIdOfSubject } from "./queue-id.ts";
@@ -22,15 +22,6 @@ export { JobQueue } from "./job-queue.ts";
 export { isQueueId } from "./queue-id.ts";
 export type { StoredTrackingRecord, TrackingEvent, TrackingOutcome, TrackingRecord, TrackingUpdate } from "./tracking.ts";
 export { MessageTracking, TrackingStore } from "./tracking.ts";
-export {
-  deferSubject,
-  domainTokenOfQueueSubject,
-  flushConsumerName,
-  heldSubject,
-  queueFilterForDomainToken,
-  queueFilterForQueueId,
-  deferFilterForDomain,
-  readySubject,
-  spoolAllSubjects,
-  stateOfQueueSubject,
-} from "./layout.ts";
+export { flushConsumerName, stateOfQueueSubject } from "./layout.ts";
+export type { RetiredBecause, ShadowCounters } from "./shadow-copies.ts";
+export { peerStreamName, RETIRED_HEADER, SHADOW_STREAM, ShadowCopies } from "./shadow-copies.ts";

@@ -12,7 +12,6 @@
 import { JetStreamApiError, type JetStreamClient } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { Logger } from "../log.ts";
-import { TRACKING_BUCKET } from "./layout.ts";
 import type { QueueConnection } from "./queue-connection.ts";
 
 export type TrackingOutcome = "queued" | "delivered" | "bounced" | "deleted" | "expired";
@@ -92,25 +91,27 @@ export function decodeTrackingRecord(data: Uint8Array): StoredTrackingRecord | u
 export class TrackingStore {
   private readonly js: JetStreamClient;
   private readonly kv: KV;
+  private readonly bucket: string;
   private readonly ttl: string;
 
-  private constructor(js: JetStreamClient, kv: KV, retentionMs: number) {
+  private constructor(js: JetStreamClient, kv: KV, bucket: string, retentionMs: number) {
     this.js = js;
     this.kv = kv;
+    this.bucket = bucket;
     this.ttl = `${Math.max(1, Math.round(retentionMs / 1000))}s`;
   }
 
-  /** Create the bucket if missing (a relay), with per-record TTLs. */
-  static async open(js: JetStreamClient, options: { replicas: number; retentionMs: number }): Promise<TrackingStore> {
+  /** Create the bucket (QueueLayout.trackingBucket) if missing (a relay), with per-record TTLs. */
+  static async open(js: JetStreamClient, bucket: string, options: { replicas: number; retentionMs: number }): Promise<TrackingStore> {
     // markerTTL turns on per-message TTLs for the bucket's stream (and leaves a marker when one expires).
-    const kv = await new Kvm(js).create(TRACKING_BUCKET, { history: 1, replicas: options.replicas, markerTTL: 60_000 });
-    return new TrackingStore(js, kv, options.retentionMs);
+    const kv = await new Kvm(js).create(bucket, { history: 1, replicas: options.replicas, markerTTL: 60_000 });
+    return new TrackingStore(js, kv, bucket, options.retentionMs);
   }
 
   /** Bind to an existing bucket (the admin tool); undefined when no relay has created it yet. */
-  static async bind(js: JetStreamClient, retentionMs: number): Promise<TrackingStore | undefined> {
+  static async bind(js: JetStreamClient, bucket: string, retentionMs: number): Promise<TrackingStore | undefined> {
     try {
-      return new TrackingStore(js, await new Kvm(js).open(TRACKING_BUCKET), retentionMs);
+      return new TrackingStore(js, await new Kvm(js).open(bucket), bucket, retentionMs);
     } catch (err) {
       if (err instanceof Error && /not found/i.test(err.message)) return undefined;
       throw err;
@@ -131,7 +132,7 @@ export class TrackingStore {
       const now = new Date();
       const next = merge(current, update, event ? { ...event, at: event.at ?? now.toISOString() } : undefined, now);
       try {
-        await this.js.publish(`$KV.${TRACKING_BUCKET}.${update.queueId}`, encoder.encode(JSON.stringify(next)), {
+        await this.js.publish(`$KV.${this.bucket}.${update.queueId}`, encoder.encode(JSON.stringify(next)), {
           ttl: this.ttl,
           expect: { lastSubjectSequence: entry?.revision ?? 0 },
         });
@@ -182,7 +183,7 @@ export class MessageTracking {
   }
 
   private open(): Promise<TrackingStore> {
-    this.store ??= TrackingStore.open(this.queue.get().js, this.options);
+    this.store ??= TrackingStore.open(this.queue.get().js, this.queue.layout.trackingBucket, this.options);
     return this.store;
   }
 }
