@@ -229,6 +229,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     peerWatch?.stop();
     store.stop();
     await outbound.close();
+    await tracking.flush();
     await queue.close();
     await embedded?.stop();
     await new Promise((resolve) => healthServer.close(resolve));

@@ -35,7 +35,7 @@ import {
   QUEUE_STREAM,
   SpoolReader,
   SpoolWriter,
-  TrackingStore,
+  TrackingLog,
   chunkSizeFor,
   decodeJobRecord,
   ensureFlushConsumer,
@@ -49,6 +49,7 @@ import {
   ShadowCopies,
   type DeliveryJob,
   type RetiredBecause,
+  type TrackingOutcome,
   type TrackingRecord,
 } from "../queue/index.ts";
 import type {
@@ -71,7 +72,7 @@ const ACTION_BATCH = 200;
 const MOVE_ATTEMPTS = 3;
 /** Header section shown by `show --headers` and copied into a bounce. */
 const HEADER_LIMIT = 64 * 1024;
-/** Tracking records are written by the relays with their own retention; this only bounds the admin's own updates. */
+/** How long the admin's own tracking entries (its actions) are kept: the relays' default retention. */
 const ADMIN_TRACKING_RETENTION_MS = 7 * 86_400_000;
 
 /** A queued job as stored: where it is, and its record. */
@@ -203,7 +204,7 @@ export class QueueAdmin {
   private readonly layout: QueueLayout;
   /** The site's shadow copies (issue 16), when it keeps them: a deleted or bounced message's copy is retired. */
   private readonly shadow: ShadowCopies | undefined;
-  private tracking: TrackingStore | undefined;
+  private readonly tracking: TrackingLog;
 
   private constructor(
     nc: NatsConnection,
@@ -220,6 +221,7 @@ export class QueueAdmin {
     this.layout = layout;
     this.options = options;
     this.log = log;
+    this.tracking = new TrackingLog(js, jsm, layout);
     // retire() publishes through js alone; the relay's reply inbox has no use here.
     this.shadow = shadow && layout.site !== undefined ? new ShadowCopies(layout, [], () => ({ nc, js, jsm, inbox: undefined as never }), log) : undefined;
   }
@@ -318,8 +320,15 @@ export class QueueAdmin {
     const history: QueueHistoryEvent[] = [
       { at: message.arrivedAt, event: "accepted", detail: `from ${job.sender || "<>"}${job.client ? ` (client ${job.client})` : ""}` },
     ];
-    const record = await (await this.trackingStore())?.get(queueId).catch(() => undefined);
-    for (const event of record?.history ?? []) history.push(event);
+    const records = (await this.tracking.exists())
+      ? await this.tracking
+          .records(new Date(job.acceptedAt - 60_000), (id) => id === queueId)
+          .catch((err: unknown) => {
+            this.log.warn("message tracking unreadable", { error: err });
+            return undefined;
+          })
+      : undefined;
+    for (const event of records?.get(queueId)?.history ?? []) history.push(event);
     if (stored.job.attempts > 0) {
       history.push({
         at: new Date().toISOString(),
@@ -354,9 +363,9 @@ export class QueueAdmin {
       (query.recipient === undefined || record.recipients.some((r) => addressMatches(query.recipient as string, r))) &&
       (since === undefined || Date.parse(record.arrivedAt) >= since);
     const byQueueId = new Map<string, TrackingRecord>();
-    const tracking = await this.trackingStore();
-    if (tracking) {
-      for await (const stored of tracking.records()) {
+    if (await this.tracking.exists()) {
+      // Entries are written after their message arrived: the log before `since` cannot match.
+      for (const stored of (await this.tracking.records(since === undefined ? undefined : new Date(since))).values()) {
         const { history: _history, ...record } = stored;
         byQueueId.set(record.queueId, record);
       }
@@ -384,24 +393,6 @@ export class QueueAdmin {
       ...(job.lastError !== undefined ? { remoteReply: job.lastError } : {}),
       updatedAt: new Date().toISOString(),
     };
-  }
-
-  /** The site's tracking bucket; for an action (`create`) created with the queue's replicas when no relay has written to it yet. */
-  private async trackingStore(create = false): Promise<TrackingStore | undefined> {
-    if (this.tracking) return this.tracking;
-    try {
-      this.tracking = await TrackingStore.bind(this.js, this.layout.trackingBucket, ADMIN_TRACKING_RETENTION_MS);
-      if (!this.tracking && create) {
-        this.tracking = await TrackingStore.open(this.js, this.layout.trackingBucket, {
-          replicas: (await this.jsm.streams.info(QUEUE_STREAM)).config.num_replicas,
-          retentionMs: ADMIN_TRACKING_RETENTION_MS,
-        });
-      }
-    } catch (err) {
-      this.log.warn("message tracking unavailable", { error: err });
-      this.tracking = undefined;
-    }
-    return this.tracking;
   }
 
   // ---- acting ----
@@ -436,11 +427,17 @@ export class QueueAdmin {
       for (let i = 0; i < jobs.length; i += ACTION_BATCH) {
         for (const [name, domain] of paused) await this.pause(name, domain);
         const delivered = await this.deliveredUpTo([...paused.keys()]);
+        const touched: StoredJob[] = [];
         for (const stored of jobs.slice(i, i + ACTION_BATCH)) {
           const outcome = await this.actOn(action, stored, delivered);
-          if (outcome === true) result.done.push(stored.job.queueId);
-          else result.skipped.push({ queueId: stored.job.queueId, reason: outcome });
+          if (typeof outcome === "string") {
+            result.skipped.push({ queueId: stored.job.queueId, reason: outcome });
+          } else {
+            result.done.push(stored.job.queueId);
+            touched.push(outcome);
+          }
         }
+        await this.audit(action, touched);
       }
     } finally {
       for (const name of paused.keys())
@@ -499,7 +496,7 @@ export class QueueAdmin {
   }
 
   /** true when done, else the reason it was skipped. */
-  private async actOn(action: QueueAction, initial: StoredJob, delivered: Map<string, number>): Promise<true | string> {
+  private async actOn(action: QueueAction, initial: StoredJob, delivered: Map<string, number>): Promise<StoredJob | string> {
     let stored: StoredJob | undefined = initial;
     for (let attempt = 0; attempt < MOVE_ATTEMPTS; attempt++) {
       if (!stored) return "no longer queued (delivered or removed meanwhile)";
@@ -507,8 +504,7 @@ export class QueueAdmin {
       if (busy) return busy;
       try {
         const outcome = await this.apply(action, stored);
-        if (outcome === true) await this.audit(action, stored);
-        return outcome;
+        return outcome === true ? stored : outcome;
       } catch (err) {
         // The record changed under us (a schedule fired, a relay moved it): find it again.
         if (!(err instanceof JetStreamApiError)) throw err;
@@ -628,22 +624,27 @@ export class QueueAdmin {
     return this.options.hostname ?? osHostname();
   }
 
-  /** The site's record of the action: an event on the message's tracking record (and its outcome when it left the queue). */
-  private async audit(action: QueueAction, stored: StoredJob): Promise<void> {
-    const tracking = await this.trackingStore(true);
-    if (!tracking) return;
-    const { job } = stored;
-    const outcome = action === "delete" ? "deleted" : action === "bounce" ? "bounced" : undefined;
-    const { outcome: _queued, remoteReply: _lastError, updatedAt: _now, ...envelope } = this.queuedRecord(job);
-    await tracking
-      .record(
-        {
+  /** The site's record of an action: one entry per message touched, appended to the tracking log in one write. */
+  private async audit(action: QueueAction, touched: StoredJob[]): Promise<void> {
+    if (touched.length === 0) return;
+    const at = new Date().toISOString();
+    const outcome: TrackingOutcome | undefined = action === "delete" ? "deleted" : action === "bounce" ? "bounced" : undefined;
+    const entries = touched.map((stored) => {
+      const { outcome: _queued, remoteReply: _lastError, updatedAt: _now, ...envelope } = this.queuedRecord(stored.job);
+      return {
+        update: {
           ...envelope,
           ...(outcome ? { outcome } : {}),
           ...(outcome === "bounced" ? { remoteReply: "returned to the sender by the mail administrator" } : {}),
         },
-        { event: action, detail: `by ${this.options.actor} (mxwarden-queue), was ${stored.state}` },
-      )
-      .catch((err: unknown) => this.log.warn("could not record the action in the message's tracking record", { queueId: job.queueId, error: err }));
+        event: { at, event: action, detail: `by ${this.options.actor} (mxwarden-queue), was ${stored.state}` },
+      };
+    });
+    try {
+      await this.tracking.ensure((await this.jsm.streams.info(QUEUE_STREAM)).config.num_replicas);
+      await this.tracking.append(entries, "admin", ADMIN_TRACKING_RETENTION_MS);
+    } catch (err) {
+      this.log.warn("could not record the action in the site's tracking log", { queueIds: touched.map((t) => t.job.queueId), error: err });
+    }
   }
 }

@@ -21,7 +21,7 @@ export { SpoolReader, SpoolWriter, chunkSizeFor, inlineBodyMaxFor } from "./spoo
 export { JobQueue } from "./job-queue.ts";
 export { isQueueId } from "./queue-id.ts";
 export type { StoredTrackingRecord, TrackingEvent, TrackingOutcome, TrackingRecord, TrackingUpdate } from "./tracking.ts";
-export { MessageTracking, TrackingStore } from "./tracking.ts";
-export { flushConsumerName, stateOfQueueSubject } from "./layout.ts";
+export { MessageTracking, TrackingLog } from "./tracking.ts";
+export { TRACKING_STREAM, flushConsumerName, stateOfQueueSubject } from "./layout.ts";
 export type { RetiredBecause, ShadowCounters } from "./shadow-copies.ts";
 export { peerStreamName, RETIRED_HEADER, SHADOW_STREAM, ShadowCopies } from "./shadow-copies.ts";

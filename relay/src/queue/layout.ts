@@ -21,7 +21,8 @@
 //   MXW_SHADOW (limits retention)     P shadow.copy.<qid>, P shadow.took.<peer>.<qid>: copies of the
 //                                     site's mail for its peers, and what it took over from them
 //   MXW_PEER_<peer>                   a peer's shadow copies and spool, sourced (shadow-copies.ts)
-//   KV mxw-tracking                   P one record per queue id for message tracking (queue/tracking.ts)
+//   MXW_TRACKING (limits, TTLs)       P track.relay, P track.admin: batches of message tracking
+//                                     entries (queue/tracking.ts), each kept for its writer's retention
 //   KV buckets of one site's own state get the site in their name (siteBucket()); buckets shared
 //   between sites are described in filter/shared-bucket.ts
 //   consumer   mxw-deliver            durable pull consumer on P queue.ready.>, shared by all relays
@@ -36,11 +37,10 @@ export const SPOOL_STREAM = "MXW_SPOOL";
 export const QUEUE_STREAM = "MXW_QUEUE";
 export const RATE_LIMIT_STREAM = "MXW_RATE";
 export const DELIVER_CONSUMER = "mxw-deliver";
-/** Message tracking (mxwarden-queue find); a site's own state, so named through siteBucket(). */
-export const TRACKING_BUCKET = "mxw-tracking";
+export const TRACKING_STREAM = "MXW_TRACKING";
 
 /** Site names that would make a scoped subject space overlap the unscoped one (mxw.queue.queue.> ⊂ mxw.queue.>). */
-export const RESERVED_SITE_NAMES: readonly string[] = ["queue", "spool", "rate"];
+export const RESERVED_SITE_NAMES: readonly string[] = ["queue", "spool", "rate", "track"];
 
 /**
  * Subject token for a mail domain. Domains are validated LDH names, so they never contain "_",
@@ -139,9 +139,14 @@ export class QueueLayout {
     return `${this.prefix}queue.*.*.${queueId}`;
   }
 
-  /** This site's message tracking bucket. */
-  get trackingBucket(): string {
-    return this.siteBucket(TRACKING_BUCKET);
+  /** This site's message tracking log (queue/tracking.ts). */
+  get trackingSubjects(): string {
+    return `${this.prefix}track.>`;
+  }
+
+  /** Where relays (outcomes) and the admin tool (actions) append their tracking entries. */
+  trackingSubject(origin: "relay" | "admin"): string {
+    return `${this.prefix}track.${origin}`;
   }
 
   /**
