@@ -10,10 +10,26 @@ import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { SMTPServer } from "smtp-server";
 import type { QueueActionResult, QueuedMessage, ShownMessage, TrackingRecord } from "#relay";
+import { TestNatsServer } from "../harness/nats-server.ts";
+import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
 import { startRelayStack, type RelayStackWithRelay } from "../harness/relay-stack.ts";
 import { sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
-import { headerValue, type TestPrimary } from "../harness/test-primary.ts";
+import { headerValue, TestPrimary } from "../harness/test-primary.ts";
 import { eventually, repoRoot, tempDir } from "../harness/workspace.ts";
+
+function runCli(nats: string, args: string[]): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(
+      join(repoRoot, "relay/bin/mxwarden-queue"),
+      ["--nats", nats, "--actor", "tester", ...args],
+      { env: { ...process.env, MXWARDEN_NATS_PASSWORD: "" }, timeout: 60_000 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
 
 interface CliResult {
   code: number;
@@ -91,17 +107,7 @@ describe("mxwarden-queue", () => {
   const deferring = new Set(["later@slow.example", "later2@slow.example", "later3@slow.example", "later4@slow.example", "x@short.example"]);
 
   function cli(...args: string[]): Promise<CliResult> {
-    return new Promise((resolve) => {
-      execFile(
-        join(repoRoot, "relay/bin/mxwarden-queue"),
-        ["--nats", stack.nats.url, "--actor", "tester", ...args],
-        { env: { ...process.env, MXWARDEN_NATS_PASSWORD: "" }, timeout: 60_000 },
-        (error, stdout, stderr) => {
-          const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
-          resolve({ code, stdout, stderr });
-        },
-      );
-    });
+    return runCli(stack.nats.url, args);
   }
 
   async function json<T>(...args: string[]): Promise<T> {
@@ -405,5 +411,54 @@ describe("mxwarden-queue", () => {
       skipped.some((s) => /being delivered/.test(s.reason)),
       "some messages were in flight when acted on",
     );
+  });
+});
+
+describe("mxwarden-queue at a named site (--site, scoped subjects)", () => {
+  const dir = tempDir("mxw-queue-site-");
+  let nats: TestNatsServer;
+  let primary: TestPrimary;
+  let relay: RelayProcess;
+  let deferring = true;
+
+  before(async () => {
+    nats = await TestNatsServer.start(join(dir.path, "nats"), { domain: "site-a" });
+    primary = await TestPrimary.start();
+    primary.recipientRule = () => (deferring ? { code: 451, message: "4.3.2 try again later" } : undefined);
+    const domainsPath = join(dir.path, "domains.yaml");
+    writeDomains(domainsPath, [
+      { domain: "site.example", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] }, queue: { retry: { initialBackoff: "1h", maxBackoff: "1h" } } },
+    ]);
+    relay = await RelayProcess.start({ dir: dir.path, domainsPath, nats: nats.url, args: ["--site", "site-a"] });
+    await relay.ready();
+  });
+
+  after(async () => {
+    await relay?.stop();
+    await primary?.close();
+    await nats?.stop();
+    dir.remove();
+  });
+
+  it("finds the site's subjects from its JetStream domain, and holds, releases and tracks its mail", async () => {
+    const json = async <T>(...args: string[]): Promise<T> => {
+      const result = await runCli(nats.url, [...args, "--json"]);
+      assert.equal(result.code, 0, result.stderr);
+      return JSON.parse(result.stdout) as T;
+    };
+    const { data } = await sendMail(relay.smtpPort, { from: "ivy@client.test", to: ["a@site.example"], body: simpleMessage("site", "site-one") });
+    const queueId = /queued as ([0-9A-Z]{25})/.exec(data?.text ?? "")?.[1] ?? "";
+    await eventually("deferred at the site", async () => (await json<QueuedMessage[]>("list"))[0]?.state === "deferred");
+    assert.deepEqual((await json<QueueActionResult>("hold", "--domain", "site.example")).done, [queueId]);
+    assert.equal((await json<QueuedMessage[]>("list", "--state", "held"))[0]?.queueId, queueId);
+    deferring = false;
+    assert.deepEqual((await json<QueueActionResult>("release", "--all")).done, [queueId]);
+    await eventually("delivered", () => primary.messages.some((m) => m.to.includes("a@site.example")), 20_000);
+    const record = await eventually("tracked as delivered at site-a", async () => {
+      const [found] = await json<TrackingRecord[]>("find", "--message-id", "site-one@client.test");
+      return found?.outcome === "delivered" ? found : undefined;
+    });
+    assert.equal(record.site, "site-a");
+    assert.equal(record.queueId, queueId);
   });
 });
