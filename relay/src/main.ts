@@ -38,6 +38,8 @@ import { FilterPipeline } from "./filter/pipeline.ts";
 const MAX_ACK_PENDING = 10_000;
 /** How often a relay checks on its peer sites' shadow copies (metrics, takeover). */
 const PEER_CHECK_INTERVAL_MS = 2000;
+/** How long a relay with peer sites waits, before it delivers, for their records to be current. */
+const PEER_CATCH_UP_MS = 15_000;
 
 async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
   const metrics = new RelayMetrics();
@@ -182,11 +184,13 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
       )
     : () => {};
   const stopDomainMetrics = config.domainMetrics > 0 ? startDomainQueueMetrics(queue, queueIndex, store, metrics, config.domainMetrics, 5000, log) : () => {};
-  worker.start();
   const peerWatch = queue.shadow
     ? new PeerWatch(queue, metrics, { takeoverAfterMs: config.takeoverAfterMs, checkIntervalMs: PEER_CHECK_INTERVAL_MS }, log)
     : undefined;
   peerWatch?.start();
+  // With peer sites, delivery starts once their took markers are here (takeover.ts), or after a wait.
+  if (peerWatch) void peerWatch.caughtUp(PEER_CATCH_UP_MS).then(() => worker.start());
+  else worker.start();
   void queue
     .whenReady()
     .then(async () => {
