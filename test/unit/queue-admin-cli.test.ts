@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { parseQueueArgs, QueueUsageError, type QueueCliConfig } from "../../relay/src/admin/cli.ts";
 import { formatQueueTable, formatTrackingTable } from "../../relay/src/admin/tables.ts";
 import { messageIdOf } from "../../relay/src/receive/message-id.ts";
+import { foldEntry } from "../../relay/src/queue/tracking.ts";
 
 const ID = "0MXAP1WYL36ADB9FAF22AC60D";
 const parse = (args: string[], env: Record<string, string | undefined> = {}): QueueCliConfig => {
@@ -163,5 +164,27 @@ describe("messageIdOf", () => {
     assert.equal(messageIdOf(Buffer.from("message-id:\r\n <folded@example.com>\r\nMessage-Id: <second@x>\r\n")), "folded@example.com");
     assert.equal(messageIdOf(Buffer.from("Subject: x\r\nX-Message-ID: <no@x>\r\n")), undefined);
     assert.equal(messageIdOf(Buffer.from("Subject: none\r\n\r\n")), undefined);
+  });
+});
+
+describe("tracking entries folded into a record", () => {
+  it("keeps the first writer's envelope, takes later outcomes and replies, and orders the history", () => {
+    const accepted = { queueId: ID, sender: "s@client.test", recipients: ["a@x.test", "b@x.test"], domain: "x.test", arrivedAt: "2026-12-05T10:00:00.000Z" };
+    let record = foldEntry(undefined, { ...accepted, messageId: "m@x" }, { at: "2026-12-05T10:01:00.000Z", event: "hold", detail: "by alice" });
+    record = foldEntry(
+      record,
+      { ...accepted, recipients: ["b@x.test"], outcome: "delivered", remoteReply: "250 ok" },
+      { at: "2026-12-05T10:05:00.000Z", event: "delivered" },
+    );
+    record = foldEntry(record, { queueId: ID }, { at: "2026-12-05T10:02:00.000Z", event: "release" });
+    assert.deepEqual(record.recipients, ["a@x.test", "b@x.test"], "a retried job's shorter list does not replace the envelope");
+    assert.equal(record.messageId, "m@x");
+    assert.equal(record.outcome, "delivered");
+    assert.equal(record.remoteReply, "250 ok");
+    assert.equal(record.updatedAt, "2026-12-05T10:05:00.000Z");
+    assert.deepEqual(
+      record.history?.map((h) => h.event),
+      ["hold", "release", "delivered"],
+    );
   });
 });
