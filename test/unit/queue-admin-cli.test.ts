@@ -7,6 +7,7 @@ import { parseQueueArgs, QueueUsageError, type QueueCliConfig } from "../../rela
 import { formatQueueTable, formatTrackingTable } from "../../relay/src/admin/tables.ts";
 import { messageIdOf } from "../../relay/src/receive/message-id.ts";
 import { foldEntry } from "../../relay/src/queue/tracking.ts";
+import { withoutUserInfo } from "../../relay/src/admin/queue-admin.ts";
 
 const ID = "0MXAP1WYL36ADB9FAF22AC60D";
 const parse = (args: string[], env: Record<string, string | undefined> = {}): QueueCliConfig => {
@@ -186,5 +187,13 @@ describe("tracking entries folded into a record", () => {
       record.history?.map((h) => h.event),
       ["hold", "release", "delivered"],
     );
+  });
+});
+
+describe("withoutUserInfo", () => {
+  it("leaves a password written into a server URL out of messages", () => {
+    assert.equal(withoutUserInfo("nats://admin:s3cret@nats.example:4222"), "nats://nats.example:4222");
+    assert.equal(withoutUserInfo("tls://token@nats.example:4222"), "tls://nats.example:4222");
+    assert.equal(withoutUserInfo("nats://nats.example:4222"), "nats://nats.example:4222");
   });
 });

@@ -108,6 +108,11 @@ function stateOf(subject: string): QueuedState | undefined {
   }
 }
 
+/** A server URL as it may be printed: a user and password written into it are left out. */
+export function withoutUserInfo(url: string): string {
+  return url.replace(/^([a-z]+:\/\/)[^@/]*@/i, "$1");
+}
+
 /** A Message-ID as compared: without angle brackets, case-insensitive. */
 function bareMessageId(id: string): string {
   return id.trim().replace(/^<|>$/g, "").toLowerCase();
@@ -240,7 +245,7 @@ export class QueueAdmin {
         ...(options.caFile ? { tls: { caFile: options.caFile } } : {}),
       });
     } catch (err) {
-      throw new QueueAdminError(`cannot connect to NATS at ${options.servers.join(",")}: ${(err as Error).message}`);
+      throw new QueueAdminError(`cannot connect to NATS at ${options.servers.map(withoutUserInfo).join(",")}: ${(err as Error).message}`);
     }
     const js = jetstream(nc, { timeout });
     const jsm = await jetstreamManager(nc, { timeout });
