@@ -15,7 +15,7 @@ import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
 import { startRelayStack, type RelayStackWithRelay } from "../harness/relay-stack.ts";
 import { sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
 import { headerValue, TestPrimary } from "../harness/test-primary.ts";
-import { eventually, repoRoot, tempDir } from "../harness/workspace.ts";
+import { eventually, freePort, repoRoot, tempDir } from "../harness/workspace.ts";
 
 function runCli(nats: string, args: string[]): Promise<CliResult> {
   return new Promise((resolve) => {
@@ -49,7 +49,7 @@ class GatedPrimary {
   private openGate: (() => void) | undefined;
   private server: SMTPServer | undefined;
 
-  async start(): Promise<void> {
+  async start(port = 0): Promise<void> {
     const server = new SMTPServer({
       authOptional: true,
       disabledCommands: ["AUTH", "STARTTLS"],
@@ -71,7 +71,7 @@ class GatedPrimary {
         });
       },
     });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+    await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", () => resolve()));
     const address = server.server.address();
     this.port = typeof address === "object" && address ? address.port : 0;
     this.server = server;
@@ -460,5 +460,55 @@ describe("mxwarden-queue at a named site (--site, scoped subjects)", () => {
     });
     assert.equal(record.site, "site-a");
     assert.equal(record.queueId, queueId);
+  });
+});
+
+describe("mxwarden-queue while a recovered primary's held mail is flushed", () => {
+  const dir = tempDir("mxw-queue-flush-");
+  const gated = new GatedPrimary();
+  let stack: RelayStackWithRelay<{ dir: string; nats: true }>;
+  let port = 0;
+
+  before(async () => {
+    port = await freePort();
+    // Nothing listens on the primary's port yet: the mail is deferred and the domain marked down.
+    stack = await startRelayStack(
+      { dir: dir.path, nats: true },
+      {
+        domains: [{ domain: "flush.example", primary: { hosts: [{ host: "127.0.0.1", port }] } }],
+        args: ["--probe-interval", "1s"],
+      },
+    );
+  });
+
+  after(async () => {
+    await stack?.stop();
+    await gated.stop();
+    dir.remove();
+  });
+
+  it("skips a deferred message the flush is delivering in place, which is delivered exactly once", async () => {
+    const json = async <T>(...args: string[]): Promise<T> => {
+      const result = await runCli(stack.nats.url, [...args, "--json"]);
+      assert.equal(result.code, 0, result.stderr);
+      return JSON.parse(result.stdout) as T;
+    };
+    const { data } = await sendMail(stack.relay.smtpPort, { from: "jo@client.test", to: ["a@flush.example"], body: simpleMessage("flush", "flush-one") });
+    const queueId = /queued as ([0-9A-Z]{25})/.exec(data?.text ?? "")?.[1] ?? "";
+    await eventually("deferred while the primary is down", async () => (await json<QueuedMessage[]>("list"))[0]?.state === "deferred");
+    // The primary comes back, but keeps its reply to the final dot: the flush's delivery stays in flight.
+    gated.close();
+    await gated.start(port);
+    await eventually("the final dot at the primary", () => gated.dataReceived === 1, 30_000);
+    assert.equal((await json<QueuedMessage[]>("list"))[0]?.state, "deferred", "delivered in place, from the defer subject");
+    for (const action of ["retry", "hold", "delete"]) {
+      const result = await json<QueueActionResult>(action, queueId);
+      assert.deepEqual(result.done, [], action);
+      assert.match(result.skipped[0]?.reason ?? "", /being delivered by a flush/, action);
+    }
+    gated.open();
+    await eventually("accepted", () => gated.accepted.length === 1);
+    await eventually("gone from the queue", async () => (await json<QueuedMessage[]>("list")).length === 0);
+    assert.equal(gated.dataReceived, 1, "no second delivery");
   });
 });
