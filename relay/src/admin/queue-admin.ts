@@ -15,49 +15,31 @@
 
 import { hostname as osHostname } from "node:os";
 import { readFileSync } from "node:fs";
-import { connect, credsAuthenticator, headers as natsHeaders, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
-import {
-  JetStreamApiError,
-  JetStreamError,
-  PubHeaders,
-  jetstream,
-  jetstreamManager,
-  type ConsumerInfo,
-  type JetStreamClient,
-  type JetStreamManager,
-  type StoredMsg,
-} from "@nats-io/jetstream";
-import { queueBounce } from "../deliver/bounce.ts";
+import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
+import { JetStreamApiError, jetstream, jetstreamManager, type ConsumerInfo, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { batchedLineWriter, createLogger, type Logger } from "../log.ts";
 import {
   DELIVER_CONSUMER,
-  JobQueue,
   QUEUE_STREAM,
   SpoolReader,
-  SpoolWriter,
   TrackingLog,
-  chunkSizeFor,
   decodeJobRecord,
   ensureFlushConsumer,
   flushConsumerName,
-  inlineBodyMaxFor,
-  isQueueId,
-  scheduledAt,
-  stateOfQueueSubject,
-  QueueLayout,
+  type QueueLayout,
   SHADOW_STREAM,
   ShadowCopies,
   type DeliveryJob,
-  type RetiredBecause,
   type TrackingOutcome,
   type TrackingRecord,
 } from "../queue/index.ts";
+import { JobMoves } from "./job-moves.ts";
+import { QueuedJobs, addressMatches, siteLayout, toQueuedMessage, type StoredJob } from "./queued-jobs.ts";
 import type {
   QueueAction,
   QueueActionResult,
   QueueAdminOptions,
   QueuedMessage,
-  QueuedState,
   QueueHistoryEvent,
   QueueSelector,
   ShownMessage,
@@ -70,20 +52,10 @@ const PAUSE_DEADLINE_MS = 30_000;
 const ACTION_BATCH = 200;
 /** Attempts per message when a schedule or a relay moves it while we act. */
 const MOVE_ATTEMPTS = 3;
-/** Header section shown by `show --headers` and copied into a bounce. */
+/** The most of the header section `show --headers` prints. */
 const HEADER_LIMIT = 64 * 1024;
 /** How long the admin's own tracking entries (its actions) are kept: the relays' default retention. */
 const ADMIN_TRACKING_RETENTION_MS = 7 * 86_400_000;
-
-/** A queued job as stored: where it is, and its record. */
-interface StoredJob {
-  seq: number;
-  subject: string;
-  data: Uint8Array;
-  headers: MsgHdrs | undefined;
-  job: DeliveryJob;
-  state: QueuedState;
-}
 
 /** A thrown error with the exit code the CLI should use: 2 for what the user got wrong. */
 export class QueueAdminError extends Error {
@@ -92,19 +64,6 @@ export class QueueAdminError extends Error {
     super(message);
     this.name = "QueueAdminError";
     this.usage = usage;
-  }
-}
-
-function stateOf(subject: string): QueuedState | undefined {
-  switch (stateOfQueueSubject(subject)) {
-    case "ready":
-      return "ready";
-    case "defer":
-      return "deferred";
-    case "held":
-      return "held";
-    default:
-      return undefined;
   }
 }
 
@@ -118,97 +77,15 @@ function bareMessageId(id: string): string {
   return id.trim().replace(/^<|>$/g, "").toLowerCase();
 }
 
-function addressMatches(pattern: string, address: string): boolean {
-  const p = pattern.toLowerCase();
-  const a = address.toLowerCase();
-  // "@example.org" (or "example.org") selects a whole domain; anything else one address.
-  if (p.startsWith("@")) return a.endsWith(p);
-  if (!p.includes("@")) return a.endsWith(`@${p}`);
-  return a === p;
-}
-
-function matches(stored: StoredJob, selector: QueueSelector, now: number): boolean {
-  const { job } = stored;
-  if (selector.queueIds && !selector.queueIds.includes(job.queueId)) return false;
-  if (selector.domain && job.domain !== selector.domain.toLowerCase()) return false;
-  if (selector.state && stored.state !== selector.state) return false;
-  if (selector.sender !== undefined && !addressMatches(selector.sender, job.sender)) return false;
-  if (selector.recipient !== undefined && !job.recipients.some((r) => addressMatches(selector.recipient as string, r))) return false;
-  if (selector.olderThanMs !== undefined && job.acceptedAt > now - selector.olderThanMs) return false;
-  return true;
-}
-
-export function toQueuedMessage(stored: StoredJob): QueuedMessage {
-  const { job } = stored;
-  const next = stored.state === "deferred" ? scheduledAt(stored.headers) : undefined;
-  return {
-    queueId: job.queueId,
-    domain: job.domain,
-    sender: job.sender,
-    recipients: job.recipients,
-    state: stored.state,
-    arrivedAt: new Date(job.acceptedAt).toISOString(),
-    size: job.size,
-    attempts: job.attempts,
-    ...(next !== undefined ? { nextAttemptAt: new Date(next).toISOString() } : {}),
-    ...(job.lastError !== undefined ? { lastError: job.lastError } : {}),
-  };
-}
-
-/** All messages of a direct batch; the server ends a short batch with a 404 status. */
-async function collect(batch: AsyncIterable<StoredMsg>): Promise<StoredMsg[]> {
-  const out: StoredMsg[] = [];
-  try {
-    for await (const m of batch) out.push(m);
-  } catch (err) {
-    const code = err instanceof JetStreamError ? (err as JetStreamError & { code?: number }).code : undefined;
-    if (code !== 404) throw err;
-  }
-  return out;
-}
-
-function toStoredJob(m: StoredMsg): StoredJob | undefined {
-  const state = stateOf(m.subject);
-  if (!state) return undefined;
-  try {
-    const { job } = decodeJobRecord(m.data);
-    return { seq: m.seq, subject: m.subject, data: m.data, headers: m.header, job, state };
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * The subjects the site's relays use: scoped by the site (its JetStream domain) when the queue
- * stream holds the scoped subjects, unscoped otherwise; and, for a site that got its name after
- * running without one, both (layout.ts, "legacy").
- */
-async function siteLayout(jsm: JetStreamManager): Promise<QueueLayout> {
-  const info = await jsm.streams.info(QUEUE_STREAM);
-  const subjects = info.config.subjects ?? [];
-  const domain = (await jsm.getAccountInfo()).domain;
-  const scoped = domain ? new QueueLayout(domain) : undefined;
-  if (!scoped || !subjects.includes(scoped.queueSubjects)) return new QueueLayout();
-  scoped.keepsUnscoped = scoped.legacy !== undefined && subjects.includes(scoped.legacy.queueSubjects);
-  return scoped;
-}
-
-const NO_METRICS = {
-  recipientsBounced: { inc: () => undefined },
-  dsnsSent: { inc: () => undefined },
-  delayWarningsSent: { inc: () => undefined },
-};
-
 export class QueueAdmin {
   private readonly nc: NatsConnection;
-  private readonly js: JetStreamClient;
   private readonly jsm: JetStreamManager;
   private readonly options: QueueAdminOptions;
   private readonly log: Logger;
   /** The site's subjects, as its relays use them (layout.ts). */
   private readonly layout: QueueLayout;
-  /** The site's shadow copies (issue 16), when it keeps them: a deleted or bounced message's copy is retired. */
-  private readonly shadow: ShadowCopies | undefined;
+  private readonly jobs: QueuedJobs;
+  private readonly moves: JobMoves;
   private readonly tracking: TrackingLog;
 
   private constructor(
@@ -221,14 +98,24 @@ export class QueueAdmin {
     log: Logger,
   ) {
     this.nc = nc;
-    this.js = js;
     this.jsm = jsm;
     this.layout = layout;
     this.options = options;
     this.log = log;
     this.tracking = new TrackingLog(js, jsm, layout);
-    // retire() publishes through js alone; the relay's reply inbox has no use here.
-    this.shadow = shadow && layout.site !== undefined ? new ShadowCopies(layout, [], () => ({ nc, js, jsm, inbox: undefined as never }), log) : undefined;
+    this.jobs = new QueuedJobs(jsm, layout);
+    this.moves = new JobMoves({
+      js,
+      jsm,
+      layout,
+      // The site's shadow copies (issue 16), when it keeps them: a deleted or bounced message's copy
+      // is retired. retire() publishes through js alone; the relay's reply inbox has no use here.
+      shadow: shadow && layout.site !== undefined ? new ShadowCopies(layout, [], () => ({ nc, js, jsm, inbox: undefined as never }), log) : undefined,
+      maxPayload: nc.info?.max_payload ?? 1024 * 1024,
+      timeoutMs: options.timeoutMs ?? 10_000,
+      hostname: options.hostname ?? osHostname(),
+      log,
+    });
   }
 
   static async connect(options: QueueAdminOptions, log?: Logger): Promise<QueueAdmin> {
@@ -270,55 +157,12 @@ export class QueueAdmin {
 
   // ---- reading ----
 
-  /** Every queued job that matches, oldest first. */
-  private async read(selector: QueueSelector): Promise<StoredJob[]> {
-    const now = Date.now();
-    const found: StoredJob[] = [];
-    if (selector.queueIds) {
-      for (const queueId of selector.queueIds) {
-        const stored = await this.locate(queueId);
-        if (stored && matches(stored, selector, now)) found.push(stored);
-      }
-      return found;
-    }
-    for (const layout of this.layout.storedUnder) await this.readUnder(layout.queueFilter(selector.domain?.toLowerCase()), selector, now, found);
-    return found.sort((a, b) => a.job.acceptedAt - b.job.acceptedAt || a.job.queueId.localeCompare(b.job.queueId));
-  }
-
-  private async readUnder(filter: string, selector: QueueSelector, now: number, found: StoredJob[]): Promise<void> {
-    let nextSeq = 1;
-    for (;;) {
-      // Direct batch gets read jobs without a consumer (a work-queue stream allows no second
-      // consumer that would not acknowledge, and acknowledging deletes).
-      const batch = await collect(await this.jsm.direct.getBatch(QUEUE_STREAM, { seq: nextSeq, batch: 500, max_bytes: 8 * 1024 * 1024, next_by_subj: filter }));
-      if (batch.length === 0) break;
-      for (const m of batch) {
-        nextSeq = m.seq + 1;
-        const stored = toStoredJob(m);
-        if (stored && matches(stored, selector, now)) found.push(stored);
-      }
-    }
-  }
-
-  /** Where a queue id's job is now, read from the stream leader; undefined when it is not queued. */
-  private async locate(queueId: string): Promise<StoredJob | undefined> {
-    if (!isQueueId(queueId)) return undefined;
-    // The subject index finds the domain; the leader confirms the record (a direct get may lag).
-    for (const layout of this.layout.storedUnder) {
-      const hit = await this.jsm.direct.getMessage(QUEUE_STREAM, { seq: 1, next_by_subj: layout.queueIdFilter(queueId) });
-      if (!hit) continue;
-      const leader = await this.jsm.streams.getMessage(QUEUE_STREAM, { last_by_subj: hit.subject }).catch(() => null);
-      return leader ? toStoredJob(leader) : undefined;
-    }
-    return undefined;
-  }
-
   async list(selector: QueueSelector): Promise<QueuedMessage[]> {
-    return (await this.read(selector)).map(toQueuedMessage);
+    return (await this.jobs.read(selector)).map(toQueuedMessage);
   }
 
   async show(queueId: string, options: { headers?: boolean } = {}): Promise<ShownMessage | undefined> {
-    const stored = await this.locate(queueId);
+    const stored = await this.jobs.locate(queueId);
     if (!stored) return undefined;
     const message = toQueuedMessage(stored);
     const { job } = stored;
@@ -375,7 +219,7 @@ export class QueueAdmin {
         byQueueId.set(record.queueId, record);
       }
     }
-    for (const stored of await this.read({})) {
+    for (const stored of await this.jobs.read({})) {
       const queued = this.queuedRecord(stored.job);
       const known = byQueueId.get(queued.queueId);
       byQueueId.set(queued.queueId, known ? { ...queued, ...known, outcome: "queued" } : queued);
@@ -407,7 +251,7 @@ export class QueueAdmin {
       throw new QueueAdminError(`${action}: name queue ids, --domain, or --all`, true);
     }
     const result: QueueActionResult = { action, matched: 0, done: [], skipped: [] };
-    const first = await this.read(selector);
+    const first = await this.jobs.read(selector);
     for (const queueId of selector.queueIds ?? []) {
       if (!first.some((s) => s.job.queueId === queueId)) {
         result.skipped.push({ queueId, reason: "not queued (unknown queue id, or it left the queue: see find)" });
@@ -426,7 +270,7 @@ export class QueueAdmin {
           await this.pause(name, domain);
           paused.set(name, domain);
         }
-        jobs = await this.read(selector);
+        jobs = await this.jobs.read(selector);
       }
       result.matched = jobs.length;
       for (let i = 0; i < jobs.length; i += ACTION_BATCH) {
@@ -515,7 +359,7 @@ export class QueueAdmin {
         if (!(err instanceof JetStreamApiError)) throw err;
         this.log.debug("job moved while acting; looking again", { queueId: stored.job.queueId, error: err.message });
       }
-      stored = await this.locate(initial.job.queueId);
+      stored = await this.jobs.locate(initial.job.queueId);
     }
     return "kept moving while we acted on it; try again";
   }
@@ -524,109 +368,22 @@ export class QueueAdmin {
     switch (action) {
       case "retry":
         if (stored.state === "ready") return "already ready; it is delivered as soon as a delivery slot is free";
-        await this.moveToReady(stored);
+        await this.moves.moveToReady(stored);
         return true;
       case "release":
         if (stored.state !== "held") return `not held (${stored.state})`;
-        await this.moveToReady(stored);
+        await this.moves.moveToReady(stored);
         return true;
       case "hold":
         if (stored.state === "held") return "already held";
-        await this.hold(stored);
+        await this.moves.hold(stored);
         return true;
       case "delete":
-        await this.remove(stored, "deleted");
+        await this.moves.remove(stored, "deleted");
         return true;
       case "bounce":
-        return this.bounce(stored);
+        return this.moves.bounce(stored);
     }
-  }
-
-  /** Deferred or held → ready, cancelling its schedule, in one write that only succeeds if the record is still `stored`. */
-  private async moveToReady(stored: StoredJob): Promise<void> {
-    const { job } = stored;
-    await this.js.publish(this.layout.readySubject(job.domain, job.queueId), stored.data, {
-      msgID: `${job.queueId}.x${stored.seq}`,
-      cancelSchedule: { scheduleSubject: stored.subject },
-      expect: { lastSubjectSequence: stored.seq, lastSubjectSequenceSubject: stored.subject },
-    });
-  }
-
-  /**
-   * Ready or deferred → held. The held record carries a schedule for the job's expiry, so held
-   * mail whose queue lifetime ends becomes ready then and bounces like any expired mail. From
-   * deferred it is one write (the new schedule replaces the old one). From ready it is two: the
-   * held copy, guarded by the ready record's sequence, then the ready record's removal; the paused
-   * consumer cannot hand the ready copy out in between.
-   */
-  private async hold(stored: StoredJob): Promise<void> {
-    const { job } = stored;
-    const h = natsHeaders();
-    h.set(PubHeaders.Schedule, `@at ${new Date(Math.max(job.expiresAt, Date.now() + 1000)).toISOString()}`);
-    h.set(PubHeaders.ScheduleTarget, this.layout.readySubject(job.domain, job.queueId));
-    h.set(PubHeaders.ExpectedLastSubjectSequenceHdr, String(stored.seq));
-    h.set(PubHeaders.ExpectedLastSubjectSequenceSubjectHdr, stored.subject);
-    h.set(PubHeaders.MsgIdHdr, `${job.queueId}.h${stored.seq}`);
-    if (stored.state === "deferred") {
-      h.set(PubHeaders.Scheduler, stored.subject);
-      h.set(PubHeaders.ScheduleNext, "purge");
-    }
-    await this.js.publish(this.layout.heldSubject(job.domain, job.queueId), stored.data, { headers: h });
-    if (stored.state === "ready") await this.deleteRecord(stored.seq);
-  }
-
-  private async deleteRecord(seq: number): Promise<void> {
-    try {
-      await this.jsm.streams.deleteMessage(QUEUE_STREAM, seq, false);
-    } catch (err) {
-      if (err instanceof JetStreamApiError) throw err;
-      throw new Error(`could not remove record ${seq}: ${(err as Error).message}`);
-    }
-  }
-
-  /** Remove the job (its exact record), then its spooled body and its shadow copy. */
-  private async remove(stored: StoredJob, because: RetiredBecause): Promise<void> {
-    const { queueId } = stored.job;
-    await this.deleteRecord(stored.seq);
-    if (!stored.job.inline) {
-      await new SpoolReader(this.jsm, this.layout)
-        .purge(queueId)
-        .catch((err: unknown) => this.log.warn("body not purged; the spool ages it out", { queueId, error: err }));
-    }
-    // A peer site that took over this site's mail would otherwise deliver the copy.
-    await this.shadow?.retire(queueId, because).catch((err: unknown) => this.log.warn("shadow copy not retired", { queueId, error: err }));
-  }
-
-  /** An RFC 3464 DSN to the sender, then the job's removal. */
-  private async bounce(stored: StoredJob): Promise<true | string> {
-    const { job } = stored;
-    if (job.sender === "") return "from the null sender: no bounce can be sent (use delete)";
-    const { body: inline } = decodeJobRecord(stored.data);
-    const spool = new SpoolReader(this.jsm, this.layout);
-    const body = await spool.get(job.queueId, inline);
-    const maxPayload = this.nc.info?.max_payload ?? 1024 * 1024;
-    const timeout = this.options.timeoutMs ?? 10_000;
-    const diagnostic = `returned to the sender by the mail administrator of ${this.hostname()}${job.lastError ? `; last error: ${job.lastError}` : ""}`;
-    const sent = await queueBounce(
-      {
-        queue: { spoolWriter: (ids) => new SpoolWriter(this.js, this.layout, ids, chunkSizeFor(maxPayload), timeout, inlineBodyMaxFor(maxPayload)) },
-        jobs: new JobQueue(this.js, this.jsm, this.layout, timeout),
-        hostname: this.hostname(),
-        metrics: NO_METRICS,
-        log: this.log,
-      },
-      job,
-      job.recipients.map((address) => ({ address, status: "5.0.0", diagnostic, remoteMta: job.lastRemoteMta })),
-      "rejected",
-      body,
-    );
-    if (!sent) return "the sender's address cannot receive a bounce (use delete)";
-    await this.remove(stored, "bounced");
-    return true;
-  }
-
-  private hostname(): string {
-    return this.options.hostname ?? osHostname();
   }
 
   /** The site's record of an action: one entry per message touched, appended to the tracking log in one write. */
