@@ -18,7 +18,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { TestProcess } from "../test/harness/child.ts";
 import { TestClamd } from "../test/harness/clamd.ts";
-import { startDnsServer, type TestDnsServer } from "../test/harness/dns-server.ts";
+import { startDnsServer, type TestDnsServer, type Zones } from "../test/harness/dns-server.ts";
 import { eventually, freePort, portOpen } from "../test/harness/workspace.ts";
 import { listeningPids } from "./cpu.ts";
 
@@ -149,11 +149,13 @@ export interface EngineOptions {
   milter?: boolean;
   /** rspamd takes SPF, DKIM and DMARC results from its HTTP client's headers (rspamd-auth-results.ts). */
   trustAuthHeaders?: boolean;
+  /** What the local DNS server answers (none: NXDOMAIN for every name). */
+  zones?: Zones;
 }
 
 /** Starts the engines in `dir`. */
 export async function startFilterEngines(dir: string, options: EngineOptions = {}): Promise<FilterEngines> {
-  const [clamd, dns] = await Promise.all([TestClamd.start(join(dir, "clamd")), startDnsServer({})]);
+  const [clamd, dns] = await Promise.all([TestClamd.start(join(dir, "clamd")), startDnsServer(options.zones ?? {})]);
   let rspamd: TestProcess;
   const normal = await freePort();
   const milterPort = options.milter ? await freePort() : undefined;
