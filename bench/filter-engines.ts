@@ -19,8 +19,15 @@ import { join } from "node:path";
 import { TestProcess } from "../test/harness/child.ts";
 import { TestClamd } from "../test/harness/clamd.ts";
 import { startDnsServer, type TestDnsServer, type Zones } from "../test/harness/dns-server.ts";
-import { eventually, freePort, portOpen } from "../test/harness/workspace.ts";
+import { eventually, freePort, portOpen, repoRoot } from "../test/harness/workspace.ts";
 import { listeningPids } from "./cpu.ts";
+
+/**
+ * Where rspamd keeps the hyperscan databases it builds for its multi-pattern rules (even with
+ * hyperscan off for regular expressions), kept from one start to the next: building them takes
+ * 20 s to a minute on a busy 2-core machine, loading them about a second.
+ */
+const RSPAMD_CACHE = join(repoRoot, ".tmp", "bench", "rspamd-cache");
 
 /** The DNS list both servers consult (empty: every lookup is NXDOMAIN, the cost is the lookup). */
 export const DNSBL_ZONE = "bl.bench.test";
@@ -34,6 +41,8 @@ export interface FilterEngines {
   milterPort: number | undefined;
   /** The engines' processes (clamd, and rspamd's main process, parent of its workers): their CPU is the server's. */
   pids(): number[];
+  /** rspamd's main process alone. */
+  rspamdPid: number;
   stop(): Promise<void>;
 }
 
@@ -70,6 +79,7 @@ function rspamdFiles(dir: string, ports: RspamdSetup): Record<string, string> {
       // Before the stock options: of two `dns` objects at one level, rspamd reads the first.
       `  dns { nameserver = ["127.0.0.1:${ports.dns}"]; timeout = 1s; sockets = 16; retransmits = 2; }`,
       "  check_local = true;",
+      `  hs_cache_dir = "${RSPAMD_CACHE}";`,
       '  .include "$CONFDIR/options.inc"',
       "  disable_hyperscan = true;",
       "}",
@@ -123,7 +133,7 @@ function rspamdFiles(dir: string, ports: RspamdSetup): Record<string, string> {
 }
 
 async function startRspamd(dir: string, ports: RspamdSetup): Promise<TestProcess> {
-  for (const sub of ["local.d", "db"]) mkdirSync(join(dir, sub), { recursive: true });
+  for (const sub of [join(dir, "local.d"), join(dir, "db"), RSPAMD_CACHE]) mkdirSync(sub, { recursive: true });
   for (const [name, text] of Object.entries(rspamdFiles(dir, ports))) writeFileSync(join(dir, name), text);
   const vars = [`CONFDIR=/etc/rspamd`, `LOCAL_CONFDIR=${dir}`, `DBDIR=${join(dir, "db")}`, `RUNDIR=${dir}`, `LOGDIR=${dir}`];
   const child = new TestProcess("rspamd", ["-f", "-i", "-u", "root", "-g", "root", "-c", join(dir, "rspamd.conf"), ...vars.flatMap((v) => ["--var", v])], {
@@ -176,6 +186,7 @@ export async function startFilterEngines(dir: string, options: EngineOptions = {
     dns,
     milterPort,
     pids: () => [...listeningPids(clamd.port), rspamd.pid],
+    rspamdPid: rspamd.pid,
     stop: async () => {
       await Promise.all([clamd.stop(), rspamd.stop(), dns.close()]);
     },

@@ -226,18 +226,23 @@ export interface FilteredThroughput extends Throughput {
  * clamd and rspamd count as part of the server in its CPU time, and apart in the engines' CPU time;
  * the DNS server, a stand-in for the Internet, does not.
  */
-export async function filteredThroughput(dir: string, name: FilteringServer, messages: number): Promise<FilteredThroughput> {
+export async function filteredThroughput(
+  dir: string,
+  name: FilteringServer,
+  messages: number,
+  /** mxwarden without its rspamd filter, to see what it costs (rspamd-cost.ts). */
+  options: { withoutRspamd?: boolean } = {},
+): Promise<FilteredThroughput> {
   mkdirSync(dir, { recursive: true });
   const engines = await startFilterEngines(join(dir, "engines"), { milter: name === FILTERING_POSTFIX });
   let filterMeanMs: Record<string, number> = {};
   try {
-    const start = (options: BackupMxOptions): Promise<BackupMx> => {
-      if (name === FILTERING_POSTFIX) return startFilteringPostfix(options, engines);
+    const start = (server: BackupMxOptions): Promise<BackupMx> => {
+      if (name === FILTERING_POSTFIX) return startFilteringPostfix(server, engines);
       const args = [
         "--clamd",
         `127.0.0.1:${engines.clamd.port}`,
-        "--rspamd",
-        engines.rspamdUrl,
+        ...(options.withoutRspamd ? [] : ["--rspamd", engines.rspamdUrl]),
         "--sender-auth",
         "--resolver",
         `127.0.0.1:${engines.dns.port}`,
@@ -247,7 +252,7 @@ export async function filteredThroughput(dir: string, name: FilteringServer, mes
         rateLimits: { perClient: "1000000/1h" },
         clientChecks: { rejectInvalidHelo: true },
       };
-      return MxwardenBackupMx.start({ ...options, args, spec, filterEngines: engines.pids });
+      return MxwardenBackupMx.start({ ...server, args, spec, filterEngines: engines.pids });
     };
     const result = await throughput(join(dir, "server"), start, messages, 4096, {
       engines: engines.pids,
