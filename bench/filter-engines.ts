@@ -5,8 +5,9 @@
 // Both servers get the same rspamd configuration, the tests' (test/harness/rspamd.ts: the stock
 // rules, hyperscan off, fixed action thresholds) but for two things a backup MX's rspamd has:
 // - it resolves through the local DNS server, as it would through a real one: its SPF, DKIM,
-//   DMARC and DNS-list lookups get answers (NXDOMAIN for everything here) instead of failing at
-//   once (the tests point rspamd at a port where nothing listens);
+//   DMARC and DNS-list lookups get answers (NXDOMAIN for everything here). The tests mean to point
+//   rspamd at a port where nothing listens, but their `dns` object comes after the stock one, and
+//   rspamd reads the first: it uses the system's resolver there;
 // - it checks the load's address, 127.0.0.1, as it would check a public one (`check_local`, and
 //   the RBL module's `exclude_local` off): by default its modules skip local senders.
 // For the filtering Postfix, rspamd also does what the relay does itself: its proxy worker speaks
