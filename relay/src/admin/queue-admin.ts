@@ -19,13 +19,11 @@ import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/trans
 import { JetStreamApiError, jetstream, jetstreamManager, type ConsumerInfo, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { batchedLineWriter, createLogger, type Logger } from "../log.ts";
 import {
-  DELIVER_CONSUMER,
   QUEUE_STREAM,
   SpoolReader,
   TrackingLog,
   decodeJobRecord,
   ensureFlushConsumer,
-  flushConsumerName,
   type QueueLayout,
   SHADOW_STREAM,
   ShadowCopies,
@@ -301,8 +299,8 @@ export class QueueAdmin {
   private consumersFor(jobs: StoredJob[]): Map<string, string | undefined> {
     const names = new Map<string, string | undefined>();
     for (const stored of jobs) {
-      if (stored.state === "ready") names.set(DELIVER_CONSUMER, undefined);
-      else if (stored.state === "deferred") names.set(flushConsumerName(stored.job.domain), stored.job.domain);
+      if (stored.state === "ready") names.set(this.layout.deliverConsumer, undefined);
+      else if (stored.state === "deferred") names.set(this.layout.flushConsumerName(stored.job.domain), stored.job.domain);
     }
     return names;
   }
@@ -315,7 +313,7 @@ export class QueueAdmin {
     } catch (err) {
       if (domain === undefined || !(err instanceof JetStreamApiError)) throw err;
       // The relays' settings (--ack-wait, the ack-pending cap) as mxw-deliver has them.
-      const deliver = await this.jsm.consumers.info(QUEUE_STREAM, DELIVER_CONSUMER);
+      const deliver = await this.jsm.consumers.info(QUEUE_STREAM, this.layout.deliverConsumer);
       const settings = { replicas: 1, ackWaitMs: Math.round((deliver.config.ack_wait ?? 30e9) / 1e6), maxAckPending: deliver.config.max_ack_pending ?? 1000 };
       await ensureFlushConsumer(this.jsm, this.layout, domain, settings, until);
       // Created paused by us; or created by a relay meanwhile, and paused now.
@@ -335,10 +333,10 @@ export class QueueAdmin {
 
   /** Why the job cannot be touched now, or undefined. */
   private inFlight(stored: StoredJob, delivered: Map<string, number>): string | undefined {
-    if (stored.state === "ready" && stored.seq <= (delivered.get(DELIVER_CONSUMER) ?? Number.MAX_SAFE_INTEGER)) {
+    if (stored.state === "ready" && stored.seq <= (delivered.get(this.layout.deliverConsumer) ?? Number.MAX_SAFE_INTEGER)) {
       return "being delivered by a relay (or waiting for redelivery after a failed attempt); try again later";
     }
-    if (stored.state === "deferred" && stored.seq <= (delivered.get(flushConsumerName(stored.job.domain)) ?? 0)) {
+    if (stored.state === "deferred" && stored.seq <= (delivered.get(this.layout.flushConsumerName(stored.job.domain)) ?? 0)) {
       return "being delivered by a flush of the domain's held mail; try again later";
     }
     return undefined;
