@@ -1,9 +1,9 @@
 // The queue-admin library behind mxwarden-queue and the operator's RelayQueueRequest: it reads a
-// site's queue stream directly (one job per queued message, on mxw.queue.<state>.<dom>.<qid>) and
+// site's queue stream directly (one job per queued message, on mxw.<site>.queue.<state>.<dom>.<qid>) and
 // acts on single messages while the site's relays keep delivering.
 //
-// Race safety. A relay delivering a job holds it unacknowledged on mxw-deliver (ready jobs) or on
-// the domain's flush consumer mxw-drain-<dom> (deferred jobs delivered in place). An action must
+// Race safety. A relay delivering a job holds it unacknowledged on the site's delivery consumer
+// (ready jobs) or on the domain's flush consumer (deferred jobs delivered in place). An action must
 // never touch such a job: moving or removing it would not stop the delivery, and a moved copy would
 // be delivered a second time. So an action first pauses those consumers (JetStream consumer pause,
 // with a deadline should this process die), then reads the consumers' delivered sequence: a job at
