@@ -308,17 +308,20 @@ export class QueueAdmin {
   /** Pause a consumer until the deadline; a flush consumer that does not exist yet is created paused, so a relay starting a flush now waits for us. */
   private async pause(name: string, domain: string | undefined): Promise<void> {
     const until = new Date(Date.now() + PAUSE_DEADLINE_MS);
+    let paused: boolean;
     try {
-      await this.jsm.consumers.pause(QUEUE_STREAM, name, until);
+      paused = (await this.jsm.consumers.pause(QUEUE_STREAM, name, until)).paused;
     } catch (err) {
       if (domain === undefined || !(err instanceof JetStreamApiError)) throw err;
-      // The relays' settings (--ack-wait, the ack-pending cap) as mxw-deliver has them.
+      // The relays' settings (--ack-wait, the ack-pending cap) as the delivery consumer has them.
       const deliver = await this.jsm.consumers.info(QUEUE_STREAM, this.layout.deliverConsumer);
       const settings = { replicas: 1, ackWaitMs: Math.round((deliver.config.ack_wait ?? 30e9) / 1e6), maxAckPending: deliver.config.max_ack_pending ?? 1000 };
       await ensureFlushConsumer(this.jsm, this.layout, domain, settings, until);
       // Created paused by us; or created by a relay meanwhile, and paused now.
-      await this.jsm.consumers.pause(QUEUE_STREAM, name, until);
+      paused = (await this.jsm.consumers.pause(QUEUE_STREAM, name, until)).paused;
     }
+    // The deadline is this host's clock; the server ignores one already past by its own.
+    if (!paused) throw new QueueAdminError(`could not pause ${name} (is this host's clock behind the NATS servers' by ${PAUSE_DEADLINE_MS / 1000}s or more?)`);
   }
 
   /** Per paused consumer, the highest stream sequence it has handed out. */
