@@ -17,6 +17,12 @@ const parse = (args: string[], env: Record<string, string | undefined> = {}): Qu
 };
 
 describe("mxwarden-queue arguments", () => {
+  it("parses takeover with the lost site's name, and refuses it without one", () => {
+    assert.deepEqual(parse(["takeover", "--peer", "site-a"]).run, { command: "takeover", peer: "site-a" });
+    assert.throws(() => parse(["takeover"]), /--peer SITE/);
+    assert.throws(() => parse(["takeover", "--peer", "a.b"]), /--peer SITE/);
+  });
+
   it("parses list's filters, with durations and domains normalised", () => {
     const config = parse([
       "list",

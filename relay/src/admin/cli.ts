@@ -25,6 +25,9 @@ Commands:
   bounce  QUEUEID...|--domain D|--all           return to the sender with an RFC 3464 DSN, then remove
   find --message-id ID | --sender S | --recipient R [--since DURATION]
                                                 message tracking: queued mail and mail that left
+  takeover --peer SITE                          deliver a lost peer site's mail from the copies this
+                                                site holds (only when SITE is gone: on a cut link both
+                                                sites would deliver it; docs/architecture.md, Takeover)
   Actions also take list's filters (--sender, --recipient, --older-than, --state) to narrow a selection.
   A sender or recipient is an address, or @domain for a whole domain.
 
@@ -61,7 +64,8 @@ export type QueueCommand =
   | { command: "list"; selector: QueueSelector }
   | { command: "show"; queueId: string; headers: boolean }
   | { command: "act"; action: QueueAction; selector: QueueSelector }
-  | { command: "find"; query: TrackingQuery };
+  | { command: "find"; query: TrackingQuery }
+  | { command: "takeover"; peer: string };
 
 export interface QueueCliConfig {
   connection: Connection;
@@ -131,6 +135,7 @@ export function parseQueueArgs(argv: string[], env: Record<string, string | unde
         headers: { type: "boolean", default: false },
         "message-id": { type: "string" },
         since: { type: "string" },
+        peer: { type: "string" },
         help: { type: "boolean", default: false },
       },
     });
@@ -200,6 +205,11 @@ export function parseQueueArgs(argv: string[], env: Record<string, string | unde
       throw new QueueUsageError("find: --message-id, --sender or --recipient");
     }
     return { ...base, run: { command: "find", query } };
+  }
+  if (command === "takeover") {
+    noPositionals();
+    if (!v.peer || !/^[A-Za-z0-9_-]{1,63}$/.test(v.peer)) throw new QueueUsageError("takeover: --peer SITE, the lost site's JetStream domain");
+    return { ...base, run: { command: "takeover", peer: v.peer } };
   }
   throw new QueueUsageError(`unknown command "${command}"`);
 }

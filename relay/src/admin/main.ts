@@ -87,6 +87,12 @@ async function run(config: QueueCliConfig): Promise<number> {
         const unknown = result.skipped.some((s) => s.reason.startsWith("not queued"));
         return unknown ? 1 : 0;
       }
+      case "takeover": {
+        const result = await admin.takeOver(command.peer);
+        audit.info("takeover", { actor: config.actor, peer: command.peer, ...result });
+        print(config, result, () => `takeover of ${command.peer}: ${result.taken} queued here, ${result.already} taken over before, ${result.failed} failed\n`);
+        return result.failed > 0 ? 1 : 0;
+      }
       case "find": {
         const records = await admin.find(command.query);
         print(config, records, () => formatTrackingTable(records));

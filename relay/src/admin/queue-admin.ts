@@ -19,9 +19,14 @@ import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/trans
 import { JetStreamApiError, jetstream, jetstreamManager, type ConsumerInfo, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { batchedLineWriter, createLogger, type Logger } from "../log.ts";
 import {
+  JobQueue,
   QUEUE_STREAM,
   SpoolReader,
+  SpoolWriter,
   TrackingLog,
+  chunkSizeFor,
+  inlineBodyMaxFor,
+  peerStreamName,
   decodeJobRecord,
   ensureFlushConsumer,
   type QueueLayout,
@@ -31,6 +36,7 @@ import {
   type TrackingOutcome,
   type TrackingRecord,
 } from "../queue/index.ts";
+import { takeOver, type TakeoverResult } from "../deliver/takeover.ts";
 import { JobMoves } from "./job-moves.ts";
 import { QueuedJobs, addressMatches, siteLayout, toQueuedMessage, type StoredJob } from "./queued-jobs.ts";
 import type {
@@ -77,6 +83,7 @@ function bareMessageId(id: string): string {
 
 export class QueueAdmin {
   private readonly nc: NatsConnection;
+  private readonly js: JetStreamClient;
   private readonly jsm: JetStreamManager;
   private readonly options: QueueAdminOptions;
   private readonly log: Logger;
@@ -96,6 +103,7 @@ export class QueueAdmin {
     log: Logger,
   ) {
     this.nc = nc;
+    this.js = js;
     this.jsm = jsm;
     this.layout = layout;
     this.options = options;
@@ -151,6 +159,34 @@ export class QueueAdmin {
 
   async close(): Promise<void> {
     await this.nc.drain().catch(() => this.nc.close());
+  }
+
+  /**
+   * Deliver a lost peer site's mail from here: queue every live shadow copy this site holds of
+   * `peer`'s messages, as a relay's --takeover-after does (deliver/takeover.ts). For an operator who
+   * knows the peer is gone; on a cut link both sites would deliver the peer's queue.
+   */
+  async takeOver(peer: string): Promise<TakeoverResult> {
+    const { nc, js, jsm, layout } = this;
+    if (layout.site === undefined) throw new QueueAdminError("this site has no name (its relays run without --site): it holds no peer's copies", true);
+    const timeoutMs = this.options.timeoutMs ?? 10_000;
+    const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
+    const shadow = new ShadowCopies(layout, [peer], () => ({ nc, js, jsm, inbox: undefined as never }), this.log);
+    try {
+      await jsm.streams.info(peerStreamName(peer));
+    } catch {
+      throw new QueueAdminError(`this site holds no copies of a site named "${peer}" (no stream ${peerStreamName(peer)})`, true);
+    }
+    return await takeOver(
+      {
+        shadow,
+        get: () => ({ jsm }),
+        jobs: () => new JobQueue(js, jsm, layout, timeoutMs),
+        spoolWriter: (queueIds) => new SpoolWriter(js, layout, queueIds, chunkSizeFor(maxPayload), timeoutMs, inlineBodyMaxFor(maxPayload)),
+      },
+      peer,
+      this.log,
+    );
   }
 
   // ---- reading ----
