@@ -24,7 +24,7 @@ import { OutboundSmtp } from "./deliver/outbound-smtp.ts";
 import { startHealthServer } from "./health-server.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { RelayMetrics } from "./metrics.ts";
-import { EmbeddedNats, QueueConnection, QueueIndex } from "./queue/index.ts";
+import { EmbeddedNats, MessageTracking, QueueConnection, QueueIndex } from "./queue/index.ts";
 import { startQueueMonitor } from "./status/queue-monitor.ts";
 import { PrimaryReachability } from "./status/primary-reachability.ts";
 import { startQueueReporter } from "./status/queue-reporter.ts";
@@ -75,6 +75,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     },
   );
   queue.start();
+  const tracking = new MessageTracking(queue, { replicas: config.replicas, retentionMs: config.trackingRetentionMs, site: config.sites?.self }, log);
 
   const resolver = new Resolver({ timeout: DNS_TIMEOUT_MS, tries: DNS_TRIES });
   if (config.resolvers.length > 0) resolver.setServers(config.resolvers);
@@ -112,7 +113,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
       progressIntervalMs: progressIntervalFor(config.ackWaitMs),
       fallbackRetry: { initialBackoffMs: DEFAULTS.initialBackoffMs, maxBackoffMs: DEFAULTS.maxBackoffMs },
     },
-    { queue, store, resolver: nextHops, outbound, health: destinations, metrics, log },
+    { queue, store, resolver: nextHops, outbound, health: destinations, metrics, log, tracking },
   );
 
   const holds = new MaintenanceHolds((domain) => worker.flushHeldMail(domain), log);
@@ -156,6 +157,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     filters,
     metrics,
     log,
+    tracking,
   );
   await receiver.listen(config.listen.host, config.listen.port);
   const healthServer: Server = await startHealthServer(config.metrics.host, config.metrics.port, metrics, {

@@ -19,8 +19,10 @@ import {
   type DeliveryJob,
   type JobQueue,
   type JobRecord,
+  type MessageTracking,
   type QueueConnection,
   type RetiredBecause,
+  type TrackingOutcome,
   type SpoolReader,
   type StoredBody,
 } from "../queue/index.ts";
@@ -87,6 +89,8 @@ export interface DeliveryDeps {
   health: DestinationHealth;
   metrics: RelayMetrics;
   log: Logger;
+  /** Message tracking (mxwarden-queue find): each relay message's outcome, written in the background. */
+  tracking?: MessageTracking | undefined;
 }
 
 export class DeliveryWorker {
@@ -264,6 +268,7 @@ export class DeliveryWorker {
       log.warn("queue lifetime expired; bouncing", { recipients: job.recipients.length, attempts: job.attempts });
       await this.bounce(job, failed, "expired", body);
       await this.finish(msg, spool, job, "expired");
+      this.track(job, "expired", diagnostic);
       return;
     }
 
@@ -274,6 +279,7 @@ export class DeliveryWorker {
       log.info("taken over by a peer site; not delivered here", { peer: takenOverBy });
       this.deps.metrics.deliveryAttempts.inc({ result: "taken_over_by_peer" });
       await this.finish(msg, spool, job, "taken-over");
+      this.track(job, undefined, undefined, `by the peer site ${takenOverBy}`, "taken over");
       return;
     }
 
@@ -301,6 +307,7 @@ export class DeliveryWorker {
           body,
         );
         await this.finish(msg, spool, job, "bounced");
+        this.track(job, "bounced", err.message);
       } else {
         log.info("no route yet; deferring", { error: err.message });
         await this.deferWithWarning(context, { ...job, attempts: job.attempts + 1, lastError: err.message }, now, false);
@@ -373,9 +380,34 @@ export class DeliveryWorker {
       const next = plan.next.job;
       log.info("deferred", { recipients: next.recipients.length, reply: next.lastError, attempts: next.attempts });
       await this.retryLater(context, next, plan.next.failedAt, plan.next.destinationDown);
+      this.track(
+        job,
+        undefined,
+        next.lastError,
+        `attempt ${next.attempts} deferred${plan.delivered ? ` (${plan.delivered.recipients} recipients delivered)` : ""}`,
+      );
       return;
     }
     await this.finish(msg, context.spool, job, plan.delivered ? "delivered" : "bounced");
+    const reply = plan.delivered?.reply ?? plan.bounce?.[0]?.diagnostic;
+    this.track(job, plan.delivered ? "delivered" : "bounced", reply, plan.delivered?.remoteMta ? `by ${plan.delivered.remoteMta}` : undefined);
+  }
+
+  /** Record what became of a relay message in its tracking record, after the queue writes (never before: a crash repeats the delivery). */
+  private track(job: DeliveryJob, outcome: TrackingOutcome | undefined, reply: string | undefined, detail?: string, event = outcome ?? "deferred"): void {
+    if (job.kind !== "relay" || !this.deps.tracking) return;
+    this.deps.tracking.record(
+      {
+        queueId: job.queueId,
+        sender: job.sender,
+        recipients: job.recipients,
+        domain: job.domain,
+        arrivedAt: new Date(job.acceptedAt).toISOString(),
+        ...(outcome ? { outcome } : {}),
+        ...(reply !== undefined ? { remoteReply: reply } : {}),
+      },
+      { event, ...(detail || reply ? { detail: [detail, reply].filter(Boolean).join(": ") } : {}) },
+    );
   }
 
   /**

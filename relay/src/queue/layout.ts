@@ -13,10 +13,15 @@
 //                                                                 its body when that is small)
 //                                     P queue.defer.<dom>.<qid>   the same job held by a message
 //                                                                 schedule (@at) until its retry time
+//                                     P queue.held.<dom>.<qid>    the same job held by an administrator
+//                                                                 (mxwarden-queue hold, admin/): no consumer
+//                                                                 reads it; its schedule (@at its expiry)
+//                                                                 makes it ready when its lifetime ends, to bounce
 //   MXW_RATE   (limits retention)     P rate.<kind>.<hash>.<window>  rate-limit counters
 //   MXW_SHADOW (limits retention)     P shadow.copy.<qid>, P shadow.took.<peer>.<qid>: copies of the
 //                                     site's mail for its peers, and what it took over from them
 //   MXW_PEER_<peer>                   a peer's shadow copies and spool, sourced (shadow-copies.ts)
+//   KV mxw-tracking                   P one record per queue id for message tracking (queue/tracking.ts)
 //   KV buckets of one site's own state get the site in their name (siteBucket()); buckets shared
 //   between sites are described in filter/shared-bucket.ts
 //   consumer   mxw-deliver            durable pull consumer on P queue.ready.>, shared by all relays
@@ -31,6 +36,8 @@ export const SPOOL_STREAM = "MXW_SPOOL";
 export const QUEUE_STREAM = "MXW_QUEUE";
 export const RATE_LIMIT_STREAM = "MXW_RATE";
 export const DELIVER_CONSUMER = "mxw-deliver";
+/** Message tracking (mxwarden-queue find); a site's own state, so named through siteBucket(). */
+export const TRACKING_BUCKET = "mxw-tracking";
 
 /** Site names that would make a scoped subject space overlap the unscoped one (mxw.queue.queue.> ⊂ mxw.queue.>). */
 export const RESERVED_SITE_NAMES: readonly string[] = ["queue", "spool", "rate"];
@@ -117,6 +124,26 @@ export class QueueLayout {
     return `${this.prefix}queue.defer.${domainToken(domain)}.>`;
   }
 
+  /** Where an administrator's hold keeps a job (admin/): no consumer reads it. */
+  heldSubject(domain: string, queueId: string): string {
+    return `${this.prefix}queue.held.${domainToken(domain)}.${queueId}`;
+  }
+
+  /** Every job, ready, deferred or held, of one domain or of all. */
+  queueFilter(domain?: string): string {
+    return domain === undefined ? this.queueSubjects : `${this.prefix}queue.*.${domainToken(domain)}.*`;
+  }
+
+  /** Wherever a queue id's job is (any state, any domain): for finding it by id. */
+  queueIdFilter(queueId: string): string {
+    return `${this.prefix}queue.*.*.${queueId}`;
+  }
+
+  /** This site's message tracking bucket. */
+  get trackingBucket(): string {
+    return this.siteBucket(TRACKING_BUCKET);
+  }
+
   /**
    * The name of a KV bucket that holds this site's own state (not shared with other sites): a
    * bucket's subjects ($KV.<name>.>) would otherwise be captured by the same-named bucket of a
@@ -159,4 +186,10 @@ const UNSCOPED = new QueueLayout();
 export function domainTokenOfQueueSubject(subject: string): string | undefined {
   const tokens = subject.split(".");
   return tokens[1] === "queue" ? tokens[3] : tokens[4];
+}
+
+/** The state token of a queue subject, scoped or not: ready, defer or held. */
+export function stateOfQueueSubject(subject: string): string | undefined {
+  const tokens = subject.split(".");
+  return tokens[1] === "queue" ? tokens[2] : tokens[3];
 }

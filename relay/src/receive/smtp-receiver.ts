@@ -12,7 +12,8 @@ import { plainAddress } from "../filter/client-address.ts";
 import type { FilterPipeline, PipelineResult } from "../filter/pipeline.ts";
 import type { Logger } from "../log.ts";
 import type { RejectReason, RelayMetrics, TransactionFailure } from "../metrics.ts";
-import { newQueueId, type DeliveryJob, type JobQueue, type QueueConnection, type SpoolReader, type SpoolWriter } from "../queue/index.ts";
+import { newQueueId, type DeliveryJob, type JobQueue, type MessageTracking, type QueueConnection, type SpoolReader, type SpoolWriter } from "../queue/index.ts";
+import { messageIdOf } from "./message-id.ts";
 import { installEnhancedReplies } from "./enhanced-replies.ts";
 import { receiveMessage, type IntakeOutcome } from "./message-intake.ts";
 import { PromptGreetingServer } from "./prompt-greeting.ts";
@@ -169,8 +170,18 @@ export class SmtpReceiver {
   private readonly filters: FilterPipeline;
   private readonly metrics: RelayMetrics;
   private readonly log: Logger;
+  private readonly tracking: MessageTracking | undefined;
 
-  constructor(options: ReceiverOptions, store: DomainStore, queue: QueueConnection, filters: FilterPipeline, metrics: RelayMetrics, log: Logger) {
+  constructor(
+    options: ReceiverOptions,
+    store: DomainStore,
+    queue: QueueConnection,
+    filters: FilterPipeline,
+    metrics: RelayMetrics,
+    log: Logger,
+    tracking?: MessageTracking,
+  ) {
+    this.tracking = tracking;
     this.options = options;
     this.filters = filters;
     this.store = store;
@@ -407,6 +418,7 @@ export class SmtpReceiver {
     const jobs = await this.commit(message, stored, filterHeaders);
     // The peer site's copy is written after the message is ours, and the 250 does not wait for it.
     this.queue.shadow?.copy(jobs, stored.inlineBody);
+    this.track(message, stored, jobs);
     return this.answer(message, jobs, started);
   }
 
@@ -559,6 +571,31 @@ export class SmtpReceiver {
       throw this.failOnOurSide(message.state, "queue_unavailable", replies.queueUnavailable, "messages");
     }
     return jobs;
+  }
+
+  /** Starts each job's tracking record (in the background: the 250 does not wait for it). */
+  private track(message: IncomingMessage, stored: StoredMessage, jobs: DeliveryJob[]): void {
+    if (!this.tracking) return;
+    const messageId = messageIdOf(stored.header);
+    for (const job of jobs) {
+      this.tracking.record(
+        {
+          queueId: job.queueId,
+          ...(messageId !== undefined ? { messageId } : {}),
+          sender: job.sender,
+          recipients: job.recipients,
+          domain: job.domain,
+          client: plainAddress(message.session.remoteAddress),
+          arrivedAt: new Date(job.acceptedAt).toISOString(),
+          outcome: "queued",
+        },
+        {
+          event: "accepted",
+          at: new Date(job.acceptedAt).toISOString(),
+          detail: `from ${plainAddress(message.session.remoteAddress)} by ${this.options.hostname}`,
+        },
+      );
+    }
   }
 
   /** Counts and logs the queued message; returns the text of the 250. */
