@@ -259,7 +259,10 @@ describe("queue operations from Kubernetes: RelayQueueRequest and kubectl mxward
     assert.equal(record.namespace, "team-a");
     assert.ok(record.uid, "the request's uid");
 
-    const release = plugin("alice", ["queue", "release", "-n", "team-a", "example", target, "-o", "json"]);
+    // kubectl's own flags reach every kubectl the plugin runs: bob's environment, alice's --kubeconfig.
+    const release = runWith("kubectl", ["mxwarden", "queue", "release", "-n", "team-a", "example", target, "-o", "json", `--kubeconfig=${kubeconfigs.alice}`], {
+      KUBECONFIG: kubeconfigs.bob as string,
+    });
     assert.equal(release.status, 0, release.stderr);
     assert.deepEqual((JSON.parse(release.stdout) as { done: string[] }).done, [target]);
     assert.notEqual(cliList("site-a", "example.test").find((m) => m.queueId === target)?.state, "held");

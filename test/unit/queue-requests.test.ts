@@ -444,5 +444,8 @@ describe("kubectl-mxwarden: output", () => {
     assert.equal(printed.ok, false);
     assert.match(printed.stderr, /request team-a\/r-1 failed: b: timeout/);
     assert.match(printed.stderr, /3 more not shown/);
+    const late = printResults([finished({ phase: "Running" }, "list")], "table");
+    assert.equal(late.ok, false);
+    assert.match(late.stderr, /request team-a\/r-1 did not finish in time; it goes on: kubectl get relayqueuerequest -n team-a r-1 -o yaml/);
   });
 });

@@ -20,7 +20,11 @@ function problems(requests: RelayQueueRequest[]): { lines: string[]; ok: boolean
     if (request.status?.phase !== "Succeeded") {
       ok = false;
       const failed = request.status?.conditions?.find((c) => c.type === "Failed");
-      lines.push(`request ${where} ${request.status?.phase === "Failed" ? "failed" : "did not finish"}${failed ? `: ${failed.message}` : ""}`);
+      lines.push(
+        request.status?.phase === "Failed"
+          ? `request ${where} failed${failed ? `: ${failed.message}` : ""}`
+          : `request ${where} did not finish in time; it goes on: kubectl get relayqueuerequest -n ${request.metadata.namespace ?? ""} ${request.metadata.name} -o yaml`,
+      );
     }
     if (request.status?.truncated) lines.push(`request ${where}: ${request.status.truncated} more not shown (a request lists at most 200)`);
   }
