@@ -78,6 +78,8 @@ async function takeOne(queue: QueueConnection, shadow: ShadowCopies, peer: strin
 /** A source that has not heard from its peer for this long (heartbeats come about every second) is stale. */
 const STALE_SOURCE_MS = 5000;
 const PEER_PROBE_TIMEOUT_MS = 2000;
+/** How long a starting relay waits for a peer site to answer at all. */
+const PEER_ANSWER_WAIT_MS = 5000;
 
 export interface PeerWatchOptions {
   /** Take over a peer's mail after this long without contact; 0 never does. */
@@ -120,15 +122,19 @@ export class PeerWatch {
   }
 
   /**
-   * Resolves once every peer's records are current here (in contact, nothing lagging), or after
-   * `timeoutMs`. A site coming back after its peer took over must read the peer's took markers
-   * before it delivers its old queue; a peer that stays silent only delays the start by the timeout.
+   * Resolves once every peer's records are current here (in contact, nothing lagging), or when
+   * waiting is pointless. A site coming back after its peer took over must read the peer's took
+   * markers before it delivers its old queue. A peer that does not answer within
+   * PEER_ANSWER_WAIT_MS (the leafnode needs a moment after a restart) cannot send any: the relay
+   * delivers then; one that answers is waited for, up to `timeoutMs` in all.
    */
   async caughtUp(timeoutMs: number): Promise<boolean> {
     const shadow = this.queue.shadow;
     if (!shadow) return true;
-    const deadline = Date.now() + timeoutMs;
+    const started = Date.now();
+    const deadline = started + timeoutMs;
     await Promise.race([this.queue.whenReady(), new Promise((resolve) => setTimeout(resolve, timeoutMs))]);
+    let answered = false;
     while (Date.now() < deadline) {
       try {
         let current = true;
@@ -137,8 +143,13 @@ export class PeerWatch {
           if (sources.length === 0 || sources.some((source) => source.active < 0 || source.active / 1e6 > STALE_SOURCE_MS || source.lag > 0)) current = false;
         }
         if (current) return true;
+        answered ||= (await Promise.all(shadow.peers.map((peer) => shadow.peerAnswers(peer, PEER_PROBE_TIMEOUT_MS)))).some(Boolean);
       } catch {
         // Not there yet (streams being created, queue reconnecting): ask again.
+      }
+      if (!answered && Date.now() - started >= PEER_ANSWER_WAIT_MS) {
+        this.log.warn("peer sites do not answer; delivering without their latest took markers");
+        return false;
       }
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
