@@ -111,11 +111,11 @@ function world(queues: Record<string, MemoryQueue>, now = () => NOW): World {
   return { client, reconciler, queues, connected };
 }
 
-function request(w: World, namespace: string, name: string, spec: Partial<RelayQueueRequest["spec"]>): string {
+function request(w: World, namespace: string, name: string, spec: Partial<RelayQueueRequest["spec"]>, created = "2026-12-05T11:59:00Z"): string {
   w.client.seed<RelayQueueRequest & Unstructured>(Resources.RelayQueueRequest, {
     apiVersion: "mxwarden.io/v1alpha1",
     kind: "RelayQueueRequest",
-    metadata: { name, namespace },
+    metadata: { name, namespace, creationTimestamp: created },
     spec: { domainRef: "example", action: "list", requestedBy: "alice", ...spec },
   });
   return `${namespace}/${name}`;
@@ -289,7 +289,11 @@ describe("RelayQueueRequest: the reconciler", () => {
   it("resolves domainRef in the request's namespace only, and refuses a RelayDomain that does not serve its domain", async () => {
     const queue = new MemoryQueue([message(qid(1), "example.test")]);
     const w = world({ "site-a": queue });
-    // team-b has no RelayDomain "example": team-a's is out of its reach.
+    // team-b has no RelayDomain "example": team-a's is out of its reach. A request just created
+    // waits a moment for a RelayDomain applied with it to reach the cache, then fails.
+    const fresh = request(w, "team-b", "list-1", { domainRef: "example" }, NOW.toISOString());
+    assert.equal((await w.reconciler.reconcile(fresh)).requeueAfterMs, 3000);
+    assert.equal(stored(w, fresh)?.status, undefined);
     const foreign = request(w, "team-b", "list-2", { domainRef: "example" });
     await w.reconciler.reconcile(foreign);
     assert.equal(stored(w, foreign)?.status?.conditions?.find((c) => c.type === "Failed")?.reason, "DomainNotFound");

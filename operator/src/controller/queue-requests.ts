@@ -37,6 +37,9 @@ import type { SiteQueue, SiteQueueConnector } from "./site-queue.ts";
 
 type RequestObject = RelayQueueRequest & Unstructured;
 
+/** How long a new request waits for its RelayDomain to appear in the cache before it fails as not found. */
+const DOMAIN_CACHE_GRACE_MS = 3000;
+
 export interface QueueRequestReconcilerDeps {
   client: KubeClient;
   requests: ObjectCache<RequestObject>;
@@ -114,6 +117,9 @@ export class QueueRequestReconciler {
 
     const domain = this.deps.domains.get(`${namespace}/${spec.domainRef}`);
     if (!domain) {
+      // A RelayDomain applied together with the request may reach the cache a moment later.
+      const age = now.getTime() - Date.parse(request.metadata.creationTimestamp ?? "");
+      if (age < DOMAIN_CACHE_GRACE_MS) return { requeueAfterMs: DOMAIN_CACHE_GRACE_MS - Math.max(0, age) };
       return await this.finish(
         request,
         failedStatus("DomainNotFound", `no RelayDomain ${JSON.stringify(spec.domainRef)} in namespace ${namespace}`, request.status, generation, now),
