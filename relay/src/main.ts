@@ -157,7 +157,6 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     filters,
     metrics,
     log,
-    tracking,
   );
   await receiver.listen(config.listen.host, config.listen.port);
   const healthServer: Server = await startHealthServer(config.metrics.host, config.metrics.port, metrics, {

@@ -28,7 +28,7 @@ import {
   type StoredMsg,
 } from "@nats-io/jetstream";
 import { queueBounce } from "../deliver/bounce.ts";
-import { createLogger, type Logger } from "../log.ts";
+import { batchedLineWriter, createLogger, type Logger } from "../log.ts";
 import {
   DELIVER_CONSUMER,
   JobQueue,
@@ -105,6 +105,11 @@ function stateOf(subject: string): QueuedState | undefined {
     default:
       return undefined;
   }
+}
+
+/** A Message-ID as compared: without angle brackets, case-insensitive. */
+function bareMessageId(id: string): string {
+  return id.trim().replace(/^<|>$/g, "").toLowerCase();
 }
 
 function addressMatches(pattern: string, address: string): boolean {
@@ -198,7 +203,7 @@ export class QueueAdmin {
   private readonly layout: QueueLayout;
   /** The site's shadow copies (issue 16), when it keeps them: a deleted or bounced message's copy is retired. */
   private readonly shadow: ShadowCopies | undefined;
-  private tracking: TrackingStore | undefined | null = null;
+  private tracking: TrackingStore | undefined;
 
   private constructor(
     nc: NatsConnection,
@@ -249,7 +254,7 @@ export class QueueAdmin {
       await nc.close();
       throw new QueueAdminError(`no mail queue on this NATS (stream ${QUEUE_STREAM}): ${(err as Error).message}`);
     }
-    return new QueueAdmin(nc, js, jsm, layout, shadow, options, log ?? createLogger({ service: "mxwarden-queue" }, "warn"));
+    return new QueueAdmin(nc, js, jsm, layout, shadow, options, log ?? createLogger({ service: "mxwarden-queue" }, "warn", batchedLineWriter(process.stderr)));
   }
 
   async close(): Promise<void> {
@@ -309,7 +314,10 @@ export class QueueAdmin {
     const stored = await this.locate(queueId);
     if (!stored) return undefined;
     const message = toQueuedMessage(stored);
-    const history: QueueHistoryEvent[] = [{ at: message.arrivedAt, event: "accepted", detail: `from ${stored.job.sender || "<>"}` }];
+    const { job } = stored;
+    const history: QueueHistoryEvent[] = [
+      { at: message.arrivedAt, event: "accepted", detail: `from ${job.sender || "<>"}${job.client ? ` (client ${job.client})` : ""}` },
+    ];
     const record = await (await this.trackingStore())?.get(queueId).catch(() => undefined);
     for (const event of record?.history ?? []) history.push(event);
     if (stored.job.attempts > 0) {
@@ -332,26 +340,67 @@ export class QueueAdmin {
     return result;
   }
 
+  /**
+   * Message tracking: the site's tracking records (messages that left the queue, or were acted
+   * on) and its queued jobs, which carry what the acceptance knew. A message still queued is
+   * reported as queued, with what its record adds.
+   */
   async find(query: TrackingQuery): Promise<TrackingRecord[]> {
-    const tracking = await this.trackingStore();
-    if (!tracking) return [];
     const since = query.sinceMs === undefined ? undefined : Date.now() - query.sinceMs;
-    const wantedId = query.messageId?.replace(/^<|>$/g, "").toLowerCase();
-    const found: TrackingRecord[] = [];
-    for await (const stored of tracking.records()) {
-      if (wantedId !== undefined && stored.messageId?.replace(/^<|>$/g, "").toLowerCase() !== wantedId) continue;
-      if (query.sender !== undefined && !addressMatches(query.sender, stored.sender)) continue;
-      if (query.recipient !== undefined && !stored.recipients.some((r) => addressMatches(query.recipient as string, r))) continue;
-      if (since !== undefined && Date.parse(stored.arrivedAt) < since) continue;
-      const { history: _history, ...record } = stored;
-      found.push(record);
+    const wantedId = query.messageId === undefined ? undefined : bareMessageId(query.messageId);
+    const wanted = (record: TrackingRecord): boolean =>
+      (wantedId === undefined || (record.messageId !== undefined && bareMessageId(record.messageId) === wantedId)) &&
+      (query.sender === undefined || addressMatches(query.sender, record.sender)) &&
+      (query.recipient === undefined || record.recipients.some((r) => addressMatches(query.recipient as string, r))) &&
+      (since === undefined || Date.parse(record.arrivedAt) >= since);
+    const byQueueId = new Map<string, TrackingRecord>();
+    const tracking = await this.trackingStore();
+    if (tracking) {
+      for await (const stored of tracking.records()) {
+        const { history: _history, ...record } = stored;
+        byQueueId.set(record.queueId, record);
+      }
     }
-    return found.sort((a, b) => a.arrivedAt.localeCompare(b.arrivedAt));
+    for (const stored of await this.read({})) {
+      const queued = this.queuedRecord(stored.job);
+      const known = byQueueId.get(queued.queueId);
+      byQueueId.set(queued.queueId, known ? { ...queued, ...known, outcome: "queued" } : queued);
+    }
+    return [...byQueueId.values()].filter(wanted).sort((a, b) => a.arrivedAt.localeCompare(b.arrivedAt) || a.queueId.localeCompare(b.queueId));
   }
 
-  private async trackingStore(): Promise<TrackingStore | undefined> {
-    if (this.tracking === null)
-      this.tracking = await TrackingStore.bind(this.js, this.layout.trackingBucket, ADMIN_TRACKING_RETENTION_MS).catch(() => undefined);
+  /** What a queued job says for its tracking record. */
+  private queuedRecord(job: DeliveryJob): TrackingRecord {
+    return {
+      queueId: job.queueId,
+      ...(job.messageId !== undefined ? { messageId: job.messageId } : {}),
+      sender: job.sender,
+      recipients: job.recipients,
+      domain: job.domain,
+      ...(job.client !== undefined ? { client: job.client } : {}),
+      ...(this.layout.site !== undefined ? { site: this.layout.site } : {}),
+      arrivedAt: new Date(job.acceptedAt).toISOString(),
+      outcome: "queued",
+      ...(job.lastError !== undefined ? { remoteReply: job.lastError } : {}),
+      updatedAt: new Date().toISOString(),
+    };
+  }
+
+  /** The site's tracking bucket; for an action (`create`) created with the queue's replicas when no relay has written to it yet. */
+  private async trackingStore(create = false): Promise<TrackingStore | undefined> {
+    if (this.tracking) return this.tracking;
+    try {
+      this.tracking = await TrackingStore.bind(this.js, this.layout.trackingBucket, ADMIN_TRACKING_RETENTION_MS);
+      if (!this.tracking && create) {
+        this.tracking = await TrackingStore.open(this.js, this.layout.trackingBucket, {
+          replicas: (await this.jsm.streams.info(QUEUE_STREAM)).config.num_replicas,
+          retentionMs: ADMIN_TRACKING_RETENTION_MS,
+        });
+      }
+    } catch (err) {
+      this.log.warn("message tracking unavailable", { error: err });
+      this.tracking = undefined;
+    }
     return this.tracking;
   }
 
@@ -581,18 +630,15 @@ export class QueueAdmin {
 
   /** The site's record of the action: an event on the message's tracking record (and its outcome when it left the queue). */
   private async audit(action: QueueAction, stored: StoredJob): Promise<void> {
-    const tracking = await this.trackingStore();
+    const tracking = await this.trackingStore(true);
     if (!tracking) return;
     const { job } = stored;
     const outcome = action === "delete" ? "deleted" : action === "bounce" ? "bounced" : undefined;
+    const { outcome: _queued, remoteReply: _lastError, updatedAt: _now, ...envelope } = this.queuedRecord(job);
     await tracking
       .record(
         {
-          queueId: job.queueId,
-          sender: job.sender,
-          recipients: job.recipients,
-          domain: job.domain,
-          arrivedAt: new Date(job.acceptedAt).toISOString(),
+          ...envelope,
           ...(outcome ? { outcome } : {}),
           ...(outcome === "bounced" ? { remoteReply: "returned to the sender by the mail administrator" } : {}),
         },

@@ -380,12 +380,9 @@ export class DeliveryWorker {
       const next = plan.next.job;
       log.info("deferred", { recipients: next.recipients.length, reply: next.lastError, attempts: next.attempts });
       await this.retryLater(context, next, plan.next.failedAt, plan.next.destinationDown);
-      this.track(
-        job,
-        undefined,
-        next.lastError,
-        `attempt ${next.attempts} deferred${plan.delivered ? ` (${plan.delivered.recipients} recipients delivered)` : ""}`,
-      );
+      // A partial delivery is worth a record: the recipients done are not in the deferred job.
+      if (plan.delivered)
+        this.track(job, undefined, plan.delivered.reply, `${plan.delivered.recipients} of ${job.recipients.length} recipients`, "partly delivered");
       return;
     }
     await this.finish(msg, context.spool, job, plan.delivered ? "delivered" : "bounced");
@@ -394,7 +391,7 @@ export class DeliveryWorker {
   }
 
   /** Record what became of a relay message in its tracking record, after the queue writes (never before: a crash repeats the delivery). */
-  private track(job: DeliveryJob, outcome: TrackingOutcome | undefined, reply: string | undefined, detail?: string, event = outcome ?? "deferred"): void {
+  private track(job: DeliveryJob, outcome: TrackingOutcome | undefined, reply: string | undefined, detail?: string, event: string = outcome ?? "queued"): void {
     if (job.kind !== "relay" || !this.deps.tracking) return;
     this.deps.tracking.record(
       {
@@ -403,6 +400,8 @@ export class DeliveryWorker {
         recipients: job.recipients,
         domain: job.domain,
         arrivedAt: new Date(job.acceptedAt).toISOString(),
+        ...(job.messageId !== undefined ? { messageId: job.messageId } : {}),
+        ...(job.client !== undefined ? { client: job.client } : {}),
         ...(outcome ? { outcome } : {}),
         ...(reply !== undefined ? { remoteReply: reply } : {}),
       },

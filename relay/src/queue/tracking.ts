@@ -1,13 +1,16 @@
-// Message tracking: one record per queue id in a KV bucket (layout.ts TRACKING_BUCKET), written when
-// the message is accepted and updated when it leaves the queue (delivered, bounced, expired, or
-// deleted by an administrator), so that `mxwarden-queue find` answers "did message X arrive, and
-// where did it go" after the job itself is gone. Each write carries its own TTL (the writer's
-// --tracking-retention), counted from the record's last update.
+// Message tracking: one record per queue id in a KV bucket (QueueLayout.trackingBucket), written
+// when the message leaves the queue (delivered, bounced, expired, deleted by an administrator), so
+// that `mxwarden-queue find` answers "did message X arrive, and where did it go" after the job
+// itself is gone. While the message is queued its job is the record: the job carries what the
+// acceptance knew (Message-ID, client address), and find reads both.
 //
-// Records are never on the path of a 250 or an acknowledgement: callers fire and forget, and a
-// failed write is logged (it loses tracking, never mail). Several relays may write one record (the
-// one that accepted the message, the one that delivered it, an administrator): every update is a
-// read, a merge and a write guarded by the record's revision, repeated on a conflict.
+// Nothing is written at acceptance: a durable write per accepted message cost a third of the
+// relay's throughput (docs/architecture.md, "Queue operations"). The outcome is one write, off the
+// acknowledgement's path: callers fire and forget, and a failed write is logged with the queue id
+// (it loses tracking, never mail). Each write carries its own TTL (the writer's
+// --tracking-retention), counted from the record's last update. A record that already exists (an
+// administrator's action, a partial delivery) is updated by a read, a merge and a write guarded by
+// its revision, repeated on a conflict.
 
 import { JetStreamApiError, type JetStreamClient } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
@@ -60,14 +63,10 @@ function merge(current: StoredTrackingRecord | undefined, update: TrackingUpdate
     updatedAt: now.toISOString(),
   };
   const next: StoredTrackingRecord = { ...base };
-  // The acceptance (outcome "queued") knows the envelope as it arrived; later writers only fill in
-  // what is missing (a retried job names only the recipients still to do).
-  const accepting = update.outcome === "queued";
   for (const [key, value] of Object.entries(update)) {
     if (value === undefined) continue;
-    // The acceptance write may arrive after the outcome: it must not turn a finished message back to queued.
-    if (key === "outcome" && accepting && base.outcome !== "queued") continue;
-    if (ENVELOPE_FIELDS.has(key) && !accepting && current && (current as unknown as Record<string, unknown>)[key] !== undefined) continue;
+    // The envelope is the first writer's: a retried job names only the recipients still to do.
+    if (ENVELOPE_FIELDS.has(key) && current && (current as unknown as Record<string, unknown>)[key] !== undefined) continue;
     (next as unknown as Record<string, unknown>)[key] = value;
   }
   next.updatedAt = now.toISOString();
@@ -111,7 +110,10 @@ export class TrackingStore {
   /** Bind to an existing bucket (the admin tool); undefined when no relay has created it yet. */
   static async bind(js: JetStreamClient, bucket: string, retentionMs: number): Promise<TrackingStore | undefined> {
     try {
-      return new TrackingStore(js, await new Kvm(js).open(bucket), bucket, retentionMs);
+      const kv = await new Kvm(js).open(bucket);
+      // open() does not look for the bucket; status() reads its stream.
+      await kv.status();
+      return new TrackingStore(js, kv, bucket, retentionMs);
     } catch (err) {
       if (err instanceof Error && /not found/i.test(err.message)) return undefined;
       throw err;
@@ -144,6 +146,24 @@ export class TrackingStore {
     }
   }
 
+  /**
+   * Write a record that most likely does not exist yet (a message leaving the queue): one write,
+   * which only succeeds if there is no record; else the merge of record().
+   */
+  async finish(update: TrackingUpdate, event?: Omit<TrackingEvent, "at"> & { at?: string }): Promise<void> {
+    const now = new Date();
+    const record = merge(undefined, update, event ? { ...event, at: event.at ?? now.toISOString() } : undefined, now);
+    try {
+      await this.js.publish(`$KV.${this.bucket}.${update.queueId}`, encoder.encode(JSON.stringify(record)), {
+        ttl: this.ttl,
+        expect: { lastSubjectSequence: 0 },
+      });
+    } catch (err) {
+      if (!(err instanceof JetStreamApiError)) throw err;
+      await this.record(update, event);
+    }
+  }
+
   /** Every record (the newest revision of each key). */
   async *records(): AsyncIterable<StoredTrackingRecord> {
     const keys: string[] = [];
@@ -171,11 +191,11 @@ export class MessageTracking {
     this.log = log.child({ component: "tracking" });
   }
 
-  /** Merge `update` into the message's record in the background. */
+  /** Write (or merge into) the message's record in the background. */
   record(update: TrackingUpdate, event?: Omit<TrackingEvent, "at"> & { at?: string }): void {
     const site = this.options.site;
     void this.open()
-      .then((store) => store.record(site !== undefined ? { site, ...update } : update, event))
+      .then((store) => store.finish(site !== undefined ? { site, ...update } : update, event))
       .catch((err: unknown) => {
         this.store = undefined;
         this.log.warn("tracking record not written; the message itself is unaffected", { queueId: update.queueId, outcome: update.outcome, error: err });

@@ -12,9 +12,9 @@ import { plainAddress } from "../filter/client-address.ts";
 import type { FilterPipeline, PipelineResult } from "../filter/pipeline.ts";
 import type { Logger } from "../log.ts";
 import type { RejectReason, RelayMetrics, TransactionFailure } from "../metrics.ts";
-import { newQueueId, type DeliveryJob, type JobQueue, type MessageTracking, type QueueConnection, type SpoolReader, type SpoolWriter } from "../queue/index.ts";
-import { messageIdOf } from "./message-id.ts";
+import { newQueueId, type DeliveryJob, type JobQueue, type QueueConnection, type SpoolReader, type SpoolWriter } from "../queue/index.ts";
 import { installEnhancedReplies } from "./enhanced-replies.ts";
+import { messageIdOf } from "./message-id.ts";
 import { receiveMessage, type IntakeOutcome } from "./message-intake.ts";
 import { PromptGreetingServer } from "./prompt-greeting.ts";
 import { receivedHeader, receivedTls } from "./received-header.ts";
@@ -170,18 +170,8 @@ export class SmtpReceiver {
   private readonly filters: FilterPipeline;
   private readonly metrics: RelayMetrics;
   private readonly log: Logger;
-  private readonly tracking: MessageTracking | undefined;
 
-  constructor(
-    options: ReceiverOptions,
-    store: DomainStore,
-    queue: QueueConnection,
-    filters: FilterPipeline,
-    metrics: RelayMetrics,
-    log: Logger,
-    tracking?: MessageTracking,
-  ) {
-    this.tracking = tracking;
+  constructor(options: ReceiverOptions, store: DomainStore, queue: QueueConnection, filters: FilterPipeline, metrics: RelayMetrics, log: Logger) {
     this.options = options;
     this.filters = filters;
     this.store = store;
@@ -418,7 +408,6 @@ export class SmtpReceiver {
     const jobs = await this.commit(message, stored, filterHeaders);
     // The peer site's copy is written after the message is ours, and the 250 does not wait for it.
     this.queue.shadow?.copy(jobs, stored.inlineBody);
-    this.track(message, stored, jobs);
     return this.answer(message, jobs, started);
   }
 
@@ -546,6 +535,7 @@ export class SmtpReceiver {
   private async commit(message: IncomingMessage, stored: StoredMessage, filterHeaders: string): Promise<DeliveryJob[]> {
     const { session } = message;
     const now = Date.now();
+    const messageId = messageIdOf(stored.header);
     const jobs: DeliveryJob[] = message.groups.map((group, index) => ({
       v: 1,
       queueId: message.queueIds[index] as string,
@@ -559,6 +549,9 @@ export class SmtpReceiver {
       acceptedAt: now,
       expiresAt: now + group.policy.queueLifetimeMs,
       attempts: 0,
+      // For message tracking (queue/tracking.ts), which records them when the message leaves the queue.
+      client: plainAddress(session.remoteAddress),
+      ...(messageId !== undefined ? { messageId } : {}),
       ...(filterHeaders ? { headers: filterHeaders } : {}),
       ...(stored.inlineBody ? { inline: true as const } : {}),
     }));
@@ -571,31 +564,6 @@ export class SmtpReceiver {
       throw this.failOnOurSide(message.state, "queue_unavailable", replies.queueUnavailable, "messages");
     }
     return jobs;
-  }
-
-  /** Starts each job's tracking record (in the background: the 250 does not wait for it). */
-  private track(message: IncomingMessage, stored: StoredMessage, jobs: DeliveryJob[]): void {
-    if (!this.tracking) return;
-    const messageId = messageIdOf(stored.header);
-    for (const job of jobs) {
-      this.tracking.record(
-        {
-          queueId: job.queueId,
-          ...(messageId !== undefined ? { messageId } : {}),
-          sender: job.sender,
-          recipients: job.recipients,
-          domain: job.domain,
-          client: plainAddress(message.session.remoteAddress),
-          arrivedAt: new Date(job.acceptedAt).toISOString(),
-          outcome: "queued",
-        },
-        {
-          event: "accepted",
-          at: new Date(job.acceptedAt).toISOString(),
-          detail: `from ${plainAddress(message.session.remoteAddress)} by ${this.options.hostname}`,
-        },
-      );
-    }
   }
 
   /** Counts and logs the queued message; returns the text of the 250. */
