@@ -15,6 +15,7 @@ import {
   OUTBOUND_SOCKET_TIMEOUT_MS,
   progressIntervalFor,
 } from "./deliver/delivery-timing.ts";
+import { ConfigMapDomainSource } from "./config/domain-sources.ts";
 import { DeliveryWorker } from "./deliver/delivery-worker.ts";
 import { PeerWatch } from "./deliver/takeover.ts";
 import { DestinationHealth } from "./deliver/destination-health.ts";
@@ -43,7 +44,7 @@ const PEER_CATCH_UP_MS = 15_000;
 
 async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
   const metrics = new RelayMetrics();
-  const store = new DomainStore(config.domainsPath, log);
+  const store = new DomainStore("path" in config.domains ? config.domains.path : new ConfigMapDomainSource(config.domains.configMaps, log), log);
   store.onChange((table, problems) => {
     metrics.configGeneration.set(table.generation);
     metrics.configDomains.set(table.byDomain.size);
