@@ -11,7 +11,7 @@ import { MAX_LISTED_IN_STATUS, type RelayDomain, type RelayQueueRequest, type Re
 import type { Unstructured } from "../../operator/src/kube/api-client.ts";
 import { Resources } from "../../operator/src/kube/resources.ts";
 import { QueueRequestReconciler, queueActor } from "../../operator/src/controller/queue-requests.ts";
-import { finishedStatus, siteSelector, trackingQuery, ttlRemainingMs } from "../../operator/src/controller/queue-request-status.ts";
+import { finishedStatus, MAX_LIST_BYTES_IN_STATUS, siteSelector, trackingQuery, ttlRemainingMs } from "../../operator/src/controller/queue-request-status.ts";
 import {
   natsServersFor,
   type QueueAction,
@@ -171,6 +171,25 @@ describe("RelayQueueRequest: status", () => {
     assert.deepEqual(status.results, [{ site: "a", matched: 250, done: 250, skipped: 0 }]);
     const arrived = status.messages?.map((m) => m.arrivedAt) ?? [];
     assert.deepEqual(arrived, [...arrived].sort());
+  });
+
+  it("keeps a list within a byte budget, so a status always fits in etcd", () => {
+    const long = (i: number): QueuedMessage => ({
+      ...message(qid(i), "example.test"),
+      recipients: Array.from({ length: 100 }, (_, r) => `${"r".repeat(200)}${r}@example.test`),
+    });
+    const status = finishedStatus(
+      { domainRef: "example", action: "list", requestedBy: "a" },
+      "example.test",
+      [{ site: "a", matched: 200, messages: Array.from({ length: 200 }, (_, i) => long(i)) }],
+      undefined,
+      1,
+      NOW,
+    );
+    const bytes = Buffer.byteLength(JSON.stringify(status));
+    assert.ok(bytes <= MAX_LIST_BYTES_IN_STATUS + 4096, `${bytes} bytes`);
+    assert.ok((status.messages?.length ?? 0) > 0);
+    assert.equal((status.messages?.length ?? 0) + (status.truncated ?? 0), 200);
   });
 
   it("reports a named queue id that no site holds, unless a site failed and might hold it", () => {

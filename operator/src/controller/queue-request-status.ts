@@ -108,9 +108,22 @@ function listedRecord(site: string, r: TrackingRecord): ListedRecord {
   };
 }
 
-/** The first `MAX_LISTED_IN_STATUS` entries and how many were left out. */
+/**
+ * Bytes of JSON one list of a status may hold. 200 messages of 100 long recipients each would be
+ * megabytes, past what etcd stores in one object (1.5 MiB by default): the list stops earlier.
+ */
+export const MAX_LIST_BYTES_IN_STATUS = 512 * 1024;
+
+/** The first entries, at most `MAX_LISTED_IN_STATUS` and `MAX_LIST_BYTES_IN_STATUS`, and how many were left out. */
 function capped<T>(items: T[]): { kept: T[]; left: number } {
-  return { kept: items.slice(0, MAX_LISTED_IN_STATUS), left: Math.max(0, items.length - MAX_LISTED_IN_STATUS) };
+  const kept: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    bytes += Buffer.byteLength(JSON.stringify(item)) + 1;
+    if (kept.length === MAX_LISTED_IN_STATUS || bytes > MAX_LIST_BYTES_IN_STATUS) break;
+    kept.push(item);
+  }
+  return { kept, left: items.length - kept.length };
 }
 
 /**

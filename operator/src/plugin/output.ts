@@ -26,7 +26,8 @@ function problems(requests: RelayQueueRequest[]): { lines: string[]; ok: boolean
           : `request ${where} did not finish in time; it goes on: kubectl get relayqueuerequest -n ${request.metadata.namespace ?? ""} ${request.metadata.name} -o yaml`,
       );
     }
-    if (request.status?.truncated) lines.push(`request ${where}: ${request.status.truncated} more not shown (a request lists at most 200)`);
+    if (request.status?.truncated)
+      lines.push(`request ${where}: ${request.status.truncated} more not shown (a request lists at most 200, and at most 512 KiB)`);
   }
   return { lines, ok };
 }
