@@ -46,6 +46,7 @@ async function main(): Promise<void> {
     namespace: config.namespace,
     identity: config.identity,
     relayImage: config.relayImage,
+    natsImage: config.natsImage,
     leaderElection: config.leaderElection,
     dnsServers: config.dnsServers,
     prometheusRuleGroups: loadRuleGroups(config.monitoringRules),
