@@ -4,6 +4,7 @@
 import { parseArgs } from "node:util";
 import { normaliseDomain, parseDuration } from "#api";
 import type { BareNewlinePolicy } from "./smtp/index.ts";
+import { RESERVED_SITE_NAMES } from "./queue/index.ts";
 import type { NatsAuth } from "./queue/queue-connection.ts";
 
 export interface HostPort {
@@ -179,6 +180,7 @@ function sites(self: string | undefined, peers: string[]): RelayConfig["sites"] 
     if (!JETSTREAM_DOMAIN.test(name)) throw new UsageError(`--${flag}: not a JetStream domain name: "${name}"`);
   }
   if (peers.includes(self)) throw new UsageError(`--peer-sites: "${self}" is this site (--site)`);
+  if (RESERVED_SITE_NAMES.includes(self)) throw new UsageError(`--site: "${self}" is reserved (it would clash with the queue's subjects)`);
   return { self, peers: [...new Set(peers)] };
 }
 

@@ -62,6 +62,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
       replicas: config.replicas,
       maxAckPending: MAX_ACK_PENDING,
       ackWaitMs: config.ackWaitMs,
+      site: config.sites?.self,
     },
     log,
   );

@@ -14,6 +14,7 @@ import {
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { Logger } from "../log.ts";
 import { JobQueue } from "./job-queue.ts";
+import { QueueLayout } from "./layout.ts";
 import { ensureQueueLayout, type QueueLayoutOptions } from "./queue-setup.ts";
 import { ReplyInbox } from "./reply-inbox.ts";
 import { SpoolReader, SpoolWriter, chunkSizeFor, inlineBodyMaxFor } from "./spool.ts";
@@ -41,6 +42,8 @@ export interface QueueConnectionOptions extends QueueLayoutOptions {
   caFile?: string | undefined;
   /** How long a publish waits for its PubAck before the SMTP client gets 451. */
   publishTimeoutMs: number;
+  /** This site's name (--site, its JetStream domain): it scopes the queue's subjects (layout.ts). */
+  site?: string;
 }
 
 export class QueueUnavailableError extends Error {
@@ -58,11 +61,14 @@ export class QueueConnection {
   private readonly readyWaiters: Array<() => void> = [];
   private readonly options: QueueConnectionOptions;
   private readonly log: Logger;
+  /** The subjects this relay's queue lives on. */
+  readonly layout: QueueLayout;
   /** Largest message payload the server accepts, known once connected. */
   maxPayload = 1024 * 1024;
 
   constructor(options: QueueConnectionOptions, log: Logger) {
     this.options = options;
+    this.layout = new QueueLayout(options.site);
     this.log = log.child({ component: "queue" });
   }
 
@@ -87,20 +93,20 @@ export class QueueConnection {
    */
   jobs(options: { throughReplyInbox?: boolean } = {}): JobQueue {
     const { js, jsm, inbox } = this.get();
-    return new JobQueue(js, jsm, this.publishTimeoutMs, options.throughReplyInbox ? inbox : undefined);
+    return new JobQueue(js, jsm, this.layout, this.publishTimeoutMs, options.throughReplyInbox ? inbox : undefined);
   }
 
   /** A writer for one body stored under each of `queueIds`, with chunks and inline limit fitted to this server's max_payload. */
   spoolWriter(queueIds: readonly string[]): SpoolWriter {
-    return new SpoolWriter(this.get().js, queueIds, chunkSizeFor(this.maxPayload), this.publishTimeoutMs, inlineBodyMaxFor(this.maxPayload));
+    return new SpoolWriter(this.get().js, this.layout, queueIds, chunkSizeFor(this.maxPayload), this.publishTimeoutMs, inlineBodyMaxFor(this.maxPayload));
   }
 
   spoolReader(): SpoolReader {
-    return new SpoolReader(this.get().jsm);
+    return new SpoolReader(this.get().jsm, this.layout);
   }
 
   /** The settings the streams and consumers are created with. */
-  get layout(): QueueLayoutOptions {
+  get settings(): QueueLayoutOptions {
     return this.options;
   }
 
@@ -152,7 +158,7 @@ export class QueueConnection {
     let delay = 250;
     while (!this.closing && this.handles) {
       try {
-        await ensureQueueLayout(this.handles.jsm, this.options);
+        await ensureQueueLayout(this.handles.jsm, this.layout, this.options);
         this.layoutReady = true;
         this.log.info("queue layout ready");
         for (const resolve of this.readyWaiters.splice(0)) resolve();
