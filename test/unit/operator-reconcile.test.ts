@@ -64,7 +64,15 @@ class World {
       pollIntervalMs: POLL_MS,
       log,
     };
-    this.sites = new SiteReconciler({ ...common, metrics: new OperatorMetrics(), relayImage: "relay:1", natsImage: "nats:1", operatorNamespace: "mxwarden-system", prometheusRuleGroups: [], onSiteState: () => {} });
+    this.sites = new SiteReconciler({
+      ...common,
+      metrics: new OperatorMetrics(),
+      relayImage: "relay:1",
+      natsImage: "nats:1",
+      operatorNamespace: "mxwarden-system",
+      prometheusRuleGroups: [],
+      onSiteState: () => {},
+    });
     this.domains = new DomainReconciler({ ...common, metrics: this.metrics, dns: undefined });
   }
 

@@ -4,7 +4,17 @@
 // reached gets ClusterReachable=False and is retried; its relays keep their last configuration.
 
 import type { Logger } from "#relay";
-import { API_VERSION, DEFAULT_NATS_REPLICAS, DEFAULT_RELAY_REPLICAS, domainKey, setCondition, type Condition, type ConditionInput, type RelayDomain, type RelaySite } from "#api";
+import {
+  API_VERSION,
+  DEFAULT_NATS_REPLICAS,
+  DEFAULT_RELAY_REPLICAS,
+  domainKey,
+  setCondition,
+  type Condition,
+  type ConditionInput,
+  type RelayDomain,
+  type RelaySite,
+} from "#api";
 import { ApiError, isNotFound, type Unstructured } from "../kube/api-client.ts";
 import type { KubeClient, ObjectCache } from "../kube/kube-client.ts";
 import { refForKind, Resources } from "../kube/resources.ts";
@@ -118,7 +128,9 @@ export class SiteReconciler {
       RELAY_NAME,
     );
     const readyRelays = deployment.status?.readyReplicas ?? 0;
-    const natsReadiness = site.spec.nats.managed ? await this.natsReadiness(connection.client, namespace, site.spec.nats.managed.replicas ?? DEFAULT_NATS_REPLICAS) : undefined;
+    const natsReadiness = site.spec.nats.managed
+      ? await this.natsReadiness(connection.client, namespace, site.spec.nats.managed.replicas ?? DEFAULT_NATS_REPLICAS)
+      : undefined;
     const reportMap = await connection.client.get<Unstructured & { data?: Record<string, string> }>(Resources.ConfigMap, namespace, STATUS_CONFIGMAP);
     const reports = readSiteReports(reportMap.data, new Date());
     // Every pod of every rollout writes a key of its own: those of pods gone are removed here.
