@@ -94,8 +94,8 @@ export function natsServerConfig(input: NatsServerConfigInput): string {
     `listen: ${q(`${input.host}:${input.clientPort}`)}`,
     `http: ${q(`${input.host}:${input.monitorPort}`)}`,
     // Clients (the relays) move to another server before this one stops, within the pod's grace.
-    `lame_duck_duration: "20s"`,
-    `lame_duck_grace_period: "5s"`,
+    `lame_duck_duration: "30s"`,
+    `lame_duck_grace_period: "10s"`,
     "jetstream {",
     `  store_dir: ${q(input.storeDir)}`,
     // fsync before every acknowledgement: a 250 means the message is on disk on a majority.
