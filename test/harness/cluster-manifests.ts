@@ -43,7 +43,7 @@ metadata:
 spec:
   capacity: { storage: ${size} }
   accessModes: [ReadWriteOnce]
-  persistentVolumeReclaimPolicy: Delete
+  persistentVolumeReclaimPolicy: Retain
   storageClassName: ${LOCAL_STORAGE_CLASS}
   hostPath: { path: ${root}/${i}, type: Directory }
 `,
