@@ -27,6 +27,9 @@ import { GREYLIST_BUCKET } from "../../relay/src/filter/greylist.ts";
 import { PRIMARY_STATUS_BUCKET } from "../../relay/src/filter/monitoring-mode.ts";
 import { findNatsServer } from "../../relay/src/queue/index.ts";
 import { selfSigned } from "../harness/pki.ts";
+import { FakeKubeClient } from "../harness/fake-kube-client.ts";
+import { ensureNatsCredentials, natsCredentialsSecretName } from "../../operator/src/controller/nats-credentials.ts";
+import { Resources } from "../../operator/src/kube/resources.ts";
 import { tempDir } from "../harness/workspace.ts";
 
 /** The RelaySite schema's verdict, as the relay's validator (the CEL rules' predicate twins) gives it: "" when accepted. */
@@ -314,5 +317,25 @@ describe("every rendered nats.conf passes nats-server -t", () => {
   it("and nats-server refuses a configuration without the seed its remotes read", () => {
     const config = siteNatsConfig(managedSite("site-a", {}), "mxwarden", { natsImage: "n", credentials: creds, peers: [peerB] });
     assert.throws(() => checkWithNatsServer(config, dir.path, { MXW_LEAFNODE_SEED: "" }));
+  });
+});
+
+describe("the site's NATS keys (nats-credentials.ts)", () => {
+  it("are generated once, kept in the operator's namespace, and a missing one alone is made anew", async () => {
+    const client = new FakeKubeClient();
+    const first = await ensureNatsCredentials(client, "mxwarden-system", "site-a");
+    assert.match(first.relaySeed, /^SU[A-Z2-7]+$/);
+    assert.match(first.relayPublicKey, /^U[A-Z2-7]{55}$/);
+    assert.notEqual(first.relaySeed, first.leafnodeSeed);
+    assert.equal(first.encryptionKey.length, 64);
+    assert.deepEqual(await ensureNatsCredentials(client, "mxwarden-system", "site-a"), first, "the same keys on the next reconcile");
+    const other = await ensureNatsCredentials(client, "mxwarden-system", "site-b");
+    assert.notEqual(other.relaySeed, first.relaySeed, "each site has its own");
+    // Rotation: the relays' seed removed from the Secret; the other keys stay.
+    await client.mergePatch(Resources.Secret, "mxwarden-system", natsCredentialsSecretName("site-a"), { data: { "relay.seed": null } });
+    const rotated = await ensureNatsCredentials(client, "mxwarden-system", "site-a");
+    assert.notEqual(rotated.relaySeed, first.relaySeed);
+    assert.equal(rotated.leafnodeSeed, first.leafnodeSeed);
+    assert.equal(rotated.encryptionKey, first.encryptionKey);
   });
 });
