@@ -15,7 +15,8 @@ export interface HostPort {
 export interface RelayConfig {
   listen: HostPort;
   hostname: string;
-  domainsPath: string;
+  /** Where the RelayDomain documents come from. */
+  domains: { path: string } | { configMaps: { namespace: string; labelSelector: string; kubeconfig?: string | undefined } };
   /** NATS servers; empty means "start an embedded nats-server under dataDir". */
   natsServers: string[];
   /** Credentials for --nats (none: the servers take anonymous clients). */
@@ -56,6 +57,8 @@ export interface RelayConfig {
   senderAuth: boolean;
   /** JetStream domains of this site and its peers: filter state (greylisting, callout answers) is shared between them. */
   sites?: { self: string; peers: string[] } | undefined;
+  /** Deliver a silent peer site's shadow copies after this long; 0 never does. */
+  takeoverAfterMs: number;
   /** Per-domain queue gauges for at most this many domains (0: none), the oldest queues first. */
   domainMetrics: number;
   /** Where the queue report for the operator goes (a ConfigMap in the relay's namespace). */
@@ -69,11 +72,15 @@ export class UsageError extends Error {
   }
 }
 
-export const USAGE = `Usage: mxwarden-relay --domains PATH [options]
+export const USAGE = `Usage: mxwarden-relay (--domains PATH | --domains-configmaps SELECTOR) [options]
 
   --listen HOST:PORT          SMTP listener (default 0.0.0.0:2525)
   --hostname NAME             name in the greeting, EHLO and Received headers (default: the host name)
-  --domains PATH              RelayDomain YAML file or directory, reloaded on change (required)
+  --domains PATH              RelayDomain YAML file or directory, reloaded on change
+  --domains-configmaps SELECTOR
+                              instead: watch the ConfigMaps with this label selector through the
+                              Kubernetes API (namespace: --status-namespace or $POD_NAMESPACE;
+                              credentials: in-cluster or --kubeconfig); what the operator runs
   --nats URL[,URL...]         NATS servers with JetStream; without it an embedded nats-server runs under --data
   --nats-nkey-file FILE       log in to NATS with the nkey seed in FILE (what the operator's managed NATS uses)
   --nats-creds-file FILE      log in with a NATS credentials file (JWT and seed)
@@ -109,10 +116,14 @@ export const USAGE = `Usage: mxwarden-relay --domains PATH [options]
                               (namespace: --status-namespace or $POD_NAMESPACE; credentials: in-cluster or --kubeconfig)
   --status-namespace NS       namespace of that ConfigMap
   --status-interval DURATION  how often the report is written (default 10s)
-  --kubeconfig FILE           credentials for the report instead of the pod's service account
+  --kubeconfig FILE           credentials for the report and --domains-configmaps instead of the
+                              pod's service account
   --site NAME                 this site's JetStream domain; with --peer-sites, greylisting and
                               verification answers are shared with the other sites over leafnodes
-  --peer-sites NAME[,NAME...] the other sites' JetStream domains
+  --peer-sites NAME[,NAME...] the other sites' JetStream domains; with --site, every accepted
+                              message is also copied to them (shadow copies)
+  --takeover-after DURATION   deliver a peer site's copies once it has been silent this long
+                              (default 0: never; see docs/architecture.md, Two sites)
   --domain-metrics N          export queue depth and oldest age per domain for at most N domains,
                               those with the oldest mail first (default 0: none; bounds cardinality)
   --ack-wait DURATION         a relay that dies mid-delivery hands its jobs on after this (default 60s)
@@ -206,6 +217,20 @@ function natsCaFile(file: string | undefined, hasServers: boolean): string | und
   return file;
 }
 
+function domainsSource(
+  path: string | undefined,
+  selector: string | undefined,
+  namespace: string | undefined,
+  kubeconfig: string | undefined,
+): RelayConfig["domains"] {
+  if (path !== undefined) return { path };
+  if (!selector || !/^[A-Za-z0-9./_-]+(=[A-Za-z0-9._-]*)?(,[A-Za-z0-9./_-]+(=[A-Za-z0-9._-]*)?)*$/.test(selector)) {
+    throw new UsageError(`--domains-configmaps: not a label selector such as mxwarden.io/domain-config=site-a: "${selector ?? ""}"`);
+  }
+  if (!namespace) throw new UsageError("--domains-configmaps needs --status-namespace or $POD_NAMESPACE");
+  return { configMaps: { namespace, labelSelector: selector, kubeconfig } };
+}
+
 function statusReport(name: string | undefined, namespace: string | undefined, kubeconfig: string | undefined, interval: string): RelayConfig["statusReport"] {
   if (!name) return undefined;
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) throw new UsageError(`--status-configmap: not a ConfigMap name: "${name}"`);
@@ -224,6 +249,7 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
         listen: { type: "string", default: "0.0.0.0:2525" },
         hostname: { type: "string", default: defaultHostname },
         domains: { type: "string" },
+        "domains-configmaps": { type: "string" },
         nats: { type: "string" },
         "nats-nkey-file": { type: "string" },
         "nats-creds-file": { type: "string" },
@@ -264,6 +290,7 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
         kubeconfig: { type: "string" },
         site: { type: "string" },
         "peer-sites": { type: "string" },
+        "takeover-after": { type: "string", default: "0" },
         help: { type: "boolean", default: false },
       },
     });
@@ -272,7 +299,7 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
   }
   const v = parsed.values;
   if (v.help) return "help";
-  if (!v.domains) throw new UsageError("--domains is required");
+  if (!v.domains === !v["domains-configmaps"]) throw new UsageError("exactly one of --domains and --domains-configmaps is required");
   if (!/^[A-Za-z0-9.-]{1,253}$/.test(v.hostname)) throw new UsageError(`--hostname: not a host name: "${v.hostname}"`);
   if (Boolean(v["tls-cert"]) !== Boolean(v["tls-key"])) throw new UsageError("--tls-cert and --tls-key go together");
   if (v["bare-newline"] !== "normalize" && v["bare-newline"] !== "reject") {
@@ -287,7 +314,7 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
   return {
     listen: hostPort("listen", v.listen),
     hostname: v.hostname.toLowerCase(),
-    domainsPath: v.domains,
+    domains: domainsSource(v.domains, v["domains-configmaps"], v["status-namespace"] ?? process.env.POD_NAMESPACE, v.kubeconfig),
     natsServers,
     natsAuth: natsAuth(v["nats-nkey-file"], v["nats-creds-file"], v["nats-user"], v["nats-password-file"], natsServers.length > 0),
     natsCaFile: natsCaFile(v["nats-ca-file"], natsServers.length > 0),
@@ -318,6 +345,7 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
     rspamd: v.rspamd ? httpUrl("rspamd", v.rspamd) : undefined,
     senderAuth: v["sender-auth"],
     sites: sites(v.site, list(v["peer-sites"])),
+    takeoverAfterMs: v["takeover-after"] === "0" ? 0 : duration("takeover-after", v["takeover-after"]),
     domainMetrics: v["domain-metrics"] === "0" ? 0 : positiveInteger("domain-metrics", v["domain-metrics"], 10_000),
     statusReport: statusReport(v["status-configmap"], v["status-namespace"] ?? process.env.POD_NAMESPACE, v.kubeconfig, v["status-interval"]),
   };

@@ -8,12 +8,13 @@
 // subjects, and delivers it once it runs with a name.
 
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { QUEUE_STREAM, SPOOL_STREAM } from "../../relay/src/queue/layout.ts";
+import { QUEUE_STREAM, QueueLayout, SPOOL_STREAM } from "../../relay/src/queue/layout.ts";
+import { RETIRED_HEADER, peerStreamName } from "../../relay/src/queue/shadow-copies.ts";
 import { TestNatsServer } from "../harness/nats-server.ts";
 import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
 import { sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
@@ -27,6 +28,24 @@ async function streamState(server: TestNatsServer, stream: string): Promise<{ me
     const jsm = await jetstreamManager(nc);
     const info = await jsm.streams.info(stream, { subjects_filter: ">" });
     return { messages: info.state.messages, subjects: Object.keys(info.state.subjects ?? {}) };
+  } finally {
+    await nc.close();
+  }
+}
+
+/** The copies of `peer`'s mail that `server`'s site holds and that the peer has not retired. */
+async function liveCopies(server: TestNatsServer, peer: string): Promise<number> {
+  const nc = await connect({ servers: server.url });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const stream = peerStreamName(peer);
+    const info = await jsm.streams.info(stream, { subjects_filter: new QueueLayout(peer).shadowCopyFilter }).catch(() => undefined);
+    let live = 0;
+    for (const subject of Object.keys(info?.state.subjects ?? {})) {
+      const stored = await jsm.direct.getMessage(stream, { last_by_subj: subject });
+      if (stored && !stored.header?.get(RETIRED_HEADER)) live++;
+    }
+    return live;
   } finally {
     await nc.close();
   }
@@ -112,6 +131,142 @@ describe("two sites joined by a leafnode deliver each message once", () => {
     assert.equal(primary.messages.length, total);
     // Each site's spool only ever held its own bodies, and purged them after delivery.
     for (const nats of [natsA, natsB]) assert.equal((await streamState(nats, SPOOL_STREAM)).messages, 0);
+    // Every message was copied to the other site, and every copy retired once delivered.
+    assert.equal(
+      (await relayA.metric("mxwarden_shadow_copies_total", 'result="stored"')) + (await relayB.metric("mxwarden_shadow_copies_total", 'result="stored"')),
+      total,
+    );
+    await eventually("the copies retired at both sites", async () => (await liveCopies(natsB, "site-a")) === 0 && (await liveCopies(natsA, "site-b")) === 0);
+    assert.equal((await streamState(natsB, peerStreamName("site-a"))).subjects.filter((s) => s.startsWith("mxw.site-a.shadow.copy.")).length, total / 2);
+  });
+});
+
+describe("a site lost with a full queue: its peer takes over and delivers its mail", () => {
+  const dir = tempDir("takeover");
+  let natsA: TestNatsServer;
+  let natsB: TestNatsServer;
+  let primary: TestPrimary;
+  let relayA: RelayProcess;
+  let relayB: RelayProcess;
+
+  before(async () => {
+    const leafnodePort = await freePort();
+    natsA = await TestNatsServer.start(join(dir.path, "nats-a"), { domain: "site-a", leafnodePort });
+    natsB = await TestNatsServer.start(join(dir.path, "nats-b"), { domain: "site-b", leafnodeRemote: `nats-leaf://127.0.0.1:${leafnodePort}` });
+    primary = await TestPrimary.start();
+    const domainsPath = join(dir.path, "domains.yaml");
+    writeDomains(domainsPath, [{ domain: "lost.example", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] } }]);
+    for (const site of ["a", "b"]) mkdirSync(join(dir.path, site));
+    relayA = await RelayProcess.start({ dir: join(dir.path, "a"), domainsPath, nats: natsA.url, args: ["--site", "site-a", "--peer-sites", "site-b"] });
+    relayB = await RelayProcess.start({
+      dir: join(dir.path, "b"),
+      domainsPath,
+      nats: natsB.url,
+      args: ["--site", "site-b", "--peer-sites", "site-a", "--takeover-after", "4s"],
+    });
+    await Promise.all([relayA.ready(), relayB.ready()]);
+  });
+
+  after(async () => {
+    await relayA?.stop();
+    await relayB?.stop();
+    await primary?.close();
+    await natsB?.stop();
+    await natsA?.stop();
+  });
+
+  it("delivers every message site A queued, once, after A is destroyed", async () => {
+    // The primary defers everything: site A's queue fills up.
+    primary.recipientRule = () => ({ code: 451, message: "busy" });
+    const total = 40;
+    for (let i = 0; i < total; i++) {
+      const body = i === 3 ? `${"q".repeat(998)}\r\n`.repeat(300) : "Queued at A.\r\n";
+      const { data } = await sendMail(relayA.smtpPort, {
+        from: "alice@sender.test",
+        to: ["bob@lost.example"],
+        body: simpleMessage(`l${i}`, `lost-${i}`, body),
+      });
+      assert.equal(data?.code, 250);
+    }
+    const copiedAt = Date.now();
+    await eventually("site B holds a live copy of each", async () => (await liveCopies(natsB, "site-a")) === total, 30_000);
+    console.log(`# ${total} copies at site B ${Date.now() - copiedAt} ms after the last 250`);
+    assert.equal(await relayB.metric("mxwarden_peer_shadow_lag_messages", 'peer="site-a"'), 0);
+
+    // Site A is lost: its relay and its server killed, its store deleted.
+    await relayA.kill9();
+    await natsA.stop();
+    rmSync(natsA.dir, { recursive: true, force: true });
+    primary.recipientRule = () => undefined;
+
+    await eventually("site B delivered site A's mail", () => deliveries(primary).size === total, 60_000);
+    await eventually("site B's queue empty", async () => (await streamState(natsB, QUEUE_STREAM)).messages === 0, 30_000);
+    assert.equal(primary.messages.length, total, "no duplicates");
+    assert.equal(await relayB.metric("mxwarden_takeover_messages_total", 'peer="site-a"'), total);
+    assert.ok((await relayB.metric("mxwarden_peer_last_contact_seconds", 'peer="site-a"')) >= 4);
+    const large = primary.messages.find((m) => headerValue(m.body, "Message-ID") === "<lost-3@client.test>");
+    assert.ok(large && large.body.length > 290_000, "the spooled body came over with its copy");
+  });
+});
+
+describe("a site that comes back after its peer took over", () => {
+  const dir = tempDir("takeover-return");
+  let natsA: TestNatsServer;
+  let natsB: TestNatsServer;
+  let primary: TestPrimary;
+  let relayA: RelayProcess;
+  let relayB: RelayProcess;
+  let domainsPath: string;
+
+  before(async () => {
+    const leafnodePort = await freePort();
+    natsA = await TestNatsServer.start(join(dir.path, "nats-a"), { domain: "site-a", leafnodePort });
+    natsB = await TestNatsServer.start(join(dir.path, "nats-b"), { domain: "site-b", leafnodeRemote: `nats-leaf://127.0.0.1:${leafnodePort}` });
+    primary = await TestPrimary.start();
+    domainsPath = join(dir.path, "domains.yaml");
+    writeDomains(domainsPath, [
+      { domain: "back.example", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] }, queue: { retry: { initialBackoff: "2s", maxBackoff: "2s" } } },
+    ]);
+    for (const site of ["a", "b"]) mkdirSync(join(dir.path, site));
+    relayA = await RelayProcess.start({ dir: join(dir.path, "a"), domainsPath, nats: natsA.url, args: ["--site", "site-a", "--peer-sites", "site-b"] });
+    relayB = await RelayProcess.start({
+      dir: join(dir.path, "b"),
+      domainsPath,
+      nats: natsB.url,
+      args: ["--site", "site-b", "--peer-sites", "site-a", "--takeover-after", "4s"],
+    });
+    await Promise.all([relayA.ready(), relayB.ready()]);
+  });
+
+  after(async () => {
+    await relayA?.stop();
+    await relayB?.stop();
+    await primary?.close();
+    await natsB?.stop();
+    await natsA?.stop();
+  });
+
+  it("does not deliver again what its peer delivered in its place", async () => {
+    primary.recipientRule = () => ({ code: 451, message: "busy" });
+    const total = 20;
+    for (let i = 0; i < total; i++) {
+      const { data } = await sendMail(relayA.smtpPort, { from: "alice@sender.test", to: ["bob@back.example"], body: simpleMessage(`b${i}`, `back-${i}`) });
+      assert.equal(data?.code, 250);
+    }
+    await eventually("site B holds a live copy of each", async () => (await liveCopies(natsB, "site-a")) === total, 30_000);
+    // Site A goes dark with its store intact (a power cut, a network gone for long).
+    await relayA.kill9();
+    await natsA.pause();
+    primary.recipientRule = () => undefined;
+    await eventually("site B delivered site A's mail", () => deliveries(primary).size === total, 60_000);
+
+    // Site A comes back with its old queue: its retries find B's took markers and deliver nothing.
+    await natsA.resume();
+    relayA = await RelayProcess.start({ dir: join(dir.path, "a"), domainsPath, nats: natsA.url, args: ["--site", "site-a", "--peer-sites", "site-b"] });
+    await relayA.ready();
+    await eventually("site A's old queue settled", async () => (await streamState(natsA, QUEUE_STREAM)).messages === 0, 60_000);
+    assert.equal(primary.messages.length, total, "nothing delivered twice");
+    assert.equal(await relayA.metric("mxwarden_delivery_attempts_total", 'result="taken_over_by_peer"'), total);
   });
 });
 

@@ -272,6 +272,8 @@ describe("the relays' NATS permissions", () => {
         layout.spoolMessageSubject("Q1"),
         layout.spoolChunkSubject("Q1", 2),
         layout.rateCounterSubject("client", "192.0.2.1", 42),
+        layout.shadowCopySubject("Q1"),
+        layout.takenOverSubject("site-b", "Q1"),
         `$KV.${layout.siteBucket(PRIMARY_STATUS_BUCKET)}.example_com`,
         `$KV.${sites ? `${GREYLIST_BUCKET}-${sites.self}` : GREYLIST_BUCKET}.k`,
         "$JS.API.STREAM.INFO.MXW_QUEUE",

@@ -17,3 +17,5 @@ export { nothingQueued, QueueIndex } from "./queue-index.ts";
 export type { QueueLayoutOptions } from "./queue-setup.ts";
 export { ensureFlushConsumer } from "./queue-setup.ts";
 export type { SpoolReader, SpoolWriter, StoredBody } from "./spool.ts";
+export type { RetiredBecause, ShadowCounters } from "./shadow-copies.ts";
+export { peerStreamName, RETIRED_HEADER, SHADOW_STREAM, ShadowCopies } from "./shadow-copies.ts";

@@ -14,6 +14,9 @@
 //                                     P queue.defer.<dom>.<qid>   the same job held by a message
 //                                                                 schedule (@at) until its retry time
 //   MXW_RATE   (limits retention)     P rate.<kind>.<hash>.<window>  rate-limit counters
+//   MXW_SHADOW (limits retention)     P shadow.copy.<qid>, P shadow.took.<peer>.<qid>: copies of the
+//                                     site's mail for its peers, and what it took over from them
+//   MXW_PEER_<peer>                   a peer's shadow copies and spool, sourced (shadow-copies.ts)
 //   KV buckets of one site's own state get the site in their name (siteBucket()); buckets shared
 //   between sites are described in filter/shared-bucket.ts
 //   consumer   mxw-deliver            durable pull consumer on P queue.ready.>, shared by all relays
@@ -121,6 +124,25 @@ export class QueueLayout {
    */
   siteBucket(name: string): string {
     return this.site === undefined ? name : `${name}-${this.site}`;
+  }
+
+  /** This site's shadow copies of its queued mail, for its peers to source (shadow-copies.ts). */
+  get shadowSubjects(): string {
+    return `${this.prefix}shadow.>`;
+  }
+
+  shadowCopySubject(queueId: string): string {
+    return `${this.prefix}shadow.copy.${queueId}`;
+  }
+
+  /** Copies of this site's messages (a filter on the copy subjects). */
+  get shadowCopyFilter(): string {
+    return `${this.prefix}shadow.copy.>`;
+  }
+
+  /** The marker this site writes when it took over a peer's message. */
+  takenOverSubject(peer: string, queueId: string): string {
+    return `${this.prefix}shadow.took.${peer}.${queueId}`;
   }
 
   rateCounterSubject(kind: string, key: string, window: number): string {

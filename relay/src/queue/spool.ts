@@ -151,10 +151,13 @@ function inlineBody(data: Buffer): StoredBody {
 export class SpoolReader {
   private readonly jsm: JetStreamManager;
   private readonly layout: QueueLayout;
+  private readonly stream: string;
 
-  constructor(jsm: JetStreamManager, layout: QueueLayout) {
+  /** `stream` is where the bodies are: this site's spool, or a peer's copy of its spool (MXW_PEER_<peer>). */
+  constructor(jsm: JetStreamManager, layout: QueueLayout, stream = SPOOL_STREAM) {
     this.jsm = jsm;
     this.layout = layout;
+    this.stream = stream;
   }
 
   /**
@@ -164,19 +167,19 @@ export class SpoolReader {
   async get(queueId: string, inline?: Buffer): Promise<StoredBody | null> {
     if (inline) return inlineBody(inline);
     let layout = this.layout;
-    let manifest = await this.jsm.streams.getMessage(SPOOL_STREAM, { last_by_subj: layout.spoolMessageSubject(queueId) });
+    let manifest = await this.jsm.streams.getMessage(this.stream, { last_by_subj: layout.spoolMessageSubject(queueId) });
     // A body spooled before the site had a name (--site) lives under the unscoped subjects.
     if (!manifest && layout.keepsUnscoped && layout.legacy) {
       layout = layout.legacy;
-      manifest = await this.jsm.streams.getMessage(SPOOL_STREAM, { last_by_subj: layout.spoolMessageSubject(queueId) });
+      manifest = await this.jsm.streams.getMessage(this.stream, { last_by_subj: layout.spoolMessageSubject(queueId) });
     }
     if (!manifest) return null;
     const chunks = Number(manifest.header.get(CHUNKS_HEADER) || "0");
     const size = Number(manifest.header.get(SIZE_HEADER) || String(manifest.data.length));
     const unchunked = Buffer.from(manifest.data);
-    const jsm = this.jsm;
+    const { jsm, stream } = this;
     const fetchChunk = async (index: number): Promise<Buffer> => {
-      const stored = await jsm.streams.getMessage(SPOOL_STREAM, { last_by_subj: layout.spoolChunkSubject(queueId, index) });
+      const stored = await jsm.streams.getMessage(stream, { last_by_subj: layout.spoolChunkSubject(queueId, index) });
       if (!stored) throw new SpoolCorruptError(`chunk ${index} of ${queueId} is missing`);
       return Buffer.from(stored.data);
     };
@@ -200,7 +203,7 @@ export class SpoolReader {
 
   /** Remove a body (and its chunks) once its job is finished. */
   async purge(queueId: string): Promise<void> {
-    await this.jsm.streams.purge(SPOOL_STREAM, { filter: this.layout.spoolAllSubjects(queueId) });
-    if (this.layout.keepsUnscoped && this.layout.legacy) await this.jsm.streams.purge(SPOOL_STREAM, { filter: this.layout.legacy.spoolAllSubjects(queueId) });
+    await this.jsm.streams.purge(this.stream, { filter: this.layout.spoolAllSubjects(queueId) });
+    if (this.layout.keepsUnscoped && this.layout.legacy) await this.jsm.streams.purge(this.stream, { filter: this.layout.legacy.spoolAllSubjects(queueId) });
   }
 }
