@@ -286,4 +286,59 @@ describe("the operator's managed NATS, run from its rendered nats.conf", () => {
     assert.equal(primary.messages.length, total);
     assert.ok(!readFileSync(join(relayDir, "relay.log"), "utf8").includes(credsA.relaySeed), "the seed is never logged");
   });
+
+  it("two sites' relays, each logged in with its own seed: shadow copies cross the rendered leafnode, no permission violation", async () => {
+    assert.ok(primary && relay, "the previous test's relay at site A runs");
+    const violations = (): number =>
+      [...siteA.servers, ...siteB.servers]
+        .map((server, i) => join(i < siteA.servers.length ? siteA.dir : siteB.dir, server.name, "nats.log"))
+        .reduce((sum, file) => sum + (readFileSync(file, "utf8").match(/Violation/g) ?? []).length, 0);
+    const before = violations();
+    const relayDir = join(dir.path, "relay-b");
+    mkdirSync(relayDir, { recursive: true });
+    const seedFile = join(relayDir, "nkey.seed");
+    writeFileSync(seedFile, `${credsB.relaySeed}\n`, { mode: 0o600 });
+    const domainsPath = join(relayDir, "domains.yaml");
+    writeDomains(domainsPath, [{ domain: "managed.example", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] } }]);
+    const relayB = await RelayProcess.start({
+      dir: relayDir,
+      domainsPath,
+      nats: siteB.urls.join(","),
+      args: ["--nats-nkey-file", seedFile, "--replicas", "1", "--site", "site-b", "--peer-sites", "site-a"],
+    });
+    try {
+      await relayB.ready(60_000);
+      const delivered = primary.messages.length;
+      for (let i = 0; i < 10; i++) {
+        const { data } = await sendMail(relay.smtpPort, {
+          from: "alice@sender.test",
+          to: ["bob@managed.example"],
+          body: simpleMessage(`s${i}`, `shadow-a-${i}`),
+        });
+        assert.equal(data?.code, 250);
+        const viaB = await sendMail(relayB.smtpPort, { from: "alice@sender.test", to: ["bob@managed.example"], body: simpleMessage(`t${i}`, `shadow-b-${i}`) });
+        assert.equal(viaB.data?.code, 250);
+      }
+      await primary.waitForMessages(delivered + 20, 60_000);
+      // Site B holds site A's copies, sourced through site A's domain over the leafnode.
+      const nc = await connect({ servers: siteB.urls, authenticator: seedAuth(credsB.relaySeed) });
+      try {
+        const jsm = await jetstreamManager(nc);
+        await eventually(
+          "site A's shadow copies at site B",
+          async () => {
+            const info = await jsm.streams.info("MXW_PEER_site-a", { subjects_filter: ">" }).catch(() => undefined);
+            return Object.keys(info?.state.subjects ?? {}).filter((subject) => subject.includes(".shadow.copy.")).length >= 10;
+          },
+          60_000,
+        );
+      } finally {
+        await nc.close();
+      }
+      assert.equal(violations() - before, 0, "the relays never stepped outside their permissions");
+      assert.equal(primary.messages.length, delivered + 20, "each message delivered once");
+    } finally {
+      await relayB.stop();
+    }
+  });
 });
