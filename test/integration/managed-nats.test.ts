@@ -13,7 +13,7 @@ import { after, before, describe, it } from "node:test";
 import { jetstream, jetstreamManager, RetentionPolicy } from "@nats-io/jetstream";
 import { connect, nkeyAuthenticator, nkeys, type NatsConnection } from "@nats-io/transport-node";
 import type { RelaySite } from "#api";
-import { siteNatsConfig, type NatsCredentials, type NatsPeer } from "../../operator/src/render/nats-objects.ts";
+import { CLUSTER_AUTH_FILE, clusterAuthConfig, siteNatsConfig, type NatsCredentials, type NatsPeer } from "../../operator/src/render/nats-objects.ts";
 import { findNatsServer } from "../../relay/src/queue/index.ts";
 import { TestProcess } from "../harness/child.ts";
 import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
@@ -31,6 +31,7 @@ function credentials(): NatsCredentials {
     leafnodeSeed: seedOf(leaf),
     leafnodePublicKey: leaf.getPublicKey(),
     encryptionKey: "0123456789abcdef".repeat(4),
+    routePassword: "fedcba9876543210".repeat(3),
   };
 }
 
@@ -86,9 +87,6 @@ class LocalSite {
       .replace('"0.0.0.0:6222"', `"127.0.0.1:${server.routePort}"`)
       .replace('"0.0.0.0:7422"', `"127.0.0.1:${server.leafnodePort}"`)
       .replace('"/data/jetstream"', JSON.stringify(join(this.dir, server.name, "jetstream")));
-    this.servers.forEach((other, j) => {
-      text = text.replace(`nats-route://mxwarden-nats-${j}.mxwarden-nats-routes.mxwarden.svc:6222`, `nats-route://127.0.0.1:${other.routePort}`);
-    });
     assert.ok(!text.includes("0.0.0.0") && !text.includes(".svc:"), `every address made local:\n${text}`);
     return text;
   }
@@ -99,6 +97,9 @@ class LocalSite {
         mkdirSync(join(this.dir, server.name), { recursive: true });
         const file = join(this.dir, server.name, "nats.conf");
         writeFileSync(file, this.localise(config, i));
+        // The routes' file the Secret projects next to nats.conf, with the servers' local route ports.
+        const routes = this.servers.map((other) => `nats-route://127.0.0.1:${other.routePort}`);
+        writeFileSync(join(this.dir, server.name, CLUSTER_AUTH_FILE), clusterAuthConfig(routes, this.credentials.routePassword));
         server.process = new TestProcess(findNatsServer(), ["-c", file], {
           env: { ...process.env, POD_NAME: server.name, MXW_LEAFNODE_SEED: this.credentials.leafnodeSeed, MXW_JETSTREAM_KEY: this.credentials.encryptionKey },
           logFile: join(this.dir, server.name, "nats.log"),
@@ -234,6 +235,30 @@ describe("the operator's managed NATS, run from its rendered nats.conf", () => {
       connect({ servers: siteA.urls, maxReconnectAttempts: 0, reconnect: false, authenticator: seedAuth(credsB.relaySeed) }),
       /Authorization Violation/i,
     );
+  });
+
+  it("refuses a server that dials a route without the routes' password", async () => {
+    const rogueDir = join(dir.path, "rogue");
+    mkdirSync(rogueDir, { recursive: true });
+    const target = siteA.servers[0] as LocalServer;
+    const config = join(rogueDir, "nats.conf");
+    writeFileSync(
+      config,
+      `listen: "127.0.0.1:${await freePort()}"\ncluster { name: "mxwarden-site-a", listen: "127.0.0.1:${await freePort()}", routes: ["nats-route://127.0.0.1:${target.routePort}"] }\n`,
+    );
+    const rogue = new TestProcess(findNatsServer(), ["-c", config], { logFile: join(rogueDir, "nats.log") });
+    try {
+      await rogue.waitForLine(/Server is ready/);
+      const log = join(siteA.dir, target.name, "nats.log");
+      await eventually("the route refused", () => /rid:\d+ - (authentication error|Authorization Violation)/i.test(readFileSync(log, "utf8")), 30_000);
+      const routez = await siteA.monitor<{ num_routes: number; routes: Array<{ remote_name?: string }> }>("/routez");
+      assert.ok(
+        routez.routes.every((route) => route.remote_name?.startsWith("mxwarden-nats-")),
+        JSON.stringify(routez.routes.map((r) => r.remote_name)),
+      );
+    } finally {
+      await rogue.stop();
+    }
   });
 
   it("keeps the relays' user inside its permissions", async () => {

@@ -5,12 +5,15 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError, relaySiteSpecSchema, validate, type RelaySite } from "#api";
 import { nkeys } from "@nats-io/transport-node";
 import {
+  CLUSTER_AUTH_FILE,
+  clusterAuthConfig,
   dialsPeer,
+  siteRoutes,
   NATS_NAME,
   NATS_RELAY_SECRET,
   NATS_SERVER_SECRET,
@@ -51,7 +54,14 @@ function user(): { seed: string; publicKey: string } {
 function credentials(): NatsCredentials {
   const relay = user();
   const leaf = user();
-  return { relaySeed: relay.seed, relayPublicKey: relay.publicKey, leafnodeSeed: leaf.seed, leafnodePublicKey: leaf.publicKey, encryptionKey: "k".repeat(64) };
+  return {
+    relaySeed: relay.seed,
+    relayPublicKey: relay.publicKey,
+    leafnodeSeed: leaf.seed,
+    leafnodePublicKey: leaf.publicKey,
+    encryptionKey: "k".repeat(64),
+    routePassword: "r".repeat(48),
+  };
 }
 
 function managedSite(name: string, managed: NonNullable<RelaySite["spec"]["nats"]["managed"]>, domain: string | undefined = name): RelaySite {
@@ -98,9 +108,13 @@ interface StatefulSet {
 }
 
 /** `nats-server -t` on a rendered configuration, with the environment its pods give it. */
-function checkWithNatsServer(config: string, dir: string, env: Record<string, string> = {}): string {
-  const file = join(dir, `nats-${Math.random().toString(36).slice(2)}.conf`);
+function checkWithNatsServer(config: string, dir: string, env: Record<string, string> = {}, routes: string[] = []): string {
+  // Each configuration in a directory of its own, with the routes' file it includes next to it.
+  const own = join(dir, Math.random().toString(36).slice(2));
+  mkdirSync(own);
+  const file = join(own, "nats.conf");
   writeFileSync(file, config);
+  writeFileSync(join(own, CLUSTER_AUTH_FILE), clusterAuthConfig(routes, creds.routePassword));
   const result = spawnSync(findNatsServer(), ["-t", "-c", file], {
     encoding: "utf8",
     env: { PATH: process.env.PATH ?? "", POD_NAME: "mxwarden-nats-0", MXW_LEAFNODE_SEED: creds.leafnodeSeed, MXW_JETSTREAM_KEY: creds.encryptionKey, ...env },
@@ -152,7 +166,14 @@ describe("managed NATS objects", () => {
     // The encryption key reaches the server from its Secret, never through the ConfigMap.
     assert.deepEqual(nats.env.find((e) => e.name === "MXW_JETSTREAM_KEY")?.valueFrom?.secretKeyRef, { name: NATS_SERVER_SECRET, key: "encryption.key" });
     const config = (find(objects, "ConfigMap", NATS_NAME).data as Record<string, string>)["nats.conf"] as string;
-    assert.ok(!config.includes(creds.encryptionKey) && !config.includes(creds.relaySeed) && !config.includes(creds.leafnodeSeed), "no secret in the ConfigMap");
+    for (const secret of [creds.encryptionKey, creds.relaySeed, creds.leafnodeSeed, creds.routePassword])
+      assert.ok(!config.includes(secret), "no secret in the ConfigMap");
+    assert.match(config, /cluster \{[^}]*include "cluster-auth\.conf"/);
+    // The routes and their password come from the servers' Secret, projected next to nats.conf.
+    const serverSecret = find(objects, "Secret", NATS_SERVER_SECRET) as { data: Record<string, string> };
+    const clusterAuth = Buffer.from(serverSecret.data["cluster-auth.conf"] as string, "base64").toString();
+    assert.match(clusterAuth, new RegExp(`nats-route://mxwarden-route:${creds.routePassword}@mxwarden-nats-2\\.mxwarden-nats-routes\\.mxwarden\\.svc:6222`));
+    assert.match(clusterAuth, /authorization \{ user: "mxwarden-route"/);
     assert.ok(config.includes(creds.relayPublicKey));
     find(objects, "PodDisruptionBudget", NATS_NAME);
     const routes = find(objects, "Service", "mxwarden-nats-routes") as { spec: { clusterIP: string; publishNotReadyAddresses: boolean } };
@@ -311,7 +332,7 @@ describe("every rendered nats.conf passes nats-server -t", () => {
       // The pod's paths, here: the store and the TLS files the Secret mount would hold.
       config = config.replaceAll("/data/jetstream", join(dir.path, "store")).replaceAll("/etc/nats-tls/tls.key", join(pki, "server.key"));
       config = config.replaceAll("/etc/nats-tls/tls.crt", join(pki, "server.crt")).replaceAll("/etc/nats-tls/ca.crt", join(pki, "ca.crt"));
-      const out = checkWithNatsServer(config, dir.path);
+      const out = checkWithNatsServer(config, dir.path, {}, siteRoutes(site, "mxwarden"));
       assert.match(out, /configuration file .* is valid/);
     });
   }

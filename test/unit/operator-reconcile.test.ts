@@ -226,7 +226,7 @@ describe("site reconcile (fake clusters)", () => {
     });
     await world.sites.reconcile("site-a");
     const keys = world.mgmt.peek<Unstructured & { data: Record<string, string> }>(Resources.Secret, "mxwarden-system", "mxwarden-nats-site-a");
-    assert.deepEqual(Object.keys(keys?.data ?? {}).sort(), ["encryption.key", "leafnode.seed", "relay.seed"]);
+    assert.deepEqual(Object.keys(keys?.data ?? {}).sort(), ["encryption.key", "leafnode.seed", "relay.seed", "route.password"]);
     assert.ok(world.mgmt.peek(Resources.Secret, "mxwarden-system", "mxwarden-nats-site-b"), "the peer's keys too: its leafnode user is needed");
     assert.ok(world.siteCluster.peek(Resources.StatefulSet, RELAY_NS, "mxwarden-nats"));
     const relaySecret = world.siteCluster.peek<Unstructured & { data: Record<string, string> }>(Resources.Secret, RELAY_NS, "mxwarden-nats-relay");

@@ -1,5 +1,5 @@
-// The keys of a site's managed NATS: the relays' and the leafnode's nkey users and the store's
-// encryption key. Generated once, at the first reconcile, and kept in a Secret in the operator's
+// The keys of a site's managed NATS: the relays' and the leafnode's nkey users, the store's
+// encryption key and the routes' password. Generated once, at the first reconcile, and kept in a Secret in the operator's
 // namespace (mxwarden-nats-<site>): the management cluster is where every site's public keys meet,
 // which the other sites' leafnode configurations need. renderNats copies what each pod needs into
 // the site's namespace. A key is never logged and never changed by the operator: deleting a key
@@ -15,6 +15,7 @@ import type { NatsCredentials } from "../render/nats-objects.ts";
 const RELAY_SEED = "relay.seed";
 const LEAFNODE_SEED = "leafnode.seed";
 const ENCRYPTION_KEY = "encryption.key";
+const ROUTE_PASSWORD = "route.password";
 
 export function natsCredentialsSecretName(siteName: string): string {
   return `mxwarden-nats-${siteName}`;
@@ -51,15 +52,17 @@ export async function ensureNatsCredentials(client: KubeClient, namespace: strin
     const relaySeed = decode(stored?.[RELAY_SEED]);
     const leafnodeSeed = decode(stored?.[LEAFNODE_SEED]);
     const encryptionKey = decode(stored?.[ENCRYPTION_KEY]);
+    const routePassword = decode(stored?.[ROUTE_PASSWORD]);
     const relayPublicKey = relaySeed === undefined ? undefined : publicKeyOf(relaySeed);
     const leafnodePublicKey = leafnodeSeed === undefined ? undefined : publicKeyOf(leafnodeSeed);
-    if (relaySeed && relayPublicKey && leafnodeSeed && leafnodePublicKey && encryptionKey)
-      return { relaySeed, relayPublicKey, leafnodeSeed, leafnodePublicKey, encryptionKey };
+    if (relaySeed && relayPublicKey && leafnodeSeed && leafnodePublicKey && encryptionKey && routePassword)
+      return { relaySeed, relayPublicKey, leafnodeSeed, leafnodePublicKey, encryptionKey, routePassword };
     // A missing or unreadable key is made anew; the keys that are good stay.
     const data = {
       [RELAY_SEED]: encode(relaySeed && relayPublicKey ? relaySeed : newUserSeed()),
       [LEAFNODE_SEED]: encode(leafnodeSeed && leafnodePublicKey ? leafnodeSeed : newUserSeed()),
       [ENCRYPTION_KEY]: encode(encryptionKey || randomBytes(32).toString("hex")),
+      [ROUTE_PASSWORD]: encode(routePassword || randomBytes(24).toString("hex")),
     };
     try {
       if (stored === undefined) {

@@ -6,7 +6,8 @@
 //
 // Authentication: one account (MXW) holds everything mxwarden stores. The relays log in as one nkey
 // user with the permissions relayNatsPermissions() lists; the other sites' servers log in as their
-// leafnode nkey users. Nobody logs in without a key. Secrets never appear in the ConfigMap: the
+// leafnode nkey users. Nobody logs in without a key, and the servers' routes log in to each other
+// with a password. Secrets never appear in the ConfigMap: the
 // servers read the leafnode seed and the encryption key from environment variables set from a Secret.
 
 import { createHash } from "node:crypto";
@@ -30,6 +31,12 @@ export const NATS_MONITOR_PORT = 8222;
 export const RELAY_SEED_KEY = "nkey.seed";
 export const LEAFNODE_SEED_KEY = "leafnode.seed";
 export const ENCRYPTION_KEY_KEY = "encryption.key";
+/**
+ * The routes with their password, included by nats.conf from the servers' Secret: without it any
+ * pod that reaches port 6222 could join the cluster as a route and bypass every user's permissions.
+ */
+export const CLUSTER_AUTH_FILE = "cluster-auth.conf";
+const ROUTE_USER = "mxwarden-route";
 const LEAFNODE_SEED_VAR = "MXW_LEAFNODE_SEED";
 const ENCRYPTION_KEY_VAR = "MXW_JETSTREAM_KEY";
 const CONFIG_MOUNT = "/etc/nats";
@@ -46,6 +53,8 @@ export interface NatsCredentials {
   leafnodePublicKey: string;
   /** Key of the JetStream store's encryption at rest. */
   encryptionKey: string;
+  /** Password the servers' routes log in to each other with. */
+  routePassword: string;
 }
 
 /** Another site with managed NATS, as this site's leafnode links need it. */
@@ -71,7 +80,8 @@ export interface NatsServerConfigInput {
   domain?: string | undefined;
   /** Encrypt the store with the key in this environment variable. */
   encryptionKeyVar?: string | undefined;
-  cluster?: { name: string; port: number; routes: string[] } | undefined;
+  /** The routes and their credentials come from `authInclude`, a file next to nats.conf (clusterAuthConfig()). */
+  cluster?: { name: string; port: number; authInclude: string } | undefined;
   relayUser: { publicKey: string; permissions: NatsPermissions };
   /** Public keys of the other sites' leafnode users that may connect here. */
   leafnodeUsers: string[];
@@ -125,7 +135,7 @@ export function natsServerConfig(input: NatsServerConfigInput): string {
       "cluster {",
       `  name: ${q(input.cluster.name)}`,
       `  listen: ${q(`${input.host}:${input.cluster.port}`)}`,
-      `  routes: ${list(input.cluster.routes)}`,
+      `  include ${q(input.cluster.authInclude)}`,
       "}",
     );
   }
@@ -148,6 +158,23 @@ export function natsServerConfig(input: NatsServerConfigInput): string {
     lines.push("}");
   }
   return `${lines.join("\n")}\n`;
+}
+
+/** The file nats.conf's cluster block includes: the route user, and the routes that log in as it. */
+export function clusterAuthConfig(routes: string[], password: string): string {
+  const withPassword = routes.map((route) => route.replace("://", `://${ROUTE_USER}:${password}@`));
+  return [
+    "# Rendered by the mxwarden operator; the route password is secret: this file comes from a Secret.",
+    `authorization { user: ${q(ROUTE_USER)}, password: ${q(password)} }`,
+    `routes: ${list(withPassword)}`,
+    "",
+  ].join("\n");
+}
+
+/** The route URLs of a site's servers, one stable DNS name each (the headless Service). */
+export function siteRoutes(site: RelaySite, namespace: string): string[] {
+  const replicas = site.spec.nats.managed?.replicas ?? DEFAULT_NATS_REPLICAS;
+  return Array.from({ length: replicas }, (_, i) => `nats-route://${NATS_NAME}-${i}.${NATS_ROUTES_SERVICE}.${namespace}.svc:${NATS_ROUTE_PORT}`);
 }
 
 function tlsBlock(tls: { certFile: string; keyFile: string; caFile: string }, indent: string): string[] {
@@ -225,14 +252,7 @@ export function siteNatsConfig(site: RelaySite, namespace: string, options: Nats
     storeDir: `${DATA_MOUNT}/jetstream`,
     domain,
     encryptionKeyVar: spec.encryption ? ENCRYPTION_KEY_VAR : undefined,
-    cluster:
-      replicas > 1
-        ? {
-            name: `mxwarden-${site.metadata.name}`,
-            port: NATS_ROUTE_PORT,
-            routes: Array.from({ length: replicas }, (_, i) => `nats-route://${NATS_NAME}-${i}.${NATS_ROUTES_SERVICE}.${namespace}.svc:${NATS_ROUTE_PORT}`),
-          }
-        : undefined,
+    cluster: replicas > 1 ? { name: `mxwarden-${site.metadata.name}`, port: NATS_ROUTE_PORT, authInclude: CLUSTER_AUTH_FILE } : undefined,
     relayUser: { publicKey: options.credentials.relayPublicKey, permissions: relayNatsPermissions(sites) },
     leafnodeUsers: dialling.map((peer) => peer.leafnodePublicKey),
     leafnodePort: spec.leafnode ? (spec.leafnode.port ?? DEFAULT_LEAFNODE_PORT) : undefined,
@@ -250,13 +270,25 @@ export function renderNats(site: RelaySite, namespace: string, options: NatsRend
   const selector = natsLabels(site);
   const replicas = spec.replicas ?? DEFAULT_NATS_REPLICAS;
   const config = siteNatsConfig(site, namespace, options);
+  const clusterAuth = clusterAuthConfig(siteRoutes(site, namespace), options.credentials.routePassword);
   const leafnodePort = spec.leafnode ? (spec.leafnode.port ?? DEFAULT_LEAFNODE_PORT) : undefined;
   const { credentials } = options;
   const secretEnv = (name: string, key: string): unknown => ({ name, valueFrom: { secretKeyRef: { name: NATS_SERVER_SECRET, key } } });
   const env: unknown[] = [{ name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } }];
   if (config.includes(`$${LEAFNODE_SEED_VAR}`)) env.push(secretEnv(LEAFNODE_SEED_VAR, LEAFNODE_SEED_KEY));
   if (spec.encryption) env.push(secretEnv(ENCRYPTION_KEY_VAR, ENCRYPTION_KEY_KEY));
-  const volumes: unknown[] = [{ name: "config", configMap: { name: NATS_NAME } }];
+  // nats.conf from the ConfigMap and, next to it, the routes' credentials from the Secret.
+  const volumes: unknown[] = [
+    {
+      name: "config",
+      projected: {
+        sources: [
+          { configMap: { name: NATS_NAME, items: [{ key: "nats.conf", path: "nats.conf" }] } },
+          { secret: { name: NATS_SERVER_SECRET, items: [{ key: CLUSTER_AUTH_FILE, path: CLUSTER_AUTH_FILE }] } },
+        ],
+      },
+    },
+  ];
   const mounts: unknown[] = [
     { name: "config", mountPath: CONFIG_MOUNT, readOnly: true },
     { name: "data", mountPath: DATA_MOUNT },
@@ -280,7 +312,11 @@ export function renderNats(site: RelaySite, namespace: string, options: NatsRend
       kind: "Secret",
       metadata: { name: NATS_SERVER_SECRET, namespace, labels },
       type: "Opaque",
-      data: { [LEAFNODE_SEED_KEY]: base64(credentials.leafnodeSeed), [ENCRYPTION_KEY_KEY]: base64(credentials.encryptionKey) },
+      data: {
+        [LEAFNODE_SEED_KEY]: base64(credentials.leafnodeSeed),
+        [ENCRYPTION_KEY_KEY]: base64(credentials.encryptionKey),
+        [CLUSTER_AUTH_FILE]: base64(clusterAuth),
+      },
     },
     {
       apiVersion: "v1",
@@ -323,7 +359,7 @@ export function renderNats(site: RelaySite, namespace: string, options: NatsRend
           metadata: {
             labels,
             // nats.conf is read at start: a changed configuration rolls the servers one at a time.
-            annotations: { "mxwarden.io/config-hash": createHash("sha256").update(config).digest("hex").slice(0, 16) },
+            annotations: { "mxwarden.io/config-hash": createHash("sha256").update(config).update(clusterAuth).digest("hex").slice(0, 16) },
           },
           spec: {
             terminationGracePeriodSeconds: TERMINATION_GRACE_SECONDS,
