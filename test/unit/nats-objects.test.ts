@@ -5,7 +5,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError, relaySiteSpecSchema, validate, type RelaySite } from "#api";
 import { nkeys } from "@nats-io/transport-node";
@@ -33,7 +33,8 @@ import { selfSigned } from "../harness/pki.ts";
 import { FakeKubeClient } from "../harness/fake-kube-client.ts";
 import { ensureNatsCredentials, natsCredentialsSecretName } from "../../operator/src/controller/nats-credentials.ts";
 import { Resources } from "../../operator/src/kube/resources.ts";
-import { tempDir } from "../harness/workspace.ts";
+import { repoRoot, tempDir } from "../harness/workspace.ts";
+import { DEFAULT_NATS_IMAGE } from "../../operator/src/cli.ts";
 
 /** The RelaySite schema's verdict, as the relay's validator (the CEL rules' predicate twins) gives it: "" when accepted. */
 function validateRelaySite(spec: unknown): string {
@@ -360,5 +361,17 @@ describe("the site's NATS keys (nats-credentials.ts)", () => {
     assert.notEqual(rotated.relaySeed, first.relaySeed);
     assert.equal(rotated.leafnodeSeed, first.leafnodeSeed);
     assert.equal(rotated.encryptionKey, first.encryptionKey);
+  });
+});
+
+describe("the default nats-server image", () => {
+  it("is the version the project pins and tests (Makefile), in the operator and the chart alike", () => {
+    const pinned = /^NATS_SERVER_VERSION\s*:=\s*v(\S+)/m.exec(readFileSync(join(repoRoot, "Makefile"), "utf8"))?.[1];
+    assert.ok(pinned);
+    assert.equal(DEFAULT_NATS_IMAGE, `docker.io/library/nats:${pinned}`);
+    assert.match(
+      readFileSync(join(repoRoot, "charts/mxwarden/values.yaml"), "utf8"),
+      new RegExp(`^natsImage: ${DEFAULT_NATS_IMAGE.replaceAll(".", "\\.")}$`, "m"),
+    );
   });
 });
