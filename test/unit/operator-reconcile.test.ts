@@ -245,6 +245,27 @@ describe("site reconcile (fake clusters)", () => {
     assert.deepEqual(again?.data, keys?.data, "the keys stay");
   });
 
+  it("names a missing or incomplete NATS TLS Secret on NatsReady and Ready", async () => {
+    const world = new World();
+    world.site({ nats: { domain: "site-a", managed: { tls: { secretName: "nats-tls" } } } });
+    await world.sites.reconcile("site-a");
+    assert.equal(condition(world.getSite(), "NatsReady")?.reason, "TlsSecretMissing");
+    assert.match(condition(world.getSite(), "Ready")?.message ?? "", /spec\.nats\.managed\.tls\.secretName/);
+    world.siteCluster.seed(Resources.Secret, {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "nats-tls", namespace: RELAY_NS },
+      type: "kubernetes.io/tls",
+      data: { "tls.crt": "Y2VydA==", "tls.key": "a2V5" },
+    });
+    await world.sites.reconcile("site-a");
+    assert.equal(condition(world.getSite(), "NatsReady")?.reason, "TlsSecretInvalid");
+    assert.match(condition(world.getSite(), "NatsReady")?.message ?? "", /ca\.crt/);
+    await world.siteCluster.mergePatch(Resources.Secret, RELAY_NS, "nats-tls", { data: { "ca.crt": "Y2E=" } });
+    await world.sites.reconcile("site-a");
+    assert.equal(condition(world.getSite(), "NatsReady")?.reason, "NatsServersNotReady");
+  });
+
   it("marks an unreachable site False and keeps what it knew of the relays", async () => {
     const world = new World();
     world.site();

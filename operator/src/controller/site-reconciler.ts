@@ -171,11 +171,24 @@ export class SiteReconciler {
       },
       now,
     );
-    if (natsReadiness) conditions = setCondition(conditions, { type: "NatsReady", ...natsReadiness, observedGeneration: generation }, now);
+    // The managed servers and the relays (its ca.crt) mount the NATS TLS Secret: without it neither starts.
+    const natsTls = site.spec.nats.managed?.tls;
+    const natsTlsProblem = natsTls
+      ? await this.tlsSecretProblem(name, connection.client, namespace, natsTls.secretName, {
+          field: "spec.nats.managed.tls.secretName",
+          keys: ["tls.crt", "tls.key", "ca.crt"],
+          pods: "nats-server and relay pods",
+        })
+      : undefined;
+    if (natsReadiness) conditions = setCondition(conditions, { type: "NatsReady", ...(natsTlsProblem ?? natsReadiness), observedGeneration: generation }, now);
     const wanted = site.spec.replicas ?? DEFAULT_RELAY_REPLICAS;
     // A relay pod cannot start without its TLS Secret (it waits in ContainerCreating): name the cause.
     const tlsProblem = site.spec.tls ? await this.tlsSecretProblem(name, connection.client, namespace, site.spec.tls.secretName) : undefined;
-    conditions = setCondition(conditions, { type: "Ready", ...(tlsProblem ?? relayReadiness(readyRelays, wanted)), observedGeneration: generation }, now);
+    conditions = setCondition(
+      conditions,
+      { type: "Ready", ...(tlsProblem ?? natsTlsProblem ?? relayReadiness(readyRelays, wanted)), observedGeneration: generation },
+      now,
+    );
     await this.writeStatus(site, {
       observedGeneration: generation,
       conditions,
@@ -231,6 +244,7 @@ export class SiteReconciler {
     client: KubeClient,
     namespace: string,
     secretName: string,
+    use: { field: string; keys: string[]; pods: string } = { field: "spec.tls.secretName", keys: ["tls.crt", "tls.key"], pods: "relay pods" },
   ): Promise<Omit<ConditionInput, "type"> | undefined> {
     let secret: Unstructured & { data?: Record<string, string> };
     try {
@@ -240,7 +254,7 @@ export class SiteReconciler {
         return {
           status: "False",
           reason: "TlsSecretMissing",
-          message: `Secret ${namespace}/${secretName} (spec.tls.secretName) does not exist: relay pods cannot start until it is created in the relays' namespace`,
+          message: `Secret ${namespace}/${secretName} (${use.field}) does not exist: ${use.pods} cannot start until it is created in the relays' namespace`,
         };
       }
       if (!(err instanceof ApiError && err.code === 403)) throw err;
@@ -253,12 +267,12 @@ export class SiteReconciler {
       this.tlsUncheckable.add(siteName);
       return undefined;
     }
-    const missing = ["tls.crt", "tls.key"].filter((key) => !secret.data?.[key]);
+    const missing = use.keys.filter((key) => !secret.data?.[key]);
     if (missing.length > 0)
       return {
         status: "False",
         reason: "TlsSecretInvalid",
-        message: `Secret ${namespace}/${secretName} has no ${missing.join(" or ")}: it must be a kubernetes.io/tls Secret`,
+        message: `Secret ${namespace}/${secretName} (${use.field}) has no ${missing.join(" or ")}: it must be a kubernetes.io/tls Secret${use.keys.includes("ca.crt") ? " with its CA" : ""}`,
       };
     return undefined;
   }
