@@ -16,6 +16,7 @@ import type { RelaySite } from "#api";
 import { CLUSTER_AUTH_FILE, clusterAuthConfig, siteNatsConfig, type NatsCredentials, type NatsPeer } from "../../operator/src/render/nats-objects.ts";
 import { findNatsServer } from "../../relay/src/queue/index.ts";
 import { TestProcess } from "../harness/child.ts";
+import { issue, SERVER_AUTH, selfSigned } from "../harness/pki.ts";
 import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
 import { sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
 import { TestPrimary } from "../harness/test-primary.ts";
@@ -365,5 +366,77 @@ describe("the operator's managed NATS, run from its rendered nats.conf", () => {
     } finally {
       await relayB.stop();
     }
+  });
+});
+
+describe("the managed NATS with TLS (spec.nats.managed.tls), from its rendered nats.conf", () => {
+  const dir = tempDir("managed-nats-tls");
+  const creds = credentials();
+  let site: LocalSite;
+  let primary: TestPrimary | undefined;
+  let relay: RelayProcess | undefined;
+  const pki = join(dir.path, "pki");
+
+  before(async () => {
+    // What cert-manager would put in the Secret: the server's certificate and key, and the CA.
+    mkdirSync(pki, { recursive: true });
+    selfSigned(pki, "ca", "/CN=mxwarden-test-ca", 2, ["basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign"]);
+    issue(pki, "tls", "/CN=mxwarden-nats", 2, `${SERVER_AUTH}subjectAltName=DNS:localhost,IP:127.0.0.1\n`);
+    site = await LocalSite.allocate(join(dir.path, "site"), 1, creds);
+    const config = siteNatsConfig(
+      {
+        apiVersion: "mxwarden.io/v1alpha1",
+        kind: "RelaySite",
+        metadata: { name: "site-t" },
+        spec: { hostname: "t.example.net", nats: { domain: "site-t", managed: { replicas: 1, tls: { secretName: "nats-tls" } } } },
+      },
+      "mxwarden",
+      { natsImage: "n", credentials: creds, peers: [] },
+    )
+      .replace('"/etc/nats-tls/tls.crt"', JSON.stringify(join(pki, "tls.crt")))
+      .replace('"/etc/nats-tls/tls.key"', JSON.stringify(join(pki, "tls.key")))
+      .replace('"/etc/nats-tls/ca.crt"', JSON.stringify(join(pki, "ca.crt")));
+    await site.start(config);
+  });
+
+  after(async () => {
+    await relay?.stop();
+    await primary?.close();
+    await site?.stop();
+  });
+
+  it("speaks TLS only, with a certificate the site's CA vouches for", async () => {
+    const url = `tls://127.0.0.1:${site.servers[0]?.clientPort}`;
+    // Without the CA the client cannot verify the server.
+    await assert.rejects(connect({ servers: url, reconnect: false, authenticator: seedAuth(creds.relaySeed) }));
+    const nc = await connect({ servers: url, tls: { caFile: join(pki, "ca.crt") }, authenticator: seedAuth(creds.relaySeed) });
+    try {
+      assert.equal(nc.info?.tls_required, true);
+    } finally {
+      await nc.close();
+    }
+  });
+
+  it("carries mail for a relay with --nats-ca-file and the seed", async () => {
+    primary = await TestPrimary.start();
+    const relayDir = join(dir.path, "relay");
+    mkdirSync(relayDir, { recursive: true });
+    const seedFile = join(relayDir, "nkey.seed");
+    writeFileSync(seedFile, `${creds.relaySeed}\n`, { mode: 0o600 });
+    const domainsPath = join(relayDir, "domains.yaml");
+    writeDomains(domainsPath, [{ domain: "tls.example", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] } }]);
+    relay = await RelayProcess.start({
+      dir: relayDir,
+      domainsPath,
+      nats: `tls://127.0.0.1:${site.servers[0]?.clientPort}`,
+      args: ["--nats-nkey-file", seedFile, "--nats-ca-file", join(pki, "ca.crt"), "--site", "site-t"],
+    });
+    await relay.ready(60_000);
+    for (let i = 0; i < 5; i++) {
+      const { data } = await sendMail(relay.smtpPort, { from: "alice@sender.test", to: ["bob@tls.example"], body: simpleMessage(`t${i}`, `tls-${i}`) });
+      assert.equal(data?.code, 250);
+    }
+    await primary.waitForMessages(5, 60_000);
+    assert.equal(primary.messages.length, 5);
   });
 });
