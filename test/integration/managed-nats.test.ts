@@ -82,7 +82,7 @@ class LocalSite {
   /** The rendered configuration as server `i` runs it here. */
   localise(config: string, i: number): string {
     const server = this.servers[i] as LocalServer;
-    let text = config
+    const text = config
       .replace('"0.0.0.0:4222"', `"127.0.0.1:${server.clientPort}"`)
       .replace('"0.0.0.0:8222"', `"127.0.0.1:${server.monitorPort}"`)
       .replace('"0.0.0.0:6222"', `"127.0.0.1:${server.routePort}"`)
