@@ -151,8 +151,8 @@ describe("the operator's managed NATS, run from its rendered nats.conf", () => {
     const specB = site("site-b", { replicas: 1, leafnode: {} });
     const peerOfA: NatsPeer = { domain: "site-a", advertise: advertiseA, leafnodePublicKey: credsA.leafnodePublicKey, tls: false };
     const peerOfB: NatsPeer = { domain: "site-b", advertise: undefined, leafnodePublicKey: credsB.leafnodePublicKey, tls: false };
-    configA = siteNatsConfig(specA, "mxwarden", { natsImage: "n", credentials: credsA, peers: [peerOfB] });
-    const configB = siteNatsConfig(specB, "mxwarden", { natsImage: "n", credentials: credsB, peers: [peerOfA] });
+    configA = siteNatsConfig(specA, { natsImage: "n", credentials: credsA, peers: [peerOfB] });
+    const configB = siteNatsConfig(specB, { natsImage: "n", credentials: credsB, peers: [peerOfA] });
     await siteA.start(configA);
     await siteB.start(configB);
   });
@@ -390,7 +390,6 @@ describe("the managed NATS with TLS (spec.nats.managed.tls), from its rendered n
         metadata: { name: "site-t" },
         spec: { hostname: "t.example.net", nats: { domain: "site-t", managed: { replicas: 1, tls: { secretName: "nats-tls" } } } },
       },
-      "mxwarden",
       { natsImage: "n", credentials: creds, peers: [] },
     )
       .replace('"/etc/nats-tls/tls.crt"', JSON.stringify(join(pki, "tls.crt")))

@@ -257,12 +257,12 @@ describe("leafnode links between sites", () => {
     const siteA = managedSite("site-a", { leafnode: { advertise: "a.example:7422" } });
     const siteB = managedSite("site-b", { leafnode: { advertise: "b.example:7422", serviceType: "LoadBalancer" } });
     const credsB = credentials();
-    const configA = siteNatsConfig(siteA, "mxwarden", {
+    const configA = siteNatsConfig(siteA, {
       natsImage: "n",
       credentials: creds,
       peers: [{ ...peerB, advertise: "b.example:7422", leafnodePublicKey: credsB.leafnodePublicKey }],
     });
-    const configB = siteNatsConfig(siteB, "mxwarden", {
+    const configB = siteNatsConfig(siteB, {
       natsImage: "n",
       credentials: credsB,
       peers: [{ domain: "site-a", advertise: "a.example:7422", leafnodePublicKey: creds.leafnodePublicKey, tls: false }],
@@ -329,7 +329,7 @@ describe("every rendered nats.conf passes nats-server -t", () => {
   ];
   for (const [name, site, peers] of variants) {
     it(name, () => {
-      let config = siteNatsConfig(site, "mxwarden", { natsImage: "n", credentials: creds, peers });
+      let config = siteNatsConfig(site, { natsImage: "n", credentials: creds, peers });
       // The pod's paths, here: the store and the TLS files the Secret mount would hold.
       config = config.replaceAll("/data/jetstream", join(dir.path, "store")).replaceAll("/etc/nats-tls/tls.key", join(pki, "server.key"));
       config = config.replaceAll("/etc/nats-tls/tls.crt", join(pki, "server.crt")).replaceAll("/etc/nats-tls/ca.crt", join(pki, "ca.crt"));
@@ -339,7 +339,7 @@ describe("every rendered nats.conf passes nats-server -t", () => {
   }
 
   it("and nats-server refuses a configuration without the seed its remotes read", () => {
-    const config = siteNatsConfig(managedSite("site-a", {}), "mxwarden", { natsImage: "n", credentials: creds, peers: [peerB] });
+    const config = siteNatsConfig(managedSite("site-a", {}), { natsImage: "n", credentials: creds, peers: [peerB] });
     assert.throws(() => checkWithNatsServer(config, dir.path, { MXW_LEAFNODE_SEED: "" }));
   });
 });

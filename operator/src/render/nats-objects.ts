@@ -235,7 +235,7 @@ export function managedNatsUrl(site: RelaySite, namespace: string): string {
 }
 
 /** The nats.conf every server of the site runs (server names come from $POD_NAME). */
-export function siteNatsConfig(site: RelaySite, namespace: string, options: NatsRenderOptions): string {
+export function siteNatsConfig(site: RelaySite, options: NatsRenderOptions): string {
   const spec = managed(site);
   const replicas = spec.replicas ?? DEFAULT_NATS_REPLICAS;
   const domain = site.spec.nats.domain;
@@ -269,7 +269,7 @@ export function renderNats(site: RelaySite, namespace: string, options: NatsRend
   const labels = commonLabels(site);
   const selector = natsLabels(site);
   const replicas = spec.replicas ?? DEFAULT_NATS_REPLICAS;
-  const config = siteNatsConfig(site, namespace, options);
+  const config = siteNatsConfig(site, options);
   const clusterAuth = clusterAuthConfig(siteRoutes(site, namespace), options.credentials.routePassword);
   const leafnodePort = spec.leafnode ? (spec.leafnode.port ?? DEFAULT_LEAFNODE_PORT) : undefined;
   const { credentials } = options;
