@@ -7,4 +7,4 @@ export { createLogger } from "./log.ts";
 export type { Logger } from "./log.ts";
 export { startHealthServer } from "./health-server.ts";
 export * from "./admin/index.ts";
-export { relayNatsPermissions, type NatsPermissions } from "./queue/nats-permissions.ts";
+export { relayNatsPermissions, type NatsPermissions } from "./nats-permissions.ts";

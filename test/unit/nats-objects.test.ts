@@ -24,7 +24,7 @@ import {
 import { renderSite, type RenderOptions } from "../../operator/src/render/site-objects.ts";
 import { siteDomainConfig } from "../../operator/src/render/domain-config.ts";
 import type { KubeObject } from "../../operator/src/render/kube-object.ts";
-import { relayNatsPermissions } from "../../relay/src/queue/nats-permissions.ts";
+import { relayNatsPermissions } from "../../relay/src/nats-permissions.ts";
 import { QueueLayout } from "../../relay/src/queue/layout.ts";
 import { GREYLIST_BUCKET } from "../../relay/src/filter/greylist.ts";
 import { PRIMARY_STATUS_BUCKET } from "../../relay/src/filter/monitoring-mode.ts";

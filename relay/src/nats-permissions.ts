@@ -4,9 +4,9 @@
 // test/unit/nats-objects.test.ts checks every subject layout.ts builds against it, and
 // test/integration/managed-nats.test.ts runs a relay under it.
 
-import { GREYLIST_BUCKET } from "../filter/greylist.ts";
-import { PRIMARY_STATUS_BUCKET } from "../filter/monitoring-mode.ts";
-import { RECIPIENT_CACHE_BUCKET } from "../filter/recipient-verify.ts";
+import { GREYLIST_BUCKET } from "./filter/greylist.ts";
+import { PRIMARY_STATUS_BUCKET } from "./filter/monitoring-mode.ts";
+import { RECIPIENT_CACHE_BUCKET } from "./filter/recipient-verify.ts";
 
 export interface NatsPermissions {
   publish: { allow: string[]; deny: string[] };
