@@ -342,7 +342,7 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", {
     const podsBefore = relayPods();
     const generationsBefore = await Promise.all(podsBefore.map(configGeneration));
     const configHash = (): string =>
-      kubectl(["-n", SITE_NS, "get", "configmap", "mxwarden-domains", "-o", "jsonpath={.metadata.annotations.mxwarden\\.io/config-hash}"]);
+      kubectl(["-n", SITE_NS, "get", "configmap", "mxwarden-domain-shards", "-o", "jsonpath={.metadata.annotations.mxwarden\\.io/config-hash}"]);
     const hashBefore = configHash();
     const applied = Date.now();
     kubectl(["apply", "-n", TEAM_NS, "-f", "-"], relayDomainManifest(NODE_IP, forward.port, "10Mi"));

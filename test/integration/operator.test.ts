@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { TestControlPlane } from "../harness/kube-control-plane.ts";
-import { ConfigMapSync } from "../harness/configmap-sync.ts";
+import { findObject, helmTemplate, refOf } from "../harness/helm.ts";
 import { OperatorProcess } from "../harness/operator-process.ts";
 import { RelayProcess } from "../harness/relay-process.ts";
 import { TestNatsServer } from "../harness/nats-server.ts";
@@ -53,7 +53,6 @@ describe("operator: two clusters, real relays", () => {
   let primary: TestPrimary;
   const nats: TestNatsServer[] = [];
   const relays: Record<string, RelayProcess> = {};
-  const syncs: ConfigMapSync[] = [];
   const operators: OperatorProcess[] = [];
 
   async function site(name: string): Promise<Site | undefined> {
@@ -101,13 +100,9 @@ describe("operator: two clusters, real relays", () => {
 
   async function startRelay(siteName: string, client: ApiClient, plane: TestControlPlane, natsServer: TestNatsServer): Promise<RelayProcess> {
     const dir = join(work.path, siteName);
-    const domainsDir = join(dir, "domains");
-    mkdirSync(domainsDir, { recursive: true });
-    const sync = new ConfigMapSync(client, RELAY_NS, "mxwarden-domains", domainsDir);
-    await sync.sync();
-    sync.start();
-    syncs.push(sync);
-    // The relay reports with the identity its ServiceAccount would have: the rendered Role is what lets it.
+    mkdirSync(dir, { recursive: true });
+    // The relay watches its domains and reports with the identity its ServiceAccount would have:
+    // the rendered Role and RoleBinding (to the chart's mxwarden-relay-domains) are what let it.
     const kubeconfig = join(dir, "relay-kubeconfig");
     writeFileSync(kubeconfig, plane.kubeconfigYamlFor(`system:serviceaccount:${RELAY_NS}:mxwarden-relay`, ["system:serviceaccounts"]));
     const deployment = await client.get<Deployment>(Resources.Deployment, RELAY_NS, "mxwarden-relay");
@@ -118,9 +113,9 @@ describe("operator: two clusters, real relays", () => {
       "--status-interval": "1s",
       "--probe-interval": "1s",
       "--shutdown-grace": "2s",
-    }).filter((arg) => !/^--(listen|metrics|domains|hostname)=/.test(arg));
+    }).filter((arg) => !/^--(listen|metrics|hostname)=/.test(arg));
     const hostname = deployment.spec.template.spec.containers[0]?.args.find((arg) => arg.startsWith("--hostname="))?.split("=")[1];
-    const relay = await RelayProcess.start({ dir, domainsPath: domainsDir, hostname: hostname ?? `${siteName}.test`, args });
+    const relay = await RelayProcess.start({ dir, hostname: hostname ?? `${siteName}.test`, args });
     await relay.ready();
     return relay;
   }
@@ -130,6 +125,9 @@ describe("operator: two clusters, real relays", () => {
     a = new ApiClient(clusterA.kubeConfig());
     b = new ApiClient(clusterB.kubeConfig());
     await clusterA.installCrds([join(repoRoot, "crds/relaydomains.mxwarden.io.yaml"), join(repoRoot, "crds/relaysites.mxwarden.io.yaml")]);
+    // What the chart installs in every site's cluster for the relays: reading their domain ConfigMaps.
+    const relayDomainsRole = findObject(helmTemplate("mxwarden", ["--set", "mode=siteAccess"]), "ClusterRole", "mxwarden-relay-domains") as Unstructured;
+    await Promise.all([a.apply(refOf(relayDomainsRole), relayDomainsRole), b.apply(refOf(relayDomainsRole), relayDomainsRole)]);
     primary = await TestPrimary.start();
     dns = await startDnsServer({
       [DOMAIN]: {
@@ -161,7 +159,6 @@ describe("operator: two clusters, real relays", () => {
   });
 
   after(async () => {
-    for (const sync of syncs) sync.stop();
     await Promise.all(Object.values(relays).map((relay) => relay.process.stop()));
     await Promise.all(operators.map((op) => op.stop()));
     await Promise.all(nats.map((server) => server.stop()));

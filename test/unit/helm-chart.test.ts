@@ -88,6 +88,7 @@ describe("Helm chart", () => {
       "ClusterRole/mxwarden-operator",
       "ClusterRole/mxwarden-operator-sites",
       "ClusterRole/mxwarden-queue-operator",
+      "ClusterRole/mxwarden-relay-domains",
       "ClusterRoleBinding/mxwarden-operator",
       "ClusterRoleBinding/mxwarden-operator-sites",
       "ConfigMap/mxwarden-operator-relay-rules",
@@ -220,13 +221,14 @@ describe("Helm chart", () => {
     const siteAccess = helmTemplate("mxwarden", ["--set", "mode=siteAccess"]);
     assert.deepEqual(kinds(siteAccess), [
       "ClusterRole/mxwarden-operator-sites",
+      "ClusterRole/mxwarden-relay-domains",
       "ClusterRoleBinding/mxwarden-operator-sites",
       "Secret/mxwarden-operator-token",
       "ServiceAccount/mxwarden-operator",
     ]);
     // The same rules in both places: what the operator does in a remote site is what it does locally.
     assert.deepEqual(
-      (findObject(siteAccess, "ClusterRole") as Rbac).rules,
+      (findObject(siteAccess, "ClusterRole", "mxwarden-operator-sites") as Rbac).rules,
       (findObject(helmTemplate(NS), "ClusterRole", "mxwarden-operator-sites") as Rbac).rules,
     );
   });

@@ -153,7 +153,7 @@ describe("site reconcile (fake clusters)", () => {
     const outcome = await world.sites.reconcile("site-a");
     assert.equal(outcome.requeueAfterMs, POLL_MS, "polls the site for relay readiness and reports");
     assert.deepEqual(world.getSite()?.metadata.finalizers, [SITE_FINALIZER]);
-    const domains = world.siteCluster.peek<ConfigMap>(Resources.ConfigMap, RELAY_NS, "mxwarden-domains");
+    const domains = world.siteCluster.peek<ConfigMap>(Resources.ConfigMap, RELAY_NS, "mxwarden-domains-1-0");
     assert.deepEqual(Object.keys(domains?.data ?? {}), ["team-a.example.yaml"]);
     assert.ok(world.siteCluster.peek(Resources.Deployment, RELAY_NS, "mxwarden-relay"));
     const site = world.getSite();

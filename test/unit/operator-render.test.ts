@@ -123,10 +123,28 @@ describe("renderSite", () => {
     assert.equal(container(objects).image, "relay:1");
   });
 
-  it("mounts the domain ConfigMap without subPath so relays reload it, and never annotates the pod with the config hash", () => {
+  it("gives the relays their domains as labelled ConfigMaps they watch, readable through one bound ClusterRole, and never the config hash in the pod", () => {
     const c = container(objects);
-    const mount = c.volumeMounts.find((m) => m.name === "domains");
-    assert.ok(mount && mount.subPath === undefined);
+    assert.ok(c.args.includes("--domains-configmaps=mxwarden.io/domain-config=site-a"), c.args.join(" "));
+    assert.equal(
+      c.volumeMounts.find((m) => m.name === "domains"),
+      undefined,
+      "no mounted domains: the kubelet's sync would delay changes",
+    );
+    const shards = objects.filter((o) => o.kind === "ConfigMap" && o.metadata.labels?.["mxwarden.io/domain-config"] === "site-a");
+    assert.deepEqual(
+      shards.map((o) => o.metadata.name),
+      ["mxwarden-domains-1-0"],
+    );
+    assert.deepEqual(Object.keys((shards[0] as unknown as { data: Record<string, string> }).data), Object.keys(config.data));
+    const index = find(objects, "ConfigMap", "mxwarden-domain-shards") as unknown as { data: { shards: string } };
+    assert.equal(index.data.shards, "mxwarden-domains-1-0");
+    assert.ok(
+      objects.indexOf(shards[0] as (typeof objects)[number]) < objects.indexOf(index as unknown as (typeof objects)[number]),
+      "shards before their index",
+    );
+    const binding = find(objects, "RoleBinding", "mxwarden-relay-domains") as unknown as { roleRef: { kind: string; name: string } };
+    assert.deepEqual(binding.roleRef, { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "mxwarden-relay-domains" });
     assert.doesNotMatch(JSON.stringify(find(objects, "Deployment").spec), new RegExp(config.hash));
   });
 

@@ -18,9 +18,19 @@ import {
 import { ApiError, isNotFound, type Unstructured } from "../kube/api-client.ts";
 import type { KubeClient, ObjectCache } from "../kube/kube-client.ts";
 import { refForKind, Resources } from "../kube/resources.ts";
-import { siteDomainConfig } from "../render/domain-config.ts";
+import { DOMAIN_CONFIG_LABEL, siteDomainConfig } from "../render/domain-config.ts";
 import { NATS_NAME, NATS_OBJECTS, type NatsPeer, type NatsRenderOptions } from "../render/nats-objects.ts";
-import { DOMAINS_CONFIGMAP, METRICS_SERVICE, RELAY_NAME, renderSite, siteNamespace, SMTP_SERVICE, STATUS_CONFIGMAP } from "../render/site-objects.ts";
+import {
+  DOMAIN_SHARDS_INDEX,
+  LEGACY_DOMAINS_CONFIGMAP,
+  METRICS_SERVICE,
+  RELAY_DOMAINS_CLUSTERROLE,
+  RELAY_NAME,
+  renderSite,
+  siteNamespace,
+  SMTP_SERVICE,
+  STATUS_CONFIGMAP,
+} from "../render/site-objects.ts";
 import type { OperatorMetrics } from "../metrics.ts";
 import type { ReconcileOutcome } from "./controller-runner.ts";
 import type { EventRecorder } from "./events.ts";
@@ -59,7 +69,9 @@ const CLEANUP: [kind: string, name: string][] = [
   ["Service", METRICS_SERVICE],
   ["PodDisruptionBudget", RELAY_NAME],
   ["NetworkPolicy", RELAY_NAME],
-  ["ConfigMap", DOMAINS_CONFIGMAP],
+  ["ConfigMap", LEGACY_DOMAINS_CONFIGMAP],
+  ["ConfigMap", DOMAIN_SHARDS_INDEX],
+  ["RoleBinding", RELAY_DOMAINS_CLUSTERROLE],
   ["ConfigMap", STATUS_CONFIGMAP],
   ["RoleBinding", RELAY_NAME],
   ["Role", RELAY_NAME],
@@ -117,17 +129,28 @@ export class SiteReconciler {
         site.spec.cluster?.kubeconfigSecretRef || !site.metadata.uid ? undefined : { apiVersion: API_VERSION, kind: "RelaySite", name, uid: site.metadata.uid },
       nats: site.spec.nats.managed ? await this.natsRenderOptions(site) : undefined,
     });
-    for (const object of objects) await connection.client.apply(refForKind(object.kind), object as Unstructured);
     const namespace = siteNamespace(site);
+    const previousShards = await this.domainShards(connection.client, namespace);
+    for (const object of objects) await connection.client.apply(refForKind(object.kind), object as Unstructured);
+    // Shards of an earlier count go once the new set (and its index) is written: relays read the
+    // union, so a domain is never missing in between.
+    const currentShards = new Set(objects.filter((o) => o.kind === "ConfigMap" && o.metadata.labels?.[DOMAIN_CONFIG_LABEL]).map((o) => o.metadata.name));
+    for (const stale of previousShards.filter((shard) => !currentShards.has(shard))) await connection.client.delete(Resources.ConfigMap, namespace, stale);
     if (connection.prometheusOperator && this.deps.prometheusRuleGroups.length === 0)
       await connection.client.delete(Resources.PrometheusRule, namespace, RELAY_NAME);
 
-    const deployment = await connection.client.get<Unstructured & { status?: { readyReplicas?: number; replicas?: number } }>(
-      Resources.Deployment,
-      namespace,
-      RELAY_NAME,
-    );
+    const deployment = await connection.client.get<
+      Unstructured & {
+        metadata: { generation?: number };
+        status?: { readyReplicas?: number; replicas?: number; updatedReplicas?: number; observedGeneration?: number };
+      }
+    >(Resources.Deployment, namespace, RELAY_NAME);
     const readyRelays = deployment.status?.readyReplicas ?? 0;
+    // The single mounted ConfigMap of earlier versions, once no pod of an older template runs.
+    const rolledOut =
+      (deployment.status?.observedGeneration ?? 0) >= (deployment.metadata.generation ?? 0) &&
+      (deployment.status?.updatedReplicas ?? 0) === (deployment.status?.replicas ?? 0);
+    if (rolledOut) await connection.client.delete(Resources.ConfigMap, namespace, LEGACY_DOMAINS_CONFIGMAP);
     const natsReadiness = site.spec.nats.managed
       ? await this.natsReadiness(connection.client, namespace, site.spec.nats.managed.replicas ?? DEFAULT_NATS_REPLICAS)
       : undefined;
@@ -302,6 +325,17 @@ export class SiteReconciler {
     return { requeueAfterMs: this.deps.pollIntervalMs };
   }
 
+  /** The domain shards the last reconcile wrote, from their index ([] before the first). */
+  private async domainShards(client: KubeClient, namespace: string): Promise<string[]> {
+    try {
+      const index = await client.get<Unstructured & { data?: Record<string, string> }>(Resources.ConfigMap, namespace, DOMAIN_SHARDS_INDEX);
+      return (index.data?.shards ?? "").split(",").filter((name) => name !== "");
+    } catch (err) {
+      if (isNotFound(err)) return [];
+      throw err;
+    }
+  }
+
   private async finalize(site: RelaySite & Unstructured): Promise<ReconcileOutcome> {
     if (!(site.metadata.finalizers ?? []).includes(SITE_FINALIZER)) return {};
     let connection;
@@ -316,6 +350,7 @@ export class SiteReconciler {
     if (connection && !connection.reachable) return await this.unusable(site, "ClusterUnreachable", "waiting for the site's cluster to clean up relays");
     if (connection) {
       const namespace = siteNamespace(site);
+      for (const shard of await this.domainShards(connection.client, namespace)) await connection.client.delete(Resources.ConfigMap, namespace, shard);
       for (const [kind, objectName] of [...MONITORING, ...CLEANUP]) {
         if (MONITORING.some(([k]) => k === kind) && !connection.prometheusOperator) continue;
         await connection.client.delete(refForKind(kind), namespace, objectName);

@@ -3,16 +3,24 @@
 
 import { DEFAULT_RELAY_REPLICAS, DEFAULT_SITE_NAMESPACE, RELAY_CONTAINER_SMTP_PORT, RELAY_METRICS_PORT, type RelaySite } from "#api";
 import type { KubeObject } from "./kube-object.ts";
-import type { SiteDomainConfig } from "./domain-config.ts";
+import { DOMAIN_CONFIG_LABEL, domainConfigShards, type SiteDomainConfig } from "./domain-config.ts";
 import { managedNatsUrl, NATS_CLIENT_PORT, NATS_RELAY_SECRET, RELAY_SEED_KEY, renderNats, type NatsRenderOptions } from "./nats-objects.ts";
 
 export const RELAY_NAME = "mxwarden-relay";
-export const DOMAINS_CONFIGMAP = "mxwarden-domains";
+/** Before the shards (domain-config.ts): one ConfigMap mounted into the pods; removed once no pod mounts it. */
+export const LEGACY_DOMAINS_CONFIGMAP = "mxwarden-domains";
+/** Lists the current shards (data.shards), so the next reconcile knows which to delete; it carries no shard label. */
+export const DOMAIN_SHARDS_INDEX = "mxwarden-domain-shards";
+/**
+ * The ClusterRole (installed by the chart in every site cluster) that lets relays get, list and
+ * watch the ConfigMaps of their namespace. The operator binds it with `bind` on this one name, so
+ * it needs no list or watch of ConfigMaps itself (RBAC's escalation check).
+ */
+export const RELAY_DOMAINS_CLUSTERROLE = "mxwarden-relay-domains";
 /** Written by the relays themselves: per-domain queue figures and loaded generations. */
 export const STATUS_CONFIGMAP = "mxwarden-relay-status";
 export const SMTP_SERVICE = "mxwarden-smtp";
 export const METRICS_SERVICE = "mxwarden-relay-metrics";
-const DOMAINS_MOUNT = "/etc/mxwarden/domains";
 const SMTP_PORT = 25;
 const TLS_MOUNT = "/etc/mxwarden/tls";
 const NATS_CREDENTIALS_MOUNT = "/etc/mxwarden/nats";
@@ -91,7 +99,7 @@ export function relayArgs(site: RelaySite, options: RenderOptions): string[] {
   const args = [
     `--listen=0.0.0.0:${RELAY_CONTAINER_SMTP_PORT}`,
     `--hostname=${spec.hostname}`,
-    `--domains=${DOMAINS_MOUNT}`,
+    `--domains-configmaps=${DOMAIN_CONFIG_LABEL}=${site.metadata.name}`,
     `--nats=${relayNatsUrl(site)}`,
     `--metrics=0.0.0.0:${RELAY_METRICS_PORT}`,
     `--shutdown-grace=${TERMINATION_GRACE_SECONDS - 10}s`,
@@ -123,15 +131,10 @@ function deployment(site: RelaySite, namespace: string, options: RenderOptions):
   const spec = site.spec;
   const replicas = spec.replicas ?? DEFAULT_RELAY_REPLICAS;
   const selector = relayLabels(site);
-  const volumes: unknown[] = [
-    { name: "domains", configMap: { name: DOMAINS_CONFIGMAP } },
-    { name: "tmp", emptyDir: { sizeLimit: "256Mi" } },
-  ];
-  const mounts: unknown[] = [
-    // No subPath: ConfigMap updates then reach the running relays, which reload without a restart.
-    { name: "domains", mountPath: DOMAINS_MOUNT, readOnly: true },
-    { name: "tmp", mountPath: "/tmp" },
-  ];
+  // The domains are not mounted: relays watch their ConfigMaps through the API (--domains-configmaps),
+  // which brings a change within the second instead of at the kubelet's next sync of the pod.
+  const volumes: unknown[] = [{ name: "tmp", emptyDir: { sizeLimit: "256Mi" } }];
+  const mounts: unknown[] = [{ name: "tmp", mountPath: "/tmp" }];
   if (spec.tls) {
     volumes.push({ name: "tls", secret: { secretName: spec.tls.secretName } });
     mounts.push({ name: "tls", mountPath: TLS_MOUNT, readOnly: true });
@@ -257,6 +260,7 @@ function networkPolicy(site: RelaySite, namespace: string, config: SiteDomainCon
 export function renderSite(site: RelaySite, config: SiteDomainConfig, options: RenderOptions): KubeObject[] {
   const namespace = siteNamespace(site);
   const labels = commonLabels(site);
+  const shards = domainConfigShards(config);
   const objects: KubeObject[] = [
     {
       apiVersion: "v1",
@@ -268,8 +272,8 @@ export function renderSite(site: RelaySite, config: SiteDomainConfig, options: R
       apiVersion: "rbac.authorization.k8s.io/v1",
       kind: "Role",
       metadata: { name: RELAY_NAME, namespace, labels },
-      // The relays write their queue figures into one ConfigMap (a merge patch of their own key) and
-      // may touch nothing else: not even read it.
+      // The relays write their queue figures into one ConfigMap (a merge patch of their own key);
+      // reading their namespace's ConfigMaps (their domains) is RELAY_DOMAINS_CLUSTERROLE's, bound below.
       rules: [{ apiGroups: [""], resources: ["configmaps"], resourceNames: [STATUS_CONFIGMAP], verbs: ["patch"] }],
     },
     {
@@ -280,10 +284,26 @@ export function renderSite(site: RelaySite, config: SiteDomainConfig, options: R
       subjects: [{ kind: "ServiceAccount", name: RELAY_NAME, namespace }],
     },
     {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "RoleBinding",
+      metadata: { name: RELAY_DOMAINS_CLUSTERROLE, namespace, labels },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: RELAY_DOMAINS_CLUSTERROLE },
+      subjects: [{ kind: "ServiceAccount", name: RELAY_NAME, namespace }],
+    },
+    // The shards before their index: a relay never misses a domain that the index already lists.
+    ...shards.map(
+      (shard): KubeObject => ({
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        metadata: { name: shard.name, namespace, labels: { ...labels, [DOMAIN_CONFIG_LABEL]: site.metadata.name } },
+        data: shard.data,
+      }),
+    ),
+    {
       apiVersion: "v1",
       kind: "ConfigMap",
-      metadata: { name: DOMAINS_CONFIGMAP, namespace, labels, annotations: { "mxwarden.io/config-hash": config.hash } },
-      data: config.data,
+      metadata: { name: DOMAIN_SHARDS_INDEX, namespace, labels, annotations: { "mxwarden.io/config-hash": config.hash } },
+      data: { shards: shards.map((shard) => shard.name).join(",") },
     },
     // Created empty so the relays' Role can name it; the relays own its data.
     { apiVersion: "v1", kind: "ConfigMap", metadata: { name: STATUS_CONFIGMAP, namespace, labels } },
