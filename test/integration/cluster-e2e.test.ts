@@ -13,7 +13,7 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { chownSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -265,6 +265,24 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", {
       /Received: from client\.example\.org[\s\S]*?;/.exec(primary.messages.find((m) => m.to.includes("bob@example.com"))?.body.toString("utf8") ?? "")?.[0] ??
       "";
     assert.match(received, /using TLSv1\.[23] with cipher \S+/, received);
+  });
+
+  it("the team finds its delivered mail with kubectl mxwarden, through the operator and the site's managed NATS", () => {
+    // As README, "Queue operations", "From Kubernetes": the plugin on PATH next to kubectl, the
+    // user's kubeconfig; the operator (a pod) carries the request out at the site's NATS.
+    const path = `${join(repoRoot, "operator/bin")}:${join(repoRoot, ".tools/bin")}:${process.env.PATH ?? ""}`;
+    const run = spawnSync("kubectl", ["mxwarden", "find", "-n", TEAM_NS, "--sender", "sender@example.org", "example-com", "-o", "json", "--timeout", "90s"], {
+      encoding: "utf8",
+      env: { ...process.env, PATH: path, KUBECONFIG: node.kubeconfigPath },
+      timeout: 150_000,
+    });
+    assert.equal(run.status, 0, `${run.stdout}\n${run.stderr}`);
+    const records = JSON.parse(run.stdout) as Array<{ outcome: string; recipients: string[]; sender: string }>;
+    assert.ok(
+      records.some((r) => r.outcome === "delivered" && r.recipients.includes("alice@example.com")),
+      `the NodePort message among ${run.stdout}`,
+    );
+    assert.ok(records.every((r) => r.sender === "sender@example.org"));
   });
 
   it("one NATS server deleted during load: every message that got 250 reaches the primary once", async () => {
