@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { DELIVER_CONSUMER, QUEUE_STREAM, QueueConnection, QueueIndex, newQueueId, type DeliveryJob } from "../relay/src/queue/index.ts";
 // The backlog is built on a connection of its own, without the relay's connection settings: this
 // measures the queue layout, so it reaches the layout's parts directly.
-import { QUEUE_SUBJECTS } from "../relay/src/queue/layout.ts";
+import { QueueLayout } from "../relay/src/queue/layout.ts";
 import { JobQueue } from "../relay/src/queue/job-queue.ts";
 import { ensureQueueLayout } from "../relay/src/queue/queue-setup.ts";
 import { HeldMailFlush, type DeliverySlots } from "../relay/src/deliver/held-mail-flush.ts";
@@ -59,8 +59,9 @@ export async function measureDeferredBacklog(total = 100_000, domains = 1000): P
   try {
     const js = jetstream(nc, { timeout: 30_000 });
     const jsm = await jetstreamManager(nc);
-    await ensureQueueLayout(jsm, { replicas: 1, maxAckPending: 10_000, ackWaitMs: 60_000 });
-    const queue = new JobQueue(js, jsm, 30_000);
+    const layout = new QueueLayout();
+    await ensureQueueLayout(jsm, layout, { replicas: 1, maxAckPending: 10_000, ackWaitMs: 60_000 });
+    const queue = new JobQueue(js, jsm, layout, 30_000);
     const now = Date.now();
     const later = new Date(now + 3_600_000);
     const started = performance.now();
@@ -74,7 +75,7 @@ export async function measureDeferredBacklog(total = 100_000, domains = 1000): P
     const consumer = await jsm.consumers.info(QUEUE_STREAM, DELIVER_CONSUMER);
     const consumerPendingWithBacklog = consumer.num_pending + consumer.num_ack_pending;
 
-    const index = new QueueIndex(async () => (await jsm.streams.info(QUEUE_STREAM, { subjects_filter: QUEUE_SUBJECTS })).state.subjects ?? {}, 0);
+    const index = new QueueIndex(async () => (await jsm.streams.info(QUEUE_STREAM, { subjects_filter: layout.queueSubjects })).state.subjects ?? {}, 0);
     const indexStart = performance.now();
     const snapshot = await index.snapshot();
     const indexReadMs = performance.now() - indexStart;

@@ -4,6 +4,7 @@
 import { parseArgs } from "node:util";
 import { normaliseDomain, parseDuration } from "#api";
 import type { BareNewlinePolicy } from "./smtp/index.ts";
+import { RESERVED_SITE_NAMES } from "./queue/index.ts";
 
 export interface HostPort {
   host: string;
@@ -50,6 +51,8 @@ export interface RelayConfig {
   senderAuth: boolean;
   /** JetStream domains of this site and its peers: filter state (greylisting, callout answers) is shared between them. */
   sites?: { self: string; peers: string[] } | undefined;
+  /** Deliver a silent peer site's shadow copies after this long; 0 never does. */
+  takeoverAfterMs: number;
   /** Per-domain queue gauges for at most this many domains (0: none), the oldest queues first. */
   domainMetrics: number;
   /** Where the queue report for the operator goes (a ConfigMap in the relay's namespace). */
@@ -102,7 +105,10 @@ export const USAGE = `Usage: mxwarden-relay --domains PATH [options]
   --kubeconfig FILE           credentials for the report instead of the pod's service account
   --site NAME                 this site's JetStream domain; with --peer-sites, greylisting and
                               verification answers are shared with the other sites over leafnodes
-  --peer-sites NAME[,NAME...] the other sites' JetStream domains
+  --peer-sites NAME[,NAME...] the other sites' JetStream domains; with --site, every accepted
+                              message is also copied to them (shadow copies)
+  --takeover-after DURATION   deliver a peer site's copies once it has been silent this long
+                              (default 0: never; see docs/architecture.md, Two sites)
   --domain-metrics N          export queue depth and oldest age per domain for at most N domains,
                               those with the oldest mail first (default 0: none; bounds cardinality)
   --ack-wait DURATION         a relay that dies mid-delivery hands its jobs on after this (default 60s)
@@ -170,6 +176,7 @@ function sites(self: string | undefined, peers: string[]): RelayConfig["sites"] 
     if (!JETSTREAM_DOMAIN.test(name)) throw new UsageError(`--${flag}: not a JetStream domain name: "${name}"`);
   }
   if (peers.includes(self)) throw new UsageError(`--peer-sites: "${self}" is this site (--site)`);
+  if (RESERVED_SITE_NAMES.includes(self)) throw new UsageError(`--site: "${self}" is reserved (it would clash with the queue's subjects)`);
   return { self, peers: [...new Set(peers)] };
 }
 
@@ -226,6 +233,7 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
         kubeconfig: { type: "string" },
         site: { type: "string" },
         "peer-sites": { type: "string" },
+        "takeover-after": { type: "string", default: "0" },
         help: { type: "boolean", default: false },
       },
     });
@@ -278,6 +286,7 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
     rspamd: v.rspamd ? httpUrl("rspamd", v.rspamd) : undefined,
     senderAuth: v["sender-auth"],
     sites: sites(v.site, list(v["peer-sites"])),
+    takeoverAfterMs: v["takeover-after"] === "0" ? 0 : duration("takeover-after", v["takeover-after"]),
     domainMetrics: v["domain-metrics"] === "0" ? 0 : positiveInteger("domain-metrics", v["domain-metrics"], 10_000),
     statusReport: statusReport(v["status-configmap"], v["status-namespace"] ?? process.env.POD_NAMESPACE, v.kubeconfig, v["status-interval"]),
   };

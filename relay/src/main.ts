@@ -16,6 +16,7 @@ import {
   progressIntervalFor,
 } from "./deliver/delivery-timing.ts";
 import { DeliveryWorker } from "./deliver/delivery-worker.ts";
+import { PeerWatch } from "./deliver/takeover.ts";
 import { DestinationHealth } from "./deliver/destination-health.ts";
 import { MaintenanceHolds } from "./deliver/maintenance-hold.ts";
 import { NextHopResolver } from "./deliver/next-hop.ts";
@@ -35,6 +36,8 @@ import { FilterPipeline } from "./filter/pipeline.ts";
 
 /** Jobs held unacknowledged by all relays of a site together. */
 const MAX_ACK_PENDING = 10_000;
+/** How often a relay checks on its peer sites' shadow copies (metrics, takeover). */
+const PEER_CHECK_INTERVAL_MS = 2000;
 
 async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
   const metrics = new RelayMetrics();
@@ -60,8 +63,14 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
       replicas: config.replicas,
       maxAckPending: MAX_ACK_PENDING,
       ackWaitMs: config.ackWaitMs,
+      site: config.sites?.self,
+      peers: config.sites?.peers,
     },
     log,
+    {
+      copied: () => metrics.shadowCopies.inc({ result: "stored" }),
+      failed: () => metrics.shadowCopies.inc({ result: "failed" }),
+    },
   );
   queue.start();
 
@@ -174,6 +183,10 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     : () => {};
   const stopDomainMetrics = config.domainMetrics > 0 ? startDomainQueueMetrics(queue, queueIndex, store, metrics, config.domainMetrics, 5000, log) : () => {};
   worker.start();
+  const peerWatch = queue.shadow
+    ? new PeerWatch(queue, metrics, { takeoverAfterMs: config.takeoverAfterMs, checkIntervalMs: PEER_CHECK_INTERVAL_MS }, log)
+    : undefined;
+  peerWatch?.start();
   void queue
     .whenReady()
     .then(async () => {
@@ -212,6 +225,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     stopDomainMetrics();
     destinations.stop();
     holds.stop();
+    peerWatch?.stop();
     store.stop();
     await outbound.close();
     await queue.close();

@@ -114,6 +114,30 @@ export class RelayMetrics {
     labelNames: ["result"] as const,
     registers: [this.registry],
   });
+  readonly shadowCopies = new Counter({
+    name: "mxwarden_shadow_copies_total",
+    help: "Accepted messages copied for the peer sites (docs/architecture.md, Two sites), by result (stored, failed)",
+    labelNames: ["result"] as const,
+    registers: [this.registry],
+  });
+  readonly peerLastContact = new Gauge({
+    name: "mxwarden_peer_last_contact_seconds",
+    help: "Seconds since this site last heard from a peer site's shadow copies (sourcing over the leafnode)",
+    labelNames: ["peer"] as const,
+    registers: [this.registry],
+  });
+  readonly peerShadowLag = new Gauge({
+    name: "mxwarden_peer_shadow_lag_messages",
+    help: "Records of a peer site's shadow copies not yet held here: the recovery point in messages",
+    labelNames: ["peer"] as const,
+    registers: [this.registry],
+  });
+  readonly takeoverMessages = new Counter({
+    name: "mxwarden_takeover_messages_total",
+    help: "A peer site's messages this site took over and queued for delivery",
+    labelNames: ["peer"] as const,
+    registers: [this.registry],
+  });
   readonly recipientsDelivered = new Counter({
     name: "mxwarden_recipients_delivered_total",
     help: "Recipients the next hop accepted",

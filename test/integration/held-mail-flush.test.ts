@@ -11,7 +11,9 @@ import { FINISH_MARGIN_MS, IN_PLACE_MIN_MS } from "../../relay/src/deliver/deliv
 import { HeldMailFlush, type DeliverySlots } from "../../relay/src/deliver/held-mail-flush.ts";
 import { createLogger } from "../../relay/src/log.ts";
 import { QUEUE_STREAM, QueueConnection, newQueueId, type DeliveryJob } from "../../relay/src/queue/index.ts";
-import { deferSubject, flushConsumerName, readySubject } from "../../relay/src/queue/layout.ts";
+import { QueueLayout, flushConsumerName } from "../../relay/src/queue/layout.ts";
+
+const layout = new QueueLayout();
 import { TestNatsServer } from "../harness/nats-server.ts";
 import { tempDir } from "../harness/workspace.ts";
 
@@ -93,12 +95,12 @@ describe("flushing held mail", () => {
 
     assert.deepEqual(result, { inPlace: 2, released: 1 });
     assert.deepEqual(finishBys, [far.getTime() - FINISH_MARGIN_MS, far.getTime() - FINISH_MARGIN_MS], "the final dot must go out well before the schedule");
-    assert.deepEqual(delivered.sort(), [deferSubject("a.example", far1.queueId), deferSubject("a.example", far2.queueId)].sort());
+    assert.deepEqual(delivered.sort(), [layout.deferSubject("a.example", far1.queueId), layout.deferSubject("a.example", far2.queueId)].sort());
     const info = await jsm.streams.info(QUEUE_STREAM, { subjects_filter: ">" });
     const subjects = Object.keys(info.state.subjects ?? {}).sort();
     assert.deepEqual(
       subjects,
-      [deferSubject("a.example", late.queueId), deferSubject("b.example", other.queueId), readySubject("a.example", near.queueId)].sort(),
+      [layout.deferSubject("a.example", late.queueId), layout.deferSubject("b.example", other.queueId), layout.readySubject("a.example", near.queueId)].sort(),
       "delivered records removed, the near job ready without its held copy, the rest untouched",
     );
     const consumer = await jsm.consumers.info(QUEUE_STREAM, flushConsumerName("a.example"));

@@ -20,6 +20,7 @@ import {
   type JobQueue,
   type JobRecord,
   type QueueConnection,
+  type RetiredBecause,
   type SpoolReader,
   type StoredBody,
 } from "../queue/index.ts";
@@ -258,7 +259,17 @@ export class DeliveryWorker {
       const failed = job.recipients.map((address) => ({ address, status: "4.4.7", diagnostic, remoteMta: job.lastRemoteMta }));
       log.warn("queue lifetime expired; bouncing", { recipients: job.recipients.length, attempts: job.attempts });
       await this.bounce(job, failed, "expired", body);
-      await this.finish(msg, spool, job);
+      await this.finish(msg, spool, job, "expired");
+      return;
+    }
+
+    // A peer site took this message over while this site was cut off or down: it is the peer's to
+    // deliver now (deliver/takeover.ts), and delivering it here too would be a second copy.
+    const takenOverBy = job.kind === "relay" ? await this.deps.queue.shadow?.takenOverBy(job.queueId) : undefined;
+    if (takenOverBy !== undefined) {
+      log.info("taken over by a peer site; not delivered here", { peer: takenOverBy });
+      this.deps.metrics.deliveryAttempts.inc({ result: "taken_over_by_peer" });
+      await this.finish(msg, spool, job, "taken-over");
       return;
     }
 
@@ -285,7 +296,7 @@ export class DeliveryWorker {
           "rejected",
           body,
         );
-        await this.finish(msg, spool, job);
+        await this.finish(msg, spool, job, "bounced");
       } else {
         log.info("no route yet; deferring", { error: err.message });
         await this.deferWithWarning(context, { ...job, attempts: job.attempts + 1, lastError: err.message }, now, false);
@@ -360,7 +371,7 @@ export class DeliveryWorker {
       await this.retryLater(context, next, plan.next.failedAt, plan.next.destinationDown);
       return;
     }
-    await this.finish(msg, context.spool, job);
+    await this.finish(msg, context.spool, job, plan.delivered ? "delivered" : "bounced");
   }
 
   /**
@@ -398,8 +409,15 @@ export class DeliveryWorker {
   }
 
   /** Nothing left to do for this job: drop the body (unless it travels in the job), then the job. */
-  private async finish(msg: JsMsg, spool: SpoolReader, job: DeliveryJob): Promise<void> {
+  private async finish(msg: JsMsg, spool: SpoolReader, job: DeliveryJob, because: RetiredBecause = "delivered"): Promise<void> {
     if (!job.inline) await this.persist(msg, () => spool.purge(job.queueId));
+    // The peers' copies go too. Not awaited by the ack: a lost retirement leaves a copy that a
+    // takeover would deliver a second time, which is what the copies' lag bounds anyway.
+    if (job.kind === "relay" && this.deps.queue.shadow) {
+      this.deps.queue.shadow
+        .retire(job.queueId, because)
+        .catch((err: unknown) => this.log.warn("shadow copy not retired", { queueId: job.queueId, error: err }));
+    }
     this.deps.metrics.jobsCompleted.inc({ kind: job.kind });
     await this.acknowledge(msg);
   }

@@ -78,7 +78,7 @@ export class HeldMailFlush {
     const lastSeq = (await jsm.streams.info(QUEUE_STREAM)).state.last_seq;
     let name: string;
     try {
-      name = await ensureFlushConsumer(jsm, this.domain, queue.layout);
+      name = await ensureFlushConsumer(jsm, queue.layout, this.domain, queue.settings);
     } catch (err) {
       // E.g. the stream's consumer limit: the slower way, every held job moved back to ready.
       log.warn("no consumer for the domain's held mail; moving held jobs to the ready queue instead", { domain: this.domain, error: err });

@@ -174,7 +174,7 @@ export class PrimaryWatch {
   }
 
   private open(): Promise<KV> {
-    this.bucket ??= new Kvm(this.queue.get().js).create(PRIMARY_STATUS_BUCKET, {
+    this.bucket ??= new Kvm(this.queue.get().js).create(this.queue.layout.siteBucket(PRIMARY_STATUS_BUCKET), {
       history: 1,
       replicas: this.options.replicas,
       ttl: BUCKET_MAX_AGE_MS,

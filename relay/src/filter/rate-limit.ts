@@ -9,12 +9,10 @@ import { headers } from "@nats-io/transport-node";
 import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamClient, type StreamConfig } from "@nats-io/jetstream";
 import type { RateLimit, RateLimitPolicy } from "../config/relay-domain.ts";
 import type { Logger } from "../log.ts";
-import type { QueueConnection } from "../queue/index.ts";
+import { RATE_LIMIT_STREAM, type QueueConnection } from "../queue/index.ts";
 import { rateLimitsPolicy } from "#api";
 import type { FilterModule, RecipientFilter, RecipientUnderCheck, Verdict } from "./filter.ts";
 
-export const RATE_LIMIT_STREAM = "MXW_RATE";
-const RATE_SUBJECTS = "mxw.rate.>";
 /** Longer than the longest window (1 day): counters of old windows age out with the stream. */
 const MAX_AGE_MS = 25 * 3_600_000;
 
@@ -60,7 +58,7 @@ export class RateLimitFilter implements RecipientFilter {
   /** This recipient's number in the current window (1 for the first); 0 when the store is unavailable. */
   private async count(kind: string, subject: string, limit: RateLimit): Promise<number> {
     const window = Math.floor(Date.now() / limit.windowMs);
-    const counter = `mxw.rate.${kind}.${createHash("sha256").update(subject).digest("hex").slice(0, 32)}.${window}`;
+    const counter = this.queue.layout.rateCounterSubject(kind, createHash("sha256").update(subject).digest("hex").slice(0, 32), window);
     try {
       const js = await this.stream();
       const increment = headers();
@@ -81,7 +79,7 @@ export class RateLimitFilter implements RecipientFilter {
       const { js, jsm } = this.queue.get();
       const config: Partial<StreamConfig> & { name: string; allow_msg_counter: boolean } = {
         name: RATE_LIMIT_STREAM,
-        subjects: [RATE_SUBJECTS],
+        subjects: [this.queue.layout.rateSubjects],
         retention: RetentionPolicy.Limits,
         storage: StorageType.File,
         num_replicas: this.replicas,
@@ -89,7 +87,11 @@ export class RateLimitFilter implements RecipientFilter {
         discard: DiscardPolicy.Old,
         allow_msg_counter: true,
       };
-      await jsm.streams.info(RATE_LIMIT_STREAM).catch(() => jsm.streams.add(config));
+      const existing = await jsm.streams.info(RATE_LIMIT_STREAM).catch(() => undefined);
+      if (!existing) await jsm.streams.add(config);
+      // Counters live a day at most: a site that got its name (--site) simply starts counting on its own subjects.
+      else if (JSON.stringify(existing.config.subjects) !== JSON.stringify(config.subjects))
+        await jsm.streams.update(RATE_LIMIT_STREAM, { ...existing.config, subjects: config.subjects });
       return js;
     })();
     return this.ready;

@@ -5,7 +5,7 @@
 
 import { JetStreamApiError, JetStreamError, PubHeaders, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import type { MsgHdrs, QueuedIterator } from "@nats-io/transport-node";
-import { DELIVER_CONSUMER, QUEUE_STREAM, deferFilterForDomain, deferSubject, readySubject } from "./layout.ts";
+import { DELIVER_CONSUMER, QUEUE_STREAM, type QueueLayout } from "./layout.ts";
 import { decodeJobRecord, encodeJob, type DeliveryJob } from "./delivery-job.ts";
 import type { ReplyInbox } from "./reply-inbox.ts";
 
@@ -34,12 +34,14 @@ export interface QueueDepth {
 export class JobQueue {
   private readonly js: JetStreamClient;
   private readonly jsm: JetStreamManager;
+  private readonly layout: QueueLayout;
   private readonly timeoutMs: number;
   private readonly inbox: ReplyInbox | undefined;
 
   /** With `inbox`, jobs are stored through it (the relay's per-message path); else through `js`. */
-  constructor(js: JetStreamClient, jsm: JetStreamManager, timeoutMs: number, inbox?: ReplyInbox) {
+  constructor(js: JetStreamClient, jsm: JetStreamManager, layout: QueueLayout, timeoutMs: number, inbox?: ReplyInbox) {
     this.js = js;
+    this.layout = layout;
     this.jsm = jsm;
     this.timeoutMs = timeoutMs;
     this.inbox = inbox;
@@ -47,7 +49,7 @@ export class JobQueue {
 
   /** Queue a job for immediate delivery; an inline job brings its body. */
   async enqueue(job: DeliveryJob, body?: Uint8Array): Promise<void> {
-    const subject = readySubject(job.domain, job.queueId);
+    const subject = this.layout.readySubject(job.domain, job.queueId);
     const msgId = `${job.queueId}.r${job.attempts}`;
     if (this.inbox) await this.inbox.publish(subject, encodeJob(job, body), msgId, this.timeoutMs);
     else await this.js.publish(subject, encodeJob(job, body), { msgID: msgId, timeout: this.timeoutMs });
@@ -55,10 +57,10 @@ export class JobQueue {
 
   /** Hold a job until `at`, when the server moves it back to the ready subjects. */
   async defer(job: DeliveryJob, at: Date, body?: Uint8Array): Promise<void> {
-    await this.js.publish(deferSubject(job.domain, job.queueId), encodeJob(job, body), {
+    await this.js.publish(this.layout.deferSubject(job.domain, job.queueId), encodeJob(job, body), {
       msgID: `${job.queueId}.d${job.attempts}.${at.getTime()}`,
       timeout: this.timeoutMs,
-      schedule: { specification: at, target: readySubject(job.domain, job.queueId) },
+      schedule: { specification: at, target: this.layout.readySubject(job.domain, job.queueId) },
     });
   }
 
@@ -68,7 +70,12 @@ export class JobQueue {
    * same moment, or another relay flushing the same domain, never produces a second copy.
    */
   async releaseDeferred(domain: string): Promise<number> {
-    const filter = deferFilterForDomain(domain);
+    let released = 0;
+    for (const stored of this.layout.storedUnder) released += await this.releaseDeferredUnder(stored.deferFilterForDomain(domain));
+    return released;
+  }
+
+  private async releaseDeferredUnder(filter: string): Promise<number> {
     const batchSize = 500;
     // Inline bodies make records up to ~130 KiB: a batch is bounded in bytes as well.
     const batchBytes = 8 * 1024 * 1024;
@@ -97,7 +104,10 @@ export class JobQueue {
 
   /** Whether any job of the domain is held (read from the subject index; a lagging replica may miss the newest). */
   async hasHeld(domain: string): Promise<boolean> {
-    return (await this.jsm.direct.getMessage(QUEUE_STREAM, { seq: 1, next_by_subj: deferFilterForDomain(domain) })) !== null;
+    for (const stored of this.layout.storedUnder) {
+      if ((await this.jsm.direct.getMessage(QUEUE_STREAM, { seq: 1, next_by_subj: stored.deferFilterForDomain(domain) })) !== null) return true;
+    }
+    return false;
   }
 
   /**
@@ -108,7 +118,7 @@ export class JobQueue {
   async release(held: HeldJob): Promise<boolean> {
     const { job } = decodeJobRecord(held.data);
     try {
-      await this.js.publish(readySubject(job.domain, job.queueId), held.data, {
+      await this.js.publish(this.layout.readySubject(job.domain, job.queueId), held.data, {
         msgID: `${job.queueId}.x${held.seq}`,
         timeout: this.timeoutMs,
         cancelSchedule: { scheduleSubject: held.subject },

@@ -6,6 +6,8 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { Logger } from "../log.ts";
 import { JobQueue } from "./job-queue.ts";
+import { QueueLayout } from "./layout.ts";
+import { ShadowCopies, type ShadowCounters } from "./shadow-copies.ts";
 import { ensureQueueLayout, type QueueLayoutOptions } from "./queue-setup.ts";
 import { ReplyInbox } from "./reply-inbox.ts";
 import { SpoolReader, SpoolWriter, chunkSizeFor, inlineBodyMaxFor } from "./spool.ts";
@@ -24,6 +26,10 @@ export interface QueueConnectionOptions extends QueueLayoutOptions {
   name: string;
   /** How long a publish waits for its PubAck before the SMTP client gets 451. */
   publishTimeoutMs: number;
+  /** This site's name (--site, its JetStream domain): it scopes the queue's subjects (layout.ts). */
+  site?: string;
+  /** The peer sites (--peer-sites): with a site name, accepted mail is shadow-copied to them. */
+  peers?: string[];
 }
 
 export class QueueUnavailableError extends Error {
@@ -41,12 +47,19 @@ export class QueueConnection {
   private readonly readyWaiters: Array<() => void> = [];
   private readonly options: QueueConnectionOptions;
   private readonly log: Logger;
+  /** The subjects this relay's queue lives on. */
+  readonly layout: QueueLayout;
+  /** Copies of this site's mail held by its peers, with sites and peers configured. */
+  readonly shadow: ShadowCopies | undefined;
   /** Largest message payload the server accepts, known once connected. */
   maxPayload = 1024 * 1024;
 
-  constructor(options: QueueConnectionOptions, log: Logger) {
+  constructor(options: QueueConnectionOptions, log: Logger, counters?: ShadowCounters) {
     this.options = options;
+    this.layout = new QueueLayout(options.site);
     this.log = log.child({ component: "queue" });
+    const peers = options.peers ?? [];
+    this.shadow = options.site !== undefined && peers.length > 0 ? new ShadowCopies(this.layout, peers, () => this.get(), log, counters) : undefined;
   }
 
   /** True when a publish has a chance to succeed: connected and the streams exist. */
@@ -70,20 +83,20 @@ export class QueueConnection {
    */
   jobs(options: { throughReplyInbox?: boolean } = {}): JobQueue {
     const { js, jsm, inbox } = this.get();
-    return new JobQueue(js, jsm, this.publishTimeoutMs, options.throughReplyInbox ? inbox : undefined);
+    return new JobQueue(js, jsm, this.layout, this.publishTimeoutMs, options.throughReplyInbox ? inbox : undefined);
   }
 
   /** A writer for one body stored under each of `queueIds`, with chunks and inline limit fitted to this server's max_payload. */
   spoolWriter(queueIds: readonly string[]): SpoolWriter {
-    return new SpoolWriter(this.get().js, queueIds, chunkSizeFor(this.maxPayload), this.publishTimeoutMs, inlineBodyMaxFor(this.maxPayload));
+    return new SpoolWriter(this.get().js, this.layout, queueIds, chunkSizeFor(this.maxPayload), this.publishTimeoutMs, inlineBodyMaxFor(this.maxPayload));
   }
 
   spoolReader(): SpoolReader {
-    return new SpoolReader(this.get().jsm);
+    return new SpoolReader(this.get().jsm, this.layout);
   }
 
   /** The settings the streams and consumers are created with. */
-  get layout(): QueueLayoutOptions {
+  get settings(): QueueLayoutOptions {
     return this.options;
   }
 
@@ -133,15 +146,31 @@ export class QueueConnection {
     let delay = 250;
     while (!this.closing && this.handles) {
       try {
-        await ensureQueueLayout(this.handles.jsm, this.options);
+        await ensureQueueLayout(this.handles.jsm, this.layout, this.options);
         this.layoutReady = true;
         this.log.info("queue layout ready");
+        if (this.shadow) void this.ensureShadowStreams(this.handles.jsm);
         for (const resolve of this.readyWaiters.splice(0)) resolve();
         return;
       } catch (err) {
         this.log.warn("could not ensure queue streams", { error: err, retryInMs: delay });
         await new Promise((resolve) => setTimeout(resolve, delay));
         delay = Math.min(delay * 2, 5000);
+      }
+    }
+  }
+
+  /** In the background: mail is accepted without them, its copies failing (and counted) until they exist. */
+  private async ensureShadowStreams(jsm: JetStreamManager): Promise<void> {
+    let delay = 250;
+    while (!this.closing && this.shadow) {
+      try {
+        await this.shadow.ensureStreams(jsm, this.options.replicas);
+        return;
+      } catch (err) {
+        this.log.warn("could not ensure the shadow-copy streams", { error: err, retryInMs: delay });
+        await new Promise((resolve) => setTimeout(resolve, delay));
+        delay = Math.min(delay * 2, 30_000);
       }
     }
   }

@@ -5,7 +5,7 @@
 // per interval serves them all, where a read per configured domain would be 10,000 requests per
 // report with 10,000 domains.
 
-import { QUEUE_STREAM, QUEUE_SUBJECTS, domainTokenOfQueueSubject } from "./layout.ts";
+import { QUEUE_STREAM, domainTokenOfQueueSubject } from "./layout.ts";
 import { queueIdOfSubject, queueIdTime } from "./queue-id.ts";
 import type { QueueConnection } from "./queue-connection.ts";
 
@@ -71,7 +71,8 @@ export class QueueIndex {
   static of(queue: QueueConnection, maxAgeMs: number, clock: () => number = Date.now): QueueIndex {
     return new QueueIndex(
       async () => {
-        const info = await queue.get().jsm.streams.info(QUEUE_STREAM, { subjects_filter: QUEUE_SUBJECTS });
+        // All of the stream's subjects: a site's own, and any unscoped ones from before it had a name.
+        const info = await queue.get().jsm.streams.info(QUEUE_STREAM, { subjects_filter: ">" });
         return info.state.subjects ?? {};
       },
       maxAgeMs,

@@ -12,16 +12,7 @@ import {
   type StreamConfig,
 } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
-import {
-  DELIVER_CONSUMER,
-  QUEUE_STREAM,
-  QUEUE_SUBJECTS,
-  READY_FILTER,
-  SPOOL_STREAM,
-  SPOOL_SUBJECTS,
-  deferFilterForDomain,
-  flushConsumerName,
-} from "./layout.ts";
+import { DELIVER_CONSUMER, QUEUE_STREAM, SPOOL_STREAM, flushConsumerName, type QueueLayout } from "./layout.ts";
 import { MAX_QUEUE_LIFETIME_MS } from "#api";
 
 export interface QueueLayoutOptions {
@@ -37,10 +28,20 @@ const DAY_MS = 86_400_000;
 
 type StreamSettings = Partial<StreamConfig> & { name: string };
 
-export async function ensureQueueLayout(jsm: JetStreamManager, options: QueueLayoutOptions): Promise<void> {
+export async function ensureQueueLayout(jsm: JetStreamManager, layout: QueueLayout, options: QueueLayoutOptions): Promise<void> {
+  const [spoolInfo, queueInfo] = await Promise.all([
+    jsm.streams.info(SPOOL_STREAM).catch(() => undefined),
+    jsm.streams.info(QUEUE_STREAM).catch(() => undefined),
+  ]);
+  // A site that gets its name (--site) after running without one keeps the unscoped subjects, so
+  // the mail queued before is still stored and delivered (see layout.ts).
+  const legacy = layout.legacy;
+  const keepLegacy = legacy !== undefined && (queueInfo?.config.subjects ?? []).includes(legacy.queueSubjects);
+  layout.keepsUnscoped = keepLegacy;
+  const withLegacy = (scoped: string, unscoped: string | undefined): string[] => (keepLegacy && unscoped ? [scoped, unscoped] : [scoped]);
   const spool: StreamSettings = {
     name: SPOOL_STREAM,
-    subjects: [SPOOL_SUBJECTS],
+    subjects: withLegacy(layout.spoolSubjects, legacy?.spoolSubjects),
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
     num_replicas: options.replicas,
@@ -52,7 +53,7 @@ export async function ensureQueueLayout(jsm: JetStreamManager, options: QueueLay
   };
   const queue: StreamSettings = {
     name: QUEUE_STREAM,
-    subjects: [QUEUE_SUBJECTS],
+    subjects: withLegacy(layout.queueSubjects, legacy?.queueSubjects),
     retention: RetentionPolicy.Workqueue,
     storage: StorageType.File,
     num_replicas: options.replicas,
@@ -64,11 +65,11 @@ export async function ensureQueueLayout(jsm: JetStreamManager, options: QueueLay
     // Direct gets let any relay list a domain's held jobs when its primary comes back.
     allow_direct: true,
   };
-  await upsertStream(jsm, spool);
-  await upsertStream(jsm, queue);
+  await upsertStream(jsm, spool, spoolInfo?.config);
+  await upsertStream(jsm, queue, queueInfo?.config);
   await upsertConsumer(jsm, {
     durable_name: DELIVER_CONSUMER,
-    filter_subject: READY_FILTER,
+    filter_subjects: withLegacy(layout.readyFilter, legacy?.readyFilter),
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
     ack_wait: nanos(options.ackWaitMs),
@@ -89,13 +90,13 @@ const FLUSH_CONSUMER_IDLE_MS = 3_600_000;
  * is over, to the job's own retry schedule. The server removes it after an idle hour; it is
  * never deleted by a relay, because another relay may still be acknowledging through it.
  */
-export async function ensureFlushConsumer(jsm: JetStreamManager, domain: string, options: QueueLayoutOptions): Promise<string> {
+export async function ensureFlushConsumer(jsm: JetStreamManager, layout: QueueLayout, domain: string, options: QueueLayoutOptions): Promise<string> {
   const name = flushConsumerName(domain);
   const existing = await jsm.consumers.info(QUEUE_STREAM, name).catch(() => undefined);
   if (existing) return name;
   await jsm.consumers.add(QUEUE_STREAM, {
     durable_name: name,
-    filter_subject: deferFilterForDomain(domain),
+    filter_subjects: layout.storedUnder.map((stored) => stored.deferFilterForDomain(domain)),
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
     ack_wait: nanos(options.ackWaitMs),
@@ -115,21 +116,22 @@ async function upsertConsumer(jsm: JetStreamManager, config: ConsumerSettings): 
     await jsm.consumers.add(QUEUE_STREAM, config);
     return;
   }
-  const { ack_wait, max_ack_pending, max_deliver } = config;
+  const { ack_wait, max_ack_pending, max_deliver, filter_subjects } = config;
   const current = existing.config;
-  if (current.ack_wait !== ack_wait || current.max_ack_pending !== max_ack_pending || current.max_deliver !== max_deliver) {
-    await jsm.consumers.update(QUEUE_STREAM, config.durable_name, { ack_wait, max_ack_pending, max_deliver });
+  const currentFilters = current.filter_subjects ?? (current.filter_subject ? [current.filter_subject] : []);
+  const filtersChanged = JSON.stringify(currentFilters) !== JSON.stringify(filter_subjects);
+  if (current.ack_wait !== ack_wait || current.max_ack_pending !== max_ack_pending || current.max_deliver !== max_deliver || filtersChanged) {
+    // A single filter_subject and filter_subjects are exclusive: the update names the list only.
+    await jsm.consumers.update(QUEUE_STREAM, config.durable_name, { ack_wait, max_ack_pending, max_deliver, filter_subjects, filter_subject: "" });
   }
 }
 
-async function upsertStream(jsm: JetStreamManager, config: StreamSettings): Promise<void> {
+async function upsertStream(jsm: JetStreamManager, config: StreamSettings, current: StreamConfig | undefined): Promise<void> {
   const name = config.name;
-  const existing = await jsm.streams.info(name).catch(() => undefined);
-  if (!existing) {
+  if (!current) {
     await jsm.streams.add(config);
     return;
   }
-  const current = existing.config;
   const drifted = (Object.keys(config) as Array<keyof StreamSettings>).some((key) => JSON.stringify(current[key]) !== JSON.stringify(config[key]));
   if (drifted) await jsm.streams.update(name, { ...current, ...config });
 }

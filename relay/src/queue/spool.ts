@@ -7,7 +7,7 @@
 import { Readable } from "node:stream";
 import { headers } from "@nats-io/transport-node";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import { SPOOL_STREAM, spoolAllSubjects, spoolChunkSubject, spoolMessageSubject } from "./layout.ts";
+import { SPOOL_STREAM, type QueueLayout } from "./layout.ts";
 
 const CHUNKS_HEADER = "Mxw-Chunks";
 const SIZE_HEADER = "Mxw-Size";
@@ -45,13 +45,15 @@ export class SpoolWriter {
   private totalBytes = 0;
   private wrote = false;
   private readonly js: JetStreamClient;
+  private readonly layout: QueueLayout;
   private readonly queueIds: readonly string[];
   private readonly chunkBytes: number;
   private readonly timeoutMs: number;
   private readonly inlineMaxBytes: number;
 
-  constructor(js: JetStreamClient, queueIds: readonly string[], chunkBytes: number, timeoutMs: number, inlineMaxBytes = 0) {
+  constructor(js: JetStreamClient, layout: QueueLayout, queueIds: readonly string[], chunkBytes: number, timeoutMs: number, inlineMaxBytes = 0) {
     this.js = js;
+    this.layout = layout;
     this.queueIds = queueIds;
     this.chunkBytes = chunkBytes;
     this.timeoutMs = timeoutMs;
@@ -87,7 +89,9 @@ export class SpoolWriter {
     const index = ++this.chunksWritten;
     this.wrote = true;
     await Promise.all(
-      this.queueIds.map((queueId) => this.js.publish(spoolChunkSubject(queueId, index), chunk, { msgID: `${queueId}.c${index}`, timeout: this.timeoutMs })),
+      this.queueIds.map((queueId) =>
+        this.js.publish(this.layout.spoolChunkSubject(queueId, index), chunk, { msgID: `${queueId}.c${index}`, timeout: this.timeoutMs }),
+      ),
     );
   }
 
@@ -113,7 +117,7 @@ export class SpoolWriter {
         const h = headers();
         h.set(CHUNKS_HEADER, String(chunks));
         h.set(SIZE_HEADER, String(this.totalBytes));
-        return this.js.publish(spoolMessageSubject(queueId), unchunked, { msgID: `${queueId}.m`, headers: h, timeout: this.timeoutMs });
+        return this.js.publish(this.layout.spoolMessageSubject(queueId), unchunked, { msgID: `${queueId}.m`, headers: h, timeout: this.timeoutMs });
       }),
     );
     return undefined;
@@ -146,9 +150,14 @@ function inlineBody(data: Buffer): StoredBody {
 
 export class SpoolReader {
   private readonly jsm: JetStreamManager;
+  private readonly layout: QueueLayout;
+  private readonly stream: string;
 
-  constructor(jsm: JetStreamManager) {
+  /** `stream` is where the bodies are: this site's spool, or a peer's copy of its spool (MXW_PEER_<peer>). */
+  constructor(jsm: JetStreamManager, layout: QueueLayout, stream = SPOOL_STREAM) {
     this.jsm = jsm;
+    this.layout = layout;
+    this.stream = stream;
   }
 
   /**
@@ -157,14 +166,20 @@ export class SpoolReader {
    */
   async get(queueId: string, inline?: Buffer): Promise<StoredBody | null> {
     if (inline) return inlineBody(inline);
-    const manifest = await this.jsm.streams.getMessage(SPOOL_STREAM, { last_by_subj: spoolMessageSubject(queueId) });
+    let layout = this.layout;
+    let manifest = await this.jsm.streams.getMessage(this.stream, { last_by_subj: layout.spoolMessageSubject(queueId) });
+    // A body spooled before the site had a name (--site) lives under the unscoped subjects.
+    if (!manifest && layout.keepsUnscoped && layout.legacy) {
+      layout = layout.legacy;
+      manifest = await this.jsm.streams.getMessage(this.stream, { last_by_subj: layout.spoolMessageSubject(queueId) });
+    }
     if (!manifest) return null;
     const chunks = Number(manifest.header.get(CHUNKS_HEADER) || "0");
     const size = Number(manifest.header.get(SIZE_HEADER) || String(manifest.data.length));
     const unchunked = Buffer.from(manifest.data);
-    const jsm = this.jsm;
+    const { jsm, stream } = this;
     const fetchChunk = async (index: number): Promise<Buffer> => {
-      const stored = await jsm.streams.getMessage(SPOOL_STREAM, { last_by_subj: spoolChunkSubject(queueId, index) });
+      const stored = await jsm.streams.getMessage(stream, { last_by_subj: layout.spoolChunkSubject(queueId, index) });
       if (!stored) throw new SpoolCorruptError(`chunk ${index} of ${queueId} is missing`);
       return Buffer.from(stored.data);
     };
@@ -188,6 +203,7 @@ export class SpoolReader {
 
   /** Remove a body (and its chunks) once its job is finished. */
   async purge(queueId: string): Promise<void> {
-    await this.jsm.streams.purge(SPOOL_STREAM, { filter: spoolAllSubjects(queueId) });
+    await this.jsm.streams.purge(this.stream, { filter: this.layout.spoolAllSubjects(queueId) });
+    if (this.layout.keepsUnscoped && this.layout.legacy) await this.jsm.streams.purge(this.stream, { filter: this.layout.legacy.spoolAllSubjects(queueId) });
   }
 }

@@ -405,6 +405,8 @@ export class SmtpReceiver {
     const stored = await this.receive(stream, message);
     const filterHeaders = await this.filter(message, stored);
     const jobs = await this.commit(message, stored, filterHeaders);
+    // The peer site's copy is written after the message is ours, and the 250 does not wait for it.
+    this.queue.shadow?.copy(jobs, stored.inlineBody);
     return this.answer(message, jobs, started);
   }
 

@@ -1,0 +1,262 @@
+// Two sites joined as docs/architecture.md describes them: each its own JetStream domain, their
+// nats-servers joined by a leafnode, a relay per site with --site/--peer-sites. Mail sent to both
+// sites must reach the primary once. Before the queue's subjects carried the site, each site's
+// stream also captured the other site's publishes across the leafnode, and both delivered (160
+// duplicates in 200 messages, issue 16).
+//
+// And the upgrade: a site that ran without --site keeps the mail it queued then, under the old
+// subjects, and delivers it once it runs with a name.
+
+import assert from "node:assert/strict";
+import { mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { QUEUE_STREAM, QueueLayout, SPOOL_STREAM } from "../../relay/src/queue/layout.ts";
+import { RETIRED_HEADER, peerStreamName } from "../../relay/src/queue/shadow-copies.ts";
+import { TestNatsServer } from "../harness/nats-server.ts";
+import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
+import { sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
+import { TestPrimary, headerValue } from "../harness/test-primary.ts";
+import { eventually, freePort, tempDir } from "../harness/workspace.ts";
+
+/** Messages in a stream of one server, and the subjects they are stored under. */
+async function streamState(server: TestNatsServer, stream: string): Promise<{ messages: number; subjects: string[] }> {
+  const nc = await connect({ servers: server.url });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const info = await jsm.streams.info(stream, { subjects_filter: ">" });
+    return { messages: info.state.messages, subjects: Object.keys(info.state.subjects ?? {}) };
+  } finally {
+    await nc.close();
+  }
+}
+
+/** The copies of `peer`'s mail that `server`'s site holds and that the peer has not retired. */
+async function liveCopies(server: TestNatsServer, peer: string): Promise<number> {
+  const nc = await connect({ servers: server.url });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const stream = peerStreamName(peer);
+    const info = await jsm.streams.info(stream, { subjects_filter: new QueueLayout(peer).shadowCopyFilter }).catch(() => undefined);
+    let live = 0;
+    for (const subject of Object.keys(info?.state.subjects ?? {})) {
+      const stored = await jsm.direct.getMessage(stream, { last_by_subj: subject });
+      if (stored && !stored.header?.get(RETIRED_HEADER)) live++;
+    }
+    return live;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** Delivered Message-IDs at the primary, with how often each arrived. */
+function deliveries(primary: TestPrimary): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const message of primary.messages) {
+    const id = headerValue(message.body, "Message-ID") ?? "";
+    counts.set(id, (counts.get(id) ?? 0) + 1);
+  }
+  return counts;
+}
+
+describe("two sites joined by a leafnode deliver each message once", () => {
+  const dir = tempDir("two-sites");
+  let natsA: TestNatsServer;
+  let natsB: TestNatsServer;
+  let primary: TestPrimary;
+  let relayA: RelayProcess;
+  let relayB: RelayProcess;
+
+  before(async () => {
+    const leafnodePort = await freePort();
+    natsA = await TestNatsServer.start(join(dir.path, "nats-a"), { domain: "site-a", leafnodePort });
+    natsB = await TestNatsServer.start(join(dir.path, "nats-b"), { domain: "site-b", leafnodeRemote: `nats-leaf://127.0.0.1:${leafnodePort}` });
+    primary = await TestPrimary.start();
+    const domainsPath = join(dir.path, "domains.yaml");
+    writeDomains(domainsPath, [{ domain: "two.example", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] } }]);
+    for (const site of ["a", "b"]) mkdirSync(join(dir.path, site));
+    relayA = await RelayProcess.start({ dir: join(dir.path, "a"), domainsPath, nats: natsA.url, args: ["--site", "site-a", "--peer-sites", "site-b"] });
+    relayB = await RelayProcess.start({ dir: join(dir.path, "b"), domainsPath, nats: natsB.url, args: ["--site", "site-b", "--peer-sites", "site-a"] });
+    await Promise.all([relayA.ready(), relayB.ready()]);
+    // The duplicates came from subject interest crossing the leafnode: wait until it does.
+    const ncA = await connect({ servers: natsA.url });
+    const ncB = await connect({ servers: natsB.url });
+    try {
+      const seen = ncB.subscribe("mxw-test.leafnode-up");
+      let crossed = false;
+      void (async () => {
+        for await (const _ of seen) crossed = true;
+      })();
+      await eventually("the leafnode to carry subject interest", async () => {
+        ncA.publish("mxw-test.leafnode-up");
+        await ncA.flush();
+        return crossed;
+      });
+    } finally {
+      await ncA.close();
+      await ncB.close();
+    }
+  });
+
+  after(async () => {
+    await relayA?.stop();
+    await relayB?.stop();
+    await primary?.close();
+    await natsB?.stop();
+    await natsA?.stop();
+  });
+
+  it("200 messages, half to each site: 200 deliveries, no duplicates, both queues empty", async () => {
+    const total = 200;
+    const large = new Set([7, 150]);
+    for (let i = 0; i < total; i++) {
+      const relay = i % 2 === 0 ? relayA : relayB;
+      // Two bodies above 128 KiB go through the spool, whose subjects are site-scoped too.
+      const body = large.has(i) ? `${"y".repeat(998)}\r\n`.repeat(200) : "Hello.\r\n";
+      const { data } = await sendMail(relay.smtpPort, { from: "alice@sender.test", to: ["bob@two.example"], body: simpleMessage(`m${i}`, `two-${i}`, body) });
+      assert.equal(data?.code, 250, `message ${i} accepted`);
+    }
+    await eventually("every message delivered", () => deliveries(primary).size === total, 60_000);
+    // Delivery is over at both sites only when both queues are empty; duplicates, if any, are in by then.
+    await eventually(
+      "both sites' queues empty",
+      async () => (await streamState(natsA, QUEUE_STREAM)).messages === 0 && (await streamState(natsB, QUEUE_STREAM)).messages === 0,
+      60_000,
+    );
+    const counts = deliveries(primary);
+    const duplicates = [...counts.values()].reduce((sum, n) => sum + n - 1, 0);
+    assert.equal(duplicates, 0, "no message delivered twice");
+    assert.equal(primary.messages.length, total);
+    // Each site's spool only ever held its own bodies, and purged them after delivery.
+    for (const nats of [natsA, natsB]) assert.equal((await streamState(nats, SPOOL_STREAM)).messages, 0);
+    // Every message was copied to the other site, and every copy retired once delivered.
+    assert.equal(
+      (await relayA.metric("mxwarden_shadow_copies_total", 'result="stored"')) + (await relayB.metric("mxwarden_shadow_copies_total", 'result="stored"')),
+      total,
+    );
+    await eventually("the copies retired at both sites", async () => (await liveCopies(natsB, "site-a")) === 0 && (await liveCopies(natsA, "site-b")) === 0);
+    assert.equal((await streamState(natsB, peerStreamName("site-a"))).subjects.filter((s) => s.startsWith("mxw.site-a.shadow.copy.")).length, total / 2);
+  });
+});
+
+describe("a site lost with a full queue: its peer takes over and delivers its mail", () => {
+  const dir = tempDir("takeover");
+  let natsA: TestNatsServer;
+  let natsB: TestNatsServer;
+  let primary: TestPrimary;
+  let relayA: RelayProcess;
+  let relayB: RelayProcess;
+
+  before(async () => {
+    const leafnodePort = await freePort();
+    natsA = await TestNatsServer.start(join(dir.path, "nats-a"), { domain: "site-a", leafnodePort });
+    natsB = await TestNatsServer.start(join(dir.path, "nats-b"), { domain: "site-b", leafnodeRemote: `nats-leaf://127.0.0.1:${leafnodePort}` });
+    primary = await TestPrimary.start();
+    const domainsPath = join(dir.path, "domains.yaml");
+    writeDomains(domainsPath, [{ domain: "lost.example", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] } }]);
+    for (const site of ["a", "b"]) mkdirSync(join(dir.path, site));
+    relayA = await RelayProcess.start({ dir: join(dir.path, "a"), domainsPath, nats: natsA.url, args: ["--site", "site-a", "--peer-sites", "site-b"] });
+    relayB = await RelayProcess.start({
+      dir: join(dir.path, "b"),
+      domainsPath,
+      nats: natsB.url,
+      args: ["--site", "site-b", "--peer-sites", "site-a", "--takeover-after", "4s"],
+    });
+    await Promise.all([relayA.ready(), relayB.ready()]);
+  });
+
+  after(async () => {
+    await relayA?.stop();
+    await relayB?.stop();
+    await primary?.close();
+    await natsB?.stop();
+    await natsA?.stop();
+  });
+
+  it("delivers every message site A queued, once, after A is destroyed", async () => {
+    // The primary defers everything: site A's queue fills up.
+    primary.recipientRule = () => ({ code: 451, message: "busy" });
+    const total = 40;
+    for (let i = 0; i < total; i++) {
+      const body = i === 3 ? `${"q".repeat(998)}\r\n`.repeat(300) : "Queued at A.\r\n";
+      const { data } = await sendMail(relayA.smtpPort, {
+        from: "alice@sender.test",
+        to: ["bob@lost.example"],
+        body: simpleMessage(`l${i}`, `lost-${i}`, body),
+      });
+      assert.equal(data?.code, 250);
+    }
+    const copiedAt = Date.now();
+    await eventually("site B holds a live copy of each", async () => (await liveCopies(natsB, "site-a")) === total, 30_000);
+    console.log(`# ${total} copies at site B ${Date.now() - copiedAt} ms after the last 250`);
+    assert.equal(await relayB.metric("mxwarden_peer_shadow_lag_messages", 'peer="site-a"'), 0);
+
+    // Site A is lost: its relay and its server killed, its store deleted.
+    await relayA.kill9();
+    await natsA.stop();
+    rmSync(natsA.dir, { recursive: true, force: true });
+    primary.recipientRule = () => undefined;
+
+    await eventually("site B delivered site A's mail", () => deliveries(primary).size === total, 60_000);
+    await eventually("site B's queue empty", async () => (await streamState(natsB, QUEUE_STREAM)).messages === 0, 30_000);
+    assert.equal(primary.messages.length, total, "no duplicates");
+    assert.equal(await relayB.metric("mxwarden_takeover_messages_total", 'peer="site-a"'), total);
+    assert.ok((await relayB.metric("mxwarden_peer_last_contact_seconds", 'peer="site-a"')) >= 4);
+    const large = primary.messages.find((m) => headerValue(m.body, "Message-ID") === "<lost-3@client.test>");
+    assert.ok(large && large.body.length > 290_000, "the spooled body came over with its copy");
+  });
+});
+
+describe("a site that gets a name keeps the mail it queued without one", () => {
+  const dir = tempDir("site-upgrade");
+  let nats: TestNatsServer;
+  let primary: TestPrimary;
+  let relay: RelayProcess | undefined;
+
+  before(async () => {
+    nats = await TestNatsServer.start(join(dir.path, "nats"), { domain: "site-a" });
+    primary = await TestPrimary.start();
+  });
+
+  after(async () => {
+    await relay?.stop();
+    await primary?.close();
+    await nats?.stop();
+  });
+
+  it("delivers mail queued under the unscoped subjects after the relay restarts with --site", async () => {
+    const domainsPath = join(dir.path, "domains.yaml");
+    // The primary refuses for now: the mail stays queued (deferred) under the unscoped subjects.
+    primary.recipientRule = () => ({ code: 451, message: "try later" });
+    writeDomains(domainsPath, [
+      { domain: "up.example", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] }, queue: { retry: { initialBackoff: "1s", maxBackoff: "2s" } } },
+    ]);
+    mkdirSync(join(dir.path, "relay"));
+    relay = await RelayProcess.start({ dir: join(dir.path, "relay"), domainsPath, nats: nats.url });
+    await relay.ready();
+    const bodies = ["Small.\r\n", `${"z".repeat(998)}\r\n`.repeat(200)];
+    for (const [i, body] of bodies.entries()) {
+      const { data } = await sendMail(relay.smtpPort, { from: "alice@sender.test", to: ["bob@up.example"], body: simpleMessage(`u${i}`, `up-${i}`, body) });
+      assert.equal(data?.code, 250);
+    }
+    await eventually(
+      "both messages deferred once",
+      async () => (await streamState(nats, QUEUE_STREAM)).subjects.filter((s) => s.startsWith("mxw.queue.defer.")).length === 2,
+    );
+    await relay.stop();
+
+    primary.recipientRule = () => undefined;
+    relay = await RelayProcess.start({ dir: join(dir.path, "relay"), domainsPath, nats: nats.url, args: ["--site", "site-a"] });
+    await relay.ready();
+    await eventually("both messages delivered", () => deliveries(primary).size === 2, 30_000);
+    const large = primary.messages.find((m) => headerValue(m.body, "Message-ID") === "<up-1@client.test>");
+    assert.ok(large && large.body.length > 190_000, "the spooled body was read from its unscoped subjects");
+    await eventually(
+      "queue and spool empty",
+      async () => (await streamState(nats, QUEUE_STREAM)).messages === 0 && (await streamState(nats, SPOOL_STREAM)).messages === 0,
+    );
+    assert.equal(primary.messages.length, 2, "no duplicates");
+  });
+});
