@@ -57,6 +57,8 @@ async function withTopology(name: string, options: TopologyOptions, scenario: (t
   }
 }
 
+const lagText = (maxLag: Record<"a" | "b", number>): string => `shadow lag under load at most ${maxLag.a} (at a), ${maxLag.b} (at b) messages`;
+
 const seconds = (from: number): string => `${((Date.now() - from) / 1000).toFixed(1)}s`;
 
 /** Until Postfix has handed every message to some MX (its queue is empty). */
@@ -84,8 +86,7 @@ const scenarios: Scenario[] = [
     reduced: true,
     async run(t, topology) {
       await topology.primaryDown();
-      await topology.send(MESSAGES);
-      await allAccepted(topology);
+      const { maxLag } = await topology.sampleLag(topology.send(MESSAGES).then(() => allAccepted(topology)));
       const held = topology.counts();
       assert.equal(held.acceptedByPrimary, 0);
       assert.ok(held.acceptedBySite.a > 0 && held.acceptedBySite.b > 0, "both sites took mail");
@@ -93,7 +94,7 @@ const scenarios: Scenario[] = [
       const upAt = Date.now();
       await topology.primaryUp();
       const counts = await topology.settle(120_000);
-      report(t, "1 primary down, then up", counts, `drained in ${seconds(upAt)} after the primary came back`);
+      report(t, "1 primary down, then up", counts, `drained in ${seconds(upAt)} after the primary came back; ${lagText(maxLag)}`);
       assertCounts(counts);
     },
   },
@@ -131,7 +132,7 @@ const scenarios: Scenario[] = [
     reduced: true,
     async run(t, topology) {
       await topology.blockSenderToPrimary();
-      const sending = topology.send(MESSAGES);
+      const sending = topology.sampleLag(topology.send(MESSAGES));
       await eventually("a third of the load", () => topology.counts().accepted >= MESSAGES / 3, 60_000, 200);
       await topology.siteLink.cut();
       const cutAt = Date.now();
@@ -140,9 +141,14 @@ const scenarios: Scenario[] = [
       assert.ok(during.delivered > MESSAGES / 3, "both sites keep delivering while the link is cut");
       await topology.siteLink.heal();
       const healedAt = Date.now();
-      await sending;
+      const { maxLag } = await sending;
       const counts = await topology.settle(120_000);
-      report(t, "3 A-B link cut, then healed", counts, `cut for ${((healedAt - cutAt) / 1000).toFixed(1)}s; settled ${seconds(healedAt)} after healing`);
+      report(
+        t,
+        "3 A-B link cut, then healed",
+        counts,
+        `cut for ${((healedAt - cutAt) / 1000).toFixed(1)}s; settled ${seconds(healedAt)} after healing; ${lagText(maxLag)}`,
+      );
       assertCounts(counts);
     },
   },
@@ -178,18 +184,29 @@ const scenarios: Scenario[] = [
     options: { takeoverAfter: `${TAKEOVER_AFTER_S}s` },
     async run(t, topology) {
       await topology.primaryDown();
-      await topology.send(MESSAGES);
-      await allAccepted(topology);
+      const { maxLag } = await topology.sampleLag(topology.send(MESSAGES).then(() => allAccepted(topology)));
       const queued = topology.counts();
       assert.ok(queued.acceptedBySite.a > 0, "site A holds mail");
+      // The recovery point when A is lost: A's copies site B does not hold yet.
+      const lagAtLoss = await eventually("site B's lag reading", () => topology.relayMetric("b", 1, "mxwarden_peer_shadow_lag_messages"));
       await topology.destroySite("a");
       const destroyedAt = Date.now();
       await topology.primaryUp();
       const counts = await topology.settle(TAKEOVER_AFTER_S * 1000 + 150_000);
-      report(t, "5 site A destroyed, B takes over", counts, `A held ${queued.acceptedBySite.a}; all delivered ${seconds(destroyedAt)} after the loss`);
-      // Site A delivered nothing before it was lost (the primary was down): no copy can have been
-      // delivered twice, so the lag bounds the duplicates at zero here.
-      assertCounts(counts, { duplicateBound: counts.ambiguous });
+      const taken = await topology.relayMetric("b", 1, "mxwarden_takeover_messages_total");
+      const takenBy2 = await topology.relayMetric("b", 2, "mxwarden_takeover_messages_total");
+      report(
+        t,
+        "5 site A destroyed, B takes over",
+        counts,
+        `A held ${queued.acceptedBySite.a}, B took over ${(taken ?? 0) + (takenBy2 ?? 0)}; all delivered ${seconds(destroyedAt)} after the loss; lag at the loss ${lagAtLoss}; ${lagText(maxLag)}`,
+      );
+      // Copies that had not reached B when A was lost would be lost with it: the lag at the loss
+      // must be zero here (A's queue was full and idle), and so must what went missing.
+      assert.equal(lagAtLoss, 0, "site B held every copy of A's queue");
+      // Site A delivered nothing before it was lost (the primary was down): B can only duplicate
+      // what A delivered and had not retired within the lag, so the bound is the lag itself.
+      assertCounts(counts, { duplicateBound: counts.ambiguous + lagAtLoss });
     },
   },
   {
@@ -201,9 +218,9 @@ const scenarios: Scenario[] = [
     async run(t, topology) {
       await topology.primaryLink.loss(0.05);
       const started = Date.now();
-      await topology.send(MESSAGES);
+      const { maxLag } = await topology.sampleLag(topology.send(MESSAGES));
       const counts = await topology.settle(240_000);
-      report(t, "6 5% loss, 200 ms delay to the primary", counts, `settled in ${seconds(started)}`);
+      report(t, "6 5% loss, 200 ms delay to the primary", counts, `settled in ${seconds(started)}; ${lagText(maxLag)}`);
       assertCounts(counts);
     },
   },

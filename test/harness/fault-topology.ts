@@ -43,6 +43,8 @@ export interface TopologyOptions {
   takeoverAfter?: string;
   /** Put the delaying forwarder (delay-proxy.ts) in front of the primary, with this delay in ms. */
   primaryDelayMs?: number;
+  /** Relays per site (default 2; at most 2, the DNS names two addresses per site). */
+  relaysPerSite?: number;
   /** Messages the sender may have in flight to Postfix at once when injecting. */
   injectConcurrency?: number;
 }
@@ -188,7 +190,8 @@ export class FaultTopology {
     await topology.startDns();
     await topology.primaryUp();
     for (const site of SITES) await topology.startNats(site);
-    await Promise.all(SITES.flatMap((site) => [1, 2].map((i) => topology.startRelay(site, i))));
+    const relays = Array.from({ length: options.relaysPerSite ?? 2 }, (_, i) => i + 1);
+    await Promise.all(SITES.flatMap((site) => relays.map((i) => topology.startRelay(site, i))));
     return topology;
   }
 
@@ -489,15 +492,45 @@ export class FaultTopology {
   }
 
   /** mxwarden_queue_messages of one relay, or undefined when it cannot be asked. */
-  async relayQueue(site: SiteName, i = 1): Promise<number | undefined> {
+  relayQueue(site: SiteName, i = 1): Promise<number | undefined> {
+    return this.relayMetric(site, i, "mxwarden_queue_messages");
+  }
+
+  /** One sample of a relay's metric (summed over its label sets), or undefined when it cannot be asked. */
+  async relayMetric(site: SiteName, i: number, name: string): Promise<number | undefined> {
     const relay = this.sites[site].relays[i - 1];
     if (!relay?.process.running) return undefined;
     const response = await fetch(`http://${relay.address}:9464/metrics`, { signal: AbortSignal.timeout(3000) }).catch(() => undefined);
     if (!response?.ok) return undefined;
-    const text = await response.text();
-    let total = 0;
-    for (const line of text.split("\n")) if (line.startsWith("mxwarden_queue_messages")) total += Number(line.slice(line.lastIndexOf(" ") + 1));
+    let total: number | undefined;
+    for (const line of (await response.text()).split("\n")) {
+      if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) total = (total ?? 0) + Number(line.slice(line.lastIndexOf(" ") + 1));
+    }
     return total;
+  }
+
+  /**
+   * The recovery point while `during` runs: the most shadow-copy records of the other site that
+   * each site's relay 1 reported missing (mxwarden_peer_shadow_lag_messages), sampled every 250 ms.
+   */
+  async sampleLag<T>(during: Promise<T>): Promise<{ result: T; maxLag: Record<SiteName, number> }> {
+    const maxLag: Record<SiteName, number> = { a: 0, b: 0 };
+    let done = false;
+    const sampler = (async () => {
+      while (!done) {
+        for (const site of SITES) {
+          const lag = await this.relayMetric(site, 1, "mxwarden_peer_shadow_lag_messages");
+          if (lag !== undefined) maxLag[site] = Math.max(maxLag[site], lag);
+        }
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    })();
+    try {
+      return { result: await during, maxLag };
+    } finally {
+      done = true;
+      await sampler;
+    }
   }
 
   /**
@@ -515,7 +548,7 @@ export class FaultTopology {
         if (postfix > 0) throw new Error(`${postfix} messages in Postfix's queue`);
         for (const site of SITES) {
           if (this.sites[site].destroyed) continue;
-          for (const i of [1, 2]) {
+          for (const i of this.sites[site].relays.map((_, n) => n + 1)) {
             const queued = await this.relayQueue(site, i);
             if (queued !== 0) throw new Error(`relay ${site}${i}: mxwarden_queue_messages ${queued ?? "unreadable"}`);
           }
