@@ -2,7 +2,7 @@
 // own NATS JetStream domain. The default deployment has two, in two clusters in separate networks.
 
 import { Type, type Static } from "@sinclair/typebox";
-import { array, boolean, conditions, hostname, integer, object, oneOf, port, rule, string, stringMap } from "./schema.ts";
+import { array, boolean, conditions, duration, hostname, integer, object, oneOf, port, rule, string, stringMap } from "./schema.ts";
 import type { Condition } from "./conditions.ts";
 import type { API_VERSION, ObjectMeta } from "./relay-domain.ts";
 
@@ -101,6 +101,15 @@ export const relaySiteSpecSchema = object("Where and how one site's relays run",
       }),
     ),
   }),
+  takeover: Optional(
+    object("Delivering a lost peer site's mail from the copies this site holds (needs nats.domain on the sites; docs/architecture.md, Takeover)", {
+      after: Optional(
+        duration(
+          "Take over once the peer has been silent this long (at least 5s counts); absent: never. Longer than the network partitions the sites ride out: a takeover on a cut link delivers the peer's queue twice",
+        ),
+      ),
+    }),
+  ),
   clamd: Optional(
     object("clamd for antivirus scanning", {
       address: string("host:port of clamd", { pattern: hostPort, maxLength: 260 }),

@@ -14,7 +14,8 @@ export interface HostPort {
 export interface RelayConfig {
   listen: HostPort;
   hostname: string;
-  domainsPath: string;
+  /** Where the RelayDomain documents come from. */
+  domains: { path: string } | { configMaps: { namespace: string; labelSelector: string; kubeconfig?: string | undefined } };
   /** NATS servers; empty means "start an embedded nats-server under dataDir". */
   natsServers: string[];
   metrics: HostPort;
@@ -66,11 +67,15 @@ export class UsageError extends Error {
   }
 }
 
-export const USAGE = `Usage: mxwarden-relay --domains PATH [options]
+export const USAGE = `Usage: mxwarden-relay (--domains PATH | --domains-configmaps SELECTOR) [options]
 
   --listen HOST:PORT          SMTP listener (default 0.0.0.0:2525)
   --hostname NAME             name in the greeting, EHLO and Received headers (default: the host name)
-  --domains PATH              RelayDomain YAML file or directory, reloaded on change (required)
+  --domains PATH              RelayDomain YAML file or directory, reloaded on change
+  --domains-configmaps SELECTOR
+                              instead: watch the ConfigMaps with this label selector through the
+                              Kubernetes API (namespace: --status-namespace or $POD_NAMESPACE;
+                              credentials: in-cluster or --kubeconfig); what the operator runs
   --nats URL[,URL...]         NATS servers with JetStream; without it an embedded nats-server runs under --data
   --metrics HOST:PORT         /metrics, /healthz, /readyz (default 0.0.0.0:9464)
   --data DIR                  state of the embedded nats-server (default ./.data)
@@ -102,7 +107,8 @@ export const USAGE = `Usage: mxwarden-relay --domains PATH [options]
                               (namespace: --status-namespace or $POD_NAMESPACE; credentials: in-cluster or --kubeconfig)
   --status-namespace NS       namespace of that ConfigMap
   --status-interval DURATION  how often the report is written (default 10s)
-  --kubeconfig FILE           credentials for the report instead of the pod's service account
+  --kubeconfig FILE           credentials for the report and --domains-configmaps instead of the
+                              pod's service account
   --site NAME                 this site's JetStream domain; with --peer-sites, greylisting and
                               verification answers are shared with the other sites over leafnodes
   --peer-sites NAME[,NAME...] the other sites' JetStream domains; with --site, every accepted
@@ -180,6 +186,20 @@ function sites(self: string | undefined, peers: string[]): RelayConfig["sites"] 
   return { self, peers: [...new Set(peers)] };
 }
 
+function domainsSource(
+  path: string | undefined,
+  selector: string | undefined,
+  namespace: string | undefined,
+  kubeconfig: string | undefined,
+): RelayConfig["domains"] {
+  if (path !== undefined) return { path };
+  if (!selector || !/^[A-Za-z0-9./_-]+(=[A-Za-z0-9._-]*)?(,[A-Za-z0-9./_-]+(=[A-Za-z0-9._-]*)?)*$/.test(selector)) {
+    throw new UsageError(`--domains-configmaps: not a label selector such as mxwarden.io/domain-config=site-a: "${selector ?? ""}"`);
+  }
+  if (!namespace) throw new UsageError("--domains-configmaps needs --status-namespace or $POD_NAMESPACE");
+  return { configMaps: { namespace, labelSelector: selector, kubeconfig } };
+}
+
 function statusReport(name: string | undefined, namespace: string | undefined, kubeconfig: string | undefined, interval: string): RelayConfig["statusReport"] {
   if (!name) return undefined;
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) throw new UsageError(`--status-configmap: not a ConfigMap name: "${name}"`);
@@ -198,6 +218,7 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
         listen: { type: "string", default: "0.0.0.0:2525" },
         hostname: { type: "string", default: defaultHostname },
         domains: { type: "string" },
+        "domains-configmaps": { type: "string" },
         nats: { type: "string" },
         metrics: { type: "string", default: "0.0.0.0:9464" },
         data: { type: "string", default: "./.data" },
@@ -242,7 +263,7 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
   }
   const v = parsed.values;
   if (v.help) return "help";
-  if (!v.domains) throw new UsageError("--domains is required");
+  if (!v.domains === !v["domains-configmaps"]) throw new UsageError("exactly one of --domains and --domains-configmaps is required");
   if (!/^[A-Za-z0-9.-]{1,253}$/.test(v.hostname)) throw new UsageError(`--hostname: not a host name: "${v.hostname}"`);
   if (Boolean(v["tls-cert"]) !== Boolean(v["tls-key"])) throw new UsageError("--tls-cert and --tls-key go together");
   if (v["bare-newline"] !== "normalize" && v["bare-newline"] !== "reject") {
@@ -257,7 +278,7 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
   return {
     listen: hostPort("listen", v.listen),
     hostname: v.hostname.toLowerCase(),
-    domainsPath: v.domains,
+    domains: domainsSource(v.domains, v["domains-configmaps"], v["status-namespace"] ?? process.env.POD_NAMESPACE, v.kubeconfig),
     natsServers,
     metrics: hostPort("metrics", v.metrics),
     dataDir: v.data,

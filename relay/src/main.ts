@@ -15,6 +15,7 @@ import {
   OUTBOUND_SOCKET_TIMEOUT_MS,
   progressIntervalFor,
 } from "./deliver/delivery-timing.ts";
+import { ConfigMapDomainSource } from "./config/domain-sources.ts";
 import { DeliveryWorker } from "./deliver/delivery-worker.ts";
 import { PeerWatch } from "./deliver/takeover.ts";
 import { DestinationHealth } from "./deliver/destination-health.ts";
@@ -38,10 +39,12 @@ import { FilterPipeline } from "./filter/pipeline.ts";
 const MAX_ACK_PENDING = 10_000;
 /** How often a relay checks on its peer sites' shadow copies (metrics, takeover). */
 const PEER_CHECK_INTERVAL_MS = 2000;
+/** How long a relay with peer sites waits, before it delivers, for their records to be current. */
+const PEER_CATCH_UP_MS = 15_000;
 
 async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
   const metrics = new RelayMetrics();
-  const store = new DomainStore(config.domainsPath, log);
+  const store = new DomainStore("path" in config.domains ? config.domains.path : new ConfigMapDomainSource(config.domains.configMaps, log), log);
   store.onChange((table, problems) => {
     metrics.configGeneration.set(table.generation);
     metrics.configDomains.set(table.byDomain.size);
@@ -182,11 +185,13 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
       )
     : () => {};
   const stopDomainMetrics = config.domainMetrics > 0 ? startDomainQueueMetrics(queue, queueIndex, store, metrics, config.domainMetrics, 5000, log) : () => {};
-  worker.start();
   const peerWatch = queue.shadow
     ? new PeerWatch(queue, metrics, { takeoverAfterMs: config.takeoverAfterMs, checkIntervalMs: PEER_CHECK_INTERVAL_MS }, log)
     : undefined;
   peerWatch?.start();
+  // With peer sites, delivery starts once their took markers are here (takeover.ts), or after a wait.
+  if (peerWatch) void peerWatch.caughtUp(PEER_CATCH_UP_MS).then(() => worker.start());
+  else worker.start();
   void queue
     .whenReady()
     .then(async () => {

@@ -30,7 +30,8 @@ export function writeDomains(path: string, specs: RelayDomainSpec[]): void {
 
 export interface RelayOptions {
   dir: string;
-  domainsPath: string;
+  /** A file or directory of RelayDomains; absent when `args` name another source (--domains-configmaps). */
+  domainsPath?: string;
   nats?: string | undefined;
   hostname?: string;
   args?: string[];
@@ -53,8 +54,7 @@ export class RelayProcess {
       `127.0.0.1:${options.smtpPort ?? 0}`,
       "--hostname",
       options.hostname ?? "backup-mx.test",
-      "--domains",
-      options.domainsPath,
+      ...(options.domainsPath === undefined ? [] : ["--domains", options.domainsPath]),
       "--metrics",
       "127.0.0.1:0",
       "--data",

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DomainStore } from "../../relay/src/config/domain-store.ts";
+import { FileDomainSource } from "../../relay/src/config/domain-sources.ts";
 import type { MessageFilter, RecipientFilter } from "../../relay/src/filter/filter.ts";
 import { FilterPipeline } from "../../relay/src/filter/pipeline.ts";
 import { createLogger } from "../../relay/src/log.ts";
@@ -54,8 +55,8 @@ describe("a filter that fails", () => {
     await queue.whenReady();
     const domains = join(work.path, "domains.yaml");
     writeFileSync(domains, "apiVersion: mxwarden.io/v1alpha1\nkind: RelayDomain\nmetadata: { name: team/a }\nspec: { domain: a.example }\n");
-    store = new DomainStore(domains, log);
-    await store.start(60_000);
+    store = new DomainStore(new FileDomainSource(domains, 60_000), log);
+    await store.start();
     receiver = new SmtpReceiver(
       {
         hostname: "relay.test",

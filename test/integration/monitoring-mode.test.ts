@@ -16,6 +16,7 @@ import { TestPrimary, headerValue } from "../harness/test-primary.ts";
 import { eventually, tempDir } from "../harness/workspace.ts";
 import { Resolver } from "node:dns/promises";
 import { DomainStore } from "../../relay/src/config/domain-store.ts";
+import { FileDomainSource } from "../../relay/src/config/domain-sources.ts";
 import { NextHopResolver } from "../../relay/src/deliver/next-hop.ts";
 import { PrimaryWatch } from "../../relay/src/filter/monitoring-mode.ts";
 import { createLogger } from "../../relay/src/log.ts";
@@ -119,8 +120,8 @@ describe("monitoring mode (spec.acceptWhen: primaryDown)", () => {
       { domain: "down.example", acceptWhen: "primaryDown", primary: { hosts: [{ host: "127.0.0.1", port: 1 }] } },
       { domain: "watched.example", acceptWhen: "primaryDown", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] } },
     ]);
-    const store = new DomainStore(domainsPath, log);
-    await store.start(60_000);
+    const store = new DomainStore(new FileDomainSource(domainsPath, 60_000), log);
+    await store.start();
     try {
       await queue.whenReady();
       const primaries = new PrimaryReachability();

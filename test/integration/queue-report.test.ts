@@ -9,6 +9,7 @@ import { TestNatsServer } from "../harness/nats-server.ts";
 import { tempDir } from "../harness/workspace.ts";
 import { createLogger } from "../../relay/src/log.ts";
 import { DomainStore } from "../../relay/src/config/domain-store.ts";
+import { FileDomainSource } from "../../relay/src/config/domain-sources.ts";
 import { QueueConnection, QueueIndex, newQueueId, type DeliveryJob } from "../../relay/src/queue/index.ts";
 import { PrimaryReachability } from "../../relay/src/status/primary-reachability.ts";
 import { collectQueueReport } from "../../relay/src/status/queue-reporter.ts";
@@ -33,8 +34,8 @@ describe("queue report", () => {
         'apiVersion: mxwarden.io/v1alpha1\nkind: RelayDomain\nmetadata: { name: team/b, generation: 2, deletionTimestamp: "2026-11-23T00:00:00Z" }\nspec: { domain: b.example }\n',
       ].join("---\n"),
     );
-    store = new DomainStore(domains, log);
-    await store.start(60_000);
+    store = new DomainStore(new FileDomainSource(domains, 60_000), log);
+    await store.start();
   });
 
   after(async () => {

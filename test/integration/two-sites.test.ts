@@ -209,6 +209,67 @@ describe("a site lost with a full queue: its peer takes over and delivers its ma
   });
 });
 
+describe("a site that comes back after its peer took over", () => {
+  const dir = tempDir("takeover-return");
+  let natsA: TestNatsServer;
+  let natsB: TestNatsServer;
+  let primary: TestPrimary;
+  let relayA: RelayProcess;
+  let relayB: RelayProcess;
+  let domainsPath: string;
+
+  before(async () => {
+    const leafnodePort = await freePort();
+    natsA = await TestNatsServer.start(join(dir.path, "nats-a"), { domain: "site-a", leafnodePort });
+    natsB = await TestNatsServer.start(join(dir.path, "nats-b"), { domain: "site-b", leafnodeRemote: `nats-leaf://127.0.0.1:${leafnodePort}` });
+    primary = await TestPrimary.start();
+    domainsPath = join(dir.path, "domains.yaml");
+    writeDomains(domainsPath, [
+      { domain: "back.example", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] }, queue: { retry: { initialBackoff: "2s", maxBackoff: "2s" } } },
+    ]);
+    for (const site of ["a", "b"]) mkdirSync(join(dir.path, site));
+    relayA = await RelayProcess.start({ dir: join(dir.path, "a"), domainsPath, nats: natsA.url, args: ["--site", "site-a", "--peer-sites", "site-b"] });
+    relayB = await RelayProcess.start({
+      dir: join(dir.path, "b"),
+      domainsPath,
+      nats: natsB.url,
+      args: ["--site", "site-b", "--peer-sites", "site-a", "--takeover-after", "4s"],
+    });
+    await Promise.all([relayA.ready(), relayB.ready()]);
+  });
+
+  after(async () => {
+    await relayA?.stop();
+    await relayB?.stop();
+    await primary?.close();
+    await natsB?.stop();
+    await natsA?.stop();
+  });
+
+  it("does not deliver again what its peer delivered in its place", async () => {
+    primary.recipientRule = () => ({ code: 451, message: "busy" });
+    const total = 20;
+    for (let i = 0; i < total; i++) {
+      const { data } = await sendMail(relayA.smtpPort, { from: "alice@sender.test", to: ["bob@back.example"], body: simpleMessage(`b${i}`, `back-${i}`) });
+      assert.equal(data?.code, 250);
+    }
+    await eventually("site B holds a live copy of each", async () => (await liveCopies(natsB, "site-a")) === total, 30_000);
+    // Site A goes dark with its store intact (a power cut, a network gone for long).
+    await relayA.kill9();
+    await natsA.pause();
+    primary.recipientRule = () => undefined;
+    await eventually("site B delivered site A's mail", () => deliveries(primary).size === total, 60_000);
+
+    // Site A comes back with its old queue: its retries find B's took markers and deliver nothing.
+    await natsA.resume();
+    relayA = await RelayProcess.start({ dir: join(dir.path, "a"), domainsPath, nats: natsA.url, args: ["--site", "site-a", "--peer-sites", "site-b"] });
+    await relayA.ready();
+    await eventually("site A's old queue settled", async () => (await streamState(natsA, QUEUE_STREAM)).messages === 0, 60_000);
+    assert.equal(primary.messages.length, total, "nothing delivered twice");
+    assert.equal(await relayA.metric("mxwarden_delivery_attempts_total", 'result="taken_over_by_peer"'), total);
+  });
+});
+
 describe("a site that gets a name keeps the mail it queued without one", () => {
   const dir = tempDir("site-upgrade");
   let nats: TestNatsServer;

@@ -85,7 +85,10 @@ describe("relay command line", () => {
   });
 
   const invalid: Array<[string, string[], RegExp]> = [
-    ["missing --domains", [], /--domains is required/],
+    ["missing --domains", [], /exactly one of --domains and --domains-configmaps/],
+    ["both sources", ["--domains", "d", "--domains-configmaps", "a=b", "--status-namespace", "ns"], /exactly one of/],
+    ["bad selector", ["--domains-configmaps", "a b", "--status-namespace", "ns"], /not a label selector/],
+    ["selector without namespace", ["--domains-configmaps", "mxwarden.io/domain-config=site-a"], /needs --status-namespace/],
     ["unknown flag", ["--domains", "d", "--open-relay"], /open-relay/],
     ["port out of range", ["--domains", "d", "--listen", "127.0.0.1:70000"], /--listen/],
     ["no port", ["--domains", "d", "--metrics", "localhost"], /--metrics/],

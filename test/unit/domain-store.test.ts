@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { tempDir } from "../harness/workspace.ts";
 import { createLogger } from "../../relay/src/log.ts";
 import { DomainStore } from "../../relay/src/config/domain-store.ts";
+import { FileDomainSource } from "../../relay/src/config/domain-sources.ts";
 
 describe("DomainStore", () => {
   const work = tempDir("domain-store");
@@ -14,9 +15,9 @@ describe("DomainStore", () => {
   after(() => work.remove());
 
   it("counts an empty directory as loaded (a site with no RelayDomains yet), and loads domains added later", async () => {
-    const store = new DomainStore(work.path, log);
+    const store = new DomainStore(new FileDomainSource(work.path, 3_600_000), log);
     // An hour between polls: only reload() drives the store in this test.
-    await store.start(3_600_000);
+    await store.start();
     try {
       assert.equal(store.current().generation, 1, "loaded, with nothing in it");
       assert.equal(store.current().byDomain.size, 0);

@@ -86,6 +86,7 @@ describe("renderSite", () => {
     rspamd: { url: "http://rspamd:11333" },
     mxNames: ["mx2.example.net", "backup.example.net"],
     domainMetrics: 100,
+    takeover: { after: "4h" },
   });
   const config = siteDomainConfig(s, [domain("example", { domain: "example.com" })]);
   const objects = renderSite(s, config, options);
@@ -111,6 +112,7 @@ describe("renderSite", () => {
       "--rspamd=http://rspamd:11333",
       "--site=site-a",
       "--peer-sites=site-b",
+      "--takeover-after=4h",
       "--mx-name=mx2.example.net,backup.example.net",
       "--tls-cert=/etc/mxwarden/tls/tls.crt",
       "--replicas=3",

@@ -81,3 +81,46 @@ export function siteDomainConfig(site: RelaySite, domains: readonly RelayDomain[
   for (const [key, value] of Object.entries(data)) hash.update(`${key}\u0000${value}\u0000`);
   return { data, hash: hash.digest("hex").slice(0, 16), domains: selected };
 }
+
+/** The label that marks a site's domain ConfigMaps; relays watch the ConfigMaps carrying it (--domains-configmaps). */
+export const DOMAIN_CONFIG_LABEL = "mxwarden.io/domain-config";
+/** Target size of one shard: half of the 1 MiB a ConfigMap may hold, so a shard has room to grow between reshards. */
+const SHARD_TARGET_BYTES = 512 * 1024;
+/** A shard above this is split by doubling the shard count (ConfigMaps hold at most 1 MiB, keys and metadata included). */
+const SHARD_MAX_BYTES = 900 * 1024;
+
+export interface DomainConfigShard {
+  name: string;
+  data: Record<string, string>;
+}
+
+function shardOf(key: string, count: number): number {
+  return createHash("sha256").update(key).digest().readUInt32BE(0) % count;
+}
+
+/**
+ * The site's documents over ConfigMaps named mxwarden-domains-<count>-<index>. A file stays in
+ * the same shard while the count stays (it is chosen by a hash of its key), so a change to one
+ * domain rewrites one ConfigMap. The count is a power of two, the smallest that keeps shards near
+ * SHARD_TARGET_BYTES and every shard under SHARD_MAX_BYTES; when it changes, the new set carries a
+ * new name, is written whole before the old set is deleted, and relays, which read the union, never
+ * see a domain missing.
+ */
+export function domainConfigShards(config: SiteDomainConfig): DomainConfigShard[] {
+  const entries = Object.entries(config.data);
+  const total = entries.reduce((sum, [key, value]) => sum + key.length + Buffer.byteLength(value), 0);
+  let count = 1;
+  while (count * SHARD_TARGET_BYTES < total) count *= 2;
+  for (;;) {
+    const shards = Array.from({ length: count }, () => ({ data: {} as Record<string, string>, bytes: 0 }));
+    for (const [key, value] of entries) {
+      const shard = shards[shardOf(key, count)] as (typeof shards)[number];
+      shard.data[key] = value;
+      shard.bytes += key.length + Buffer.byteLength(value);
+    }
+    if (shards.every((shard) => shard.bytes <= SHARD_MAX_BYTES) || count >= 1024) {
+      return shards.map((shard, index) => ({ name: `mxwarden-domains-${count}-${index}`, data: shard.data }));
+    }
+    count *= 2;
+  }
+}

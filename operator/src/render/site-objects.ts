@@ -89,6 +89,8 @@ export function relayArgs(site: RelaySite, options: RenderOptions): string[] {
   if (spec.nats.domain) {
     args.push(`--site=${spec.nats.domain}`);
     if (options.peerJetStreamDomains.length > 0) args.push(`--peer-sites=${options.peerJetStreamDomains.join(",")}`);
+    const takeoverAfter = spec.takeover?.after;
+    if (options.peerJetStreamDomains.length > 0 && takeoverAfter !== undefined) args.push(`--takeover-after=${takeoverAfter}`);
   }
   return args;
 }

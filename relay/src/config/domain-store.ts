@@ -1,13 +1,11 @@
-// Loads RelayDomain documents from a file or a directory (a mounted ConfigMap) and reloads them
-// when they change, without a restart. A document that fails validation is reported and skipped;
+// Loads RelayDomain documents from a source (domain-sources.ts: files, or the site's ConfigMaps
+// through the Kubernetes API) and reloads them when they change, without a restart. A document that fails validation is reported and skipped;
 // the domains that were valid before keep their last good policy, so a typo in one resource
 // never stops mail for the others.
 
-import { readdir, readFile, stat } from "node:fs/promises";
-import { watch, type FSWatcher } from "node:fs";
-import { join } from "node:path";
 import { parseAllDocuments, type Tags } from "yaml";
 import type { Logger } from "../log.ts";
+import { FileDomainSource, type DomainSource, type DomainText } from "./domain-sources.ts";
 import { ConfigError, parseRelayDomain, type DomainPolicy } from "./relay-domain.ts";
 
 export interface DomainTable {
@@ -25,8 +23,6 @@ export interface LoadProblem {
   message: string;
 }
 
-const yamlFile = /\.(ya?ml)$/i;
-
 /**
  * YAML 1.1 as kubectl reads it (sigs.k8s.io/yaml): a plain off is a boolean, but a plain
  * 2026-12-24T06:00:00Z stays a string, as go-yaml keeps timestamps it decodes into no Go time.
@@ -36,56 +32,52 @@ const YAML_AS_KUBECTL = {
   customTags: (tags: Tags) => tags.filter((tag) => typeof tag === "string" || tag.tag !== "tag:yaml.org,2002:timestamp"),
 } as const;
 
-async function listSources(path: string): Promise<string[]> {
-  const info = await stat(path);
-  if (!info.isDirectory()) return [path];
-  // Kubernetes mounts ConfigMaps as symlinks into a "..data" directory; skip the dot entries
-  // and read the visible names, which always point at the current version.
-  const entries = await readdir(path);
-  return entries
-    .filter((name) => !name.startsWith(".") && yamlFile.test(name))
-    .sort()
-    .map((name) => join(path, name));
+/** A document's parse, cached by its text: a site with thousands of domains re-parses only what changed. */
+interface ParsedText {
+  text: string;
+  policies: DomainPolicy[];
+  problems: LoadProblem[];
 }
 
-export async function loadDomainDocuments(path: string): Promise<{ policies: DomainPolicy[]; problems: LoadProblem[]; fingerprint: string }> {
+function parseDomainText({ source, text }: DomainText): ParsedText {
   const policies: DomainPolicy[] = [];
   const problems: LoadProblem[] = [];
-  const texts: string[] = [];
-  for (const source of await listSources(path)) {
-    const text = await readFile(source, "utf8");
-    texts.push(source, text);
-    for (const [index, doc] of parseAllDocuments(text, YAML_AS_KUBECTL).entries()) {
-      const where = `${source}#${index}`;
-      if (doc.errors.length > 0) {
-        problems.push({ source: where, message: doc.errors[0]?.message ?? "YAML error" });
-        continue;
-      }
-      const value: unknown = doc.toJS();
-      if (value === null || value === undefined) continue;
-      try {
-        policies.push(parseRelayDomain(value));
-      } catch (err) {
-        problems.push({ source: where, message: err instanceof ConfigError ? err.message : String(err) });
-      }
+  for (const [index, doc] of parseAllDocuments(text, YAML_AS_KUBECTL).entries()) {
+    const where = `${source}#${index}`;
+    if (doc.errors.length > 0) {
+      problems.push({ source: where, message: doc.errors[0]?.message ?? "YAML error" });
+      continue;
+    }
+    const value: unknown = doc.toJS();
+    if (value === null || value === undefined) continue;
+    try {
+      policies.push(parseRelayDomain(value));
+    } catch (err) {
+      problems.push({ source: where, message: err instanceof ConfigError ? err.message : String(err) });
     }
   }
-  return { policies, problems, fingerprint: texts.join("\u0000") };
+  return { text, policies, problems };
+}
+
+export async function loadDomainDocuments(path: string): Promise<{ policies: DomainPolicy[]; problems: LoadProblem[] }> {
+  const parsed = (await new FileDomainSource(path).read()).map(parseDomainText);
+  return { policies: parsed.flatMap((p) => p.policies), problems: parsed.flatMap((p) => p.problems) };
 }
 
 export class DomainStore {
   private table: DomainTable = { byDomain: new Map(), generation: 0 };
-  /** Undefined until the first load: an empty directory fingerprints as "" and must still count. */
-  private fingerprint: string | undefined;
-  private watcher: FSWatcher | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  /** The last parse of each source; undefined until the first load (an empty source must still count). */
+  private parsed: Map<string, ParsedText> | undefined;
+  private stopWatching: (() => void) | undefined;
   private reloading: Promise<void> | undefined;
+  private reloadAgain = false;
   private readonly listeners: Array<(table: DomainTable, problems: LoadProblem[]) => void> = [];
-  private readonly path: string;
+  private readonly source: DomainSource;
   private readonly log: Logger;
 
-  constructor(path: string, log: Logger) {
-    this.path = path;
+  /** A path (file or directory of YAML files) or another source, such as the ConfigMaps of a site. */
+  constructor(source: string | DomainSource, log: Logger) {
+    this.source = typeof source === "string" ? new FileDomainSource(source) : source;
     this.log = log.child({ component: "config" });
   }
 
@@ -101,48 +93,59 @@ export class DomainStore {
     this.listeners.push(listener);
   }
 
-  /** Load now; rejects only if the path itself cannot be read at start-up. */
-  async start(pollIntervalMs = 2000): Promise<void> {
+  /** Load now; rejects only if the source cannot be read at start-up. */
+  async start(): Promise<void> {
+    await this.source.start();
     await this.reload();
-    try {
-      // fs.watch reacts within milliseconds; polling covers filesystems where it is unreliable.
-      this.watcher = watch(this.path, () => void this.reload());
-    } catch {
-      this.log.warn("file watching unavailable; relying on polling", { path: this.path });
-    }
-    this.timer = setInterval(() => void this.reload(), pollIntervalMs);
-    this.timer.unref();
+    this.stopWatching = this.source.watch(() => void this.reload());
   }
 
   stop(): void {
-    this.watcher?.close();
-    if (this.timer) clearInterval(this.timer);
+    this.stopWatching?.();
   }
 
-  /** Re-read the documents; concurrent calls share one read. */
+  /** Re-read the documents; concurrent calls share one read, and a call during a read makes one more. */
   reload(): Promise<void> {
-    this.reloading ??= this.readAndApply().finally(() => {
+    if (this.reloading) {
+      this.reloadAgain = true;
+      return this.reloading;
+    }
+    this.reloading = this.readAndApply().finally(() => {
       this.reloading = undefined;
+      if (this.reloadAgain) {
+        this.reloadAgain = false;
+        void this.reload();
+      }
     });
     return this.reloading;
   }
 
   private async readAndApply(): Promise<void> {
-    let loaded;
+    let texts: DomainText[];
     try {
-      loaded = await loadDomainDocuments(this.path);
+      texts = await this.source.read();
     } catch (err) {
       if (this.table.generation === 0) throw err;
-      this.log.error("cannot read domain configuration; keeping the last good one", { path: this.path, error: err });
+      this.log.error("cannot read domain configuration; keeping the last good one", { source: this.source.description, error: err });
       return;
     }
-    if (loaded.fingerprint === this.fingerprint) return;
-    this.fingerprint = loaded.fingerprint;
+    const previous = this.parsed;
+    const unchanged = previous !== undefined && previous.size === texts.length && texts.every((t) => previous.get(t.source)?.text === t.text);
+    if (unchanged) return;
+    const parsed = new Map<string, ParsedText>();
+    for (const text of texts) {
+      const cached = previous?.get(text.source);
+      parsed.set(text.source, cached?.text === text.text ? cached : parseDomainText(text));
+    }
+    this.parsed = parsed;
+    const problems = [...parsed.values()].flatMap((p) => p.problems);
     const next = new Map<string, DomainPolicy>();
-    const failedSources = new Set(loaded.problems.map((p) => p.source.replace(/#\d+$/, "")));
-    for (const policy of loaded.policies) {
-      if (next.has(policy.domain)) {
-        loaded.problems.push({ source: policy.name, message: `domain ${policy.domain} is defined twice; keeping the first` });
+    const failedSources = new Set(problems.map((p) => p.source.replace(/#\d+$/, "")));
+    for (const policy of [...parsed.values()].flatMap((p) => p.policies)) {
+      const existing = next.get(policy.domain);
+      if (existing) {
+        // The operator briefly writes a domain into two ConfigMaps when it reshards: the same document.
+        if (existing.name !== policy.name) problems.push({ source: policy.name, message: `domain ${policy.domain} is defined twice; keeping the first` });
         continue;
       }
       next.set(policy.domain, policy);
@@ -151,9 +154,9 @@ export class DomainStore {
     for (const [domain, policy] of this.table.byDomain) {
       if (!next.has(domain) && failedSources.size > 0) next.set(domain, policy);
     }
-    for (const problem of loaded.problems) this.log.error("invalid RelayDomain", { source: problem.source, error: problem.message });
+    for (const problem of problems) this.log.error("invalid RelayDomain", { source: problem.source, error: problem.message });
     this.table = { byDomain: next, generation: this.table.generation + 1 };
-    this.log.info("domain configuration loaded", { generation: this.table.generation, domains: next.size, problems: loaded.problems.length });
-    for (const listener of this.listeners) listener(this.table, loaded.problems);
+    this.log.info("domain configuration loaded", { generation: this.table.generation, domains: next.size, problems: problems.length });
+    for (const listener of this.listeners) listener(this.table, problems);
   }
 }

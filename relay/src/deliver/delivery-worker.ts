@@ -91,6 +91,7 @@ export interface DeliveryDeps {
 
 export class DeliveryWorker {
   private isRunning = false;
+  private stopped = false;
   private messages: ConsumerMessages | undefined;
   private readonly inFlight = new Set<Promise<void>>();
   /** Queue ids this relay is delivering right now. */
@@ -110,12 +111,15 @@ export class DeliveryWorker {
   }
 
   start(): void {
+    // A start that comes after stop() (a relay shut down while it waited for its peers) does nothing.
+    if (this.stopped) return;
     this.isRunning = true;
     this.loop = this.consumeLoop();
   }
 
   /** Release the jobs not yet started, let deliveries in flight finish within `graceMs`. */
   async stop(graceMs: number): Promise<void> {
+    this.stopped = true;
     this.isRunning = false;
     this.messages?.stop();
     for (const flush of this.flushes.values()) flush.stop();

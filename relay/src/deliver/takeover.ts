@@ -75,6 +75,12 @@ async function takeOne(queue: QueueConnection, shadow: ShadowCopies, peer: strin
   await shadow.markTakenOver(peer, job.queueId);
 }
 
+/** A source that has not heard from its peer for this long (heartbeats come about every second) is stale. */
+const STALE_SOURCE_MS = 5000;
+const PEER_PROBE_TIMEOUT_MS = 2000;
+/** How long a starting relay waits for a peer site to answer at all. */
+const PEER_ANSWER_WAIT_MS = 5000;
+
 export interface PeerWatchOptions {
   /** Take over a peer's mail after this long without contact; 0 never does. */
   takeoverAfterMs: number;
@@ -91,6 +97,9 @@ export class PeerWatch {
   private checking = false;
   private readonly started = Date.now();
   private readonly takenOver = new Set<string>();
+  /** When each peer was last heard from (epoch ms): its records arriving, or its JetStream answering. */
+  private readonly lastHeard = new Map<string, number>();
+  private readonly lastRestart = new Map<string, number>();
   private readonly queue: QueueConnection;
   private readonly metrics: RelayMetrics;
   private readonly options: PeerWatchOptions;
@@ -112,6 +121,42 @@ export class PeerWatch {
     clearInterval(this.timer);
   }
 
+  /**
+   * Resolves once every peer's records are current here (in contact, nothing lagging), or when
+   * waiting is pointless. A site coming back after its peer took over must read the peer's took
+   * markers before it delivers its old queue. A peer that does not answer within
+   * PEER_ANSWER_WAIT_MS (the leafnode needs a moment after a restart) cannot send any: the relay
+   * delivers then; one that answers is waited for, up to `timeoutMs` in all.
+   */
+  async caughtUp(timeoutMs: number): Promise<boolean> {
+    const shadow = this.queue.shadow;
+    if (!shadow) return true;
+    const started = Date.now();
+    const deadline = started + timeoutMs;
+    await Promise.race([this.queue.whenReady(), new Promise((resolve) => setTimeout(resolve, timeoutMs))]);
+    let answered = false;
+    while (Date.now() < deadline) {
+      try {
+        let current = true;
+        for (const peer of shadow.peers) {
+          const sources = (await this.queue.get().jsm.streams.info(peerStreamName(peer))).sources ?? [];
+          if (sources.length === 0 || sources.some((source) => source.active < 0 || source.active / 1e6 > STALE_SOURCE_MS || source.lag > 0)) current = false;
+        }
+        if (current) return true;
+        answered ||= (await Promise.all(shadow.peers.map((peer) => shadow.peerAnswers(peer, PEER_PROBE_TIMEOUT_MS)))).some(Boolean);
+      } catch {
+        // Not there yet (streams being created, queue reconnecting): ask again.
+      }
+      if (!answered && Date.now() - started >= PEER_ANSWER_WAIT_MS) {
+        this.log.warn("peer sites do not answer; delivering without their latest took markers");
+        return false;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    this.log.warn("peer sites not current; delivering without their latest took markers", { waitedMs: timeoutMs });
+    return false;
+  }
+
   private async check(): Promise<void> {
     const shadow = this.queue.shadow;
     if (this.checking || !shadow || !this.queue.isReady()) return;
@@ -126,17 +171,31 @@ export class PeerWatch {
   }
 
   private async checkPeer(peer: string): Promise<void> {
+    const shadow = this.queue.shadow as ShadowCopies;
     const info = await this.queue.get().jsm.streams.info(peerStreamName(peer));
     const sources = info.sources ?? [];
-    // `active` is how long ago the source last heard from the peer (ns), -1 when it never has.
-    const heard = sources.map((source) => source.active).filter((active) => active >= 0);
-    const silentMs = heard.length > 0 ? Math.min(...heard) / 1e6 : Date.now() - this.started;
-    this.metrics.peerLastContact.set({ peer }, silentMs / 1000);
     this.metrics.peerShadowLag.set(
       { peer },
       sources.reduce((sum, source) => sum + source.lag, 0),
     );
-    if (silentMs < 3 * this.options.checkIntervalMs) {
+    // `active` is how long ago a source last heard from the peer (ns; heartbeats count), -1 never.
+    const now = Date.now();
+    const stale = sources.length === 0 || sources.some((source) => source.active < 0 || source.active / 1e6 > STALE_SOURCE_MS);
+    if (!stale) {
+      this.lastHeard.set(peer, now - Math.max(...sources.map((source) => source.active / 1e6)));
+    } else if (await shadow.peerAnswers(peer, PEER_PROBE_TIMEOUT_MS)) {
+      // The peer is there but its records do not flow: a source stuck after a restart (see
+      // restartPeerSources). The peer is alive, so this is no reason to take over.
+      this.lastHeard.set(peer, now);
+      if (now - (this.lastRestart.get(peer) ?? 0) >= 2 * STALE_SOURCE_MS) {
+        this.lastRestart.set(peer, now);
+        this.log.info("peer site answers but its records do not arrive; restarting the sourcing", { peer });
+        await shadow.restartPeerSources(peer);
+      }
+    }
+    const silentMs = now - (this.lastHeard.get(peer) ?? this.started);
+    this.metrics.peerLastContact.set({ peer }, silentMs / 1000);
+    if (silentMs < STALE_SOURCE_MS) {
       if (this.takenOver.delete(peer)) this.log.info("peer site heard from again", { peer });
       return;
     }

@@ -16,7 +16,7 @@
 // over (deliver/takeover.ts), and B writes a took marker for each, which A reads when it comes
 // back, so it does not deliver them again.
 
-import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
+import { DiscardPolicy, RetentionPolicy, StorageType, jetstreamManager, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
 import { headers, nanos } from "@nats-io/transport-node";
 import { MAX_QUEUE_LIFETIME_MS } from "#api";
 import type { Logger } from "../log.ts";
@@ -72,6 +72,11 @@ export class ShadowCopies {
     } satisfies Partial<StreamConfig>;
     await ensureStream(jsm, { name: SHADOW_STREAM, subjects: [this.layout.shadowSubjects], duplicate_window: nanos(120_000), ...common });
     for (const peer of this.peers) {
+      // Sourcing from a stream that does not exist yet fails, and nats-server retries such a
+      // source only after a long backoff: create this site's copy of a peer's stream only once the
+      // peer's own shadow stream answers (until then, the caller keeps trying).
+      const peerJsm = await jetstreamManager(this.handles().nc, { domain: peer });
+      await peerJsm.streams.info(SHADOW_STREAM);
       const api = `$JS.${peer}.API`;
       const peerLayout = new QueueLayout(peer);
       await ensureStream(jsm, {
@@ -83,6 +88,31 @@ export class ShadowCopies {
         ],
       });
     }
+  }
+
+  /** Whether the peer's JetStream answers through the leafnode right now (its shadow stream exists). */
+  async peerAnswers(peer: string, timeoutMs: number): Promise<boolean> {
+    try {
+      const peerJsm = await jetstreamManager(this.handles().nc, { domain: peer, timeout: timeoutMs });
+      await peerJsm.streams.info(SHADOW_STREAM);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Set up the sourcing of a peer's records again. Seen with nats-server 2.14.9: after this site's
+   * server restarts, its sources from a peer reached over a leafnode stay idle for good (active -1)
+   * although the peer answers; removing the sources and adding them back resumes them where they
+   * stopped (two-sites.test.ts, "a site that comes back").
+   */
+  async restartPeerSources(peer: string): Promise<void> {
+    const { jsm } = this.handles();
+    const name = peerStreamName(peer);
+    const config = (await jsm.streams.info(name)).config;
+    await jsm.streams.update(name, { ...config, sources: [] });
+    await jsm.streams.update(name, config);
   }
 
   /**
