@@ -26,8 +26,9 @@ const MESSAGES = Number(process.env.MXWARDEN_FAULT_MESSAGES ?? 200);
 const TAKEOVER_AFTER_S = 20;
 
 /** Duplicates the relays may add: under 0.1% of the messages, beyond SMTP's own ambiguous attempts. */
-function assertCounts(counts: Counts, options: { duplicateBound?: number } = {}): void {
-  assert.equal(counts.lost, 0, "lost");
+function assertCounts(counts: Counts & { unsettled?: string; lostMessages?: string[] }, options: { duplicateBound?: number } = {}): void {
+  assert.equal(counts.lost, 0, `lost (neither delivered nor bounced):\n${(counts.lostMessages ?? []).join("\n")}`);
+  assert.equal(counts.unsettled, undefined, "every queue empties");
   assert.equal(counts.bounced, 0, "bounced");
   assert.equal(counts.delivered, counts.sent, "delivered");
   assert.equal(counts.accepted, counts.sent, "accepted (Postfix logged a 250 for every message)");

@@ -456,6 +456,23 @@ export class FaultTopology {
     return records;
   }
 
+  /**
+   * For each message sent but neither delivered nor bounced: where Postfix handed it over and the
+   * queue id that MX answered with, so that its trail in the relays' logs can be followed.
+   */
+  lostMessages(): string[] {
+    const counts = this.counts();
+    if (counts.lost === 0) return [];
+    const arrived = new Set(this.primaryRecords().flatMap((record) => record.messageIds));
+    const outcomes = this.sender.outcomes();
+    return this.sentIds
+      .filter((id) => !arrived.has(id))
+      .map((id) => {
+        const outcome = outcomes.get(id);
+        return `${id} accepted by ${outcome?.sentTo.join(", ") || "nobody"} as ${outcome?.queueIds.join(", ") || "?"}`;
+      });
+  }
+
   counts(): Counts {
     const ours = new Set(this.sentIds);
     const receptions = new Map<string, number>();
@@ -535,30 +552,36 @@ export class FaultTopology {
 
   /**
    * Wait until every message sent is delivered or bounced, Postfix's queue is empty and the queues
-   * of the sites still standing are empty, so that late duplicates are counted too.
+   * of the sites still standing are empty, so that late duplicates are counted too. When that
+   * does not happen within `timeoutMs`, the counts come back anyway with `unsettled` saying what
+   * was still pending, so that a failing scenario still prints its counts.
    */
-  async settle(timeoutMs: number): Promise<Counts> {
-    await eventually(
-      "every message to be delivered or bounced, and every queue to be empty",
-      async () => {
-        // Thrown, not returned: when time runs out, eventually() reports what was still pending.
-        const counts = this.counts();
-        if (counts.lost > 0) throw new Error(`${counts.lost} messages neither delivered nor bounced`);
-        const postfix = await this.sender.queued();
-        if (postfix > 0) throw new Error(`${postfix} messages in Postfix's queue`);
-        for (const site of SITES) {
-          if (this.sites[site].destroyed) continue;
-          for (const i of this.sites[site].relays.map((_, n) => n + 1)) {
-            const queued = await this.relayQueue(site, i);
-            if (queued !== 0) throw new Error(`relay ${site}${i}: mxwarden_queue_messages ${queued ?? "unreadable"}`);
+  async settle(timeoutMs: number): Promise<Counts & { unsettled?: string; lostMessages: string[] }> {
+    try {
+      await eventually(
+        "every message to be delivered or bounced, and every queue to be empty",
+        async () => {
+          // Thrown, not returned: when time runs out, eventually() reports what was still pending.
+          const counts = this.counts();
+          if (counts.lost > 0) throw new Error(`${counts.lost} messages neither delivered nor bounced`);
+          const postfix = await this.sender.queued();
+          if (postfix > 0) throw new Error(`${postfix} messages in Postfix's queue`);
+          for (const site of SITES) {
+            if (this.sites[site].destroyed) continue;
+            for (const i of this.sites[site].relays.map((_, n) => n + 1)) {
+              const queued = await this.relayQueue(site, i);
+              if (queued !== 0) throw new Error(`relay ${site}${i}: mxwarden_queue_messages ${queued ?? "unreadable"}`);
+            }
           }
-        }
-        return true;
-      },
-      timeoutMs,
-      1000,
-    );
-    return this.counts();
+          return true;
+        },
+        timeoutMs,
+        1000,
+      );
+      return { ...this.counts(), lostMessages: [] };
+    } catch (err) {
+      return { ...this.counts(), unsettled: (err as Error).message, lostMessages: this.lostMessages() };
+    }
   }
 
   /** A one-line summary for the test's output. */

@@ -42,6 +42,8 @@ export interface SendOutcome {
   messageId: string;
   /** status=sent lines: the address of the MX that answered 250 (one per acceptance). */
   sentTo: string[];
+  /** The queue id in each 250 ("queued as ..."), in the same order. */
+  queueIds: string[];
   bounced: boolean;
   /**
    * Attempts Postfix gave up on after sending the final dot without reading the reply (it logs
@@ -165,7 +167,7 @@ export class PostfixSender {
       const cleanup = /postfix\/cleanup\[\d+\]: ([0-9A-F]+): message-id=(<[^>]*>)/.exec(line);
       if (cleanup?.[1] && cleanup[2]) {
         idByQueueId.set(cleanup[1], cleanup[2]);
-        if (!outcomes.has(cleanup[2])) outcomes.set(cleanup[2], { messageId: cleanup[2], sentTo: [], bounced: false, ambiguous: 0 });
+        if (!outcomes.has(cleanup[2])) outcomes.set(cleanup[2], { messageId: cleanup[2], sentTo: [], queueIds: [], bounced: false, ambiguous: 0 });
         continue;
       }
       if (line.includes("may be sent more than once")) {
@@ -178,8 +180,10 @@ export class PostfixSender {
       if (smtp?.[1] && smtp[2] && smtp[3]) {
         const outcome = outcomes.get(idByQueueId.get(smtp[1]) ?? "");
         if (!outcome) continue;
-        if (smtp[3] === "sent") outcome.sentTo.push(/\[([^\]]+)\]/.exec(smtp[2])?.[1] ?? smtp[2]);
-        else outcome.bounced = true;
+        if (smtp[3] === "sent") {
+          outcome.sentTo.push(/\[([^\]]+)\]/.exec(smtp[2])?.[1] ?? smtp[2]);
+          outcome.queueIds.push(/queued as (\S+)\)/.exec(line)?.[1] ?? "?");
+        } else outcome.bounced = true;
       }
     }
     return outcomes;
