@@ -107,6 +107,8 @@ export class FaultTopology {
   private readonly helpers: TestProcess[] = [];
   private readonly sentIds: string[] = [];
   private sequence = 0;
+  /** Makes the Message-IDs of one topology unique across the scenarios of a run. */
+  private readonly runId = `${process.pid}-${Date.now().toString(36)}`;
 
   private constructor(init: {
     dir: string;
@@ -437,7 +439,7 @@ export class FaultTopology {
         if (n >= count) return;
         const due = started + (n * 1000) / ratePerSecond;
         if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
-        const id = `<fault-${process.pid}-${++this.sequence}@sender.example>`;
+        const id = `<fault-${this.runId}-${++this.sequence}@sender.example>`;
         await this.sender.send(SENDER, `user${n % 50}@${DOMAIN}`, id, `fault suite ${this.sequence}`);
         ids.push(id);
         this.sentIds.push(id);
