@@ -10,7 +10,7 @@
 import { connect } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { join } from "node:path";
-import { DELIVER_CONSUMER, QUEUE_STREAM, QueueConnection, QueueIndex, newQueueId, type DeliveryJob } from "../relay/src/queue/index.ts";
+import { QUEUE_STREAM, QueueConnection, QueueIndex, newQueueId, type DeliveryJob } from "../relay/src/queue/index.ts";
 // The backlog is built on a connection of its own, without the relay's connection settings: this
 // measures the queue layout, so it reaches the layout's parts directly.
 import { QueueLayout } from "../relay/src/queue/layout.ts";
@@ -72,7 +72,7 @@ export async function measureDeferredBacklog(total = 100_000, domains = 1000): P
       await Promise.all(batch);
     }
     const buildSeconds = (performance.now() - started) / 1000;
-    const consumer = await jsm.consumers.info(QUEUE_STREAM, DELIVER_CONSUMER);
+    const consumer = await jsm.consumers.info(QUEUE_STREAM, layout.deliverConsumer);
     const consumerPendingWithBacklog = consumer.num_pending + consumer.num_ack_pending;
 
     const index = new QueueIndex(async () => (await jsm.streams.info(QUEUE_STREAM, { subjects_filter: layout.queueSubjects })).state.subjects ?? {}, 0);
@@ -117,7 +117,7 @@ export async function measureDeferredBacklog(total = 100_000, domains = 1000): P
     await connection.close();
 
     // A job of a domain that is up, behind 99,900 deferred: how soon it is ready to deliver.
-    const messages = await (await js.consumers.get(QUEUE_STREAM, DELIVER_CONSUMER)).consume({ max_messages: 1000 });
+    const messages = await (await js.consumers.get(QUEUE_STREAM, layout.deliverConsumer)).consume({ max_messages: 1000 });
     const readyStart = performance.now();
     await queue.enqueue(job("up.example", Date.now()));
     let otherDomainReadyMs = NaN;

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { cpus, release, totalmem } from "node:os";
 import { findNatsServer } from "../relay/src/queue/index.ts";
 import { harakaVersion } from "./servers/haraka.ts";
-import { SERVERS, type ServerName } from "./scenarios.ts";
+import { ALL_SERVERS, type ServerName } from "./scenarios.ts";
 
 export interface Figure {
   scenario: string;
@@ -26,7 +26,7 @@ export function median(values: number[]): number {
   return sorted.length % 2 ? (sorted[middle] ?? NaN) : ((sorted[middle - 1] ?? NaN) + (sorted[middle] ?? NaN)) / 2;
 }
 
-const PEERS = SERVERS.filter((server) => server !== "mxwarden");
+const PEERS = ALL_SERVERS.filter((server) => server !== "mxwarden");
 
 function format(value: number): string {
   if (Number.isNaN(value)) return "–";
@@ -50,12 +50,12 @@ function rows(figures: Figure[]): string[][] {
   return figures.map((figure) => [
     figure.scenario,
     `${figure.name} (${figure.unit}, ${figure.better} is better)`,
-    ...SERVERS.map((server) => format(median(figure.runs[server] ?? []))),
+    ...ALL_SERVERS.map((server) => format(median(figure.runs[server] ?? []))),
     ...PEERS.map((peer) => ratio(figure, peer)),
   ]);
 }
 
-const HEADER = ["scenario", "figure", ...SERVERS, ...PEERS.map((peer) => `mxwarden/${peer}`)];
+const HEADER = ["scenario", "figure", ...ALL_SERVERS, ...PEERS.map((peer) => `mxwarden/${peer}`)];
 
 export function textTable(figures: Figure[]): string {
   const all = [HEADER, ...rows(figures)];

@@ -11,7 +11,8 @@
 //   4b end of DATA to 250, p99, each server offered half its own maximum in 1 (the target's figure)
 //   5  peak RSS with one 50 MB message
 //   6  mxwarden with every filter at the door but greylisting (clamd, rspamd, SPF/DKIM/DMARC,
-//      a DNS list, HELO checks, rate limits)
+//      a DNS list, HELO checks, rate limits), against Postfix with the same filters through rspamd
+//      as a milter ("Postfix+rspamd", servers/postfix-filtering.ts)
 //   7  as 1, but a new connection per message (an MX's usual traffic), 20 and 100 concurrent senders
 //   fsync    mxwarden on nats-server's default fsync interval: what durability costs (not a setting to run)
 //   backlog  100,000 deferred jobs over 1,000 domains, one primary returns (deferred-backlog.ts)
@@ -19,9 +20,10 @@
 //
 // Environment: BENCH_MESSAGES (10000), BENCH_REPEATS (3), BENCH_QUICK=1 (500 messages, 1 repeat,
 // scenarios 1,3,4,5,7, nothing written to docs/), BENCH_SCENARIOS (e.g. "1,3"), BENCH_SERVERS
-// (e.g. "mxwarden,Postfix"), BENCH_RATE (offered rate of 4 when 1 does not run), BENCH_MARKDOWN
-// (where the Markdown goes; default docs/benchmarks.md, none in quick mode), BENCH_RELAY_ARGS (extra
-// relay flags for every mxwarden run, e.g. "--max-connections-per-hop 20", to try settings).
+// (e.g. "mxwarden,Postfix"; scenario 6's peer is "Postfix+rspamd"), BENCH_RATE (offered rate of 4
+// when 1 does not run), BENCH_MARKDOWN (where the Markdown goes; default docs/benchmarks.md, none in
+// quick mode), BENCH_RELAY_ARGS (extra relay flags for every mxwarden run, e.g.
+// "--max-connections-per-hop 20", to try settings).
 
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -29,24 +31,30 @@ import { repoRoot } from "../test/harness/workspace.ts";
 import { measureDeferredBacklog } from "./deferred-backlog.ts";
 import { machineDescription, markdownTable, median, textTable, type Figure } from "./report.ts";
 import {
+  ALL_SERVERS,
   bigMessageRss,
   connectionPerMessage,
   drain,
+  FILTERING_SERVERS,
   filteredThroughput,
   latency,
+  type PlainServer,
   SERVERS,
   SESSIONS,
   startServer,
   throughput,
   type ServerName,
 } from "./scenarios.ts";
+import { FILTERING_POSTFIX } from "./servers/postfix-filtering.ts";
 import { MxwardenBackupMx } from "./servers/mxwarden.ts";
 
 const quick = process.env.BENCH_QUICK === "1";
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? (quick ? 500 : 10_000));
 const REPEATS = Number(process.env.BENCH_REPEATS ?? (quick ? 1 : 3));
 const SCENARIOS = new Set((process.env.BENCH_SCENARIOS ?? (quick ? "1,3,4,5,7" : "1,2,3,4,5,6,7,fsync,backlog")).split(",").map((s) => s.trim()));
-const SERVERS_RUN = SERVERS.filter((server) => (process.env.BENCH_SERVERS ?? SERVERS.join(",")).split(",").includes(server));
+const selected = (server: ServerName): boolean => (process.env.BENCH_SERVERS ?? ALL_SERVERS.join(",")).split(",").includes(server);
+const SERVERS_RUN = SERVERS.filter(selected);
+const FILTERING_RUN = FILTERING_SERVERS.filter(selected);
 const MARKDOWN = process.env.BENCH_MARKDOWN ?? (quick ? undefined : join(repoRoot, "docs", "benchmarks.md"));
 // How long the servers try and defer while the primary is down, before it comes back, and how
 // long a drain may take before the run gets no figure.
@@ -76,10 +84,10 @@ function record(target: Figure, server: ServerName, value: number): void {
 }
 
 /** Every repeat runs each server once, in turn, so that noise from the machine spreads over all. */
-async function eachRun(
+async function eachRun<S extends ServerName>(
   label: string,
-  body: (server: ServerName, dir: string, repeat: number) => Promise<void>,
-  servers: readonly ServerName[] = SERVERS_RUN,
+  servers: readonly S[],
+  body: (server: S, dir: string, repeat: number) => Promise<void>,
 ): Promise<void> {
   for (let repeat = 1; repeat <= REPEATS; repeat++) {
     for (const server of servers) {
@@ -93,7 +101,7 @@ async function eachRun(
   }
 }
 
-const startAs = (server: ServerName) => (options: Parameters<typeof startServer>[1]) => startServer(server, options);
+const startAs = (server: PlainServer) => (options: Parameters<typeof startServer>[1]) => startServer(server, options);
 
 const perServer = (target: Figure): Record<string, number> =>
   Object.fromEntries(Object.entries(target.runs).map(([server, values]) => [server, median(values)]));
@@ -112,7 +120,7 @@ if (SCENARIOS.has("1")) {
   const cpu = figure("1: 4 KB", "CPU per message", "ms", "lower");
   const rss = figure("5a: RSS during 1", "peak RSS of the receiving process", "MiB", "lower");
   Object.assign(tracked, { endToEnd, rssLoad: rss });
-  await eachRun("s1", async (server, dir) => {
+  await eachRun("s1", SERVERS_RUN, async (server, dir) => {
     const result = await throughput(dir, startAs(server), MESSAGES, 4096);
     record(accept, server, result.acceptPerSecond);
     record(endToEnd, server, result.endToEndPerSecond);
@@ -125,21 +133,17 @@ if (SCENARIOS.has("1")) {
 
 if (SCENARIOS.has("fsync") && SERVERS_RUN.includes("mxwarden")) {
   const relaxed = figure("1: 4 KB", "end-to-end rate, nats-server default fsync (not durable)", "msg/s", "higher");
-  await eachRun(
-    "fsync",
-    async (server, dir) => {
-      const result = await throughput(dir, (options) => MxwardenBackupMx.start({ ...options, syncAlways: false }), MESSAGES, 4096);
-      record(relaxed, server, result.endToEndPerSecond);
-    },
-    ["mxwarden"],
-  );
+  await eachRun("fsync", ["mxwarden"], async (server, dir) => {
+    const result = await throughput(dir, (options) => MxwardenBackupMx.start({ ...options, syncAlways: false }), MESSAGES, 4096);
+    record(relaxed, server, result.endToEndPerSecond);
+  });
 }
 
 if (SCENARIOS.has("2")) {
   const accept = figure("2: 100 KB", "accept rate", "msg/s", "higher");
   const endToEnd = figure("2: 100 KB", "end-to-end rate", "msg/s", "higher");
   const cpu = figure("2: 100 KB", "CPU per message", "ms", "lower");
-  await eachRun("s2", async (server, dir) => {
+  await eachRun("s2", SERVERS_RUN, async (server, dir) => {
     const result = await throughput(dir, startAs(server), MESSAGES, 100 * 1024);
     record(accept, server, result.acceptPerSecond);
     record(endToEnd, server, result.endToEndPerSecond);
@@ -152,7 +156,7 @@ if (SCENARIOS.has("3")) {
   const drainRate = figure("3: primary down, then up", "drain rate", "msg/s", "higher");
   const cpu = figure("3: primary down, then up", "CPU per message, accepted to drained", "ms", "lower");
   tracked.drainRate = drainRate;
-  await eachRun("s3", async (server, dir, repeat) => {
+  await eachRun("s3", SERVERS_RUN, async (server, dir, repeat) => {
     const result = await drain(dir, startAs(server), MESSAGES, SETTLE_MS, DRAIN_WAIT_MS);
     record(drainTime, server, result.drainSeconds);
     record(drainRate, server, result.drainPerSecond);
@@ -172,7 +176,7 @@ if (SCENARIOS.has("4")) {
   const p99 = figure(`4: ${offeredRate.toFixed(0)} msg/s offered`, "end of DATA → 250, p99", "ms", "lower");
   tracked.p99 = p99;
   let refused = 0;
-  await eachRun("s4", async (server, dir) => {
+  await eachRun("s4", SERVERS_RUN, async (server, dir) => {
     const result = await latency(dir, startAs(server), messages, offeredRate);
     record(p50, server, result.p50Ms);
     record(p99, server, result.p99Ms);
@@ -188,7 +192,7 @@ if (SCENARIOS.has("4")) {
     tracked.p99 = ownP99;
     const offered: string[] = [];
     let ownRefused = 0;
-    await eachRun("s4b", async (server, dir, repeat) => {
+    await eachRun("s4b", SERVERS_RUN, async (server, dir, repeat) => {
       const rate = ownHalfRates[server];
       if (rate === undefined || !Number.isFinite(rate)) return;
       const count = Math.min(MESSAGES, Math.max(200, Math.round(rate * 20)));
@@ -207,33 +211,32 @@ if (SCENARIOS.has("5")) {
   // Postfix receives in short-lived smtpd and cleanup processes that stream to the queue file: nothing comparable to measure.
   await eachRun(
     "s5",
+    SERVERS_RUN.filter((server) => server !== "Postfix"),
     async (server, dir) => {
       record(rss, server, await bigMessageRss(dir, startAs(server), BIG_MESSAGE));
     },
-    SERVERS_RUN.filter((server) => server !== "Postfix"),
   );
 }
 
-if (SCENARIOS.has("6") && SERVERS_RUN.includes("mxwarden")) {
+if (SCENARIOS.has("6") && FILTERING_RUN.length > 0) {
   const messages = Math.min(MESSAGES, 2000);
-  const accept = figure(`6: all filters, ${messages} × 4 KB`, "accept rate", "msg/s", "higher");
-  const endToEnd = figure(`6: all filters, ${messages} × 4 KB`, "end-to-end rate", "msg/s", "higher");
-  const cpu = figure(`6: all filters, ${messages} × 4 KB`, "CPU per message, clamd and rspamd included", "ms", "lower");
+  const scenario = `6: all filters, ${messages} × 4 KB`;
+  const accept = figure(scenario, "accept rate", "msg/s", "higher");
+  const endToEnd = figure(scenario, "end-to-end rate", "msg/s", "higher");
+  const cpu = figure(scenario, "CPU per message, clamd and rspamd included", "ms", "lower");
+  const engineCpu = figure(scenario, "of which clamd and rspamd", "ms", "lower");
   tracked.filtered = endToEnd;
   const filterMeans: Record<string, number[]> = {};
-  await eachRun(
-    "s6",
-    async (server, dir) => {
-      const result = await filteredThroughput(dir, messages);
-      record(accept, server, result.acceptPerSecond);
-      record(endToEnd, server, result.endToEndPerSecond);
-      record(cpu, server, result.cpuMsPerMessage);
-      for (const [filter, ms] of Object.entries(result.filterMeanMs)) (filterMeans[filter] ??= []).push(ms);
-    },
-    ["mxwarden"],
-  );
+  await eachRun("s6", FILTERING_RUN, async (server, dir) => {
+    const result = await filteredThroughput(dir, server, messages);
+    record(accept, server, result.acceptPerSecond);
+    record(endToEnd, server, result.endToEndPerSecond);
+    record(cpu, server, result.cpuMsPerMessage);
+    record(engineCpu, server, result.engineCpuMsPerMessage);
+    for (const [filter, ms] of Object.entries(result.filterMeanMs)) (filterMeans[filter] ??= []).push(ms);
+  });
   const perFilter = Object.entries(filterMeans).map(([filter, runs]) => `${filter} ${median(runs).toFixed(1)} ms`);
-  if (perFilter.length > 0) notes.push(`Scenario 6, mean time a message spends in each filter (median of runs): ${perFilter.join(", ")}.`);
+  if (perFilter.length > 0) notes.push(`Scenario 6, mxwarden: mean time a message spends in each filter (median of runs): ${perFilter.join(", ")}.`);
 }
 
 if (SCENARIOS.has("7")) {
@@ -243,7 +246,7 @@ if (SCENARIOS.has("7")) {
     const endToEnd = figure(scenario, "end-to-end rate", "msg/s", "higher");
     const cpu = figure(scenario, "CPU per message", "ms", "lower");
     trackedPerConnection.set(senders, endToEnd);
-    await eachRun(`s7-${senders}`, async (server, dir) => {
+    await eachRun(`s7-${senders}`, SERVERS_RUN, async (server, dir) => {
       const result = await connectionPerMessage(dir, server, MESSAGES, senders);
       record(accept, server, result.acceptPerSecond);
       record(endToEnd, server, result.endToEndPerSecond);
@@ -289,6 +292,9 @@ for (const [label, target] of [
   ["with one 50 MB message (5b)", tracked.rssBig],
 ] as const) {
   if (target) targets.push(`RSS < 200 MB ${label}: ${mine(target).toFixed(0)} MiB, ${verdict(mine(target) * 2 ** 20 < 200e6)}`);
+}
+if (tracked.filtered) {
+  targets.push(`end-to-end rate with all filters (6) ≥ 1.5× ${FILTERING_POSTFIX}: ${ratioVerdict(versus(tracked.filtered, FILTERING_POSTFIX), 1.5)}`);
 }
 if (tracked.filtered && tracked.endToEnd) {
   notes.push(

@@ -3,27 +3,33 @@
 
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { TestClamd } from "../test/harness/clamd.ts";
-import { startDnsServer } from "../test/harness/dns-server.ts";
-import { TestRspamd } from "../test/harness/rspamd.ts";
 import { SmtpDialogue } from "../test/harness/smtp-dialogue.ts";
 import { CountingSink } from "./counting-sink.ts";
-import { listeningPids, treeCpuSeconds } from "./cpu.ts";
+import { treeCpuSeconds } from "./cpu.ts";
+import { DNSBL_ZONE, startFilterEngines } from "./filter-engines.ts";
 import { quantile, runPacedLoad } from "./latency-client.ts";
 import type { BackupMx, BackupMxOptions } from "./servers/backup-mx.ts";
 import { HarakaBackupMx } from "./servers/haraka.ts";
 import { MxwardenBackupMx } from "./servers/mxwarden.ts";
 import { PostfixBackupMx } from "./servers/postfix.ts";
+import { FILTERING_POSTFIX, startFilteringPostfix } from "./servers/postfix-filtering.ts";
 import { smtpSource, type ConnectionUse } from "../test/harness/postfix-tools.ts";
 
+/** The servers of every scenario but 6. */
 export const SERVERS = ["mxwarden", "Postfix", "Haraka"] as const;
-export type ServerName = (typeof SERVERS)[number];
+export type PlainServer = (typeof SERVERS)[number];
+/** The servers of scenario 6, with every filter: mxwarden and the filtering Postfix. */
+export const FILTERING_SERVERS = ["mxwarden", FILTERING_POSTFIX] as const;
+export type FilteringServer = (typeof FILTERING_SERVERS)[number];
+/** Every server of the report, in the order of its columns. */
+export const ALL_SERVERS = [...SERVERS, FILTERING_POSTFIX] as const;
+export type ServerName = (typeof ALL_SERVERS)[number];
 
 export const DOMAIN = "example.org";
 export const SESSIONS = 20;
 const MiB = 2 ** 20;
 
-export function startServer(name: ServerName, options: BackupMxOptions): Promise<BackupMx> {
+export function startServer(name: PlainServer, options: BackupMxOptions): Promise<BackupMx> {
   switch (name) {
     case "mxwarden":
       return MxwardenBackupMx.start(options);
@@ -80,12 +86,14 @@ export interface Throughput {
   peakRssMiB: number;
   /** CPU time of all the server's processes from the start of the load to the last message at the primary, per message. */
   cpuMsPerMessage: number;
+  /** Of that, the filter engines' (clamd and rspamd; scenario 6 only, else NaN). */
+  engineCpuMsPerMessage: number;
 }
 
-/** Starts counting the server's CPU time (cpu.ts); the result gives milliseconds per message since. */
-function cpuMeter(server: BackupMx): (messages: number) => number {
-  const before = treeCpuSeconds(server.processes());
-  return (messages) => ((treeCpuSeconds(server.processes()) - before) * 1000) / messages;
+/** Starts counting the CPU time of some processes (cpu.ts); the result gives milliseconds per message since. */
+function cpuMeter(processes: () => number[]): (messages: number) => number {
+  const before = treeCpuSeconds(processes());
+  return (messages) => ((treeCpuSeconds(processes()) - before) * 1000) / messages;
 }
 
 /**
@@ -97,20 +105,23 @@ export function throughput(
   start: (options: BackupMxOptions) => Promise<BackupMx>,
   messages: number,
   size: number,
-  options: { load?: Load; afterRun?: (server: BackupMx) => Promise<void> } = {},
+  options: { load?: Load; afterRun?: (server: BackupMx) => Promise<void>; engines?: () => number[] } = {},
 ): Promise<Throughput> {
   return withServer(dir, start, async (server, sink) => {
-    const cpu = cpuMeter(server);
+    const cpu = cpuMeter(() => server.processes());
+    const engineCpu = options.engines ? cpuMeter(options.engines) : () => NaN;
     const started = performance.now();
     const acceptMs = await source(server.port, messages, size, options.load);
     const endToEndMs = await sink.waitFor(messages, started, deadlineMs(messages, size));
     const cpuMsPerMessage = cpu(messages);
+    const engineCpuMsPerMessage = engineCpu(messages);
     await options.afterRun?.(server);
     return {
       acceptPerSecond: messages / (acceptMs / 1000),
       endToEndPerSecond: messages / (endToEndMs / 1000),
       peakRssMiB: server.peakRss() / MiB,
       cpuMsPerMessage,
+      engineCpuMsPerMessage,
     };
   });
 }
@@ -122,7 +133,7 @@ export function throughput(
  * (127.0.0.0/8 here) from its per-client limits by default, Haraka has none without its limit
  * plugin, and mxwarden's per-client limit is set as high as it goes for this scenario.
  */
-export function connectionPerMessage(dir: string, name: ServerName, messages: number, senders: number): Promise<Throughput> {
+export function connectionPerMessage(dir: string, name: PlainServer, messages: number, senders: number): Promise<Throughput> {
   const start = (options: BackupMxOptions): Promise<BackupMx> =>
     name === "mxwarden" ? MxwardenBackupMx.start({ ...options, args: ["--max-connections-per-client", "100000"] }) : startServer(name, options);
   return throughput(dir, start, messages, 4096, { load: { sessions: senders, connection: "per-message" } });
@@ -146,7 +157,7 @@ export interface Drain {
 export function drain(dir: string, start: (options: BackupMxOptions) => Promise<BackupMx>, messages: number, settleMs: number, waitMs: number): Promise<Drain> {
   return withServer(dir, start, async (server, sink) => {
     await sink.pause();
-    const cpu = cpuMeter(server);
+    const cpu = cpuMeter(() => server.processes());
     await source(server.port, messages, 4096);
     await new Promise((resolve) => setTimeout(resolve, settleMs));
     await sink.resume();
@@ -199,38 +210,59 @@ export function bigMessageRss(dir: string, start: (options: BackupMxOptions) => 
   });
 }
 
-/** Scenario 6: mxwarden with clamd and rspamd scanning every message (throughput as in scenario 1). */
+/** Scenario 6: a server with clamd and rspamd scanning every message (throughput as in scenario 1). */
 export interface FilteredThroughput extends Throughput {
-  /** Mean time a message spent in each filter (ms), from the relay's filter_duration_seconds. */
+  /** mxwarden: mean time a message spent in each filter (ms), from the relay's filter_duration_seconds. */
   filterMeanMs: Record<string, number>;
 }
 
 /**
  * Scenario 6: every filter at the door but greylisting (which defers every first attempt by
- * design): clamd, rspamd, SPF/DKIM/DMARC/ARC and a DNS block list through a local DNS server,
- * HELO checks and rate limits shared through NATS KV. clamd and rspamd count as part of the server
- * in its CPU time; the DNS server, a stand-in for the Internet, does not.
+ * design), on fresh engines for each run (filter-engines.ts):
+ * - mxwarden: clamd, rspamd, SPF/DKIM/DMARC/ARC and a DNS block list through the local DNS server,
+ *   HELO checks and rate limits shared through NATS KV;
+ * - the filtering Postfix (servers/postfix-filtering.ts): rspamd as a milter, with clamd, SPF,
+ *   DKIM, DMARC, ARC and the same DNS list in rspamd, Postfix's HELO checks and anvil's rate limit.
+ * clamd and rspamd count as part of the server in its CPU time, and apart in the engines' CPU time;
+ * the DNS server, a stand-in for the Internet, does not.
  */
-export async function filteredThroughput(dir: string, messages: number): Promise<FilteredThroughput> {
+export async function filteredThroughput(
+  dir: string,
+  name: FilteringServer,
+  messages: number,
+  /** mxwarden without its rspamd filter, to see what it costs (rspamd-cost.ts). */
+  options: { withoutRspamd?: boolean } = {},
+): Promise<FilteredThroughput> {
   mkdirSync(dir, { recursive: true });
-  const [clamd, rspamd, dns] = await Promise.all([TestClamd.start(join(dir, "clamd")), TestRspamd.start(join(dir, "rspamd")), startDnsServer({})]);
+  const engines = await startFilterEngines(join(dir, "engines"), { milter: name === FILTERING_POSTFIX });
   let filterMeanMs: Record<string, number> = {};
   try {
-    const args = ["--clamd", `127.0.0.1:${clamd.port}`, "--rspamd", rspamd.url, "--sender-auth", "--resolver", `127.0.0.1:${dns.port}`];
-    const spec = {
-      dnsbl: { zones: ["bl.bench.test"] },
-      rateLimits: { perClient: "1000000/1h" },
-      clientChecks: { rejectInvalidHelo: true },
+    const start = (server: BackupMxOptions): Promise<BackupMx> => {
+      if (name === FILTERING_POSTFIX) return startFilteringPostfix(server, engines);
+      const args = [
+        "--clamd",
+        `127.0.0.1:${engines.clamd.port}`,
+        ...(options.withoutRspamd ? [] : ["--rspamd", engines.rspamdUrl]),
+        "--sender-auth",
+        "--resolver",
+        `127.0.0.1:${engines.dns.port}`,
+      ];
+      const spec = {
+        dnsbl: { zones: [DNSBL_ZONE] },
+        rateLimits: { perClient: "1000000/1h" },
+        clientChecks: { rejectInvalidHelo: true },
+      };
+      return MxwardenBackupMx.start({ ...server, args, spec, filterEngines: engines.pids });
     };
-    const filterEngines = (): number[] => [...listeningPids(clamd.port), ...listeningPids(rspamd.port)];
-    const result = await throughput(join(dir, "relay"), (options) => MxwardenBackupMx.start({ ...options, args, spec, filterEngines }), messages, 4096, {
+    const result = await throughput(join(dir, "server"), start, messages, 4096, {
+      engines: engines.pids,
       afterRun: async (server) => {
         if (server instanceof MxwardenBackupMx) filterMeanMs = histogramMeansMs(await server.relay.metricsText(), "mxwarden_filter_duration_seconds", "filter");
       },
     });
     return { ...result, filterMeanMs };
   } finally {
-    await Promise.all([clamd.stop(), rspamd.stop(), dns.close()]);
+    await engines.stop();
   }
 }
 

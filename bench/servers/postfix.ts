@@ -46,22 +46,37 @@ async function postfixUser(): Promise<{ uid: number; gid: number }> {
   return { uid, gid };
 }
 
+/** A Postfix set up for more than relaying: its name in the tables, its settings and its helpers. */
+export interface PostfixVariant {
+  name: string;
+  /** main.cf parameters added to the plain backup MX's, or replacing them. */
+  settings: Record<string, string>;
+  /** Processes outside Postfix that work for it (its milter's filter engines): their CPU is its own too. */
+  helpers: () => number[];
+}
+
+const PLAIN: PostfixVariant = { name: "Postfix", settings: {}, helpers: () => [] };
+
 export class PostfixBackupMx implements BackupMx {
-  readonly name = "Postfix";
+  readonly name: string;
   readonly port: number;
   private readonly configDir: string;
   private readonly queueDir: string;
   /** Holds the short name of the queue directory (see start()). */
   private readonly shortNames: string;
 
-  private constructor(port: number, configDir: string, queueDir: string, shortNames: string) {
+  private readonly helpers: () => number[];
+
+  private constructor(port: number, configDir: string, queueDir: string, shortNames: string, variant: PostfixVariant) {
+    this.name = variant.name;
+    this.helpers = variant.helpers;
     this.port = port;
     this.configDir = configDir;
     this.queueDir = queueDir;
     this.shortNames = shortNames;
   }
 
-  static async start(options: BackupMxOptions): Promise<PostfixBackupMx> {
+  static async start(options: BackupMxOptions, variant: PostfixVariant = PLAIN): Promise<PostfixBackupMx> {
     const port = await freePort();
     const configDir = join(options.dir, "postfix", "etc");
     const dataDir = join(options.dir, "postfix", "data");
@@ -77,37 +92,40 @@ export class PostfixBackupMx implements BackupMx {
     // The daemons run as the postfix user and keep their state (locks, caches) in the data directory.
     const owner = await postfixUser();
     if (process.getuid?.() === 0) chownSync(dataDir, owner.uid, owner.gid);
+    const settings: Record<string, string> = {
+      compatibility_level: "3.6",
+      queue_directory: queueDir,
+      data_directory: dataDir,
+      maillog_file: join(options.dir, "postfix", "maillog"),
+      maillog_file_prefixes: options.dir,
+      mail_owner: "postfix",
+      setgid_group: "postdrop",
+      inet_interfaces: "loopback-only",
+      inet_protocols: "ipv4",
+      myhostname: "postfix-backup.test",
+      mydestination: "",
+      mynetworks: "127.0.0.0/8",
+      local_recipient_maps: "",
+      relay_domains: options.domain,
+      relay_recipient_maps: "",
+      transport_maps: `inline:{ { ${options.domain} = smtp:[127.0.0.1]:${options.primaryPort} } }`,
+      // No permit_mynetworks: the load comes from loopback, and must not be allowed to relay anywhere.
+      smtpd_relay_restrictions: "reject_unauth_destination",
+      smtpd_recipient_restrictions: "reject_unauth_destination",
+      message_size_limit: String(60 * 2 ** 20),
+      smtp_tls_security_level: "none",
+      smtpd_tls_security_level: "none",
+      biff: "no",
+      ...variant.settings,
+    };
     writeFileSync(
       join(configDir, "main.cf"),
-      [
-        "compatibility_level = 3.6",
-        `queue_directory = ${queueDir}`,
-        `data_directory = ${dataDir}`,
-        `maillog_file = ${join(options.dir, "postfix", "maillog")}`,
-        `maillog_file_prefixes = ${options.dir}`,
-        "mail_owner = postfix",
-        "setgid_group = postdrop",
-        "inet_interfaces = loopback-only",
-        "inet_protocols = ipv4",
-        "myhostname = postfix-backup.test",
-        "mydestination =",
-        "mynetworks = 127.0.0.0/8",
-        "local_recipient_maps =",
-        `relay_domains = ${options.domain}`,
-        "relay_recipient_maps =",
-        `transport_maps = inline:{ { ${options.domain} = smtp:[127.0.0.1]:${options.primaryPort} } }`,
-        // No permit_mynetworks: the load comes from loopback, and must not be allowed to relay anywhere.
-        "smtpd_relay_restrictions = reject_unauth_destination",
-        "smtpd_recipient_restrictions = reject_unauth_destination",
-        `message_size_limit = ${60 * 2 ** 20}`,
-        "smtp_tls_security_level = none",
-        "smtpd_tls_security_level = none",
-        "biff = no",
-        "",
-      ].join("\n"),
+      Object.entries(settings)
+        .map(([name, value]) => `${name} = ${value}\n`)
+        .join(""),
     );
     writeFileSync(join(configDir, "master.cf"), MASTER_CF(port));
-    const postfix = new PostfixBackupMx(port, configDir, queueDir, shortNames);
+    const postfix = new PostfixBackupMx(port, configDir, queueDir, shortNames, variant);
     try {
       await postfix.postfix("check");
       await postfix.postfix("start");
@@ -133,9 +151,9 @@ export class PostfixBackupMx implements BackupMx {
     return NaN;
   }
 
-  /** The master daemon: every other Postfix process (smtpd, cleanup, qmgr, smtp, ...) is its child. */
+  /** The master daemon (every other Postfix process, smtpd, cleanup, qmgr, smtp, ..., is its child) and the helpers. */
   processes(): number[] {
-    return [pidFromFile(join(this.queueDir, "pid", "master.pid"))];
+    return [pidFromFile(join(this.queueDir, "pid", "master.pid")), ...this.helpers()];
   }
 
   async stop(): Promise<void> {

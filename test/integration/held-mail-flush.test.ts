@@ -11,7 +11,7 @@ import { FINISH_MARGIN_MS, IN_PLACE_MIN_MS } from "../../relay/src/deliver/deliv
 import { HeldMailFlush, type DeliverySlots } from "../../relay/src/deliver/held-mail-flush.ts";
 import { createLogger } from "../../relay/src/log.ts";
 import { QUEUE_STREAM, QueueConnection, newQueueId, type DeliveryJob } from "../../relay/src/queue/index.ts";
-import { QueueLayout, flushConsumerName } from "../../relay/src/queue/layout.ts";
+import { QueueLayout } from "../../relay/src/queue/layout.ts";
 
 const layout = new QueueLayout();
 import { TestNatsServer } from "../harness/nats-server.ts";
@@ -103,7 +103,7 @@ describe("flushing held mail", () => {
       [layout.deferSubject("a.example", late.queueId), layout.deferSubject("b.example", other.queueId), layout.readySubject("a.example", near.queueId)].sort(),
       "delivered records removed, the near job ready without its held copy, the rest untouched",
     );
-    const consumer = await jsm.consumers.info(QUEUE_STREAM, flushConsumerName("a.example"));
+    const consumer = await jsm.consumers.info(QUEUE_STREAM, layout.flushConsumerName("a.example"));
     // The late job was handed over and left: it stays held, and comes back after the ack wait.
     assert.equal(consumer.num_ack_pending, 1, "only the late job is left unacknowledged");
     assert.equal(consumer.num_pending, 0);
@@ -114,6 +114,6 @@ describe("flushing held mail", () => {
     const slots: DeliverySlots = { running: true, waitForSlot: () => Promise.resolve(), deliver: () => Promise.reject(new Error("nothing to deliver")) };
     const result = await new HeldMailFlush("c.example", { queue, slots, isUnreachable: () => false, concurrency: 4, log, checkIntervalMs: 100 }).run();
     assert.deepEqual(result, { inPlace: 0, released: 0 });
-    await assert.rejects(jsm.consumers.info(QUEUE_STREAM, flushConsumerName("c.example")), /consumer not found/);
+    await assert.rejects(jsm.consumers.info(QUEUE_STREAM, layout.flushConsumerName("c.example")), /consumer not found/);
   });
 });

@@ -11,7 +11,6 @@ import type { DomainPolicy } from "../config/relay-domain.ts";
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
 import {
-  DELIVER_CONSUMER,
   QUEUE_STREAM,
   decodeJobRecord,
   InvalidJobError,
@@ -136,7 +135,7 @@ export class DeliveryWorker {
         await this.deps.queue.whenReady();
         if (!this.isRunning) return;
         const { js } = this.deps.queue.get();
-        const consumer = await js.consumers.get(QUEUE_STREAM, DELIVER_CONSUMER);
+        const consumer = await js.consumers.get(QUEUE_STREAM, this.deps.queue.layout.deliverConsumer);
         this.messages = await consumer.consume({ max_messages: this.options.concurrency, expires: PULL_EXPIRES_MS });
         delay = 250;
         for await (const msg of this.messages) {

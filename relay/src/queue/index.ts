@@ -8,7 +8,7 @@ export { decodeJobRecord, InvalidJobError } from "./delivery-job.ts";
 export { EmbeddedNats, findNatsServer, freeLoopbackPort } from "./embedded-nats.ts";
 export type { HeldJob, JobQueue, QueueDepth } from "./job-queue.ts";
 export { scheduledAt } from "./job-queue.ts";
-export { DELIVER_CONSUMER, QUEUE_STREAM, QueueLayout, RATE_LIMIT_STREAM, RESERVED_SITE_NAMES, domainToken } from "./layout.ts";
+export { QUEUE_STREAM, QueueLayout, RATE_LIMIT_STREAM, RESERVED_SITE_NAMES, domainToken } from "./layout.ts";
 export type { QueueConnectionOptions, QueueHandles } from "./queue-connection.ts";
 export { QueueConnection, QueueUnavailableError } from "./queue-connection.ts";
 export { newQueueId, queueIdOfSubject } from "./queue-id.ts";

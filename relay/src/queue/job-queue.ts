@@ -5,7 +5,7 @@
 
 import { JetStreamApiError, JetStreamError, PubHeaders, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import type { MsgHdrs, QueuedIterator } from "@nats-io/transport-node";
-import { DELIVER_CONSUMER, QUEUE_STREAM, type QueueLayout } from "./layout.ts";
+import { QUEUE_STREAM, type QueueLayout } from "./layout.ts";
 import { decodeJobRecord, encodeJob, type DeliveryJob } from "./delivery-job.ts";
 import type { ReplyInbox } from "./reply-inbox.ts";
 
@@ -133,7 +133,7 @@ export class JobQueue {
 
   /** Queue depth for metrics: ready from the consumer, deferred as the rest of the stream. */
   async depth(): Promise<QueueDepth> {
-    const [stream, consumer] = await Promise.all([this.jsm.streams.info(QUEUE_STREAM), this.jsm.consumers.info(QUEUE_STREAM, DELIVER_CONSUMER)]);
+    const [stream, consumer] = await Promise.all([this.jsm.streams.info(QUEUE_STREAM), this.jsm.consumers.info(QUEUE_STREAM, this.layout.deliverConsumer)]);
     const ready = consumer.num_pending + consumer.num_ack_pending;
     return { ready, deferred: Math.max(0, stream.state.messages - ready) };
   }

@@ -19,8 +19,8 @@
 //   MXW_PEER_<peer>                   a peer's shadow copies and spool, sourced (shadow-copies.ts)
 //   KV buckets of one site's own state get the site in their name (siteBucket()); buckets shared
 //   between sites are described in filter/shared-bucket.ts
-//   consumer   mxw-deliver            durable pull consumer on P queue.ready.>, shared by all relays
-//   consumer   mxw-drain-<dom>        durable pull consumer on P queue.defer.<dom>.>, created when
+//   consumer   mxw-deliver[-<site>]   durable pull consumer on P queue.ready.>, shared by all relays
+//   consumer   mxw-drain-[<site>-]<dom>  durable pull consumer on P queue.defer.<dom>.>, created when
 //                                     the domain's primary comes back: its held jobs are delivered
 //                                     where they are (see deliver/held-mail-flush.ts; the name predates "flush")
 //
@@ -30,7 +30,8 @@
 export const SPOOL_STREAM = "MXW_SPOOL";
 export const QUEUE_STREAM = "MXW_QUEUE";
 export const RATE_LIMIT_STREAM = "MXW_RATE";
-export const DELIVER_CONSUMER = "mxw-deliver";
+/** The shared delivery consumer's name without a site (layout.deliverConsumer has the site's). */
+const UNSCOPED_DELIVER_CONSUMER = "mxw-deliver";
 
 /** Site names that would make a scoped subject space overlap the unscoped one (mxw.queue.queue.> ⊂ mxw.queue.>). */
 export const RESERVED_SITE_NAMES: readonly string[] = ["queue", "spool", "rate"];
@@ -41,11 +42,6 @@ export const RESERVED_SITE_NAMES: readonly string[] = ["queue", "spool", "rate"]
  */
 export function domainToken(domain: string): string {
   return domain.replace(/\./g, "_");
-}
-
-/** The consumer that flushes a domain's held jobs; a domain token is a valid consumer name. */
-export function flushConsumerName(domain: string): string {
-  return `mxw-drain-${domainToken(domain)}`;
 }
 
 export class QueueLayout {
@@ -124,6 +120,22 @@ export class QueueLayout {
    */
   siteBucket(name: string): string {
     return this.site === undefined ? name : `${name}-${this.site}`;
+  }
+
+  /**
+   * The consumer all relays of the site deliver through. Its name carries the site: a consumer's
+   * acknowledgements travel on $JS.ACK.<stream>.<consumer>.…<stream sequence>…, which names no
+   * JetStream domain, and crosses the leafnode like any subject. With one name at both sites, an
+   * ack at one site deleted the job with the same sequence number at the other (found by the fault
+   * suite: held mail that vanished without a delivery).
+   */
+  get deliverConsumer(): string {
+    return this.site === undefined ? UNSCOPED_DELIVER_CONSUMER : `${UNSCOPED_DELIVER_CONSUMER}-${this.site}`;
+  }
+
+  /** The consumer that flushes a domain's held jobs (a domain token is a valid consumer name); site-named as deliverConsumer is. */
+  flushConsumerName(domain: string): string {
+    return this.site === undefined ? `mxw-drain-${domainToken(domain)}` : `mxw-drain-${this.site}-${domainToken(domain)}`;
   }
 
   /** This site's shadow copies of its queued mail, for its peers to source (shadow-copies.ts). */

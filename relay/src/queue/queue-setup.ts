@@ -12,7 +12,7 @@ import {
   type StreamConfig,
 } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
-import { DELIVER_CONSUMER, QUEUE_STREAM, SPOOL_STREAM, flushConsumerName, type QueueLayout } from "./layout.ts";
+import { QUEUE_STREAM, SPOOL_STREAM, type QueueLayout } from "./layout.ts";
 import { MAX_QUEUE_LIFETIME_MS } from "#api";
 
 export interface QueueLayoutOptions {
@@ -67,8 +67,9 @@ export async function ensureQueueLayout(jsm: JetStreamManager, layout: QueueLayo
   };
   await upsertStream(jsm, spool, spoolInfo?.config);
   await upsertStream(jsm, queue, queueInfo?.config);
+  await retireUnscopedConsumer(jsm, layout);
   await upsertConsumer(jsm, {
-    durable_name: DELIVER_CONSUMER,
+    durable_name: layout.deliverConsumer,
     filter_subjects: withLegacy(layout.readyFilter, legacy?.readyFilter),
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
@@ -91,7 +92,7 @@ const FLUSH_CONSUMER_IDLE_MS = 3_600_000;
  * never deleted by a relay, because another relay may still be acknowledging through it.
  */
 export async function ensureFlushConsumer(jsm: JetStreamManager, layout: QueueLayout, domain: string, options: QueueLayoutOptions): Promise<string> {
-  const name = flushConsumerName(domain);
+  const name = layout.flushConsumerName(domain);
   const existing = await jsm.consumers.info(QUEUE_STREAM, name).catch(() => undefined);
   if (existing) return name;
   await jsm.consumers.add(QUEUE_STREAM, {
@@ -105,6 +106,19 @@ export async function ensureFlushConsumer(jsm: JetStreamManager, layout: QueueLa
     inactive_threshold: nanos(FLUSH_CONSUMER_IDLE_MS),
   });
   return name;
+}
+
+/**
+ * A site that gets its name removes the delivery consumer it had without one: its filter overlaps
+ * the site-named one's, which a work-queue stream refuses. Jobs it held unacknowledged go to the
+ * new consumer. All relays of a site change over together (docs/architecture.md): a relay still
+ * running without --site would create the old consumer again.
+ */
+async function retireUnscopedConsumer(jsm: JetStreamManager, layout: QueueLayout): Promise<void> {
+  const legacy = layout.legacy;
+  if (!legacy) return;
+  const existing = await jsm.consumers.info(QUEUE_STREAM, legacy.deliverConsumer).catch(() => undefined);
+  if (existing) await jsm.consumers.delete(QUEUE_STREAM, legacy.deliverConsumer);
 }
 
 type ConsumerSettings = Partial<ConsumerConfig> & { durable_name: string };
