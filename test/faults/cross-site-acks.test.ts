@@ -1,9 +1,10 @@
-// Why the fault suite loses mail at two sites (docs/architecture.md, "Failure matrix"): both sites'
-// queues are a stream MXW_QUEUE with the consumer mxw-deliver, and a JetStream acknowledgement is a
-// message on `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...`, with no site in it. The
-// leafnode that joins the sites carries it, so a site's acks reach the other site's consumer of
-// the same name, which takes them for acks of its own jobs with those sequence numbers: in a
-// work-queue stream, an acknowledged job is deleted. Loopback, one server per site, no netns.
+// Why the fault suite lost mail at two sites (docs/architecture.md, "Failure matrix"): a JetStream
+// acknowledgement is a message on `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...`, with
+// no site in it, and the leafnode that joins the sites carries it. While both sites' delivery
+// consumers had the same name (mxw-deliver on MXW_QUEUE), a site's acks reached the other site's
+// consumer, which took them for acks of its own jobs with those sequence numbers: in a work-queue
+// stream, an acknowledged job is deleted. The consumers now carry the site's name
+// (QueueLayout.deliverConsumer); this test keeps it so. Loopback, one server per site, no netns.
 //
 // Site B's relay is stopped and B's delivery consumer hands ten jobs out (as to a relay busy with
 // them); then site A's relay delivers mail, acknowledging jobs with the same sequence numbers.
@@ -15,7 +16,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { DELIVER_CONSUMER, QUEUE_STREAM, QueueLayout } from "../../relay/src/queue/index.ts";
+import { QUEUE_STREAM, QueueLayout } from "../../relay/src/queue/index.ts";
 import { TestNatsServer } from "../harness/nats-server.ts";
 import { smtpSource } from "../harness/postfix-tools.ts";
 import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
@@ -67,7 +68,7 @@ describe("two sites joined by a leafnode: one site's acknowledgements and the ot
     for (let i = 0; i < PARKED; i++) await jsB.publish(layoutB.readySubject(DOMAIN, `PARKED${i}`), new TextEncoder().encode("parked"));
     // Handed out and not yet acknowledged, as the jobs a relay at B is delivering.
     const handedOut: number[] = [];
-    const batch = await (await jsB.consumers.get(QUEUE_STREAM, DELIVER_CONSUMER)).fetch({ max_messages: PARKED, expires: 5000 });
+    const batch = await (await jsB.consumers.get(QUEUE_STREAM, layoutB.deliverConsumer)).fetch({ max_messages: PARKED, expires: 5000 });
     for await (const msg of batch) {
       handedOut.push(msg.seq);
       if (handedOut.length === PARKED) break;
