@@ -162,7 +162,7 @@ export class FaultTopology {
       { ns: internet, device: "primary", address: "10.77.9.1/24" },
       { ns: primaryNs, device: "uplink", address: `${PRIMARY_ADDRESS}/24` },
     );
-    await primaryNs.ip("route", "add", "default", "via", "10.77.9.1");
+    await primaryLink.route(primaryNs, "default", "via", "10.77.9.1");
     const uplinks = {} as Record<SiteName, Link>;
     for (const site of SITES) {
       const octet = SITE_OCTET[site];
@@ -170,7 +170,7 @@ export class FaultTopology {
         { ns: internet, device: `site-${site}`, address: `10.77.${octet}.1/24` },
         { ns: siteNs[site], device: "uplink", address: `10.77.${octet}.2/24`, extra: [`10.77.${octet}.11/24`, `10.77.${octet}.12/24`] },
       );
-      await siteNs[site].ip("route", "add", "default", "via", `10.77.${octet}.1`);
+      await uplinks[site].route(siteNs[site], "default", "via", `10.77.${octet}.1`);
     }
     const siteLink = await Link.create(
       { ns: siteNs.a, device: "peer", address: `${SITE_LINK_ADDRESS.a}/24` },

@@ -112,6 +112,8 @@ export interface LinkEnd {
 export class Link {
   readonly a: LinkEnd;
   readonly b: LinkEnd;
+  /** Routes through this link ("default via ..."), put back when it heals: the kernel drops them when it goes down. */
+  private readonly routes: Array<{ ns: Namespace; args: string[] }> = [];
 
   private constructor(a: LinkEnd, b: LinkEnd) {
     this.a = a;
@@ -144,6 +146,13 @@ export class Link {
   async heal(): Promise<void> {
     await this.a.ns.ip("link", "set", this.a.device, "up");
     await this.b.ns.ip("link", "set", this.b.device, "up");
+    for (const { ns, args } of this.routes) await ns.ip("route", "replace", ...args);
+  }
+
+  /** Add a route through this link in `ns`, e.g. route(ns, "default", "via", "10.77.1.1"). */
+  async route(ns: Namespace, ...args: string[]): Promise<void> {
+    this.routes.push({ ns, args });
+    await ns.ip("route", "add", ...args);
   }
 
   /**
