@@ -4,6 +4,7 @@
 
 import type { TSchema } from "@sinclair/typebox";
 import { GROUP, VERSION, relayDomainSpecSchema, relayDomainStatusSchema } from "./relay-domain.ts";
+import { relayQueueRequestSpecSchema, relayQueueRequestStatusSchema } from "./relay-queue-request.ts";
 import { relaySiteSpecSchema, relaySiteStatusSchema } from "./relay-site.ts";
 
 /** A schema as the CRD carries it: plain JSON, without what only the relay's validator reads. */
@@ -135,4 +136,21 @@ export const relaySiteCrd = crd(
   ],
 );
 
-export const allCrds = [relayDomainCrd, relaySiteCrd];
+export const relayQueueRequestCrd = crd(
+  "RelayQueueRequest",
+  "relayqueuerequests",
+  "rqr",
+  "Namespaced",
+  "One queue operation (list, retry, hold, release, delete, bounce, find) on the mail of a RelayDomain in the same namespace",
+  relayQueueRequestSpecSchema,
+  relayQueueRequestStatusSchema,
+  [
+    { name: "Domain", type: "string", jsonPath: ".spec.domainRef", description: "RelayDomain in this namespace" },
+    { name: "Action", type: "string", jsonPath: ".spec.action", description: "What was asked" },
+    { name: "Phase", type: "string", jsonPath: ".status.phase", description: "Pending, Running, Succeeded or Failed" },
+    { name: "By", type: "string", jsonPath: ".spec.requestedBy", description: "Who asked", priority: 1 },
+    ageColumn,
+  ],
+);
+
+export const allCrds = [relayDomainCrd, relaySiteCrd, relayQueueRequestCrd];

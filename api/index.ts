@@ -1,4 +1,4 @@
-// mxwarden's API, shared by the relay and the operator: the RelayDomain and RelaySite resources
+// mxwarden's API, shared by the relay and the operator: the RelayDomain, RelaySite and RelayQueueRequest resources
 // (types, CRD schemas, validation), the one domain key, and the quantities their specs use.
 // Import it as "#api" (package.json "imports"); nothing outside api/ reaches into its files.
 
@@ -36,7 +36,29 @@ export {
 } from "./filter-policies.ts";
 export { findCondition, setCondition } from "./conditions.ts";
 export type { Condition, ConditionInput, ConditionStatus } from "./conditions.ts";
-export { allCrds, relayDomainCrd, relaySiteCrd } from "./crds.ts";
+export {
+  DEFAULT_QUEUE_REQUEST_TTL_SECONDS,
+  MAX_LISTED_IN_STATUS,
+  MAX_QUEUE_IDS,
+  MAX_RECIPIENTS_IN_STATUS,
+  MUTATING_QUEUE_ACTIONS,
+  QUEUE_REQUEST_ACTIONS,
+  relayQueueRequestSpecSchema,
+  relayQueueRequestStatusSchema,
+} from "./relay-queue-request.ts";
+export type {
+  ListedMessage,
+  ListedRecord,
+  MutatingQueueAction,
+  QueueRequestAction,
+  QueueRequestPhase,
+  QueueRequestSelector,
+  RelayQueueRequest,
+  RelayQueueRequestSpec,
+  RelayQueueRequestStatus,
+  SiteQueueResult,
+} from "./relay-queue-request.ts";
+export { allCrds, relayDomainCrd, relayQueueRequestCrd, relaySiteCrd } from "./crds.ts";
 export type { CustomResourceDefinition, Schema } from "./crds.ts";
 export { domainKey, normaliseDomain } from "./domain-name.ts";
 export { HOLD_MAX_SHARE_OF_LIFETIME, holdEnd, maxHoldMs } from "./hold.ts";

@@ -93,6 +93,16 @@ export const relaySiteSpecSchema = object("Where and how one site's relays run",
   ),
   nats: object("The site's NATS JetStream (three servers, R3, one JetStream domain per site)", {
     url: string("NATS URL(s), comma-separated, such as nats://nats.mxwarden:4222", { minLength: 1, maxLength: 1024, pattern: "^(nats|tls)://" }),
+    operatorUrl: Optional(
+      string(
+        "NATS URL(s) the operator uses to reach this site's NATS for queue requests (RelayQueueRequest), when it cannot use url from the management cluster; default url",
+        {
+          minLength: 1,
+          maxLength: 1024,
+          pattern: "^(nats|tls)://",
+        },
+      ),
+    ),
     streamReplicas: Optional(integer("Replicas of the queue streams: 3 for a three-server site (default), 1 for a single server", { minimum: 1, maximum: 5 })),
     domain: Optional(
       string("This site's JetStream domain; set on every site to share greylisting and verification state between sites", {

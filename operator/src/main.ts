@@ -9,6 +9,7 @@ import { parseOperatorArgs, UsageError, USAGE } from "./cli.ts";
 import { ApiClient } from "./kube/api-client.ts";
 import { OperatorMetrics } from "./metrics.ts";
 import { Operator } from "./controller/operator.ts";
+import { siteQueueConnector } from "./controller/site-queue.ts";
 
 function loadKubeConfig(path: string | undefined): KubeConfig {
   const config = new KubeConfig();
@@ -51,6 +52,7 @@ async function main(): Promise<void> {
     prometheusRuleGroups: loadRuleGroups(config.monitoringRules),
     pollIntervalMs: config.pollIntervalMs,
     siteHealthIntervalMs: config.siteHealthIntervalMs,
+    connectSiteQueue: siteQueueConnector(log),
     metrics,
     log,
   });

@@ -56,6 +56,8 @@ export interface RelayConfig {
   takeoverAfterMs: number;
   /** Per-domain queue gauges for at most this many domains (0: none), the oldest queues first. */
   domainMetrics: number;
+  /** How long a message's tracking record (mxwarden-queue find) is kept after its last update. */
+  trackingRetentionMs: number;
   /** Where the queue report for the operator goes (a ConfigMap in the relay's namespace). */
   statusReport?: { namespace: string; name: string; kubeconfig?: string | undefined; intervalMs: number } | undefined;
 }
@@ -118,6 +120,8 @@ export const USAGE = `Usage: mxwarden-relay (--domains PATH | --domains-configma
   --domain-metrics N          export queue depth and oldest age per domain for at most N domains,
                               those with the oldest mail first (default 0: none; bounds cardinality)
   --ack-wait DURATION         a relay that dies mid-delivery hands its jobs on after this (default 60s)
+  --tracking-retention DURATION  how long each message's tracking record (mxwarden-queue find) is kept
+                              after its last update (default 7d)
   --help
 `;
 
@@ -244,6 +248,7 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
         "shutdown-grace": { type: "string", default: "30s" },
         "publish-timeout": { type: "string", default: "10s" },
         "ack-wait": { type: "string", default: "60s" },
+        "tracking-retention": { type: "string", default: "7d" },
         "domain-metrics": { type: "string", default: "0" },
         clamd: { type: "string" },
         rspamd: { type: "string" },
@@ -303,6 +308,7 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
     shutdownGraceMs: duration("shutdown-grace", v["shutdown-grace"]),
     publishTimeoutMs: duration("publish-timeout", v["publish-timeout"]),
     ackWaitMs: duration("ack-wait", v["ack-wait"]),
+    trackingRetentionMs: duration("tracking-retention", v["tracking-retention"]),
     clamd: v.clamd ? hostPort("clamd", v.clamd) : undefined,
     rspamd: v.rspamd ? httpUrl("rspamd", v.rspamd) : undefined,
     senderAuth: v["sender-auth"],

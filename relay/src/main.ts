@@ -25,7 +25,7 @@ import { OutboundSmtp } from "./deliver/outbound-smtp.ts";
 import { startHealthServer } from "./health-server.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { RelayMetrics } from "./metrics.ts";
-import { EmbeddedNats, QueueConnection, QueueIndex } from "./queue/index.ts";
+import { EmbeddedNats, MessageTracking, QueueConnection, QueueIndex } from "./queue/index.ts";
 import { startQueueMonitor } from "./status/queue-monitor.ts";
 import { PrimaryReachability } from "./status/primary-reachability.ts";
 import { startQueueReporter } from "./status/queue-reporter.ts";
@@ -76,6 +76,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     },
   );
   queue.start();
+  const tracking = new MessageTracking(queue, { replicas: config.replicas, retentionMs: config.trackingRetentionMs, site: config.sites?.self }, log);
 
   const resolver = new Resolver({ timeout: DNS_TIMEOUT_MS, tries: DNS_TRIES });
   if (config.resolvers.length > 0) resolver.setServers(config.resolvers);
@@ -113,7 +114,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
       progressIntervalMs: progressIntervalFor(config.ackWaitMs),
       fallbackRetry: { initialBackoffMs: DEFAULTS.initialBackoffMs, maxBackoffMs: DEFAULTS.maxBackoffMs },
     },
-    { queue, store, resolver: nextHops, outbound, health: destinations, metrics, log },
+    { queue, store, resolver: nextHops, outbound, health: destinations, metrics, log, tracking },
   );
 
   const holds = new MaintenanceHolds((domain) => worker.flushHeldMail(domain), log);
@@ -233,6 +234,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     peerWatch?.stop();
     store.stop();
     await outbound.close();
+    await tracking.flush();
     await queue.close();
     await embedded?.stop();
     await new Promise((resolve) => healthServer.close(resolve));

@@ -36,8 +36,6 @@ export class TestRspamd {
         `  pidfile = "${join(dir, "rspamd.pid")}";`,
         '  .include "$CONFDIR/options.inc"',
         "  disable_hyperscan = true;",
-        // Port 9 on loopback: every DNS query fails at once, offline and deterministic.
-        '  dns { nameserver = ["127.0.0.1:9"]; timeout = 0.2s; retransmits = 1; }',
         "}",
         `logging { type = "file"; filename = "${join(dir, "rspamd.log")}"; level = "warning"; }`,
         'worker "normal" {',
@@ -48,6 +46,9 @@ export class TestRspamd {
         "",
       ].join("\n"),
     );
+    // Port 9 on loopback: every DNS query fails at once, offline and deterministic. In local.d, the
+    // only place rspamd merges it into the stock options' dns block (a second dns block is ignored).
+    writeFileSync(join(dir, "local.d", "options.inc"), 'dns { nameserver = ["127.0.0.1:9"]; timeout = 0.2s; retransmits = 1; }\n');
     // Fixed thresholds (greylisting is mxwarden's own job, not rspamd's here).
     writeFileSync(join(dir, "local.d", "actions.conf"), "reject = 15;\nadd_header = 3;\ngreylist = null;\nrewrite_subject = null;\n");
     await rspamd.resume();

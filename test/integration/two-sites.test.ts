@@ -8,6 +8,7 @@
 // subjects, and delivers it once it runs with a name.
 
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -19,7 +20,7 @@ import { TestNatsServer } from "../harness/nats-server.ts";
 import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
 import { sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
 import { TestPrimary, headerValue } from "../harness/test-primary.ts";
-import { eventually, freePort, tempDir } from "../harness/workspace.ts";
+import { eventually, freePort, repoRoot, tempDir } from "../harness/workspace.ts";
 
 /** Messages in a stream of one server, and the subjects they are stored under. */
 async function streamState(server: TestNatsServer, stream: string): Promise<{ messages: number; subjects: string[] }> {
@@ -275,6 +276,73 @@ describe("a site lost with a full queue: its peer takes over and delivers its ma
     assert.ok((await relayB.metric("mxwarden_peer_last_contact_seconds", 'peer="site-a"')) >= 4);
     const large = primary.messages.find((m) => headerValue(m.body, "Message-ID") === "<lost-3@client.test>");
     assert.ok(large && large.body.length > 290_000, "the spooled body came over with its copy");
+  });
+});
+
+describe("a takeover by hand: mxwarden-queue takeover --peer", () => {
+  const dir = tempDir("takeover-manual");
+  let natsA: TestNatsServer;
+  let natsB: TestNatsServer;
+  let primary: TestPrimary;
+  let relayA: RelayProcess;
+  let relayB: RelayProcess;
+
+  before(async () => {
+    const leafnodePort = await freePort();
+    natsA = await TestNatsServer.start(join(dir.path, "nats-a"), { domain: "site-a", leafnodePort });
+    natsB = await TestNatsServer.start(join(dir.path, "nats-b"), { domain: "site-b", leafnodeRemote: `nats-leaf://127.0.0.1:${leafnodePort}` });
+    primary = await TestPrimary.start();
+    const domainsPath = join(dir.path, "domains.yaml");
+    writeDomains(domainsPath, [{ domain: "manual.example", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] } }]);
+    for (const site of ["a", "b"]) mkdirSync(join(dir.path, site));
+    relayA = await RelayProcess.start({ dir: join(dir.path, "a"), domainsPath, nats: natsA.url, args: ["--site", "site-a", "--peer-sites", "site-b"] });
+    // No --takeover-after: site B never takes over on its own.
+    relayB = await RelayProcess.start({ dir: join(dir.path, "b"), domainsPath, nats: natsB.url, args: ["--site", "site-b", "--peer-sites", "site-a"] });
+    await Promise.all([relayA.ready(), relayB.ready()]);
+  });
+
+  after(async () => {
+    await relayA?.stop();
+    await relayB?.stop();
+    await primary?.close();
+    await natsB?.stop();
+    await natsA?.stop();
+  });
+
+  it("queues the lost site's live copies once, however often it runs", async () => {
+    primary.recipientRule = () => ({ code: 451, message: "busy" });
+    const total = 15;
+    for (let i = 0; i < total; i++) {
+      const { data } = await sendMail(relayA.smtpPort, { from: "alice@sender.test", to: ["bob@manual.example"], body: simpleMessage(`h${i}`, `manual-${i}`) });
+      assert.equal(data?.code, 250);
+    }
+    await eventually("site B holds a live copy of each", async () => (await liveCopies(natsB, "site-a")) === total, 30_000);
+    await relayA.kill9();
+    await natsA.stop();
+    rmSync(natsA.dir, { recursive: true, force: true });
+    primary.recipientRule = () => undefined;
+
+    const cli = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
+      new Promise((resolve) => {
+        execFile(
+          join(repoRoot, "relay/bin/mxwarden-queue"),
+          ["--nats", natsB.url, "--actor", "oncall", ...args],
+          { timeout: 60_000 },
+          (error, stdout, stderr) => resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr }),
+        );
+      });
+    const first = await cli(["takeover", "--peer", "site-a", "--json"]);
+    assert.equal(first.code, 0, first.stderr);
+    assert.deepEqual(JSON.parse(first.stdout), { taken: total, already: 0, failed: 0 });
+    assert.match(first.stderr, /"actor":"oncall"/, "the takeover is in the audit log with who ran it");
+    const again = await cli(["takeover", "--peer", "site-a", "--json"]);
+    assert.deepEqual(JSON.parse(again.stdout), { taken: 0, already: total, failed: 0 });
+    await eventually("site B delivered site A's mail", () => deliveries(primary).size === total, 60_000);
+    await eventually("site B's queue empty", async () => (await streamState(natsB, QUEUE_STREAM)).messages === 0, 30_000);
+    assert.equal(primary.messages.length, total, "no duplicates");
+    const unknown = await cli(["takeover", "--peer", "site-z"]);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /holds no copies of a site named "site-z"/);
   });
 });
 

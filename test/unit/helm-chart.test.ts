@@ -87,6 +87,7 @@ describe("Helm chart", () => {
     assert.deepEqual(kinds(objects), [
       "ClusterRole/mxwarden-operator",
       "ClusterRole/mxwarden-operator-sites",
+      "ClusterRole/mxwarden-queue-operator",
       "ClusterRoleBinding/mxwarden-operator",
       "ClusterRoleBinding/mxwarden-operator-sites",
       "ConfigMap/mxwarden-operator-relay-rules",
@@ -96,6 +97,8 @@ describe("Helm chart", () => {
       "RoleBinding/mxwarden-operator",
       "Service/mxwarden-operator-metrics",
       "ServiceAccount/mxwarden-operator",
+      "ValidatingAdmissionPolicy/mxwarden-queue-request-requester",
+      "ValidatingAdmissionPolicyBinding/mxwarden-queue-request-requester",
     ]);
     for (const object of objects.filter((o) => o.metadata.namespace !== undefined)) assert.equal(object.metadata.namespace, NS);
     const deployment = operatorDeployment(objects);

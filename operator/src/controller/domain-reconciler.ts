@@ -84,7 +84,7 @@ export class DomainReconciler {
     const mailDomain = domainKey(domain.spec.domain);
     const sites = this.deps.sites.list().filter((site) => !site.metadata.deletionTimestamp && servesSite(domain, site));
     const invalid = validateForRelay(domain);
-    const conflict = invalid ? undefined : this.olderClaim(domain, mailDomain);
+    const conflict = invalid ? undefined : olderClaim(domain, mailDomain, this.deps.domains.list());
 
     if (domain.metadata.deletionTimestamp) return await this.drain(key, domain, mailDomain, sites, invalid !== undefined || conflict !== undefined);
     await setFinalizer(this.deps.client, Resources.RelayDomain, domain.metadata, DOMAIN_FINALIZER, true);
@@ -159,19 +159,6 @@ export class DomainReconciler {
     if (event) await this.deps.events.record(domain, event.type, event.reason, "CheckPrimary", event.note);
     // A hold's status changes with time alone: look again when it does (site polls come sooner).
     return hold ? { requeueAfterMs: Math.max(0, Math.min(hold.changesAtMs - now.getTime() + 1, this.deps.pollIntervalMs)) } : {};
-  }
-
-  /** The oldest other RelayDomain claiming the same mail domain, as namespace/name. */
-  private olderClaim(domain: RelayDomain, mailDomain: string): string | undefined {
-    const mine = configKey(domain);
-    for (const other of this.deps.domains.list()) {
-      if (configKey(other) === mine || validateForRelay(other) !== undefined) continue;
-      if (domainKey(other.spec.domain) !== mailDomain) continue;
-      const ours = domain.metadata.creationTimestamp ?? "";
-      const theirs = other.metadata.creationTimestamp ?? "";
-      if (theirs < ours || (theirs === ours && configKey(other) < mine)) return `${other.metadata.namespace}/${other.metadata.name}`;
-    }
-    return undefined;
   }
 
   private async drain(
@@ -266,6 +253,22 @@ export class DomainReconciler {
       if (!isNotFound(err)) throw err;
     }
   }
+}
+
+/**
+ * The oldest other valid RelayDomain claiming the same mail domain, as namespace/name: it serves
+ * the domain, and this one does not (nor may its owners reach that mail with queue requests).
+ */
+export function olderClaim(domain: RelayDomain, mailDomain: string, domains: RelayDomain[]): string | undefined {
+  const mine = configKey(domain);
+  for (const other of domains) {
+    if (configKey(other) === mine || validateForRelay(other) !== undefined) continue;
+    if (domainKey(other.spec.domain) !== mailDomain) continue;
+    const ours = domain.metadata.creationTimestamp ?? "";
+    const theirs = other.metadata.creationTimestamp ?? "";
+    if (theirs < ours || (theirs === ours && configKey(other) < mine)) return `${other.metadata.namespace}/${other.metadata.name}`;
+  }
+  return undefined;
 }
 
 function siteVerdict(

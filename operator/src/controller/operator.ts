@@ -1,10 +1,11 @@
-// Wires the operator together: informers on RelaySites, RelayDomains and the kubeconfig Secrets
-// in the management cluster, one work queue per controller, the per-site connections, and leader
-// election. Only the leader reconciles; every replica serves probes and metrics.
+// Wires the operator together: informers on RelaySites, RelayDomains, RelayQueueRequests and the
+// kubeconfig Secrets in the management cluster, one work queue per controller, the per-site
+// connections, and leader election. Only the leader reconciles; every replica serves probes and
+// metrics.
 
 import type { Logger } from "#relay";
 import type { RelayDomain } from "#api";
-import type { RelaySite } from "#api";
+import type { RelayQueueRequest, RelaySite } from "#api";
 import type { ApiClient, Unstructured } from "../kube/api-client.ts";
 import { Informer, objectKeyOf } from "../kube/informer.ts";
 import { LeaderElector } from "../kube/leader-election.ts";
@@ -14,7 +15,9 @@ import { ControllerRunner } from "./controller-runner.ts";
 import { DnsChecker } from "./dns-check.ts";
 import { DomainReconciler } from "./domain-reconciler.ts";
 import { EventRecorder } from "./events.ts";
+import { QueueRequestReconciler } from "./queue-requests.ts";
 import { SiteConnections } from "./site-connections.ts";
+import type { SiteQueueConnector } from "./site-queue.ts";
 import { SiteReconciler } from "./site-reconciler.ts";
 import { SiteStates } from "./site-state.ts";
 
@@ -32,19 +35,24 @@ export interface OperatorOptions {
   leaseDurationMs?: number;
   renewDeadlineMs?: number;
   retryPeriodMs?: number;
+  /** How queue requests reach a site's queue (QueueAdmin over the site's NATS). */
+  connectSiteQueue: SiteQueueConnector;
   metrics: OperatorMetrics;
   log: Logger;
 }
 
 type SiteObject = RelaySite & Unstructured;
 type DomainObject = RelayDomain & Unstructured;
+type RequestObject = RelayQueueRequest & Unstructured;
 
 export class Operator {
   readonly sites: Informer<SiteObject>;
   readonly domains: Informer<DomainObject>;
+  readonly requests: Informer<RequestObject>;
   private readonly secrets: Informer<Unstructured>;
   private readonly siteController: ControllerRunner;
   private readonly domainController: ControllerRunner;
+  private readonly requestController: ControllerRunner;
   private readonly connections: SiteConnections;
   private readonly elector: LeaderElector | undefined;
   private readonly options: OperatorOptions;
@@ -71,6 +79,13 @@ export class Operator {
       undefined,
       (key) => this.onDomainEvent(key),
       (err) => log.warn("RelayDomain watch failed; re-listing", { error: err }),
+    );
+    this.requests = new Informer<RequestObject>(
+      client,
+      Resources.RelayQueueRequest,
+      undefined,
+      (key) => this.requestController.enqueue(key),
+      (err) => log.warn("RelayQueueRequest watch failed; re-listing", { error: err }),
     );
     this.secrets = new Informer<Unstructured>(
       client,
@@ -116,8 +131,17 @@ export class Operator {
       pollIntervalMs: options.pollIntervalMs,
       log,
     });
+    const requestReconciler = new QueueRequestReconciler({
+      client,
+      requests: this.requests,
+      domains: this.domains,
+      sites: this.sites,
+      connect: options.connectSiteQueue,
+      log,
+    });
     this.siteController = new ControllerRunner("relaysite", (key) => siteReconciler.reconcile(key), metrics, log);
     this.domainController = new ControllerRunner("relaydomain", (key) => domainReconciler.reconcile(key), metrics, log);
+    this.requestController = new ControllerRunner("relayqueuerequest", (key) => requestReconciler.reconcile(key), metrics, log);
     this.elector = options.leaderElection
       ? new LeaderElector(client, {
           namespace: options.namespace,
@@ -161,8 +185,8 @@ export class Operator {
     this.stopped = true;
     this.leading = false;
     this.options.metrics.leader.set(0);
-    await Promise.all([this.siteController.stop(), this.domainController.stop()]);
-    await Promise.all([this.sites.stop(), this.domains.stop(), this.secrets.stop()]);
+    await Promise.all([this.siteController.stop(), this.domainController.stop(), this.requestController.stop()]);
+    await Promise.all([this.sites.stop(), this.domains.stop(), this.requests.stop(), this.secrets.stop()]);
     this.connections.stop();
     await this.elector?.stop();
     await this.electionDone;
@@ -175,6 +199,11 @@ export class Operator {
     this.sites.start();
     this.domains.start();
     this.secrets.start();
+    this.requests.start();
+    // Queue requests never hold up the relays' configuration: their CRD may be installed later.
+    void Promise.all([this.sites.waitForSync(), this.domains.waitForSync(), this.requests.waitForSync()]).then(() => {
+      if (!this.stopped) this.requestController.start();
+    });
     await Promise.all([this.sites.waitForSync(), this.domains.waitForSync(), this.secrets.waitForSync()]);
     this.siteController.start();
     this.domainController.start();

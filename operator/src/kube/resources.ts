@@ -16,6 +16,7 @@ function ref(apiVersion: string, plural: string, namespaced: boolean): ResourceR
 export const Resources = {
   RelayDomain: ref("mxwarden.io/v1alpha1", "relaydomains", true),
   RelaySite: ref("mxwarden.io/v1alpha1", "relaysites", false),
+  RelayQueueRequest: ref("mxwarden.io/v1alpha1", "relayqueuerequests", true),
   Namespace: ref("v1", "namespaces", false),
   ServiceAccount: ref("v1", "serviceaccounts", true),
   ConfigMap: ref("v1", "configmaps", true),

@@ -14,10 +14,11 @@ const HEADER_SECTION_LIMIT = 64 * 1024;
 
 export interface BounceContext {
   /** Where the DSN's body is written (inside its job when it is small enough). */
-  queue: QueueConnection;
-  jobs: JobQueue;
+  queue: Pick<QueueConnection, "spoolWriter">;
+  jobs: Pick<JobQueue, "enqueue">;
   hostname: string;
-  metrics: RelayMetrics;
+  /** The relay's counters; the admin tool (admin/) has none of its own and passes no-ops. */
+  metrics: { [K in "recipientsBounced" | "dsnsSent" | "delayWarningsSent"]: Pick<RelayMetrics[K], "inc"> };
   log: Logger;
 }
 

@@ -18,8 +18,10 @@ import {
   type DeliveryJob,
   type JobQueue,
   type JobRecord,
+  type MessageTracking,
   type QueueConnection,
   type RetiredBecause,
+  type TrackingOutcome,
   type SpoolReader,
   type StoredBody,
 } from "../queue/index.ts";
@@ -86,6 +88,8 @@ export interface DeliveryDeps {
   health: DestinationHealth;
   metrics: RelayMetrics;
   log: Logger;
+  /** Message tracking (mxwarden-queue find): each relay message's outcome, written in the background. */
+  tracking?: MessageTracking | undefined;
 }
 
 export class DeliveryWorker {
@@ -263,6 +267,7 @@ export class DeliveryWorker {
       log.warn("queue lifetime expired; bouncing", { recipients: job.recipients.length, attempts: job.attempts });
       await this.bounce(job, failed, "expired", body);
       await this.finish(msg, spool, job, "expired");
+      this.track(job, "expired", diagnostic);
       return;
     }
 
@@ -273,6 +278,7 @@ export class DeliveryWorker {
       log.info("taken over by a peer site; not delivered here", { peer: takenOverBy });
       this.deps.metrics.deliveryAttempts.inc({ result: "taken_over_by_peer" });
       await this.finish(msg, spool, job, "taken-over");
+      this.track(job, undefined, undefined, `by the peer site ${takenOverBy}`, "taken over");
       return;
     }
 
@@ -300,6 +306,7 @@ export class DeliveryWorker {
           body,
         );
         await this.finish(msg, spool, job, "bounced");
+        this.track(job, "bounced", err.message);
       } else {
         log.info("no route yet; deferring", { error: err.message });
         await this.deferWithWarning(context, { ...job, attempts: job.attempts + 1, lastError: err.message }, now, false);
@@ -372,9 +379,33 @@ export class DeliveryWorker {
       const next = plan.next.job;
       log.info("deferred", { recipients: next.recipients.length, reply: next.lastError, attempts: next.attempts });
       await this.retryLater(context, next, plan.next.failedAt, plan.next.destinationDown);
+      // A partial delivery is worth a record: the recipients done are not in the deferred job.
+      if (plan.delivered)
+        this.track(job, undefined, plan.delivered.reply, `${plan.delivered.recipients} of ${job.recipients.length} recipients`, "partly delivered");
       return;
     }
     await this.finish(msg, context.spool, job, plan.delivered ? "delivered" : "bounced");
+    const reply = plan.delivered?.reply ?? plan.bounce?.[0]?.diagnostic;
+    this.track(job, plan.delivered ? "delivered" : "bounced", reply, plan.delivered?.remoteMta ? `by ${plan.delivered.remoteMta}` : undefined);
+  }
+
+  /** Record what became of a relay message in its tracking record, after the queue writes (never before: a crash repeats the delivery). */
+  private track(job: DeliveryJob, outcome: TrackingOutcome | undefined, reply: string | undefined, detail?: string, event: string = outcome ?? "queued"): void {
+    if (job.kind !== "relay" || !this.deps.tracking) return;
+    this.deps.tracking.record(
+      {
+        queueId: job.queueId,
+        sender: job.sender,
+        recipients: job.recipients,
+        domain: job.domain,
+        arrivedAt: new Date(job.acceptedAt).toISOString(),
+        ...(job.messageId !== undefined ? { messageId: job.messageId } : {}),
+        ...(job.client !== undefined ? { client: job.client } : {}),
+        ...(outcome ? { outcome } : {}),
+        ...(reply !== undefined ? { remoteReply: reply } : {}),
+      },
+      { event, ...(detail || reply ? { detail: [detail, reply].filter(Boolean).join(": ") } : {}) },
+    );
   }
 
   /**

@@ -11,6 +11,7 @@
 // ("Two sites") has the whole story.
 
 import type { JetStreamManager } from "@nats-io/jetstream";
+import type { JobQueue, SpoolWriter } from "../queue/index.ts";
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
 import { RETIRED_HEADER, QueueLayout, decodeJobRecord, peerStreamName, queueIdOfSubject, type QueueConnection, type ShadowCopies } from "../queue/index.ts";
@@ -25,8 +26,16 @@ export interface TakeoverResult {
   failed: number;
 }
 
+/** What a takeover writes through: a relay's QueueConnection, or the admin tool's connection. */
+export interface TakeoverQueue {
+  readonly shadow: ShadowCopies | undefined;
+  get(): { jsm: JetStreamManager };
+  jobs(): JobQueue;
+  spoolWriter(queueIds: readonly string[]): SpoolWriter;
+}
+
 /** Queue here every live copy of `peer`'s mail. Safe to run again and from several relays at once. */
-export async function takeOver(queue: QueueConnection, peer: string, log: Logger, metrics?: RelayMetrics): Promise<TakeoverResult> {
+export async function takeOver(queue: TakeoverQueue, peer: string, log: Logger, metrics?: RelayMetrics): Promise<TakeoverResult> {
   const shadow = queue.shadow;
   if (!shadow || !shadow.peers.includes(peer)) throw new Error(`"${peer}" is not a peer site of this relay (--peer-sites)`);
   const { jsm } = queue.get();
@@ -61,7 +70,7 @@ async function copySubjects(jsm: JetStreamManager, stream: string, peerLayout: Q
   return Object.keys(info.state.subjects ?? {});
 }
 
-async function takeOne(queue: QueueConnection, shadow: ShadowCopies, peer: string, record: Buffer, peerSpool: SpoolReader): Promise<void> {
+async function takeOne(queue: TakeoverQueue, shadow: ShadowCopies, peer: string, record: Buffer, peerSpool: SpoolReader): Promise<void> {
   const { job, body: inline } = decodeJobRecord(record);
   let body = inline;
   if (!job.inline) {

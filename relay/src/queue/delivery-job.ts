@@ -43,6 +43,9 @@ export interface DeliveryJob {
    * with every deferral, so no retry, restart or other relay sends a second one.
    */
   delayWarnedAt?: number;
+  /** The message's Message-ID, without angle brackets, and the SMTP client's address: for message tracking (tracking.ts). */
+  messageId?: string;
+  client?: string;
 }
 
 export class InvalidJobError extends Error {
@@ -116,6 +119,9 @@ export function decodeJob(data: Uint8Array): DeliveryJob {
   }
   if (job.inline !== undefined && job.inline !== true) throw new InvalidJobError("job inline flag is not true");
   if (job.delayWarnedAt !== undefined && typeof job.delayWarnedAt !== "number") throw new InvalidJobError("job delayWarnedAt is not a time");
+  if ((job.messageId !== undefined && typeof job.messageId !== "string") || (job.client !== undefined && typeof job.client !== "string")) {
+    throw new InvalidJobError("job messageId or client is not a string");
+  }
   if (job.headers !== undefined && (typeof job.headers !== "string" || !/^(?:[!-9;-~]+:[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*)*$/.test(job.headers))) {
     throw new InvalidJobError("job headers are not header lines");
   }

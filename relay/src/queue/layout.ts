@@ -13,10 +13,16 @@
 //                                                                 its body when that is small)
 //                                     P queue.defer.<dom>.<qid>   the same job held by a message
 //                                                                 schedule (@at) until its retry time
+//                                     P queue.held.<dom>.<qid>    the same job held by an administrator
+//                                                                 (mxwarden-queue hold, admin/): no consumer
+//                                                                 reads it; its schedule (@at its expiry)
+//                                                                 makes it ready when its lifetime ends, to bounce
 //   MXW_RATE   (limits retention)     P rate.<kind>.<hash>.<window>  rate-limit counters
 //   MXW_SHADOW (limits retention)     P shadow.copy.<qid>, P shadow.took.<peer>.<qid>: copies of the
 //                                     site's mail for its peers, and what it took over from them
 //   MXW_PEER_<peer>                   a peer's shadow copies and spool, sourced (shadow-copies.ts)
+//   MXW_TRACKING (limits, TTLs)       P track.relay, P track.admin: batches of message tracking
+//                                     entries (queue/tracking.ts), each kept for its writer's retention
 //   KV buckets of one site's own state get the site in their name (siteBucket()); buckets shared
 //   between sites are described in filter/shared-bucket.ts
 //   consumer   mxw-deliver[-<site>]   durable pull consumer on P queue.ready.>, shared by all relays
@@ -30,11 +36,12 @@
 export const SPOOL_STREAM = "MXW_SPOOL";
 export const QUEUE_STREAM = "MXW_QUEUE";
 export const RATE_LIMIT_STREAM = "MXW_RATE";
+export const TRACKING_STREAM = "MXW_TRACKING";
 /** The shared delivery consumer's name without a site (layout.deliverConsumer has the site's). */
 const UNSCOPED_DELIVER_CONSUMER = "mxw-deliver";
 
 /** Site names that would make a scoped subject space overlap the unscoped one (mxw.queue.queue.> ⊂ mxw.queue.>). */
-export const RESERVED_SITE_NAMES: readonly string[] = ["queue", "spool", "rate"];
+export const RESERVED_SITE_NAMES: readonly string[] = ["queue", "spool", "rate", "track"];
 
 /**
  * Subject token for a mail domain. Domains are validated LDH names, so they never contain "_",
@@ -113,6 +120,31 @@ export class QueueLayout {
     return `${this.prefix}queue.defer.${domainToken(domain)}.>`;
   }
 
+  /** Where an administrator's hold keeps a job (admin/): no consumer reads it. */
+  heldSubject(domain: string, queueId: string): string {
+    return `${this.prefix}queue.held.${domainToken(domain)}.${queueId}`;
+  }
+
+  /** Every job, ready, deferred or held, of one domain or of all. */
+  queueFilter(domain?: string): string {
+    return domain === undefined ? this.queueSubjects : `${this.prefix}queue.*.${domainToken(domain)}.*`;
+  }
+
+  /** Wherever a queue id's job is (any state, any domain): for finding it by id. */
+  queueIdFilter(queueId: string): string {
+    return `${this.prefix}queue.*.*.${queueId}`;
+  }
+
+  /** This site's message tracking log (queue/tracking.ts). */
+  get trackingSubjects(): string {
+    return `${this.prefix}track.>`;
+  }
+
+  /** Where relays (outcomes) and the admin tool (actions) append their tracking entries. */
+  trackingSubject(origin: "relay" | "admin"): string {
+    return `${this.prefix}track.${origin}`;
+  }
+
   /**
    * The name of a KV bucket that holds this site's own state (not shared with other sites): a
    * bucket's subjects ($KV.<name>.>) would otherwise be captured by the same-named bucket of a
@@ -171,4 +203,10 @@ const UNSCOPED = new QueueLayout();
 export function domainTokenOfQueueSubject(subject: string): string | undefined {
   const tokens = subject.split(".");
   return tokens[1] === "queue" ? tokens[3] : tokens[4];
+}
+
+/** The state token of a queue subject, scoped or not: ready, defer or held. */
+export function stateOfQueueSubject(subject: string): string | undefined {
+  const tokens = subject.split(".");
+  return tokens[1] === "queue" ? tokens[2] : tokens[3];
 }

@@ -91,7 +91,14 @@ const FLUSH_CONSUMER_IDLE_MS = 3_600_000;
  * is over, to the job's own retry schedule. The server removes it after an idle hour; it is
  * never deleted by a relay, because another relay may still be acknowledging through it.
  */
-export async function ensureFlushConsumer(jsm: JetStreamManager, layout: QueueLayout, domain: string, options: QueueLayoutOptions): Promise<string> {
+export async function ensureFlushConsumer(
+  jsm: JetStreamManager,
+  layout: QueueLayout,
+  domain: string,
+  options: QueueLayoutOptions,
+  /** Create it paused until then (the admin tool, admin/queue-admin.ts); an existing one is left as it is. */
+  pausedUntil?: Date,
+): Promise<string> {
   const name = layout.flushConsumerName(domain);
   const existing = await jsm.consumers.info(QUEUE_STREAM, name).catch(() => undefined);
   if (existing) return name;
@@ -104,6 +111,7 @@ export async function ensureFlushConsumer(jsm: JetStreamManager, layout: QueueLa
     max_deliver: -1,
     max_ack_pending: options.maxAckPending,
     inactive_threshold: nanos(FLUSH_CONSUMER_IDLE_MS),
+    ...(pausedUntil ? { pause_until: pausedUntil.toISOString() } : {}),
   });
   return name;
 }

@@ -28,7 +28,7 @@ export const SHADOW_STREAM = "MXW_SHADOW";
 /** Header of a retirement record: why the origin site no longer holds the message. */
 export const RETIRED_HEADER = "Mxw-Retired";
 
-export type RetiredBecause = "delivered" | "bounced" | "expired" | "taken-over";
+export type RetiredBecause = "delivered" | "bounced" | "expired" | "taken-over" | "deleted";
 
 /** The stream at this site that holds a peer's copies. */
 export function peerStreamName(peer: string): string {

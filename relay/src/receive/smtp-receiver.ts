@@ -14,6 +14,7 @@ import type { Logger } from "../log.ts";
 import type { RejectReason, RelayMetrics, TransactionFailure } from "../metrics.ts";
 import { newQueueId, type DeliveryJob, type JobQueue, type QueueConnection, type SpoolReader, type SpoolWriter } from "../queue/index.ts";
 import { installEnhancedReplies } from "./enhanced-replies.ts";
+import { messageIdOf } from "./message-id.ts";
 import { receiveMessage, type IntakeOutcome } from "./message-intake.ts";
 import { PromptGreetingServer } from "./prompt-greeting.ts";
 import { receivedHeader, receivedTls } from "./received-header.ts";
@@ -534,6 +535,7 @@ export class SmtpReceiver {
   private async commit(message: IncomingMessage, stored: StoredMessage, filterHeaders: string): Promise<DeliveryJob[]> {
     const { session } = message;
     const now = Date.now();
+    const messageId = messageIdOf(stored.header);
     const jobs: DeliveryJob[] = message.groups.map((group, index) => ({
       v: 1,
       queueId: message.queueIds[index] as string,
@@ -547,6 +549,9 @@ export class SmtpReceiver {
       acceptedAt: now,
       expiresAt: now + group.policy.queueLifetimeMs,
       attempts: 0,
+      // For message tracking (queue/tracking.ts), which records them when the message leaves the queue.
+      client: plainAddress(session.remoteAddress),
+      ...(messageId !== undefined ? { messageId } : {}),
       ...(filterHeaders ? { headers: filterHeaders } : {}),
       ...(stored.inlineBody ? { inline: true as const } : {}),
     }));
