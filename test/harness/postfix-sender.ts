@@ -123,8 +123,13 @@ export class PostfixSender {
     );
     writeFileSync(join(configDir, "master.cf"), MASTER_CF);
     const sender = new PostfixSender(ns, configDir, maillog, shortNames);
-    await ns.exec("/usr/sbin/postfix", ["-c", configDir, "check"]);
-    await ns.exec("/usr/sbin/postfix", ["-c", configDir, "start"]);
+    try {
+      await ns.exec("/usr/sbin/postfix", ["-c", configDir, "check"]);
+      await ns.exec("/usr/sbin/postfix", ["-c", configDir, "start"]);
+    } catch (err) {
+      rmSync(shortNames, { recursive: true, force: true });
+      throw err;
+    }
     return sender;
   }
 
