@@ -161,21 +161,26 @@ const scenarios: Scenario[] = [
       await topology.blockSenderToPrimary();
       const sending = topology.send(MESSAGES);
       await eventually("a quarter of the load", () => topology.counts().accepted >= MESSAGES / 4, 60_000, 200);
-      await Promise.all([topology.killRelay("a", 1), topology.killRelay("b", 2), topology.killNats("a", 2), topology.killNats("b", 3)]);
       const killedAt = Date.now();
+      await Promise.all([topology.killRelay("a", 1), topology.killRelay("b", 2), topology.killNats("a", 2), topology.killNats("b", 3)]);
       await eventually("half of the load", () => topology.counts().accepted >= MESSAGES / 2, 60_000, 200);
       await Promise.all([topology.restartNats("a", 2), topology.restartNats("b", 3)]);
       await Promise.all([topology.restartRelay("a", 1), topology.restartRelay("b", 2)]);
       const restartedAt = Date.now();
       await sending;
       const counts = await topology.settle(120_000);
+      const killedMidDelivery = topology.duplicatesFromKilled(["a1", "b2"], killedAt);
       report(
         t,
         "4 kill -9 of relays a1, b2 and nats a2, b3",
         counts,
-        `down for ${((restartedAt - killedAt) / 1000).toFixed(1)}s; settled ${seconds(restartedAt)} after the restarts`,
+        `down for ${((restartedAt - killedAt) / 1000).toFixed(1)}s; settled ${seconds(restartedAt)} after the restarts; ` +
+          `${killedMidDelivery} duplicates from deliveries the kill cut between the primary's 250 and the job's acknowledgement`,
       );
-      assertCounts(counts);
+      // A relay killed after the primary's 250 and before its job is acknowledged leaves the job to
+      // be delivered again (docs/architecture.md, "Crash safety"): those duplicates are the kill's
+      // own, like Postfix's ambiguous attempts; any other duplicate counts against the 0.1%.
+      assertCounts(counts, { duplicateBound: counts.ambiguous + killedMidDelivery + Math.floor((counts.sent - 1) / 1000) });
     },
   },
   {

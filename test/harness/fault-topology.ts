@@ -449,6 +449,29 @@ export class FaultTopology {
     return ids;
   }
 
+  /**
+   * Duplicates whose first copy came from one of `relays` (names such as "a1") at most `windowMs`
+   * before `killedAt`: a relay killed between the primary's 250 and the acknowledgement of its job
+   * leaves the job to be delivered again (docs/architecture.md, "Crash safety").
+   */
+  duplicatesFromKilled(relays: string[], killedAt: number, windowMs = 2000): number {
+    const helos = new Set(relays.map((name) => `${name}.mx.${DOMAIN}`));
+    const first = new Map<string, PrimaryRecord>();
+    const seen = new Map<string, number>();
+    for (const record of this.primaryRecords()) {
+      const id = record.messageIds[0];
+      if (record.from === "" || !id) continue;
+      if (!first.has(id)) first.set(id, record);
+      seen.set(id, (seen.get(id) ?? 0) + 1);
+    }
+    let explained = 0;
+    for (const [id, n] of seen) {
+      const record = first.get(id);
+      if (n > 1 && record && helos.has(record.helo) && record.at <= killedAt && killedAt - record.at <= windowMs) explained += n - 1;
+    }
+    return explained;
+  }
+
   /** Every message the primary received, across its restarts. */
   primaryRecords(): PrimaryRecord[] {
     const records: PrimaryRecord[] = [];

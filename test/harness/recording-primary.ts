@@ -13,6 +13,8 @@ export interface PrimaryRecord {
   to: string[];
   /** Every Message-ID header in the message: its own first; a DSN also carries the original's. */
   messageIds: string[];
+  /** The client's EHLO name: which relay (its --hostname) or which Postfix delivered it. */
+  helo: string;
   at: number;
 }
 
@@ -34,6 +36,7 @@ function main(host: string, port: number): void {
           from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
           to: session.envelope.rcptTo.map((r) => r.address),
           messageIds: messageIdsIn(Buffer.concat(chunks).toString("latin1")),
+          helo: session.hostNameAppearsAs,
           at: Date.now(),
         };
         // Printed before the 250: a message the sender saw accepted is always in the output.
