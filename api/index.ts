@@ -21,6 +21,9 @@ export {
   RELAY_METRICS_PORT,
   relaySiteSpecSchema,
   relaySiteStatusSchema,
+  DEFAULT_LEAFNODE_PORT,
+  DEFAULT_NATS_REPLICAS,
+  DEFAULT_NATS_STORAGE,
 } from "./relay-site.ts";
 export type { RelaySite, RelaySiteSpec, RelaySiteStatus } from "./relay-site.ts";
 export {

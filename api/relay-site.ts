@@ -40,6 +40,57 @@ const secretKeyRef = (description: string) =>
 
 const hostPort = "^[^\\s:/]+:[0-9]{1,5}$|^\\[[0-9a-fA-F:.]+\\]:[0-9]{1,5}$";
 
+/** A key of a Secret in the relays' namespace (mounted into their pods). */
+const localSecretKeyRef = (description: string) =>
+  object(description, {
+    name: string("Secret name (in the relays' namespace)", { maxLength: 253 }),
+    key: Optional(string("Key in the Secret", { maxLength: 253 })),
+  });
+
+export const DEFAULT_NATS_REPLICAS = 3;
+export const DEFAULT_NATS_STORAGE = "10Gi";
+export const DEFAULT_LEAFNODE_PORT = 7422;
+
+const managedNatsSchema = object(
+  "NATS servers the operator runs for the site: a StatefulSet with routes, JetStream with fsync before every ack, nkey users and leafnodes to the other sites",
+  {
+    replicas: Optional(integer("nats-servers (default 3; 1, 3 or 5: a JetStream cluster needs a majority)", { minimum: 1, maximum: 5 })),
+    image: Optional(string("nats-server image; default: the operator's --nats-image", { maxLength: 512 })),
+    storage: Optional(
+      object("Each server's JetStream store, a PersistentVolumeClaim", {
+        size: Optional(string("Requested size, such as 10Gi (default)", { pattern: "^[0-9]+(Mi|Gi|Ti)$", maxLength: 16 })),
+        storageClassName: Optional(string("StorageClass of the claims; default: the cluster's default class", { maxLength: 253 })),
+      }),
+    ),
+    encryption: Optional(boolean("Encrypt the JetStream store at rest (it holds mail bodies) with a key the operator generates into a Secret")),
+    tls: Optional(
+      object("TLS for clients (the relays) and leafnodes", {
+        secretName: string("A kubernetes.io/tls Secret in the relays' namespace with tls.crt, tls.key and ca.crt; the certificate names the client Service", {
+          maxLength: 253,
+        }),
+      }),
+    ),
+    leafnode: Optional(
+      object("Where the other sites' nats-servers reach this site's leafnode listener", {
+        port: Optional(port("Leafnode port of the servers and the Service", DEFAULT_LEAFNODE_PORT)),
+        serviceType: Optional(oneOf("Type of the leafnode Service", ["LoadBalancer", "NodePort", "ClusterIP"], "ClusterIP")),
+        nodePort: Optional(integer("With serviceType NodePort: the node port (default: one the cluster picks)", { minimum: 1, maximum: 65535 })),
+        advertise: Optional(
+          string("host:port the other sites dial; without it this site only dials sites that advertise", { pattern: hostPort, maxLength: 260 }),
+        ),
+      }),
+    ),
+  },
+  [
+    rule<{ replicas?: number }>(
+      "!has(self.replicas) || self.replicas % 2 == 1",
+      "replicas must be 1, 3 or 5: JetStream needs a majority of its servers",
+      (self) => self.replicas === undefined || self.replicas % 2 === 1,
+      ".replicas",
+    ),
+  ],
+);
+
 export const relaySiteSpecSchema = object("Where and how one site's relays run", {
   cluster: Optional(
     object("The cluster the relays run in; absent means the operator's own cluster", {
@@ -91,26 +142,61 @@ export const relaySiteSpecSchema = object("Where and how one site's relays run",
       secretName: string("A kubernetes.io/tls Secret in the relays' namespace", { maxLength: 253 }),
     }),
   ),
-  nats: object("The site's NATS JetStream (three servers, R3, one JetStream domain per site)", {
-    url: string("NATS URL(s), comma-separated, such as nats://nats.mxwarden:4222", { minLength: 1, maxLength: 1024, pattern: "^(nats|tls)://" }),
-    operatorUrl: Optional(
-      string(
-        "NATS URL(s) the operator uses to reach this site's NATS for queue requests (RelayQueueRequest), when it cannot use url from the management cluster; default url",
-        {
-          minLength: 1,
-          maxLength: 1024,
-          pattern: "^(nats|tls)://",
-        },
+  nats: object(
+    "The site's NATS JetStream (three servers, R3, one JetStream domain per site): managed by the operator, or an existing one by url",
+    {
+      url: Optional(
+        string("An existing NATS: URL(s), comma-separated, such as nats://nats.mxwarden:4222", { minLength: 1, maxLength: 1024, pattern: "^(nats|tls)://" }),
       ),
-    ),
-    streamReplicas: Optional(integer("Replicas of the queue streams: 3 for a three-server site (default), 1 for a single server", { minimum: 1, maximum: 5 })),
-    domain: Optional(
-      string("This site's JetStream domain; set on every site to share greylisting and verification state between sites", {
-        maxLength: 63,
-        pattern: "^[A-Za-z0-9_-]+$",
-      }),
-    ),
-  }),
+      managed: Optional(managedNatsSchema),
+      operatorUrl: Optional(
+        string(
+          "NATS URL(s) the operator uses to reach this site's NATS for queue requests (RelayQueueRequest), when it cannot use the relays' address from the management cluster",
+          {
+            minLength: 1,
+            maxLength: 1024,
+            pattern: "^(nats|tls)://",
+          },
+        ),
+      ),
+      credentialsSecretRef: Optional(
+        localSecretKeyRef("With url: a Secret in the relays' namespace holding the relays' NATS credentials file (.creds; key default nats.creds)"),
+      ),
+      caSecretRef: Optional(
+        localSecretKeyRef("With url: a Secret in the relays' namespace holding the CA that signed the NATS servers' certificate (key default ca.crt)"),
+      ),
+      streamReplicas: Optional(
+        integer("Replicas of the queue streams: 3 for a three-server site (default: managed.replicas, else 3), 1 for a single server", {
+          minimum: 1,
+          maximum: 5,
+        }),
+      ),
+      domain: Optional(
+        string("This site's JetStream domain; set on every site to share greylisting and verification state between sites", {
+          maxLength: 63,
+          pattern: "^[A-Za-z0-9_-]+$",
+        }),
+      ),
+    },
+    [
+      rule<{ url?: string; managed?: unknown }>(
+        "has(self.url) != has(self.managed)",
+        "set exactly one of url (an existing NATS) and managed (NATS run by the operator)",
+        (self) => (self.url === undefined) !== (self.managed === undefined),
+      ),
+      rule<{ managed?: unknown; credentialsSecretRef?: unknown; caSecretRef?: unknown }>(
+        "!has(self.managed) || (!has(self.credentialsSecretRef) && !has(self.caSecretRef))",
+        "credentialsSecretRef and caSecretRef belong to url: with managed the operator makes the credentials, and managed.tls names the CA",
+        (self) => self.managed === undefined || (self.credentialsSecretRef === undefined && self.caSecretRef === undefined),
+      ),
+      rule<{ managed?: { replicas?: number }; streamReplicas?: number }>(
+        "!has(self.managed) || !has(self.streamReplicas) || self.streamReplicas <= (has(self.managed.replicas) ? self.managed.replicas : 3)",
+        "streamReplicas cannot exceed managed.replicas",
+        (self) => self.managed === undefined || self.streamReplicas === undefined || self.streamReplicas <= (self.managed.replicas ?? DEFAULT_NATS_REPLICAS),
+        ".streamReplicas",
+      ),
+    ],
+  ),
   takeover: Optional(
     object("Delivering a lost peer site's mail from the copies this site holds (needs nats.domain on the sites; docs/architecture.md, Takeover)", {
       after: Optional(

@@ -9,6 +9,8 @@ export interface OperatorConfig {
   metrics: { host: string; port: number };
   leaderElection: boolean;
   relayImage: string;
+  /** nats-server image for sites with managed NATS that name none. */
+  natsImage: string;
   /** DNS servers for the DNSConfigured check; undefined: the system's; null: check off. */
   dnsServers: string[] | undefined | null;
   pollIntervalMs: number;
@@ -17,6 +19,9 @@ export interface OperatorConfig {
   identity: string;
   logLevel: "debug" | "info" | "warn" | "error";
 }
+
+/** The official image of the nats-server version the project tests with (NATS_SERVER_VERSION in the Makefile). */
+export const DEFAULT_NATS_IMAGE = "docker.io/library/nats:2.14.9";
 
 export class UsageError extends Error {
   override name = "UsageError";
@@ -28,6 +33,7 @@ export const USAGE = `usage: mxwarden-operator [flags]
   --metrics HOST:PORT       /metrics, /healthz, /readyz (default 0.0.0.0:8080)
   --leader-election BOOL    campaign for the Lease before reconciling (default true)
   --relay-image IMAGE       relay image for sites that name none
+  --nats-image IMAGE        nats-server image for sites with spec.nats.managed that name none
   --dns-servers LIST        resolvers for the DNSConfigured check, comma-separated; "off" disables it
   --poll-interval DUR       how often sites are re-read for relay readiness and queue figures (default 15s)
   --site-health-interval DUR how often each site's API server is checked (default 10s)
@@ -53,6 +59,7 @@ export function parseOperatorArgs(argv: string[], env: NodeJS.ProcessEnv): Opera
         metrics: { type: "string", default: "0.0.0.0:8080" },
         "leader-election": { type: "string", default: "true" },
         "relay-image": { type: "string", default: "ghcr.io/mxwarden/mxwarden-relay:0.1.0" },
+        "nats-image": { type: "string", default: DEFAULT_NATS_IMAGE },
         "dns-servers": { type: "string" },
         "poll-interval": { type: "string", default: "15s" },
         "site-health-interval": { type: "string", default: "10s" },
@@ -78,6 +85,7 @@ export function parseOperatorArgs(argv: string[], env: NodeJS.ProcessEnv): Opera
     metrics: { host: metricsMatch[1] as string, port: Number(metricsMatch[2]) },
     leaderElection: values["leader-election"] === "true",
     relayImage: values["relay-image"],
+    natsImage: values["nats-image"],
     dnsServers:
       dns === "off"
         ? null

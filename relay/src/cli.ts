@@ -5,6 +5,7 @@ import { parseArgs } from "node:util";
 import { normaliseDomain, parseDuration } from "#api";
 import type { BareNewlinePolicy } from "./smtp/index.ts";
 import { RESERVED_SITE_NAMES } from "./queue/index.ts";
+import type { NatsAuth } from "./queue/queue-connection.ts";
 
 export interface HostPort {
   host: string;
@@ -18,6 +19,10 @@ export interface RelayConfig {
   domains: { path: string } | { configMaps: { namespace: string; labelSelector: string; kubeconfig?: string | undefined } };
   /** NATS servers; empty means "start an embedded nats-server under dataDir". */
   natsServers: string[];
+  /** Credentials for --nats (none: the servers take anonymous clients). */
+  natsAuth?: NatsAuth | undefined;
+  /** CA of the NATS servers' certificates; TLS is then required. */
+  natsCaFile?: string | undefined;
   metrics: HostPort;
   dataDir: string;
   tls?: { certFile: string; keyFile: string } | undefined;
@@ -79,6 +84,10 @@ export const USAGE = `Usage: mxwarden-relay (--domains PATH | --domains-configma
                               Kubernetes API (namespace: --status-namespace or $POD_NAMESPACE;
                               credentials: in-cluster or --kubeconfig); what the operator runs
   --nats URL[,URL...]         NATS servers with JetStream; without it an embedded nats-server runs under --data
+  --nats-nkey-file FILE       log in to NATS with the nkey seed in FILE (what the operator's managed NATS uses)
+  --nats-creds-file FILE      log in with a NATS credentials file (JWT and seed)
+  --nats-user NAME --nats-password-file FILE   log in with a user name and the password in FILE
+  --nats-ca-file FILE         CA (PEM) that signed the NATS servers' certificates; requires TLS
   --metrics HOST:PORT         /metrics, /healthz, /readyz (default 0.0.0.0:9464)
   --data DIR                  state of the embedded nats-server (default ./.data)
   --tls-cert FILE --tls-key FILE   certificate for STARTTLS (PEM)
@@ -190,6 +199,28 @@ function sites(self: string | undefined, peers: string[]): RelayConfig["sites"] 
   return { self, peers: [...new Set(peers)] };
 }
 
+function natsAuth(
+  nkeyFile: string | undefined,
+  credsFile: string | undefined,
+  user: string | undefined,
+  passwordFile: string | undefined,
+  hasServers: boolean,
+): NatsAuth | undefined {
+  const chosen = [nkeyFile && "--nats-nkey-file", credsFile && "--nats-creds-file", (user || passwordFile) && "--nats-user"].filter(Boolean);
+  if (chosen.length === 0) return undefined;
+  if (chosen.length > 1) throw new UsageError(`${chosen.join(" and ")}: choose one way to log in to NATS`);
+  if (!hasServers) throw new UsageError(`${chosen[0]} needs --nats (the embedded nats-server takes no credentials)`);
+  if (nkeyFile) return { nkeyFile };
+  if (credsFile) return { credsFile };
+  if (!user || !passwordFile) throw new UsageError("--nats-user and --nats-password-file go together");
+  return { user, passwordFile };
+}
+
+function natsCaFile(file: string | undefined, hasServers: boolean): string | undefined {
+  if (file && !hasServers) throw new UsageError("--nats-ca-file needs --nats");
+  return file;
+}
+
 function domainsSource(
   path: string | undefined,
   selector: string | undefined,
@@ -224,6 +255,11 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
         domains: { type: "string" },
         "domains-configmaps": { type: "string" },
         nats: { type: "string" },
+        "nats-nkey-file": { type: "string" },
+        "nats-creds-file": { type: "string" },
+        "nats-user": { type: "string" },
+        "nats-password-file": { type: "string" },
+        "nats-ca-file": { type: "string" },
         metrics: { type: "string", default: "0.0.0.0:9464" },
         data: { type: "string", default: "./.data" },
         "tls-cert": { type: "string" },
@@ -285,6 +321,8 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
     hostname: v.hostname.toLowerCase(),
     domains: domainsSource(v.domains, v["domains-configmaps"], v["status-namespace"] ?? process.env.POD_NAMESPACE, v.kubeconfig),
     natsServers,
+    natsAuth: natsAuth(v["nats-nkey-file"], v["nats-creds-file"], v["nats-user"], v["nats-password-file"], natsServers.length > 0),
+    natsCaFile: natsCaFile(v["nats-ca-file"], natsServers.length > 0),
     metrics: hostPort("metrics", v.metrics),
     dataDir: v.data,
     tls: v["tls-cert"] && v["tls-key"] ? { certFile: v["tls-cert"], keyFile: v["tls-key"] } : undefined,

@@ -62,6 +62,8 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     {
       servers,
       name: `mxwarden-relay ${config.hostname} ${process.pid}`,
+      auth: config.natsAuth,
+      caFile: config.natsCaFile,
       publishTimeoutMs: config.publishTimeoutMs,
       replicas: config.replicas,
       maxAckPending: MAX_ACK_PENDING,

@@ -1,6 +1,6 @@
 // Manifests of the end-to-end path on the local cluster (test/integration/cluster-e2e.test.ts),
-// written as a user writes them for kubectl: a single-server NATS JetStream for a site, and the
-// site and domain of docs/install.md. docs/install.md shows the same YAML.
+// written as a user writes them for kubectl: the site (with the NATS the operator runs for it) and
+// the domain of docs/install.md, which shows the same YAML, and the local volumes the NATS claims.
 
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -25,85 +25,35 @@ export function projectImages(): string[] {
   return [`ghcr.io/mxwarden/mxwarden-relay:${tag}`, `ghcr.io/mxwarden/mxwarden-operator:${tag}`, natsImage()];
 }
 
+/** The StorageClass name of the local volumes below; the RelaySite's managed NATS claims them. */
+export const LOCAL_STORAGE_CLASS = "mxwarden-local";
+
 /**
- * One nats-server with JetStream (domain `jsDomain`, fsync before every ack) behind the Service
- * `nats`, restricted-Pod-Security compliant like the relays next to it. A stand-in for the three
- * servers a production site runs.
+ * `count` PersistentVolumes on the node's own disk (hostPath directories under `root`, which the
+ * caller creates, owned by uid 10001): what a StorageClass's provisioner would give the managed
+ * NATS's claims on a cluster that has one. The one node has none.
  */
-export function singleNatsManifest(namespace: string, jsDomain: string, image = natsImage()): string {
-  return `apiVersion: v1
-kind: ConfigMap
+export function localVolumesManifest(root: string, count: number, size = "2Gi"): string {
+  return Array.from(
+    { length: count },
+    (_, i) => `apiVersion: v1
+kind: PersistentVolume
 metadata:
-  name: nats
-  namespace: ${namespace}
-data:
-  nats.conf: |
-    server_name: nats-0
-    port: 4222
-    http_port: 8222
-    jetstream {
-      store_dir: /data
-      domain: ${jsDomain}
-      sync_interval: always
-    }
----
-apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: nats
-  namespace: ${namespace}
+  name: mxwarden-local-${i}
 spec:
-  serviceName: nats
-  replicas: 1
-  selector:
-    matchLabels: { app.kubernetes.io/name: nats }
-  template:
-    metadata:
-      labels: { app.kubernetes.io/name: nats }
-    spec:
-      securityContext:
-        runAsNonRoot: true
-        runAsUser: 10001
-        runAsGroup: 10001
-        fsGroup: 10001
-        seccompProfile: { type: RuntimeDefault }
-      containers:
-        - name: nats
-          image: ${image}
-          imagePullPolicy: IfNotPresent
-          args: ["-c", "/etc/nats/nats.conf"]
-          ports:
-            - { name: client, containerPort: 4222 }
-            - { name: monitor, containerPort: 8222 }
-          readinessProbe:
-            httpGet: { path: "/healthz?js-enabled-only=true", port: monitor }
-            periodSeconds: 2
-          securityContext:
-            allowPrivilegeEscalation: false
-            readOnlyRootFilesystem: true
-            capabilities: { drop: [ALL] }
-          volumeMounts:
-            - { name: config, mountPath: /etc/nats }
-            - { name: data, mountPath: /data }
-      volumes:
-        - name: config
-          configMap: { name: nats }
-        - name: data
-          emptyDir: {}
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: nats
-  namespace: ${namespace}
-spec:
-  selector: { app.kubernetes.io/name: nats }
-  ports:
-    - { name: client, port: 4222, targetPort: client }
-`;
+  capacity: { storage: ${size} }
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ${LOCAL_STORAGE_CLASS}
+  hostPath: { path: ${root}/${i}, type: Directory }
+`,
+  ).join("---\n");
 }
 
-/** docs/install.md's site on one node: SMTP on a NodePort, one NATS server, so one stream replica. */
+/**
+ * docs/install.md's site on one node: SMTP on a NodePort, and its NATS run by the operator: three
+ * servers (all on the one node here), each with a claim on the local volumes.
+ */
 export function relaySiteManifest(): string {
   return `apiVersion: mxwarden.io/v1alpha1
 kind: RelaySite
@@ -118,9 +68,13 @@ spec:
   tls:
     secretName: mx-a-tls
   nats:
-    url: nats://nats.mxwarden:4222
     domain: site-a
-    streamReplicas: 1
+    managed:
+      replicas: 3
+      storage:
+        size: 1Gi
+        storageClassName: ${LOCAL_STORAGE_CLASS}
+      encryption: true
 `;
 }
 

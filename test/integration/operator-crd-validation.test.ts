@@ -102,4 +102,24 @@ describe("CRD validation in a real API server", () => {
     await refused(client.create(Resources.RelaySite, site("site-no-nats", { nats: { url: "http://nats" } })), /spec\.nats\.url/);
     await refused(client.create(Resources.RelaySite, site("site-bad-host", { hostname: "-bad-" })), /spec\.hostname/);
   });
+
+  it("takes exactly one of nats.url and nats.managed, and only sensible managed servers (the CEL twins of the relay's predicates)", async () => {
+    await client.create(
+      Resources.RelaySite,
+      site("site-managed", { nats: { domain: "m", managed: { replicas: 3, encryption: true, leafnode: { advertise: "leaf.m.test:7422" } } } }),
+    );
+    await client.create(
+      Resources.RelaySite,
+      site("site-url-creds", { nats: { url: "tls://n:4222", credentialsSecretRef: { name: "c" }, caSecretRef: { name: "ca" } } }),
+    );
+    await refused(client.create(Resources.RelaySite, site("site-both", { nats: { url: "nats://n:4222", managed: {} } })), /exactly one of url/);
+    await refused(client.create(Resources.RelaySite, site("site-neither", { nats: { domain: "x" } })), /exactly one of url/);
+    await refused(client.create(Resources.RelaySite, site("site-even", { nats: { managed: { replicas: 2 } } })), /1, 3 or 5/);
+    await refused(
+      client.create(Resources.RelaySite, site("site-creds-managed", { nats: { managed: {}, credentialsSecretRef: { name: "c" } } })),
+      /credentialsSecretRef/,
+    );
+    await refused(client.create(Resources.RelaySite, site("site-r5-on-3", { nats: { managed: { replicas: 3 }, streamReplicas: 5 } })), /streamReplicas/);
+    await refused(client.create(Resources.RelaySite, site("site-bad-advertise", { nats: { managed: { leafnode: { advertise: "no-port" } } } })), /advertise/);
+  });
 });

@@ -28,12 +28,19 @@ const DOMAIN_NS = "team-a";
 const SA = "mxwarden-operator";
 const OPERATOR_USER = `system:serviceaccount:${OPERATOR_NS}:${SA}`;
 
+const MANAGED_NATS = "managed NATS (spec.nats.managed): this test's site brings its NATS by url; test/integration/cluster-e2e.test.ts drives it on a real node";
+
 /** Permissions the chart grants for paths this test does not drive, as "verb group/resource". */
 const NOT_EXERCISED: Record<string, string> = {
   "get /secrets": "reading a remote site's kubeconfig Secret: this test's site is the operator's own cluster",
   "patch mxwarden.io/relayqueuerequests/status":
     "carrying out a queue request: test/integration/queue-requests.test.ts runs the operator with the chart's rights",
   "delete mxwarden.io/relayqueuerequests": "deleting a finished queue request after its TTL: test/integration/queue-requests.test.ts",
+  "create /secrets": MANAGED_NATS,
+  "patch /secrets": MANAGED_NATS,
+  "get apps/statefulsets": MANAGED_NATS,
+  "create apps/statefulsets": MANAGED_NATS,
+  "patch apps/statefulsets": MANAGED_NATS,
 };
 
 /**

@@ -107,6 +107,11 @@ describe("relay command line", () => {
     ["a site that is not a JetStream domain", ["--domains", "d", "--site", "site.a"], /--site/],
     ["a postmaster domain that is no mail domain", ["--domains", "d", "--postmaster-domain", "localhost"], /--postmaster-domain/],
     ["itself as a peer", ["--domains", "d", "--site", "a", "--peer-sites", "b,a"], /--peer-sites/],
+    ["two ways to log in to NATS", ["--domains", "d", "--nats", "nats://n:4222", "--nats-nkey-file", "k", "--nats-creds-file", "c"], /choose one/],
+    ["a NATS user without a password file", ["--domains", "d", "--nats", "nats://n:4222", "--nats-user", "relay"], /go together/],
+    ["a password file without a user", ["--domains", "d", "--nats", "nats://n:4222", "--nats-password-file", "p"], /go together/],
+    ["NATS credentials for the embedded server", ["--domains", "d", "--nats-nkey-file", "k"], /needs --nats/],
+    ["a NATS CA for the embedded server", ["--domains", "d", "--nats-ca-file", "ca.crt"], /needs --nats/],
   ];
   for (const [name, args, message] of invalid) {
     it(`refuses ${name}`, () => {
@@ -116,6 +121,15 @@ describe("relay command line", () => {
       );
     });
   }
+
+  it("takes one way to log in to NATS, and a CA", () => {
+    const nats = ["--domains", "d", "--nats", "tls://n:4222"];
+    assert.deepEqual(parse([...nats, "--nats-nkey-file", "/s/nkey.seed"]).natsAuth, { nkeyFile: "/s/nkey.seed" });
+    assert.deepEqual(parse([...nats, "--nats-creds-file", "/s/relay.creds"]).natsAuth, { credsFile: "/s/relay.creds" });
+    assert.deepEqual(parse([...nats, "--nats-user", "relay", "--nats-password-file", "/s/pw"]).natsAuth, { user: "relay", passwordFile: "/s/pw" });
+    assert.equal(parse([...nats, "--nats-ca-file", "/s/ca.crt"]).natsCaFile, "/s/ca.crt");
+    assert.equal(parse(nats).natsAuth, undefined);
+  });
 
   it("answers --help", () => {
     assert.equal(parseRelayArgs(["--help"], "h.test"), "help");

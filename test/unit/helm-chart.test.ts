@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { CHART_DIR, findObject, helm, helmTemplate } from "../harness/helm.ts";
-import { parseOperatorArgs } from "../../operator/src/cli.ts";
+import { DEFAULT_NATS_IMAGE, parseOperatorArgs } from "../../operator/src/cli.ts";
 import type { Unstructured } from "../../operator/src/kube/api-client.ts";
 import type { PolicyRule } from "../harness/rbac.ts";
 
@@ -108,6 +108,7 @@ describe("Helm chart", () => {
     assert.ok(config !== "help");
     assert.equal(config.leaderElection, true);
     assert.equal(config.relayImage, "ghcr.io/mxwarden/mxwarden-relay:0.1.0");
+    assert.equal(config.natsImage, DEFAULT_NATS_IMAGE, "the chart's default nats-server image is the operator's");
     assert.equal(config.dnsServers, undefined);
   });
 
@@ -138,6 +139,7 @@ describe("Helm chart", () => {
     assert.ok(config !== "help");
     assert.deepEqual(config.metrics, { host: "0.0.0.0", port: 9443 });
     assert.equal(config.relayImage, "registry.example.net/mxwarden/relay:0.1.0-rc.1");
+    assert.equal(config.natsImage, "registry.example.net/mirror/nats:2.14.9");
     assert.deepEqual(config.dnsServers, ["10.0.0.10:53", "10.0.0.11:53"]);
     assert.equal(config.pollIntervalMs, 30_000);
     assert.equal(config.siteHealthIntervalMs, 5_000);

@@ -64,7 +64,15 @@ class World {
       pollIntervalMs: POLL_MS,
       log,
     };
-    this.sites = new SiteReconciler({ ...common, metrics: new OperatorMetrics(), relayImage: "relay:1", prometheusRuleGroups: [], onSiteState: () => {} });
+    this.sites = new SiteReconciler({
+      ...common,
+      metrics: new OperatorMetrics(),
+      relayImage: "relay:1",
+      natsImage: "nats:1",
+      operatorNamespace: "mxwarden-system",
+      prometheusRuleGroups: [],
+      onSiteState: () => {},
+    });
     this.domains = new DomainReconciler({ ...common, metrics: this.metrics, dns: undefined });
   }
 
@@ -205,6 +213,57 @@ describe("site reconcile (fake clusters)", () => {
     await world.sites.reconcile("site-a");
     assert.equal(condition(world.getSite(), "Ready")?.reason, "RelaysReady");
     assert.equal(condition(world.getSite(), "ConfigApplied")?.status, "True");
+  });
+
+  it("runs a managed NATS: keys generated once in the operator's namespace, the servers in the site's, a leafnode to the peer that advertises, NatsReady from the StatefulSet", async () => {
+    const world = new World();
+    world.site({ nats: { domain: "site-a", managed: { replicas: 3 } } });
+    world.mgmt.seed<Site>(Resources.RelaySite, {
+      apiVersion: "mxwarden.io/v1alpha1",
+      kind: "RelaySite",
+      metadata: { name: "site-b" },
+      spec: { hostname: "mx-b.backup.test", nats: { domain: "site-b", managed: { leafnode: { advertise: "leaf-b.test:7422" } } } },
+    });
+    await world.sites.reconcile("site-a");
+    const keys = world.mgmt.peek<Unstructured & { data: Record<string, string> }>(Resources.Secret, "mxwarden-system", "mxwarden-nats-site-a");
+    assert.deepEqual(Object.keys(keys?.data ?? {}).sort(), ["encryption.key", "leafnode.seed", "relay.seed", "route.password"]);
+    assert.ok(world.mgmt.peek(Resources.Secret, "mxwarden-system", "mxwarden-nats-site-b"), "the peer's keys too: its leafnode user is needed");
+    assert.ok(world.siteCluster.peek(Resources.StatefulSet, RELAY_NS, "mxwarden-nats"));
+    const relaySecret = world.siteCluster.peek<Unstructured & { data: Record<string, string> }>(Resources.Secret, RELAY_NS, "mxwarden-nats-relay");
+    assert.equal(relaySecret?.data["nkey.seed"], keys?.data["relay.seed"], "the relays get the seed kept in the operator's namespace");
+    const config = world.siteCluster.peek<ConfigMap>(Resources.ConfigMap, RELAY_NS, "mxwarden-nats")?.data?.["nats.conf"] ?? "";
+    assert.match(config, /nats-leaf:\/\/leaf-b\.test:7422/, "site-a sorts first and site-b advertises: site-a dials");
+    assert.equal(condition(world.getSite(), "NatsReady")?.reason, "NatsServersNotReady");
+    await world.siteCluster.apply(
+      Resources.StatefulSet,
+      { apiVersion: "apps/v1", kind: "StatefulSet", metadata: { name: "mxwarden-nats", namespace: RELAY_NS }, status: { replicas: 3, readyReplicas: 3 } },
+      { subresource: "status" },
+    );
+    await world.sites.reconcile("site-a");
+    assert.equal(condition(world.getSite(), "NatsReady")?.status, "True");
+    const again = world.mgmt.peek<Unstructured & { data: Record<string, string> }>(Resources.Secret, "mxwarden-system", "mxwarden-nats-site-a");
+    assert.deepEqual(again?.data, keys?.data, "the keys stay");
+  });
+
+  it("names a missing or incomplete NATS TLS Secret on NatsReady and Ready", async () => {
+    const world = new World();
+    world.site({ nats: { domain: "site-a", managed: { tls: { secretName: "nats-tls" } } } });
+    await world.sites.reconcile("site-a");
+    assert.equal(condition(world.getSite(), "NatsReady")?.reason, "TlsSecretMissing");
+    assert.match(condition(world.getSite(), "Ready")?.message ?? "", /spec\.nats\.managed\.tls\.secretName/);
+    world.siteCluster.seed(Resources.Secret, {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "nats-tls", namespace: RELAY_NS },
+      type: "kubernetes.io/tls",
+      data: { "tls.crt": "Y2VydA==", "tls.key": "a2V5" },
+    });
+    await world.sites.reconcile("site-a");
+    assert.equal(condition(world.getSite(), "NatsReady")?.reason, "TlsSecretInvalid");
+    assert.match(condition(world.getSite(), "NatsReady")?.message ?? "", /ca\.crt/);
+    await world.siteCluster.mergePatch(Resources.Secret, RELAY_NS, "nats-tls", { data: { "ca.crt": "Y2E=" } });
+    await world.sites.reconcile("site-a");
+    assert.equal(condition(world.getSite(), "NatsReady")?.reason, "NatsServersNotReady");
   });
 
   it("marks an unreachable site False and keeps what it knew of the relays", async () => {

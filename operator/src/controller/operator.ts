@@ -26,6 +26,7 @@ export interface OperatorOptions {
   namespace: string;
   identity: string;
   relayImage: string;
+  natsImage: string;
   leaderElection: boolean;
   /** DNS servers for the DNSConfigured check; undefined: the system's; null: no DNS check. */
   dnsServers: string[] | undefined | null;
@@ -112,6 +113,8 @@ export class Operator {
       events,
       metrics,
       relayImage: options.relayImage,
+      natsImage: options.natsImage,
+      operatorNamespace: options.namespace,
       prometheusRuleGroups: options.prometheusRuleGroups,
       pollIntervalMs: options.pollIntervalMs,
       onSiteState: () => {

@@ -4,6 +4,10 @@
 // pass an in-memory SiteQueue instead.
 
 import type { RelaySite } from "#api";
+import type { KubeClient } from "../kube/kube-client.ts";
+import { managedNatsUrl } from "../render/nats-objects.ts";
+import { siteNamespace } from "../render/site-objects.ts";
+import { ensureNatsCredentials } from "./nats-credentials.ts";
 import {
   QueueAdmin,
   type Logger,
@@ -27,9 +31,14 @@ export interface SiteQueue {
 /** Connects to a site's queue; `actor` is who acts, for the queue library's own audit log. */
 export type SiteQueueConnector = (site: RelaySite, actor: string) => Promise<SiteQueue>;
 
-/** The NATS servers the operator dials for a site; throws when the RelaySite names none. */
+/**
+ * The NATS servers the operator dials for a site: operatorUrl, else the relays' own address (url,
+ * or the managed NATS's Service, which resolves when the site is the operator's own cluster);
+ * throws when there is none.
+ */
 export function natsServersFor(site: RelaySite): string[] {
-  const servers = (site.spec.nats.operatorUrl ?? site.spec.nats.url ?? "")
+  const relaysUrl = site.spec.nats.url ?? (site.spec.nats.managed ? managedNatsUrl(site, siteNamespace(site)) : undefined);
+  const servers = (site.spec.nats.operatorUrl ?? relaysUrl ?? "")
     .split(",")
     .map((url) => url.trim())
     .filter((url) => url !== "");
@@ -44,7 +53,14 @@ export const SITE_QUEUE_TIMEOUT_MS = 10_000;
  * The real connector: QueueAdmin at the site's NATS. Bounce DSNs name the site's SMTP host name as
  * their Reporting-MTA, as the relays' own DSNs do; the library's audit lines go to `log`.
  */
-export function siteQueueConnector(log: Logger): SiteQueueConnector {
-  return async (site, actor) =>
-    await QueueAdmin.connect({ servers: natsServersFor(site), actor, hostname: site.spec.hostname, timeoutMs: SITE_QUEUE_TIMEOUT_MS }, log);
+export function siteQueueConnector(log: Logger, client: KubeClient, operatorNamespace: string): SiteQueueConnector {
+  return async (site, actor) => {
+    // A managed NATS admits only its nkey users: the operator logs in as the site's relays do,
+    // with the seed it generated and keeps in its own namespace.
+    const nkeySeed = site.spec.nats.managed ? (await ensureNatsCredentials(client, operatorNamespace, site.metadata.name)).relaySeed : undefined;
+    return await QueueAdmin.connect(
+      { servers: natsServersFor(site), actor, hostname: site.spec.hostname, timeoutMs: SITE_QUEUE_TIMEOUT_MS, ...(nkeySeed ? { nkeySeed } : {}) },
+      log,
+    );
+  };
 }

@@ -4,16 +4,28 @@
 // reached gets ClusterReachable=False and is retried; its relays keep their last configuration.
 
 import type { Logger } from "#relay";
-import { API_VERSION, DEFAULT_RELAY_REPLICAS, domainKey, setCondition, type Condition, type ConditionInput, type RelayDomain, type RelaySite } from "#api";
+import {
+  API_VERSION,
+  DEFAULT_NATS_REPLICAS,
+  DEFAULT_RELAY_REPLICAS,
+  domainKey,
+  setCondition,
+  type Condition,
+  type ConditionInput,
+  type RelayDomain,
+  type RelaySite,
+} from "#api";
 import { ApiError, isNotFound, type Unstructured } from "../kube/api-client.ts";
 import type { KubeClient, ObjectCache } from "../kube/kube-client.ts";
 import { refForKind, Resources } from "../kube/resources.ts";
 import { siteDomainConfig } from "../render/domain-config.ts";
+import { NATS_NAME, NATS_OBJECTS, type NatsPeer, type NatsRenderOptions } from "../render/nats-objects.ts";
 import { DOMAINS_CONFIGMAP, METRICS_SERVICE, RELAY_NAME, renderSite, siteNamespace, SMTP_SERVICE, STATUS_CONFIGMAP } from "../render/site-objects.ts";
 import type { OperatorMetrics } from "../metrics.ts";
 import type { ReconcileOutcome } from "./controller-runner.ts";
 import type { EventRecorder } from "./events.ts";
 import { setFinalizer } from "./finalizers.ts";
+import { ensureNatsCredentials } from "./nats-credentials.ts";
 import { domainAtSite, readSiteReports } from "./relay-reports.ts";
 import type { SiteClients } from "./site-connections.ts";
 import type { SiteStates } from "./site-state.ts";
@@ -29,6 +41,10 @@ export interface SiteReconcilerDeps {
   events: EventRecorder;
   metrics: OperatorMetrics;
   relayImage: string;
+  /** nats-server image for managed NATS that names none. */
+  natsImage: string;
+  /** Where the managed NATS keys are kept (nats-credentials.ts). */
+  operatorNamespace: string;
   prometheusRuleGroups: unknown[];
   pollIntervalMs: number;
   /** Called after the site's state changed, so the domains it serves refresh their status. */
@@ -48,6 +64,7 @@ const CLEANUP: [kind: string, name: string][] = [
   ["RoleBinding", RELAY_NAME],
   ["Role", RELAY_NAME],
   ["ServiceAccount", RELAY_NAME],
+  ...NATS_OBJECTS,
 ];
 const MONITORING: [kind: string, name: string][] = [
   ["ServiceMonitor", RELAY_NAME],
@@ -98,6 +115,7 @@ export class SiteReconciler {
       prometheusRuleGroups: this.deps.prometheusRuleGroups,
       owner:
         site.spec.cluster?.kubeconfigSecretRef || !site.metadata.uid ? undefined : { apiVersion: API_VERSION, kind: "RelaySite", name, uid: site.metadata.uid },
+      nats: site.spec.nats.managed ? await this.natsRenderOptions(site) : undefined,
     });
     for (const object of objects) await connection.client.apply(refForKind(object.kind), object as Unstructured);
     const namespace = siteNamespace(site);
@@ -110,6 +128,9 @@ export class SiteReconciler {
       RELAY_NAME,
     );
     const readyRelays = deployment.status?.readyReplicas ?? 0;
+    const natsReadiness = site.spec.nats.managed
+      ? await this.natsReadiness(connection.client, namespace, site.spec.nats.managed.replicas ?? DEFAULT_NATS_REPLICAS)
+      : undefined;
     const reportMap = await connection.client.get<Unstructured & { data?: Record<string, string> }>(Resources.ConfigMap, namespace, STATUS_CONFIGMAP);
     const reports = readSiteReports(reportMap.data, new Date());
     // Every pod of every rollout writes a key of its own: those of pods gone are removed here.
@@ -150,10 +171,24 @@ export class SiteReconciler {
       },
       now,
     );
+    // The managed servers and the relays (its ca.crt) mount the NATS TLS Secret: without it neither starts.
+    const natsTls = site.spec.nats.managed?.tls;
+    const natsTlsProblem = natsTls
+      ? await this.tlsSecretProblem(name, connection.client, namespace, natsTls.secretName, {
+          field: "spec.nats.managed.tls.secretName",
+          keys: ["tls.crt", "tls.key", "ca.crt"],
+          pods: "nats-server and relay pods",
+        })
+      : undefined;
+    if (natsReadiness) conditions = setCondition(conditions, { type: "NatsReady", ...(natsTlsProblem ?? natsReadiness), observedGeneration: generation }, now);
     const wanted = site.spec.replicas ?? DEFAULT_RELAY_REPLICAS;
     // A relay pod cannot start without its TLS Secret (it waits in ContainerCreating): name the cause.
     const tlsProblem = site.spec.tls ? await this.tlsSecretProblem(name, connection.client, namespace, site.spec.tls.secretName) : undefined;
-    conditions = setCondition(conditions, { type: "Ready", ...(tlsProblem ?? relayReadiness(readyRelays, wanted)), observedGeneration: generation }, now);
+    conditions = setCondition(
+      conditions,
+      { type: "Ready", ...(tlsProblem ?? natsTlsProblem ?? relayReadiness(readyRelays, wanted)), observedGeneration: generation },
+      now,
+    );
     await this.writeStatus(site, {
       observedGeneration: generation,
       conditions,
@@ -166,12 +201,50 @@ export class SiteReconciler {
     return { requeueAfterMs: this.deps.pollIntervalMs };
   }
 
+  /** The keys, image and leafnode peers of a site's managed NATS; generates the keys on first use. */
+  private async natsRenderOptions(site: RelaySite): Promise<NatsRenderOptions> {
+    const { client, operatorNamespace } = this.deps;
+    const credentials = await ensureNatsCredentials(client, operatorNamespace, site.metadata.name);
+    const peers: NatsPeer[] = [];
+    const domain = site.spec.nats.domain;
+    if (domain) {
+      const others = this.deps.sites
+        .list()
+        .filter((other) => other.metadata.name !== site.metadata.name && !other.metadata.deletionTimestamp && other.spec.nats.managed && other.spec.nats.domain)
+        .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+      for (const other of others) {
+        const managed = other.spec.nats.managed;
+        peers.push({
+          domain: other.spec.nats.domain as string,
+          advertise: managed?.leafnode?.advertise,
+          leafnodePublicKey: (await ensureNatsCredentials(client, operatorNamespace, other.metadata.name)).leafnodePublicKey,
+          tls: managed?.tls !== undefined,
+        });
+      }
+    }
+    return { natsImage: this.deps.natsImage, credentials, peers };
+  }
+
+  /** NatsReady from the StatefulSet: every server ready (JetStream enabled) or not. */
+  private async natsReadiness(client: KubeClient, namespace: string, wanted: number): Promise<Omit<ConditionInput, "type">> {
+    const statefulSet = await client
+      .get<Unstructured & { status?: { readyReplicas?: number } }>(Resources.StatefulSet, namespace, NATS_NAME)
+      .catch((err: unknown) => {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      });
+    const ready = statefulSet?.status?.readyReplicas ?? 0;
+    if (ready < wanted) return { status: "False", reason: "NatsServersNotReady", message: `${ready} of ${wanted} nats-servers ready` };
+    return { status: "True", reason: "NatsServersReady", message: `${ready} of ${wanted} nats-servers ready` };
+  }
+
   /** Why the site's TLS Secret cannot serve the relays, if it cannot; undefined when it can, or when the operator may not look. */
   private async tlsSecretProblem(
     siteName: string,
     client: KubeClient,
     namespace: string,
     secretName: string,
+    use: { field: string; keys: string[]; pods: string } = { field: "spec.tls.secretName", keys: ["tls.crt", "tls.key"], pods: "relay pods" },
   ): Promise<Omit<ConditionInput, "type"> | undefined> {
     let secret: Unstructured & { data?: Record<string, string> };
     try {
@@ -181,7 +254,7 @@ export class SiteReconciler {
         return {
           status: "False",
           reason: "TlsSecretMissing",
-          message: `Secret ${namespace}/${secretName} (spec.tls.secretName) does not exist: relay pods cannot start until it is created in the relays' namespace`,
+          message: `Secret ${namespace}/${secretName} (${use.field}) does not exist: ${use.pods} cannot start until it is created in the relays' namespace`,
         };
       }
       if (!(err instanceof ApiError && err.code === 403)) throw err;
@@ -194,12 +267,12 @@ export class SiteReconciler {
       this.tlsUncheckable.add(siteName);
       return undefined;
     }
-    const missing = ["tls.crt", "tls.key"].filter((key) => !secret.data?.[key]);
+    const missing = use.keys.filter((key) => !secret.data?.[key]);
     if (missing.length > 0)
       return {
         status: "False",
         reason: "TlsSecretInvalid",
-        message: `Secret ${namespace}/${secretName} has no ${missing.join(" or ")}: it must be a kubernetes.io/tls Secret`,
+        message: `Secret ${namespace}/${secretName} (${use.field}) has no ${missing.join(" or ")}: it must be a kubernetes.io/tls Secret${use.keys.includes("ca.crt") ? " with its CA" : ""}`,
       };
     return undefined;
   }

@@ -24,6 +24,7 @@ export const Resources = {
   Service: ref("v1", "services", true),
   Event: ref("events.k8s.io/v1", "events", true),
   Deployment: ref("apps/v1", "deployments", true),
+  StatefulSet: ref("apps/v1", "statefulsets", true),
   PodDisruptionBudget: ref("policy/v1", "poddisruptionbudgets", true),
   NetworkPolicy: ref("networking.k8s.io/v1", "networkpolicies", true),
   Role: ref("rbac.authorization.k8s.io/v1", "roles", true),

@@ -4,6 +4,7 @@
 import { DEFAULT_RELAY_REPLICAS, DEFAULT_SITE_NAMESPACE, RELAY_CONTAINER_SMTP_PORT, RELAY_METRICS_PORT, type RelaySite } from "#api";
 import type { KubeObject } from "./kube-object.ts";
 import type { SiteDomainConfig } from "./domain-config.ts";
+import { managedNatsUrl, NATS_CLIENT_PORT, NATS_RELAY_SECRET, RELAY_SEED_KEY, renderNats, type NatsRenderOptions } from "./nats-objects.ts";
 
 export const RELAY_NAME = "mxwarden-relay";
 export const DOMAINS_CONFIGMAP = "mxwarden-domains";
@@ -14,6 +15,10 @@ export const METRICS_SERVICE = "mxwarden-relay-metrics";
 const DOMAINS_MOUNT = "/etc/mxwarden/domains";
 const SMTP_PORT = 25;
 const TLS_MOUNT = "/etc/mxwarden/tls";
+const NATS_CREDENTIALS_MOUNT = "/etc/mxwarden/nats";
+const NATS_CA_MOUNT = "/etc/mxwarden/nats-ca";
+const DEFAULT_CREDS_KEY = "nats.creds";
+const DEFAULT_CA_KEY = "ca.crt";
 /** Long enough for the relay's SIGTERM drain (sessions finish, jobs go back to the queue). */
 const TERMINATION_GRACE_SECONDS = 60;
 
@@ -31,6 +36,8 @@ export interface RenderOptions {
    * cluster. Owner references never cross clusters: remote objects are cleaned up by the finalizer.
    */
   owner?: { apiVersion: string; kind: string; name: string; uid: string } | undefined;
+  /** The keys, image and peers of the site's NATS; required with spec.nats.managed. */
+  nats?: NatsRenderOptions | undefined;
 }
 
 export function siteNamespace(site: RelaySite): string {
@@ -66,18 +73,35 @@ function urlPorts(urls: string, fallback: number): number[] {
   });
 }
 
+/** The relays' NATS: the operator's own (managed) or the one the user names. */
+function relayNatsUrl(site: RelaySite): string {
+  return site.spec.nats.managed ? managedNatsUrl(site, siteNamespace(site)) : (site.spec.nats.url ?? "");
+}
+
+/** The Secret and key holding the CA of the relays' NATS, if it speaks TLS with one. */
+function natsCaFile(site: RelaySite): { secretName: string; key: string } | undefined {
+  const nats = site.spec.nats;
+  if (nats.managed?.tls) return { secretName: nats.managed.tls.secretName, key: DEFAULT_CA_KEY };
+  if (nats.caSecretRef) return { secretName: nats.caSecretRef.name, key: nats.caSecretRef.key ?? DEFAULT_CA_KEY };
+  return undefined;
+}
+
 export function relayArgs(site: RelaySite, options: RenderOptions): string[] {
   const spec = site.spec;
   const args = [
     `--listen=0.0.0.0:${RELAY_CONTAINER_SMTP_PORT}`,
     `--hostname=${spec.hostname}`,
     `--domains=${DOMAINS_MOUNT}`,
-    `--nats=${spec.nats.url}`,
+    `--nats=${relayNatsUrl(site)}`,
     `--metrics=0.0.0.0:${RELAY_METRICS_PORT}`,
     `--shutdown-grace=${TERMINATION_GRACE_SECONDS - 10}s`,
     `--status-configmap=${STATUS_CONFIGMAP}`,
   ];
-  args.push(`--replicas=${spec.nats.streamReplicas ?? 3}`, "--sender-auth");
+  args.push(`--replicas=${spec.nats.streamReplicas ?? spec.nats.managed?.replicas ?? 3}`, "--sender-auth");
+  if (spec.nats.managed) args.push(`--nats-nkey-file=${NATS_CREDENTIALS_MOUNT}/${RELAY_SEED_KEY}`);
+  else if (spec.nats.credentialsSecretRef) args.push(`--nats-creds-file=${NATS_CREDENTIALS_MOUNT}/${spec.nats.credentialsSecretRef.key ?? DEFAULT_CREDS_KEY}`);
+  const caFile = natsCaFile(site);
+  if (caFile) args.push(`--nats-ca-file=${NATS_CA_MOUNT}/${caFile.key}`);
   if (spec.mxNames && spec.mxNames.length > 0) args.push(`--mx-name=${spec.mxNames.join(",")}`);
   if (spec.tls) args.push(`--tls-cert=${TLS_MOUNT}/tls.crt`, `--tls-key=${TLS_MOUNT}/tls.key`);
   if (spec.smtp?.proxyProtocol) args.push("--proxy-protocol");
@@ -111,6 +135,22 @@ function deployment(site: RelaySite, namespace: string, options: RenderOptions):
   if (spec.tls) {
     volumes.push({ name: "tls", secret: { secretName: spec.tls.secretName } });
     mounts.push({ name: "tls", mountPath: TLS_MOUNT, readOnly: true });
+  }
+  const credentials = spec.nats.managed
+    ? { secretName: NATS_RELAY_SECRET, key: RELAY_SEED_KEY }
+    : spec.nats.credentialsSecretRef
+      ? { secretName: spec.nats.credentialsSecretRef.name, key: spec.nats.credentialsSecretRef.key ?? DEFAULT_CREDS_KEY }
+      : undefined;
+  if (credentials) {
+    // Only the one key: the Secret may hold more than the relays should see.
+    volumes.push({ name: "nats-credentials", secret: { secretName: credentials.secretName, items: [{ key: credentials.key, path: credentials.key }] } });
+    mounts.push({ name: "nats-credentials", mountPath: NATS_CREDENTIALS_MOUNT, readOnly: true });
+  }
+  const ca = natsCaFile(site);
+  if (ca) {
+    // The CA only, never the servers' key that a managed NATS keeps in the same Secret.
+    volumes.push({ name: "nats-ca", secret: { secretName: ca.secretName, items: [{ key: ca.key, path: ca.key }] } });
+    mounts.push({ name: "nats-ca", mountPath: NATS_CA_MOUNT, readOnly: true });
   }
   return {
     apiVersion: "apps/v1",
@@ -193,7 +233,7 @@ function networkPolicy(site: RelaySite, namespace: string, config: SiteDomainCon
   const spec = site.spec;
   const tcp = (port: number): { protocol: string; port: number } => ({ protocol: "TCP", port });
   // 25: primaries found through MX records, and bounces; 443 and 6443: the API server (status).
-  const egressPorts = new Set<number>([SMTP_PORT, 443, 6443, ...primaryPorts(config), ...urlPorts(spec.nats.url, 4222)]);
+  const egressPorts = new Set<number>([SMTP_PORT, 443, 6443, ...primaryPorts(config), ...urlPorts(relayNatsUrl(site), NATS_CLIENT_PORT)]);
   if (spec.clamd) egressPorts.add(portOf(spec.clamd.address, 3310));
   if (spec.rspamd) for (const p of urlPorts(spec.rspamd.url, 11333)) egressPorts.add(p);
   const dnsPort = spec.resolver ? portOf(spec.resolver, 53) : 53;
@@ -263,6 +303,11 @@ export function renderSite(site: RelaySite, config: SiteDomainConfig, options: R
     },
     networkPolicy(site, namespace, config),
   ];
+  if (site.spec.nats.managed) {
+    if (!options.nats) throw new Error(`RelaySite ${site.metadata.name}: managed NATS needs its credentials to render`);
+    // Right after the namespace: the relays' pods mount the NATS Secret.
+    objects.splice(1, 0, ...renderNats(site, namespace, options.nats));
+  }
   if (options.prometheusOperator) {
     objects.push({
       apiVersion: "monitoring.coreos.com/v1",

@@ -15,7 +15,7 @@
 
 import { hostname as osHostname } from "node:os";
 import { readFileSync } from "node:fs";
-import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
+import { connect, credsAuthenticator, nkeyAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import { JetStreamApiError, jetstream, jetstreamManager, type ConsumerInfo, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { batchedLineWriter, createLogger, type Logger } from "../log.ts";
 import {
@@ -135,6 +135,7 @@ export class QueueAdmin {
         maxReconnectAttempts: 2,
         ...(options.user !== undefined ? { user: options.user, pass: options.pass ?? "" } : {}),
         ...(options.credsFile ? { authenticator: credsAuthenticator(readFileSync(options.credsFile)) } : {}),
+        ...(options.nkeySeed ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(options.nkeySeed)) } : {}),
         ...(options.caFile ? { tls: { caFile: options.caFile } } : {}),
       });
     } catch (err) {

@@ -52,6 +52,8 @@ export interface QueueAdminOptions {
   user?: string;
   pass?: string;
   credsFile?: string;
+  /** An nkey user's seed (the operator's way into a NATS it runs); never logged. */
+  nkeySeed?: string;
   caFile?: string;
   timeoutMs?: number;
   /** Reporting-MTA of the DSNs `bounce` sends; the local host name by default. */

@@ -2,7 +2,15 @@
 // run and answer 451 while the queue is unreachable), ensures the streams on every (re)connect,
 // and tells the rest of the relay whether the queue can take mail right now.
 
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { readFileSync } from "node:fs";
+import {
+  connect,
+  credsAuthenticator,
+  nkeyAuthenticator,
+  usernamePasswordAuthenticator,
+  type Authenticator,
+  type NatsConnection,
+} from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { Logger } from "../log.ts";
 import { JobQueue } from "./job-queue.ts";
@@ -21,9 +29,18 @@ export interface QueueHandles {
   inbox: ReplyInbox;
 }
 
+/**
+ * How the relay logs in to NATS: files, read again at every (re)connect, so a rotated Secret takes
+ * effect without a restart. Their contents are never logged.
+ */
+export type NatsAuth = { nkeyFile: string } | { credsFile: string } | { user: string; passwordFile: string };
+
 export interface QueueConnectionOptions extends QueueLayoutOptions {
   servers: string[];
   name: string;
+  auth?: NatsAuth | undefined;
+  /** PEM CA that signed the servers' certificates: the connection then requires TLS. */
+  caFile?: string | undefined;
   /** How long a publish waits for its PubAck before the SMTP client gets 451. */
   publishTimeoutMs: number;
   /** This site's name (--site, its JetStream domain): it scopes the queue's subjects (layout.ts). */
@@ -125,6 +142,8 @@ export class QueueConnection {
           // An Error with a stack for every request and timer, in case one fails: a large share of the
           // relay's CPU under load in the bench's profile (docs/benchmarks.md). Failures keep their message.
           noAsyncTraces: true,
+          ...(this.options.auth ? { authenticator: authenticatorFor(this.options.auth) } : {}),
+          ...(this.options.caFile ? { tls: { caFile: this.options.caFile } } : {}),
         });
         if (!coalesceWrites(nc)) this.log.warn("nats-core internals changed: socket writes are not coalesced (see write-coalescing.ts)");
         this.handles = { nc, js: jetstream(nc, { timeout: this.options.publishTimeoutMs }), jsm: await jetstreamManager(nc), inbox: new ReplyInbox(nc) };
@@ -196,4 +215,11 @@ export class QueueConnection {
     if (nc && !nc.isClosed()) await nc.drain().catch(() => nc.close());
     this.handles?.inbox.close();
   }
+}
+
+function authenticatorFor(auth: NatsAuth): Authenticator {
+  const read = (file: string): Uint8Array => new TextEncoder().encode(readFileSync(file, "utf8").trim());
+  if ("nkeyFile" in auth) return nkeyAuthenticator(() => read(auth.nkeyFile));
+  if ("credsFile" in auth) return credsAuthenticator(() => read(auth.credsFile));
+  return usernamePasswordAuthenticator(auth.user, () => readFileSync(auth.passwordFile, "utf8").trim());
 }
