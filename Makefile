@@ -132,6 +132,12 @@ generate: deps-npm
 test: deps deps-bench deps-cluster typecheck lint
 	MXWARDEN_CLUSTER_TESTS=1 $(NODE) --test --test-concurrency=1 --test-timeout=1200000 'test/**/*.test.ts'
 
+# The fault suite (issue 16, docs/architecture.md "Failure matrix"): two sites, real Postfix and a
+# primary in network namespaces, all six scenarios (root; `make test` runs scenarios 1, 3 and 4).
+.PHONY: test-faults
+test-faults: deps typecheck
+	MXWARDEN_FAULT_SUITE=full $(NODE) --test --test-concurrency=1 --test-timeout=1200000 'test/faults/*.test.ts'
+
 # The local backup MX needs only Node and nats-server, not the Kubernetes test tools.
 run: deps-npm deps-run $(TOOLS_BIN)/nats-server
 	$(NODE) relay/dev/local-backup-mx.ts
