@@ -1,9 +1,8 @@
 // The operator against two real kube-apiservers (two clusters): the management cluster, which is
 // also site A, and a remote cluster for site B reached through a kubeconfig Secret. Real relay
-// processes run with the container arguments the operator rendered, load the ConfigMap it wrote
-// (copied into files by ConfigMapSync, which stands in for the kubelet a test control plane does
-// not have) and report their queue, and what they know of the primary, back through the API
-// server with the Role it rendered.
+// processes run with the container arguments the operator rendered, watch the domain ConfigMaps
+// it wrote through the API server (--domains-configmaps, as in a pod) and report their queue, and
+// what they know of the primary, back through the API server with the Role it rendered.
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -73,9 +72,12 @@ describe("operator: two clusters, real relays", () => {
     }
   }
 
+  /** The union of the site's domain ConfigMaps (the shards relays watch). */
   async function domainConfig(client: ApiClient): Promise<Record<string, string>> {
-    const map = await client.get<Unstructured & { data?: Record<string, string> }>(Resources.ConfigMap, RELAY_NS, "mxwarden-domains");
-    return map.data ?? {};
+    const { items } = await client.list<Unstructured & { data?: Record<string, string> }>(Resources.ConfigMap, RELAY_NS, {
+      labelSelector: "mxwarden.io/domain-config",
+    });
+    return Object.assign({}, ...items.map((map) => map.data ?? {})) as Record<string, string>;
   }
 
   /** Marks every relay of the Deployment ready, as kube-controller-manager and the kubelet would. */
@@ -459,6 +461,7 @@ describe("operator: two clusters, real relays", () => {
     await a.delete(Resources.RelaySite, undefined, "site-b");
     await eventually("site-b gone", async () => (await site("site-b")) === undefined, 30_000);
     await assert.rejects(b.get(Resources.Deployment, RELAY_NS, "mxwarden-relay"), (err: unknown) => isNotFound(err));
-    await assert.rejects(b.get(Resources.ConfigMap, RELAY_NS, "mxwarden-domains"), (err: unknown) => isNotFound(err));
+    assert.deepEqual(await domainConfig(b), {}, "no domain ConfigMap left");
+    await assert.rejects(b.get(Resources.ConfigMap, RELAY_NS, "mxwarden-domain-shards"), (err: unknown) => isNotFound(err));
   });
 });

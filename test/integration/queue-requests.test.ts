@@ -148,9 +148,13 @@ describe("queue operations from Kubernetes: RelayQueueRequest and kubectl mxward
 
     // Two sites, each its own NATS (JetStream domain) and a relay; the primary is down, so mail waits.
     primaryPort = await freePort();
+    // other.test's primary never answers: its mail stays queued whatever example.test's primary does
+    // (a primary that comes back has its held mail flushed by the relays' probe, which would race the
+    // assertion that the retry left other.test alone).
+    const silentPort = await freePort();
     const domains: RelayDomainSpec[] = [
       { name: "example", domain: "example.test", primary: { hosts: [{ host: "127.0.0.1", port: primaryPort }] }, queue: { retry: { initialBackoff: "1h" } } },
-      { name: "other", domain: "other.test", primary: { hosts: [{ host: "127.0.0.1", port: primaryPort }] }, queue: { retry: { initialBackoff: "1h" } } },
+      { name: "other", domain: "other.test", primary: { hosts: [{ host: "127.0.0.1", port: silentPort }] }, queue: { retry: { initialBackoff: "1h" } } },
     ];
     for (const site of SITES) {
       const dir = join(work.path, site);
@@ -329,10 +333,14 @@ describe("queue operations from Kubernetes: RelayQueueRequest and kubectl mxward
     );
   });
 
-  it("finds the team's delivered mail by sender, and only the team's", () => {
-    const found = plugin("alice", ["find", "-n", "team-a", "--sender", "sender@client.test", "-o", "json"]);
-    assert.equal(found.status, 0, found.stderr);
-    const records = JSON.parse(found.stdout) as ListedRecord[];
+  it("finds the team's delivered mail by sender, and only the team's", async () => {
+    // Relays write their outcomes to the tracking log in batches, every 250 ms.
+    const records = await eventually("the three outcomes in the tracking log", () => {
+      const found = plugin("alice", ["find", "-n", "team-a", "--sender", "sender@client.test", "-o", "json"]);
+      assert.equal(found.status, 0, found.stderr);
+      const listed = JSON.parse(found.stdout) as ListedRecord[];
+      return listed.length === 3 && listed.every((r) => r.outcome === "delivered") && listed;
+    });
     assert.deepEqual(records.map((r) => r.domain).sort(), ["example.test", "example.test", "example.test"]);
     assert.ok(records.every((r) => r.outcome === "delivered"));
     const fromCli = SITES.flatMap((site) => JSON.parse(cli(site, ["find", "--sender", "sender@client.test", "--json"]).stdout) as TrackingRecord[]);

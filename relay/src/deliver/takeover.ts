@@ -52,9 +52,12 @@ export async function takeOver(queue: TakeoverQueue, peer: string, log: Logger, 
         result.already++;
         continue;
       }
-      await takeOne(queue, shadow, peer, Buffer.from(stored.data), peerSpool);
-      result.taken++;
-      metrics?.takeoverMessages.inc({ peer });
+      if (await takeOne(queue, shadow, peer, Buffer.from(stored.data), peerSpool)) {
+        result.taken++;
+        metrics?.takeoverMessages.inc({ peer });
+      } else {
+        result.already++;
+      }
     } catch (err) {
       result.failed++;
       log.error("could not take over a peer's message", { peer, queueId, error: err });
@@ -70,7 +73,8 @@ async function copySubjects(jsm: JetStreamManager, stream: string, peerLayout: Q
   return Object.keys(info.state.subjects ?? {});
 }
 
-async function takeOne(queue: TakeoverQueue, shadow: ShadowCopies, peer: string, record: Buffer, peerSpool: SpoolReader): Promise<void> {
+/** Queue one copy here; false when another relay of the site took it at the same time. */
+async function takeOne(queue: TakeoverQueue, shadow: ShadowCopies, peer: string, record: Buffer, peerSpool: SpoolReader): Promise<boolean> {
   const { job, body: inline } = decodeJobRecord(record);
   let body = inline;
   if (!job.inline) {
@@ -81,7 +85,7 @@ async function takeOne(queue: TakeoverQueue, shadow: ShadowCopies, peer: string,
     body = await writer.finish();
   }
   await queue.jobs().enqueue(body ? { ...job, inline: true } : job, body);
-  await shadow.markTakenOver(peer, job.queueId);
+  return await shadow.markTakenOver(peer, job.queueId);
 }
 
 /** A source that has not heard from its peer for this long (heartbeats come about every second) is stale. */

@@ -137,9 +137,13 @@ export class ShadowCopies {
     await this.publish(this.layout.shadowCopySubject(queueId), new Uint8Array(), `${queueId}.retired`, h);
   }
 
-  /** Record that this site took over a peer's message (read by the peer when it comes back). */
-  async markTakenOver(peer: string, queueId: string): Promise<void> {
-    await this.publish(this.layout.takenOverSubject(peer, queueId), new Uint8Array(), `${peer}.${queueId}.took`);
+  /**
+   * Record that this site took over a peer's message (read by the peer when it comes back). False
+   * when another relay of the site recorded it first (JetStream's duplicate window on the id): two
+   * relays taking over at once queue the message once and count it once.
+   */
+  async markTakenOver(peer: string, queueId: string): Promise<boolean> {
+    return !(await this.publish(this.layout.takenOverSubject(peer, queueId), new Uint8Array(), `${peer}.${queueId}.took`)).duplicate;
   }
 
   /** Whether this site already took over the peer's message. */
@@ -164,9 +168,9 @@ export class ShadowCopies {
     return undefined;
   }
 
-  private async publish(subject: string, data: Uint8Array, msgID: string, h = headers()): Promise<void> {
+  private async publish(subject: string, data: Uint8Array, msgID: string, h = headers()): Promise<{ duplicate: boolean }> {
     const { js } = this.handles();
-    await js.publish(subject, data, { msgID, headers: h });
+    return await js.publish(subject, data, { msgID, headers: h });
   }
 }
 
