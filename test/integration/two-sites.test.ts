@@ -17,7 +17,7 @@ import { connect } from "@nats-io/transport-node";
 import { QUEUE_STREAM, QueueLayout, SPOOL_STREAM } from "../../relay/src/queue/layout.ts";
 import { RETIRED_HEADER, peerStreamName } from "../../relay/src/queue/shadow-copies.ts";
 import { TestNatsServer } from "../harness/nats-server.ts";
-import { RelayProcess, writeDomains } from "../harness/relay-process.ts";
+import { RelayProcess, writeDomains, type RelayDomainSpec } from "../harness/relay-process.ts";
 import { sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
 import { TestPrimary, headerValue } from "../harness/test-primary.ts";
 import { eventually, freePort, repoRoot, tempDir } from "../harness/workspace.ts";
@@ -62,54 +62,92 @@ function deliveries(primary: TestPrimary): Map<string, number> {
   return counts;
 }
 
+/** Two sites joined by a leafnode, one relay each (--site/--peer-sites), both relaying to one primary. */
+class TwoSites {
+  readonly dir: string;
+  readonly domainsPath: string;
+  natsA!: TestNatsServer;
+  natsB!: TestNatsServer;
+  primary!: TestPrimary;
+  relayA!: RelayProcess;
+  relayB!: RelayProcess;
+  private readonly argsA: string[];
+
+  private constructor(dir: string, argsA: string[]) {
+    this.dir = dir;
+    this.domainsPath = join(dir, "domains.yaml");
+    this.argsA = ["--site", "site-a", "--peer-sites", "site-b", ...argsA];
+  }
+
+  /** `domain` gets the primary's address; `argsA`/`argsB` are each relay's extra flags. */
+  static async start(prefix: string, domain: (primaryPort: number) => RelayDomainSpec, argsA: string[] = [], argsB: string[] = []): Promise<TwoSites> {
+    const sites = new TwoSites(tempDir(prefix).path, argsA);
+    const leafnodePort = await freePort();
+    sites.natsA = await TestNatsServer.start(join(sites.dir, "nats-a"), { domain: "site-a", leafnodePort });
+    sites.natsB = await TestNatsServer.start(join(sites.dir, "nats-b"), { domain: "site-b", leafnodeRemote: `nats-leaf://127.0.0.1:${leafnodePort}` });
+    sites.primary = await TestPrimary.start();
+    writeDomains(sites.domainsPath, [domain(sites.primary.port)]);
+    for (const site of ["a", "b"]) mkdirSync(join(sites.dir, site));
+    sites.relayA = await sites.startRelayA();
+    sites.relayB = await RelayProcess.start({
+      dir: join(sites.dir, "b"),
+      domainsPath: sites.domainsPath,
+      nats: sites.natsB.url,
+      args: ["--site", "site-b", "--peer-sites", "site-a", ...argsB],
+    });
+    await Promise.all([sites.relayA.ready(), sites.relayB.ready()]);
+    await leafnodeCarriesInterest(sites.natsA, sites.natsB);
+    return sites;
+  }
+
+  /** Site A's relay, started (again) with its flags and store. */
+  async startRelayA(): Promise<RelayProcess> {
+    return await RelayProcess.start({ dir: join(this.dir, "a"), domainsPath: this.domainsPath, nats: this.natsA.url, args: this.argsA });
+  }
+
+  async stop(): Promise<void> {
+    await this.relayA?.stop();
+    await this.relayB?.stop();
+    await this.primary?.close();
+    await this.natsB?.stop();
+    await this.natsA?.stop();
+  }
+}
+
+/** Subject interest crossing the leafnode is what made each site store the other's publishes: wait until it does. */
+async function leafnodeCarriesInterest(natsA: TestNatsServer, natsB: TestNatsServer): Promise<void> {
+  const ncA = await connect({ servers: natsA.url });
+  const ncB = await connect({ servers: natsB.url });
+  try {
+    const seen = ncB.subscribe("mxw-test.leafnode-up");
+    let crossed = false;
+    void (async () => {
+      for await (const _ of seen) crossed = true;
+    })();
+    await eventually("the leafnode to carry subject interest", async () => {
+      ncA.publish("mxw-test.leafnode-up");
+      await ncA.flush();
+      return crossed;
+    });
+  } finally {
+    await ncA.close();
+    await ncB.close();
+  }
+}
+
 describe("two sites joined by a leafnode deliver each message once", () => {
-  const dir = tempDir("two-sites");
-  let natsA: TestNatsServer;
-  let natsB: TestNatsServer;
-  let primary: TestPrimary;
-  let relayA: RelayProcess;
-  let relayB: RelayProcess;
+  let sites: TwoSites;
 
   before(async () => {
-    const leafnodePort = await freePort();
-    natsA = await TestNatsServer.start(join(dir.path, "nats-a"), { domain: "site-a", leafnodePort });
-    natsB = await TestNatsServer.start(join(dir.path, "nats-b"), { domain: "site-b", leafnodeRemote: `nats-leaf://127.0.0.1:${leafnodePort}` });
-    primary = await TestPrimary.start();
-    const domainsPath = join(dir.path, "domains.yaml");
-    writeDomains(domainsPath, [{ domain: "two.example", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] } }]);
-    for (const site of ["a", "b"]) mkdirSync(join(dir.path, site));
-    relayA = await RelayProcess.start({ dir: join(dir.path, "a"), domainsPath, nats: natsA.url, args: ["--site", "site-a", "--peer-sites", "site-b"] });
-    relayB = await RelayProcess.start({ dir: join(dir.path, "b"), domainsPath, nats: natsB.url, args: ["--site", "site-b", "--peer-sites", "site-a"] });
-    await Promise.all([relayA.ready(), relayB.ready()]);
-    // The duplicates came from subject interest crossing the leafnode: wait until it does.
-    const ncA = await connect({ servers: natsA.url });
-    const ncB = await connect({ servers: natsB.url });
-    try {
-      const seen = ncB.subscribe("mxw-test.leafnode-up");
-      let crossed = false;
-      void (async () => {
-        for await (const _ of seen) crossed = true;
-      })();
-      await eventually("the leafnode to carry subject interest", async () => {
-        ncA.publish("mxw-test.leafnode-up");
-        await ncA.flush();
-        return crossed;
-      });
-    } finally {
-      await ncA.close();
-      await ncB.close();
-    }
+    sites = await TwoSites.start("two-sites", (port) => ({ domain: "two.example", primary: { hosts: [{ host: "127.0.0.1", port }] } }));
   });
 
   after(async () => {
-    await relayA?.stop();
-    await relayB?.stop();
-    await primary?.close();
-    await natsB?.stop();
-    await natsA?.stop();
+    await sites?.stop();
   });
 
   it("200 messages, half to each site: 200 deliveries, no duplicates, both queues empty", async () => {
+    const { natsA, natsB, primary, relayA, relayB } = sites;
     const total = 200;
     const large = new Set([7, 150]);
     for (let i = 0; i < total; i++) {
@@ -143,43 +181,19 @@ describe("two sites joined by a leafnode deliver each message once", () => {
 });
 
 describe("two sites flushing held mail at the same time", () => {
-  const dir = tempDir("two-sites-flush");
-  let natsA: TestNatsServer;
-  let natsB: TestNatsServer;
-  let primary: TestPrimary;
-  let relayA: RelayProcess;
-  let relayB: RelayProcess;
+  let sites: TwoSites;
 
   before(async () => {
-    const leafnodePort = await freePort();
-    natsA = await TestNatsServer.start(join(dir.path, "nats-a"), { domain: "site-a", leafnodePort });
-    natsB = await TestNatsServer.start(join(dir.path, "nats-b"), { domain: "site-b", leafnodeRemote: `nats-leaf://127.0.0.1:${leafnodePort}` });
-    primary = await TestPrimary.start();
-    const domainsPath = join(dir.path, "domains.yaml");
-    writeDomains(domainsPath, [{ domain: "flush.example", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] } }]);
-    for (const site of ["a", "b"]) mkdirSync(join(dir.path, site));
-    const common = ["--probe-interval", "1s"];
-    relayA = await RelayProcess.start({
-      dir: join(dir.path, "a"),
-      domainsPath,
-      nats: natsA.url,
-      args: ["--site", "site-a", "--peer-sites", "site-b", ...common],
-    });
-    relayB = await RelayProcess.start({
-      dir: join(dir.path, "b"),
-      domainsPath,
-      nats: natsB.url,
-      args: ["--site", "site-b", "--peer-sites", "site-a", ...common],
-    });
-    await Promise.all([relayA.ready(), relayB.ready()]);
+    sites = await TwoSites.start(
+      "two-sites-flush",
+      (port) => ({ domain: "flush.example", primary: { hosts: [{ host: "127.0.0.1", port }] } }),
+      ["--probe-interval", "1s"],
+      ["--probe-interval", "1s"],
+    );
   });
 
   after(async () => {
-    await relayA?.stop();
-    await relayB?.stop();
-    await primary?.close();
-    await natsB?.stop();
-    await natsA?.stop();
+    await sites?.stop();
   });
 
   // Acknowledgements travel on $JS.ACK.<stream>.<consumer>.… with the stream sequence and no
@@ -187,6 +201,7 @@ describe("two sites flushing held mail at the same time", () => {
   // the other site's held jobs of the same sequence numbers, undelivered (the fault suite's
   // scenario 1 lost 18 of 200 that way).
   it("delivers every held message of both sites once the primary is back", async () => {
+    const { natsA, natsB, primary, relayA, relayB } = sites;
     await primary.close();
     const total = 120;
     for (let i = 0; i < total; i++) {
@@ -212,40 +227,23 @@ describe("two sites flushing held mail at the same time", () => {
 });
 
 describe("a site lost with a full queue: its peer takes over and delivers its mail", () => {
-  const dir = tempDir("takeover");
-  let natsA: TestNatsServer;
-  let natsB: TestNatsServer;
-  let primary: TestPrimary;
-  let relayA: RelayProcess;
-  let relayB: RelayProcess;
+  let sites: TwoSites;
 
   before(async () => {
-    const leafnodePort = await freePort();
-    natsA = await TestNatsServer.start(join(dir.path, "nats-a"), { domain: "site-a", leafnodePort });
-    natsB = await TestNatsServer.start(join(dir.path, "nats-b"), { domain: "site-b", leafnodeRemote: `nats-leaf://127.0.0.1:${leafnodePort}` });
-    primary = await TestPrimary.start();
-    const domainsPath = join(dir.path, "domains.yaml");
-    writeDomains(domainsPath, [{ domain: "lost.example", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] } }]);
-    for (const site of ["a", "b"]) mkdirSync(join(dir.path, site));
-    relayA = await RelayProcess.start({ dir: join(dir.path, "a"), domainsPath, nats: natsA.url, args: ["--site", "site-a", "--peer-sites", "site-b"] });
-    relayB = await RelayProcess.start({
-      dir: join(dir.path, "b"),
-      domainsPath,
-      nats: natsB.url,
-      args: ["--site", "site-b", "--peer-sites", "site-a", "--takeover-after", "4s"],
-    });
-    await Promise.all([relayA.ready(), relayB.ready()]);
+    sites = await TwoSites.start(
+      "takeover",
+      (port) => ({ domain: "lost.example", primary: { hosts: [{ host: "127.0.0.1", port }] } }),
+      [],
+      ["--takeover-after", "4s"],
+    );
   });
 
   after(async () => {
-    await relayA?.stop();
-    await relayB?.stop();
-    await primary?.close();
-    await natsB?.stop();
-    await natsA?.stop();
+    await sites?.stop();
   });
 
   it("delivers every message site A queued, once, after A is destroyed", async () => {
+    const { natsA, natsB, primary, relayA, relayB } = sites;
     // The primary defers everything: site A's queue fills up.
     primary.recipientRule = () => ({ code: 451, message: "busy" });
     const total = 40;
@@ -280,36 +278,18 @@ describe("a site lost with a full queue: its peer takes over and delivers its ma
 });
 
 describe("a takeover by hand: mxwarden-queue takeover --peer", () => {
-  const dir = tempDir("takeover-manual");
-  let natsA: TestNatsServer;
-  let natsB: TestNatsServer;
-  let primary: TestPrimary;
-  let relayA: RelayProcess;
-  let relayB: RelayProcess;
+  let sites: TwoSites;
 
   before(async () => {
-    const leafnodePort = await freePort();
-    natsA = await TestNatsServer.start(join(dir.path, "nats-a"), { domain: "site-a", leafnodePort });
-    natsB = await TestNatsServer.start(join(dir.path, "nats-b"), { domain: "site-b", leafnodeRemote: `nats-leaf://127.0.0.1:${leafnodePort}` });
-    primary = await TestPrimary.start();
-    const domainsPath = join(dir.path, "domains.yaml");
-    writeDomains(domainsPath, [{ domain: "manual.example", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] } }]);
-    for (const site of ["a", "b"]) mkdirSync(join(dir.path, site));
-    relayA = await RelayProcess.start({ dir: join(dir.path, "a"), domainsPath, nats: natsA.url, args: ["--site", "site-a", "--peer-sites", "site-b"] });
-    // No --takeover-after: site B never takes over on its own.
-    relayB = await RelayProcess.start({ dir: join(dir.path, "b"), domainsPath, nats: natsB.url, args: ["--site", "site-b", "--peer-sites", "site-a"] });
-    await Promise.all([relayA.ready(), relayB.ready()]);
+    sites = await TwoSites.start("takeover-manual", (port) => ({ domain: "manual.example", primary: { hosts: [{ host: "127.0.0.1", port }] } }));
   });
 
   after(async () => {
-    await relayA?.stop();
-    await relayB?.stop();
-    await primary?.close();
-    await natsB?.stop();
-    await natsA?.stop();
+    await sites?.stop();
   });
 
   it("queues the lost site's live copies once, however often it runs", async () => {
+    const { natsA, natsB, primary, relayA, relayB } = sites;
     primary.recipientRule = () => ({ code: 451, message: "busy" });
     const total = 15;
     for (let i = 0; i < total; i++) {
@@ -347,43 +327,23 @@ describe("a takeover by hand: mxwarden-queue takeover --peer", () => {
 });
 
 describe("a site that comes back after its peer took over", () => {
-  const dir = tempDir("takeover-return");
-  let natsA: TestNatsServer;
-  let natsB: TestNatsServer;
-  let primary: TestPrimary;
-  let relayA: RelayProcess;
-  let relayB: RelayProcess;
-  let domainsPath: string;
+  let sites: TwoSites;
 
   before(async () => {
-    const leafnodePort = await freePort();
-    natsA = await TestNatsServer.start(join(dir.path, "nats-a"), { domain: "site-a", leafnodePort });
-    natsB = await TestNatsServer.start(join(dir.path, "nats-b"), { domain: "site-b", leafnodeRemote: `nats-leaf://127.0.0.1:${leafnodePort}` });
-    primary = await TestPrimary.start();
-    domainsPath = join(dir.path, "domains.yaml");
-    writeDomains(domainsPath, [
-      { domain: "back.example", primary: { hosts: [{ host: "127.0.0.1", port: primary.port }] }, queue: { retry: { initialBackoff: "2s", maxBackoff: "2s" } } },
-    ]);
-    for (const site of ["a", "b"]) mkdirSync(join(dir.path, site));
-    relayA = await RelayProcess.start({ dir: join(dir.path, "a"), domainsPath, nats: natsA.url, args: ["--site", "site-a", "--peer-sites", "site-b"] });
-    relayB = await RelayProcess.start({
-      dir: join(dir.path, "b"),
-      domainsPath,
-      nats: natsB.url,
-      args: ["--site", "site-b", "--peer-sites", "site-a", "--takeover-after", "4s"],
-    });
-    await Promise.all([relayA.ready(), relayB.ready()]);
+    sites = await TwoSites.start(
+      "takeover-return",
+      (port) => ({ domain: "back.example", primary: { hosts: [{ host: "127.0.0.1", port }] }, queue: { retry: { initialBackoff: "2s", maxBackoff: "2s" } } }),
+      [],
+      ["--takeover-after", "4s"],
+    );
   });
 
   after(async () => {
-    await relayA?.stop();
-    await relayB?.stop();
-    await primary?.close();
-    await natsB?.stop();
-    await natsA?.stop();
+    await sites?.stop();
   });
 
   it("does not deliver again what its peer delivered in its place", async () => {
+    const { natsA, natsB, primary, relayA, relayB } = sites;
     primary.recipientRule = () => ({ code: 451, message: "busy" });
     const total = 20;
     for (let i = 0; i < total; i++) {
@@ -399,11 +359,11 @@ describe("a site that comes back after its peer took over", () => {
 
     // Site A comes back with its old queue: its retries find B's took markers and deliver nothing.
     await natsA.resume();
-    relayA = await RelayProcess.start({ dir: join(dir.path, "a"), domainsPath, nats: natsA.url, args: ["--site", "site-a", "--peer-sites", "site-b"] });
-    await relayA.ready();
+    sites.relayA = await sites.startRelayA();
+    await sites.relayA.ready();
     await eventually("site A's old queue settled", async () => (await streamState(natsA, QUEUE_STREAM)).messages === 0, 60_000);
     assert.equal(primary.messages.length, total, "nothing delivered twice");
-    assert.equal(await relayA.metric("mxwarden_delivery_attempts_total", 'result="taken_over_by_peer"'), total);
+    assert.equal(await sites.relayA.metric("mxwarden_delivery_attempts_total", 'result="taken_over_by_peer"'), total);
   });
 });
 
