@@ -7,15 +7,24 @@
 // From one site, a cut link and a lost peer look the same: no records arrive. A takeover on a cut
 // link delivers what the peer also delivers (every copy still live here), so --takeover-after is
 // meant to be longer than the partitions a deployment rides out, and the manual trigger
-// (`mxwarden-relay takeover`) is for an operator who knows the peer is gone. docs/architecture.md
+// (`mxwarden-queue takeover --peer`) is for an operator who knows the peer is gone. docs/architecture.md
 // ("Two sites") has the whole story.
 
 import type { JetStreamManager } from "@nats-io/jetstream";
-import type { JobQueue, SpoolWriter } from "../queue/index.ts";
 import type { Logger } from "../log.ts";
 import type { RelayMetrics } from "../metrics.ts";
-import { RETIRED_HEADER, QueueLayout, decodeJobRecord, peerStreamName, queueIdOfSubject, type QueueConnection, type ShadowCopies } from "../queue/index.ts";
-import { SpoolReader } from "../queue/spool.ts";
+import {
+  RETIRED_HEADER,
+  QueueLayout,
+  SpoolReader,
+  decodeJobRecord,
+  peerStreamName,
+  queueIdOfSubject,
+  type JobQueue,
+  type QueueConnection,
+  type ShadowCopies,
+  type SpoolWriter,
+} from "../queue/index.ts";
 
 export interface TakeoverResult {
   /** Copies queued here for delivery. */
