@@ -18,3 +18,20 @@ export interface KubeObject {
 export function objectKey(object: Pick<KubeObject, "apiVersion" | "kind" | "metadata">): string {
   return `${object.apiVersion}/${object.kind}/${object.metadata.namespace ?? ""}/${object.metadata.name}`;
 }
+
+/** The pod security context of every pod mxwarden runs: restricted Pod Security, one non-root identity. */
+export const RESTRICTED_POD_SECURITY = {
+  runAsNonRoot: true,
+  runAsUser: 10001,
+  runAsGroup: 10001,
+  fsGroup: 10001,
+  seccompProfile: { type: "RuntimeDefault" },
+} as const;
+
+/** Spread a workload's pods over zones, then nodes, without refusing to schedule where there is one of either. */
+export function spreadOverZonesAndNodes(selector: Record<string, string>): unknown[] {
+  return [
+    { maxSkew: 1, topologyKey: "topology.kubernetes.io/zone", whenUnsatisfiable: "ScheduleAnyway", labelSelector: { matchLabels: selector } },
+    { maxSkew: 1, topologyKey: "kubernetes.io/hostname", whenUnsatisfiable: "ScheduleAnyway", labelSelector: { matchLabels: selector } },
+  ];
+}

@@ -13,7 +13,7 @@
 import { createHash } from "node:crypto";
 import { DEFAULT_LEAFNODE_PORT, DEFAULT_NATS_REPLICAS, DEFAULT_NATS_STORAGE, type RelaySite } from "#api";
 import { relayNatsPermissions, type NatsPermissions } from "#relay";
-import type { KubeObject } from "./kube-object.ts";
+import { RESTRICTED_POD_SECURITY, spreadOverZonesAndNodes, type KubeObject } from "./kube-object.ts";
 
 export const NATS_NAME = "mxwarden-nats";
 /** Headless: a stable DNS name per server for the cluster routes. */
@@ -364,11 +364,8 @@ export function renderNats(site: RelaySite, namespace: string, options: NatsRend
           spec: {
             terminationGracePeriodSeconds: TERMINATION_GRACE_SECONDS,
             automountServiceAccountToken: false,
-            securityContext: { runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, fsGroup: 10001, seccompProfile: { type: "RuntimeDefault" } },
-            topologySpreadConstraints: [
-              { maxSkew: 1, topologyKey: "topology.kubernetes.io/zone", whenUnsatisfiable: "ScheduleAnyway", labelSelector: { matchLabels: selector } },
-              { maxSkew: 1, topologyKey: "kubernetes.io/hostname", whenUnsatisfiable: "ScheduleAnyway", labelSelector: { matchLabels: selector } },
-            ],
+            securityContext: RESTRICTED_POD_SECURITY,
+            topologySpreadConstraints: spreadOverZonesAndNodes(selector),
             containers: [
               {
                 name: "nats",

@@ -2,7 +2,7 @@
 // options always give the same objects, so reconciling is "apply these" and tests need no cluster.
 
 import { DEFAULT_RELAY_REPLICAS, DEFAULT_SITE_NAMESPACE, RELAY_CONTAINER_SMTP_PORT, RELAY_METRICS_PORT, type RelaySite } from "#api";
-import type { KubeObject } from "./kube-object.ts";
+import { RESTRICTED_POD_SECURITY, spreadOverZonesAndNodes, type KubeObject } from "./kube-object.ts";
 import { DOMAIN_CONFIG_LABEL, domainConfigShards, type SiteDomainConfig } from "./domain-config.ts";
 import { managedNatsUrl, NATS_CLIENT_PORT, NATS_RELAY_SECRET, RELAY_SEED_KEY, renderNats, type NatsRenderOptions } from "./nats-objects.ts";
 
@@ -168,11 +168,8 @@ function deployment(site: RelaySite, namespace: string, options: RenderOptions):
         spec: {
           serviceAccountName: RELAY_NAME,
           terminationGracePeriodSeconds: TERMINATION_GRACE_SECONDS,
-          securityContext: { runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, fsGroup: 10001, seccompProfile: { type: "RuntimeDefault" } },
-          topologySpreadConstraints: [
-            { maxSkew: 1, topologyKey: "topology.kubernetes.io/zone", whenUnsatisfiable: "ScheduleAnyway", labelSelector: { matchLabels: selector } },
-            { maxSkew: 1, topologyKey: "kubernetes.io/hostname", whenUnsatisfiable: "ScheduleAnyway", labelSelector: { matchLabels: selector } },
-          ],
+          securityContext: RESTRICTED_POD_SECURITY,
+          topologySpreadConstraints: spreadOverZonesAndNodes(selector),
           containers: [
             {
               name: "relay",
