@@ -148,6 +148,11 @@ async function upsertConsumer(jsm: JetStreamManager, config: ConsumerSettings): 
   }
 }
 
+/** Create the stream, or update the settings of `config` that drifted; its current settings are read first. */
+export async function ensureStream(jsm: JetStreamManager, config: StreamSettings): Promise<void> {
+  await upsertStream(jsm, config, (await jsm.streams.info(config.name).catch(() => undefined))?.config);
+}
+
 async function upsertStream(jsm: JetStreamManager, config: StreamSettings, current: StreamConfig | undefined): Promise<void> {
   const name = config.name;
   if (!current) {

@@ -22,6 +22,7 @@ import { MAX_QUEUE_LIFETIME_MS } from "#api";
 import type { Logger } from "../log.ts";
 import { encodeJob, type DeliveryJob } from "./delivery-job.ts";
 import { QueueLayout, SPOOL_STREAM } from "./layout.ts";
+import { ensureStream } from "./queue-setup.ts";
 import type { QueueHandles } from "./queue-connection.ts";
 
 export const SHADOW_STREAM = "MXW_SHADOW";
@@ -172,17 +173,4 @@ export class ShadowCopies {
     const { js } = this.handles();
     return await js.publish(subject, data, { msgID, headers: h });
   }
-}
-
-type StreamSettings = Partial<StreamConfig> & { name: string };
-
-async function ensureStream(jsm: JetStreamManager, config: StreamSettings): Promise<void> {
-  const existing = await jsm.streams.info(config.name).catch(() => undefined);
-  if (!existing) {
-    await jsm.streams.add(config);
-    return;
-  }
-  const current = existing.config;
-  const drifted = (Object.keys(config) as Array<keyof StreamSettings>).some((key) => JSON.stringify(current[key]) !== JSON.stringify(config[key]));
-  if (drifted) await jsm.streams.update(config.name, { ...current, ...config });
 }
