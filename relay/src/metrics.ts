@@ -22,7 +22,7 @@ export type RejectReason =
   | "too_many_connections";
 /** Failures that are ours, not the sender's: what the acceptance SLO counts against the service. */
 export type TransactionFailure = "queue_unavailable" | "internal_error" | "filter_unavailable" | "filter_error";
-export type DeliveryResult = "delivered" | "deferred" | "bounced" | "connection_failed" | "skipped_dead_host" | "held";
+export type DeliveryResult = "delivered" | "deferred" | "bounced" | "connection_failed" | "skipped_dead_host" | "held" | "taken_over_by_peer" | "lease_lost";
 
 export class RelayMetrics {
   readonly registry = new Registry();

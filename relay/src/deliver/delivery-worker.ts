@@ -184,8 +184,15 @@ export class DeliveryWorker {
       return Promise.resolve();
     }
     this.delivering.add(queueId);
+    // Progress signals from the start: every step before the primary is reached (the takeover
+    // check, the route) talks to servers too, and a job held silently for an ack wait is handed
+    // to another relay while this one still goes on to deliver it.
+    const progress = setInterval(() => signalProgress(msg), this.options.progressIntervalMs);
     const task = this.handle(msg, finishBy)
-      .finally(() => this.delivering.delete(queueId))
+      .finally(() => {
+        clearInterval(progress);
+        this.delivering.delete(queueId);
+      })
       .catch((err: unknown) => {
         this.log.error("delivery task failed; the job will be retried", { error: err });
         msg.nak(5000);
@@ -233,6 +240,7 @@ export class DeliveryWorker {
 
   /** `finishBy`: the message may not be handed over after this time (a flush's in-place delivery). */
   private async handle(msg: JsMsg, finishBy?: number): Promise<void> {
+    const disconnectsAtReceipt = this.deps.queue.disconnects;
     let record: JobRecord;
     try {
       record = decodeJobRecord(msg.data);
@@ -321,25 +329,27 @@ export class DeliveryWorker {
       return;
     }
 
-    const progress = setInterval(() => msg.working(), this.options.progressIntervalMs);
-    let report: DeliveryReport;
-    try {
-      report = await this.deps.outbound.deliver(
-        route,
-        {
-          sender: job.sender,
-          recipients: job.recipients,
-          size: job.size + Buffer.byteLength(job.headers ?? ""),
-          eightBit: job.eightBit,
-          finishBy,
-        },
-        () => withHeaders(job.headers, body.open()),
-      );
-      if (report.unreachable) this.deps.health.markUnreachable(job.domain, route, report.outcomes[0]?.reply ?? noGreeting(route));
-      else this.deps.health.markReachable(job.domain);
-    } finally {
-      clearInterval(progress);
+    if (this.deps.queue.disconnects !== disconnectsAtReceipt) {
+      // The last moment to step back: the connection dropped since JetStream handed this job out,
+      // so its progress signals may not have arrived, and another relay may hold it by now. Left
+      // unsettled, it comes back after the ack wait, to one relay only.
+      log.info("the queue connection dropped while this job was prepared; left to JetStream to hand out again");
+      this.deps.metrics.deliveryAttempts.inc({ result: "lease_lost" });
+      return;
     }
+    const report: DeliveryReport = await this.deps.outbound.deliver(
+      route,
+      {
+        sender: job.sender,
+        recipients: job.recipients,
+        size: job.size + Buffer.byteLength(job.headers ?? ""),
+        eightBit: job.eightBit,
+        finishBy,
+      },
+      () => withHeaders(job.headers, body.open()),
+    );
+    if (report.unreachable) this.deps.health.markUnreachable(job.domain, route, report.outcomes[0]?.reply ?? noGreeting(route));
+    else this.deps.health.markReachable(job.domain);
     const plan = planSettlement({
       job,
       outcomes: report.outcomes,
@@ -488,7 +498,7 @@ export class DeliveryWorker {
         return await step();
       } catch (err) {
         if (Date.now() + delay > deadline) throw err;
-        msg.working();
+        signalProgress(msg);
         await new Promise((resolve) => setTimeout(resolve, delay));
         delay = Math.min(delay * 2, SETTLE_BACKOFF_MAX_MS);
       }
@@ -514,5 +524,14 @@ export class DeliveryWorker {
   /** A domain removed from the configuration still gets its queued mail, through its MX. */
   private unconfiguredTarget(domain: string): DeliveryTarget {
     return { domain, primaryHosts: [], outboundTls: { mode: "opportunistic", verifyCertificate: false } };
+  }
+}
+
+/** Tell JetStream the job is still being worked on; a closed connection has nobody to tell. */
+function signalProgress(msg: JsMsg): void {
+  try {
+    msg.working();
+  } catch {
+    // The connection is closing: the job comes back after the ack wait, as it should.
   }
 }

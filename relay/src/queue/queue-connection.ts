@@ -70,6 +70,11 @@ export class QueueConnection {
   readonly shadow: ShadowCopies | undefined;
   /** Largest message payload the server accepts, known once connected. */
   maxPayload = 1024 * 1024;
+  /**
+   * How many times the connection to NATS dropped. A job received before a drop may have lost its
+   * progress signals with it, and JetStream may have handed it to another relay meanwhile.
+   */
+  disconnects = 0;
 
   constructor(options: QueueConnectionOptions, log: Logger, counters?: ShadowCounters) {
     this.options = options;
@@ -198,6 +203,7 @@ export class QueueConnection {
     for await (const status of nc.status()) {
       if (status.type === "disconnect") {
         this.connected = false;
+        this.disconnects++;
         this.log.warn("disconnected from NATS", { server: status.server });
       } else if (status.type === "reconnect") {
         this.connected = true;
