@@ -26,14 +26,17 @@ const MESSAGES = Number(process.env.MXWARDEN_FAULT_MESSAGES ?? 200);
 const TAKEOVER_AFTER_S = 20;
 
 /** Duplicates the relays may add: under 0.1% of the messages, beyond SMTP's own ambiguous attempts. */
-function assertCounts(counts: Counts & { unsettled?: string; lostMessages?: string[] }, options: { duplicateBound?: number } = {}): void {
+function assertCounts(
+  counts: Counts & { unsettled?: string; lostMessages?: string[]; duplicateTrail?: string[] },
+  options: { duplicateBound?: number } = {},
+): void {
   assert.equal(counts.lost, 0, `lost (neither delivered nor bounced):\n${(counts.lostMessages ?? []).join("\n")}`);
   assert.equal(counts.unsettled, undefined, "every queue empties");
   assert.equal(counts.bounced, 0, "bounced");
   assert.equal(counts.delivered, counts.sent, "delivered");
   assert.equal(counts.accepted, counts.sent, "accepted (Postfix logged a 250 for every message)");
   const bound = options.duplicateBound ?? counts.ambiguous + Math.floor((counts.sent - 1) / 1000);
-  assert.ok(counts.duplicates <= bound, `duplicates ${counts.duplicates} above ${bound}`);
+  assert.ok(counts.duplicates <= bound, `duplicates ${counts.duplicates} above ${bound}:\n${(counts.duplicateTrail ?? []).join("\n")}`);
 }
 
 function report(t: TestContext, name: string, counts: Counts, extra = ""): void {
@@ -163,18 +166,19 @@ const scenarios: Scenario[] = [
       await eventually("a quarter of the load", () => topology.counts().accepted >= MESSAGES / 4, 60_000, 200);
       const killedAt = Date.now();
       await Promise.all([topology.killRelay("a", 1), topology.killRelay("b", 2), topology.killNats("a", 2), topology.killNats("b", 3)]);
+      const killsDoneAt = Date.now();
       await eventually("half of the load", () => topology.counts().accepted >= MESSAGES / 2, 60_000, 200);
       await Promise.all([topology.restartNats("a", 2), topology.restartNats("b", 3)]);
       await Promise.all([topology.restartRelay("a", 1), topology.restartRelay("b", 2)]);
       const restartedAt = Date.now();
       await sending;
       const counts = await topology.settle(120_000);
-      const killedMidDelivery = topology.duplicatesFromKilled(["a1", "b2"], killedAt);
+      const killedMidDelivery = topology.duplicatesFromKilled(["a1", "b2"], killedAt, killsDoneAt);
       report(
         t,
         "4 kill -9 of relays a1, b2 and nats a2, b3",
         counts,
-        `down for ${((restartedAt - killedAt) / 1000).toFixed(1)}s; settled ${seconds(restartedAt)} after the restarts; ` +
+        `killed at ${killedAt - topology.startedAt} ms, down for ${((restartedAt - killedAt) / 1000).toFixed(1)}s; settled ${seconds(restartedAt)} after the restarts; ` +
           `${killedMidDelivery} duplicates from deliveries the kill cut between the primary's 250 and the job's acknowledgement`,
       );
       // A relay killed after the primary's 250 and before its job is acknowledged leaves the job to

@@ -106,6 +106,8 @@ export class FaultTopology {
   private readonly primaries: TestProcess[] = [];
   private readonly helpers: TestProcess[] = [];
   private readonly sentIds: string[] = [];
+  /** When this topology was built: the origin of the times in duplicateTrail(). */
+  readonly startedAt = Date.now();
   private sequence = 0;
   /** Makes the Message-IDs of one topology unique across the scenarios of a run. */
   private readonly runId = `${process.pid}-${Date.now().toString(36)}`;
@@ -450,11 +452,13 @@ export class FaultTopology {
   }
 
   /**
-   * Duplicates whose first copy came from one of `relays` (names such as "a1") at most `windowMs`
-   * before `killedAt`: a relay killed between the primary's 250 and the acknowledgement of its job
-   * leaves the job to be delivered again (docs/architecture.md, "Crash safety").
+   * Duplicates whose first copy came from one of `relays` (names such as "a1") from `windowMs`
+   * before the kills began (`killedAt`) until they were done (`killsDoneAt`): a relay killed
+   * between the primary's 250 and the acknowledgement of its job leaves the job to be delivered
+   * again (docs/architecture.md, "Crash safety"). A relay goes on delivering until its signal
+   * arrives, so the window closes when the kills are done, not when they were started.
    */
-  duplicatesFromKilled(relays: string[], killedAt: number, windowMs = 2000): number {
+  duplicatesFromKilled(relays: string[], killedAt: number, killsDoneAt: number, windowMs = 2000): number {
     const helos = new Set(relays.map((name) => `${name}.mx.${DOMAIN}`));
     const first = new Map<string, PrimaryRecord>();
     const seen = new Map<string, number>();
@@ -467,9 +471,30 @@ export class FaultTopology {
     let explained = 0;
     for (const [id, n] of seen) {
       const record = first.get(id);
-      if (n > 1 && record && helos.has(record.helo) && record.at <= killedAt && killedAt - record.at <= windowMs) explained += n - 1;
+      if (n > 1 && record && helos.has(record.helo) && record.at <= killsDoneAt && killedAt - record.at <= windowMs) explained += n - 1;
     }
     return explained;
+  }
+
+  /**
+   * Each message the primary received more than once: who delivered each copy and when (ms from
+   * `since`), and where Postfix handed it over, so that a failed count says where the copy came from.
+   */
+  duplicateTrail(since: number): string[] {
+    const copies = new Map<string, PrimaryRecord[]>();
+    for (const record of this.primaryRecords()) {
+      const id = record.messageIds[0];
+      if (record.from === "" || !id) continue;
+      copies.set(id, [...(copies.get(id) ?? []), record]);
+    }
+    const outcomes = this.sender.outcomes();
+    return [...copies]
+      .filter(([, records]) => records.length > 1)
+      .map(([id, records]) => {
+        const outcome = outcomes.get(id);
+        const deliveries = records.map((record) => `${record.helo} at ${record.at - since} ms`).join(", ");
+        return `${id}: delivered by ${deliveries}; Postfix handed it to ${outcome?.sentTo.join(", ") || "nobody"} as ${outcome?.queueIds.join(", ") || "?"}`;
+      });
   }
 
   /** Every message the primary received, across its restarts. */
@@ -581,7 +606,7 @@ export class FaultTopology {
    * does not happen within `timeoutMs`, the counts come back anyway with `unsettled` saying what
    * was still pending, so that a failing scenario still prints its counts.
    */
-  async settle(timeoutMs: number): Promise<Counts & { unsettled?: string; lostMessages: string[] }> {
+  async settle(timeoutMs: number): Promise<Counts & { unsettled?: string; lostMessages: string[]; duplicateTrail: string[] }> {
     try {
       await eventually(
         "every message to be delivered or bounced, and every queue to be empty",
@@ -603,9 +628,9 @@ export class FaultTopology {
         timeoutMs,
         1000,
       );
-      return { ...this.counts(), lostMessages: [] };
+      return { ...this.counts(), lostMessages: [], duplicateTrail: this.duplicateTrail(this.startedAt) };
     } catch (err) {
-      return { ...this.counts(), unsettled: (err as Error).message, lostMessages: this.lostMessages() };
+      return { ...this.counts(), unsettled: (err as Error).message, lostMessages: this.lostMessages(), duplicateTrail: this.duplicateTrail(this.startedAt) };
     }
   }
 

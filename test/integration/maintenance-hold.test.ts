@@ -67,6 +67,8 @@ describe("maintenance hold (spec.hold)", () => {
     }
     assert.ok(Date.now() < until.getTime(), "the messages were sent before the hold ended; make until later if this machine is slow");
     await eventually("all five delivered", () => primary.messages.filter((m) => headerValue(m.body, "Subject") === "held").length === 5, 60_000);
+    // The relay logs "delivered" after the primary's 250 and the acknowledgement: wait for the lines too.
+    await eventually("five deliveries logged", () => deliveredTimes("held.example").length >= 5);
     const times = deliveredTimes("held.example");
     assert.equal(times.length, 5);
     for (const time of times) assert.ok(time >= until.getTime(), `delivered at ${new Date(time).toISOString()}, before ${until.toISOString()}`);
