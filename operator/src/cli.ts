@@ -28,6 +28,7 @@ export class UsageError extends Error {
 }
 
 export const USAGE = `usage: mxwarden-operator [flags]
+       mxwarden-operator uninstall-check [--drain] [--timeout DUR]   (the chart's pre-delete hook)
   --namespace NS            namespace of the operator: kubeconfig Secrets and the leader Lease (env POD_NAMESPACE)
   --kubeconfig FILE         management cluster kubeconfig (default: in-cluster, then $KUBECONFIG)
   --metrics HOST:PORT       /metrics, /healthz, /readyz (default 0.0.0.0:8080)

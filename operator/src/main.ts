@@ -10,6 +10,7 @@ import { ApiClient } from "./kube/api-client.ts";
 import { OperatorMetrics } from "./metrics.ts";
 import { Operator } from "./controller/operator.ts";
 import { siteQueueConnector } from "./controller/site-queue.ts";
+import { parseUninstallCheckArgs, UNINSTALL_CHECK_USAGE, uninstallCheck } from "./uninstall-check.ts";
 
 function loadKubeConfig(path: string | undefined): KubeConfig {
   const config = new KubeConfig();
@@ -24,7 +25,24 @@ function loadRuleGroups(path: string | undefined): unknown[] {
   return doc?.groups ?? doc?.spec?.groups ?? [];
 }
 
+/** The chart's pre-delete hook: see uninstall-check.ts. */
+async function runUninstallCheck(argv: string[]): Promise<number> {
+  let options;
+  try {
+    options = parseUninstallCheckArgs(argv);
+  } catch (err) {
+    process.stderr.write(`mxwarden-operator uninstall-check: ${(err as Error).message}\n${UNINSTALL_CHECK_USAGE}\n`);
+    return 2;
+  }
+  const client = new ApiClient(loadKubeConfig(options.kubeconfig));
+  return await uninstallCheck(client, { ...options, print: (line) => process.stdout.write(`${line}\n`) });
+}
+
 async function main(): Promise<void> {
+  if (process.argv[2] === "uninstall-check") {
+    process.exitCode = await runUninstallCheck(process.argv.slice(3));
+    return;
+  }
   let config;
   try {
     config = parseOperatorArgs(process.argv.slice(2), process.env);

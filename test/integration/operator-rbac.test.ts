@@ -134,7 +134,8 @@ describe("RBAC: the chart grants exactly what the operator uses", () => {
     for (const ns of [OPERATOR_NS, DOMAIN_NS]) await admin.create(Resources.Namespace, { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
 
     // The chart's identity and rights, installed for real; nothing else is granted to it.
-    const rendered = helmTemplate(OPERATOR_NS);
+    // --no-hooks: the pre-delete check runs under its own ServiceAccount (uninstall-check.test.ts).
+    const rendered = helmTemplate(OPERATOR_NS, ["--no-hooks"]);
     // Only the roles bound to the operator are its grants (the chart also ships roles for teams).
     const bound = new Set(
       rendered

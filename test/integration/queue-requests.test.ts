@@ -115,7 +115,7 @@ describe("queue operations from Kubernetes: RelayQueueRequest and kubectl mxward
       await admin.create(Resources.Namespace, { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
 
     // The chart's RBAC and admission policy, as helm would install them.
-    const rendered = helmTemplate(OPERATOR_NS).filter((o) =>
+    const rendered = helmTemplate(OPERATOR_NS, ["--no-hooks"]).filter((o) =>
       ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"].includes(
         o.kind ?? "",
       ),

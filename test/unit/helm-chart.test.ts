@@ -89,15 +89,19 @@ describe("Helm chart", () => {
       "ClusterRole/mxwarden-operator-sites",
       "ClusterRole/mxwarden-queue-operator",
       "ClusterRole/mxwarden-relay-domains",
+      "ClusterRole/mxwarden-uninstall-check",
       "ClusterRoleBinding/mxwarden-operator",
       "ClusterRoleBinding/mxwarden-operator-sites",
+      "ClusterRoleBinding/mxwarden-uninstall-check",
       "ConfigMap/mxwarden-operator-relay-rules",
       "Deployment/mxwarden-operator",
+      "Job/mxwarden-uninstall-check",
       "PodDisruptionBudget/mxwarden-operator",
       "Role/mxwarden-operator",
       "RoleBinding/mxwarden-operator",
       "Service/mxwarden-operator-metrics",
       "ServiceAccount/mxwarden-operator",
+      "ServiceAccount/mxwarden-uninstall-check",
       "ValidatingAdmissionPolicy/mxwarden-queue-request-requester",
       "ValidatingAdmissionPolicyBinding/mxwarden-queue-request-requester",
     ]);
@@ -111,6 +115,31 @@ describe("Helm chart", () => {
     assert.equal(config.relayImage, "ghcr.io/mxwarden/mxwarden-relay:0.1.0");
     assert.equal(config.natsImage, DEFAULT_NATS_IMAGE, "the chart's default nats-server image is the operator's");
     assert.equal(config.dnsServers, undefined);
+  });
+
+  it("runs a pre-delete check that refuses the uninstall, or with uninstall.drain deletes and waits, under least privilege", () => {
+    type Job = Unstructured & { spec: { backoffLimit: number; template: { spec: PodSpec & { restartPolicy: string } } } };
+    const hookOf = (object: Unstructured | undefined): string | undefined =>
+      (object?.metadata.annotations as Record<string, string> | undefined)?.["helm.sh/hook"];
+    for (const drain of [false, true]) {
+      const objects = helmTemplate(NS, ["--set", `uninstall.drain=${drain}`]);
+      const job = findObject(objects, "Job", "mxwarden-uninstall-check") as Job | undefined;
+      assert.ok(job);
+      for (const kind of ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Job"]) {
+        assert.equal(hookOf(findObject(objects, kind, "mxwarden-uninstall-check")), "pre-delete", `${kind} exists only for the hook`);
+      }
+      const role = findObject(objects, "ClusterRole", "mxwarden-uninstall-check") as Rbac;
+      assert.deepEqual(role.rules, [{ apiGroups: ["mxwarden.io"], resources: ["relaydomains", "relaysites"], verbs: drain ? ["list", "delete"] : ["list"] }]);
+      const pod = job.spec.template.spec;
+      assert.equal(pod.serviceAccountName, "mxwarden-uninstall-check");
+      assert.equal(pod.restartPolicy, "Never");
+      assert.equal(job.spec.backoffLimit, 0, "a refusal is final: helm reports the failed hook at once");
+      assert.equal(pod.securityContext.runAsNonRoot, true);
+      assert.equal(pod.containers[0]?.securityContext.readOnlyRootFilesystem, true);
+      assert.deepEqual(pod.containers[0]?.args, ["uninstall-check", "--timeout=10m", ...(drain ? ["--drain"] : [])]);
+      assert.equal(pod.containers[0]?.image, "ghcr.io/mxwarden/mxwarden-operator:0.1.0", "the operator's image");
+    }
+    assert.equal(findObject(helmTemplate(NS, ["--set", "uninstall.check=false"]), "Job"), undefined);
   });
 
   it("values.yaml and the all-options file set the same keys, and the schema leaves no object open", () => {
