@@ -1,11 +1,11 @@
 // `mxwarden-operator uninstall-check`: the chart's pre-delete hook (charts/mxwarden/templates/
 // uninstall-check.yaml). Removing the operator while RelayDomains or RelaySites exist would leave
 // their finalizers with nobody to run them: the objects hang in Terminating, their namespaces with
-// them, and the mail queued for those domains is never delivered. So by default the check refuses
-// the uninstall and says what is left. With --drain it deletes them itself, while the operator
-// still runs: each RelayDomain's finalizer waits until no site holds mail for it (delivered, or
-// bounced after its deletionGracePeriod), then the RelaySites go, and only then does helm remove
-// the operator.
+// them, and the mail queued for those domains is never delivered. With --drain (the chart's
+// default) the check deletes them itself, while the operator still runs: each RelayDomain's
+// finalizer waits until no site holds mail for it (delivered, or bounced after its
+// deletionGracePeriod), then the RelaySites go, and only then does helm remove the operator.
+// Without it, the check refuses the uninstall and says what is left.
 
 import { parseArgs } from "node:util";
 import { parseDuration } from "#api";
@@ -86,8 +86,8 @@ export async function uninstallCheck(client: ApiClient, options: UninstallCheckO
     for (const item of left.domains) options.print(`  ${describe("RelayDomain", item)}`);
     for (const item of left.sites) options.print(`  ${describe("RelaySite", item)}`);
     options.print(
-      "Delete them first (kubectl delete relaydomains --all -A; kubectl delete relaysites --all), or let the uninstall do it: " +
-        "helm upgrade RELEASE charts/mxwarden --reuse-values --set uninstall.drain=true, then helm uninstall again (docs/install.md).",
+      "Delete them (kubectl delete relaydomains --all -A; kubectl delete relaysites --all), then run helm uninstall again; " +
+        "the chart's default, uninstall.drain=true, has the uninstall do this itself (docs/install.md).",
     );
     return 1;
   }

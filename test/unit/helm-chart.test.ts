@@ -117,7 +117,7 @@ describe("Helm chart", () => {
     assert.equal(config.dnsServers, undefined);
   });
 
-  it("runs a pre-delete check that refuses the uninstall, or with uninstall.drain deletes and waits, under least privilege", () => {
+  it("runs a pre-delete check that deletes domains and sites and waits for their finalizers, or with uninstall.drain=false refuses, under least privilege", () => {
     type Job = Unstructured & { spec: { backoffLimit: number; template: { spec: PodSpec & { restartPolicy: string } } } };
     const hookOf = (object: Unstructured | undefined): string | undefined =>
       (object?.metadata.annotations as Record<string, string> | undefined)?.["helm.sh/hook"];
@@ -134,6 +134,7 @@ describe("Helm chart", () => {
       assert.equal(pod.serviceAccountName, "mxwarden-uninstall-check");
       assert.equal(pod.restartPolicy, "Never");
       assert.equal(job.spec.backoffLimit, 0, "a refusal is final: helm reports the failed hook at once");
+      if (drain) assert.deepEqual(helmTemplate(NS).find((o) => o.kind === "Job")?.spec, job.spec, "drain is the default");
       assert.equal(pod.securityContext.runAsNonRoot, true);
       assert.equal(pod.containers[0]?.securityContext.readOnlyRootFilesystem, true);
       assert.deepEqual(pod.containers[0]?.args, ["uninstall-check", "--timeout=10m", ...(drain ? ["--drain"] : [])]);
