@@ -186,7 +186,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
         primaries,
         log,
       )
-    : () => {};
+    : () => Promise.resolve();
   const stopDomainMetrics = config.domainMetrics > 0 ? startDomainQueueMetrics(queue, queueIndex, store, metrics, config.domainMetrics, 5000, log) : () => {};
   const peerWatch = queue.shadow
     ? new PeerWatch(queue, metrics, { takeoverAfterMs: config.takeoverAfterMs, checkIntervalMs: PEER_CHECK_INTERVAL_MS }, log)
@@ -225,11 +225,11 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
   const shutdown = async (signal: string): Promise<void> => {
     if (shuttingDown) return;
     shuttingDown = true;
-    log.info("shutting down: new connections get 421, sessions in flight may finish", { signal, graceMs: config.shutdownGraceMs });
+    log.info("shutting down: no new connections, sessions in flight may finish (a new transaction gets 421)", { signal, graceMs: config.shutdownGraceMs });
     await Promise.all([receiver.close(), worker.stop(config.shutdownGraceMs)]);
     stopMonitor();
     stopProbe();
-    stopReporter();
+    const reportRemoved = stopReporter();
     stopDomainMetrics();
     destinations.stop();
     holds.stop();
@@ -238,6 +238,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     await outbound.close();
     await tracking.flush();
     await queue.close();
+    await reportRemoved;
     await embedded?.stop();
     await new Promise((resolve) => healthServer.close(resolve));
     log.info("stopped");

@@ -18,7 +18,7 @@
 // in hybrid mode and lacks CAP_SYS_RESOURCE, hence `failCgroupV1: false` with the cgroupfs driver,
 // containerd's `restrict_oom_score_adj` and kube-proxy's `oomScoreAdj: 0` (../shared/NOTES.md).
 
-import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { execFile, execFileSync, spawn, spawnSync } from "node:child_process";
 import { createServer, connect, type Server } from "node:net";
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -293,6 +293,34 @@ export class KubeNode {
 
   kubectl(args: string[], options: { input?: string; allowFail?: boolean } = {}): string {
     return sh(tool("kubectl"), ["--kubeconfig", this.kubeconfigPath, ...args], options);
+  }
+
+  /**
+   * kubectl without blocking the event loop: for a wait (`rollout status`) or polling while the
+   * test's own clients keep talking to the cluster.
+   */
+  kubectlAsync(args: string[], timeoutMs = 120_000): Promise<string> {
+    return new Promise((resolve, reject) => {
+      execFile(
+        tool("kubectl"),
+        ["--kubeconfig", this.kubeconfigPath, ...args],
+        { encoding: "utf8", maxBuffer: 64 * 1024 * 1024, timeout: timeoutMs },
+        (err, stdout, stderr) => (err ? reject(new Error(`kubectl ${args.join(" ")} failed: ${err.message} ${stderr}`)) : resolve(stdout)),
+      );
+    });
+  }
+
+  /**
+   * Follows a pod's log into `file` until its container exits: the log of a pod that is being
+   * deleted is gone with the pod, and a post-mortem of its shutdown needs it.
+   */
+  followLog(namespace: string, pod: string, file: string): Promise<void> {
+    const out = openSync(file, "w");
+    const child = spawn(tool("kubectl"), ["--kubeconfig", this.kubeconfigPath, "-n", namespace, "logs", "-f", "--tail=-1", pod], {
+      stdio: ["ignore", out, out],
+    });
+    closeSync(out);
+    return new Promise((resolve) => child.once("exit", () => resolve()));
   }
 
   /** containerd's own CLI against this node's containerd, in the CRI namespace. */

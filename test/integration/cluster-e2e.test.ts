@@ -3,8 +3,8 @@
 // three nats-servers the operator runs) and a RelayDomain as docs/install.md shows, the relay
 // pods run the images `make images` built under the operator's security context, swaks sends mail
 // to the SMTP Service's NodePort, and it reaches a primary on the host. One NATS server is deleted
-// during load and nothing accepted is lost. A RelayDomain change must reach the running relays
-// without a restart.
+// during load, then one relay pod, then every relay is rolled: nothing accepted is lost or
+// delivered twice. A RelayDomain change must reach the running relays without a restart.
 // The figures (cluster start, helm install to the first Ready RelayDomain, spec change to the
 // relays) are printed at the end.
 //
@@ -14,10 +14,12 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { chownSync, mkdirSync, writeFileSync } from "node:fs";
+import { chownSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
 import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, nkeyAuthenticator } from "@nats-io/transport-node";
+import { queueReportKey } from "#api";
 import { KubeNode, NODE_IP, forwardToHost } from "../harness/kube-node.ts";
 import { selfSigned } from "../harness/pki.ts";
 import { localVolumesManifest, natsImage, projectImages, relayDomainManifest, relaySiteManifest } from "../harness/cluster-manifests.ts";
@@ -33,7 +35,7 @@ const SITE_NS = "mxwarden";
 const TEAM_NS = "team-a";
 
 interface Pod {
-  metadata: { name: string; uid: string };
+  metadata: { name: string; uid: string; deletionTimestamp?: string };
   spec: { containers: Array<{ image: string; securityContext?: Record<string, unknown> }>; securityContext?: Record<string, unknown> };
   status: {
     podIP?: string;
@@ -354,6 +356,204 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", {
       500,
     );
     figures.natsPodBackSeconds = seconds(Date.now() - deletedAt);
+  });
+
+  it("a relay pod deleted, then every relay rolled, during load: every message that got 250 reaches the primary once", async () => {
+    const nodePort = Number(kubectl(["-n", SITE_NS, "get", "service", "mxwarden-smtp", "-o", "jsonpath={.spec.ports[0].nodePort}"]));
+    const logs = join(repoRoot, ".tmp/cluster-e2e-logs");
+    mkdirSync(logs, { recursive: true });
+    for (const file of readdirSync(logs)) if (file.startsWith("relay-")) rmSync(join(logs, file));
+    // The log of a relay being stopped, up to its exit: kubectl logs -l finds only the pods left.
+    const follow = (pod: Pod): { file: string; exited: Promise<number> } => {
+      const file = join(logs, `relay-${pod.metadata.name}.log`);
+      return { file, exited: node.followLog(SITE_NS, pod.metadata.name, file).then(() => Date.now()) };
+    };
+    const podsNow = async (): Promise<Pod[]> =>
+      (JSON.parse(await node.kubectlAsync(["-n", SITE_NS, "get", "pods", "-l", "app.kubernetes.io/name=mxwarden-relay", "-o", "json"])) as { items: Pod[] })
+        .items;
+    // Two relays serving and no other: none terminating, none of those being replaced.
+    const settled = async (replaced: Set<string>): Promise<Pod[] | false> => {
+      const pods = await podsNow();
+      return pods.length === 2 && pods.every((p) => ready(p) && p.metadata.deletionTimestamp === undefined && !replaced.has(p.metadata.uid)) && pods;
+    };
+
+    // The load: five senders, one message per connection, through the NodePort; what each got
+    // other than 250 is counted by step and reply ("greeting 421", "connect ECONNREFUSED", "DATA no reply").
+    const accepted = new Set<string>();
+    const tempFailed = new Map<string, number>();
+    const failed = new Map<string, number>();
+    const rejected = new Map<string, number>();
+    const count = (map: Map<string, number>, key: string): void => {
+      map.set(key, (map.get(key) ?? 0) + 1);
+    };
+    const total = (map: Map<string, number>): number => [...map.values()].reduce((sum, n) => sum + n, 0);
+    let sent = 0;
+    let stopLoad = false;
+    const sendOne = async (i: number): Promise<void> => {
+      const id = `roll-${i}-${Date.now()}`;
+      let step = "connect";
+      let dialogue: SmtpDialogue | undefined;
+      // A session nobody answers any more is cut (and counted as failed) rather than waited for.
+      const timer = setTimeout(() => dialogue?.destroy(), 120_000);
+      try {
+        const opened = await SmtpDialogue.open(nodePort, NODE_IP);
+        dialogue = opened.dialogue;
+        step = "greeting";
+        let reply = opened.greeting;
+        for (const [name, line] of [
+          ["EHLO", "EHLO client.example.org"],
+          ["MAIL", "MAIL FROM:<sender@example.org>"],
+          ["RCPT", "RCPT TO:<alice@example.com>"],
+        ] as const) {
+          if (reply.code < 200 || reply.code >= 300) break;
+          step = name;
+          reply = await dialogue.command(line);
+        }
+        if (reply.code >= 200 && reply.code < 300) {
+          step = "DATA";
+          reply = await dialogue.data(simpleMessage(`roll ${i}`, id));
+        }
+        if (step === "DATA" && reply.code === 250) accepted.add(`<${id}@client.test>`);
+        else if (reply.code === 0) count(failed, `${step} no reply`);
+        else if (reply.code < 500) count(tempFailed, `${step} ${reply.code}`);
+        else count(rejected, `${step} ${reply.code}`);
+        await dialogue.command("QUIT").catch(() => undefined);
+      } catch (err) {
+        count(failed, `${step} ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+      } finally {
+        clearTimeout(timer);
+        dialogue?.destroy();
+      }
+    };
+    const load = Promise.all(
+      Array.from({ length: 5 }, async () => {
+        while (!stopLoad) {
+          await sendOne(sent++);
+          // A few hundred messages over the minute or two the disruptions take.
+          await sleep(500);
+        }
+      }),
+    );
+    const started = Date.now();
+    await eventually("the load through the NodePort", () => accepted.size >= 20, 120_000, 200);
+
+    // One relay pod deleted as a node drain does (the pod's termination grace, not --grace-period=0),
+    // with a message in the middle of DATA on it when SIGTERM comes: the drain lets it finish with a 250.
+    const [victim] = await podsNow();
+    assert.ok(victim?.status.podIP);
+    const victimLog = follow(victim);
+    const { dialogue: midData } = await SmtpDialogue.open(2525, victim.status.podIP);
+    await midData.command("EHLO client.example.org");
+    assert.equal((await midData.command("MAIL FROM:<sender@example.org>")).code, 250);
+    assert.equal((await midData.command("RCPT TO:<alice@example.com>")).code, 250);
+    assert.equal((await midData.command("DATA")).code, 354);
+    const midDataId = `roll-mid-data-${Date.now()}`;
+    const body = simpleMessage("in the middle of DATA at SIGTERM", midDataId, "x".repeat(998).concat("\r\n").repeat(64));
+    midData.write(body.slice(0, body.length / 2));
+    kubectl(["-n", SITE_NS, "delete", "pod", victim.metadata.name, "--wait=false"]);
+    const deletedAt = Date.now();
+    await eventually("SIGTERM at the deleted relay", () => readFileSync(victimLog.file, "utf8").includes('"msg":"shutting down'), 120_000, 100);
+    figures.relayPodDeletedToSigtermSeconds = seconds(Date.now() - deletedAt);
+    midData.write(body.slice(body.length / 2));
+    const dot = await midData.command(".");
+    assert.equal(dot.code, 250, `the message in the middle of DATA at SIGTERM: ${dot.text}`);
+    // The same session's next transaction is sent elsewhere.
+    assert.equal((await midData.command("MAIL FROM:<sender@example.org>")).code, 421);
+    midData.destroy();
+    await eventually("the deleted relay replaced, and gone", () => settled(new Set([victim.metadata.uid])), 300_000, 500);
+    figures.relayPodDeletedToReplacedSeconds = seconds(Date.now() - deletedAt);
+    figures.relayPodDeletedToExitSeconds = seconds((await victimLog.exited) - deletedAt);
+
+    // Then a rolling update as a user starts one: a RelaySite change that changes the relays' pod
+    // template (more memory for the relays).
+    const rolled = await podsNow();
+    const rolledLogs = rolled.map(follow);
+    const changed = Date.now();
+    kubectl(["patch", "relaysite", "site-a", "--type=merge", "-p", JSON.stringify({ spec: { resources: { limits: { memory: "768Mi" } } } })]);
+    await eventually(
+      "the operator renders the new limit into the relay Deployment",
+      async () =>
+        (await node.kubectlAsync([
+          "-n",
+          SITE_NS,
+          "get",
+          "deployment",
+          "mxwarden-relay",
+          "-o",
+          "jsonpath={.spec.template.spec.containers[0].resources.limits.memory}",
+        ])) === "768Mi",
+      60_000,
+      250,
+    );
+    await node.kubectlAsync(["-n", SITE_NS, "rollout", "status", "deployment/mxwarden-relay", "--timeout=300s"], 330_000);
+    figures.relayRolloutSeconds = seconds(Date.now() - changed);
+    const rolledOutPods = await eventually("only the new relays left", () => settled(new Set(rolled.map((p) => p.metadata.uid))), 300_000, 500);
+    figures.relayRolloutToOldRelaysGoneSeconds = seconds(Date.now() - changed);
+    // The relays that stopped took their queue reports with them: the operator waits for no relay
+    // that is gone (a RelayDomain change would otherwise wait until their reports went stale).
+    const live = rolledOutPods.map((p) => queueReportKey(p.metadata.name)).sort();
+    await eventually(
+      "only the new relays' queue reports",
+      () =>
+        Object.keys(json<{ data?: Record<string, string> }>(["-n", SITE_NS, "get", "configmap", "mxwarden-relay-status"]).data ?? {})
+          .sort()
+          .join() === live.join(),
+      10_000,
+      250,
+    );
+    figures.relayRolloutExitSeconds = JSON.stringify(await Promise.all(rolledLogs.map(async (l) => seconds((await l.exited) - changed))));
+
+    // And the load goes on through the new relays.
+    const acceptedBefore = accepted.size;
+    await eventually("the load through the new relays", () => accepted.size >= acceptedBefore + 20, 120_000, 200);
+    stopLoad = true;
+    await load;
+    figures.relayRollLoad = JSON.stringify({
+      sent,
+      accepted: accepted.size,
+      tempFailed: total(tempFailed),
+      failed: total(failed),
+      rejected: total(rejected),
+      seconds: seconds(Date.now() - started),
+    });
+    figures.relayRollReplies = JSON.stringify({
+      tempFailed: Object.fromEntries(tempFailed),
+      failed: Object.fromEntries(failed),
+      rejected: Object.fromEntries(rejected),
+    });
+
+    const expected = [...accepted, `<${midDataId}@client.test>`];
+    const deliveredIds = (): Map<string, number> => {
+      const counts = new Map<string, number>();
+      for (const message of primary.messages) {
+        const id = headerValue(message.body, "Message-ID") ?? "";
+        if (id.startsWith("<roll-")) counts.set(id, (counts.get(id) ?? 0) + 1);
+      }
+      return counts;
+    };
+    await eventually("every message that got 250 at the primary", () => expected.every((id) => deliveredIds().has(id)), 300_000, 500);
+    // Nothing left in the site's queue: no job can come back and arrive twice later.
+    await eventually(
+      "the site's queue empty",
+      async () => {
+        const [pod] = await podsNow();
+        const text = await (await fetch(`http://${pod?.status.podIP}:9090/metrics`, { signal: AbortSignal.timeout(3000) })).text();
+        return /^mxwarden_queue_messages\{state="ready"\} 0$/m.test(text) && /^mxwarden_queue_messages\{state="deferred"\} 0$/m.test(text);
+      },
+      180_000,
+      1000,
+    );
+    const counts = deliveredIds();
+    const lost = expected.filter((id) => !counts.has(id)).length;
+    const duplicates = [...counts.values()].reduce((sum, n) => sum + n - 1, 0);
+    const deliveredWithout250 = [...counts.keys()].filter((id) => !expected.includes(id)).length;
+    figures.relayRollCounts = JSON.stringify({ accepted: expected.length, delivered: counts.size, lost, duplicates, deliveredWithout250 });
+    assert.equal(lost, 0);
+    assert.equal(duplicates, 0, "a relay that stops delivers nothing twice");
+    assert.equal(total(rejected), 0, figures.relayRollReplies);
+    // 4xx is what a sender retries; a refused or reset connection, or a session dropped without a
+    // reply, is what a graceful rollout must not show.
+    assert.equal(total(failed), 0, figures.relayRollReplies);
   });
 
   it("a RelayDomain change reaches the running relays without a restart", async () => {

@@ -103,6 +103,18 @@ describe("renderSite", () => {
     assert.equal(find(objects, "Namespace").metadata.labels?.["pod-security.kubernetes.io/enforce"], "restricted");
   });
 
+  it("stops a relay within the pod's termination grace: a preStop sleep while its endpoint goes, then the relay's --shutdown-grace drain, then a margin to close", () => {
+    type PodSpec = { terminationGracePeriodSeconds: number; containers: Array<{ args: string[]; lifecycle?: { preStop?: { sleep?: { seconds: number } } } }> };
+    const pod = (find(objects, "Deployment") as unknown as { spec: { template: { spec: PodSpec } } }).spec.template.spec;
+    const preStop = pod.containers[0]?.lifecycle?.preStop?.sleep?.seconds ?? 0;
+    const grace = Number(/^--shutdown-grace=(\d+)s$/m.exec(pod.containers[0]?.args.join("\n") ?? "")?.[1]);
+    // Longer than an endpoint takes to leave kube-proxy's rules (about a second on one idle node).
+    assert.ok(preStop >= 5, `preStop sleep ${preStop} s`);
+    assert.ok(grace >= 30, `--shutdown-grace ${grace} s`);
+    // Closing the outbound connections, the tracking records and the queue after the drain.
+    assert.ok(preStop + grace + 10 <= pod.terminationGracePeriodSeconds, JSON.stringify({ preStop, grace, pod: pod.terminationGracePeriodSeconds }));
+  });
+
   it("passes the site's settings as the relay's flags", () => {
     const args = container(objects).args;
     for (const expected of [

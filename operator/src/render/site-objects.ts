@@ -27,8 +27,18 @@ const NATS_CREDENTIALS_MOUNT = "/etc/mxwarden/nats";
 const NATS_CA_MOUNT = "/etc/mxwarden/nats-ca";
 const DEFAULT_CREDS_KEY = "nats.creds";
 const DEFAULT_CA_KEY = "ca.crt";
-/** Long enough for the relay's SIGTERM drain (sessions finish, jobs go back to the queue). */
-const TERMINATION_GRACE_SECONDS = 60;
+/**
+ * A relay's stop, from the pod's deletion to its exit, in three parts that must fit the pod's
+ * termination grace (the kubelet kills what is left after it):
+ * - the preStop sleep: the relay keeps serving while the pod's endpoint is removed from every
+ *   node's kube-proxy (and load balancers stop choosing the node). A relay that closed its listener
+ *   at once would meet the connections still sent its way with a refusal, or, once its pod was
+ *   gone, no host at all;
+ * - `--shutdown-grace` after SIGTERM: sessions and deliveries in flight finish;
+ * - then closing the outbound connections, the tracking records and the queue connection.
+ */
+const RELAY_STOP = { preStopSleepSeconds: 10, shutdownGraceSeconds: 40, afterDrainSeconds: 10 } as const;
+const TERMINATION_GRACE_SECONDS = RELAY_STOP.preStopSleepSeconds + RELAY_STOP.shutdownGraceSeconds + RELAY_STOP.afterDrainSeconds;
 
 export interface RenderOptions {
   /** Image used when the RelaySite does not name one. */
@@ -102,7 +112,7 @@ export function relayArgs(site: RelaySite, options: RenderOptions): string[] {
     `--domains-configmaps=${DOMAIN_CONFIG_LABEL}=${site.metadata.name}`,
     `--nats=${relayNatsUrl(site)}`,
     `--metrics=0.0.0.0:${RELAY_METRICS_PORT}`,
-    `--shutdown-grace=${TERMINATION_GRACE_SECONDS - 10}s`,
+    `--shutdown-grace=${RELAY_STOP.shutdownGraceSeconds}s`,
     `--status-configmap=${STATUS_CONFIGMAP}`,
   ];
   args.push(`--replicas=${spec.nats.streamReplicas ?? spec.nats.managed?.replicas ?? 3}`, "--sender-auth");
@@ -183,6 +193,7 @@ function deployment(site: RelaySite, namespace: string, options: RenderOptions):
                 { name: "smtp", containerPort: RELAY_CONTAINER_SMTP_PORT, protocol: "TCP" },
                 { name: "metrics", containerPort: RELAY_METRICS_PORT, protocol: "TCP" },
               ],
+              lifecycle: { preStop: { sleep: { seconds: RELAY_STOP.preStopSleepSeconds } } },
               readinessProbe: { httpGet: { path: "/readyz", port: "metrics" }, periodSeconds: 5, failureThreshold: 2 },
               livenessProbe: { httpGet: { path: "/healthz", port: "metrics" }, periodSeconds: 10, failureThreshold: 6 },
               resources: {

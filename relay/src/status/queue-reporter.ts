@@ -1,7 +1,8 @@
 // Writes this relay's queue report (see api/queue-report.ts) into its own key of a ConfigMap every few
 // seconds. A JSON merge patch of that one key: server-side apply with the relays' shared field
 // manager would remove the keys of the other relays, and a field manager per pod would pile up in
-// managedFields as pods come and go. The operator removes the keys of relays that are gone.
+// managedFields as pods come and go. A relay that stops removes its key; the operator removes the
+// keys of relays that died without doing so, once their reports are stale.
 
 import type { DomainStore } from "../config/domain-store.ts";
 import type { Logger } from "../log.ts";
@@ -31,6 +32,10 @@ export async function collectQueueReport(index: QueueIndex, store: DomainStore, 
   return { updatedAt: new Date(snapshot.takenAt).toISOString(), reporter, domains };
 }
 
+/** How long a stopping relay tries to remove its report: its pod's termination grace keeps a few seconds for the closing steps. */
+const WITHDRAW_TIMEOUT_MS = 5000;
+
+/** Starts the reports; the function it returns stops them and removes this relay's key. */
 export async function startQueueReporter(
   queue: QueueConnection,
   index: QueueIndex,
@@ -40,7 +45,7 @@ export async function startQueueReporter(
   intervalMs: number,
   primaries: PrimaryReachability,
   log: Logger,
-): Promise<() => void> {
+): Promise<() => Promise<void>> {
   // Loaded only when a report is configured: the Kubernetes client alone is a large part of the
   // relay's idle resident memory (measured by `make bench`, docs/benchmarks.md).
   const { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } = await import("@kubernetes/client-node");
@@ -48,23 +53,38 @@ export async function startQueueReporter(
   if (target.kubeconfig) config.loadFromFile(target.kubeconfig);
   else config.loadFromCluster();
   const api = config.makeApiClient(CoreV1Api);
+  const key = queueReportKey(reporter);
+  const configMap = `${target.namespace}/${target.name}`;
+  /** A JSON merge patch of this relay's key; null removes it. */
+  const patch = (value: string | null): Promise<unknown> =>
+    api.patchNamespacedConfigMap(
+      { name: target.name, namespace: target.namespace, body: { data: { [key]: value } }, fieldManager: "mxwarden-relay" },
+      setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+    );
+  let stopped = false;
+  let writing: Promise<unknown> = Promise.resolve();
   const write = async (): Promise<void> => {
     if (!queue.isReady()) return;
     const report: QueueReport = { ...(await collectQueueReport(index, store, reporter, primaries)), intervalMs };
-    await api.patchNamespacedConfigMap(
-      {
-        name: target.name,
-        namespace: target.namespace,
-        body: { data: { [queueReportKey(reporter)]: JSON.stringify(report) } },
-        fieldManager: "mxwarden-relay",
-      },
-      setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
-    );
+    if (stopped) return;
+    writing = patch(JSON.stringify(report));
+    await writing;
   };
-  const periodic = startPeriodic(intervalMs, write, (err) =>
-    log.warn("could not write the queue report", { configMap: `${target.namespace}/${target.name}`, error: err }),
-  );
+  const periodic = startPeriodic(intervalMs, write, (err) => log.warn("could not write the queue report", { configMap, error: err }));
   // A configuration change (a domain deleted, say) is reported at once, not one interval later.
   store.onChange(() => periodic.runNow());
-  return periodic.stop;
+  return async () => {
+    stopped = true;
+    periodic.stop();
+    // After a write still under way, or that write would bring the key back.
+    await writing.catch(() => undefined);
+    // Until its report went stale (up to a minute), the operator would count this relay as live,
+    // and a RelayDomain change would not be Ready before it: after every relay rollout.
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, WITHDRAW_TIMEOUT_MS);
+    });
+    await Promise.race([patch(null).catch((err: unknown) => log.warn("could not remove the queue report", { configMap, error: err })), timeout]);
+    clearTimeout(timer);
+  };
 }
