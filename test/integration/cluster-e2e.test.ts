@@ -13,7 +13,7 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { chownSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { join } from "node:path";
@@ -71,6 +71,26 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", {
     const match = /^mxwarden_config_generation (\d+)/m.exec(text);
     return Number(match?.[1] ?? -1);
   }
+
+  /** swaks through the SMTP Service's NodePort, from the host, as docs/install.md shows. */
+  const swaksThroughNodePort = (nodePort: string, message: { to: string; subject: string; body: string; tls?: boolean }) =>
+    swaks([
+      "--server",
+      NODE_IP,
+      "--port",
+      nodePort,
+      ...(message.tls ? ["--tls"] : []),
+      "--ehlo",
+      "client.example.org",
+      "--from",
+      "sender@example.org",
+      "--to",
+      message.to,
+      "--header",
+      `Subject: ${message.subject}`,
+      "--body",
+      message.body,
+    ]);
 
   before(async () => {
     const t0 = Date.now();
@@ -218,22 +238,7 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", {
     figures.smtpNodePort = Number(nodePort);
     const before = primary.messages.length;
     const sent = Date.now();
-    const result = await swaks([
-      "--server",
-      NODE_IP,
-      "--port",
-      nodePort,
-      "--ehlo",
-      "client.example.org",
-      "--from",
-      "sender@example.org",
-      "--to",
-      "alice@example.com",
-      "--header",
-      "Subject: through the NodePort",
-      "--body",
-      "hello from the host",
-    ]);
+    const result = await swaksThroughNodePort(nodePort, { to: "alice@example.com", subject: "through the NodePort", body: "hello from the host" });
     assert.equal(result.exitCode, 0, result.transcript);
     await eventually("the message at the primary", () => primary.messages.length > before, 120_000, 200);
     figures.nodePortToPrimarySeconds = seconds(Date.now() - sent);
@@ -244,23 +249,7 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", {
 
     // Again with STARTTLS (the site's certificate from the Secret): the Received header names the
     // protocol version and the cipher.
-    const tls = await swaks([
-      "--server",
-      NODE_IP,
-      "--port",
-      nodePort,
-      "--tls",
-      "--ehlo",
-      "client.example.org",
-      "--from",
-      "sender@example.org",
-      "--to",
-      "bob@example.com",
-      "--header",
-      "Subject: with STARTTLS",
-      "--body",
-      "hello over TLS",
-    ]);
+    const tls = await swaksThroughNodePort(nodePort, { to: "bob@example.com", subject: "with STARTTLS", body: "hello over TLS", tls: true });
     assert.equal(tls.exitCode, 0, tls.transcript);
     await eventually("the TLS message at the primary", () => primary.messages.some((m) => m.to.includes("bob@example.com")), 120_000, 200);
     const received =
@@ -618,7 +607,7 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", {
     }
   });
 
-  it("helm uninstall removes the operator (after the user deleted the domains and sites, as docs/install.md says)", () => {
+  it("helm upgrade keeps the domain Ready; helm uninstall delivers the queued mail first, then removes domain, site and operator", async () => {
     // The pods' logs stay for a post-mortem (.tmp/cluster-e2e-logs/).
     const logs = join(repoRoot, ".tmp/cluster-e2e-logs");
     mkdirSync(logs, { recursive: true });
@@ -629,16 +618,76 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", {
     ] as const) {
       writeFileSync(join(logs, file), node.kubectl(["-n", ns, "logs", "-l", selector, "--prefix", "--tail=-1", "--all-containers"], { allowFail: true }));
     }
+    const helmRun = (args: string[]) => spawnSync(HELM, ["--kubeconfig", node.kubeconfigPath, ...args], { encoding: "utf8", timeout: 600_000 });
+    type Domain = { metadata: { deletionTimestamp?: string }; status?: { queuedMessages?: number; conditions?: Array<{ type: string; status: string }> } };
+    const domainReady = (): boolean =>
+      json<Domain>(["get", "relaydomain", "example-com", "-n", TEAM_NS]).status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
+
+    // 1. helm upgrade of one value (the operator's log level): the operator rolls, the domain stays Ready.
     let t = Date.now();
-    kubectl(["delete", "relaydomain", "example-com", "-n", TEAM_NS, "--timeout=180s"]);
-    figures.deleteRelayDomainSeconds = seconds(Date.now() - t);
+    const upgraded = helmRun([
+      "upgrade",
+      "mxwarden",
+      CHART_DIR,
+      "-n",
+      OPERATOR_NS,
+      "--reuse-values",
+      "--set",
+      "operator.logLevel=debug",
+      "--wait",
+      "--timeout",
+      "5m",
+    ]);
+    assert.equal(upgraded.status, 0, upgraded.stderr);
+    figures.helmUpgradeSeconds = seconds(Date.now() - t);
+    const args = kubectl(["-n", OPERATOR_NS, "get", "deployment", "mxwarden-operator", "-o", "jsonpath={.spec.template.spec.containers[0].args}"]);
+    assert.match(args, /--log-level=debug/);
+    assert.ok(domainReady(), "the RelayDomain stays Ready through the operator's rollout");
+
+    // 2. Mail queued while the primary is down.
+    await primary.close();
+    const nodePort = kubectl(["-n", SITE_NS, "get", "service", "mxwarden-smtp", "-o", "jsonpath={.spec.ports[0].nodePort}"]);
+    const queued = await swaksThroughNodePort(nodePort, {
+      to: "alice@example.com",
+      subject: "queued before the uninstall",
+      body: "delivered before the operator goes",
+    });
+    assert.equal(queued.exitCode, 0, queued.transcript);
+
+    // 3. helm uninstall: the pre-delete hook deletes the domain and waits while its mail is queued.
     t = Date.now();
-    kubectl(["delete", "relaysite", "site-a", "--timeout=180s"]);
-    figures.deleteRelaySiteSeconds = seconds(Date.now() - t);
-    t = Date.now();
-    helm(["uninstall", "mxwarden", "-n", OPERATOR_NS, "--wait", "--timeout", "2m"]);
-    figures.helmUninstallSeconds = seconds(Date.now() - t);
+    const uninstall = spawn(HELM, ["--kubeconfig", node.kubeconfigPath, "uninstall", "mxwarden", "-n", OPERATOR_NS, "--wait", "--timeout", "10m"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let uninstallOutput = "";
+    uninstall.stdout.on("data", (chunk: Buffer) => (uninstallOutput += chunk.toString()));
+    uninstall.stderr.on("data", (chunk: Buffer) => (uninstallOutput += chunk.toString()));
+    const uninstalled = new Promise<number | null>((resolve) => uninstall.on("exit", resolve));
+
+    // The domain is being deleted, and its finalizer holds it while its mail is queued.
+    await eventually(
+      "the domain draining its queued message",
+      () => {
+        const domain = json<Domain>(["get", "relaydomain", "example-com", "-n", TEAM_NS]);
+        return domain.metadata.deletionTimestamp !== undefined && (domain.status?.queuedMessages ?? 0) >= 1;
+      },
+      120_000,
+      500,
+    );
+    assert.equal(kubectl(["get", "relaysite", "site-a", "-o", "jsonpath={.metadata.deletionTimestamp}"]), "", "the site waits for its domains");
+
+    // 4. The primary returns: the message is delivered, then the domain, the site and the operator go.
+    await primary.listen();
+    assert.equal(await uninstalled, 0, uninstallOutput);
+    figures.helmUninstallDrainSeconds = seconds(Date.now() - t);
+    assert.ok(
+      primary.messages.some((m) => m.body.toString("utf8").includes("delivered before the operator goes")),
+      "the queued message reached the primary before the operator was removed",
+    );
     released = true;
-    assert.equal(kubectl(["-n", OPERATOR_NS, "get", "deployments", "-o", "name"]).trim(), "");
+    assert.equal(kubectl(["get", "relaydomains", "-A", "-o", "name"]).trim(), "");
+    assert.equal(kubectl(["get", "relaysites", "-o", "name"]).trim(), "");
+    assert.equal(kubectl(["-n", OPERATOR_NS, "get", "deployments,jobs", "-o", "name"]).trim(), "");
+    assert.equal(kubectl(["-n", SITE_NS, "get", "deployments", "-o", "name"]).trim(), "", "the site's relays removed by its finalizer");
   });
 });
