@@ -20,6 +20,8 @@ import type { KubeClient, ObjectCache } from "../kube/kube-client.ts";
 import { refForKind, Resources } from "../kube/resources.ts";
 import { DOMAIN_CONFIG_LABEL, siteDomainConfig } from "../render/domain-config.ts";
 import { NATS_NAME, NATS_OBJECTS, type NatsPeer, type NatsRenderOptions } from "../render/nats-objects.ts";
+import { CLAMD_NAME, CLAMD_OBJECTS } from "../render/clamd-objects.ts";
+import { RSPAMD_NAME, RSPAMD_OBJECTS } from "../render/rspamd-objects.ts";
 import {
   DOMAIN_SHARDS_INDEX,
   LEGACY_DOMAINS_CONFIGMAP,
@@ -53,6 +55,8 @@ export interface SiteReconcilerDeps {
   relayImage: string;
   /** nats-server image for managed NATS that names none. */
   natsImage: string;
+  /** Images of managed clamd and rspamd that name none. */
+  filterImages: { clamd: string; rspamd: string };
   /** Where the managed NATS keys are kept (nats-credentials.ts). */
   operatorNamespace: string;
   prometheusRuleGroups: unknown[];
@@ -77,6 +81,8 @@ const CLEANUP: [kind: string, name: string][] = [
   ["Role", RELAY_NAME],
   ["ServiceAccount", RELAY_NAME],
   ...NATS_OBJECTS,
+  ...CLAMD_OBJECTS,
+  ...RSPAMD_OBJECTS,
 ];
 const MONITORING: [kind: string, name: string][] = [
   ["ServiceMonitor", RELAY_NAME],
@@ -128,6 +134,7 @@ export class SiteReconciler {
       owner:
         site.spec.cluster?.kubeconfigSecretRef || !site.metadata.uid ? undefined : { apiVersion: API_VERSION, kind: "RelaySite", name, uid: site.metadata.uid },
       nats: site.spec.nats.managed ? await this.natsRenderOptions(site) : undefined,
+      filterImages: this.deps.filterImages,
     });
     const namespace = siteNamespace(site);
     const previousShards = await this.domainShards(connection.client, namespace);
@@ -136,6 +143,9 @@ export class SiteReconciler {
     // union, so a domain is never missing in between.
     const currentShards = new Set(objects.filter((o) => o.kind === "ConfigMap" && o.metadata.labels?.[DOMAIN_CONFIG_LABEL]).map((o) => o.metadata.name));
     for (const stale of previousShards.filter((shard) => !currentShards.has(shard))) await connection.client.delete(Resources.ConfigMap, namespace, stale);
+    // A managed engine the site no longer asks for (it names an address now, or none) goes.
+    if (!site.spec.clamd?.managed) await this.removeEngine(connection.client, namespace, CLAMD_NAME, CLAMD_OBJECTS);
+    if (!site.spec.rspamd?.managed) await this.removeEngine(connection.client, namespace, RSPAMD_NAME, RSPAMD_OBJECTS);
     if (connection.prometheusOperator && this.deps.prometheusRuleGroups.length === 0)
       await connection.client.delete(Resources.PrometheusRule, namespace, RELAY_NAME);
 
@@ -323,6 +333,17 @@ export class SiteReconciler {
     await this.writeStatus(site, { ...(site.status ?? {}), observedGeneration: generation, conditions });
     this.deps.onSiteState(name);
     return { requeueAfterMs: this.deps.pollIntervalMs };
+  }
+
+  /** Deletes a managed filter engine's objects if its Deployment exists (one read per poll otherwise). */
+  private async removeEngine(client: KubeClient, namespace: string, deploymentName: string, objects: [kind: string, name: string][]): Promise<void> {
+    try {
+      await client.get(Resources.Deployment, namespace, deploymentName);
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw err;
+    }
+    for (const [kind, name] of objects) await client.delete(refForKind(kind), namespace, name);
   }
 
   /** The domain shards the last reconcile wrote, from their index ([] before the first). */
