@@ -172,6 +172,12 @@ describe("managed clamd and rspamd on a real single-node cluster (helm, kubectl,
       500,
     );
     figures.siteApplyToSiteReadySeconds = seconds(Date.now() - applied);
+    await eventually(
+      "RelaySite site-f FiltersReady",
+      () => kubectl(["get", "relaysite", "site-f", "-o", 'jsonpath={.status.conditions[?(@.type=="FiltersReady")].status}']) === "True",
+      60_000,
+      500,
+    );
     assert.equal(kubectl(["get", "namespace", SITE_NS, "-o", "jsonpath={.metadata.labels.pod-security\\.kubernetes\\.io/enforce}"]), "restricted");
 
     const images = filterImages();

@@ -281,12 +281,24 @@ describe("site reconcile (fake clusters)", () => {
     );
     const args = relay?.spec.template.spec.containers[0]?.args ?? [];
     assert.ok(args.includes("--clamd=mxwarden-clamd.mxwarden.svc:3310") && args.includes("--rspamd=http://mxwarden-rspamd.mxwarden.svc:11333"), args.join(" "));
+    assert.equal(condition(world.getSite(), "FiltersReady")?.reason, "FiltersNotReady");
+    for (const name of engines) {
+      await world.siteCluster.apply(
+        Resources.Deployment,
+        { apiVersion: "apps/v1", kind: "Deployment", metadata: { name, namespace: RELAY_NS }, status: { replicas: 2, readyReplicas: 2 } },
+        { subresource: "status" },
+      );
+    }
+    await world.sites.reconcile("site-a");
+    assert.equal(condition(world.getSite(), "FiltersReady")?.status, "True");
+    assert.equal(condition(world.getSite(), "FiltersReady")?.message, "clamd 2 of 2 ready, rspamd 2 of 2 ready");
 
     // The site switches to a clamd of its own: the managed one goes, rspamd stays.
     await world.mgmt.mergePatch(Resources.RelaySite, undefined, "site-a", { spec: { clamd: { managed: null, address: "clamd.av:3310" } } });
     await world.sites.reconcile("site-a");
     for (const kind of kinds) assert.equal(world.siteCluster.peek(kind, RELAY_NS, "mxwarden-clamd"), undefined, `${kind.plural}/mxwarden-clamd removed`);
     assert.ok(world.siteCluster.peek(Resources.Deployment, RELAY_NS, "mxwarden-rspamd"));
+    assert.equal(condition(world.getSite(), "FiltersReady")?.message, "rspamd 2 of 2 ready");
 
     await world.mgmt.delete(Resources.RelaySite, undefined, "site-a");
     await world.sites.reconcile("site-a");

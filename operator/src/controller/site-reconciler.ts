@@ -6,7 +6,9 @@
 import type { Logger } from "#relay";
 import {
   API_VERSION,
+  DEFAULT_CLAMD_REPLICAS,
   DEFAULT_NATS_REPLICAS,
+  DEFAULT_RSPAMD_REPLICAS,
   DEFAULT_RELAY_REPLICAS,
   domainKey,
   setCondition,
@@ -161,6 +163,7 @@ export class SiteReconciler {
       (deployment.status?.observedGeneration ?? 0) >= (deployment.metadata.generation ?? 0) &&
       (deployment.status?.updatedReplicas ?? 0) === (deployment.status?.replicas ?? 0);
     if (rolledOut) await connection.client.delete(Resources.ConfigMap, namespace, LEGACY_DOMAINS_CONFIGMAP);
+    const filtersReadiness = await this.filtersReadiness(connection.client, namespace, site);
     const natsReadiness = site.spec.nats.managed
       ? await this.natsReadiness(connection.client, namespace, site.spec.nats.managed.replicas ?? DEFAULT_NATS_REPLICAS)
       : undefined;
@@ -214,6 +217,8 @@ export class SiteReconciler {
         })
       : undefined;
     if (natsReadiness) conditions = setCondition(conditions, { type: "NatsReady", ...(natsTlsProblem ?? natsReadiness), observedGeneration: generation }, now);
+    if (filtersReadiness) conditions = setCondition(conditions, { type: "FiltersReady", ...filtersReadiness, observedGeneration: generation }, now);
+    else conditions = conditions.filter((c) => c.type !== "FiltersReady");
     const wanted = site.spec.replicas ?? DEFAULT_RELAY_REPLICAS;
     // A relay pod cannot start without its TLS Secret (it waits in ContainerCreating): name the cause.
     const tlsProblem = site.spec.tls ? await this.tlsSecretProblem(name, connection.client, namespace, site.spec.tls.secretName) : undefined;
@@ -256,6 +261,32 @@ export class SiteReconciler {
       }
     }
     return { natsImage: this.deps.natsImage, credentials, peers };
+  }
+
+  /**
+   * FiltersReady from the managed engines' Deployments: every clamd and rspamd pod ready (clamd's
+   * databases loaded, rspamd answering /ping) or not; undefined when the site runs neither.
+   */
+  private async filtersReadiness(client: KubeClient, namespace: string, site: RelaySite): Promise<Omit<ConditionInput, "type"> | undefined> {
+    const engines: [name: string, deployment: string, wanted: number][] = [];
+    if (site.spec.clamd?.managed) engines.push(["clamd", CLAMD_NAME, site.spec.clamd.managed.replicas ?? DEFAULT_CLAMD_REPLICAS]);
+    if (site.spec.rspamd?.managed) engines.push(["rspamd", RSPAMD_NAME, site.spec.rspamd.managed.replicas ?? DEFAULT_RSPAMD_REPLICAS]);
+    if (engines.length === 0) return undefined;
+    const counts: string[] = [];
+    let allReady = true;
+    for (const [engine, name, wanted] of engines) {
+      const deployment = await client
+        .get<Unstructured & { status?: { readyReplicas?: number } }>(Resources.Deployment, namespace, name)
+        .catch((err: unknown) => {
+          if (isNotFound(err)) return undefined;
+          throw err;
+        });
+      const ready = deployment?.status?.readyReplicas ?? 0;
+      if (ready < wanted) allReady = false;
+      counts.push(`${engine} ${ready} of ${wanted} ready`);
+    }
+    const message = counts.join(", ");
+    return allReady ? { status: "True", reason: "FiltersReady", message } : { status: "False", reason: "FiltersNotReady", message };
   }
 
   /** NatsReady from the StatefulSet: every server ready (JetStream enabled) or not. */
