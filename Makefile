@@ -1,5 +1,7 @@
 # mxwarden — top-level entry points. `make run` and `make test` are all a fresh clone needs.
 SHELL := /bin/bash
+# A comma inside $(call ...) arguments.
+, := ,
 .DEFAULT_GOAL := help
 
 NATS_SERVER_VERSION := v2.14.9
@@ -163,13 +165,19 @@ LOCAL_BASE := localhost/mxwarden/node:24-bookworm-slim
 BASE ?= $(LOCAL_BASE)
 RUNTIME_BASE ?= $(LOCAL_RUNTIME_BASE)
 NATS_IMAGE := localhost/mxwarden/nats-server:$(NATS_SERVER_VERSION)
+# clamd and rspamd for the local cluster's managed engines (RelaySite spec.clamd.managed and
+# spec.rspamd.managed), in place of the stock docker.io images no registry serves here: Debian's
+# packages in a bookworm root from mmdebstrap. The pods run them as the stock images' users with the
+# operator's own configuration, so the same pod specs serve both (docs/operator.md).
+CLAMD_IMAGE := localhost/mxwarden/clamav:bookworm
+RSPAMD_IMAGE := localhost/mxwarden/rspamd:bookworm
 PAUSE_IMAGE := localhost/mxwarden/pause:local
 # podman on this kind of host: runc (crun refuses hybrid cgroups), cgroupfs, explicit ulimits.
 PODMAN := podman --runtime /usr/sbin/runc --cgroup-manager cgroupfs
 PODMAN_BUILD := $(PODMAN) build --pull=never --network host --ulimit nofile=$$(ulimit -Hn):$$(ulimit -Hn) --ulimit nproc=8192:8192
 IMAGES_DIR := $(CURDIR)/.data/images
 
-.PHONY: deps-cluster deps-cluster-apt deps-cluster-tools images image-bases cluster cluster-down test-cluster
+.PHONY: deps-cluster deps-cluster-apt deps-cluster-tools images image-bases image-filters cluster cluster-down test-cluster
 
 deps-cluster-apt:
 	$(call apt_install,$(CLUSTER_APT_PACKAGES))
@@ -199,9 +207,30 @@ image-bases: deps-cluster-apt deps-npm
 	  $(PODMAN_BUILD) -t $(LOCAL_BASE) $(IMAGES_DIR)/node-base && rm -rf $(IMAGES_DIR)/node-base; \
 	fi
 
+# The filter engines' images, assembled once like the bases (`podman rmi` them to rebuild): they hold
+# Debian's packages only, nothing of this repository.
+# $(1): image, $(2): Debian packages, $(3): the stock image's user (uid:gid).
+define debian_image
+	@if ! podman image exists $(1); then \
+	  echo "assembling $(1) with mmdebstrap: $(2)"; \
+	  mkdir -p $(IMAGES_DIR) && \
+	  mmdebstrap --quiet --variant=apt --include=$(2) \
+	    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+	    --customize-hook='rm -rf "$$1"/var/cache/apt/* "$$1"/var/lib/apt/lists/*' \
+	    bookworm $(IMAGES_DIR)/$(notdir $(subst :,-,$(1))).tar && \
+	  podman import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' --change 'USER $(3)' \
+	    $(IMAGES_DIR)/$(notdir $(subst :,-,$(1))).tar $(1) >/dev/null && rm -f $(IMAGES_DIR)/$(notdir $(subst :,-,$(1))).tar; \
+	fi
+endef
+
+image-filters: deps-cluster-apt
+	$(call debian_image,$(CLAMD_IMAGE),clamav-daemon$(,)clamav-freshclam,100:101)
+	$(call debian_image,$(RSPAMD_IMAGE),rspamd,11333:11333)
+
 # The relay and operator images from their Dockerfiles, tagged as the chart names them; a NATS
-# image from the pinned nats-server and the pod sandbox image for the local cluster.
-images: image-bases $(TOOLS_BIN)/nats-server $(TOOLS_BIN)/pause
+# image from the pinned nats-server, the pod sandbox image for the local cluster, and the filter
+# engines' images.
+images: image-bases image-filters $(TOOLS_BIN)/nats-server $(TOOLS_BIN)/pause
 	$(PODMAN_BUILD) --build-arg BASE=$(BASE) --build-arg RUNTIME_BASE=$(RUNTIME_BASE) -f relay/Dockerfile -t $(IMAGE_PREFIX)/mxwarden-relay:$(IMAGE_TAG) .
 	$(PODMAN_BUILD) --build-arg BASE=$(BASE) --build-arg RUNTIME_BASE=$(RUNTIME_BASE) -f operator/Dockerfile -t $(IMAGE_PREFIX)/mxwarden-operator:$(IMAGE_TAG) .
 	@mkdir -p $(IMAGES_DIR)/nats/bin $(IMAGES_DIR)/pause
@@ -217,7 +246,7 @@ images: image-bases $(TOOLS_BIN)/nats-server $(TOOLS_BIN)/pause
 # A real single-node cluster on this machine (test/harness/kube-node.ts): the control plane and the
 # node agents as processes, containerd with the images above, CoreDNS on the node's bridge address.
 # ~30 s from nothing to a Ready node; `export KUBECONFIG=.data/cluster/run/admin.kubeconfig`.
-CLUSTER_IMAGES := $(IMAGE_PREFIX)/mxwarden-relay:$(IMAGE_TAG) $(IMAGE_PREFIX)/mxwarden-operator:$(IMAGE_TAG) $(NATS_IMAGE)
+CLUSTER_IMAGES := $(IMAGE_PREFIX)/mxwarden-relay:$(IMAGE_TAG) $(IMAGE_PREFIX)/mxwarden-operator:$(IMAGE_TAG) $(NATS_IMAGE) $(CLAMD_IMAGE) $(RSPAMD_IMAGE)
 cluster: deps-cluster-apt deps-cluster-tools images
 	$(NODE) test/harness/cluster-cli.ts up $(CLUSTER_IMAGES)
 

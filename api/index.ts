@@ -24,6 +24,10 @@ export {
   DEFAULT_LEAFNODE_PORT,
   DEFAULT_NATS_REPLICAS,
   DEFAULT_NATS_STORAGE,
+  DEFAULT_CLAMD_REPLICAS,
+  DEFAULT_FRESHCLAM_CHECKS,
+  DEFAULT_RSPAMD_REPLICAS,
+  DEFAULT_RSPAMD_WORKERS,
 } from "./relay-site.ts";
 export type { RelaySite, RelaySiteSpec, RelaySiteStatus } from "./relay-site.ts";
 export {

@@ -91,6 +91,61 @@ const managedNatsSchema = object(
   ],
 );
 
+export const DEFAULT_CLAMD_REPLICAS = 2;
+export const DEFAULT_RSPAMD_REPLICAS = 2;
+export const DEFAULT_RSPAMD_WORKERS = 2;
+export const DEFAULT_FRESHCLAM_CHECKS = 12;
+
+const resourcesSchema = (what: string) =>
+  object(`${what} container resources; each given value replaces the default`, {
+    requests: Optional(stringMap("Requests, such as cpu: 500m, memory: 256Mi")),
+    limits: Optional(stringMap("Limits, such as memory: 512Mi")),
+  });
+
+const managedClamdSchema = object("clamd pods the operator runs in the relays' namespace: a Deployment, a Service only the relays reach, a NetworkPolicy", {
+  image: Optional(string("clamd image (clamd and freshclam on PATH); default: the operator's --clamd-image", { maxLength: 512 })),
+  replicas: Optional(integer("clamd pods (default 2)", { minimum: 1, maximum: 20 })),
+  resources: Optional(resourcesSchema("clamd")),
+  signatures: Optional(
+    object(
+      "Where clamd's signature databases come from; set at most one (default: freshclam)",
+      {
+        freshclam: Optional(
+          object("The image's own databases, copied at start and kept current by freshclam beside clamd in every pod (needs HTTPS to the mirror)", {
+            checks: Optional(integer("Update checks a day (default 12)", { minimum: 1, maximum: 50 })),
+            privateMirror: Optional(string("URL of your own database mirror instead of database.clamav.net", { pattern: "^https?://", maxLength: 1024 })),
+          }),
+        ),
+        configMap: Optional(
+          object(
+            "Signature files (.cvd, .cld, .hdb, .ndb, ...) from a ConfigMap in the relays' namespace, mounted as the database directory; clamd reloads them when it changes. Under 1 MiB: your own signatures, not the full set",
+            { name: string("ConfigMap name", { maxLength: 253 }) },
+          ),
+        ),
+        persistentVolumeClaim: Optional(
+          object("A claim in the relays' namespace holding the databases, kept current by you (a mirror job), mounted read-only", {
+            claimName: string("PersistentVolumeClaim name", { maxLength: 253 }),
+          }),
+        ),
+      },
+      [
+        rule<{ freshclam?: unknown; configMap?: unknown; persistentVolumeClaim?: unknown }>(
+          "(has(self.freshclam) ? 1 : 0) + (has(self.configMap) ? 1 : 0) + (has(self.persistentVolumeClaim) ? 1 : 0) <= 1",
+          "set at most one of freshclam, configMap and persistentVolumeClaim",
+          (self) => [self.freshclam, self.configMap, self.persistentVolumeClaim].filter((v) => v !== undefined).length <= 1,
+        ),
+      ],
+    ),
+  ),
+});
+
+const managedRspamdSchema = object("rspamd pods the operator runs in the relays' namespace: a Deployment, a Service only the relays reach, a NetworkPolicy", {
+  image: Optional(string("rspamd image; default: the operator's --rspamd-image", { maxLength: 512 })),
+  replicas: Optional(integer("rspamd pods (default 2)", { minimum: 1, maximum: 20 })),
+  workers: Optional(integer("Scanning processes per pod (rspamd's normal worker count; default 2)", { minimum: 1, maximum: 32 })),
+  resources: Optional(resourcesSchema("rspamd")),
+});
+
 export const relaySiteSpecSchema = object("Where and how one site's relays run", {
   cluster: Optional(
     object("The cluster the relays run in; absent means the operator's own cluster", {
@@ -102,12 +157,7 @@ export const relaySiteSpecSchema = object("Where and how one site's relays run",
   mxNames: Optional(array("Other names of this site in MX records", hostname("A host name"), { maxItems: 16 })),
   replicas: Optional(integer("Relay pods (default 2; at least 2 for a PodDisruptionBudget to help)", { minimum: 1, maximum: 100 })),
   image: Optional(string("Relay image; default: the operator's --relay-image", { maxLength: 512 })),
-  resources: Optional(
-    object("Relay container resources", {
-      requests: Optional(stringMap("Requests, such as cpu: 500m, memory: 256Mi")),
-      limits: Optional(stringMap("Limits, such as memory: 512Mi")),
-    }),
-  ),
+  resources: Optional(resourcesSchema("Relay")),
   smtp: Optional(
     object(
       "The SMTP Service on port 25",
@@ -207,14 +257,36 @@ export const relaySiteSpecSchema = object("Where and how one site's relays run",
     }),
   ),
   clamd: Optional(
-    object("clamd for antivirus scanning", {
-      address: string("host:port of clamd", { pattern: hostPort, maxLength: 260 }),
-    }),
+    object(
+      "clamd for antivirus scanning: an existing one by address, or one the operator runs next to the relays",
+      {
+        address: Optional(string("host:port of an existing clamd", { pattern: hostPort, maxLength: 260 })),
+        managed: Optional(managedClamdSchema),
+      },
+      [
+        rule<{ address?: string; managed?: unknown }>(
+          "has(self.address) != has(self.managed)",
+          "set exactly one of address (an existing clamd) and managed (clamd run by the operator)",
+          (self) => (self.address === undefined) !== (self.managed === undefined),
+        ),
+      ],
+    ),
   ),
   rspamd: Optional(
-    object("rspamd for content scoring", {
-      url: string("rspamd controller/normal worker URL such as http://rspamd:11333", { pattern: "^https?://", maxLength: 1024 }),
-    }),
+    object(
+      "rspamd for content scoring: an existing one by url, or one the operator runs next to the relays",
+      {
+        url: Optional(string("rspamd normal worker URL of an existing rspamd, such as http://rspamd:11333", { pattern: "^https?://", maxLength: 1024 })),
+        managed: Optional(managedRspamdSchema),
+      },
+      [
+        rule<{ url?: string; managed?: unknown }>(
+          "has(self.url) != has(self.managed)",
+          "set exactly one of url (an existing rspamd) and managed (rspamd run by the operator)",
+          (self) => (self.url === undefined) !== (self.managed === undefined),
+        ),
+      ],
+    ),
   ),
   resolver: Optional(
     string("DNS resolver host:port for DNSBL, SPF, DKIM and MX lookups (public resolvers are refused by large lists)", { pattern: hostPort, maxLength: 260 }),

@@ -11,6 +11,9 @@ export interface OperatorConfig {
   relayImage: string;
   /** nats-server image for sites with managed NATS that name none. */
   natsImage: string;
+  /** clamd and rspamd images for sites with spec.clamd.managed or spec.rspamd.managed that name none. */
+  clamdImage: string;
+  rspamdImage: string;
   /** DNS servers for the DNSConfigured check; undefined: the system's; null: check off. */
   dnsServers: string[] | undefined | null;
   pollIntervalMs: number;
@@ -22,6 +25,10 @@ export interface OperatorConfig {
 
 /** The official image of the nats-server version the project tests with (NATS_SERVER_VERSION in the Makefile). */
 export const DEFAULT_NATS_IMAGE = "docker.io/library/nats:2.14.9";
+
+/** The stock images (docs/operator.md, "Managed clamd and rspamd"): ClamAV 1.4, its long-term support release, and rspamd 3.12. */
+export const DEFAULT_CLAMD_IMAGE = "docker.io/clamav/clamav:1.4";
+export const DEFAULT_RSPAMD_IMAGE = "docker.io/rspamd/rspamd:3.12";
 
 export class UsageError extends Error {
   override name = "UsageError";
@@ -35,6 +42,8 @@ export const USAGE = `usage: mxwarden-operator [flags]
   --leader-election BOOL    campaign for the Lease before reconciling (default true)
   --relay-image IMAGE       relay image for sites that name none
   --nats-image IMAGE        nats-server image for sites with spec.nats.managed that name none
+  --clamd-image IMAGE       clamd image for sites with spec.clamd.managed that name none
+  --rspamd-image IMAGE      rspamd image for sites with spec.rspamd.managed that name none
   --dns-servers LIST        resolvers for the DNSConfigured check, comma-separated; "off" disables it
   --poll-interval DUR       how often sites are re-read for relay readiness and queue figures (default 15s)
   --site-health-interval DUR how often each site's API server is checked (default 10s)
@@ -61,6 +70,8 @@ export function parseOperatorArgs(argv: string[], env: NodeJS.ProcessEnv): Opera
         "leader-election": { type: "string", default: "true" },
         "relay-image": { type: "string", default: "ghcr.io/mxwarden/mxwarden-relay:0.1.0" },
         "nats-image": { type: "string", default: DEFAULT_NATS_IMAGE },
+        "clamd-image": { type: "string", default: DEFAULT_CLAMD_IMAGE },
+        "rspamd-image": { type: "string", default: DEFAULT_RSPAMD_IMAGE },
         "dns-servers": { type: "string" },
         "poll-interval": { type: "string", default: "15s" },
         "site-health-interval": { type: "string", default: "10s" },
@@ -87,6 +98,8 @@ export function parseOperatorArgs(argv: string[], env: NodeJS.ProcessEnv): Opera
     leaderElection: values["leader-election"] === "true",
     relayImage: values["relay-image"],
     natsImage: values["nats-image"],
+    clamdImage: values["clamd-image"],
+    rspamdImage: values["rspamd-image"],
     dnsServers:
       dns === "off"
         ? null

@@ -66,6 +66,7 @@ async function main(): Promise<void> {
     identity: config.identity,
     relayImage: config.relayImage,
     natsImage: config.natsImage,
+    filterImages: { clamd: config.clamdImage, rspamd: config.rspamdImage },
     leaderElection: config.leaderElection,
     dnsServers: config.dnsServers,
     prometheusRuleGroups: loadRuleGroups(config.monitoringRules),

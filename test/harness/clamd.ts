@@ -31,6 +31,20 @@ function ping(port: number): Promise<boolean> {
   });
 }
 
+/** The test's own signature database, as files: the EICAR test file by hash, EICAR and TEST_PATTERN anywhere. */
+export function testSignatureFiles(): Record<string, string> {
+  const eicarMd5 = createHash("md5").update(EICAR).digest("hex");
+  return {
+    "mxwarden-test.hdb": `${eicarMd5}:${EICAR.length}:Eicar-Test-Signature\n`,
+    // Body signatures (like ClamAV's own EICAR one) also match inside a text body, where a hash cannot.
+    "mxwarden-test.ndb": [
+      `Eicar-Test-Pattern:0:*:${Buffer.from(EICAR).toString("hex")}`,
+      `Mxwarden.Test.Pattern:0:*:${Buffer.from(TEST_PATTERN).toString("hex")}`,
+      "",
+    ].join("\n"),
+  };
+}
+
 export class TestClamd {
   readonly port: number;
   private readonly config: string;
@@ -46,13 +60,7 @@ export class TestClamd {
   static async start(dir: string): Promise<TestClamd> {
     const db = join(dir, "db");
     mkdirSync(db, { recursive: true });
-    const eicarMd5 = createHash("md5").update(EICAR).digest("hex");
-    writeFileSync(join(db, "mxwarden-test.hdb"), `${eicarMd5}:${EICAR.length}:Eicar-Test-Signature\n`);
-    // Body signatures (like ClamAV's own EICAR one) also match inside a text body, where a hash cannot.
-    writeFileSync(
-      join(db, "mxwarden-test.ndb"),
-      [`Eicar-Test-Pattern:0:*:${Buffer.from(EICAR).toString("hex")}`, `Mxwarden.Test.Pattern:0:*:${Buffer.from(TEST_PATTERN).toString("hex")}`, ""].join("\n"),
-    );
+    for (const [file, content] of Object.entries(testSignatureFiles())) writeFileSync(join(db, file), content);
     const port = await freePort();
     const config = join(dir, "clamd.conf");
     writeFileSync(

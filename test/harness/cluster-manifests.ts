@@ -20,6 +20,18 @@ export function natsImage(): string {
   return `localhost/mxwarden/nats-server:${match[1]}`;
 }
 
+/** A variable of the Makefile, such as the tag `make images` gives an image. */
+function makefileVariable(name: string): string {
+  const match = new RegExp(`^${name}\\s*:=\\s*(\\S+)`, "m").exec(readFileSync(join(repoRoot, "Makefile"), "utf8"));
+  if (!match?.[1]) throw new Error(`no ${name} in the Makefile`);
+  return match[1];
+}
+
+/** The clamd and rspamd images `make images` assembles from Debian's packages (CLAMD_IMAGE, RSPAMD_IMAGE). */
+export function filterImages(): { clamd: string; rspamd: string } {
+  return { clamd: makefileVariable("CLAMD_IMAGE"), rspamd: makefileVariable("RSPAMD_IMAGE") };
+}
+
 export function projectImages(): string[] {
   const tag = chartAppVersion();
   return [`ghcr.io/mxwarden/mxwarden-relay:${tag}`, `ghcr.io/mxwarden/mxwarden-operator:${tag}`, natsImage()];

@@ -122,4 +122,32 @@ describe("CRD validation in a real API server", () => {
     await refused(client.create(Resources.RelaySite, site("site-r5-on-3", { nats: { managed: { replicas: 3 }, streamReplicas: 5 } })), /streamReplicas/);
     await refused(client.create(Resources.RelaySite, site("site-bad-advertise", { nats: { managed: { leafnode: { advertise: "no-port" } } } })), /advertise/);
   });
+  it("takes exactly one of an existing clamd or rspamd and a managed one, and at most one source of clamd's signatures", async () => {
+    await client.create(
+      Resources.RelaySite,
+      site("site-engines", {
+        clamd: { managed: { replicas: 2, signatures: { freshclam: { checks: 24 } }, resources: { requests: { memory: "2Gi" } } } },
+        rspamd: { managed: { workers: 4 } },
+      }),
+    );
+    await client.create(Resources.RelaySite, site("site-own-engines", { clamd: { address: "clamd.av:3310" }, rspamd: { url: "http://rspamd.av:11333" } }));
+    await client.create(Resources.RelaySite, site("site-own-signatures", { clamd: { managed: { signatures: { configMap: { name: "signatures" } } } } }));
+    await refused(
+      client.create(Resources.RelaySite, site("site-clamd-both", { clamd: { address: "clamd.av:3310", managed: {} } })),
+      /spec\.clamd: .*exactly one of address \(an existing clamd\) and managed/,
+    );
+    await refused(client.create(Resources.RelaySite, site("site-clamd-neither", { clamd: {} })), /spec\.clamd: .*exactly one of address/);
+    await refused(
+      client.create(Resources.RelaySite, site("site-rspamd-both", { rspamd: { url: "http://rspamd.av:11333", managed: {} } })),
+      /spec\.rspamd: .*exactly one of url \(an existing rspamd\) and managed/,
+    );
+    await refused(
+      client.create(
+        Resources.RelaySite,
+        site("site-two-sources", { clamd: { managed: { signatures: { freshclam: {}, persistentVolumeClaim: { claimName: "db" } } } } }),
+      ),
+      /spec\.clamd\.managed\.signatures: .*at most one of freshclam, configMap and persistentVolumeClaim/,
+    );
+    await refused(client.create(Resources.RelaySite, site("site-rspamd-workers", { rspamd: { managed: { workers: 0 } } })), /spec\.rspamd\.managed\.workers/);
+  });
 });

@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { CHART_DIR, findObject, helm, helmTemplate } from "../harness/helm.ts";
-import { DEFAULT_NATS_IMAGE, parseOperatorArgs } from "../../operator/src/cli.ts";
+import { DEFAULT_CLAMD_IMAGE, DEFAULT_NATS_IMAGE, DEFAULT_RSPAMD_IMAGE, parseOperatorArgs } from "../../operator/src/cli.ts";
 import type { Unstructured } from "../../operator/src/kube/api-client.ts";
 import type { PolicyRule } from "../harness/rbac.ts";
 
@@ -114,6 +114,8 @@ describe("Helm chart", () => {
     assert.equal(config.leaderElection, true);
     assert.equal(config.relayImage, "ghcr.io/mxwarden/mxwarden-relay:0.1.0");
     assert.equal(config.natsImage, DEFAULT_NATS_IMAGE, "the chart's default nats-server image is the operator's");
+    assert.equal(config.clamdImage, DEFAULT_CLAMD_IMAGE, "the chart's default clamd image is the operator's");
+    assert.equal(config.rspamdImage, DEFAULT_RSPAMD_IMAGE, "the chart's default rspamd image is the operator's");
     assert.equal(config.dnsServers, undefined);
   });
 
@@ -171,6 +173,8 @@ describe("Helm chart", () => {
     assert.deepEqual(config.metrics, { host: "0.0.0.0", port: 9443 });
     assert.equal(config.relayImage, "registry.example.net/mxwarden/relay:0.1.0-rc.1");
     assert.equal(config.natsImage, "registry.example.net/mirror/nats:2.14.9");
+    assert.equal(config.clamdImage, "registry.example.net/mirror/clamav:1.4");
+    assert.equal(config.rspamdImage, "registry.example.net/mirror/rspamd:3.12");
     assert.deepEqual(config.dnsServers, ["10.0.0.10:53", "10.0.0.11:53"]);
     assert.equal(config.pollIntervalMs, 30_000);
     assert.equal(config.siteHealthIntervalMs, 5_000);

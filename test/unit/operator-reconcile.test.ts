@@ -69,6 +69,7 @@ class World {
       metrics: new OperatorMetrics(),
       relayImage: "relay:1",
       natsImage: "nats:1",
+      filterImages: { clamd: "clamd:1", rspamd: "rspamd:1" },
       operatorNamespace: "mxwarden-system",
       prometheusRuleGroups: [],
       onSiteState: () => {},
@@ -264,6 +265,44 @@ describe("site reconcile (fake clusters)", () => {
     await world.siteCluster.mergePatch(Resources.Secret, RELAY_NS, "nats-tls", { data: { "ca.crt": "Y2E=" } });
     await world.sites.reconcile("site-a");
     assert.equal(condition(world.getSite(), "NatsReady")?.reason, "NatsServersNotReady");
+  });
+
+  it("runs managed clamd and rspamd next to the relays, removes them when the site names its own, and cleans them up with the site", async () => {
+    const world = new World();
+    world.site({ clamd: { managed: { signatures: { configMap: { name: "signatures" } } } }, rspamd: { managed: {} } });
+    await world.sites.reconcile("site-a");
+    const engines = ["mxwarden-clamd", "mxwarden-rspamd"];
+    const kinds = [Resources.Deployment, Resources.Service, Resources.ConfigMap, Resources.NetworkPolicy, Resources.PodDisruptionBudget];
+    for (const name of engines) for (const kind of kinds) assert.ok(world.siteCluster.peek(kind, RELAY_NS, name), `${kind.plural}/${name} applied`);
+    const relay = world.siteCluster.peek<Unstructured & { spec: { template: { spec: { containers: { args: string[] }[] } } } }>(
+      Resources.Deployment,
+      RELAY_NS,
+      "mxwarden-relay",
+    );
+    const args = relay?.spec.template.spec.containers[0]?.args ?? [];
+    assert.ok(args.includes("--clamd=mxwarden-clamd.mxwarden.svc:3310") && args.includes("--rspamd=http://mxwarden-rspamd.mxwarden.svc:11333"), args.join(" "));
+    assert.equal(condition(world.getSite(), "FiltersReady")?.reason, "FiltersNotReady");
+    for (const name of engines) {
+      await world.siteCluster.apply(
+        Resources.Deployment,
+        { apiVersion: "apps/v1", kind: "Deployment", metadata: { name, namespace: RELAY_NS }, status: { replicas: 2, readyReplicas: 2 } },
+        { subresource: "status" },
+      );
+    }
+    await world.sites.reconcile("site-a");
+    assert.equal(condition(world.getSite(), "FiltersReady")?.status, "True");
+    assert.equal(condition(world.getSite(), "FiltersReady")?.message, "clamd 2 of 2 ready, rspamd 2 of 2 ready");
+
+    // The site switches to a clamd of its own: the managed one goes, rspamd stays.
+    await world.mgmt.mergePatch(Resources.RelaySite, undefined, "site-a", { spec: { clamd: { managed: null, address: "clamd.av:3310" } } });
+    await world.sites.reconcile("site-a");
+    for (const kind of kinds) assert.equal(world.siteCluster.peek(kind, RELAY_NS, "mxwarden-clamd"), undefined, `${kind.plural}/mxwarden-clamd removed`);
+    assert.ok(world.siteCluster.peek(Resources.Deployment, RELAY_NS, "mxwarden-rspamd"));
+    assert.equal(condition(world.getSite(), "FiltersReady")?.message, "rspamd 2 of 2 ready");
+
+    await world.mgmt.delete(Resources.RelaySite, undefined, "site-a");
+    await world.sites.reconcile("site-a");
+    for (const kind of kinds) assert.equal(world.siteCluster.peek(kind, RELAY_NS, "mxwarden-rspamd"), undefined, `${kind.plural}/mxwarden-rspamd cleaned up`);
   });
 
   it("marks an unreachable site False and keeps what it knew of the relays", async () => {

@@ -27,6 +27,8 @@ export interface OperatorOptions {
   identity: string;
   relayImage: string;
   natsImage: string;
+  /** Images of managed clamd and rspamd that name none. */
+  filterImages: { clamd: string; rspamd: string };
   leaderElection: boolean;
   /** DNS servers for the DNSConfigured check; undefined: the system's; null: no DNS check. */
   dnsServers: string[] | undefined | null;
@@ -114,6 +116,7 @@ export class Operator {
       metrics,
       relayImage: options.relayImage,
       natsImage: options.natsImage,
+      filterImages: options.filterImages,
       operatorNamespace: options.namespace,
       prometheusRuleGroups: options.prometheusRuleGroups,
       pollIntervalMs: options.pollIntervalMs,

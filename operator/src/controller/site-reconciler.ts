@@ -6,7 +6,9 @@
 import type { Logger } from "#relay";
 import {
   API_VERSION,
+  DEFAULT_CLAMD_REPLICAS,
   DEFAULT_NATS_REPLICAS,
+  DEFAULT_RSPAMD_REPLICAS,
   DEFAULT_RELAY_REPLICAS,
   domainKey,
   setCondition,
@@ -20,6 +22,8 @@ import type { KubeClient, ObjectCache } from "../kube/kube-client.ts";
 import { refForKind, Resources } from "../kube/resources.ts";
 import { DOMAIN_CONFIG_LABEL, siteDomainConfig } from "../render/domain-config.ts";
 import { NATS_NAME, NATS_OBJECTS, type NatsPeer, type NatsRenderOptions } from "../render/nats-objects.ts";
+import { CLAMD_NAME, CLAMD_OBJECTS } from "../render/clamd-objects.ts";
+import { RSPAMD_NAME, RSPAMD_OBJECTS } from "../render/rspamd-objects.ts";
 import {
   DOMAIN_SHARDS_INDEX,
   LEGACY_DOMAINS_CONFIGMAP,
@@ -53,6 +57,8 @@ export interface SiteReconcilerDeps {
   relayImage: string;
   /** nats-server image for managed NATS that names none. */
   natsImage: string;
+  /** Images of managed clamd and rspamd that name none. */
+  filterImages: { clamd: string; rspamd: string };
   /** Where the managed NATS keys are kept (nats-credentials.ts). */
   operatorNamespace: string;
   prometheusRuleGroups: unknown[];
@@ -77,6 +83,8 @@ const CLEANUP: [kind: string, name: string][] = [
   ["Role", RELAY_NAME],
   ["ServiceAccount", RELAY_NAME],
   ...NATS_OBJECTS,
+  ...CLAMD_OBJECTS,
+  ...RSPAMD_OBJECTS,
 ];
 const MONITORING: [kind: string, name: string][] = [
   ["ServiceMonitor", RELAY_NAME],
@@ -128,6 +136,7 @@ export class SiteReconciler {
       owner:
         site.spec.cluster?.kubeconfigSecretRef || !site.metadata.uid ? undefined : { apiVersion: API_VERSION, kind: "RelaySite", name, uid: site.metadata.uid },
       nats: site.spec.nats.managed ? await this.natsRenderOptions(site) : undefined,
+      filterImages: this.deps.filterImages,
     });
     const namespace = siteNamespace(site);
     const previousShards = await this.domainShards(connection.client, namespace);
@@ -136,6 +145,9 @@ export class SiteReconciler {
     // union, so a domain is never missing in between.
     const currentShards = new Set(objects.filter((o) => o.kind === "ConfigMap" && o.metadata.labels?.[DOMAIN_CONFIG_LABEL]).map((o) => o.metadata.name));
     for (const stale of previousShards.filter((shard) => !currentShards.has(shard))) await connection.client.delete(Resources.ConfigMap, namespace, stale);
+    // A managed engine the site no longer asks for (it names an address now, or none) goes.
+    if (!site.spec.clamd?.managed) await this.removeEngine(connection.client, namespace, CLAMD_NAME, CLAMD_OBJECTS);
+    if (!site.spec.rspamd?.managed) await this.removeEngine(connection.client, namespace, RSPAMD_NAME, RSPAMD_OBJECTS);
     if (connection.prometheusOperator && this.deps.prometheusRuleGroups.length === 0)
       await connection.client.delete(Resources.PrometheusRule, namespace, RELAY_NAME);
 
@@ -151,6 +163,7 @@ export class SiteReconciler {
       (deployment.status?.observedGeneration ?? 0) >= (deployment.metadata.generation ?? 0) &&
       (deployment.status?.updatedReplicas ?? 0) === (deployment.status?.replicas ?? 0);
     if (rolledOut) await connection.client.delete(Resources.ConfigMap, namespace, LEGACY_DOMAINS_CONFIGMAP);
+    const filtersReadiness = await this.filtersReadiness(connection.client, namespace, site);
     const natsReadiness = site.spec.nats.managed
       ? await this.natsReadiness(connection.client, namespace, site.spec.nats.managed.replicas ?? DEFAULT_NATS_REPLICAS)
       : undefined;
@@ -204,6 +217,8 @@ export class SiteReconciler {
         })
       : undefined;
     if (natsReadiness) conditions = setCondition(conditions, { type: "NatsReady", ...(natsTlsProblem ?? natsReadiness), observedGeneration: generation }, now);
+    if (filtersReadiness) conditions = setCondition(conditions, { type: "FiltersReady", ...filtersReadiness, observedGeneration: generation }, now);
+    else conditions = conditions.filter((c) => c.type !== "FiltersReady");
     const wanted = site.spec.replicas ?? DEFAULT_RELAY_REPLICAS;
     // A relay pod cannot start without its TLS Secret (it waits in ContainerCreating): name the cause.
     const tlsProblem = site.spec.tls ? await this.tlsSecretProblem(name, connection.client, namespace, site.spec.tls.secretName) : undefined;
@@ -246,6 +261,32 @@ export class SiteReconciler {
       }
     }
     return { natsImage: this.deps.natsImage, credentials, peers };
+  }
+
+  /**
+   * FiltersReady from the managed engines' Deployments: every clamd and rspamd pod ready (clamd's
+   * databases loaded, rspamd answering /ping) or not; undefined when the site runs neither.
+   */
+  private async filtersReadiness(client: KubeClient, namespace: string, site: RelaySite): Promise<Omit<ConditionInput, "type"> | undefined> {
+    const engines: [name: string, deployment: string, wanted: number][] = [];
+    if (site.spec.clamd?.managed) engines.push(["clamd", CLAMD_NAME, site.spec.clamd.managed.replicas ?? DEFAULT_CLAMD_REPLICAS]);
+    if (site.spec.rspamd?.managed) engines.push(["rspamd", RSPAMD_NAME, site.spec.rspamd.managed.replicas ?? DEFAULT_RSPAMD_REPLICAS]);
+    if (engines.length === 0) return undefined;
+    const counts: string[] = [];
+    let allReady = true;
+    for (const [engine, name, wanted] of engines) {
+      const deployment = await client
+        .get<Unstructured & { status?: { readyReplicas?: number } }>(Resources.Deployment, namespace, name)
+        .catch((err: unknown) => {
+          if (isNotFound(err)) return undefined;
+          throw err;
+        });
+      const ready = deployment?.status?.readyReplicas ?? 0;
+      if (ready < wanted) allReady = false;
+      counts.push(`${engine} ${ready} of ${wanted} ready`);
+    }
+    const message = counts.join(", ");
+    return allReady ? { status: "True", reason: "FiltersReady", message } : { status: "False", reason: "FiltersNotReady", message };
   }
 
   /** NatsReady from the StatefulSet: every server ready (JetStream enabled) or not. */
@@ -323,6 +364,17 @@ export class SiteReconciler {
     await this.writeStatus(site, { ...(site.status ?? {}), observedGeneration: generation, conditions });
     this.deps.onSiteState(name);
     return { requeueAfterMs: this.deps.pollIntervalMs };
+  }
+
+  /** Deletes a managed filter engine's objects if its Deployment exists (one read per poll otherwise). */
+  private async removeEngine(client: KubeClient, namespace: string, deploymentName: string, objects: [kind: string, name: string][]): Promise<void> {
+    try {
+      await client.get(Resources.Deployment, namespace, deploymentName);
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw err;
+    }
+    for (const [kind, name] of objects) await client.delete(refForKind(kind), namespace, name);
   }
 
   /** The domain shards the last reconcile wrote, from their index ([] before the first). */

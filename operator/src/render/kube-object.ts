@@ -19,12 +19,20 @@ export function objectKey(object: Pick<KubeObject, "apiVersion" | "kind" | "meta
   return `${object.apiVersion}/${object.kind}/${object.metadata.namespace ?? ""}/${object.metadata.name}`;
 }
 
-/** The pod security context of every pod mxwarden runs: restricted Pod Security, one non-root identity. */
-export const RESTRICTED_POD_SECURITY = {
+/** A pod security context under the restricted Pod Security Standard, running as one non-root identity. */
+export function restrictedPodSecurity(user: number, group: number) {
+  return { runAsNonRoot: true, runAsUser: user, runAsGroup: group, fsGroup: group, seccompProfile: { type: "RuntimeDefault" } } as const;
+}
+
+/** The pod security context of mxwarden's own pods (relays, NATS): uid and gid 10001. */
+export const RESTRICTED_POD_SECURITY = restrictedPodSecurity(10001, 10001);
+
+/** The container security context of every container the operator runs: restricted, read-only root. */
+export const RESTRICTED_CONTAINER_SECURITY = {
+  allowPrivilegeEscalation: false,
+  readOnlyRootFilesystem: true,
   runAsNonRoot: true,
-  runAsUser: 10001,
-  runAsGroup: 10001,
-  fsGroup: 10001,
+  capabilities: { drop: ["ALL"] },
   seccompProfile: { type: "RuntimeDefault" },
 } as const;
 

@@ -13,7 +13,7 @@
 import { createHash } from "node:crypto";
 import { DEFAULT_LEAFNODE_PORT, DEFAULT_NATS_REPLICAS, DEFAULT_NATS_STORAGE, type RelaySite } from "#api";
 import { relayNatsPermissions, type NatsPermissions } from "#relay";
-import { RESTRICTED_POD_SECURITY, spreadOverZonesAndNodes, type KubeObject } from "./kube-object.ts";
+import { RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, spreadOverZonesAndNodes, type KubeObject } from "./kube-object.ts";
 
 export const NATS_NAME = "mxwarden-nats";
 /** Headless: a stable DNS name per server for the cluster routes. */
@@ -376,13 +376,7 @@ export function renderNats(site: RelaySite, namespace: string, options: NatsRend
                 readinessProbe: { ...health, periodSeconds: 2, failureThreshold: 3 },
                 livenessProbe: { ...health, initialDelaySeconds: 10, periodSeconds: 10, failureThreshold: 6 },
                 resources: { requests: { cpu: "100m", memory: "128Mi" }, limits: { memory: "1Gi" } },
-                securityContext: {
-                  allowPrivilegeEscalation: false,
-                  readOnlyRootFilesystem: true,
-                  runAsNonRoot: true,
-                  capabilities: { drop: ["ALL"] },
-                  seccompProfile: { type: "RuntimeDefault" },
-                },
+                securityContext: RESTRICTED_CONTAINER_SECURITY,
                 volumeMounts: mounts,
               },
             ],

@@ -2,9 +2,11 @@
 // options always give the same objects, so reconciling is "apply these" and tests need no cluster.
 
 import { DEFAULT_RELAY_REPLICAS, DEFAULT_SITE_NAMESPACE, RELAY_CONTAINER_SMTP_PORT, RELAY_METRICS_PORT, type RelaySite } from "#api";
-import { RESTRICTED_POD_SECURITY, spreadOverZonesAndNodes, type KubeObject } from "./kube-object.ts";
+import { RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, spreadOverZonesAndNodes, type KubeObject } from "./kube-object.ts";
 import { DOMAIN_CONFIG_LABEL, domainConfigShards, type SiteDomainConfig } from "./domain-config.ts";
 import { managedNatsUrl, NATS_CLIENT_PORT, NATS_RELAY_SECRET, RELAY_SEED_KEY, renderNats, type NatsRenderOptions } from "./nats-objects.ts";
+import { CLAMD_PORT, managedClamdAddress, renderClamd } from "./clamd-objects.ts";
+import { managedRspamdUrl, renderRspamd, RSPAMD_PORT } from "./rspamd-objects.ts";
 
 export const RELAY_NAME = "mxwarden-relay";
 /** Before the shards (domain-config.ts): one ConfigMap mounted into the pods; removed once no pod mounts it. */
@@ -56,6 +58,8 @@ export interface RenderOptions {
   owner?: { apiVersion: string; kind: string; name: string; uid: string } | undefined;
   /** The keys, image and peers of the site's NATS; required with spec.nats.managed. */
   nats?: NatsRenderOptions | undefined;
+  /** Images of managed clamd and rspamd that name none (the operator's --clamd-image and --rspamd-image). */
+  filterImages?: { clamd: string; rspamd: string } | undefined;
 }
 
 export function siteNamespace(site: RelaySite): string {
@@ -96,6 +100,18 @@ function relayNatsUrl(site: RelaySite): string {
   return site.spec.nats.managed ? managedNatsUrl(site, siteNamespace(site)) : (site.spec.nats.url ?? "");
 }
 
+/** The relays' clamd: the operator's own (managed) or the one the user names. */
+function relayClamdAddress(site: RelaySite): string | undefined {
+  const clamd = site.spec.clamd;
+  return clamd?.managed ? managedClamdAddress(siteNamespace(site)) : clamd?.address;
+}
+
+/** The relays' rspamd: the operator's own (managed) or the one the user names. */
+function relayRspamdUrl(site: RelaySite): string | undefined {
+  const rspamd = site.spec.rspamd;
+  return rspamd?.managed ? managedRspamdUrl(siteNamespace(site)) : rspamd?.url;
+}
+
 /** The Secret and key holding the CA of the relays' NATS, if it speaks TLS with one. */
 function natsCaFile(site: RelaySite): { secretName: string; key: string } | undefined {
   const nats = site.spec.nats;
@@ -123,8 +139,10 @@ export function relayArgs(site: RelaySite, options: RenderOptions): string[] {
   if (spec.mxNames && spec.mxNames.length > 0) args.push(`--mx-name=${spec.mxNames.join(",")}`);
   if (spec.tls) args.push(`--tls-cert=${TLS_MOUNT}/tls.crt`, `--tls-key=${TLS_MOUNT}/tls.key`);
   if (spec.smtp?.proxyProtocol) args.push("--proxy-protocol");
-  if (spec.clamd) args.push(`--clamd=${spec.clamd.address}`);
-  if (spec.rspamd) args.push(`--rspamd=${spec.rspamd.url}`);
+  const clamd = relayClamdAddress(site);
+  if (clamd) args.push(`--clamd=${clamd}`);
+  const rspamd = relayRspamdUrl(site);
+  if (rspamd) args.push(`--rspamd=${rspamd}`);
   if (spec.resolver) args.push(`--resolver=${spec.resolver}`);
   if (spec.deliveryConcurrency) args.push(`--delivery-concurrency=${spec.deliveryConcurrency}`);
   if (spec.domainMetrics) args.push(`--domain-metrics=${spec.domainMetrics}`);
@@ -200,13 +218,7 @@ function deployment(site: RelaySite, namespace: string, options: RenderOptions):
                 requests: { cpu: "250m", memory: "256Mi", ...(spec.resources?.requests ?? {}) },
                 limits: { memory: "512Mi", ...(spec.resources?.limits ?? {}) },
               },
-              securityContext: {
-                allowPrivilegeEscalation: false,
-                readOnlyRootFilesystem: true,
-                runAsNonRoot: true,
-                capabilities: { drop: ["ALL"] },
-                seccompProfile: { type: "RuntimeDefault" },
-              },
+              securityContext: RESTRICTED_CONTAINER_SECURITY,
               volumeMounts: mounts,
             },
           ],
@@ -245,8 +257,10 @@ function networkPolicy(site: RelaySite, namespace: string, config: SiteDomainCon
   const tcp = (port: number): { protocol: string; port: number } => ({ protocol: "TCP", port });
   // 25: primaries found through MX records, and bounces; 443 and 6443: the API server (status).
   const egressPorts = new Set<number>([SMTP_PORT, 443, 6443, ...primaryPorts(config), ...urlPorts(relayNatsUrl(site), NATS_CLIENT_PORT)]);
-  if (spec.clamd) egressPorts.add(portOf(spec.clamd.address, 3310));
-  if (spec.rspamd) for (const p of urlPorts(spec.rspamd.url, 11333)) egressPorts.add(p);
+  const clamd = relayClamdAddress(site);
+  if (clamd) egressPorts.add(portOf(clamd, CLAMD_PORT));
+  const rspamd = relayRspamdUrl(site);
+  if (rspamd) for (const p of urlPorts(rspamd, RSPAMD_PORT)) egressPorts.add(p);
   const dnsPort = spec.resolver ? portOf(spec.resolver, 53) : 53;
   return {
     apiVersion: "networking.k8s.io/v1",
@@ -335,6 +349,12 @@ export function renderSite(site: RelaySite, config: SiteDomainConfig, options: R
     if (!options.nats) throw new Error(`RelaySite ${site.metadata.name}: managed NATS needs its credentials to render`);
     // Right after the namespace: the relays' pods mount the NATS Secret.
     objects.splice(1, 0, ...renderNats(site, namespace, options.nats));
+  }
+  const { clamd, rspamd } = site.spec;
+  if (clamd?.managed || rspamd?.managed) {
+    if (!options.filterImages) throw new Error(`RelaySite ${site.metadata.name}: managed clamd or rspamd needs the default images to render`);
+    if (clamd?.managed) objects.push(...renderClamd(site, namespace, options.filterImages.clamd, relayLabels(site)));
+    if (rspamd?.managed) objects.push(...renderRspamd(site, namespace, options.filterImages.rspamd, relayLabels(site)));
   }
   if (options.prometheusOperator) {
     objects.push({
