@@ -375,6 +375,23 @@ describe("domain reconcile (fake clusters)", () => {
     assert.equal(domain?.status?.sitesReady, "1/1");
   });
 
+  it("keeps its Ready across an operator restart, until the new operator has read the site", async () => {
+    const world = await servedWorld(1);
+    await world.domains.reconcile("team-a/example");
+    assert.equal(condition(world.getDomain(), "Ready")?.status, "True");
+    // A new operator knows nothing of the site before its first poll.
+    world.states.delete("site-a");
+    await world.domains.reconcile("team-a/example");
+    assert.equal(condition(world.getDomain(), "Ready")?.status, "True", "not flipped by what the new operator has not read yet");
+    assert.equal(condition(world.getDomain(), "site-a.sites.mxwarden.io/Ready")?.reason, "Serving");
+    // Once it has read the site, the site's verdict is its own again.
+    await world.relaysReady(0);
+    await world.sites.reconcile("site-a");
+    await world.domains.reconcile("team-a/example");
+    assert.equal(condition(world.getDomain(), "site-a.sites.mxwarden.io/Ready")?.reason, "NoReadyRelays");
+    assert.equal(condition(world.getDomain(), "Ready")?.status, "False");
+  });
+
   it("waits with ConfigPending while the relays run an older generation", async () => {
     const world = await servedWorld(0);
     await world.domains.reconcile("team-a/example");

@@ -110,6 +110,14 @@ export class DomainReconciler {
         ...(atSite?.appliedGeneration !== undefined ? { appliedGeneration: atSite.appliedGeneration } : {}),
         ...(atSite?.queue ? { queuedMessages: atSite.queue.queued, oldestQueuedSeconds: atSite.queue.oldestQueuedSeconds } : {}),
       });
+      // A site this operator has not read yet (it just started: a rollout, a failover) keeps the
+      // verdict the previous leader wrote for this generation, instead of flipping every domain to
+      // not Ready until the first site poll.
+      const previous = state ? undefined : conditions.find((c) => c.type === siteConditionType(site.metadata.name));
+      if (previous && previous.observedGeneration === generation && !(invalid ?? conflict)) {
+        if (previous.status === "True") readySites++;
+        continue;
+      }
       const verdict = siteVerdict(state, atSite, generation, invalid ?? conflict);
       if (verdict.status === "True") readySites++;
       set({ type: siteConditionType(site.metadata.name), ...verdict });
