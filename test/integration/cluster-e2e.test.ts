@@ -3,7 +3,7 @@
 // three nats-servers the operator runs) and a RelayDomain as docs/install.md shows, the relay
 // pods run the images `make images` built under the operator's security context, swaks sends mail
 // to the SMTP Service's NodePort, and it reaches a primary on the host. One NATS server is deleted
-// during load, then one relay pod, then every relay is rolled: nothing accepted is lost or
+// during load, then one relay pod, then a new relay image is rolled out: nothing accepted is lost or
 // delivered twice. A RelayDomain change must reach the running relays without a restart.
 // The figures (cluster start, helm install to the first Ready RelayDomain, spec change to the
 // relays) are printed at the end.
@@ -347,7 +347,7 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", {
     figures.natsPodBackSeconds = seconds(Date.now() - deletedAt);
   });
 
-  it("a relay pod deleted, then every relay rolled, during load: every message that got 250 reaches the primary once", async () => {
+  it("a relay pod deleted, then a new relay image rolled out, during load: every message that got 250 reaches the primary once", async () => {
     const nodePort = Number(kubectl(["-n", SITE_NS, "get", "service", "mxwarden-smtp", "-o", "jsonpath={.spec.ports[0].nodePort}"]));
     const logs = join(repoRoot, ".tmp/cluster-e2e-logs");
     mkdirSync(logs, { recursive: true });
@@ -453,30 +453,27 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", {
     figures.relayPodDeletedToReplacedSeconds = seconds(Date.now() - deletedAt);
     figures.relayPodDeletedToExitSeconds = seconds((await victimLog.exited) - deletedAt);
 
-    // Then a rolling update as a user starts one: a RelaySite change that changes the relays' pod
-    // template (more memory for the relays).
+    // Then a rolling update of the relay image, as an upgrade starts one: the RelaySite names a new
+    // image (the same build under a second tag, as a registry would serve the next release).
     const rolled = await podsNow();
     const rolledLogs = rolled.map(follow);
+    const [relayImage] = projectImages();
+    const nextImage = `${relayImage}-next`;
+    node.ctr(["images", "tag", "--force", relayImage as string, nextImage]);
     const changed = Date.now();
-    kubectl(["patch", "relaysite", "site-a", "--type=merge", "-p", JSON.stringify({ spec: { resources: { limits: { memory: "768Mi" } } } })]);
+    kubectl(["patch", "relaysite", "site-a", "--type=merge", "-p", JSON.stringify({ spec: { image: nextImage } })]);
     await eventually(
-      "the operator renders the new limit into the relay Deployment",
+      "the operator renders the new image into the relay Deployment",
       async () =>
-        (await node.kubectlAsync([
-          "-n",
-          SITE_NS,
-          "get",
-          "deployment",
-          "mxwarden-relay",
-          "-o",
-          "jsonpath={.spec.template.spec.containers[0].resources.limits.memory}",
-        ])) === "768Mi",
+        (await node.kubectlAsync(["-n", SITE_NS, "get", "deployment", "mxwarden-relay", "-o", "jsonpath={.spec.template.spec.containers[0].image}"])) ===
+        nextImage,
       60_000,
       250,
     );
     await node.kubectlAsync(["-n", SITE_NS, "rollout", "status", "deployment/mxwarden-relay", "--timeout=300s"], 330_000);
     figures.relayRolloutSeconds = seconds(Date.now() - changed);
     const rolledOutPods = await eventually("only the new relays left", () => settled(new Set(rolled.map((p) => p.metadata.uid))), 300_000, 500);
+    for (const pod of rolledOutPods) assert.equal(pod.spec.containers[0]?.image, nextImage, `${pod.metadata.name} runs the new image`);
     figures.relayRolloutToOldRelaysGoneSeconds = seconds(Date.now() - changed);
     // The relays that stopped took their queue reports with them: the operator waits for no relay
     // that is gone (a RelayDomain change would otherwise wait until their reports went stale).
