@@ -23,7 +23,8 @@
 // (e.g. "mxwarden,Postfix"; scenario 6's peer is "Postfix+rspamd"), BENCH_RATE (offered rate of 4
 // when 1 does not run), BENCH_MARKDOWN (where the Markdown goes; default docs/benchmarks.md, none in
 // quick mode), BENCH_RELAY_ARGS (extra relay flags for every mxwarden run, e.g.
-// "--max-connections-per-hop 20", to try settings).
+// "--max-connections-per-hop 20", to try settings), BENCH_RELAY_PROCESSES (relays sharing the SMTP
+// port with --reuse-port, as several relay pods of one site would; default 1).
 
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -68,6 +69,12 @@ const base = join(repoRoot, ".tmp", "bench", `run-${new Date().toISOString().rep
 mkdirSync(base, { recursive: true });
 const figures: Figure[] = [];
 const notes: string[] = [];
+
+/** Said in the heading when mxwarden ran as several relays sharing the port. */
+function relayProcesses(): string {
+  const processes = Number(process.env.BENCH_RELAY_PROCESSES ?? "1");
+  return processes > 1 ? `mxwarden as ${processes} relay processes sharing the port, ` : "";
+}
 
 function log(text: string): void {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${text}\n`);
@@ -309,7 +316,7 @@ if (tracked.filtered && tracked.endToEnd) {
 }
 
 const machine = machineDescription();
-const heading = `${MESSAGES} messages per run (scenario 6: at most 2,000), ${SESSIONS} sessions (scenario 7: ${SENDERS.join(" and ")} senders), median of ${REPEATS} run${REPEATS === 1 ? "" : "s"}, ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC`;
+const heading = `${MESSAGES} messages per run (scenario 6: at most 2,000), ${SESSIONS} sessions (scenario 7: ${SENDERS.join(" and ")} senders), median of ${REPEATS} run${REPEATS === 1 ? "" : "s"}, ${relayProcesses()}${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC`;
 console.log(`\n${heading}\n\n${textTable(figures)}\n`);
 for (const note of notes) console.log(note);
 if (targets.length > 0) console.log(`\nTargets (issues 5 and 19), mxwarden:\n${targets.map((t) => `  ${t}`).join("\n")}`);

@@ -2,6 +2,7 @@
 // JetStream file storage and `sync_interval: always`, the production setting: every message is
 // fsynced before the PubAck, and the relay answers 250 only after the PubAck.
 
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { TestNatsServer } from "../../test/harness/nats-server.ts";
 import { RelayProcess, writeDomains } from "../../test/harness/relay-process.ts";
@@ -20,16 +21,25 @@ export interface MxwardenOptions extends BackupMxOptions {
   filterEngines?: () => number[];
 }
 
+/**
+ * BENCH_RELAY_PROCESSES (default 1): relays sharing the SMTP port with --reuse-port, as that many
+ * relay pods behind one Service would share a site's traffic on this one machine.
+ */
+const RELAY_PROCESSES = Number(process.env.BENCH_RELAY_PROCESSES ?? "1");
+
 export class MxwardenBackupMx implements BackupMx {
   readonly name = "mxwarden";
   readonly port: number;
+  /** The first relay; with BENCH_RELAY_PROCESSES above 1, the others share its port. */
   readonly relay: RelayProcess;
+  private readonly relays: RelayProcess[];
   private readonly nats: TestNatsServer;
   private readonly filterEngines: () => number[];
 
-  private constructor(relay: RelayProcess, nats: TestNatsServer, filterEngines: () => number[]) {
-    this.port = relay.smtpPort;
-    this.relay = relay;
+  private constructor(relays: [RelayProcess, ...RelayProcess[]], nats: TestNatsServer, filterEngines: () => number[]) {
+    this.relay = relays[0];
+    this.port = this.relay.smtpPort;
+    this.relays = relays;
     this.nats = nats;
     this.filterEngines = filterEngines;
   }
@@ -47,31 +57,49 @@ export class MxwardenBackupMx implements BackupMx {
     ]);
     // The primary is probed every second while down (default 5s), so that the drain measures
     // delivery rather than the wait for the next probe; the peers are told at once (flush()).
-    const args = ["--probe-interval", "1s", ...(process.env.BENCH_RELAY_ARGS ?? "").split(" ").filter(Boolean), ...(options.args ?? [])];
-    const relay = await RelayProcess.start({ dir: options.dir, domainsPath, nats: nats.url, args }).catch(async (err: unknown) => {
+    const args = [
+      "--probe-interval",
+      "1s",
+      ...(RELAY_PROCESSES > 1 ? ["--reuse-port"] : []),
+      ...(process.env.BENCH_RELAY_ARGS ?? "").split(" ").filter(Boolean),
+      ...(options.args ?? []),
+    ];
+    const relays: RelayProcess[] = [];
+    try {
+      for (let i = 0; i < RELAY_PROCESSES; i++) {
+        const dir = i === 0 ? options.dir : join(options.dir, `relay-${i + 1}`);
+        mkdirSync(dir, { recursive: true });
+        const relay = await RelayProcess.start({ dir, domainsPath, nats: nats.url, args, smtpPort: relays[0]?.smtpPort });
+        relays.push(relay);
+        await relay.ready();
+      }
+    } catch (err) {
+      await Promise.all(relays.map((relay) => relay.stop()));
       await nats.stop();
       throw err;
-    });
-    await relay.ready();
-    return new MxwardenBackupMx(relay, nats, options.filterEngines ?? (() => []));
+    }
+    const [first, ...others] = relays;
+    if (!first) throw new Error(`BENCH_RELAY_PROCESSES must be 1 or more, not ${process.env.BENCH_RELAY_PROCESSES}`);
+    return new MxwardenBackupMx([first, ...others], nats, options.filterEngines ?? (() => []));
   }
 
   /** Nothing to do: the relay probes the primary and releases its deferred mail itself. */
   async flush(): Promise<void> {}
 
+  /** Summed over the relay processes (each one's own peak). */
   peakRss(): number {
-    return peakRss(this.relay.process.pid);
+    return this.relays.reduce((sum, relay) => sum + peakRss(relay.process.pid), 0);
   }
 
   /** The relay, its nats-server (the process listening on its port) and the filter engines. */
   processes(): number[] {
     const nats = listeningPids(this.nats.port);
     if (nats.length === 0) throw new Error(`no nats-server listening on port ${this.nats.port}`);
-    return [this.relay.process.pid, ...nats, ...this.filterEngines()];
+    return [...this.relays.map((relay) => relay.process.pid), ...nats, ...this.filterEngines()];
   }
 
   async stop(): Promise<void> {
-    await this.relay.stop();
+    await Promise.all(this.relays.map((relay) => relay.stop()));
     await this.nats.stop();
   }
 }

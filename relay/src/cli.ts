@@ -14,6 +14,8 @@ export interface HostPort {
 
 export interface RelayConfig {
   listen: HostPort;
+  /** SO_REUSEPORT on the SMTP listener: several relays on one host share the port, the kernel spreads the connections. */
+  reusePort: boolean;
   hostname: string;
   /** Where the RelayDomain documents come from. */
   domains: { path: string } | { configMaps: { namespace: string; labelSelector: string; kubeconfig?: string | undefined } };
@@ -77,6 +79,8 @@ export class UsageError extends Error {
 export const USAGE = `Usage: mxwarden-relay (--domains PATH | --domains-configmaps SELECTOR) [options]
 
   --listen HOST:PORT          SMTP listener (default 0.0.0.0:2525)
+  --reuse-port                share the SMTP port with other relays on this host (Linux
+                              SO_REUSEPORT; the kernel spreads new connections among them)
   --hostname NAME             name in the greeting, EHLO and Received headers (default: the host name)
   --domains PATH              RelayDomain YAML file or directory, reloaded on change
   --domains-configmaps SELECTOR
@@ -251,6 +255,7 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
       allowPositionals: false,
       options: {
         listen: { type: "string", default: "0.0.0.0:2525" },
+        "reuse-port": { type: "boolean", default: false },
         hostname: { type: "string", default: defaultHostname },
         domains: { type: "string" },
         "domains-configmaps": { type: "string" },
@@ -318,6 +323,7 @@ export function parseRelayArgs(argv: string[], defaultHostname: string): RelayCo
   if (natsServers.length === 0 && replicas !== 1) throw new UsageError("--replicas above 1 needs --nats with a JetStream cluster");
   return {
     listen: hostPort("listen", v.listen),
+    reusePort: v["reuse-port"],
     hostname: v.hostname.toLowerCase(),
     domains: domainsSource(v.domains, v["domains-configmaps"], v["status-namespace"] ?? process.env.POD_NAMESPACE, v.kubeconfig),
     natsServers,

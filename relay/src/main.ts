@@ -161,7 +161,7 @@ async function startRelay(config: RelayConfig, log: Logger): Promise<void> {
     metrics,
     log,
   );
-  await receiver.listen(config.listen.host, config.listen.port);
+  await receiver.listen(config.listen.host, config.listen.port, config.reusePort);
   const healthServer: Server = await startHealthServer(config.metrics.host, config.metrics.port, metrics, {
     ready: () => {
       if (shuttingDown) return { ok: false, reason: "shutting down" };

@@ -229,10 +229,10 @@ export class SmtpReceiver {
     });
   }
 
-  listen(host: string, port: number): Promise<void> {
+  listen(host: string, port: number, reusePort = false): Promise<void> {
     return new Promise((resolve, reject) => {
       this.server.server.once("error", reject);
-      this.server.listen(port, host, () => resolve());
+      this.server.listen({ port, host, reusePort }, () => resolve());
     });
   }
 
