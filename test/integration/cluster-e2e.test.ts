@@ -13,24 +13,23 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { chownSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, nkeyAuthenticator } from "@nats-io/transport-node";
 import { queueReportKey } from "#api";
-import { KubeNode, NODE_IP, forwardToHost } from "../harness/kube-node.ts";
+import { NODE_IP } from "../harness/kube-node.ts";
+import { ClusterSession, OPERATOR_NS, seconds } from "../harness/cluster-session.ts";
 import { selfSigned } from "../harness/pki.ts";
 import { localVolumesManifest, natsImage, projectImages, relayDomainManifest, relaySiteManifest } from "../harness/cluster-manifests.ts";
 import { CHART_DIR, HELM } from "../harness/helm.ts";
-import { TestPrimary, headerValue } from "../harness/test-primary.ts";
-import { swaks } from "../harness/swaks.ts";
+import { type TestPrimary, headerValue } from "../harness/test-primary.ts";
 import { SmtpDialogue, simpleMessage } from "../harness/smtp-dialogue.ts";
 import { eventually, repoRoot, tempDir } from "../harness/workspace.ts";
 
 const ENABLED = process.env.MXWARDEN_CLUSTER_TESTS === "1";
-const OPERATOR_NS = "mxwarden-system";
 const SITE_NS = "mxwarden";
 const TEAM_NS = "team-a";
 
@@ -45,22 +44,17 @@ interface Pod {
   };
 }
 
-const seconds = (ms: number): number => Math.round(ms / 100) / 10;
-
 describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", {
   skip: ENABLED ? false : "set MXWARDEN_CLUSTER_TESTS=1 (make test-cluster)",
 }, () => {
   const work = tempDir("cluster-e2e");
-  const node = new KubeNode({ log: (line) => console.log(`# cluster: ${line}`) });
-  const figures: Record<string, number | string> = {};
+  const cluster = new ClusterSession("cluster-e2e");
+  const { node, figures } = cluster;
   let primary: TestPrimary;
-  let forward: { port: number; close(): Promise<void> };
   let helmInstalledAt = 0;
-  let released = false;
 
-  const kubectl = (args: string[], input?: string): string => node.kubectl(args, input === undefined ? {} : { input });
-  const helm = (args: string[]): string =>
-    execFileSync(HELM, ["--kubeconfig", node.kubeconfigPath, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 600_000 });
+  const kubectl = (args: string[], input?: string): string => cluster.kubectl(args, input);
+  const helm = (args: string[]): string => cluster.helm(args);
   const json = <T>(args: string[]): T => JSON.parse(kubectl([...args, "-o", "json"])) as T;
   const relayPods = (): Pod[] => json<{ items: Pod[] }>(["-n", SITE_NS, "get", "pods", "-l", "app.kubernetes.io/name=mxwarden-relay"]).items;
   const natsPods = (): Pod[] => json<{ items: Pod[] }>(["-n", SITE_NS, "get", "pods", "-l", "app.kubernetes.io/name=mxwarden-nats"]).items;
@@ -72,51 +66,13 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", {
     return Number(match?.[1] ?? -1);
   }
 
-  /** swaks through the SMTP Service's NodePort, from the host, as docs/install.md shows. */
-  const swaksThroughNodePort = (nodePort: string, message: { to: string; subject: string; body: string; tls?: boolean }) =>
-    swaks([
-      "--server",
-      NODE_IP,
-      "--port",
-      nodePort,
-      ...(message.tls ? ["--tls"] : []),
-      "--ehlo",
-      "client.example.org",
-      "--from",
-      "sender@example.org",
-      "--to",
-      message.to,
-      "--header",
-      `Subject: ${message.subject}`,
-      "--body",
-      message.body,
-    ]);
-
   before(async () => {
-    const t0 = Date.now();
-    await node.start();
-    figures.clusterStartSeconds = seconds(Date.now() - t0);
-    figures.clusterPhases = JSON.stringify(node.timings);
-    const t1 = Date.now();
-    node.importImages(projectImages());
-    figures.imageImportSeconds = seconds(Date.now() - t1);
-    primary = await TestPrimary.start();
-    forward = await forwardToHost(primary.port);
+    await cluster.start(projectImages());
+    primary = cluster.primary;
   });
 
   after(async () => {
-    if (!released) {
-      try {
-        helm(["uninstall", "mxwarden", "-n", OPERATOR_NS, "--wait", "--timeout", "2m"]);
-      } catch {
-        /* the cluster goes anyway */
-      }
-    }
-    await forward?.close();
-    await primary?.close();
-    await node.stop();
-    figures.clusterStopSeconds = node.timings.stop ?? -1;
-    console.log(`# cluster-e2e figures: ${JSON.stringify(figures)}`);
+    await cluster.stop();
     work.remove();
   });
 
@@ -166,7 +122,7 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", {
     assert.equal(relayPods().filter(ready).length, 2);
     kubectl(["create", "namespace", TEAM_NS]);
     const domainApplied = Date.now();
-    kubectl(["apply", "-n", TEAM_NS, "-f", "-"], relayDomainManifest(NODE_IP, forward.port));
+    kubectl(["apply", "-n", TEAM_NS, "-f", "-"], relayDomainManifest(NODE_IP, cluster.primaryPort));
 
     await eventually(
       "RelayDomain example-com Ready",
@@ -238,7 +194,7 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", {
     figures.smtpNodePort = Number(nodePort);
     const before = primary.messages.length;
     const sent = Date.now();
-    const result = await swaksThroughNodePort(nodePort, { to: "alice@example.com", subject: "through the NodePort", body: "hello from the host" });
+    const result = await cluster.swaksThroughNodePort(nodePort, { to: "alice@example.com", subject: "through the NodePort", body: "hello from the host" });
     assert.equal(result.exitCode, 0, result.transcript);
     await eventually("the message at the primary", () => primary.messages.length > before, 120_000, 200);
     figures.nodePortToPrimarySeconds = seconds(Date.now() - sent);
@@ -249,7 +205,7 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", {
 
     // Again with STARTTLS (the site's certificate from the Secret): the Received header names the
     // protocol version and the cipher.
-    const tls = await swaksThroughNodePort(nodePort, { to: "bob@example.com", subject: "with STARTTLS", body: "hello over TLS", tls: true });
+    const tls = await cluster.swaksThroughNodePort(nodePort, { to: "bob@example.com", subject: "with STARTTLS", body: "hello over TLS", tls: true });
     assert.equal(tls.exitCode, 0, tls.transcript);
     await eventually("the TLS message at the primary", () => primary.messages.some((m) => m.to.includes("bob@example.com")), 120_000, 200);
     const received =
@@ -549,7 +505,7 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", {
       kubectl(["-n", SITE_NS, "get", "configmap", "mxwarden-domain-shards", "-o", "jsonpath={.metadata.annotations.mxwarden\\.io/config-hash}"]);
     const hashBefore = configHash();
     const applied = Date.now();
-    kubectl(["apply", "-n", TEAM_NS, "-f", "-"], relayDomainManifest(NODE_IP, forward.port, "10Mi"));
+    kubectl(["apply", "-n", TEAM_NS, "-f", "-"], relayDomainManifest(NODE_IP, cluster.primaryPort, "10Mi"));
     const generation = kubectl(["-n", TEAM_NS, "get", "relaydomain", "example-com", "-o", "jsonpath={.metadata.generation}"]);
     await eventually("the operator rewrites the domains ConfigMap", () => configHash() !== hashBefore, 60_000, 100);
     figures.specChangeToConfigMapSeconds = seconds(Date.now() - applied);
@@ -644,7 +600,7 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", {
     // 2. Mail queued while the primary is down.
     await primary.close();
     const nodePort = kubectl(["-n", SITE_NS, "get", "service", "mxwarden-smtp", "-o", "jsonpath={.spec.ports[0].nodePort}"]);
-    const queued = await swaksThroughNodePort(nodePort, {
+    const queued = await cluster.swaksThroughNodePort(nodePort, {
       to: "alice@example.com",
       subject: "queued before the uninstall",
       body: "delivered before the operator goes",
@@ -681,7 +637,7 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", {
       primary.messages.some((m) => m.body.toString("utf8").includes("delivered before the operator goes")),
       "the queued message reached the primary before the operator was removed",
     );
-    released = true;
+    cluster.released = true;
     assert.equal(kubectl(["get", "relaydomains", "-A", "-o", "name"]).trim(), "");
     assert.equal(kubectl(["get", "relaysites", "-o", "name"]).trim(), "");
     assert.equal(kubectl(["-n", OPERATOR_NS, "get", "deployments,jobs", "-o", "name"]).trim(), "");

@@ -10,20 +10,18 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { chownSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { KubeNode, NODE_IP, forwardToHost } from "../harness/kube-node.ts";
+import { NODE_IP } from "../harness/kube-node.ts";
+import { ClusterSession, OPERATOR_NS, seconds } from "../harness/cluster-session.ts";
 import { filterImages, localVolumesManifest, LOCAL_STORAGE_CLASS, natsImage, projectImages, relayDomainManifest } from "../harness/cluster-manifests.ts";
-import { CHART_DIR, HELM } from "../harness/helm.ts";
+import { CHART_DIR } from "../harness/helm.ts";
 import { TEST_PATTERN, testSignatureFiles } from "../harness/clamd.ts";
 import { GTUBE } from "../harness/rspamd.ts";
-import { TestPrimary } from "../harness/test-primary.ts";
-import { swaks } from "../harness/swaks.ts";
+import type { TestPrimary } from "../harness/test-primary.ts";
 import { eventually, repoRoot, tempDir } from "../harness/workspace.ts";
 
 const ENABLED = process.env.MXWARDEN_CLUSTER_TESTS === "1";
-const OPERATOR_NS = "mxwarden-system";
 const SITE_NS = "mxwarden";
 const TEAM_NS = "team-a";
 const SIGNATURES = "mxwarden-test-signatures";
@@ -61,67 +59,30 @@ interface Pod {
   spec: { securityContext?: Record<string, unknown>; containers: Array<{ name: string; image: string; securityContext?: Record<string, unknown> }> };
 }
 
-const seconds = (ms: number): number => Math.round(ms / 100) / 10;
-
 describe("managed clamd and rspamd on a real single-node cluster (helm, kubectl, swaks)", {
   skip: ENABLED ? false : "set MXWARDEN_CLUSTER_TESTS=1 (make test-cluster)",
 }, () => {
   const work = tempDir("cluster-filters");
-  const node = new KubeNode({ log: (line) => console.log(`# cluster: ${line}`) });
-  const figures: Record<string, number | string> = {};
+  const cluster = new ClusterSession("cluster-filters");
+  const { node, figures } = cluster;
   let primary: TestPrimary;
-  let forward: { port: number; close(): Promise<void> };
-  let released = false;
   let nodePort = "";
 
-  const kubectl = (args: string[], input?: string): string => node.kubectl(args, input === undefined ? {} : { input });
-  const helm = (args: string[]): string =>
-    execFileSync(HELM, ["--kubeconfig", node.kubeconfigPath, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 600_000 });
+  const kubectl = (args: string[], input?: string): string => cluster.kubectl(args, input);
+  const helm = (args: string[]): string => cluster.helm(args);
   const readyReplicas = (kind: string, name: string): string =>
     kubectl(["-n", SITE_NS, "get", kind, name, "-o", "jsonpath={.status.readyReplicas}", "--ignore-not-found"]);
   const pods = (name: string): Pod[] =>
     (JSON.parse(kubectl(["-n", SITE_NS, "get", "pods", "-l", `app.kubernetes.io/name=${name}`, "-o", "json"])) as { items: Pod[] }).items;
-  const send = (to: string, subject: string, body: string) =>
-    swaks([
-      "--server",
-      NODE_IP,
-      "--port",
-      nodePort,
-      "--ehlo",
-      "client.example.org",
-      "--from",
-      "sender@example.org",
-      "--to",
-      to,
-      "--header",
-      `Subject: ${subject}`,
-      "--body",
-      body,
-    ]);
+  const send = (to: string, subject: string, body: string) => cluster.swaksThroughNodePort(nodePort, { to, subject, body });
 
   before(async () => {
-    const t0 = Date.now();
-    await node.start();
-    figures.clusterStartSeconds = seconds(Date.now() - t0);
-    const t1 = Date.now();
-    node.importImages([...projectImages(), filterImages().clamd, filterImages().rspamd]);
-    figures.imageImportSeconds = seconds(Date.now() - t1);
-    primary = await TestPrimary.start();
-    forward = await forwardToHost(primary.port);
+    await cluster.start([...projectImages(), filterImages().clamd, filterImages().rspamd]);
+    primary = cluster.primary;
   });
 
   after(async () => {
-    if (!released) {
-      try {
-        helm(["uninstall", "mxwarden", "-n", OPERATOR_NS, "--wait", "--timeout", "2m"]);
-      } catch {
-        /* the cluster goes anyway */
-      }
-    }
-    await forward?.close();
-    await primary?.close();
-    await node.stop();
-    console.log(`# cluster-filters figures: ${JSON.stringify(figures)}`);
+    await cluster.stop();
     work.remove();
   });
 
@@ -203,7 +164,7 @@ describe("managed clamd and rspamd on a real single-node cluster (helm, kubectl,
 
   it("through the NodePort: the test signature is refused during DATA, GTUBE too, and clean mail reaches the primary", async () => {
     kubectl(["create", "namespace", TEAM_NS]);
-    const domain = `${relayDomainManifest(NODE_IP, forward.port)}  antivirus:\n    enabled: true\n  antispam:\n    enabled: true\n`;
+    const domain = `${relayDomainManifest(NODE_IP, cluster.primaryPort)}  antivirus:\n    enabled: true\n  antispam:\n    enabled: true\n`;
     const applied = Date.now();
     kubectl(["apply", "-n", TEAM_NS, "-f", "-"], domain);
     await eventually(
@@ -264,6 +225,6 @@ describe("managed clamd and rspamd on a real single-node cluster (helm, kubectl,
     }
     assert.ok(kubectl(["-n", SITE_NS, "get", "configmap", SIGNATURES, "-o", "name"]).includes(SIGNATURES), "the user's signatures stay");
     helm(["uninstall", "mxwarden", "-n", OPERATOR_NS, "--wait", "--timeout", "2m"]);
-    released = true;
+    cluster.released = true;
   });
 });
