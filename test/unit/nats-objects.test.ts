@@ -182,6 +182,30 @@ describe("managed NATS objects", () => {
     assert.equal(routes.spec.publishNotReadyAddresses, true);
   });
 
+  it("lets only the site's relays reach the client port, only the servers the routes, and anyone the leafnode port", () => {
+    type Rule = { from?: Array<{ podSelector?: { matchLabels: Record<string, string> }; namespaceSelector?: object }>; ports: Array<{ port: number }> };
+    const policyOf = (o: KubeObject[]) =>
+      find(o, "NetworkPolicy", NATS_NAME) as unknown as {
+        spec: { podSelector: { matchLabels: Record<string, string> }; policyTypes: string[]; ingress: Rule[] };
+      };
+    const policy = policyOf(objects);
+    const sts = find(objects, "StatefulSet", NATS_NAME) as unknown as { spec: { selector: { matchLabels: Record<string, string> } } };
+    const relays = find(objects, "Deployment", "mxwarden-relay") as unknown as { spec: { selector: { matchLabels: Record<string, string> } } };
+    assert.deepEqual(policy.spec.podSelector.matchLabels, sts.spec.selector.matchLabels);
+    assert.deepEqual(policy.spec.policyTypes, ["Ingress"]);
+    const rule = (port: number): Rule | undefined => policy.spec.ingress.find((r) => r.ports.some((p) => p.port === port));
+    assert.deepEqual(rule(4222)?.from, [{ podSelector: { matchLabels: relays.spec.selector.matchLabels } }]);
+    assert.deepEqual(rule(6222)?.from, [{ podSelector: { matchLabels: sts.spec.selector.matchLabels } }]);
+    assert.deepEqual(rule(8222)?.from, [{ namespaceSelector: {} }]);
+    assert.equal(policy.spec.ingress.length, 3, "no leafnode port without spec.nats.managed.leafnode");
+    const linked = policyOf(render(managedSite("site-a", { leafnode: { advertise: "a.example:7422" } })));
+    assert.deepEqual(
+      linked.spec.ingress.find((r) => r.ports.some((p) => p.port === 7422)),
+      { ports: [{ protocol: "TCP", port: 7422 }] },
+      "the other sites dial in from other networks",
+    );
+  });
+
   it("rolls the servers when their configuration changes", () => {
     const hash = (o: KubeObject[]): string | undefined =>
       (find(o, "StatefulSet", NATS_NAME) as unknown as StatefulSet).spec.template.metadata.annotations["mxwarden.io/config-hash"];

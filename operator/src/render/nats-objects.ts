@@ -264,7 +264,40 @@ export function siteNatsConfig(site: RelaySite, options: NatsRenderOptions): str
 
 const base64 = (text: string): string => Buffer.from(text, "utf8").toString("base64");
 
-export function renderNats(site: RelaySite, namespace: string, options: NatsRenderOptions): KubeObject[] {
+/**
+ * Ingress to the servers: clients only from the site's relays (`relaySelector`; mxwarden-queue runs
+ * in their pods), routes only between the servers, the monitor port (probes, Prometheus) from the
+ * cluster, and the leafnode port, when the site takes links, from anywhere: the other sites dial
+ * in from other networks, and their nkey (and TLS) guard it.
+ */
+function natsNetworkPolicy(
+  namespace: string,
+  labels: Record<string, string>,
+  selector: Record<string, string>,
+  relaySelector: Record<string, string>,
+  leafnodePort: number | undefined,
+): KubeObject {
+  const tcp = (port: number): { protocol: string; port: number } => ({ protocol: "TCP", port });
+  return {
+    apiVersion: "networking.k8s.io/v1",
+    kind: "NetworkPolicy",
+    metadata: { name: NATS_NAME, namespace, labels },
+    spec: {
+      podSelector: { matchLabels: selector },
+      // Ingress only: the servers dial each other's routes and the other sites' leafnodes.
+      policyTypes: ["Ingress"],
+      ingress: [
+        { from: [{ podSelector: { matchLabels: relaySelector } }], ports: [tcp(NATS_CLIENT_PORT)] },
+        { from: [{ podSelector: { matchLabels: selector } }], ports: [tcp(NATS_ROUTE_PORT)] },
+        { from: [{ namespaceSelector: {} }], ports: [tcp(NATS_MONITOR_PORT)] },
+        ...(leafnodePort === undefined ? [] : [{ ports: [tcp(leafnodePort)] }]),
+      ],
+    },
+  };
+}
+
+/** The site's NATS; `relaySelector` picks the only pods that may be its clients. */
+export function renderNats(site: RelaySite, namespace: string, options: NatsRenderOptions, relaySelector: Record<string, string>): KubeObject[] {
   const spec = managed(site);
   const labels = commonLabels(site);
   const selector = natsLabels(site);
@@ -402,6 +435,7 @@ export function renderNats(site: RelaySite, namespace: string, options: NatsRend
       // One server at a time: the other two keep the streams' quorum.
       spec: { maxUnavailable: 1, selector: { matchLabels: selector } },
     },
+    natsNetworkPolicy(namespace, labels, selector, relaySelector, leafnodePort),
   ];
   if (spec.leafnode && leafnodePort !== undefined) {
     const type = spec.leafnode.serviceType ?? "ClusterIP";
@@ -434,6 +468,7 @@ export const NATS_OBJECTS: [kind: string, name: string][] = [
   ["Service", NATS_ROUTES_SERVICE],
   ["Service", NATS_LEAFNODE_SERVICE],
   ["PodDisruptionBudget", NATS_NAME],
+  ["NetworkPolicy", NATS_NAME],
   ["ConfigMap", NATS_NAME],
   ["Secret", NATS_SERVER_SECRET],
   ["Secret", NATS_RELAY_SECRET],

@@ -348,7 +348,7 @@ export function renderSite(site: RelaySite, config: SiteDomainConfig, options: R
   if (site.spec.nats.managed) {
     if (!options.nats) throw new Error(`RelaySite ${site.metadata.name}: managed NATS needs its credentials to render`);
     // Right after the namespace: the relays' pods mount the NATS Secret.
-    objects.splice(1, 0, ...renderNats(site, namespace, options.nats));
+    objects.splice(1, 0, ...renderNats(site, namespace, options.nats, relayLabels(site)));
   }
   const { clamd, rspamd } = site.spec;
   if (clamd?.managed || rspamd?.managed) {
