@@ -14,9 +14,12 @@
 //      a DNS list, HELO checks, rate limits), against Postfix with the same filters through rspamd
 //      as a milter ("Postfix+rspamd", servers/postfix-filtering.ts)
 //   7  as 1, but a new connection per message (an MX's usual traffic), 20 and 100 concurrent senders
+//   8  as 1, mxwarden only, at site A of two joined sites: site B holds a shadow copy of every
+//      message (servers/mxwarden-two-sites.ts); given as a ratio of its own scenario 1 in the notes
 //   fsync    mxwarden on nats-server's default fsync interval: what durability costs (not a setting to run)
 //   backlog  100,000 deferred jobs over 1,000 domains, one primary returns (deferred-backlog.ts)
-// 1, 2, 3, 6 and 7 also give each server's CPU time per message: all of its processes (cpu.ts).
+// 1, 2, 3, 6, 7 and 8 also give each server's CPU time per message: all of its processes (cpu.ts;
+// in 8 both sites' nats-servers and relays).
 //
 // Environment: BENCH_MESSAGES (10000), BENCH_REPEATS (3), BENCH_QUICK=1 (500 messages, 1 repeat,
 // scenarios 1,3,4,5,7, nothing written to docs/), BENCH_SCENARIOS (e.g. "1,3"), BENCH_SERVERS
@@ -44,6 +47,7 @@ import {
   SESSIONS,
   startServer,
   throughput,
+  twoSiteThroughput,
   type ServerName,
 } from "./scenarios.ts";
 import { FILTERING_POSTFIX } from "./servers/postfix-filtering.ts";
@@ -52,7 +56,7 @@ import { MxwardenBackupMx } from "./servers/mxwarden.ts";
 const quick = process.env.BENCH_QUICK === "1";
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? (quick ? 500 : 10_000));
 const REPEATS = Number(process.env.BENCH_REPEATS ?? (quick ? 1 : 3));
-const SCENARIOS = new Set((process.env.BENCH_SCENARIOS ?? (quick ? "1,3,4,5,7" : "1,2,3,4,5,6,7,fsync,backlog")).split(",").map((s) => s.trim()));
+const SCENARIOS = new Set((process.env.BENCH_SCENARIOS ?? (quick ? "1,3,4,5,7" : "1,2,3,4,5,6,7,8,fsync,backlog")).split(",").map((s) => s.trim()));
 const selected = (server: ServerName): boolean => (process.env.BENCH_SERVERS ?? ALL_SERVERS.join(",")).split(",").includes(server);
 const SERVERS_RUN = SERVERS.filter(selected);
 const FILTERING_RUN = FILTERING_SERVERS.filter(selected);
@@ -117,7 +121,7 @@ let offeredRate = Number(process.env.BENCH_RATE ?? NaN);
 /** Half of each server's own accept rate in scenario 1 (scenario 4b). */
 let ownHalfRates: Record<string, number> = {};
 /** The figures issue 5 sets targets on, by scenario. */
-const tracked: Partial<Record<"endToEnd" | "endToEnd100k" | "drainRate" | "p99" | "rssLoad" | "rssBig" | "filtered", Figure>> = {};
+const tracked: Partial<Record<"endToEnd" | "cpu" | "endToEnd100k" | "drainRate" | "p99" | "rssLoad" | "rssBig" | "filtered", Figure>> = {};
 /** Issue 19's target figures: end to end with a new connection per message, by number of senders. */
 const trackedPerConnection = new Map<number, Figure>();
 
@@ -126,7 +130,7 @@ if (SCENARIOS.has("1")) {
   const endToEnd = figure("1: 4 KB", "end-to-end rate", "msg/s", "higher");
   const cpu = figure("1: 4 KB", "CPU per message", "ms", "lower");
   const rss = figure("5a: RSS during 1", "peak RSS of the receiving process", "MiB", "lower");
-  Object.assign(tracked, { endToEnd, rssLoad: rss });
+  Object.assign(tracked, { endToEnd, cpu, rssLoad: rss });
   await eachRun("s1", SERVERS_RUN, async (server, dir) => {
     const result = await throughput(dir, startAs(server), MESSAGES, 4096);
     record(accept, server, result.acceptPerSecond);
@@ -263,6 +267,24 @@ if (SCENARIOS.has("7")) {
   }
 }
 
+/** Scenario 8's figures, compared with mxwarden's own scenario 1 in the notes. */
+let twoSites: { endToEnd: Figure; cpu: Figure } | undefined;
+if (SCENARIOS.has("8") && SERVERS_RUN.includes("mxwarden")) {
+  const scenario = "8: 4 KB, two sites";
+  const accept = figure(scenario, "accept rate", "msg/s", "higher");
+  const endToEnd = figure(scenario, "end-to-end rate", "msg/s", "higher");
+  const cpu = figure(scenario, "CPU per message, both sites", "ms", "lower");
+  const rss = figure(scenario, "peak RSS of site A's relay", "MiB", "lower");
+  twoSites = { endToEnd, cpu };
+  await eachRun("s8", ["mxwarden"], async (server, dir) => {
+    const result = await twoSiteThroughput(dir, MESSAGES);
+    record(accept, server, result.acceptPerSecond);
+    record(endToEnd, server, result.endToEndPerSecond);
+    record(cpu, server, result.cpuMsPerMessage);
+    record(rss, server, result.peakRssMiB);
+  });
+}
+
 if (SCENARIOS.has("backlog")) {
   log("backlog: 100,000 deferred jobs");
   const backlog = await measureDeferredBacklog(Number(process.env.BENCH_DEFERRED ?? 100_000));
@@ -312,6 +334,16 @@ if (tracked.filtered) {
 if (tracked.filtered && tracked.endToEnd) {
   notes.push(
     `With all filters (6), mxwarden's end-to-end rate is ${((100 * mine(tracked.filtered)) / mine(tracked.endToEnd)).toFixed(0)}% of its rate without them (1).`,
+  );
+}
+
+if (twoSites) {
+  // No target: what the second site costs, against one site in the same run.
+  const times = (ratio: number): string => (Number.isFinite(ratio) ? `${ratio.toFixed(2)}×` : "no figure");
+  notes.push(
+    tracked.endToEnd && tracked.cpu
+      ? `two sites (8): end to end ${times(mine(twoSites.endToEnd) / mine(tracked.endToEnd))} one site (1), CPU per message ${times(mine(twoSites.cpu) / mine(tracked.cpu))}.`
+      : "two sites (8): scenario 1 did not run, so there is no one-site figure to compare with.",
   );
 }
 

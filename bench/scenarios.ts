@@ -11,6 +11,7 @@ import { quantile, runPacedLoad } from "./latency-client.ts";
 import type { BackupMx, BackupMxOptions } from "./servers/backup-mx.ts";
 import { HarakaBackupMx } from "./servers/haraka.ts";
 import { MxwardenBackupMx } from "./servers/mxwarden.ts";
+import { MxwardenTwoSites } from "./servers/mxwarden-two-sites.ts";
 import { PostfixBackupMx } from "./servers/postfix.ts";
 import { FILTERING_POSTFIX, startFilteringPostfix } from "./servers/postfix-filtering.ts";
 import { smtpSource, type ConnectionUse } from "../test/harness/postfix-tools.ts";
@@ -84,7 +85,10 @@ export interface Throughput {
   endToEndPerSecond: number;
   /** Peak RSS of the receiving process, MiB (NaN for Postfix: many short-lived processes). */
   peakRssMiB: number;
-  /** CPU time of all the server's processes from the start of the load to the last message at the primary, per message. */
+  /**
+   * CPU time of all the server's processes from the start of the load to the last message at the
+   * primary (and, at two sites, every shadow copy at the peer), per message.
+   */
   cpuMsPerMessage: number;
   /** Of that, the filter engines' (clamd and rspamd; scenario 6 only, else NaN). */
   engineCpuMsPerMessage: number;
@@ -97,7 +101,7 @@ function cpuMeter(processes: () => number[]): (messages: number) => number {
 }
 
 /**
- * Scenarios 1, 2, 6 and 7: smtp-source with 20 sessions, each keeping its connection unless `load`
+ * Scenarios 1, 2, 6, 7 and 8: smtp-source with 20 sessions, each keeping its connection unless `load`
  * says otherwise; accepted (smtp-source done) and delivered (all at the sink).
  */
 export function throughput(
@@ -113,6 +117,7 @@ export function throughput(
     const started = performance.now();
     const acceptMs = await source(server.port, messages, size, options.load);
     const endToEndMs = await sink.waitFor(messages, started, deadlineMs(messages, size));
+    await server.settled?.(messages, deadlineMs(messages, size));
     const cpuMsPerMessage = cpu(messages);
     const engineCpuMsPerMessage = engineCpu(messages);
     await options.afterRun?.(server);
@@ -137,6 +142,14 @@ export function connectionPerMessage(dir: string, name: PlainServer, messages: n
   const start = (options: BackupMxOptions): Promise<BackupMx> =>
     name === "mxwarden" ? MxwardenBackupMx.start({ ...options, args: ["--max-connections-per-client", "100000"] }) : startServer(name, options);
   return throughput(dir, start, messages, 4096, { load: { sessions: senders, connection: "per-message" } });
+}
+
+/**
+ * Scenario 8: scenario 1 with mxwarden at site A of two joined sites, B holding a shadow copy of
+ * every message (servers/mxwarden-two-sites.ts); a run whose copies did not all reach B fails.
+ */
+export function twoSiteThroughput(dir: string, messages: number): Promise<Throughput> {
+  return throughput(dir, (options) => MxwardenTwoSites.start(options), messages, 4096);
 }
 
 export interface Drain {

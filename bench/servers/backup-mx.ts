@@ -17,6 +17,11 @@ export interface BackupMx {
   flush(): Promise<void>;
   /** Peak resident memory so far of the process that receives and queues mail, in bytes. */
   peakRss(): number;
+  /**
+   * Resolves once the work the server still does for `messages` delivered ones is done, and throws
+   * if it cannot be (mxwarden at two sites: every shadow copy at the peer site). Absent: nothing.
+   */
+  settled?(messages: number, timeoutMs: number): Promise<void>;
   /** The processes that are this server: their CPU time and their descendants' is the server's (cpu.ts). */
   processes(): number[];
   stop(): Promise<void>;

@@ -5,7 +5,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { TestNatsServer } from "../../test/harness/nats-server.ts";
-import { RelayProcess, writeDomains } from "../../test/harness/relay-process.ts";
+import { RelayProcess, writeDomains, type RelayDomainSpec } from "../../test/harness/relay-process.ts";
 import { peakRss } from "../../test/harness/workspace.ts";
 import { listeningPids } from "../cpu.ts";
 import type { BackupMx, BackupMxOptions } from "./backup-mx.ts";
@@ -27,6 +27,18 @@ export interface MxwardenOptions extends BackupMxOptions {
  */
 const RELAY_PROCESSES = Number(process.env.BENCH_RELAY_PROCESSES ?? "1");
 
+/** The one RelayDomain of a bench run: the domain, relayed to the bench's primary. */
+export function benchDomain(options: MxwardenOptions): RelayDomainSpec {
+  return { domain: options.domain, primary: { hosts: [{ host: "127.0.0.1", port: options.primaryPort }] }, maxMessageSize: "60Mi", ...options.spec };
+}
+
+/** The flags of every relay in the bench: the run's own (BENCH_RELAY_ARGS), then the scenario's. */
+export function benchRelayArgs(scenarioArgs: string[] = []): string[] {
+  // The primary is probed every second while down (default 5s), so that the drain measures
+  // delivery rather than the wait for the next probe; the peers are told at once (flush()).
+  return ["--probe-interval", "1s", ...(process.env.BENCH_RELAY_ARGS ?? "").split(" ").filter(Boolean), ...scenarioArgs];
+}
+
 export class MxwardenBackupMx implements BackupMx {
   readonly name = "mxwarden";
   readonly port: number;
@@ -47,23 +59,8 @@ export class MxwardenBackupMx implements BackupMx {
   static async start(options: MxwardenOptions): Promise<MxwardenBackupMx> {
     const nats = await TestNatsServer.start(join(options.dir, "nats"), { syncAlways: options.syncAlways ?? true });
     const domainsPath = join(options.dir, "domains.yaml");
-    writeDomains(domainsPath, [
-      {
-        domain: options.domain,
-        primary: { hosts: [{ host: "127.0.0.1", port: options.primaryPort }] },
-        maxMessageSize: "60Mi",
-        ...options.spec,
-      },
-    ]);
-    // The primary is probed every second while down (default 5s), so that the drain measures
-    // delivery rather than the wait for the next probe; the peers are told at once (flush()).
-    const args = [
-      "--probe-interval",
-      "1s",
-      ...(RELAY_PROCESSES > 1 ? ["--reuse-port"] : []),
-      ...(process.env.BENCH_RELAY_ARGS ?? "").split(" ").filter(Boolean),
-      ...(options.args ?? []),
-    ];
+    writeDomains(domainsPath, [benchDomain(options)]);
+    const args = [...(RELAY_PROCESSES > 1 ? ["--reuse-port"] : []), ...benchRelayArgs(options.args)];
     const relays: RelayProcess[] = [];
     try {
       for (let i = 0; i < RELAY_PROCESSES; i++) {

@@ -1,6 +1,7 @@
 // `make bench` in miniature, so that it cannot rot: 50 messages, one run, scenarios 1, 3 and 7
-// (a new connection per message, at both sender counts) with mxwarden, Postfix and Haraka, and
-// scenario 6 (all filters) with mxwarden and the filtering Postfix (Postfix+rspamd); the table
+// (a new connection per message, at both sender counts) with mxwarden, Postfix and Haraka,
+// scenario 6 (all filters) with mxwarden and the filtering Postfix (Postfix+rspamd), and scenario 8
+// (mxwarden at two sites, every shadow copy checked at the second) with its ratio to 1; the table
 // printed and written as Markdown with a figure in every server's column, CPU per message
 // included. And the filtering Postfix filters: a virus, spam and a listed client are refused
 // during the dialogue, clean mail goes through.
@@ -39,16 +40,21 @@ const ROWS: Array<[string, string, string[]]> = [
     figure,
     [number, none, none, number, none, none, ratio],
   ]),
+  ...["accept rate", "end-to-end rate", "CPU per message, both sites", "peak RSS of site A's relay"].map((figure): [string, string, string[]] => [
+    "8: 4 KB, two sites",
+    figure,
+    [number, none, none, none, none, none, none],
+  ]),
 ];
 
 describe("bench smoke", () => {
-  it("runs scenarios 1, 3, 6 and 7 against every server and reports every figure", async () => {
+  it("runs scenarios 1, 3, 6, 7 and 8 against every server and reports every figure", async () => {
     const markdown = join(tempDir("bench-smoke").path, "benchmarks.md");
     const { stdout } = await run(process.execPath, [join(repoRoot, "bench", "run.ts")], {
       cwd: repoRoot,
       // rspamd compiles its rules at each start of scenario 6: up to a minute on a busy machine.
       timeout: 600_000,
-      env: { ...process.env, BENCH_MESSAGES: "50", BENCH_REPEATS: "1", BENCH_SCENARIOS: "1,3,6,7", BENCH_MARKDOWN: markdown },
+      env: { ...process.env, BENCH_MESSAGES: "50", BENCH_REPEATS: "1", BENCH_SCENARIOS: "1,3,6,7,8", BENCH_MARKDOWN: markdown },
     });
     const written = readFileSync(markdown, "utf8");
     for (const [scenario, figure, cells] of ROWS) {
@@ -59,6 +65,8 @@ describe("bench smoke", () => {
     }
     assert.match(written, /new connection per message, 100 senders \(7\) ≥ 1\.5× Postfix: \d+\.\d\d×, (met|missed)/);
     assert.match(written, /with all filters \(6\) ≥ 1\.5× Postfix\+rspamd: \d+\.\d\d×, (met|missed)/);
+    // Had a shadow copy not reached site B, scenario 8 would have failed with no figures: its rows say it ran.
+    assert.match(written, /two sites \(8\): end to end \d+\.\d\d× one site \(1\), CPU per message \d+\.\d\d×/);
     assert.match(written, /CPU: .+, \d+ cores/);
     assert.match(written, /Postfix \d+\.\d+/);
     assert.match(written, /Haraka \d+\.\d+/);

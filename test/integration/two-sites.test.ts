@@ -20,7 +20,8 @@ import { TestNatsServer } from "../harness/nats-server.ts";
 import { RelayProcess, writeDomains, type RelayDomainSpec } from "../harness/relay-process.ts";
 import { sendMail, simpleMessage } from "../harness/smtp-dialogue.ts";
 import { TestPrimary, headerValue } from "../harness/test-primary.ts";
-import { eventually, freePort, repoRoot, tempDir } from "../harness/workspace.ts";
+import { TwoSites, SITE_A, copiesHeld } from "../harness/two-sites.ts";
+import { eventually, repoRoot, tempDir } from "../harness/workspace.ts";
 
 /** Messages in a stream of one server, and the subjects they are stored under. */
 async function streamState(server: TestNatsServer, stream: string): Promise<{ messages: number; subjects: string[] }> {
@@ -62,92 +63,48 @@ function deliveries(primary: TestPrimary): Map<string, number> {
   return counts;
 }
 
-/** Two sites joined by a leafnode, one relay each (--site/--peer-sites), both relaying to one primary. */
-class TwoSites {
-  readonly dir: string;
-  readonly domainsPath: string;
-  natsA!: TestNatsServer;
-  natsB!: TestNatsServer;
-  primary!: TestPrimary;
-  relayA!: RelayProcess;
-  relayB!: RelayProcess;
-  private readonly argsA: string[];
+/** Two sites (harness/two-sites.ts) relaying `domain` to one test primary. */
+class SitesWithPrimary {
+  readonly sites: TwoSites;
+  readonly primary: TestPrimary;
 
-  private constructor(dir: string, argsA: string[]) {
-    this.dir = dir;
-    this.domainsPath = join(dir, "domains.yaml");
-    this.argsA = ["--site", "site-a", "--peer-sites", "site-b", ...argsA];
+  private constructor(sites: TwoSites, primary: TestPrimary) {
+    this.sites = sites;
+    this.primary = primary;
   }
 
   /** `domain` gets the primary's address; `argsA`/`argsB` are each relay's extra flags. */
-  static async start(prefix: string, domain: (primaryPort: number) => RelayDomainSpec, argsA: string[] = [], argsB: string[] = []): Promise<TwoSites> {
-    const sites = new TwoSites(tempDir(prefix).path, argsA);
-    const leafnodePort = await freePort();
-    sites.natsA = await TestNatsServer.start(join(sites.dir, "nats-a"), { domain: "site-a", leafnodePort });
-    sites.natsB = await TestNatsServer.start(join(sites.dir, "nats-b"), { domain: "site-b", leafnodeRemote: `nats-leaf://127.0.0.1:${leafnodePort}` });
-    sites.primary = await TestPrimary.start();
-    writeDomains(sites.domainsPath, [domain(sites.primary.port)]);
-    for (const site of ["a", "b"]) mkdirSync(join(sites.dir, site));
-    sites.relayA = await sites.startRelayA();
-    sites.relayB = await RelayProcess.start({
-      dir: join(sites.dir, "b"),
-      domainsPath: sites.domainsPath,
-      nats: sites.natsB.url,
-      args: ["--site", "site-b", "--peer-sites", "site-a", ...argsB],
-    });
-    await Promise.all([sites.relayA.ready(), sites.relayB.ready()]);
-    await leafnodeCarriesInterest(sites.natsA, sites.natsB);
-    return sites;
-  }
-
-  /** Site A's relay, started (again) with its flags and store. */
-  async startRelayA(): Promise<RelayProcess> {
-    return await RelayProcess.start({ dir: join(this.dir, "a"), domainsPath: this.domainsPath, nats: this.natsA.url, args: this.argsA });
+  static async start(prefix: string, domain: (primaryPort: number) => RelayDomainSpec, argsA: string[] = [], argsB: string[] = []): Promise<SitesWithPrimary> {
+    const primary = await TestPrimary.start();
+    try {
+      const sites = await TwoSites.start({ dir: tempDir(prefix).path, domains: [domain(primary.port)], argsA, argsB });
+      return new SitesWithPrimary(sites, primary);
+    } catch (err) {
+      await primary.close();
+      throw err;
+    }
   }
 
   async stop(): Promise<void> {
-    await this.relayA?.stop();
-    await this.relayB?.stop();
-    await this.primary?.close();
-    await this.natsB?.stop();
-    await this.natsA?.stop();
-  }
-}
-
-/** Subject interest crossing the leafnode is what made each site store the other's publishes: wait until it does. */
-async function leafnodeCarriesInterest(natsA: TestNatsServer, natsB: TestNatsServer): Promise<void> {
-  const ncA = await connect({ servers: natsA.url });
-  const ncB = await connect({ servers: natsB.url });
-  try {
-    const seen = ncB.subscribe("mxw-test.leafnode-up");
-    let crossed = false;
-    void (async () => {
-      for await (const _ of seen) crossed = true;
-    })();
-    await eventually("the leafnode to carry subject interest", async () => {
-      ncA.publish("mxw-test.leafnode-up");
-      await ncA.flush();
-      return crossed;
-    });
-  } finally {
-    await ncA.close();
-    await ncB.close();
+    await this.sites.stop();
+    await this.primary.close();
   }
 }
 
 describe("two sites joined by a leafnode deliver each message once", () => {
-  let sites: TwoSites;
+  let setup: SitesWithPrimary;
 
   before(async () => {
-    sites = await TwoSites.start("two-sites", (port) => ({ domain: "two.example", primary: { hosts: [{ host: "127.0.0.1", port }] } }));
+    setup = await SitesWithPrimary.start("two-sites", (port) => ({ domain: "two.example", primary: { hosts: [{ host: "127.0.0.1", port }] } }));
   });
 
   after(async () => {
-    await sites?.stop();
+    await setup?.stop();
   });
 
   it("200 messages, half to each site: 200 deliveries, no duplicates, both queues empty", async () => {
-    const { natsA, natsB, primary, relayA, relayB } = sites;
+    const { primary, sites } = setup;
+    const { natsA, natsB, relayA, relayB } = sites;
     const total = 200;
     const large = new Set([7, 150]);
     for (let i = 0; i < total; i++) {
@@ -176,15 +133,15 @@ describe("two sites joined by a leafnode deliver each message once", () => {
       total,
     );
     await eventually("the copies retired at both sites", async () => (await liveCopies(natsB, "site-a")) === 0 && (await liveCopies(natsA, "site-b")) === 0);
-    assert.equal((await streamState(natsB, peerStreamName("site-a"))).subjects.filter((s) => s.startsWith("mxw.site-a.shadow.copy.")).length, total / 2);
+    assert.equal(await copiesHeld(natsB, SITE_A), total / 2);
   });
 });
 
 describe("two sites flushing held mail at the same time", () => {
-  let sites: TwoSites;
+  let setup: SitesWithPrimary;
 
   before(async () => {
-    sites = await TwoSites.start(
+    setup = await SitesWithPrimary.start(
       "two-sites-flush",
       (port) => ({ domain: "flush.example", primary: { hosts: [{ host: "127.0.0.1", port }] } }),
       ["--probe-interval", "1s"],
@@ -193,7 +150,7 @@ describe("two sites flushing held mail at the same time", () => {
   });
 
   after(async () => {
-    await sites?.stop();
+    await setup?.stop();
   });
 
   // Acknowledgements travel on $JS.ACK.<stream>.<consumer>.… with the stream sequence and no
@@ -201,7 +158,8 @@ describe("two sites flushing held mail at the same time", () => {
   // the other site's held jobs of the same sequence numbers, undelivered (the fault suite's
   // scenario 1 lost 18 of 200 that way).
   it("delivers every held message of both sites once the primary is back", async () => {
-    const { natsA, natsB, primary, relayA, relayB } = sites;
+    const { primary, sites } = setup;
+    const { natsA, natsB, relayA, relayB } = sites;
     await primary.close();
     const total = 120;
     for (let i = 0; i < total; i++) {
@@ -227,10 +185,10 @@ describe("two sites flushing held mail at the same time", () => {
 });
 
 describe("a site lost with a full queue: its peer takes over and delivers its mail", () => {
-  let sites: TwoSites;
+  let setup: SitesWithPrimary;
 
   before(async () => {
-    sites = await TwoSites.start(
+    setup = await SitesWithPrimary.start(
       "takeover",
       (port) => ({ domain: "lost.example", primary: { hosts: [{ host: "127.0.0.1", port }] } }),
       [],
@@ -239,11 +197,12 @@ describe("a site lost with a full queue: its peer takes over and delivers its ma
   });
 
   after(async () => {
-    await sites?.stop();
+    await setup?.stop();
   });
 
   it("delivers every message site A queued, once, after A is destroyed", async () => {
-    const { natsA, natsB, primary, relayA, relayB } = sites;
+    const { primary, sites } = setup;
+    const { natsA, natsB, relayA, relayB } = sites;
     // The primary defers everything: site A's queue fills up.
     primary.recipientRule = () => ({ code: 451, message: "busy" });
     const total = 40;
@@ -278,18 +237,19 @@ describe("a site lost with a full queue: its peer takes over and delivers its ma
 });
 
 describe("a takeover by hand: mxwarden-queue takeover --peer", () => {
-  let sites: TwoSites;
+  let setup: SitesWithPrimary;
 
   before(async () => {
-    sites = await TwoSites.start("takeover-manual", (port) => ({ domain: "manual.example", primary: { hosts: [{ host: "127.0.0.1", port }] } }));
+    setup = await SitesWithPrimary.start("takeover-manual", (port) => ({ domain: "manual.example", primary: { hosts: [{ host: "127.0.0.1", port }] } }));
   });
 
   after(async () => {
-    await sites?.stop();
+    await setup?.stop();
   });
 
   it("queues the lost site's live copies once, however often it runs", async () => {
-    const { natsA, natsB, primary, relayA, relayB } = sites;
+    const { primary, sites } = setup;
+    const { natsA, natsB, relayA, relayB } = sites;
     primary.recipientRule = () => ({ code: 451, message: "busy" });
     const total = 15;
     for (let i = 0; i < total; i++) {
@@ -327,10 +287,10 @@ describe("a takeover by hand: mxwarden-queue takeover --peer", () => {
 });
 
 describe("a site that comes back after its peer took over", () => {
-  let sites: TwoSites;
+  let setup: SitesWithPrimary;
 
   before(async () => {
-    sites = await TwoSites.start(
+    setup = await SitesWithPrimary.start(
       "takeover-return",
       (port) => ({ domain: "back.example", primary: { hosts: [{ host: "127.0.0.1", port }] }, queue: { retry: { initialBackoff: "2s", maxBackoff: "2s" } } }),
       [],
@@ -339,11 +299,12 @@ describe("a site that comes back after its peer took over", () => {
   });
 
   after(async () => {
-    await sites?.stop();
+    await setup?.stop();
   });
 
   it("does not deliver again what its peer delivered in its place", async () => {
-    const { natsA, natsB, primary, relayA, relayB } = sites;
+    const { primary, sites } = setup;
+    const { natsA, natsB, relayA, relayB } = sites;
     primary.recipientRule = () => ({ code: 451, message: "busy" });
     const total = 20;
     for (let i = 0; i < total; i++) {
