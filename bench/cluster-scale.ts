@@ -217,6 +217,20 @@ function usageFigures(when: string): void {
   }
 }
 
+/** The leader's reconciles so far, per controller: how many and their mean time (its /metrics, on port 8080). */
+async function reconcileFigures(when: string): Promise<void> {
+  for (const pod of pods(OPERATOR_NS, "app.kubernetes.io/name=mxwarden-operator")) {
+    const text = await (await fetch(`http://${pod.status.podIP}:8080/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+    if (!/^mxwarden_operator_leader 1$/m.test(text)) continue;
+    for (const controller of ["relaysite", "relaydomain"]) {
+      const read = (series: string): number => Number(new RegExp(`^${series}\\{controller="${controller}"\\} (\\S+)`, "m").exec(text)?.[1] ?? 0);
+      const count = read("mxwarden_operator_reconcile_time_seconds_count");
+      const mean = count > 0 ? (read("mxwarden_operator_reconcile_time_seconds_sum") / count) * 1000 : 0;
+      figure(`${controller} reconciles ${when}`, `${count}, mean ${mean.toFixed(1)} ms`);
+    }
+  }
+}
+
 /** One RelayDomain's spec changes: apply → every relay serves it, apply → Ready at the new generation. */
 async function changeOne(round: number, relays: Pod[]): Promise<{ served: number; ready: number }> {
   const i = (round * 2_654_435) % DOMAINS;
@@ -284,6 +298,7 @@ async function main(): Promise<void> {
   figure(`apply → all ${DOMAINS} RelayDomains Ready`, seconds(Date.now() - applied), "s");
   configMapFigures();
   usageFigures("after the apply");
+  await reconcileFigures("after the apply");
 
   const rounds: Array<{ served: number; ready: number }> = [];
   for (let round = 1; round <= CHANGES; round++) {
@@ -296,6 +311,7 @@ async function main(): Promise<void> {
   figure("one change among them, apply → Ready at the new generation (median)", readyMedian, "s");
   figure(`goal: under ${GOAL_SECONDS} s`, readyMedian < GOAL_SECONDS ? "met" : "missed");
   usageFigures("at the end");
+  await reconcileFigures("at the end");
 
   // The end state: every domain Ready, at the generation it has.
   const states = await domainStates();
