@@ -2,6 +2,9 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { WorkQueue } from "../../operator/src/kube/work-queue.ts";
 import { DomainClaims } from "../../operator/src/controller/domain-claims.ts";
+import { ControllerRunner } from "../../operator/src/controller/controller-runner.ts";
+import { OperatorMetrics } from "../../operator/src/metrics.ts";
+import { createLogger } from "../../relay/src/log.ts";
 import { setCondition } from "#api";
 import { judgeMxRecords } from "../../operator/src/controller/dns-check.ts";
 import { parseOperatorArgs, UsageError } from "../../operator/src/cli.ts";
@@ -27,6 +30,39 @@ describe("DomainClaims", () => {
     assert.deepEqual(claims.of("other.net"), ["c/three", "b/two"]);
     assert.deepEqual(claims.update("a/one", undefined), ["example.com"], "gone");
     assert.deepEqual(claims.of("example.com"), []);
+  });
+});
+
+describe("ControllerRunner", () => {
+  it("runs its workers' reconciles at once, never two of one key", async () => {
+    const running = new Set<string>();
+    let most = 0;
+    let twice = false;
+    const seen: string[] = [];
+    const runner = new ControllerRunner(
+      "test",
+      async (key) => {
+        twice ||= running.has(key);
+        running.add(key);
+        most = Math.max(most, running.size);
+        seen.push(key);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        running.delete(key);
+        return {};
+      },
+      new OperatorMetrics(),
+      createLogger({}, "error"),
+      3,
+    );
+    for (const key of ["a", "b", "c", "d"]) runner.enqueue(key);
+    runner.start();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    runner.enqueue("a");
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await runner.stop();
+    assert.equal(most, 3);
+    assert.equal(twice, false);
+    assert.deepEqual(seen.sort(), ["a", "a", "b", "c", "d"], "a again after its first reconcile, not beside it");
   });
 });
 
