@@ -251,7 +251,7 @@ async function changeOne(round: number, relays: Pod[]): Promise<{ served: number
     );
     const readyAt = Promise.race([
       watch.ready,
-      sleep(CHANGE_TIMEOUT_MS).then(() => Promise.reject(new Error(`${name(i)} not Ready at generation ${generation}`))),
+      sleep(CHANGE_TIMEOUT_MS, undefined, { ref: false }).then(() => Promise.reject(new Error(`${name(i)} not Ready at generation ${generation}`))),
     ]);
     const [served, ready] = await Promise.all([servedAt, readyAt]);
     return { served: served.last, ready: seconds(ready - applied) };
