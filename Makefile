@@ -39,6 +39,7 @@ help:
 	@echo "make images - the relay and operator images (podman, no registry needed)"
 	@echo "make cluster / cluster-down - a real single-node Kubernetes on this machine (root)"
 	@echo "make test-cluster - helm, kubectl and mail end to end on that cluster"
+	@echo "make bench-scale - 10,000 RelayDomains on that cluster: apply to Ready (SCALE_DOMAINS)"
 
 deps: deps-npm deps-apt deps-tools
 
@@ -252,6 +253,12 @@ cluster: deps-cluster-apt deps-cluster-tools images
 
 cluster-down:
 	$(NODE) test/harness/cluster-cli.ts down
+
+# Provider scale on that cluster (bench/cluster-scale.ts): SCALE_DOMAINS RelayDomains (default
+# 10,000) through kubectl, the operator pod and the relay pods; apply to Ready for one change among them.
+.PHONY: bench-scale
+bench-scale: deps-cluster-apt deps-cluster-tools images
+	$(NODE) bench/cluster-scale.ts
 
 # The end-to-end tests on that cluster alone, with helm, kubectl and swaks (`make test` runs them too).
 test-cluster: deps deps-cluster typecheck

@@ -73,5 +73,5 @@ export { MAX_MESSAGE_BYTES_LIMIT, MAX_QUEUE_LIFETIME_MS } from "./limits.ts";
 export { parseByteSize, parseDuration } from "./quantities.ts";
 export { formatDuration, parseCidr, YAML11_BOOLEAN_WORDS } from "./schema.ts";
 export { ConfigError, isObject, validate, withAllDefaults } from "./validate.ts";
-export { parseQueueReport, queueReportKey } from "./queue-report.ts";
+export { encodeQueueReport, parseQueueReport, queueReportKey } from "./queue-report.ts";
 export type { DomainPrimaryFigures, DomainQueueFigures, QueueReport } from "./queue-report.ts";

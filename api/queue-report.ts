@@ -43,13 +43,35 @@ export function queueReportKey(reporter: string): string {
   return `report.${reporter.replace(/[^-._a-zA-Z0-9]/g, "_")}.json`;
 }
 
-/** Parses a report; undefined when absent or malformed (a relay from another version, say). */
+/**
+ * A report as a relay writes it: a domain with nothing to say but its generation (nothing queued,
+ * not retiring, no primary figures: nearly every domain, nearly always) is that bare number. All
+ * relays of a site share one ConfigMap of at most 1 MiB; in full a domain took about 100 bytes per
+ * relay, so 10,000 domains on two relays (2 MB) made every report write fail and no RelayDomain
+ * could turn Ready (measured with bench/cluster-scale.ts). Bare, a domain of 28 characters takes
+ * 33 bytes: about 30,000 domain-relays fit, 10,000 domains on three relays.
+ */
+export function encodeQueueReport(report: QueueReport): string {
+  const domains: Record<string, DomainQueueFigures | number> = {};
+  for (const [domain, figures] of Object.entries(report.domains)) domains[domain] = isIdle(figures) ? figures.generation : figures;
+  return JSON.stringify({ ...report, domains });
+}
+
+function isIdle(figures: DomainQueueFigures): boolean {
+  const { generation: _generation, retiring, queued, oldestQueuedSeconds, ...primary } = figures;
+  return !retiring && queued === 0 && oldestQueuedSeconds === 0 && Object.keys(primary).length === 0;
+}
+
+/** Parses a report (either form of each domain); undefined when absent or malformed (a relay from another version, say). */
 export function parseQueueReport(text: string | undefined): QueueReport | undefined {
   if (!text) return undefined;
   try {
-    const value = JSON.parse(text) as QueueReport;
+    const value = JSON.parse(text) as Omit<QueueReport, "domains"> & { domains: Record<string, DomainQueueFigures | number> | null };
     if (typeof value.updatedAt !== "string" || typeof value.domains !== "object" || value.domains === null) return undefined;
-    return value;
+    const domains: Record<string, DomainQueueFigures> = {};
+    for (const [domain, figures] of Object.entries(value.domains))
+      domains[domain] = typeof figures === "number" ? { generation: figures, retiring: false, queued: 0, oldestQueuedSeconds: 0 } : figures;
+    return { ...value, domains };
   } catch {
     return undefined;
   }

@@ -2,8 +2,10 @@
 // written as a user writes them for kubectl: the site (with the NATS the operator runs for it) and
 // the domain of docs/install.md, which shows the same YAML, and the local volumes the NATS claims.
 
-import { readFileSync } from "node:fs";
+import { chownSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { CHART_DIR } from "./helm.ts";
+import { selfSigned } from "./pki.ts";
 import { repoRoot } from "./workspace.ts";
 
 /** The chart's appVersion: the tag `make images` gives the relay and operator images. */
@@ -30,6 +32,12 @@ function makefileVariable(name: string): string {
 /** The clamd and rspamd images `make images` assembles from Debian's packages (CLAMD_IMAGE, RSPAMD_IMAGE). */
 export function filterImages(): { clamd: string; rspamd: string } {
   return { clamd: makefileVariable("CLAMD_IMAGE"), rspamd: makefileVariable("RSPAMD_IMAGE") };
+}
+
+/** `helm install` of the chart as the cluster tests do it: the local NATS image, and `values` set on top. */
+export function chartInstallArgs(namespace: string, values: Record<string, string> = {}): string[] {
+  const sets = Object.entries({ natsImage: natsImage(), ...values }).flatMap(([key, value]) => ["--set", `${key}=${value}`]);
+  return ["install", "mxwarden", CHART_DIR, "-n", namespace, "--create-namespace", ...sets, "--wait", "--timeout", "5m"];
 }
 
 export function projectImages(): string[] {
@@ -88,6 +96,22 @@ spec:
         storageClassName: ${LOCAL_STORAGE_CLASS}
       encryption: true
 `;
+}
+
+/**
+ * What relaySiteManifest() needs before it is applied, in the relays' namespace `namespace` (which
+ * exists): the site's TLS Secret (self-signed, under `dir`) and local volumes for its three NATS
+ * servers' claims, what a StorageClass would provision elsewhere.
+ */
+export function prepareSiteNamespace(kubectl: (args: string[], input?: string) => string, namespace: string, dir: string): void {
+  selfSigned(dir, "tls", "/CN=mx-a.backup.example.net", 2, ["subjectAltName=DNS:mx-a.backup.example.net"]);
+  kubectl(["-n", namespace, "create", "secret", "tls", "mx-a-tls", `--cert=${join(dir, "tls.crt")}`, `--key=${join(dir, "tls.key")}`]);
+  const volumes = join(dir, "nats-volumes");
+  for (let i = 0; i < 3; i++) {
+    mkdirSync(join(volumes, String(i)), { recursive: true });
+    chownSync(join(volumes, String(i)), 10001, 10001);
+  }
+  kubectl(["apply", "-f", "-"], localVolumesManifest(volumes, 3));
 }
 
 /** examples/relaydomain.yaml with the primary at `host`:`port`. */

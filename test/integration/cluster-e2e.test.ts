@@ -14,7 +14,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { chownSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -22,8 +22,7 @@ import { connect, nkeyAuthenticator } from "@nats-io/transport-node";
 import { queueReportKey } from "#api";
 import { NODE_IP } from "../harness/kube-node.ts";
 import { ClusterSession, OPERATOR_NS, seconds } from "../harness/cluster-session.ts";
-import { selfSigned } from "../harness/pki.ts";
-import { localVolumesManifest, natsImage, projectImages, relayDomainManifest, relaySiteManifest } from "../harness/cluster-manifests.ts";
+import { chartInstallArgs, natsImage, prepareSiteNamespace, projectImages, relayDomainManifest, relaySiteManifest } from "../harness/cluster-manifests.ts";
 import { CHART_DIR, HELM } from "../harness/helm.ts";
 import { type TestPrimary, headerValue } from "../harness/test-primary.ts";
 import { SmtpDialogue, simpleMessage } from "../harness/smtp-dialogue.ts";
@@ -79,7 +78,7 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", {
   it("helm install: the CRDs and two operator replicas, Ready", () => {
     helmInstalledAt = Date.now();
     // The NATS image `make images` built from the pinned nats-server, instead of the public one.
-    helm(["install", "mxwarden", CHART_DIR, "-n", OPERATOR_NS, "--create-namespace", "--set", `natsImage=${natsImage()}`, "--wait", "--timeout", "5m"]);
+    helm(chartInstallArgs(OPERATOR_NS));
     kubectl(["-n", OPERATOR_NS, "rollout", "status", "deployment/mxwarden-operator", "--timeout=120s"]);
     figures.helmInstallToOperatorReadySeconds = seconds(Date.now() - helmInstalledAt);
     const crds = kubectl(["get", "crd", "-o", "name"]);
@@ -89,16 +88,8 @@ describe("mxwarden on a real single-node cluster (helm, kubectl, swaks)", {
 
   it("a site and a domain as docs/install.md shows: relay pods Ready under the chart's security context, the RelayDomain Ready", async () => {
     kubectl(["create", "namespace", SITE_NS]);
-    // The site's TLS certificate (self-signed here), in the relays' namespace.
-    selfSigned(work.path, "tls", "/CN=mx-a.backup.example.net", 2, ["subjectAltName=DNS:mx-a.backup.example.net"]);
-    kubectl(["-n", SITE_NS, "create", "secret", "tls", "mx-a-tls", `--cert=${join(work.path, "tls.crt")}`, `--key=${join(work.path, "tls.key")}`]);
-    // Volumes for the three NATS servers' claims: what a StorageClass would provision elsewhere.
-    const volumes = join(work.path, "nats-volumes");
-    for (let i = 0; i < 3; i++) {
-      mkdirSync(join(volumes, String(i)), { recursive: true });
-      chownSync(join(volumes, String(i)), 10001, 10001);
-    }
-    kubectl(["apply", "-f", "-"], localVolumesManifest(volumes, 3));
+    // The site's TLS certificate (self-signed here) and its NATS servers' volumes.
+    prepareSiteNamespace(kubectl, SITE_NS, work.path);
     const siteApplied = Date.now();
     kubectl(["apply", "-f", "-"], relaySiteManifest());
     // The operator runs the site's NATS: three servers, Ready once JetStream runs on each.

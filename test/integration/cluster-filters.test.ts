@@ -14,8 +14,7 @@ import { chownSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { NODE_IP } from "../harness/kube-node.ts";
 import { ClusterSession, OPERATOR_NS, seconds } from "../harness/cluster-session.ts";
-import { filterImages, localVolumesManifest, LOCAL_STORAGE_CLASS, natsImage, projectImages, relayDomainManifest } from "../harness/cluster-manifests.ts";
-import { CHART_DIR } from "../harness/helm.ts";
+import { chartInstallArgs, filterImages, localVolumesManifest, LOCAL_STORAGE_CLASS, projectImages, relayDomainManifest } from "../harness/cluster-manifests.ts";
 import { TEST_PATTERN, testSignatureFiles } from "../harness/clamd.ts";
 import { GTUBE } from "../harness/rspamd.ts";
 import type { TestPrimary } from "../harness/test-primary.ts";
@@ -89,23 +88,7 @@ describe("managed clamd and rspamd on a real single-node cluster (helm, kubectl,
   it("helm install with the local clamd and rspamd images as the operator's defaults", () => {
     const t = Date.now();
     const images = filterImages();
-    helm([
-      "install",
-      "mxwarden",
-      CHART_DIR,
-      "-n",
-      OPERATOR_NS,
-      "--create-namespace",
-      "--set",
-      `natsImage=${natsImage()}`,
-      "--set",
-      `clamdImage=${images.clamd}`,
-      "--set",
-      `rspamdImage=${images.rspamd}`,
-      "--wait",
-      "--timeout",
-      "5m",
-    ]);
+    helm(chartInstallArgs(OPERATOR_NS, { clamdImage: images.clamd, rspamdImage: images.rspamd }));
     figures.helmInstallSeconds = seconds(Date.now() - t);
   });
 

@@ -1,6 +1,10 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { WorkQueue } from "../../operator/src/kube/work-queue.ts";
+import { DomainClaims } from "../../operator/src/controller/domain-claims.ts";
+import { ControllerRunner } from "../../operator/src/controller/controller-runner.ts";
+import { OperatorMetrics } from "../../operator/src/metrics.ts";
+import { createLogger } from "../../relay/src/log.ts";
 import { setCondition } from "#api";
 import { judgeMxRecords } from "../../operator/src/controller/dns-check.ts";
 import { parseOperatorArgs, UsageError } from "../../operator/src/cli.ts";
@@ -11,6 +15,56 @@ import { primaryEvent, primaryReachableCondition } from "../../operator/src/cont
 import { holdView } from "../../operator/src/controller/hold-status.ts";
 import { heldUntil } from "../../relay/src/deliver/maintenance-hold.ts";
 import type { DeliveryJob } from "../../relay/src/queue/delivery-job.ts";
+
+describe("DomainClaims", () => {
+  const relayDomain = (domain: string) => ({ spec: { domain } }) as Parameters<DomainClaims["update"]>[1];
+
+  it("answers which RelayDomains claim a mail domain, and what a change touched", () => {
+    const claims = new DomainClaims();
+    assert.deepEqual(claims.update("a/one", relayDomain("Example.COM")), ["example.com"]);
+    claims.update("b/two", relayDomain("example.com"));
+    claims.update("c/three", relayDomain("other.net"));
+    assert.deepEqual(claims.of("example.com"), ["a/one", "b/two"]);
+    assert.deepEqual(claims.update("b/two", relayDomain("other.net")), ["example.com", "other.net"], "the mail domain it had and has");
+    assert.deepEqual(claims.of("example.com"), ["a/one"]);
+    assert.deepEqual(claims.of("other.net"), ["c/three", "b/two"]);
+    assert.deepEqual(claims.update("a/one", undefined), ["example.com"], "gone");
+    assert.deepEqual(claims.of("example.com"), []);
+  });
+});
+
+describe("ControllerRunner", () => {
+  it("runs its workers' reconciles at once, never two of one key", async () => {
+    const running = new Set<string>();
+    let most = 0;
+    let twice = false;
+    const seen: string[] = [];
+    const runner = new ControllerRunner(
+      "test",
+      async (key) => {
+        twice ||= running.has(key);
+        running.add(key);
+        most = Math.max(most, running.size);
+        seen.push(key);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        running.delete(key);
+        return {};
+      },
+      new OperatorMetrics(),
+      createLogger({}, "error"),
+      3,
+    );
+    for (const key of ["a", "b", "c", "d"]) runner.enqueue(key);
+    runner.start();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    runner.enqueue("a");
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await runner.stop();
+    assert.equal(most, 3);
+    assert.equal(twice, false);
+    assert.deepEqual(seen.sort(), ["a", "a", "b", "c", "d"], "a again after its first reconcile, not beside it");
+  });
+});
 
 describe("WorkQueue", () => {
   it("holds a key once however often it is added", async () => {
@@ -32,6 +86,17 @@ describe("WorkQueue", () => {
     assert.equal(queue.depth, 0);
     queue.done(key as string);
     assert.equal(queue.depth, 1);
+  });
+
+  it("brings a key added for later back at the soonest time asked", async () => {
+    const queue = new WorkQueue();
+    queue.addAfter("a", 60_000);
+    queue.addAfter("a", 20);
+    queue.addAfter("a", 30_000);
+    const started = Date.now();
+    assert.equal(await queue.get(), "a");
+    assert.ok(Date.now() - started < 1000, "the 20 ms request, not the minute");
+    queue.shutDown();
   });
 
   it("backs off failures per key exponentially and forgets on success", async () => {

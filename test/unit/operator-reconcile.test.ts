@@ -6,7 +6,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createLogger } from "../../relay/src/log.ts";
-import { holdEnd, queueReportKey, type DomainPrimaryFigures, type QueueReport } from "#api";
+import { domainKey, holdEnd, queueReportKey, type DomainPrimaryFigures, type QueueReport } from "#api";
 import type { Unstructured } from "../../operator/src/kube/api-client.ts";
 import { Resources } from "../../operator/src/kube/resources.ts";
 import { OperatorMetrics } from "../../operator/src/metrics.ts";
@@ -50,6 +50,8 @@ class World {
   readonly connection: SiteClient = { client: this.siteCluster, reachable: true, prometheusOperator: false };
   readonly sites: SiteReconciler;
   readonly domains: DomainReconciler;
+  /** What each site reconcile told the domains: the mail domains whose figures changed, undefined for all. */
+  readonly siteStates: Array<ReadonlySet<string> | undefined> = [];
 
   constructor() {
     const connections: SiteClients = { ensure: async () => this.connection, get: () => this.connection, forget: () => {} };
@@ -72,9 +74,11 @@ class World {
       filterImages: { clamd: "clamd:1", rspamd: "rspamd:1" },
       operatorNamespace: "mxwarden-system",
       prometheusRuleGroups: [],
-      onSiteState: () => {},
+      onSiteState: (_site, changed) => this.siteStates.push(changed),
     });
-    this.domains = new DomainReconciler({ ...common, metrics: this.metrics, dns: undefined });
+    // The operator keeps an index of claims from the RelayDomain events; here, the whole list answers.
+    const claimants = (mailDomain: string) => common.domains.list().filter((d) => domainKey(d.spec.domain) === mailDomain);
+    this.domains = new DomainReconciler({ ...common, metrics: this.metrics, dns: undefined, claimants });
   }
 
   site(spec: Partial<Site["spec"]> = {}): Site {
@@ -152,7 +156,7 @@ describe("site reconcile (fake clusters)", () => {
     world.site();
     world.domain();
     const outcome = await world.sites.reconcile("site-a");
-    assert.equal(outcome.requeueAfterMs, POLL_MS, "polls the site for relay readiness and reports");
+    assert.equal(outcome.requeueAfterMs, 1000, "the relays have not loaded the new configuration: their reports are read again in a second");
     assert.deepEqual(world.getSite()?.metadata.finalizers, [SITE_FINALIZER]);
     const domains = world.siteCluster.peek<ConfigMap>(Resources.ConfigMap, RELAY_NS, "mxwarden-domains-1-0");
     assert.deepEqual(Object.keys(domains?.data ?? {}), ["team-a.example.yaml"]);
@@ -161,6 +165,25 @@ describe("site reconcile (fake clusters)", () => {
     assert.equal(condition(site, "ConfigApplied")?.status, "True");
     assert.equal(site?.status?.domains, 1);
     assert.equal(condition(site, "Ready")?.reason, "NoReadyRelays");
+  });
+
+  it("reads the reports again within a second until the relays run a new configuration, and names only the domains whose figures changed", async () => {
+    const world = new World();
+    world.site();
+    world.domain();
+    world.domain("other", "other.com");
+    assert.equal((await world.sites.reconcile("site-a")).requeueAfterMs, 1000);
+    assert.equal(world.siteStates.at(-1), undefined, "the first reading concerns every domain");
+    await world.relaysReady(2);
+    const idle = { "other.com": { generation: 1, retiring: false, queued: 0, oldestQueuedSeconds: 0 } };
+    await world.report({ ...queueReport("relay-0", { ...figures(1), ...idle }), ...queueReport("relay-1", { ...figures(1), ...idle }) });
+    assert.equal((await world.sites.reconcile("site-a")).requeueAfterMs, POLL_MS, "every relay runs it: back to the poll interval");
+    assert.equal(world.siteStates.at(-1), undefined, "the site's ready relays changed: every domain");
+    await world.sites.reconcile("site-a");
+    assert.deepEqual([...(world.siteStates.at(-1) ?? ["all"])], [], "nothing changed");
+    await world.report(queueReport("relay-1", { ...figures(1, 3), ...idle }));
+    await world.sites.reconcile("site-a");
+    assert.deepEqual([...(world.siteStates.at(-1) ?? ["all"])], ["example.com"], "mail queued for one domain");
   });
 
   it("is Ready only when every relay it asks for is ready", async () => {
@@ -373,6 +396,19 @@ describe("domain reconcile (fake clusters)", () => {
     assert.equal(condition(domain, "Ready")?.reason, "AllSitesReady");
     assert.equal(condition(domain, "site-a.sites.mxwarden.io/Ready")?.reason, "Serving");
     assert.equal(domain?.status?.sitesReady, "1/1");
+  });
+
+  it("writes its status only when it changed", async () => {
+    const world = await servedWorld(1);
+    await world.domains.reconcile("team-a/example");
+    const written = world.getDomain()?.metadata.resourceVersion;
+    await world.domains.reconcile("team-a/example");
+    assert.equal(world.getDomain()?.metadata.resourceVersion, written);
+    await world.report(queueReport("relay-1", figures(1, 2)));
+    world.ageReports();
+    await world.sites.reconcile("site-a");
+    await world.domains.reconcile("team-a/example");
+    assert.equal(world.getDomain()?.status?.queuedMessages, 2);
   });
 
   it("keeps its Ready across an operator restart, until the new operator has read the site", async () => {

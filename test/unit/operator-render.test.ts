@@ -72,6 +72,17 @@ describe("site domain configuration", () => {
     assert.notEqual(one.hash, changed.hash);
   });
 
+  it("renders a document again whenever anything it is made of changes, and reuses it otherwise", () => {
+    const first = siteDomainConfig(a, [domain("example", { domain: "example.com" })]);
+    const again = siteDomainConfig(a, [domain("example", { domain: "example.com" }, { resourceVersion: "7" })]);
+    assert.equal(again.data["team-a.example.yaml"], first.data["team-a.example.yaml"]);
+    // The same generation with another spec (an object stored without a generation bump, or a test's): rendered anew.
+    const respec = siteDomainConfig(a, [domain("example", { domain: "example.com", maxMessageSize: "10Mi" })]);
+    assert.match(respec.data["team-a.example.yaml"] ?? "", /maxMessageSize: 10Mi/);
+    const deleted = siteDomainConfig(a, [domain("example", { domain: "example.com" }, { deletionTimestamp: "2026-11-23T10:00:00Z" })]);
+    assert.match(deleted.data["team-a.example.yaml"] ?? "", /deletionTimestamp/);
+  });
+
   it("carries a deletionTimestamp to the relays", () => {
     const config = siteDomainConfig(a, [domain("gone", { domain: "gone.example" }, { deletionTimestamp: "2026-11-23T10:00:00Z" })]);
     const policy = parseRelayDomain(parse(config.data["team-a.gone.yaml"] as string));

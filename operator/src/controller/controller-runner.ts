@@ -1,6 +1,6 @@
-// Runs one controller: takes keys from its work queue one at a time, reconciles, records metrics,
-// and requeues: with backoff after an error, after `requeueAfterMs` when the reconcile asks to
-// poll, never otherwise (level-triggered: the next event brings the key back).
+// Runs one controller: takes keys from its work queue (one at a time per worker), reconciles,
+// records metrics, and requeues: with backoff after an error, after `requeueAfterMs` when the
+// reconcile asks to poll, never otherwise (level-triggered: the next event brings the key back).
 
 import type { Logger } from "#relay";
 import type { OperatorMetrics } from "../metrics.ts";
@@ -20,11 +20,18 @@ export class ControllerRunner {
   private readonly log: Logger;
   private running: Promise<void> | undefined;
 
-  constructor(name: string, reconcile: Reconcile, metrics: OperatorMetrics, log: Logger) {
+  private readonly workers: number;
+
+  /**
+   * `workers` reconciles run at once (controller-runtime's MaxConcurrentReconciles), never two of
+   * one key: the work queue hands a key out once until it is done.
+   */
+  constructor(name: string, reconcile: Reconcile, metrics: OperatorMetrics, log: Logger, workers = 1) {
     this.name = name;
     this.reconcile = reconcile;
     this.metrics = metrics;
     this.log = log.child({ controller: name });
+    this.workers = workers;
   }
 
   enqueue(key: string): void {
@@ -33,7 +40,7 @@ export class ControllerRunner {
   }
 
   start(): void {
-    this.running ??= this.loop();
+    this.running ??= Promise.all(Array.from({ length: this.workers }, () => this.loop())).then(() => undefined);
   }
 
   async stop(): Promise<void> {

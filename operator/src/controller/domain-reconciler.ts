@@ -5,6 +5,7 @@
 // every site serving it reports its queue for the domain empty (delivered, or bounced after
 // spec.queue.deletionGracePeriod). Mail is never dropped silently.
 
+import { isDeepStrictEqual } from "node:util";
 import type { Logger } from "#relay";
 import {
   API_VERSION,
@@ -53,6 +54,8 @@ export interface DomainReconcilerDeps {
   events: EventRecorder;
   metrics: OperatorMetrics;
   dns: DnsChecker | undefined;
+  /** The RelayDomains that claim a mail domain (domain-claims.ts): the only ones that can conflict with each other. */
+  claimants: (mailDomain: string) => RelayDomain[];
   pollIntervalMs: number;
   log: Logger;
 }
@@ -84,7 +87,7 @@ export class DomainReconciler {
     const mailDomain = domainKey(domain.spec.domain);
     const sites = this.deps.sites.list().filter((site) => !site.metadata.deletionTimestamp && servesSite(domain, site));
     const invalid = validateForRelay(domain);
-    const conflict = invalid ? undefined : olderClaim(domain, mailDomain, this.deps.domains.list());
+    const conflict = invalid ? undefined : olderClaim(domain, mailDomain, this.deps.claimants(mailDomain));
 
     if (domain.metadata.deletionTimestamp) return await this.drain(key, domain, mailDomain, sites, invalid !== undefined || conflict !== undefined);
     await setFinalizer(this.deps.client, Resources.RelayDomain, domain.metadata, DOMAIN_FINALIZER, true);
@@ -155,14 +158,17 @@ export class DomainReconciler {
       set({ type: "DNSConfigured", ...verdict, observedGeneration: generation });
     }
 
-    await this.writeStatus(domain, {
+    const status: RelayDomainStatus = {
       observedGeneration: generation,
       conditions,
       sites: siteFigures,
       sitesReady: `${readySites}/${sites.length}`,
       ...(hold ? { hold: hold.status } : {}),
       queuedMessages,
-    });
+    };
+    // Every site poll reconciles the domains whose figures changed there; most of the time nothing
+    // did, and a status write each (10,000 of them) kept the API server and the queue busy.
+    if (!isDeepStrictEqual(status, domain.status)) await this.writeStatus(domain, status);
     // After the status write: an Event for a change the status does not show yet would be recorded again.
     if (event) await this.deps.events.record(domain, event.type, event.reason, "CheckPrimary", event.note);
     // A hold's status changes with time alone: look again when it does (site polls come sooner).
@@ -270,8 +276,9 @@ export class DomainReconciler {
 export function olderClaim(domain: RelayDomain, mailDomain: string, domains: RelayDomain[]): string | undefined {
   const mine = configKey(domain);
   for (const other of domains) {
-    if (configKey(other) === mine || validateForRelay(other) !== undefined) continue;
+    // The cheap test first: validation runs the relay's parser.
     if (domainKey(other.spec.domain) !== mailDomain) continue;
+    if (configKey(other) === mine || validateForRelay(other) !== undefined) continue;
     const ours = domain.metadata.creationTimestamp ?? "";
     const theirs = other.metadata.creationTimestamp ?? "";
     if (theirs < ours || (theirs === ours && configKey(other) < mine)) return `${other.metadata.namespace}/${other.metadata.name}`;

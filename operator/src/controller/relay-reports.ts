@@ -64,6 +64,23 @@ export function domainAtSite(reports: SiteReports, mailDomain: string): DomainAt
   };
 }
 
+/**
+ * What a domain's reconcile reads from one site's reports, as a string to compare: the site poll
+ * reconciles only the domains whose view changed, not all of them (10,000 every poll kept the
+ * operator's queue full and a changed domain waiting behind the rest).
+ */
+export function domainView(reports: SiteReports, mailDomain: string): string {
+  return JSON.stringify([domainAtSite(reports, mailDomain), primaryAtSite(reports, mailDomain)]);
+}
+
+/** The mail domains whose view differs between two readings, or that only one of them has. */
+export function changedViews(before: ReadonlyMap<string, string>, after: ReadonlyMap<string, string>): Set<string> {
+  const changed = new Set<string>();
+  for (const [domain, view] of after) if (before.get(domain) !== view) changed.add(domain);
+  for (const domain of before.keys()) if (!after.has(domain)) changed.add(domain);
+  return changed;
+}
+
 export interface DrainPending {
   reason: string;
   queued: number;

@@ -40,11 +40,15 @@ import type { ReconcileOutcome } from "./controller-runner.ts";
 import type { EventRecorder } from "./events.ts";
 import { setFinalizer } from "./finalizers.ts";
 import { ensureNatsCredentials } from "./nats-credentials.ts";
-import { domainAtSite, readSiteReports } from "./relay-reports.ts";
+import { changedViews, domainAtSite, domainView, readSiteReports } from "./relay-reports.ts";
 import type { SiteClients } from "./site-connections.ts";
 import type { SiteStates } from "./site-state.ts";
 
 export const SITE_FINALIZER = "mxwarden.io/site-cleanup";
+/** How often the relays' reports are read while some relay does not run the current configuration yet. */
+const REPORT_RECHECK_MS = 1000;
+/** For how long after a configuration change; after that, at the poll interval. */
+const REPORT_RECHECK_WINDOW_MS = 60_000;
 
 export interface SiteReconcilerDeps {
   client: KubeClient;
@@ -63,8 +67,8 @@ export interface SiteReconcilerDeps {
   operatorNamespace: string;
   prometheusRuleGroups: unknown[];
   pollIntervalMs: number;
-  /** Called after the site's state changed, so the domains it serves refresh their status. */
-  onSiteState: (siteName: string) => void;
+  /** Called after the site's state was read, so the domains it serves refresh their status: those of `changed` (mail domains), or all when undefined. */
+  onSiteState: (siteName: string, changed?: ReadonlySet<string>) => void;
   log: Logger;
 }
 
@@ -174,9 +178,19 @@ export class SiteReconciler {
       await connection.client.mergePatch(Resources.ConfigMap, namespace, STATUS_CONFIGMAP, {
         data: Object.fromEntries(reports.gone.map((key) => [key, null])),
       });
-    states.set(name, { reachable: true, readyRelays, reports, reportsReadAt: Date.now(), configHash: config.hash });
+    const previous = states.get(name);
+    const views = new Map<string, string>();
+    let lagging = 0;
+    for (const domain of config.domains) {
+      const mailDomain = domainKey(domain.spec.domain);
+      if (domainAtSite(reports, mailDomain).appliedGeneration !== domain.metadata.generation) lagging++;
+      views.set(mailDomain, domainView(reports, mailDomain));
+    }
+    // The domains whose figures here changed; all of them on the first reading, or when the site's own state changed.
+    const changed = previous?.reachable && previous.readyRelays === readyRelays && previous.views ? changedViews(previous.views, views) : undefined;
+    const configChangedAt = previous?.configHash === config.hash ? (previous.configChangedAt ?? 0) : Date.now();
+    states.set(name, { reachable: true, readyRelays, reports, reportsReadAt: Date.now(), configHash: config.hash, configChangedAt, views });
     this.deps.metrics.siteReadyRelays.set({ site: name }, readyRelays);
-    const lagging = config.domains.filter((d) => domainAtSite(reports, domainKey(d.spec.domain)).appliedGeneration !== d.metadata.generation).length;
     this.deps.metrics.siteConfigGenerationLag.set({ site: name }, lagging);
 
     if (site.status?.configHash !== config.hash) {
@@ -235,8 +249,12 @@ export class SiteReconciler {
       domains: config.domains.length,
       configHash: config.hash,
     });
-    this.deps.onSiteState(name);
-    return { requeueAfterMs: this.deps.pollIntervalMs };
+    this.deps.onSiteState(name, changed);
+    // The relays load a change within a second or two and report at once: read their reports
+    // again soon, rather than at the next poll, until they all run it (or the window closes, for
+    // relays that cannot load it).
+    const recheck = lagging > 0 && Date.now() - configChangedAt < REPORT_RECHECK_WINDOW_MS;
+    return { requeueAfterMs: recheck ? Math.min(REPORT_RECHECK_MS, this.deps.pollIntervalMs) : this.deps.pollIntervalMs };
   }
 
   /** The keys, image and leafnode peers of a site's managed NATS; generates the keys on first use. */

@@ -14,6 +14,10 @@ export interface SiteState {
   /** When they were read (Date.now()). */
   reportsReadAt: number;
   configHash?: string;
+  /** When the relays' configuration last changed (Date.now()): the reports are read again soon after. */
+  configChangedAt?: number;
+  /** Each served domain's view of the reports (relay-reports.ts domainView), by mail domain. */
+  views?: ReadonlyMap<string, string>;
 }
 
 export class SiteStates {

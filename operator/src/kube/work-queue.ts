@@ -1,8 +1,9 @@
 // A work queue keyed by object, as controller-runtime has it: a key waiting in the queue is there
 // once however many events arrive; a key being processed is not handed out twice, and if it
-// changes meanwhile it is processed again afterwards; failures come back after a per-key
-// exponential backoff (5 ms doubling up to 1000 s); an overall token bucket (10/s, burst 100)
-// keeps a storm of failures from hammering the API servers.
+// changes meanwhile it is processed again afterwards; a key added for later comes back at the
+// soonest time asked; failures come back after a per-key exponential backoff (5 ms doubling up to
+// 1000 s); an overall token bucket (10/s, burst 100) keeps a storm of failures from hammering the
+// API servers.
 
 export interface WorkQueueOptions {
   baseDelayMs?: number;
@@ -17,7 +18,7 @@ export class WorkQueue {
   private readonly processing = new Set<string>();
   private readonly dirtyWhileProcessing = new Set<string>();
   private readonly failures = new Map<string, number>();
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly timers = new Map<string, { timer: NodeJS.Timeout; due: number }>();
   private waiters: (() => void)[] = [];
   private shuttingDown = false;
   private tokens: number;
@@ -45,16 +46,24 @@ export class WorkQueue {
     this.waiters.shift()?.();
   }
 
-  /** Adds the key after `ms`; an earlier pending timer for it wins. */
+  /**
+   * Adds the key after `ms`, or sooner if it is already waiting for a sooner time (as client-go's
+   * delaying queue): a reconcile that asks to look again in a second must not wait for the poll
+   * timer an earlier reconcile set.
+   */
   addAfter(key: string, ms: number): void {
-    if (this.shuttingDown || this.timers.has(key)) return;
-    this.timers.set(
-      key,
-      setTimeout(() => {
-        this.timers.delete(key);
-        this.add(key);
-      }, ms).unref(),
-    );
+    if (this.shuttingDown) return;
+    const due = Date.now() + ms;
+    const pending = this.timers.get(key);
+    if (pending) {
+      if (pending.due <= due) return;
+      clearTimeout(pending.timer);
+    }
+    const timer = setTimeout(() => {
+      this.timers.delete(key);
+      this.add(key);
+    }, ms).unref();
+    this.timers.set(key, { timer, due });
   }
 
   /** After a failure: back off per key and by the overall rate limit, whichever is later. */
@@ -93,7 +102,7 @@ export class WorkQueue {
 
   shutDown(): void {
     this.shuttingDown = true;
-    for (const timer of this.timers.values()) clearTimeout(timer);
+    for (const { timer } of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
     for (const resolve of this.waiters.splice(0)) resolve();
   }

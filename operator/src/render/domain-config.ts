@@ -46,13 +46,42 @@ export function relayDocument(domain: RelayDomain): Record<string, unknown> {
  * objects written before the CRD was upgraded, or stored through a path that skipped validation.
  */
 export function validateForRelay(domain: RelayDomain): string | undefined {
+  return rendered(domain).problem;
+}
+
+interface RenderedDocument {
+  /** Why the relays would refuse it, if they would. */
+  problem: string | undefined;
+  /** The file relays load (YAML 1.1, as relays read it and kubectl does: a string such as "no" or "off" is quoted). */
+  yaml: string | undefined;
+}
+
+/**
+ * Documents already validated and rendered, by everything they are made of. Every site reconcile
+ * renders every RelayDomain; with 10,000 of them validation and YAML took 5-6 s of the operator's
+ * only thread each time (bench/cluster-scale.ts), and the domain reconciles waited behind it. Kept
+ * for the RelayDomains of the last siteDomainConfig() call (all of them: it is given the whole list).
+ */
+let documents = new Map<string, RenderedDocument>();
+
+function documentKey(domain: RelayDomain): string {
+  const { namespace, name, generation, deletionTimestamp } = domain.metadata;
+  return JSON.stringify([namespace, name, generation, deletionTimestamp, domain.spec]);
+}
+
+function rendered(domain: RelayDomain, key = documentKey(domain)): RenderedDocument {
+  const known = documents.get(key);
+  if (known) return known;
+  let problem: string | undefined;
   try {
     validate(relayDomainSpecSchema, relayDocument(domain).spec, "spec");
-    return undefined;
   } catch (err) {
-    if (err instanceof ConfigError) return err.message;
-    throw err;
+    if (!(err instanceof ConfigError)) throw err;
+    problem = err.message;
   }
+  const document = { problem, yaml: problem === undefined ? stringify(relayDocument(domain), { version: "1.1" }) : undefined };
+  documents.set(key, document);
+  return document;
 }
 
 export interface SiteDomainConfig {
@@ -64,19 +93,27 @@ export interface SiteDomainConfig {
 
 /** Valid domains serving `site`, one file each; two resources claiming one mail domain: the older wins. */
 export function siteDomainConfig(site: RelaySite, domains: readonly RelayDomain[]): SiteDomainConfig {
+  const kept = new Map<string, RenderedDocument>();
+  const documentOf = new Map<RelayDomain, RenderedDocument>();
+  for (const domain of domains) {
+    const key = documentKey(domain);
+    const document = rendered(domain, key);
+    kept.set(key, document);
+    documentOf.set(domain, document);
+  }
+  documents = kept;
   const chosen = new Map<string, RelayDomain>();
   const ordered = [...domains].sort(
     (a, b) => (a.metadata.creationTimestamp ?? "").localeCompare(b.metadata.creationTimestamp ?? "") || configKey(a).localeCompare(configKey(b)),
   );
   for (const domain of ordered) {
-    if (!servesSite(domain, site) || validateForRelay(domain) !== undefined) continue;
+    if (!servesSite(domain, site) || documentOf.get(domain)?.problem !== undefined) continue;
     const mailDomain = domainKey(domain.spec.domain);
     if (!chosen.has(mailDomain)) chosen.set(mailDomain, domain);
   }
   const selected = [...chosen.values()].sort((a, b) => configKey(a).localeCompare(configKey(b)));
   const data: Record<string, string> = {};
-  // YAML 1.1, as relays read it (and kubectl does): a string such as "no" or "off" is quoted.
-  for (const domain of selected) data[configKey(domain)] = stringify(relayDocument(domain), { version: "1.1" });
+  for (const domain of selected) data[configKey(domain)] = documentOf.get(domain)?.yaml ?? "";
   const hash = createHash("sha256");
   for (const [key, value] of Object.entries(data)) hash.update(`${key}\u0000${value}\u0000`);
   return { data, hash: hash.digest("hex").slice(0, 16), domains: selected };

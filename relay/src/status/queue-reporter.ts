@@ -7,7 +7,7 @@
 import type { DomainStore } from "../config/domain-store.ts";
 import type { Logger } from "../log.ts";
 import { domainToken, nothingQueued, type QueueConnection, type QueueIndex } from "../queue/index.ts";
-import { queueReportKey, type DomainQueueFigures, type QueueReport } from "#api";
+import { encodeQueueReport, queueReportKey, type DomainQueueFigures, type QueueReport } from "#api";
 import { startPeriodic } from "./periodic.ts";
 import type { PrimaryReachability } from "./primary-reachability.ts";
 
@@ -67,7 +67,7 @@ export async function startQueueReporter(
     if (!queue.isReady()) return;
     const report: QueueReport = { ...(await collectQueueReport(index, store, reporter, primaries)), intervalMs };
     if (stopped) return;
-    writing = patch(JSON.stringify(report));
+    writing = patch(encodeQueueReport(report));
     await writing;
   };
   const periodic = startPeriodic(intervalMs, write, (err) => log.warn("could not write the queue report", { configMap, error: err }));
