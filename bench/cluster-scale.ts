@@ -39,7 +39,7 @@ const CHANGE_TIMEOUT_MS = 120_000;
 
 interface Pod {
   metadata: { name: string; uid: string };
-  status: { podIP?: string };
+  status: { podIP?: string; containerStatuses?: Array<{ restartCount: number }> };
 }
 
 const seconds = (ms: number): number => Math.round(ms / 100) / 10;
@@ -231,6 +231,22 @@ async function reconcileFigures(when: string): Promise<void> {
   }
 }
 
+/**
+ * Restarts of the operator's pods during the run, and why: a leader that cannot renew its lease
+ * within the renew deadline (10 s) exits so that a fresh replica takes over; its last words say so.
+ */
+function operatorRestarts(): void {
+  for (const pod of pods(OPERATOR_NS, "app.kubernetes.io/name=mxwarden-operator")) {
+    const restarts = pod.status.containerStatuses?.reduce((sum, c) => sum + c.restartCount, 0) ?? 0;
+    let why = "";
+    if (restarts > 0) {
+      const previous = node.kubectl(["-n", OPERATOR_NS, "logs", pod.metadata.name, "--previous", "--tail=200"], { allowFail: true });
+      why = previous.includes("lost the leader lease") ? " (the last one: lost the leader lease)" : " (the previous container's log does not say why)";
+    }
+    figure(`operator ${pod.metadata.name} restarts`, `${restarts}${why}`);
+  }
+}
+
 /** One RelayDomain's spec changes: apply → every relay serves it, apply → Ready at the new generation. */
 async function changeOne(round: number, relays: Pod[]): Promise<{ served: number; ready: number }> {
   const i = (round * 2_654_435) % DOMAINS;
@@ -313,6 +329,7 @@ async function main(): Promise<void> {
   figure(`goal: under ${GOAL_SECONDS} s`, readyMedian < GOAL_SECONDS ? "met" : "missed");
   usageFigures("at the end");
   await reconcileFigures("at the end");
+  operatorRestarts();
 
   // The end state: every domain Ready, at the generation it has.
   const states = await domainStates();
