@@ -39,7 +39,7 @@ const CHANGE_TIMEOUT_MS = 120_000;
 
 interface Pod {
   metadata: { name: string; uid: string };
-  status: { podIP?: string; containerStatuses?: Array<{ restartCount: number }> };
+  status: { podIP?: string; containerStatuses?: Array<{ restartCount: number; lastState?: { terminated?: { reason?: string } } }> };
 }
 
 const seconds = (ms: number): number => Math.round(ms / 100) / 10;
@@ -232,16 +232,19 @@ async function reconcileFigures(when: string): Promise<void> {
 }
 
 /**
- * Restarts of the operator's pods during the run, and why: a leader that cannot renew its lease
- * within the renew deadline (10 s) exits so that a fresh replica takes over; its last words say so.
+ * Restarts of the operator's pods during the run, and why: the kubelet records OOMKilled for a
+ * container over its memory limit, and a leader that cannot renew its lease within the renew
+ * deadline (10 s) exits so that a fresh replica takes over, saying so in its log.
  */
 function operatorRestarts(): void {
   for (const pod of pods(OPERATOR_NS, "app.kubernetes.io/name=mxwarden-operator")) {
     const restarts = pod.status.containerStatuses?.reduce((sum, c) => sum + c.restartCount, 0) ?? 0;
     let why = "";
     if (restarts > 0) {
+      // The kubelet's reason (OOMKilled, Error) and the operator's own last words.
+      const reasons = pod.status.containerStatuses?.map((c) => c.lastState?.terminated?.reason).filter(Boolean) ?? [];
       const previous = node.kubectl(["-n", OPERATOR_NS, "logs", pod.metadata.name, "--previous", "--tail=200"], { allowFail: true });
-      why = previous.includes("lost the leader lease") ? " (the last one: lost the leader lease)" : " (the previous container's log does not say why)";
+      why = ` (the last one: ${reasons.join(", ") || "no reason recorded"}${previous.includes("lost the leader lease") ? ", lost the leader lease" : ""})`;
     }
     figure(`operator ${pod.metadata.name} restarts`, `${restarts}${why}`);
   }
