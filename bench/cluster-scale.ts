@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { DOMAIN_CONFIG_LABEL } from "../operator/src/render/domain-config.ts";
 import { STATUS_CONFIGMAP } from "../operator/src/render/site-objects.ts";
+import { OPERATOR_NS, seconds } from "../test/harness/cluster-session.ts";
 import { KubeNode } from "../test/harness/kube-node.ts";
 import { chartInstallArgs, prepareSiteNamespace, projectImages, relaySiteManifest } from "../test/harness/cluster-manifests.ts";
 import { HELM, KUBECTL, run } from "../test/harness/helm.ts";
@@ -30,7 +31,6 @@ const GOAL_SECONDS = 5;
 /** RelayDomains per multi-document file, and files applied at once. */
 const CHUNK = 1000;
 const PARALLEL_APPLIES = 2;
-const OPERATOR_NS = "mxwarden-system";
 const SITE_NS = "mxwarden";
 const TENANTS_NS = "tenants";
 /** How long the whole set may take to be served and Ready before the run counts as failed. */
@@ -42,7 +42,6 @@ interface Pod {
   status: { podIP?: string; containerStatuses?: Array<{ restartCount: number; lastState?: { terminated?: { reason?: string } } }> };
 }
 
-const seconds = (ms: number): number => Math.round(ms / 100) / 10;
 const name = (i: number): string => `d${String(i).padStart(5, "0")}`;
 
 /** One tenant's RelayDomain: the fields a customer domain needs, and a size that the changes bump. */
