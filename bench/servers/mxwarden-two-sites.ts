@@ -5,9 +5,8 @@
 
 import { TwoSites, SITE_A, copiesHeld, peerSourcing } from "../../test/harness/two-sites.ts";
 import { eventually, peakRss, StopWaiting } from "../../test/harness/workspace.ts";
-import { listeningPids } from "../cpu.ts";
 import type { BackupMx, BackupMxOptions } from "./backup-mx.ts";
-import { benchDomain, benchRelayArgs } from "./mxwarden.ts";
+import { benchDomain, benchRelayArgs, natsServerPids } from "./mxwarden.ts";
 
 export class MxwardenTwoSites implements BackupMx {
   readonly name = "mxwarden";
@@ -35,12 +34,7 @@ export class MxwardenTwoSites implements BackupMx {
 
   processes(): number[] {
     const { natsA, natsB, relayA, relayB } = this.sites;
-    const nats = [natsA, natsB].map((server) => {
-      const pids = listeningPids(server.port);
-      if (pids.length === 0) throw new Error(`no nats-server listening on port ${server.port}`);
-      return pids;
-    });
-    return [relayA.process.pid, relayB.process.pid, ...nats.flat()];
+    return [relayA.process.pid, relayB.process.pid, ...natsServerPids(natsA.port), ...natsServerPids(natsB.port)];
   }
 
   /**

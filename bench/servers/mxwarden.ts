@@ -39,6 +39,13 @@ export function benchRelayArgs(scenarioArgs: string[] = []): string[] {
   return ["--probe-interval", "1s", ...(process.env.BENCH_RELAY_ARGS ?? "").split(" ").filter(Boolean), ...scenarioArgs];
 }
 
+/** The nats-server listening on `port`: its CPU is the relay's server's too. */
+export function natsServerPids(port: number): number[] {
+  const pids = listeningPids(port);
+  if (pids.length === 0) throw new Error(`no nats-server listening on port ${port}`);
+  return pids;
+}
+
 export class MxwardenBackupMx implements BackupMx {
   readonly name = "mxwarden";
   readonly port: number;
@@ -90,9 +97,7 @@ export class MxwardenBackupMx implements BackupMx {
 
   /** The relay, its nats-server (the process listening on its port) and the filter engines. */
   processes(): number[] {
-    const nats = listeningPids(this.nats.port);
-    if (nats.length === 0) throw new Error(`no nats-server listening on port ${this.nats.port}`);
-    return [...this.relays.map((relay) => relay.process.pid), ...nats, ...this.filterEngines()];
+    return [...this.relays.map((relay) => relay.process.pid), ...natsServerPids(this.nats.port), ...this.filterEngines()];
   }
 
   async stop(): Promise<void> {

@@ -67,10 +67,11 @@ export function domainAtSite(reports: SiteReports, mailDomain: string): DomainAt
 /**
  * What a domain's reconcile reads from one site's reports, as a string to compare: the site poll
  * reconciles only the domains whose view changed, not all of them (10,000 every poll kept the
- * operator's queue full and a changed domain waiting behind the rest).
+ * operator's queue full and a changed domain waiting behind the rest). `atSite` is domainAtSite's
+ * answer, when the caller has it already.
  */
-export function domainView(reports: SiteReports, mailDomain: string): string {
-  return JSON.stringify([domainAtSite(reports, mailDomain), primaryAtSite(reports, mailDomain)]);
+export function domainView(reports: SiteReports, mailDomain: string, atSite = domainAtSite(reports, mailDomain)): string {
+  return JSON.stringify([atSite, primaryAtSite(reports, mailDomain)]);
 }
 
 /** The mail domains whose view differs between two readings, or that only one of them has. */

@@ -183,8 +183,9 @@ export class SiteReconciler {
     let lagging = 0;
     for (const domain of config.domains) {
       const mailDomain = domainKey(domain.spec.domain);
-      if (domainAtSite(reports, mailDomain).appliedGeneration !== domain.metadata.generation) lagging++;
-      views.set(mailDomain, domainView(reports, mailDomain));
+      const atSite = domainAtSite(reports, mailDomain);
+      if (atSite.appliedGeneration !== domain.metadata.generation) lagging++;
+      views.set(mailDomain, domainView(reports, mailDomain, atSite));
     }
     // The domains whose figures here changed; all of them on the first reading, or when the site's own state changed.
     const changed = previous?.reachable && previous.readyRelays === readyRelays && previous.views ? changedViews(previous.views, views) : undefined;
